@@ -1,0 +1,2 @@
+// @shunt/core: the contract every backend and the agent share.
+export * from './types';

@@ -1,0 +1,182 @@
+// The contracts shared by the pod sources, the reconciler, the backends and the agent.
+// Everything here is plain data so it can be logged, compared and written to JSON.
+
+export type BackendName = 'sockops' | 'tc' | 'iptables';
+export type RedirectMode = 'auto' | BackendName;
+export const BACKEND_ORDER: readonly BackendName[] = ['sockops', 'tc', 'iptables'];
+
+export type Membership = 'sidecar' | 'ambient' | 'none';
+export type InterceptionMode = 'REDIRECT' | 'TPROXY' | 'NONE';
+export type ProfileName = 'istio-sidecar' | 'istio-ambient';
+
+/** Identifies a pod across its lifetime; `uid` is the key everywhere. */
+export interface PodRef {
+  uid: string;
+  namespace: string;
+  name: string;
+}
+
+/** A network in canonical form: `address` is the network address (host bits zero). */
+export interface Cidr {
+  family: 4 | 6;
+  address: string;
+  prefix: number;
+}
+
+/** `'*'` means every port / every destination, as in Istio's annotations. */
+export type PortSelection = '*' | number[];
+export type CidrSelection = '*' | Cidr[];
+
+export interface TrafficSelection {
+  inbound: {
+    /** Ports redirected to the proxy's inbound port; `[]` means no inbound capture. */
+    include: PortSelection;
+    /** Never redirected; already contains the profile's never-capture ports. */
+    exclude: number[];
+  };
+  outbound: {
+    /** Redirected whatever the destination address (Istio: includeOutboundPorts). */
+    includePorts: number[];
+    excludePorts: number[];
+    /** Destinations redirected; `[]` means no outbound capture (except includePorts). */
+    includeCidrs: CidrSelection;
+    /** Excludes win over includes, as in istio-iptables. */
+    excludeCidrs: Cidr[];
+  };
+}
+
+export interface ProxySettings {
+  uid: number;
+  gid: number;
+  outboundPort: number; // 15001
+  inboundPort: number; // 15006
+  /** HBONE tunnel port of ambient ztunnel (15008); never captured. */
+  tunnelPort?: number;
+  /** DNS capture to this port when set (Istio: 15053). */
+  dnsPort?: number;
+}
+
+/** A pod interpreted by a mesh profile: everything a backend needs, nothing Kubernetes-specific. */
+export interface MeshPod extends PodRef {
+  profile: ProfileName;
+  membership: Membership;
+  hostNetwork: boolean;
+  ips: { v4: string[]; v6: string[] };
+  /** Path of the pod's network namespace (e.g. /var/run/netns/x or /proc/<pid>/ns/net). */
+  netnsPath?: string;
+  /** Kernel netns cookie as a decimal string (bigint does not survive JSON). */
+  netnsCookie?: string;
+  /** Absolute cgroup v2 directory of the pod. */
+  cgroupPath?: string;
+  /** Host-side end of the pod's veth (the node's side). */
+  hostVeth?: string;
+  interceptionMode: InterceptionMode;
+  proxy: ProxySettings;
+  traffic: TrafficSelection;
+}
+
+/** Events the reconciler consumes. A `reject` is a pod whose annotations could not be honoured. */
+export type PodEvent =
+  | { type: 'upsert'; pod: MeshPod }
+  | { type: 'delete'; pod: PodRef }
+  | { type: 'reject'; pod: PodRef; reason: string };
+
+/** Outcome of a probe, with what was tried and what the kernel answered. */
+export interface Feature {
+  available: boolean;
+  evidence: string;
+}
+
+export type FeatureName =
+  | 'btf'
+  | 'cgroup2'
+  | 'bpffs'
+  | 'prog:sock_ops'
+  | 'prog:sk_msg'
+  | 'prog:cgroup_sock_addr'
+  | 'prog:cgroup_sockopt'
+  | 'prog:sched_cls'
+  | 'helper:msg_redirect_hash'
+  | 'helper:get_netns_cookie'
+  | 'helper:sk_assign'
+  | 'helper:redirect_peer'
+  | 'link:tcx'
+  | 'iptables:legacy'
+  | 'iptables:nft'
+  | 'iptables:tproxy';
+
+export interface KernelVersion {
+  major: number;
+  minor: number;
+  patch: number;
+}
+
+export interface NodeCapabilities {
+  kernelRelease: string;
+  kernel: KernelVersion;
+  cgroup2Path: string | null;
+  bpffsPath: string | null;
+  /** The iptables variant whose rules the kernel actually evaluates, if any works. */
+  iptablesVariant: 'legacy' | 'nft' | null;
+  features: Record<FeatureName, Feature>;
+}
+
+export type Support = { ok: true } | { ok: false; reasons: string[] };
+
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface NodeContext {
+  nodeName: string;
+  profile: ProfileName;
+  caps: NodeCapabilities;
+  /** cgroup v2 directory where node-wide cgroup programs attach (node root, or a test's cgroup). */
+  cgroupRoot: string;
+  /** Root of our pins; each backend uses `<bpffsRoot>/<backend>/`. */
+  bpffsRoot: string;
+  log: Logger;
+}
+
+/** One pod as the backend finds it in the kernel. */
+export interface InstalledPod extends PodRef {
+  /** Equals `backend.fingerprint(desired)` when the installed state matches the desired one. */
+  fingerprint: string;
+  detail?: Record<string, unknown>;
+}
+
+export interface InstalledState {
+  backend: BackendName;
+  /** Node-wide state (programs attached, maps pinned) is complete. */
+  nodeReady: boolean;
+  nodeDetail: Record<string, unknown>;
+  pods: InstalledPod[];
+  /** Kernel counters, summed over CPUs (e.g. connects_redirected). */
+  counters: Record<string, number>;
+}
+
+export interface RedirectBackend {
+  readonly name: BackendName;
+  /** Can it run on a node with these capabilities, and if not, why. Pure. */
+  support(caps: NodeCapabilities): Support;
+  /** Load or adopt node-wide state; idempotent. */
+  start(node: NodeContext): Promise<void>;
+  /** Make this pod's traffic go via its proxy; idempotent. */
+  enroll(pod: MeshPod): Promise<void>;
+  unenroll(pod: PodRef): Promise<void>;
+  /** What is really in the kernel now. */
+  observe(): Promise<InstalledState>;
+  /** Fingerprint of the state `enroll(pod)` installs, compared with `observe()` to find drift. Pure. */
+  fingerprint(pod: MeshPod): string;
+  /** cleanup=false keeps the redirect alive across restarts. */
+  stop(opts: { cleanup: boolean }): Promise<void>;
+}
+
+export type PodStatus =
+  | { pod: PodRef; state: 'enrolled'; at: number }
+  | { pod: PodRef; state: 'failed'; reason: string; attempts: number; at: number }
+  | { pod: PodRef; state: 'rejected'; reason: string; at: number }
+  | { pod: PodRef; state: 'removed'; at: number };

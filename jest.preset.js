@@ -6,7 +6,10 @@ module.exports = (dir) => ({
   rootDir: dir,
   testEnvironment: 'node',
   testMatch: ['<rootDir>/src/**/*.test.ts'],
-  transform: { '^.+\\.tsx?$': ['ts-jest', { tsconfig: path.join(dir, 'tsconfig.json'), isolatedModules: true, diagnostics: false }] },
+  // ts-jest 29.4 deprecates its own `isolatedModules` option in favour of the compiler option.
+  // An object `tsconfig` is merged over the package's tsconfig.json (ts-jest finds it from
+  // rootDir), so each package keeps its own settings and every file is transpiled alone.
+  transform: { '^.+\\.tsx?$': ['ts-jest', { tsconfig: { isolatedModules: true }, diagnostics: false }] },
   moduleNameMapper: { '^@shunt/(.*)$': path.join(dir, '..', '$1', 'src', 'index.ts') },
   testTimeout: 60000,
   maxWorkers: 1,

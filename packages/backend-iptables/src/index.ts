@@ -1,2 +1,15 @@
-// @shunt/backend-iptables: Istio-compatible REDIRECT and TPROXY interception rules in the pod netns, iptables-legacy or -nft; the universal fallback.
-export {};
+// @shunt/backend-iptables: Istio-compatible REDIRECT and TPROXY interception rules in the pod netns,
+// iptables-legacy or -nft; the universal fallback.
+export { IptablesBackend } from './backend';
+export { renderRules, capturesTraffic, podFamilies, CHAINS } from './render';
+export { describePlan } from './describe';
+export { planFingerprint, canonicalPlanText } from './fingerprint';
+export { buildTransaction } from './transaction';
+export { parseSave } from './save';
+export { iptablesSupport, chooseVariant } from './support';
+export { PodRulesError, RestoreError } from './errors';
+export { DEFAULT_RENDER_OPTIONS, renderOptionsFrom } from './options';
+export type { IptablesBackendOptions, IptablesVariant, RenderOptions } from './options';
+export type { RulePlan, FamilyRules, TableRules, RoutingPlan, Table } from './plan';
+export { iptablesBenchMode, sidecarMeshPod } from './bench-mode';
+export type { IptablesPathMode, IptablesBenchModeOptions, BenchTestbed, BenchPodInfo, BenchModePods } from './bench-mode';

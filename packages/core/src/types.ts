@@ -60,6 +60,8 @@ export interface ProxySettings {
 export interface MeshPod extends PodRef {
   profile: ProfileName;
   membership: Membership;
+  /** Why the profile decided `membership` (the rule that matched), for logs and `shunt status`. */
+  membershipReason?: string;
   hostNetwork: boolean;
   ips: { v4: string[]; v6: string[] };
   /** Path of the pod's network namespace (e.g. /var/run/netns/x or /proc/<pid>/ns/net). */

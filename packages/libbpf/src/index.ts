@@ -1,2 +1,48 @@
-// @shunt/libbpf: N-API addon over the system libbpf and its typed TypeScript face: objects, programs, maps, links, pins, feature probes, netns cookies and the SO_ORIGINAL_DST getsockopt.
-export {};
+// @shunt/libbpf: N-API addon over the system libbpf and its typed TypeScript face:
+// objects, programs, maps, links, pins, feature probes, netns cookies and SO_ORIGINAL_DST.
+export { BpfError } from './errors';
+export { BpfObject, type OpenOptions } from './object';
+export { BpfProgram, type AttachTcOptions, type BpfProgramDescription } from './program';
+export { BpfMap, TypedMap, type UpdateFlag, type BpfMapDescription } from './map';
+export { BpfLink, type TcDirection } from './link';
+export {
+  struct,
+  u8,
+  u16,
+  u32,
+  i32,
+  u64,
+  be16,
+  be32,
+  ipv4,
+  ipv6,
+  bytes,
+  pad,
+  type Codec,
+  type Field,
+  type StructCodec,
+  type StructValue,
+} from './codec';
+export {
+  probeProgType,
+  probeMapType,
+  probeHelper,
+  probeAttachType,
+  probeTcx,
+  probeSockmapLink,
+  type ProbeResult,
+} from './probe';
+export { netnsCookie, withNetns } from './netns';
+export { originalDst, type SocketAddress } from './sockopt';
+export { bpfObjectPath, cgroup2Mount } from './paths';
+export { type KernelLinkInfo } from './native';
+
+import { native } from './native';
+/** Version of the libbpf the addon was built against ("1.4"). */
+export function libbpfVersion(): string {
+  return native.libbpfVersion;
+}
+/** Number of possible CPUs (the length of per-CPU map values). */
+export function numPossibleCpus(): number {
+  return native.numPossibleCpus();
+}

@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The sockops backend's map ABI: every key/value struct and every map is defined here,
+ * once. The TypeScript codecs in packages/backend-sockops/src/abi.ts mirror these structs
+ * and check their sizes against the objects' BTF at load time.
+ *
+ * Conventions (why they are what they are):
+ *  - Addresses are always 16 bytes (4 x __u32, network order); IPv4 is stored IPv4-mapped
+ *    (::ffff:a.b.c.d) so a v4 socket and a dual-stack v6 socket with a mapped address
+ *    produce the same key.
+ *  - Ports in keys/values are host order; the BPF side converts once at the edge, because
+ *    each context (sock_addr, sock_ops, sk_msg, bpf_sock) encodes ports differently.
+ *  - A pod's port selections and CIDRs are keyed by a config generation (`gen`) rather than
+ *    by the netns cookie: the agent writes a new generation, then flips pod_cfg to it in one
+ *    map update, then deletes the old generation. Readers never see half a config.
+ *  - Socket 4-tuples are unique only per netns when a loopback address is involved, so the
+ *    tuple key carries the netns cookie in that case and 0 otherwise (pod IPs are unique
+ *    node-wide, and a proxy-to-proxy connection crosses two netns).
+ */
+#ifndef SHUNT_SOCKOPS_H
+#define SHUNT_SOCKOPS_H
+
+#define SHUNT_SEL_OUT_EXCLUDE 1
+#define SHUNT_SEL_OUT_INCLUDE 2
+#define SHUNT_SEL_IN_EXCLUDE 3
+#define SHUNT_SEL_IN_INCLUDE 4
+
+/* shunt_pod_cfg.flags */
+#define SHUNT_POD_INBOUND_ALL (1u << 0) /* inbound include '*' */
+
+/* shunt_orig.flags */
+#define SHUNT_ORIG_SPLICE (1u << 0)  /* both ends of this connection go into the sockhash */
+#define SHUNT_ORIG_NO_ANSWER (1u << 1) /* splice-only record: never answers SO_ORIGINAL_DST */
+#define SHUNT_ORIG_INBOUND (1u << 2) /* same-node caller rewritten to the pod's inbound port */
+
+/* shunt_splice_cfg.mode */
+#define SHUNT_SPLICE_NONE 0
+#define SHUNT_SPLICE_ALL 1
+#define SHUNT_SPLICE_LISTED 2
+
+/* Indices into the per-CPU counters array; names in abi.ts COUNTER_NAMES (same order). */
+enum shunt_counter {
+	SHUNT_CNT_CONNECT_REDIRECTED = 0, /* app connect -> own proxy outbound port */
+	SHUNT_CNT_CONNECT_INBOUND,        /* same-node connect -> destination pod's inbound port */
+	SHUNT_CNT_CONNECT_BYPASSED,       /* enrolled pod's connect left alone (loopback, excluded, not included) */
+	SHUNT_CNT_CONNECT_PROXY,          /* enrolled proxy's own connect left alone */
+	SHUNT_CNT_ORIG_RECORDED,          /* sockops moved an original destination to its 4-tuple */
+	SHUNT_CNT_ORIG_ANSWERED,          /* SO_ORIGINAL_DST answered from a record */
+	SHUNT_CNT_ORIG_MISSED,            /* SO_ORIGINAL_DST asked, no record (kernel answer kept) */
+	SHUNT_CNT_SOCKETS_SPLICED,        /* sockets added to the sockhash */
+	SHUNT_CNT_SPLICE_FAILED,          /* sockhash insert refused */
+	SHUNT_CNT_MSGS_SPLICED,           /* sk_msg redirected to the peer socket */
+	SHUNT_CNT_BYTES_SPLICED,
+	SHUNT_CNT_MSGS_PASSED,            /* sk_msg peer not in the sockhash: normal stack */
+	SHUNT_CNT_SOCKOPT_LARGE,          /* foreign getsockopt with optlen > PAGE_SIZE: optlen reset to 0 */
+	SHUNT_CNT_ORIG_RELEASED,          /* original-destination record deleted when its socket closed */
+	SHUNT_CNT_MAX = 16,
+};
+
+struct shunt_addr {
+	__u32 a[4];
+};
+
+/* pod_cfg: netns cookie -> this. The presence of an entry is what "enrolled" means. */
+struct shunt_pod_cfg {
+	__u32 gen;       /* generation of this pod's port_sel / cidr entries */
+	__u32 flags;     /* SHUNT_POD_* */
+	__u32 proxy_uid;
+	__u32 proxy_gid;
+	__u16 out_port;  /* proxy outbound listener (15001) */
+	__u16 in_port;   /* proxy inbound listener (15006) */
+	__u16 dns_port;  /* reserved for DNS capture; 0 = off */
+	__u16 _pad;
+};
+
+/* pod_meta: netns cookie -> who this pod is. Only user space reads it (observe()). */
+struct shunt_pod_meta {
+	char uid[48];
+	char ns[64];
+	char name[256];
+};
+
+/* port_sel: (gen, port, kind) -> 1 */
+struct shunt_port_key {
+	__u32 gen;
+	__u16 port;
+	__u8 kind; /* SHUNT_SEL_* */
+	__u8 _pad;
+};
+
+/* cidr4 / cidr6 (LPM tries): prefixlen counts the 64 bits of gen+kind plus the CIDR prefix. */
+struct shunt_cidr4_key {
+	__u32 prefixlen;
+	__u32 gen;
+	__u32 kind;
+	__u8 addr[4];
+};
+
+struct shunt_cidr6_key {
+	__u32 prefixlen;
+	__u32 gen;
+	__u32 kind;
+	__u8 addr[16];
+};
+
+/* A TCP connection as one of its sockets sees it. */
+struct shunt_tuple {
+	__u64 netns; /* netns cookie if either address is loopback, else 0 */
+	struct shunt_addr local;
+	struct shunt_addr remote;
+	__u16 lport;
+	__u16 rport;
+	__u32 _pad;
+};
+
+/* The destination the application asked for. */
+struct shunt_orig {
+	struct shunt_addr addr;
+	__u16 port;
+	__u8 family; /* 4 or 6: which sockaddr SO_ORIGINAL_DST answers with */
+	__u8 flags;  /* SHUNT_ORIG_* */
+	__u32 _pad;
+};
+
+struct shunt_splice_cfg {
+	__u32 mode; /* SHUNT_SPLICE_* */
+};
+
+#ifdef __bpf__
+/* ---- map definitions (BPF side only) ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct shunt_pod_cfg);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pod_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct shunt_pod_meta);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pod_meta SEC(".maps");
+
+/* pod IP -> netns cookie, for same-node inbound rewrites and "is this my own pod" checks. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct shunt_addr);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pod_by_ip SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct shunt_port_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} port_sel SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct shunt_cidr4_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cidr4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct shunt_cidr6_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cidr6 SEC(".maps");
+
+/* socket cookie of the connecting socket -> original destination (connect -> sockops) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct shunt_orig);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} orig_by_cookie SEC(".maps");
+
+/* accepting socket's view of the connection -> original destination (sockops -> getsockopt) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct shunt_tuple);
+	__type(value, struct shunt_orig);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} orig_by_tuple SEC(".maps");
+
+/* own view of a spliced socket -> the socket (sockops -> sk_msg) */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, struct shunt_tuple);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} splice_socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct shunt_splice_cfg);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} splice_cfg SEC(".maps");
+
+/* original destination port -> 1, consulted when splice mode is LISTED */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} splice_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SHUNT_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} counters SEC(".maps");
+
+#endif /* __bpf__ */
+#endif /* SHUNT_SOCKOPS_H */

@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * sockops: when a connection is established, carry the original destination recorded at
+ * connect time (keyed by the connecting socket's cookie) over to the accepting socket's
+ * 4-tuple, which is all getsockopt can see; and put both ends of connections marked for
+ * splicing into the sockhash so sk_msg can hand data straight to the peer socket.
+ *
+ * Records live exactly as long as the socket that needs them: sockets holding one get the
+ * state callback, and their TCP_CLOSE deletes it. The accepting socket's close is the right
+ * moment for orig_by_tuple (a proxy may ask SO_ORIGINAL_DST any number of times, as with
+ * conntrack, and a client that already closed must not take the answer away from a proxy
+ * that has not accepted yet). Sockhash entries need nothing: the kernel unlinks a socket
+ * from every sockmap/sockhash when it closes.
+ */
+#include "lib.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+static __always_inline void own_tuple(struct bpf_sock_ops *skops, struct shunt_tuple *t, __u64 netns)
+{
+	if (skops->family == SHUNT_AF_INET) {
+		addr_from_v4(&t->local, skops->local_ip4);
+		addr_from_v4(&t->remote, skops->remote_ip4);
+	} else {
+		t->local.a[0] = skops->local_ip6[0];
+		t->local.a[1] = skops->local_ip6[1];
+		t->local.a[2] = skops->local_ip6[2];
+		t->local.a[3] = skops->local_ip6[3];
+		t->remote.a[0] = skops->remote_ip6[0];
+		t->remote.a[1] = skops->remote_ip6[1];
+		t->remote.a[2] = skops->remote_ip6[2];
+		t->remote.a[3] = skops->remote_ip6[3];
+	}
+	t->lport = (__u16)skops->local_port; /* host order */
+	t->rport = port_from_ctx_be(skops->remote_port);
+	tuple_scope(t, netns);
+}
+
+static __always_inline void splice(struct bpf_sock_ops *skops, struct shunt_tuple *t, __u64 netns)
+{
+	/* Only sockets of enrolled pods are spliced; a host caller's half stays on the stack. */
+	if (!bpf_map_lookup_elem(&pod_cfg, &netns))
+		return;
+	if (bpf_sock_hash_update(skops, &splice_socks, t, BPF_ANY) == 0)
+		count(SHUNT_CNT_SOCKETS_SPLICED, 1);
+	else
+		count(SHUNT_CNT_SPLICE_FAILED, 1);
+}
+
+static __always_inline void watch_state(struct bpf_sock_ops *skops, int on)
+{
+	__u32 flags = skops->bpf_sock_ops_cb_flags;
+	__u32 want = on ? (flags | BPF_SOCK_OPS_STATE_CB_FLAG) : (flags & ~BPF_SOCK_OPS_STATE_CB_FLAG);
+	if (want != flags)
+		bpf_sock_ops_cb_flags_set(skops, want);
+}
+
+SEC("sockops")
+int shunt_sockops(struct bpf_sock_ops *skops)
+{
+	__u32 op = skops->op;
+	struct shunt_tuple t = {};
+	__u64 cookie;
+
+	if (skops->family != SHUNT_AF_INET && skops->family != SHUNT_AF_INET6)
+		return 1;
+
+	switch (op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		/* A redirected connect may never establish (refused, reset, abandoned in SYN_SENT):
+		 * watch it so its cookie record goes when it closes. */
+		cookie = bpf_get_socket_cookie(skops);
+		if (bpf_map_lookup_elem(&orig_by_cookie, &cookie))
+			watch_state(skops, 1);
+		return 1;
+	case BPF_SOCK_OPS_STATE_CB:
+		if (skops->args[1] != BPF_TCP_CLOSE)
+			return 1;
+		cookie = bpf_get_socket_cookie(skops);
+		if (bpf_map_delete_elem(&orig_by_cookie, &cookie) == 0)
+			count(SHUNT_CNT_ORIG_RELEASED, 1);
+		/* Runs before the kernel unhashes the socket, so its 4-tuple is still intact. */
+		own_tuple(skops, &t, bpf_get_netns_cookie(skops));
+		if (bpf_map_delete_elem(&orig_by_tuple, &t) == 0)
+			count(SHUNT_CNT_ORIG_RELEASED, 1);
+		return 1;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		break;
+	default:
+		return 1;
+	}
+
+	__u64 netns = bpf_get_netns_cookie(skops);
+	own_tuple(skops, &t, netns);
+
+	if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
+		cookie = bpf_get_socket_cookie(skops);
+		struct shunt_orig *o = bpf_map_lookup_elem(&orig_by_cookie, &cookie);
+		if (!o)
+			return 1;
+		struct shunt_orig copy = *o;
+		struct shunt_tuple peer = {};
+		tuple_reverse(&peer, &t);
+		/* Written before the ACK leaves, so the accepting side always finds it. */
+		bpf_map_update_elem(&orig_by_tuple, &peer, &copy, BPF_ANY);
+		bpf_map_delete_elem(&orig_by_cookie, &cookie);
+		/* The record now belongs to the accepting socket; this one needs no more callbacks. */
+		watch_state(skops, 0);
+		count(SHUNT_CNT_ORIG_RECORDED, 1);
+		if (copy.flags & SHUNT_ORIG_SPLICE)
+			splice(skops, &t, netns);
+		return 1;
+	}
+
+	/* Passive side: this socket owns the record from now on; splice it when marked. */
+	struct shunt_orig *o = bpf_map_lookup_elem(&orig_by_tuple, &t);
+	if (!o)
+		return 1;
+	watch_state(skops, 1);
+	if (o->flags & SHUNT_ORIG_SPLICE)
+		splice(skops, &t, netns);
+	return 1;
+}

@@ -1,0 +1,219 @@
+// The Helm chart, rendered without a helm binary by deploy/render (Go text/template + sprig,
+// the engine Helm uses), for every redirectMode and profile, with each object checked against
+// the Kubernetes API schema compiled into @kubernetes/client-node (tools/k8s-validate.mjs).
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const repo = path.resolve(__dirname, '../../../..');
+const chartDir = path.join(repo, 'deploy/helm/shunt');
+const validator = path.join(repo, 'packages/agent/tools/k8s-validate.mjs');
+
+interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  [k: string]: unknown;
+}
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Any = any;
+
+let workDir: string;
+let renderer: string;
+
+beforeAll(() => {
+  workDir = mkdtempSync(path.join(tmpdir(), 'shunt-chart-'));
+  renderer = path.join(workDir, 'render');
+  const built = spawnSync(path.join(repo, 'deploy/render/build.sh'), [renderer], { encoding: 'utf8' });
+  if (built.status !== 0) {
+    throw new Error(
+      `building deploy/render failed (needs apt packages golang-go golang-github-masterminds-sprig-dev, installed by scripts/setup.sh):\n${built.stderr}`,
+    );
+  }
+}, 120_000);
+
+afterAll(() => {
+  if (workDir) rmSync(workDir, { recursive: true, force: true });
+});
+
+function renderRaw(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(renderer, ['--chart', chartDir, ...args], { encoding: 'utf8' });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function render(args: string[] = []): K8sObject[] {
+  const r = renderRaw(['--json', ...args]);
+  if (r.status !== 0) throw new Error(`render ${args.join(' ')} failed: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { source: string; object: K8sObject }[]).map((e) => e.object);
+}
+
+function k8sProblems(objects: K8sObject[]): { object: string; problems: string[]; unchecked?: boolean }[] {
+  const out = execFileSync(process.execPath, [validator], { input: JSON.stringify(objects), encoding: 'utf8', cwd: repo });
+  return JSON.parse(out);
+}
+
+function find(objects: K8sObject[], kind: string): Any {
+  const o = objects.find((x) => x.kind === kind);
+  if (!o) throw new Error(`no ${kind} rendered; got ${objects.map((x) => x.kind).join(', ')}`);
+  return o;
+}
+
+const MODES = ['auto', 'sockops', 'tc', 'iptables'] as const;
+const PROFILES = ['istio-sidecar', 'istio-ambient'] as const;
+
+describe.each(MODES)('redirectMode=%s', (mode) => {
+  it.each(PROFILES)('profile=%s renders valid Kubernetes objects with the agent set up for it', (profile) => {
+    const objects = render(['--set', `redirectMode=${mode}`, '--set', `profile=${profile}`]);
+    expect(objects.map((o) => o.kind)).toEqual(['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'DaemonSet']);
+    for (const r of k8sProblems(objects)) {
+      expect(r).toEqual({ object: r.object, problems: [] });
+    }
+    const ds = find(objects, 'DaemonSet');
+    const pod = ds.spec.template.spec;
+    const agent = pod.containers.find((c: Any) => c.name === 'agent');
+    expect(agent.args).toEqual(expect.arrayContaining(['agent', `--redirect-mode=${mode}`, `--profile=${profile}`]));
+    expect(pod.hostNetwork).toBe(true);
+    expect(pod.hostPID).toBe(true);
+    expect(pod.priorityClassName).toBe('system-node-critical');
+    expect(pod.tolerations).toEqual([{ operator: 'Exists' }]);
+    expect(agent.env).toContainEqual({ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } });
+    expect(agent.livenessProbe.httpGet.path).toBe('/healthz');
+    expect(agent.readinessProbe.httpGet.path).toBe('/readyz');
+    expect(agent.ports).toContainEqual({ name: 'metrics', containerPort: 9464, protocol: 'TCP' });
+    expect(ds.spec.updateStrategy.type).toBe('RollingUpdate');
+  });
+});
+
+describe('security', () => {
+  it('runs the agent unprivileged with only the capabilities the docs justify', () => {
+    const pod = find(render(), 'DaemonSet').spec.template.spec;
+    expect(pod.initContainers).toBeUndefined();
+    const sc = pod.containers[0].securityContext;
+    expect(sc.privileged).toBe(false);
+    expect(sc.allowPrivilegeEscalation).toBe(false);
+    expect(sc.capabilities.drop).toEqual(['ALL']);
+    expect([...sc.capabilities.add].sort()).toEqual(
+      ['BPF', 'NET_ADMIN', 'NET_RAW', 'PERFMON', 'SYS_ADMIN', 'SYS_PTRACE', 'SYS_RESOURCE'].sort(),
+    );
+    // Every capability the chart adds is explained in the user guide.
+    const guide = readFileSync(path.join(repo, 'docs/user-guide.md'), 'utf8');
+    for (const cap of sc.capabilities.add) expect(guide).toContain(`CAP_${cap}`);
+  });
+
+  it('mounts the host bpffs, cgroup and netns directories the agent needs', () => {
+    const pod = find(render(), 'DaemonSet').spec.template.spec;
+    const mounts = Object.fromEntries(pod.containers[0].volumeMounts.map((m: Any) => [m.name, m]));
+    const volumes = Object.fromEntries(pod.volumes.map((v: Any) => [v.name, v]));
+    expect(volumes.bpffs.hostPath.path).toBe('/sys/fs/bpf');
+    expect(mounts.bpffs.mountPath).toBe('/sys/fs/bpf');
+    expect(volumes.cgroup.hostPath.path).toBe('/sys/fs/cgroup');
+    expect(volumes.netns.hostPath.path).toBe('/var/run/netns');
+    expect(mounts.netns.mountPropagation).toBe('HostToContainer');
+    // Bidirectional propagation needs a privileged container: the agent never uses it.
+    for (const m of pod.containers[0].volumeMounts) expect(m.mountPropagation).not.toBe('Bidirectional');
+  });
+
+  it('bpffs.mountOnHost adds the only privileged container, an init container that mounts bpffs', () => {
+    const objects = render(['--set', 'bpffs.mountOnHost=true']);
+    expect(k8sProblems(objects).flatMap((r) => r.problems)).toEqual([]);
+    const pod = find(objects, 'DaemonSet').spec.template.spec;
+    expect(pod.initContainers).toHaveLength(1);
+    expect(pod.initContainers[0].securityContext.privileged).toBe(true);
+    expect(pod.initContainers[0].volumeMounts[0].mountPropagation).toBe('Bidirectional');
+    expect(pod.containers[0].securityContext.privileged).toBe(false);
+  });
+
+  it('grants read-only access to pods and namespaces, nothing else', () => {
+    const role = find(render(), 'ClusterRole');
+    expect(role.rules).toEqual([{ apiGroups: [''], resources: ['pods', 'namespaces'], verbs: ['get', 'list', 'watch'] }]);
+  });
+
+  it('uses the appArmor annotation on Kubernetes < 1.30 and the field from 1.30 on', () => {
+    const old = render(['--kube-version', 'v1.28.4']);
+    expect(k8sProblems(old).flatMap((r) => r.problems)).toEqual([]);
+    const oldDs = find(old, 'DaemonSet');
+    expect(oldDs.spec.template.metadata.annotations['container.apparmor.security.beta.kubernetes.io/agent']).toBe('unconfined');
+    expect(oldDs.spec.template.spec.containers[0].securityContext.appArmorProfile).toBeUndefined();
+    const cur = find(render(['--kube-version', 'v1.31.0']), 'DaemonSet');
+    expect(cur.spec.template.spec.containers[0].securityContext.appArmorProfile).toEqual({ type: 'Unconfined' });
+    expect(Object.keys(cur.spec.template.metadata.annotations)).toEqual(['checksum/args']);
+  });
+});
+
+describe('values', () => {
+  it('passes cgroupPath, cleanupOnExit and extraArgs to the agent, and rolls pods when they change', () => {
+    const base = find(render(), 'DaemonSet');
+    expect(base.spec.template.spec.containers[0].args).toContain('--cgroup-search=/host/sys/fs/cgroup');
+    const ds = find(
+      render(['--set', 'cgroupPath=/host/sys/fs/cgroup/unified', '--set', 'cleanupOnExit=true', '--set-string', 'extraArgs[0]=--resync-interval=30s']),
+      'DaemonSet',
+    );
+    const args = ds.spec.template.spec.containers[0].args;
+    expect(args).toEqual(expect.arrayContaining(['--cgroup-path=/host/sys/fs/cgroup/unified', '--cleanup-on-exit', '--resync-interval=30s']));
+    expect(args.some((a: string) => a.startsWith('--cgroup-search'))).toBe(false);
+    expect(ds.spec.template.metadata.annotations['checksum/args']).not.toBe(base.spec.template.metadata.annotations['checksum/args']);
+  });
+
+  it('serviceMonitor.enabled adds a headless Service and a ServiceMonitor scraping the metrics port', () => {
+    const objects = render(['--set', 'serviceMonitor.enabled=true', '--set', 'serviceMonitor.labels.release=prom']);
+    expect(objects.map((o) => o.kind)).toEqual(['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Service', 'DaemonSet', 'ServiceMonitor']);
+    const results = k8sProblems(objects);
+    expect(results.flatMap((r) => r.problems)).toEqual([]);
+    // ServiceMonitor is a CRD, not in client-node: check the fields prometheus-operator needs.
+    expect(results.filter((r) => r.unchecked).map((r) => r.object)).toEqual(['monitoring.coreos.com/v1/ServiceMonitor']);
+    const sm = find(objects, 'ServiceMonitor');
+    const svc = find(objects, 'Service');
+    const podLabels = find(objects, 'DaemonSet').spec.template.metadata.labels;
+    expect(sm.metadata.labels.release).toBe('prom');
+    expect(sm.spec.endpoints).toEqual([{ port: 'metrics', path: '/metrics', interval: '30s', scrapeTimeout: '10s' }]);
+    for (const [k, v] of Object.entries(sm.spec.selector.matchLabels)) expect(svc.metadata.labels[k]).toBe(v);
+    expect(svc.spec.clusterIP).toBe('None');
+    for (const [k, v] of Object.entries(svc.spec.selector)) expect(podLabels[k]).toBe(v);
+    expect(svc.spec.ports[0]).toMatchObject({ name: 'metrics', targetPort: 'metrics' });
+  });
+
+  it.each([
+    [['--set', 'redirectMode=ebpf'], 'redirectMode: must be one of the following: "auto", "sockops", "tc", "iptables"'],
+    [['--set', 'profile=linkerd'], 'profile: must be one of the following'],
+    [['--set', 'metrics.port=70000'], 'metrics.port: Must be less than or equal to 65535'],
+    [['--set', 'hostPaths.bpffs=sys/fs/bpf'], "hostPaths.bpffs: Does not match pattern '^/'"],
+    [['--set', 'redirectmode=tc'], 'Additional property redirectmode is not allowed'],
+    [['--set', 'serviceAccount.create=false'], 'serviceAccount.name is required when serviceAccount.create=false'],
+    [['--set', 'securityContext.appArmorProfile.type=Localhost', '--kube-version', '1.29.0'], 'localhostProfile is required'],
+  ])('rejects bad values %j with a message naming the value', (args, message) => {
+    const r = renderRaw(args);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(message);
+  });
+
+  it('a values file overrides defaults deeply and null removes a default', () => {
+    const file = path.join(workDir, 'values.json');
+    writeFileSync(file, JSON.stringify({ resources: { limits: { memory: '512Mi' } }, nodeSelector: null, logLevel: 'debug' }));
+    const ds = find(render(['-f', file]), 'DaemonSet');
+    const spec = ds.spec.template.spec;
+    expect(spec.containers[0].resources).toEqual({ limits: { memory: '512Mi' }, requests: { cpu: '50m', memory: '96Mi' } });
+    expect(spec.nodeSelector).toBeUndefined();
+    expect(spec.containers[0].args).toContain('--log-level=debug');
+  });
+});
+
+describe('deploy/all-in-one.yaml', () => {
+  it('is exactly the chart rendered with default values (regenerate: deploy/render/all-in-one.sh)', () => {
+    const committed = readFileSync(path.join(repo, 'deploy/all-in-one.yaml'), 'utf8');
+    const body = committed.slice(committed.indexOf('---\n'));
+    const r = renderRaw(['--name', 'shunt', '--namespace', 'kube-system']);
+    expect(r.status).toBe(0);
+    expect(body).toBe(r.stdout);
+  });
+});
+
+describe('NOTES.txt', () => {
+  it('tells the user how to see the chosen backend and how to uninstall', () => {
+    const r = renderRaw(['--notes', '--namespace', 'mesh-system']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('kubectl -n mesh-system rollout status daemonset/shunt');
+    expect(r.stdout).toContain('shunt doctor');
+    expect(r.stdout).toContain('shunt cleanup');
+  });
+});

@@ -1,0 +1,92 @@
+// `shunt doctor`: the node's capability table, the backend a mode would choose, and why every
+// other backend was not chosen. Pure: built from the probe result and the backends' support().
+import type { BackendName, FeatureName, NodeCapabilities, ProfileName, RedirectMode, Support } from '@shunt/core';
+
+export interface DoctorReport {
+  node: { kernelRelease: string; cgroup2Path: string | null; bpffsPath: string | null; iptablesVariant: string | null };
+  features: { name: FeatureName; available: boolean; evidence: string }[];
+  mode: RedirectMode;
+  profile: ProfileName;
+  /** The backend the mode selects here, or null when none can run. */
+  choice: BackendName | null;
+  /** Why the selection failed, when it did. */
+  error?: string;
+  backends: { name: BackendName; ok: boolean; chosen: boolean; reasons: string[] }[];
+}
+
+export interface SupportSourceLike {
+  name: BackendName;
+  support(caps: NodeCapabilities): Support;
+}
+
+export interface SelectionLike {
+  chosen: { name: BackendName };
+  rejected: { name: BackendName | string; reasons: string[] }[];
+}
+
+export function buildDoctorReport(
+  caps: NodeCapabilities,
+  mode: RedirectMode,
+  profile: ProfileName,
+  backends: readonly SupportSourceLike[],
+  select: () => SelectionLike,
+): DoctorReport {
+  let choice: BackendName | null = null;
+  let error: string | undefined;
+  let rejected: { name: string; reasons: string[] }[] = [];
+  try {
+    const s = select();
+    choice = s.chosen.name;
+    rejected = s.rejected;
+  } catch (e) {
+    error = (e as Error).message;
+    rejected = ((e as { rejected?: { name: string; reasons: string[] }[] }).rejected ?? []).slice();
+  }
+  const rows = backends.map((b) => {
+    let support: Support;
+    try {
+      support = b.support(caps);
+    } catch (e) {
+      support = { ok: false, reasons: [`support() threw: ${(e as Error).message}`] };
+    }
+    const why = rejected.find((r) => r.name === b.name)?.reasons;
+    const reasons = b.name === choice ? [] : why ?? (support.ok ? [] : support.reasons);
+    return { name: b.name, ok: support.ok, chosen: b.name === choice, reasons };
+  });
+  return {
+    node: { kernelRelease: caps.kernelRelease, cgroup2Path: caps.cgroup2Path, bpffsPath: caps.bpffsPath, iptablesVariant: caps.iptablesVariant },
+    features: (Object.entries(caps.features) as [FeatureName, { available: boolean; evidence: string }][]).map(([name, f]) => ({
+      name,
+      available: f.available,
+      evidence: f.evidence,
+    })),
+    mode,
+    profile,
+    choice,
+    ...(error ? { error } : {}),
+    backends: rows,
+  };
+}
+
+function pad(s: string, n: number): string {
+  return s.length >= n ? s : s + ' '.repeat(n - s.length);
+}
+
+/** The report as people read it in a terminal. */
+export function formatDoctor(r: DoctorReport): string {
+  const lines: string[] = [];
+  lines.push(`node: kernel ${r.node.kernelRelease}, cgroup2 ${r.node.cgroup2Path ?? 'not mounted'}, bpffs ${r.node.bpffsPath ?? 'not mounted'}, iptables ${r.node.iptablesVariant ?? 'not working'}`);
+  lines.push('');
+  lines.push('capabilities:');
+  const w = Math.max(...r.features.map((f) => f.name.length));
+  for (const f of r.features) lines.push(`  ${f.available ? 'yes' : 'NO '}  ${pad(f.name, w)}  ${f.evidence}`);
+  lines.push('');
+  lines.push(`backends (redirectMode=${r.mode}, profile=${r.profile}):`);
+  for (const b of r.backends) {
+    const verdict = b.chosen ? 'CHOSEN' : b.ok ? 'can run' : 'cannot run';
+    lines.push(`  ${pad(b.name, 9)} ${pad(verdict, 11)} ${b.reasons.join('; ')}`.trimEnd());
+  }
+  lines.push('');
+  lines.push(r.choice ? `redirectMode=${r.mode} → ${r.choice}` : `no backend can run: ${r.error ?? 'unknown reason'}`);
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,183 @@
+// Finds a pod's network namespace from its IP, the way node agents without a CNI hook do:
+// every netns on the node is reachable through /proc/<pid>/ns/net of a process in it, or a
+// bind mount under /var/run/netns; the one whose interfaces carry the pod's IP is the pod's.
+import { promises as fs, statSync } from 'node:fs';
+import path from 'node:path';
+
+/** One network namespace on the node, reachable at `path`. */
+export interface NetnsEntry {
+  path: string;
+  /** nsfs inode: identifies the netns while it lives (what `ip netns identify` compares). */
+  inode: number;
+  /** bpf_get_netns_cookie() of the netns, as a decimal string; set when a cookie reader is given. */
+  cookie?: string;
+  ips: string[];
+}
+
+export interface NetnsDiscoveryOptions {
+  /** procfs of the node's PID namespace (the agent runs with hostPID). */
+  procRoot?: string;
+  /** Directories of named netns bind mounts. */
+  runDirs?: string[];
+  /** Lists the addresses configured inside a netns. */
+  listIps: (netnsPath: string) => Promise<string[]>;
+  /** Reads the netns cookie (e.g. @shunt/libbpf netnsCookie). */
+  readCookie?: (netnsPath: string) => bigint;
+  /** Bounds how many netns a scan lists addresses of at once. */
+  concurrency?: number;
+  /** Bounds a scan on pathological nodes. */
+  maxNetns?: number;
+  now?: () => number;
+}
+
+export class NetnsNotFoundError extends Error {
+  constructor(readonly ip: string, scanned: number) {
+    super(`no network namespace on this node carries IP ${ip} (scanned ${scanned} namespaces)`);
+    this.name = 'NetnsNotFoundError';
+  }
+}
+
+function inodeOf(p: string): number | null {
+  try {
+    return statSync(p).ino;
+  } catch {
+    return null;
+  }
+}
+
+export class NetnsDiscovery {
+  private readonly procRoot: string;
+  private readonly runDirs: string[];
+  private readonly concurrency: number;
+  private readonly maxNetns: number;
+  private readonly now: () => number;
+  private byIp = new Map<string, NetnsEntry>();
+  /** Start time of the last completed scan. */
+  private lastScanStart = -Infinity;
+  private lastScanCount = 0;
+  private scanning: { startedAt: number; done: Promise<void> } | null = null;
+  /** Scans done so far (for tests and metrics). */
+  scans = 0;
+
+  constructor(private readonly opts: NetnsDiscoveryOptions) {
+    this.procRoot = opts.procRoot ?? '/proc';
+    this.runDirs = opts.runDirs ?? ['/var/run/netns'];
+    this.concurrency = opts.concurrency ?? 16;
+    this.maxNetns = opts.maxNetns ?? 20_000;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /**
+   * The netns carrying one of `ips`. A cached answer is reused while its path still leads to
+   * the same netns; otherwise (new IP, pod sandbox recreated) the node is scanned again, unless
+   * a scan that started after `since` (when the caller learnt of the pod) already missed it:
+   * many unknown pods arriving together share scans instead of causing one each.
+   */
+  async resolve(ips: readonly string[], since: number = this.now()): Promise<NetnsEntry> {
+    if (ips.length === 0) throw new Error('cannot find the network namespace of a pod without IPs');
+    // Two rounds at most: an in-flight scan that began too early, then a fresh one.
+    for (let round = 0; round < 3; round++) {
+      const hit = this.fromCache(ips);
+      if (hit) return hit;
+      if (this.lastScanStart >= since) break;
+      await this.scanStartedAfter(since);
+    }
+    const hit = this.fromCache(ips);
+    if (hit) return hit;
+    throw new NetnsNotFoundError(ips[0]!, this.lastScanCount);
+  }
+
+  /** Drops what is cached for these IPs (pod deleted, IPs or containers changed). */
+  forget(ips: readonly string[]): void {
+    for (const ip of ips) this.byIp.delete(ip);
+  }
+
+  private fromCache(ips: readonly string[]): NetnsEntry | null {
+    for (const ip of ips) {
+      const e = this.byIp.get(ip);
+      if (!e) continue;
+      if (inodeOf(e.path) === e.inode) return e;
+      this.byIp.delete(ip); // the process exited or the sandbox was recreated
+    }
+    return null;
+  }
+
+  /** Waits for a scan that started at or after `since`, joining one in flight when it qualifies. */
+  private async scanStartedAfter(since: number): Promise<void> {
+    if (this.scanning && this.scanning.startedAt < since) await this.scanning.done;
+    if (this.scanning) return this.scanning.done;
+    const startedAt = this.now();
+    const done = this.scan().then(
+      () => {
+        this.lastScanStart = Math.max(this.lastScanStart, startedAt);
+      },
+    ).finally(() => {
+      this.scanning = null;
+    });
+    this.scanning = { startedAt, done };
+    return done;
+  }
+
+  /** Every distinct netns on the node except the agent's own (the host's). */
+  async listNamespaces(): Promise<{ path: string; inode: number }[]> {
+    const own = inodeOf('/proc/self/ns/net');
+    const seen = new Map<number, string>();
+    // Named mounts first: their paths outlive any one process, so they are the better handle.
+    for (const dir of this.runDirs) {
+      let names: string[] = [];
+      try {
+        names = await fs.readdir(dir);
+      } catch {
+        continue; // absent on nodes whose runtime does not name netns
+      }
+      for (const name of names.sort()) {
+        const p = path.join(dir, name);
+        const ino = inodeOf(p);
+        if (ino !== null && ino !== own && !seen.has(ino)) seen.set(ino, p);
+      }
+    }
+    const pids = (await fs.readdir(this.procRoot)).filter((n) => /^\d+$/.test(n));
+    for (const pid of pids) {
+      if (seen.size >= this.maxNetns) break;
+      const p = path.join(this.procRoot, pid, 'ns', 'net');
+      const ino = inodeOf(p);
+      if (ino !== null && ino !== own && !seen.has(ino)) seen.set(ino, p);
+    }
+    return [...seen].map(([inode, p]) => ({ path: p, inode }));
+  }
+
+  private async scan(): Promise<void> {
+    this.scans++;
+    const namespaces = await this.listNamespaces();
+    const next = new Map<string, NetnsEntry>();
+    let i = 0;
+    const worker = async (): Promise<void> => {
+      while (i < namespaces.length) {
+        const ns = namespaces[i++]!;
+        let ips: string[];
+        try {
+          ips = await this.opts.listIps(ns.path);
+        } catch {
+          continue; // the process exited during the scan
+        }
+        const entry: NetnsEntry = { path: ns.path, inode: ns.inode, ips };
+        if (this.opts.readCookie) {
+          try {
+            entry.cookie = this.opts.readCookie(ns.path).toString();
+          } catch {
+            continue;
+          }
+        }
+        for (const ip of ips) if (!isLoopback(ip)) next.set(ip, entry);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.concurrency, namespaces.length) }, worker));
+    this.byIp = next;
+    this.lastScanCount = namespaces.length;
+  }
+}
+
+/** Addresses every netns has (loopback) or that say nothing about the pod (link-local). */
+function isLoopback(ip: string): boolean {
+  return ip === '::1' || ip.startsWith('127.') || ip.toLowerCase().startsWith('fe80:');
+}

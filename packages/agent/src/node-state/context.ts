@@ -1,0 +1,33 @@
+// The NodeContext backends start with, from the command-line options and the node probe.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import type { BackendName, NodeCapabilities, NodeContext, ProfileName } from '@shunt/core';
+import type { AgentLogger } from '../observability/log';
+import { pinRoot, resolveBpffs, resolveCgroupRoot } from './paths';
+
+export interface NodeStateOptions {
+  bpffsPath?: string;
+  cgroupPath?: string;
+  cgroupSearch?: string;
+}
+
+export interface NodePaths {
+  bpffs: string;
+  /** <bpffs>/shunt */
+  pinRoot: string;
+  cgroupRoot: string;
+}
+
+export function nodePaths(opts: NodeStateOptions): NodePaths {
+  const bpffs = resolveBpffs(opts);
+  return { bpffs, pinRoot: pinRoot(bpffs), cgroupRoot: resolveCgroupRoot(opts) };
+}
+
+export function nodeContext(p: NodePaths, caps: NodeCapabilities, nodeName: string, profile: ProfileName, log: AgentLogger): NodeContext {
+  return { nodeName, profile, caps, cgroupRoot: p.cgroupRoot, bpffsRoot: p.pinRoot, log };
+}
+
+/** Whether a backend left pinned state on this node (a fresh process can adopt it). */
+export function hasPinnedState(p: NodePaths, backend: BackendName): boolean {
+  return existsSync(path.join(p.pinRoot, backend));
+}

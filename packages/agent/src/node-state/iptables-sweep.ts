@@ -1,0 +1,114 @@
+// Reads and removes SHUNT_* iptables state in every network namespace of the node. The
+// iptables backend keeps the netns of the pods it enrolled in memory, so a separate process
+// (`shunt status`, `shunt cleanup`, a restarted agent's uninstall) finds them here instead:
+// from the kernel, by scanning namespaces.
+import { existsSync } from 'node:fs';
+import { runCommand } from '@shunt/netlink';
+
+export type Variant = 'legacy' | 'nft';
+export type IpFamily = 4 | 6;
+
+export interface ShuntChains {
+  variant: Variant;
+  family: IpFamily;
+  /** table → our chains in it. */
+  tables: Record<string, string[]>;
+  /** Packets counted by the rules that redirect (first packets of connections). */
+  redirectedPackets: number;
+}
+
+const SBIN = ['/usr/sbin', '/sbin', '/usr/bin', '/bin'];
+function tool(variant: Variant, family: IpFamily, kind: 'save' | 'restore'): string | null {
+  const name = `${family === 4 ? 'iptables' : 'ip6tables'}-${variant}-${kind}`;
+  for (const dir of SBIN) if (existsSync(`${dir}/${name}`)) return `${dir}/${name}`;
+  return null;
+}
+
+/** Parses iptables-save output: our chains per table, the jumps into them, the redirect counters. */
+export function parseShuntState(save: string): { tables: Record<string, { chains: string[]; jumps: string[] }>; redirectedPackets: number } {
+  const tables: Record<string, { chains: string[]; jumps: string[] }> = {};
+  let table = '';
+  let redirectedPackets = 0;
+  for (const raw of save.split('\n')) {
+    const line = raw.trim();
+    if (line.startsWith('*')) {
+      table = line.slice(1);
+      continue;
+    }
+    const chain = /^:(SHUNT_[A-Z0-9_]+) /.exec(line);
+    if (chain && table) {
+      (tables[table] ??= { chains: [], jumps: [] }).chains.push(chain[1]!);
+      continue;
+    }
+    // With -c, rules read "[pkts:bytes] -A CHAIN …".
+    const rule = /^(?:\[(\d+):\d+\] )?-A (\S+) (.*)$/.exec(line);
+    if (!rule || !table) continue;
+    const [, pkts, from, rest] = rule;
+    if (!from!.startsWith('SHUNT_') && /-j SHUNT_[A-Z0-9_]+(\s|$)/.test(rest!)) {
+      (tables[table] ??= { chains: [], jumps: [] }).jumps.push(`${from} ${rest}`);
+    }
+    if (from!.startsWith('SHUNT_') && /-j (REDIRECT|TPROXY)\b/.test(rest!)) redirectedPackets += Number(pkts ?? 0);
+  }
+  for (const [t, v] of Object.entries(tables)) if (v.chains.length === 0) delete tables[t];
+  return { tables, redirectedPackets };
+}
+
+/** What iptables-restore --noflush needs to remove our chains and the jumps into them, atomically per table. */
+export function removalScript(tables: Record<string, { chains: string[]; jumps: string[] }>): string {
+  const lines: string[] = [];
+  for (const [table, { chains, jumps }] of Object.entries(tables)) {
+    lines.push(`*${table}`);
+    for (const j of jumps) lines.push(`-D ${j}`);
+    for (const c of chains) lines.push(`-F ${c}`);
+    for (const c of chains) lines.push(`-X ${c}`);
+    lines.push('COMMIT');
+  }
+  return lines.join('\n') + '\n';
+}
+
+async function save(netnsPath: string, variant: Variant, family: IpFamily): Promise<string | null> {
+  const bin = tool(variant, family, 'save');
+  if (!bin) return null;
+  try {
+    return await runCommand([bin, '-c'], { netns: netnsPath, timeoutMs: 15_000 });
+  } catch {
+    return null; // e.g. ip6tables in a netns without IPv6, or a netns that just went away
+  }
+}
+
+/** Our chains in one netns, for every variant and family that has any. */
+export async function readShuntChains(netnsPath: string): Promise<ShuntChains[]> {
+  const found: ShuntChains[] = [];
+  for (const variant of ['legacy', 'nft'] as const) {
+    for (const family of [4, 6] as const) {
+      const text = await save(netnsPath, variant, family);
+      if (!text || !text.includes(':SHUNT_')) continue;
+      const parsed = parseShuntState(text);
+      const tables = Object.fromEntries(Object.entries(parsed.tables).map(([t, v]) => [t, v.chains]));
+      if (Object.keys(tables).length) found.push({ variant, family, tables, redirectedPackets: parsed.redirectedPackets });
+    }
+  }
+  return found;
+}
+
+/** Removes our chains (and only those, with the jumps into them) from one netns. */
+export async function removeShuntChains(netnsPath: string): Promise<ShuntChains[]> {
+  const removed: ShuntChains[] = [];
+  for (const variant of ['legacy', 'nft'] as const) {
+    for (const family of [4, 6] as const) {
+      const text = await save(netnsPath, variant, family);
+      if (!text || !text.includes(':SHUNT_')) continue;
+      const parsed = parseShuntState(text);
+      const restore = tool(variant, family, 'restore');
+      if (!restore) throw new Error(`${netnsPath}: SHUNT_ chains found with ${variant} iptables but no ${variant} restore binary`);
+      await runCommand([restore, '--noflush', '--wait=10'], { netns: netnsPath, input: removalScript(parsed.tables), timeoutMs: 15_000 });
+      removed.push({
+        variant,
+        family,
+        tables: Object.fromEntries(Object.entries(parsed.tables).map(([t, v]) => [t, v.chains])),
+        redirectedPackets: parsed.redirectedPackets,
+      });
+    }
+  }
+  return removed;
+}

@@ -1,0 +1,70 @@
+// Turns the reconciler's per-pod status stream into one log line per state change (with the
+// reason) and the pod metrics, and measures event → status latency.
+import type { PodEvent, PodStatus } from '@shunt/core';
+import type { AgentLogger } from './log';
+import type { AgentMetrics, PodState } from './metrics';
+
+interface Known {
+  state: PodState;
+  reason?: string;
+}
+
+export class PodStateTracker {
+  private readonly known = new Map<string, Known>();
+  /** When the latest not-yet-answered event of each pod arrived (monotonic ms). */
+  private readonly pendingSince = new Map<string, number>();
+  private readonly latencies: number[] = [];
+
+  constructor(
+    private readonly log: AgentLogger,
+    private readonly metrics: AgentMetrics,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** Call for every event handed to the reconciler. */
+  onEvent(ev: PodEvent): void {
+    if (!this.pendingSince.has(ev.pod.uid)) this.pendingSince.set(ev.pod.uid, this.now());
+  }
+
+  onStatus(st: PodStatus): void {
+    const { uid, namespace, name } = st.pod;
+    const since = this.pendingSince.get(uid);
+    if (since !== undefined) {
+      this.pendingSince.delete(uid);
+      const ms = this.now() - since;
+      this.metrics.observeReconcile(ms / 1000, st.state);
+      if (st.state === 'enrolled') this.recordLatency(ms);
+    }
+    const reason = 'reason' in st ? st.reason : undefined;
+    const prev = this.known.get(uid);
+    if (prev && prev.state === st.state && prev.reason === reason) return;
+    if (st.state === 'removed') this.known.delete(uid);
+    else this.known.set(uid, { state: st.state, reason });
+    this.metrics.setPodState(uid, st.state);
+    const fields = {
+      pod: `${namespace}/${name}`,
+      uid,
+      state: st.state,
+      previous: prev?.state ?? 'unknown',
+      ...(reason !== undefined ? { reason } : {}),
+      ...('attempts' in st ? { attempts: st.attempts } : {}),
+    };
+    if (st.state === 'failed') this.log.warn(fields, 'pod state changed');
+    else if (st.state === 'rejected') this.log.warn(fields, 'pod state changed');
+    else this.log.info(fields, 'pod state changed');
+  }
+
+  states(): Map<string, Known> {
+    return new Map(this.known);
+  }
+
+  /** Event → enrolled latencies in ms, the most recent 100,000. */
+  enrollLatenciesMs(): number[] {
+    return [...this.latencies];
+  }
+
+  private recordLatency(ms: number): void {
+    if (this.latencies.length >= 100_000) this.latencies.shift();
+    this.latencies.push(ms);
+  }
+}

@@ -1,0 +1,121 @@
+// The `shunt` command line: one commander program, each command's work in src/commands/.
+// Commands load their modules lazily so `--help` never touches the kernel or the addon.
+import { Command, InvalidArgumentError, Option } from 'commander';
+
+export const VERSION = '0.1.0';
+const MODES = ['auto', 'sockops', 'tc', 'iptables'];
+const PROFILES = ['istio-sidecar', 'istio-ambient'];
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'];
+
+/** Where command output goes; tests pass their own. */
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+export const processIo: Io = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+};
+
+function positiveInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive integer, got ${JSON.stringify(v)}`);
+    return n;
+  };
+}
+
+/** Options shared by commands that look at this node's kernel state. */
+function nodeStateOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--bpffs-path <dir>', 'bpffs mount; shunt pins under <dir>/shunt').env('SHUNT_BPFFS_PATH'))
+    .addOption(new Option('--cgroup-path <dir>', 'cgroup v2 directory the cgroup programs attach to (default: the cgroup v2 mount)').env('SHUNT_CGROUP_PATH'))
+    .addOption(new Option('--cgroup-search <dir>', 'find the cgroup v2 mount under this directory (the chart mounts the host cgroup root there)').env('SHUNT_CGROUP_SEARCH'));
+}
+
+export function buildProgram(io: Io = processIo): Command {
+  const program = new Command('shunt')
+    .description('Node agent that steers service-mesh pod traffic to the proxy through eBPF (sockops, tc) or iptables')
+    .version(VERSION)
+    .showHelpAfterError()
+    .configureOutput({ writeOut: io.out, writeErr: io.err });
+
+  nodeStateOptions(
+    program
+      .command('agent')
+      .description('run the node agent: probe the node, pick the backend, watch pods, keep their redirect right')
+      .addOption(new Option('--config <file>', 'config file (YAML or JSON); flags and env win over it').env('SHUNT_CONFIG'))
+      .addOption(new Option('--node-name <name>', 'this node (the chart sets NODE_NAME from the downward API)').env('NODE_NAME'))
+      .addOption(new Option('--redirect-mode <mode>', 'backend, or auto').choices(MODES).env('SHUNT_REDIRECT_MODE'))
+      .addOption(new Option('--profile <profile>', 'mesh profile').choices(PROFILES).env('SHUNT_PROFILE'))
+      .addOption(new Option('--pods-file <file>', 'standalone mode: watch pods from this YAML/JSON file instead of the Kubernetes API').env('SHUNT_PODS_FILE'))
+      .addOption(new Option('--kubeconfig <file>', 'kubeconfig (default: in-cluster service account, else ~/.kube/config)').env('KUBECONFIG'))
+      .addOption(new Option('--metrics-address <host:port>', 'address of /metrics, /healthz, /readyz').env('SHUNT_METRICS_ADDRESS'))
+      .addOption(new Option('--log-level <level>', 'log level').choices(LEVELS).env('SHUNT_LOG_LEVEL'))
+      .addOption(new Option('--resync-seconds <n>', 'compare the kernel with the desired state this often and repair drift').argParser(positiveInt('--resync-seconds')))
+      .option('--cleanup-on-exit', 'remove everything this agent installed when it stops (uninstall); default: leave redirect in place', false),
+  ).action(async (opts) => {
+    const { agentCommand } = await import('./commands/agent');
+    process.exitCode = await agentCommand(opts, io);
+  });
+
+  nodeStateOptions(
+    program
+      .command('doctor')
+      .description("print this node's capabilities, the backend redirectMode=auto would choose, and why the others were not chosen")
+      .addOption(new Option('--profile <profile>', 'mesh profile').choices(PROFILES).default('istio-sidecar').env('SHUNT_PROFILE'))
+      .addOption(new Option('--redirect-mode <mode>', 'check this mode instead of auto').choices(MODES).default('auto'))
+      .option('--json', 'print the report as JSON', false),
+  ).action(async (opts) => {
+    const { doctorCommand } = await import('./commands/doctor');
+    process.exitCode = await doctorCommand(opts, io);
+  });
+
+  nodeStateOptions(
+    program
+      .command('status')
+      .description('enrolled pods and kernel counters, read back from the kernel (not from a running agent)')
+      .addOption(new Option('--backend <name>', 'only this backend').choices(['sockops', 'tc', 'iptables']))
+      .option('--json', 'print as JSON', false),
+  ).action(async (opts) => {
+    const { statusCommand } = await import('./commands/status');
+    process.exitCode = await statusCommand(opts, io);
+  });
+
+  nodeStateOptions(
+    program
+      .command('cleanup')
+      .description('remove everything shunt installed on this node: every backend\'s programs, maps, links and rules, and the pins under <bpffs>/shunt')
+      .option('--json', 'print what was removed as JSON', false),
+  ).action(async (opts) => {
+    const { cleanupCommand } = await import('./commands/cleanup');
+    process.exitCode = await cleanupCommand(opts, io);
+  });
+
+  program
+    .command('demo')
+    .description('run the real agent with a pods file on a simulated node (network namespaces, HAProxy sidecars) and show the path traffic takes')
+    .addOption(new Option('--redirect-mode <mode>', 'backend the agent runs (default: every backend this node can run)').choices(MODES))
+    .addOption(new Option('--requests <n>', 'requests per path').argParser(positiveInt('--requests')).default(20))
+    .option('--json', 'print the results as JSON', false)
+    .action(async (opts) => {
+      const { demoCommand } = await import('./commands/demo');
+      process.exitCode = await demoCommand(opts, io);
+    });
+
+  program
+    .command('bench')
+    .description('benchmark every available path (direct, iptables, sockops…) on the simulated node: latency, throughput, connection rate')
+    .option('--modes <list>', 'comma-separated modes (default: every available one)')
+    .addOption(new Option('--rounds <n>', 'A-B-A-B rounds').argParser(positiveInt('--rounds')))
+    .addOption(new Option('--seconds <n>', 'seconds per measurement').argParser(positiveInt('--seconds')))
+    .option('--out-dir <dir>', 'where JSON, markdown and SVG results go')
+    .option('--json', 'print the report as JSON', false)
+    .action(async (opts) => {
+      const { benchCommand } = await import('./commands/bench');
+      process.exitCode = await benchCommand(opts, io);
+    });
+
+  return program;
+}

@@ -1,0 +1,116 @@
+#!/usr/bin/env node
+// Enroll time per pod: creates N throwaway netns (shunt-ipt-bench-<run>-<i>), enrolls a sidecar
+// pod in each with the built backend, and prints median/p90/p99/max of enroll, re-enroll (no-op)
+// and unenroll. Not a test: numbers go in the issue note. Needs `npm run build` in this package.
+//
+//   node packages/backend-iptables/scripts/enroll-time.js [--pods 200] [--mode REDIRECT|TPROXY]
+//        [--variant legacy|nft] [--dual-stack]
+'use strict';
+const { randomBytes } = require('node:crypto');
+const { IptablesBackend } = require('../dist');
+const { createNetns, deleteNetns, Netlink, runCommand } = require('@shunt/netlink');
+
+function arg(name, dflt) {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return dflt;
+  const v = process.argv[i + 1];
+  return v === undefined || v.startsWith('--') ? true : v;
+}
+
+const PODS = Number(arg('pods', 200));
+const MODE = String(arg('mode', 'REDIRECT'));
+const VARIANT = String(arg('variant', 'nft'));
+const DUAL = arg('dual-stack', false) === true;
+const RUN = randomBytes(3).toString('hex');
+if (!Number.isInteger(PODS) || PODS < 1 || PODS > 1000) throw new Error(`--pods ${PODS}: want 1..1000`);
+
+const created = [];
+let cleaning;
+async function cleanup() {
+  cleaning ??= (async () => {
+    for (const n of created.splice(0)) await deleteNetns(n, { ignoreMissing: true }).catch((e) => console.error(e.message));
+  })();
+  return cleaning;
+}
+process.on('SIGINT', () => cleanup().then(() => process.exit(130)));
+
+function pct(sorted, p) {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+function summary(label, ms) {
+  const s = [...ms].sort((a, b) => a - b);
+  const f = (x) => x.toFixed(1).padStart(7);
+  console.log(`${label.padEnd(22)} n=${s.length}  median ${f(pct(s, 50))} ms  p90 ${f(pct(s, 90))} ms  p99 ${f(pct(s, 99))} ms  max ${f(s[s.length - 1])} ms`);
+}
+
+function pod(i, netnsPath) {
+  return {
+    uid: `bench-${RUN}-${i}`,
+    namespace: 'bench',
+    name: `pod-${i}`,
+    profile: 'istio-sidecar',
+    membership: 'sidecar',
+    hostNetwork: false,
+    ips: { v4: [`198.18.${i >> 8}.${i & 255}`], v6: DUAL ? [`2001:db8:1::${i.toString(16)}`] : [] },
+    netnsPath,
+    interceptionMode: MODE,
+    proxy: { uid: 1337, gid: 1337, outboundPort: 15001, inboundPort: 15006 },
+    traffic: {
+      inbound: { include: '*', exclude: [15008, 15020, 15021, 15090] },
+      outbound: { includePorts: [], excludePorts: [], includeCidrs: '*', excludeCidrs: [] },
+    },
+  };
+}
+
+async function time(fn) {
+  const t0 = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t0) / 1e6;
+}
+
+async function main() {
+  const tproxy = { available: true, evidence: 'assumed by the script' };
+  const caps = {
+    kernelRelease: (await runCommand(['uname', '-r'])).trim(),
+    kernel: { major: 0, minor: 0, patch: 0 },
+    cgroup2Path: null,
+    bpffsPath: null,
+    iptablesVariant: VARIANT,
+    features: { [`iptables:${VARIANT}`]: { available: true, evidence: 'forced by --variant' }, 'iptables:tproxy': tproxy },
+  };
+  const backend = new IptablesBackend({ variant: VARIANT });
+  await backend.start({ nodeName: 'bench', profile: 'istio-sidecar', caps, cgroupRoot: '/', bpffsRoot: '/', log: console });
+
+  const pods = [];
+  for (let i = 0; i < PODS; i++) {
+    const name = `shunt-ipt-bench-${RUN}-${i}`;
+    const p = await createNetns(name);
+    created.push(name);
+    await Netlink.at(p).setUp('lo');
+    pods.push(pod(i, p));
+  }
+  const enroll = [];
+  const reenroll = [];
+  const unenroll = [];
+  for (const p of pods) enroll.push(await time(() => backend.enroll(p)));
+  const observeMs = await time(async () => {
+    const st = await backend.observe();
+    const drifted = st.pods.filter((x) => x.fingerprint !== backend.fingerprint(pods.find((p) => p.uid === x.uid))).length;
+    if (st.pods.length !== PODS || drifted) throw new Error(`observe: ${st.pods.length} pods, ${drifted} drifted`);
+  });
+  for (const p of pods) reenroll.push(await time(() => backend.enroll(p)));
+  for (const p of pods) unenroll.push(await time(() => backend.unenroll(p)));
+
+  console.log(`iptables-${VARIANT}, ${MODE}${DUAL ? ', dual-stack' : ', IPv4'}, ${PODS} pods (one netns each), sequential, kernel ${caps.kernelRelease}`);
+  summary('enroll (fresh)', enroll);
+  summary('enroll again (no-op)', reenroll);
+  summary('unenroll', unenroll);
+  console.log(`observe (all ${PODS} pods)  ${observeMs.toFixed(0)} ms`);
+}
+
+main()
+  .catch((e) => {
+    console.error(e);
+    process.exitCode = 1;
+  })
+  .finally(cleanup);

@@ -1,0 +1,260 @@
+// Applies every golden rule set in throwaway netns with the real iptables-legacy and -nft, and
+// checks what the kernel then reports: exactly the rendered lines, no change on re-apply, foreign
+// rules untouched, atomic replacement, rollback on a refused restore, drift seen and repaired,
+// nothing left after cleanup.
+
+import type { MeshPod } from '@shunt/core';
+import { Netlink, runCommand } from '@shunt/netlink';
+import { IptablesBackend } from './backend';
+import { RestoreError } from './errors';
+import type { IptablesVariant } from './options';
+import { canonicalTable, FAMILIES, familyRules, TABLES } from './plan';
+import { podFamilies } from './render';
+import { parseSave } from './save';
+import { GOLDEN_CASES, sidecarPod, withTraffic } from './__fixtures__/pods';
+import { Netnses, nodeContext } from './__fixtures__/node';
+
+const VARIANTS: IptablesVariant[] = ['legacy', 'nft'];
+
+function bin(variant: IptablesVariant, fam: 4 | 6, what: '' | '-save' | '-restore' = ''): string {
+  return `${fam === 4 ? 'iptables' : 'ip6tables'}-${variant}${what}`;
+}
+
+/** The whole dump of a family without counters and comments: the before/after comparison. */
+async function fullSave(ns: string, variant: IptablesVariant, fam: 4 | 6): Promise<string> {
+  const out = await runCommand([bin(variant, fam, '-save')], { netns: ns });
+  // One block per table; a table holding only empty built-in chains is the same as no table
+  // (a rollback may leave the kernel having instantiated it).
+  const tables = out.split(/^(?=\*)/m).map((block) =>
+    block
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'))
+      .map((l) => (l.startsWith(':') ? l.replace(/\[\d+:\d+\]$/, '') : l)),
+  );
+  const blank = (lines: string[]) => lines.every((l) => l.startsWith('*') || l === 'COMMIT' || /^:[A-Z]+ ACCEPT $/.test(l));
+  return tables.filter((t) => t.length > 0 && !blank(t)).map((t) => t.join('\n')).join('\n');
+}
+
+async function ipt(ns: string, variant: IptablesVariant, fam: 4 | 6, args: string[]): Promise<void> {
+  await runCommand([bin(variant, fam), ...args], { netns: ns });
+}
+
+async function ipRules(ns: string): Promise<string> {
+  const nl = Netlink.at(ns);
+  const rows = [...(await nl.rules({ family: 4 })), ...(await nl.rules({ family: 6 }))];
+  return JSON.stringify(rows.map((r) => ({ f: r.family, p: r.priority, t: r.table, m: r.fwmark })));
+}
+
+function podUid(name: string): Partial<MeshPod> {
+  return { uid: `uid-${name}`, name };
+}
+
+describe.each(VARIANTS)('iptables-%s', (variant) => {
+  const netnses = new Netnses();
+  afterAll(() => netnses.disposeAll());
+
+  async function backendFor(opts = {}): Promise<IptablesBackend> {
+    const b = new IptablesBackend({ variant, ...opts });
+    await b.start(await nodeContext());
+    return b;
+  }
+
+  async function expectInstalled(ns: string, backend: IptablesBackend, pod: MeshPod): Promise<void> {
+    const plan = backend.render(pod);
+    for (const fam of FAMILIES) {
+      const saved = parseSave(await fullSave(ns, variant, fam));
+      for (const table of TABLES) {
+        const want = podFamilies(pod).includes(fam) ? familyRules(plan, fam)[table] : undefined;
+        expect({ fam, table, ours: canonicalTable(saved[table]?.ours) }).toEqual({ fam, table, ours: canonicalTable(want) });
+      }
+    }
+    const seen = (await backend.observe()).pods.find((p) => p.uid === pod.uid);
+    expect(seen?.fingerprint).toBe(backend.fingerprint(pod));
+  }
+
+  test.each(GOLDEN_CASES.map((c) => [c.name, c] as const))('golden case %s: installed as rendered, re-apply no-op, unenroll clean', async (_n, c) => {
+    const ns = await netnses.create('golden');
+    const backend = await backendFor(c.opts);
+    const pod: MeshPod = { ...c.pod, netnsPath: ns };
+    const empty = FAMILIES.every((f) => Object.keys(familyRules(backend.render(pod), f)).length === 0);
+    const rulesBefore = await ipRules(ns);
+
+    const first = await backend.enrollWithResult(pod);
+    expect(first.changed).toBe(!empty);
+    if (!empty) await expectInstalled(ns, backend, pod);
+
+    const before = [await fullSave(ns, variant, 4), await fullSave(ns, variant, 6), await ipRules(ns)];
+    const again = await backend.enrollWithResult(pod);
+    expect(again).toEqual({ changed: false, transactions: 0 });
+    expect([await fullSave(ns, variant, 4), await fullSave(ns, variant, 6), await ipRules(ns)]).toEqual(before);
+
+    if (pod.interceptionMode === 'TPROXY' && !empty) {
+      const mark = c.opts?.tproxyMark ?? 1337;
+      expect(JSON.parse(before[2]!)).toContainEqual(expect.objectContaining({ f: 4, m: mark }));
+    }
+    if (pod.ips.v6.length && !empty) {
+      const lo6 = await Netlink.at(ns).addresses({ family: 6, dev: 'lo' });
+      expect(lo6.map((a) => a.cidr)).toContain('::6/128');
+    }
+
+    await backend.unenroll(pod);
+    for (const fam of FAMILIES) expect(await fullSave(ns, variant, fam)).not.toMatch(/SHUNT_/);
+    expect(await ipRules(ns)).toEqual(rulesBefore);
+  });
+
+  test('config changes replace our chains; each step equals a fresh install', async () => {
+    const ns = await netnses.create('steps');
+    const backend = await backendFor();
+    const byName = new Map(GOLDEN_CASES.map((c) => [c.name, c.pod]));
+    const steps = ['defaults', 'dual-stack', 'tproxy-dual-stack', 'dns-capture-all', 'include-inbound-ports-empty', 'tproxy-dns-exclude-ports', 'exclude-outbound-cidrs', 'defaults'];
+    for (const s of steps) {
+      const pod: MeshPod = { ...byName.get(s)!, uid: 'uid-steps', netnsPath: ns };
+      const r = await backend.enrollWithResult(pod);
+      expect(r.changed).toBe(true);
+      await expectInstalled(ns, backend, pod);
+    }
+    // back to REDIRECT: no TPROXY policy routing left behind
+    expect(await ipRules(ns)).not.toMatch(/"m":1337/);
+    await backend.stop({ cleanup: true });
+  });
+
+  test('foreign rules, chains and routes are untouched and our jump keeps its place', async () => {
+    const ns = await netnses.create('foreign');
+    for (const fam of [4, 6] as const) {
+      await ipt(ns, variant, fam, ['-t', 'nat', '-N', 'FOREIGN']);
+      await ipt(ns, variant, fam, ['-t', 'nat', '-A', 'FOREIGN', '-p', 'tcp', '--dport', '7', '-j', 'RETURN']);
+      await ipt(ns, variant, fam, ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '--dport', '9', '-j', 'FOREIGN']);
+      await ipt(ns, variant, fam, ['-t', 'nat', '-A', 'PREROUTING', '-p', 'udp', '-j', 'RETURN']);
+      await ipt(ns, variant, fam, ['-t', 'mangle', '-A', 'OUTPUT', '-p', 'udp', '-j', 'MARK', '--set-mark', '7']);
+      await ipt(ns, variant, fam, ['-t', 'raw', '-A', 'PREROUTING', '-p', 'udp', '-j', 'NOTRACK']);
+      await ipt(ns, variant, fam, ['-t', 'filter', '-A', 'INPUT', '-p', 'tcp', '--dport', '22', '-j', 'ACCEPT']);
+    }
+    const nl = Netlink.at(ns);
+    await nl.addRule({ family: 4, fwmark: 7, table: 100 });
+    const before = [await fullSave(ns, variant, 4), await fullSave(ns, variant, 6), await ipRules(ns)];
+
+    const backend = await backendFor();
+    const base = sidecarPod({ ...podUid('foreign'), netnsPath: ns, ips: { v4: ['198.18.0.10'], v6: ['2001:db8:1::a'] } });
+    const tproxyDns = { ...base, interceptionMode: 'TPROXY' as const, proxy: { ...base.proxy, dnsPort: 15053 } };
+    await backend.enroll(tproxyDns);
+    await expectInstalled(ns, backend, tproxyDns);
+    const during = await fullSave(ns, variant, 4);
+    for (const line of before[0]!.split('\n').filter((l) => l.startsWith('-A'))) expect(during).toContain(line);
+
+    // A rule someone appends after our jump stays after it when our rules change.
+    await ipt(ns, variant, 4, ['-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '--dport', '11', '-j', 'RETURN']);
+    await backend.enroll(withTraffic(base, { outbound: { excludePorts: [5432] } }));
+    const out = (await fullSave(ns, variant, 4)).split('\n').filter((l) => l.startsWith('-A OUTPUT'));
+    expect(out.indexOf('-A OUTPUT -j SHUNT_OUTPUT')).toBeGreaterThanOrEqual(0);
+    expect(out.indexOf('-A OUTPUT -j SHUNT_OUTPUT')).toBeLessThan(out.indexOf('-A OUTPUT -p tcp -m tcp --dport 11 -j RETURN'));
+    await ipt(ns, variant, 4, ['-t', 'nat', '-D', 'OUTPUT', '-p', 'tcp', '--dport', '11', '-j', 'RETURN']);
+
+    await backend.unenroll(base);
+    expect([await fullSave(ns, variant, 4), await fullSave(ns, variant, 6), await ipRules(ns)]).toEqual(before);
+  });
+
+  test('a refused restore keeps the previous rules in every table and names the pod', async () => {
+    const ns = await netnses.create('refused');
+    const backend = await backendFor();
+    const redirect = sidecarPod({ ...podUid('refused'), netnsPath: ns });
+    await backend.enroll(redirect);
+    // A foreign chain that jumps into our nat SHUNT_INBOUND: TPROXY mode needs that chain gone,
+    // so its nat transaction is refused after the mangle one went through.
+    await ipt(ns, variant, 4, ['-t', 'nat', '-N', 'FOREIGN_REF']);
+    await ipt(ns, variant, 4, ['-t', 'nat', '-A', 'FOREIGN_REF', '-j', 'SHUNT_INBOUND']);
+    const before = [await fullSave(ns, variant, 4), await ipRules(ns)];
+
+    const tproxy = { ...redirect, interceptionMode: 'TPROXY' as const };
+    let err: unknown;
+    try {
+      await backend.enroll(tproxy);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(RestoreError);
+    const re = err as RestoreError;
+    expect(re.message).toContain('pod default/refused');
+    expect(re.table).toBe('nat');
+    expect(re.rollbackError).toBeUndefined();
+    expect(re.output.length).toBeGreaterThan(0);
+    expect(re.message).toContain('-X SHUNT_INBOUND');
+    expect([await fullSave(ns, variant, 4), await ipRules(ns)]).toEqual(before);
+    const seen = (await backend.observe()).pods.find((p) => p.uid === redirect.uid);
+    expect(seen?.fingerprint).toBe(backend.fingerprint(redirect));
+
+    await ipt(ns, variant, 4, ['-t', 'nat', '-F', 'FOREIGN_REF']);
+    await ipt(ns, variant, 4, ['-t', 'nat', '-X', 'FOREIGN_REF']);
+    await backend.enroll(tproxy);
+    await expectInstalled(ns, backend, tproxy);
+    await backend.stop({ cleanup: true });
+  });
+
+  test('observe reports drift (a deleted rule, a deleted jump) and enroll repairs it', async () => {
+    const ns = await netnses.create('drift');
+    const backend = await backendFor();
+    const pod = sidecarPod({ ...podUid('drift'), netnsPath: ns });
+    await backend.enroll(pod);
+    const fp = backend.fingerprint(pod);
+    const observed = async () => (await backend.observe()).pods.find((p) => p.uid === pod.uid)?.fingerprint;
+    expect(await observed()).toBe(fp);
+
+    await ipt(ns, variant, 4, ['-t', 'nat', '-D', 'SHUNT_OUTPUT', '-d', '127.0.0.1/32', '-j', 'RETURN']);
+    expect(await observed()).not.toBe(fp);
+    expect((await backend.enrollWithResult(pod)).changed).toBe(true);
+    expect(await observed()).toBe(fp);
+
+    await ipt(ns, variant, 4, ['-t', 'nat', '-D', 'OUTPUT', '-j', 'SHUNT_OUTPUT']);
+    await ipt(ns, variant, 4, ['-t', 'nat', '-A', 'PREROUTING', '-p', 'tcp', '-j', 'SHUNT_INBOUND']); // a duplicate jump
+    expect(await observed()).not.toBe(fp);
+    await backend.enroll(pod);
+    await expectInstalled(ns, backend, pod);
+    await backend.stop({ cleanup: true });
+    for (const fam of FAMILIES) expect(await fullSave(ns, variant, fam)).not.toMatch(/SHUNT_/);
+  });
+
+  test('stop({cleanup: true}) removes every pod; stop({cleanup: false}) leaves rules in place', async () => {
+    const nsA = await netnses.create('stopa');
+    const nsB = await netnses.create('stopb');
+    const backend = await backendFor();
+    const a = sidecarPod({ ...podUid('stop-a'), netnsPath: nsA, interceptionMode: 'TPROXY', ips: { v4: ['198.18.0.10'], v6: ['2001:db8:1::a'] } });
+    const b = sidecarPod({ ...podUid('stop-b'), netnsPath: nsB });
+    await backend.enroll(a);
+    await backend.enroll(b);
+    await backend.stop({ cleanup: false });
+    expect(await fullSave(nsB, variant, 4)).toMatch(/SHUNT_OUTPUT/);
+
+    const again = await backendFor();
+    await again.enroll(a); // adopts what is there
+    await again.enroll(b);
+    expect((await again.observe()).pods.map((p) => p.fingerprint)).toEqual([again.fingerprint(a), again.fingerprint(b)]);
+    await again.stop({ cleanup: true });
+    for (const ns of [nsA, nsB]) for (const fam of FAMILIES) expect(await fullSave(ns, variant, fam)).not.toMatch(/SHUNT_/);
+    expect(await ipRules(nsA)).not.toMatch(/"m":1337/);
+    expect((await again.observe()).pods).toEqual([]);
+  });
+});
+
+describe('backend without a usable variant', () => {
+  test('support names the failing probes; start refuses', async () => {
+    const caps = await nodeContext();
+    const broken = {
+      ...caps,
+      caps: {
+        ...caps.caps,
+        iptablesVariant: null,
+        features: {
+          ...caps.caps.features,
+          'iptables:legacy': { available: false, evidence: 'iptables-legacy: Table does not exist' },
+          'iptables:nft': { available: false, evidence: 'iptables-nft: Protocol not supported' },
+        },
+      },
+    };
+    const b = new IptablesBackend();
+    const s = b.support(broken.caps);
+    expect(s.ok).toBe(false);
+    expect(JSON.stringify(s)).toContain('Protocol not supported');
+    await expect(b.start(broken)).rejects.toThrow(/cannot run on node test/);
+    expect(new IptablesBackend({ variant: 'legacy' }).support(broken.caps).ok).toBe(false);
+    expect(new IptablesBackend().support(caps.caps).ok).toBe(true);
+  });
+});

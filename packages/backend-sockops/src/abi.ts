@@ -1,0 +1,144 @@
+/**
+ * TypeScript mirror of bpf/include/shunt_sockops.h: constants, struct codecs and the
+ * address encoding. map.typed() checks every codec's size against the loaded map, so a
+ * change on one side only fails loudly.
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+import { struct, u8, u16, u32, u64, bytes, pad, ipv4, ipv6 } from '@shunt/libbpf';
+
+export const SEL = {
+  OUT_EXCLUDE: 1,
+  OUT_INCLUDE: 2,
+  IN_EXCLUDE: 3,
+  IN_INCLUDE: 4,
+} as const;
+export type SelKind = (typeof SEL)[keyof typeof SEL];
+export const SEL_NAMES: Record<number, string> = {
+  1: 'out-exclude',
+  2: 'out-include',
+  3: 'in-exclude',
+  4: 'in-include',
+};
+
+export const POD_FLAG_INBOUND_ALL = 1;
+
+export const ORIG_FLAG = { SPLICE: 1, NO_ANSWER: 2, INBOUND: 4 } as const;
+
+export const SPLICE_MODE = { none: 0, all: 1, listed: 2 } as const;
+
+/** Same order as enum shunt_counter. */
+export const COUNTER_NAMES = [
+  'connects_redirected',
+  'connects_inbound_redirected',
+  'connects_bypassed',
+  'connects_proxy_own',
+  'orig_dst_recorded',
+  'orig_dst_answered',
+  'orig_dst_missed',
+  'sockets_spliced',
+  'splice_insert_failed',
+  'msgs_spliced',
+  'bytes_spliced',
+  'msgs_passed',
+  'getsockopt_large_passed',
+  'orig_dst_released',
+] as const;
+export type CounterName = (typeof COUNTER_NAMES)[number];
+export const COUNTER_SLOTS = 16;
+
+/** Prefix bits that gen + kind occupy in an LPM key before the address. */
+export const LPM_HEADER_BITS = 64;
+
+export const podCfg = struct({
+  gen: u32,
+  flags: u32,
+  proxyUid: u32,
+  proxyGid: u32,
+  outPort: u16,
+  inPort: u16,
+  dnsPort: u16,
+  _pad: pad(2),
+});
+export type PodCfg = ReturnType<typeof podCfg.decode>;
+
+export const POD_META_SIZES = { uid: 48, ns: 64, name: 256 } as const;
+export const podMeta = struct({
+  uid: bytes(POD_META_SIZES.uid),
+  ns: bytes(POD_META_SIZES.ns),
+  name: bytes(POD_META_SIZES.name),
+});
+
+export const netnsKey = u64;
+export const addr16 = bytes(16);
+
+export const portKey = struct({ gen: u32, port: u16, kind: u8, _pad: pad(1) });
+export type PortKey = ReturnType<typeof portKey.decode>;
+
+export const cidr4Key = struct({ prefixlen: u32, gen: u32, kind: u32, addr: ipv4 });
+export const cidr6Key = struct({ prefixlen: u32, gen: u32, kind: u32, addr: ipv6 });
+export const flagValue = u8;
+
+export const tuple = struct({
+  netns: u64,
+  local: bytes(16),
+  remote: bytes(16),
+  lport: u16,
+  rport: u16,
+  _pad: pad(4),
+});
+
+export const orig = struct({
+  addr: bytes(16),
+  port: u16,
+  family: u8,
+  flags: u8,
+  _pad: pad(4),
+});
+
+export const spliceCfg = struct({ mode: u32 });
+export const u32Key = u32;
+export const u16Key = u16;
+export const counterValue = u64;
+
+/** Every map the objects declare, and the codecs that must fit them. */
+export const MAP_NAMES = [
+  'pod_cfg',
+  'pod_meta',
+  'pod_by_ip',
+  'port_sel',
+  'cidr4',
+  'cidr6',
+  'orig_by_cookie',
+  'orig_by_tuple',
+  'splice_socks',
+  'splice_cfg',
+  'splice_ports',
+  'counters',
+] as const;
+export type MapName = (typeof MAP_NAMES)[number];
+
+const V4_MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+
+/** 16-byte address as the BPF side stores it: IPv4 becomes ::ffff:a.b.c.d. */
+export function encodeAddr(text: string): Buffer {
+  if (isIPv4(text)) return Buffer.concat([V4_MAPPED_PREFIX, ipv4.encode(text)]);
+  if (isIPv6(text)) return ipv6.encode(text);
+  throw new Error(`'${text}' is not an IP address`);
+}
+
+export function decodeAddr(buf: Buffer): string {
+  if (buf.subarray(0, 12).equals(V4_MAPPED_PREFIX)) return ipv4.decode(buf.subarray(12));
+  return ipv6.decode(buf);
+}
+
+/** Fixed-size NUL-padded text field; longer text is an error (the caller names the field). */
+export function encodeText(text: string, size: number): Buffer {
+  const b = Buffer.from(text, 'utf8');
+  if (b.length > size) throw new Error(`'${text}' is ${b.length} bytes, the field holds ${size}`);
+  return b;
+}
+
+export function decodeText(buf: Buffer): string {
+  const end = buf.indexOf(0);
+  return buf.subarray(0, end < 0 ? buf.length : end).toString('utf8');
+}

@@ -1,0 +1,243 @@
+/**
+ * Datapath tests against the real kernel: real programs attached to a throwaway cgroup, real
+ * connections inside throwaway netns, a stand-in proxy (uid 1337) that reads SO_ORIGINAL_DST.
+ *
+ *   netns a (pod A: app uid 1000 + proxy uid 1337)  ──veth──  netns s (servers, not meshed)
+ *   netns b (pod B: app server + proxy)             ──veth──  netns s
+ */
+import * as fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import type { MeshPod } from '@shunt/core';
+import { SockopsBackend } from './backend';
+import { Sandbox, type Helper, type Netns } from './test-support/sandbox';
+
+const APP_UID = 1000;
+const PROXY_UID = 1337;
+
+function meshPod(name: string, ns: Netns, v4: string, v6: string[]): MeshPod {
+  return {
+    uid: `uid-${name}`,
+    namespace: 'test',
+    name,
+    profile: 'istio-sidecar',
+    membership: 'sidecar',
+    hostNetwork: false,
+    ips: { v4: [v4], v6 },
+    netnsPath: ns.path,
+    interceptionMode: 'REDIRECT',
+    proxy: { uid: PROXY_UID, gid: PROXY_UID, outboundPort: 15001, inboundPort: 15006 },
+    traffic: {
+      inbound: { include: '*', exclude: [15008, 15020, 15021, 15090] },
+      outbound: {
+        includePorts: [],
+        excludePorts: [8081],
+        includeCidrs: '*',
+        excludeCidrs: [{ family: 4, address: '198.18.0.3', prefix: 32 }],
+      },
+    },
+  };
+}
+
+interface ClientResult {
+  reply?: string;
+  remote?: string;
+  local?: string;
+  error?: string;
+}
+
+describe('sockops backend on the real kernel', () => {
+  let sb: Sandbox;
+  let a: Netns;
+  let b: Netns;
+  let c: Netns;
+  let s: Netns;
+  let proxyA: Helper;
+  let proxyB: Helper;
+  let backend: SockopsBackend;
+  let podA: MeshPod;
+  let podB: MeshPod;
+  let podC: MeshPod;
+
+  const client = async (ns: Netns, host: string, port: number, extra: string[] = []): Promise<ClientResult> =>
+    JSON.parse(await sb.run(ns, APP_UID, 'client.js', [host, String(port), ...extra])) as ClientResult;
+
+  beforeAll(async () => {
+    sb = new Sandbox();
+    a = sb.addNetns('a');
+    b = sb.addNetns('b');
+    c = sb.addNetns('c');
+    s = sb.addNetns('s');
+    sb.link(a, ['198.18.0.1/24', '2001:db8::1/64'], s, ['198.18.0.2/24', '198.18.0.3/24', '2001:db8::2/64'], 'A');
+    sb.link(b, ['198.18.1.1/24'], s, ['198.18.1.2/24'], 'B');
+    sb.link(c, ['198.18.2.1/24'], s, ['198.18.2.2/24'], 'C');
+    await sb.start(s, 0, 'server.js', ['srv', '8080'], { inCgroup: false });
+    await sb.start(s, 0, 'server.js', ['srv', '8081'], { inCgroup: false });
+    await sb.start(s, 0, 'server.js', ['sink', '9000', 'sink'], { inCgroup: false });
+    await sb.start(b, APP_UID, 'server.js', ['appb', '8080'], { inCgroup: true });
+    proxyA = await sb.start(a, PROXY_UID, 'proxy.js', ['15001', '15006']);
+    proxyB = await sb.start(b, PROXY_UID, 'proxy.js', ['15001', '15006']);
+    podA = meshPod('pod-a', a, '198.18.0.1', ['2001:db8::1']);
+    podB = meshPod('pod-b', b, '198.18.1.1', []);
+    // Pod C is enrolled but its proxy never started: every redirected connect is refused.
+    podC = meshPod('pod-c', c, '198.18.2.1', []);
+    backend = new SockopsBackend({ splice: 'all' });
+    await backend.start(sb.node());
+    await backend.enroll(podA);
+    await backend.enroll(podB);
+    await backend.enroll(podC);
+  });
+
+  afterAll(async () => {
+    await backend?.stop({ cleanup: true }).catch(() => undefined);
+    await sb?.dispose();
+  });
+
+  it('redirects an IPv4 connect to the proxy, which learns the original destination', async () => {
+    const before = proxyA.events.length;
+    const r = await client(a, '198.18.0.2', 8080);
+    expect(r.reply).toBe('srv|198.18.0.2:8080|hello');
+    expect(r.remote).toBe('127.0.0.1:15001');
+    const ev = proxyA.events.slice(before);
+    expect(ev).toHaveLength(1);
+    expect(ev[0]).toMatchObject({ listener: 15001, family: 4, orig: { address: '198.18.0.2', port: 8080 } });
+  });
+
+  it('redirects an IPv6 connect and answers IP6T_SO_ORIGINAL_DST', async () => {
+    const before = proxyA.events.length;
+    const r = await client(a, '2001:db8::2', 8080);
+    expect(r.reply).toBe('srv|2001:db8::2:8080|hello');
+    expect(r.remote).toBe('::1:15001');
+    expect(proxyA.events.slice(before)).toEqual([
+      expect.objectContaining({ listener: 15001, family: 6, orig: { address: '2001:db8::2', port: 8080 } }),
+    ]);
+  });
+
+  it('leaves excluded ports, excluded CIDRs and loopback alone', async () => {
+    const before = proxyA.events.length;
+    expect(await client(a, '198.18.0.2', 8081)).toMatchObject({ reply: 'srv|198.18.0.2:8081|hello', remote: '198.18.0.2:8081' });
+    expect(await client(a, '198.18.0.3', 8080)).toMatchObject({ reply: 'srv|198.18.0.3:8080|hello', remote: '198.18.0.3:8080' });
+    // Straight to the proxy port on loopback: not redirected, so the kernel's own
+    // SO_ORIGINAL_DST answer (no conntrack entry) reaches the proxy unchanged.
+    const r = await client(a, '127.0.0.1', 15001);
+    expect(r).toMatchObject({ reply: 'NOORIG', remote: '127.0.0.1:15001' });
+    const ev = proxyA.events.slice(before);
+    expect(ev).toHaveLength(1);
+    expect(ev[0]).toMatchObject({ orig: null });
+    expect(['ENOENT', 'ENOPROTOOPT']).toContain(ev[0]?.err);
+  });
+
+  it('keeps two pods apart when their loopback 4-tuples are identical', async () => {
+    const beforeA = proxyA.events.length;
+    const beforeB = proxyB.events.length;
+    const [ra, rb] = await Promise.all([client(a, '198.18.0.2', 8080, ['0', '40000']), client(b, '198.18.1.2', 8080, ['0', '40000'])]);
+    expect(ra).toMatchObject({ reply: 'srv|198.18.0.2:8080|hello', local: '127.0.0.1:40000', remote: '127.0.0.1:15001' });
+    expect(rb).toMatchObject({ reply: 'srv|198.18.1.2:8080|hello', local: '127.0.0.1:40000', remote: '127.0.0.1:15001' });
+    expect(proxyA.events.slice(beforeA)).toEqual([expect.objectContaining({ orig: { address: '198.18.0.2', port: 8080 } })]);
+    expect(proxyB.events.slice(beforeB)).toEqual([expect.objectContaining({ orig: { address: '198.18.1.2', port: 8080 } })]);
+  });
+
+  it("sends a same-node caller to the destination pod's inbound port", async () => {
+    const before = proxyB.events.length;
+    // Caller in netns s is not meshed; pod B's app listens on 8080, its proxy on 15006.
+    const r = JSON.parse(await sb.run(s, APP_UID, 'client.js', ['198.18.1.1', '8080'])) as ClientResult;
+    expect(r).toMatchObject({ reply: 'appb|198.18.1.1:8080|hello', remote: '198.18.1.1:15006' });
+    expect(proxyB.events.slice(before)).toEqual([
+      expect.objectContaining({ listener: 15006, family: 4, orig: { address: '198.18.1.1', port: 8080 } }),
+    ]);
+  });
+
+  it('splices app<->proxy sockets: a bulk transfer barely touches loopback', async () => {
+    const c0 = (await backend.observe()).counters;
+    const lo0 = sb.loopbackPackets(a);
+    const r = await client(a, '198.18.0.2', 9000, [String(4 << 20)]);
+    const lo1 = sb.loopbackPackets(a);
+    expect(r.reply).toBe(`sink|${4 << 20}`);
+    const c1 = (await backend.observe()).counters;
+    expect((c1.sockets_spliced ?? 0) - (c0.sockets_spliced ?? 0)).toBeGreaterThanOrEqual(2);
+    expect((c1.bytes_spliced ?? 0) - (c0.bytes_spliced ?? 0)).toBeGreaterThanOrEqual(4 << 20);
+    // Handshake and teardown of one loopback connection: a handful of packets, not ~70 MSS-sized ones per MB.
+    expect(lo1 - lo0).toBeLessThan(40);
+  });
+
+  it('deletes original-destination records and sockhash entries when connections close', async () => {
+    const released0 = (await backend.observe()).counters.orig_dst_released ?? 0;
+    const N = 20;
+    const results = await Promise.all([
+      // outbound (record on proxy A's accepted socket, both ends spliced)
+      ...Array.from({ length: N }, () => client(a, '198.18.0.2', 8080)),
+      // same-node inbound: proxy B's accepted socket, then proxy B -> app B (splice-only record)
+      ...Array.from({ length: 5 }, () =>
+        sb.run(s, APP_UID, 'client.js', ['198.18.1.1', '8080']).then((o) => JSON.parse(o) as ClientResult),
+      ),
+      // redirected connects that never establish: only a cookie record, released at close
+      ...Array.from({ length: 5 }, () => client(c, '198.18.2.2', 8080)),
+    ]);
+    expect(results.slice(0, N).every((r) => r.reply === 'srv|198.18.0.2:8080|hello')).toBe(true);
+    expect(results.slice(N, N + 5).every((r) => r.reply === 'appb|198.18.1.1:8080|hello')).toBe(true);
+    expect(results.slice(N + 5).map((r) => r.error)).toEqual(Array(5).fill('ECONNREFUSED'));
+    // The proxies close their halves just after the clients exit: wait (bounded) for the last close.
+    let live = backend.liveRecords();
+    for (let i = 0; i < 100 && (live.origByCookie + live.origByTuple + live.splicedSockets > 0); i++) {
+      await new Promise((r) => setTimeout(r, 30));
+      live = backend.liveRecords();
+    }
+    expect(live).toEqual({ origByCookie: 0, origByTuple: 0, splicedSockets: 0 });
+    const released = ((await backend.observe()).counters.orig_dst_released ?? 0) - released0;
+    // N outbound + 5 inbound + 5 proxy->app splice-only records + 5 refused cookie records
+    expect(released).toBe(N + 15);
+  });
+
+  it('leaves unrelated getsockopt calls as the kernel answered them', async () => {
+    const py = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+    const script = `${__dirname}/test-support/scripts/sockopt.py`;
+    const inside = JSON.parse(await sb.runCmd(s, 0, [py, script, '198.18.0.2', '8080'], { inCgroup: true }));
+    const outside = JSON.parse(await sb.runCmd(s, 0, [py, script, '198.18.0.2', '8080'], { inCgroup: false }));
+    expect(inside).toEqual(outside);
+    expect(inside.large).toMatchObject({ rc: 0 });
+    expect(inside.large.len).toBeGreaterThan(100);
+    const save = (inCgroup: boolean): Promise<string> => sb.runCmd(s, 0, ['iptables-legacy-save', '-t', 'filter'], { inCgroup });
+    const strip = (t: string): string => t.replace(/^#.*$/gm, '');
+    expect(strip(await save(true))).toBe(strip(await save(false)));
+  });
+
+  it('stops redirecting at unenroll and redirects the first connect after enroll', async () => {
+    await backend.unenroll(podA);
+    expect(await client(a, '198.18.0.2', 8080)).toMatchObject({ remote: '198.18.0.2:8080' });
+    await backend.enroll(podA);
+    expect(await client(a, '198.18.0.2', 8080)).toMatchObject({ reply: 'srv|198.18.0.2:8080|hello', remote: '127.0.0.1:15001' });
+  });
+
+  it('reports enrolled pods with matching fingerprints and counters', async () => {
+    const st = await backend.observe();
+    expect(st.nodeReady).toBe(true);
+    const byUid = Object.fromEntries(st.pods.map((p) => [p.uid, p]));
+    expect(byUid['uid-pod-a']).toMatchObject({ name: 'pod-a', namespace: 'test', fingerprint: backend.fingerprint(podA) });
+    expect(byUid['uid-pod-b']).toMatchObject({ name: 'pod-b', fingerprint: backend.fingerprint(podB) });
+    expect(st.counters.connects_redirected).toBeGreaterThan(0);
+    expect(st.counters.orig_dst_answered).toBeGreaterThan(0);
+  });
+
+  it('is adopted by a restarted backend, which can also turn splicing off', async () => {
+    await backend.stop({ cleanup: false });
+    const next = new SockopsBackend({ splice: 'none' });
+    backend = next;
+    // While no process holds the backend, redirects keep working from the pinned links.
+    expect(await client(a, '198.18.0.2', 8080)).toMatchObject({ remote: '127.0.0.1:15001' });
+    await next.start(sb.node());
+    const st = await next.observe();
+    expect(st.pods.find((p) => p.uid === 'uid-pod-a')?.fingerprint).toBe(next.fingerprint(podA));
+    const lo0 = sb.loopbackPackets(a);
+    const r = await client(a, '198.18.0.2', 9000, [String(4 << 20)]);
+    expect(r.reply).toBe(`sink|${4 << 20}`);
+    expect(sb.loopbackPackets(a) - lo0).toBeGreaterThan(40);
+  });
+
+  it('removes links and pins on stop({cleanup: true})', async () => {
+    const dir = backend.pinDir;
+    await backend.stop({ cleanup: true });
+    expect(fs.existsSync(dir)).toBe(false);
+    const attached = execFileSync('bpftool', ['-j', 'cgroup', 'show', sb.cgroupDir], { encoding: 'utf8' });
+    expect(JSON.parse(attached.trim() || '[]')).toEqual([]);
+    expect(await client(a, '198.18.0.2', 8080)).toMatchObject({ remote: '198.18.0.2:8080' });
+  });
+});

@@ -1,0 +1,228 @@
+/**
+ * The backend's view of its pinned maps: typed access, and the two multi-map operations
+ * that must happen in a fixed order — writing a pod (selections first, pod_cfg last, so
+ * the programs never see half a config) and removing one (pod_cfg first).
+ */
+import * as path from 'node:path';
+import { BpfMap, type TypedMap } from '@shunt/libbpf';
+import {
+  COUNTER_NAMES,
+  COUNTER_SLOTS,
+  LPM_HEADER_BITS,
+  MAP_NAMES,
+  SPLICE_MODE,
+  addr16,
+  cidr4Key,
+  cidr6Key,
+  counterValue,
+  decodeAddr,
+  decodeText,
+  encodeAddr,
+  encodeText,
+  flagValue,
+  netnsKey,
+  orig,
+  podCfg,
+  podMeta,
+  portKey,
+  spliceCfg,
+  tuple,
+  u16Key,
+  u32Key,
+  type MapName,
+  type PodCfg,
+  type SelKind,
+} from './abi';
+import type { PodProgram } from './pod-program';
+
+export type SpliceSetting = 'all' | 'none' | number[];
+
+export interface InstalledPodProgram extends PodProgram {
+  gen: number;
+}
+
+type Bytes = Buffer;
+
+export class SockopsMaps {
+  readonly raw: Record<MapName, BpfMap>;
+  readonly podCfg: TypedMap<bigint, PodCfg>;
+  readonly podMeta: TypedMap<bigint, { uid: Bytes; ns: Bytes; name: Bytes }>;
+  readonly podByIp: TypedMap<Bytes, bigint>;
+  readonly portSel: TypedMap<{ gen: number; port: number; kind: number }, number>;
+  readonly cidr4: TypedMap<{ prefixlen: number; gen: number; kind: number; addr: string }, number>;
+  readonly cidr6: TypedMap<{ prefixlen: number; gen: number; kind: number; addr: string }, number>;
+  readonly origByTuple: TypedMap<ReturnType<typeof tuple.decode>, ReturnType<typeof orig.decode>>;
+  readonly spliceCfg: TypedMap<number, { mode: number }>;
+  readonly splicePorts: TypedMap<number, number>;
+  readonly counters: TypedMap<number, bigint>;
+
+  private constructor(raw: Record<MapName, BpfMap>) {
+    this.raw = raw;
+    // typed() throws when a codec's size differs from the map's: the ABI cannot drift silently.
+    this.podCfg = raw.pod_cfg.typed(netnsKey, podCfg);
+    this.podMeta = raw.pod_meta.typed(netnsKey, podMeta);
+    this.podByIp = raw.pod_by_ip.typed(addr16, netnsKey);
+    this.portSel = raw.port_sel.typed(portKey, flagValue);
+    this.cidr4 = raw.cidr4.typed(cidr4Key, flagValue);
+    this.cidr6 = raw.cidr6.typed(cidr6Key, flagValue);
+    raw.orig_by_cookie.typed(netnsKey, orig);
+    this.origByTuple = raw.orig_by_tuple.typed(tuple, orig);
+    raw.splice_socks.typed(tuple, u32Key);
+    this.spliceCfg = raw.splice_cfg.typed(u32Key, spliceCfg);
+    this.splicePorts = raw.splice_ports.typed(u16Key, flagValue);
+    this.counters = raw.counters.typed(u32Key, counterValue);
+  }
+
+  /** Opens every map pinned in dir; throws naming the first one missing or mis-sized. */
+  static open(dir: string): SockopsMaps {
+    const raw: Partial<Record<MapName, BpfMap>> = {};
+    try {
+      for (const name of MAP_NAMES) raw[name] = BpfMap.fromPin(path.join(dir, name));
+      return new SockopsMaps(raw as Record<MapName, BpfMap>);
+    } catch (err) {
+      for (const m of Object.values(raw)) m?.close();
+      throw err;
+    }
+  }
+
+  close(): void {
+    for (const m of Object.values(this.raw)) m.close();
+  }
+
+  setSplice(setting: SpliceSetting): void {
+    const mode = setting === 'all' ? SPLICE_MODE.all : setting === 'none' ? SPLICE_MODE.none : SPLICE_MODE.listed;
+    if (Array.isArray(setting)) {
+      const want = new Set(setting);
+      for (const p of this.splicePorts.keys()) if (!want.has(p)) this.splicePorts.delete(p);
+      for (const p of want) this.splicePorts.update(p, 1);
+    }
+    this.spliceCfg.update(0, { mode });
+  }
+
+  spliceSetting(): SpliceSetting {
+    const mode = this.spliceCfg.lookup(0)?.mode ?? SPLICE_MODE.none;
+    if (mode === SPLICE_MODE.all) return 'all';
+    if (mode === SPLICE_MODE.listed) return this.splicePorts.keys().sort((a, b) => a - b);
+    return 'none';
+  }
+
+  /** Pods as the kernel holds them, selections grouped by their generation. */
+  readPods(): InstalledPodProgram[] {
+    const ports = new Map<number, Array<{ kind: SelKind; port: number }>>();
+    for (const k of this.portSel.keys()) push(ports, k.gen, { kind: k.kind as SelKind, port: k.port });
+    const cidrs = new Map<number, PodProgram['cidrs']>();
+    for (const k of this.cidr4.keys())
+      push(cidrs, k.gen, { kind: k.kind as SelKind, family: 4, address: k.addr, prefix: k.prefixlen - LPM_HEADER_BITS });
+    for (const k of this.cidr6.keys())
+      push(cidrs, k.gen, { kind: k.kind as SelKind, family: 6, address: k.addr, prefix: k.prefixlen - LPM_HEADER_BITS });
+    const ips = new Map<bigint, string[]>();
+    for (const [ip, cookie] of this.podByIp.entries()) {
+      const list = ips.get(cookie) ?? [];
+      list.push(decodeAddr(ip));
+      ips.set(cookie, list);
+    }
+    const out: InstalledPodProgram[] = [];
+    for (const [cookie, cfg] of this.podCfg.entries()) {
+      const meta = this.podMeta.lookup(cookie);
+      out.push({
+        ref: meta
+          ? { uid: decodeText(meta.uid), namespace: decodeText(meta.ns), name: decodeText(meta.name) }
+          : { uid: `unknown-netns-${cookie}`, namespace: '', name: '' },
+        netnsCookie: cookie,
+        gen: cfg.gen,
+        flags: cfg.flags,
+        proxyUid: cfg.proxyUid,
+        proxyGid: cfg.proxyGid,
+        outPort: cfg.outPort,
+        inPort: cfg.inPort,
+        dnsPort: cfg.dnsPort,
+        ports: ports.get(cfg.gen) ?? [],
+        cidrs: cidrs.get(cfg.gen) ?? [],
+        ips: (ips.get(cookie) ?? []).sort(),
+      });
+    }
+    return out;
+  }
+
+  /** Generations referenced by selection entries (including orphans of a crashed write). */
+  selectionGens(): Set<number> {
+    const gens = new Set<number>();
+    for (const k of this.portSel.keys()) gens.add(k.gen);
+    for (const k of this.cidr4.keys()) gens.add(k.gen);
+    for (const k of this.cidr6.keys()) gens.add(k.gen);
+    return gens;
+  }
+
+  /**
+   * Installs p under generation gen: selections, addresses, meta, then the pod_cfg flip.
+   * The caller deletes the previous generation afterwards with deleteGen().
+   */
+  writePod(p: PodProgram, gen: number): void {
+    for (const e of p.ports) this.portSel.update({ gen, port: e.port, kind: e.kind }, 1);
+    for (const c of p.cidrs) {
+      const key = { prefixlen: LPM_HEADER_BITS + c.prefix, gen, kind: c.kind, addr: c.address };
+      (c.family === 4 ? this.cidr4 : this.cidr6).update(key, 1);
+    }
+    const want = new Set(p.ips);
+    for (const [ip, cookie] of this.podByIp.entries())
+      if (cookie === p.netnsCookie && !want.has(decodeAddr(ip))) this.podByIp.delete(ip);
+    for (const ip of p.ips) this.podByIp.update(encodeAddr(ip), p.netnsCookie);
+    this.podMeta.update(p.netnsCookie, {
+      uid: encodeText(p.ref.uid, 48),
+      ns: encodeText(p.ref.namespace, 64),
+      name: encodeText(p.ref.name, 256),
+    });
+    this.podCfg.update(p.netnsCookie, {
+      gen,
+      flags: p.flags,
+      proxyUid: p.proxyUid,
+      proxyGid: p.proxyGid,
+      outPort: p.outPort,
+      inPort: p.inPort,
+      dnsPort: p.dnsPort,
+    });
+  }
+
+  /** Un-enrolls the pod in netns `cookie`: pod_cfg goes first so no connect sees a partial pod. */
+  deletePod(cookie: bigint): void {
+    const cfg = this.podCfg.lookup(cookie);
+    this.podCfg.delete(cookie);
+    for (const [ip, c] of this.podByIp.entries()) if (c === cookie) this.podByIp.delete(ip);
+    this.podMeta.delete(cookie);
+    if (cfg) this.deleteGen(cfg.gen);
+  }
+
+  deleteGen(gen: number): void {
+    for (const k of this.portSel.keys()) if (k.gen === gen) this.portSel.delete(k);
+    for (const k of this.cidr4.keys()) if (k.gen === gen) this.cidr4.delete(k);
+    for (const k of this.cidr6.keys()) if (k.gen === gen) this.cidr6.delete(k);
+  }
+
+  /**
+   * Entries alive right now in the per-connection maps. Each should track open connections
+   * only: records are deleted when their socket closes, sockets leave the sockhash on close.
+   */
+  liveRecords(): { origByCookie: number; origByTuple: number; splicedSockets: number } {
+    return {
+      origByCookie: this.raw.orig_by_cookie.keys().length,
+      origByTuple: this.raw.orig_by_tuple.keys().length,
+      splicedSockets: this.raw.splice_socks.keys().length,
+    };
+  }
+
+  readCounters(): Record<string, number> {
+    const out: Record<string, number> = {};
+    COUNTER_NAMES.forEach((name, i) => {
+      if (i >= COUNTER_SLOTS) return;
+      const perCpu = this.counters.lookupPerCpu(i) ?? [];
+      out[name] = Number(perCpu.reduce((a, b) => a + b, 0n));
+    });
+    return out;
+  }
+}
+
+function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
+  const list = m.get(k);
+  if (list) list.push(v);
+  else m.set(k, [v]);
+}

@@ -1,0 +1,117 @@
+import type { MeshPod, NodeCapabilities, FeatureName } from '@shunt/core';
+import { SEL, POD_FLAG_INBOUND_ALL } from './abi';
+import { PodConfigError, canonical, fingerprintOf, podProgram } from './pod-program';
+import { sockopsSupport } from './support';
+
+const base: MeshPod = {
+  uid: 'u1',
+  namespace: 'ns',
+  name: 'p',
+  profile: 'istio-sidecar',
+  membership: 'sidecar',
+  hostNetwork: false,
+  ips: { v4: ['198.18.0.1'], v6: ['2001:db8:0::1'] },
+  interceptionMode: 'REDIRECT',
+  proxy: { uid: 1337, gid: 1337, outboundPort: 15001, inboundPort: 15006 },
+  traffic: {
+    inbound: { include: [8080, 9090], exclude: [15020] },
+    outbound: {
+      includePorts: [3306],
+      excludePorts: [22],
+      includeCidrs: [{ family: 4, address: '10.1.2.3', prefix: 16 }],
+      excludeCidrs: [{ family: 6, address: '2001:db8:1::5', prefix: 48 }],
+    },
+  },
+};
+
+describe('podProgram', () => {
+  it('encodes selections, canonical CIDRs and addresses', () => {
+    const p = podProgram(base, 7n);
+    expect(p.netnsCookie).toBe(7n);
+    expect(p.flags).toBe(0);
+    expect(p.ports).toEqual(
+      expect.arrayContaining([
+        { kind: SEL.IN_INCLUDE, port: 8080 },
+        { kind: SEL.IN_INCLUDE, port: 9090 },
+        { kind: SEL.IN_EXCLUDE, port: 15020 },
+        { kind: SEL.OUT_INCLUDE, port: 3306 },
+        { kind: SEL.OUT_EXCLUDE, port: 22 },
+      ]),
+    );
+    expect(p.cidrs).toEqual(
+      expect.arrayContaining([
+        { kind: SEL.OUT_INCLUDE, family: 4, address: '10.1.0.0', prefix: 16 },
+        { kind: SEL.OUT_EXCLUDE, family: 6, address: '2001:db8:1::', prefix: 48 },
+      ]),
+    );
+    expect(p.ips).toEqual(['198.18.0.1', '2001:db8::1']);
+  });
+
+  it("turns '*' into the inbound-all flag and both default routes", () => {
+    const p = podProgram(
+      { ...base, traffic: { ...base.traffic, inbound: { include: '*', exclude: [] }, outbound: { ...base.traffic.outbound, includeCidrs: '*' } } },
+      1n,
+    );
+    expect(p.flags & POD_FLAG_INBOUND_ALL).toBeTruthy();
+    expect(p.cidrs).toEqual(
+      expect.arrayContaining([
+        { kind: SEL.OUT_INCLUDE, family: 4, address: '0.0.0.0', prefix: 0 },
+        { kind: SEL.OUT_INCLUDE, family: 6, address: '::', prefix: 0 },
+      ]),
+    );
+  });
+
+  it('fingerprints equal configs equally whatever the input order', () => {
+    const reordered: MeshPod = {
+      ...base,
+      ips: { v4: ['198.18.0.1'], v6: ['2001:db8::1'] },
+      traffic: { ...base.traffic, inbound: { include: [9090, 8080, 8080], exclude: [15020] } },
+    };
+    expect(canonical(podProgram(reordered, 1n))).toBe(canonical(podProgram(base, 2n)));
+    expect(fingerprintOf(podProgram(reordered, 1n))).toBe(fingerprintOf(podProgram(base, 1n)));
+    const changed = { ...base, proxy: { ...base.proxy, outboundPort: 15002 } };
+    expect(fingerprintOf(podProgram(changed, 1n))).not.toBe(fingerprintOf(podProgram(base, 1n)));
+  });
+
+  it('names the pod, field and value on bad input', () => {
+    const bad = { ...base, traffic: { ...base.traffic, inbound: { include: [70000], exclude: [] } } };
+    expect(() => podProgram(bad, 1n)).toThrow(PodConfigError);
+    expect(() => podProgram(bad, 1n)).toThrow('pod ns/p (uid u1): traffic.inbound.include[0]=70000');
+    const badCidr = {
+      ...base,
+      traffic: { ...base.traffic, outbound: { ...base.traffic.outbound, excludeCidrs: [{ family: 4 as const, address: '::1', prefix: 8 }] } },
+    };
+    expect(() => podProgram(badCidr, 1n)).toThrow(/excludeCidrs\[0\].*does not match family 4/);
+    expect(() => podProgram({ ...base, proxy: { ...base.proxy, uid: -1 } }, 1n)).toThrow(/proxy.uid=-1/);
+  });
+});
+
+describe('sockopsSupport', () => {
+  const features = (available: boolean): NodeCapabilities['features'] =>
+    new Proxy({} as NodeCapabilities['features'], {
+      get: (_t, name: FeatureName) => ({ available, evidence: `probe ${String(name)}` }),
+    });
+  const caps = (release: string, available: boolean): NodeCapabilities => {
+    const [major = 0, minor = 0] = release.split('.').map(Number);
+    return {
+      kernelRelease: release,
+      kernel: { major, minor, patch: 0 },
+      cgroup2Path: '/sys/fs/cgroup',
+      bpffsPath: '/sys/fs/bpf',
+      iptablesVariant: null,
+      features: features(available),
+    };
+  };
+
+  it('accepts a recent kernel whose probes pass', () => {
+    expect(sockopsSupport(caps('6.6.0', true))).toEqual({ ok: true });
+  });
+
+  it('explains an old kernel and failed probes', () => {
+    const r = sockopsSupport(caps('5.10.0', false));
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.reasons[0]).toMatch(/kernel 5.10.0 is older than 5.15/);
+    expect(r.reasons.some((x) => x.includes('prog:sk_msg unavailable: probe prog:sk_msg'))).toBe(true);
+  });
+});

@@ -1,0 +1,165 @@
+/**
+ * A MeshPod translated into exactly what the BPF maps hold for it (minus the generation
+ * number), in canonical order. The same shape is rebuilt from the maps by observe(), so
+ * fingerprint(desired) === fingerprint(observed) exactly when the kernel holds what we want.
+ */
+import { createHash } from 'node:crypto';
+import { isIPv4, isIPv6 } from 'node:net';
+import type { Cidr, MeshPod, PodRef } from '@shunt/core';
+import { POD_FLAG_INBOUND_ALL, POD_META_SIZES, SEL, decodeAddr, encodeAddr, type SelKind } from './abi';
+
+export interface PortEntry {
+  kind: SelKind;
+  port: number;
+}
+
+export interface CidrEntry {
+  kind: SelKind;
+  family: 4 | 6;
+  /** Canonical network address (host bits zero), as decodeAddr prints it. */
+  address: string;
+  prefix: number;
+}
+
+export interface PodProgram {
+  ref: PodRef;
+  netnsCookie: bigint;
+  flags: number;
+  proxyUid: number;
+  proxyGid: number;
+  outPort: number;
+  inPort: number;
+  dnsPort: number;
+  ports: PortEntry[];
+  cidrs: CidrEntry[];
+  /** Canonical pod addresses (IPv4 dotted, IPv6 compressed). */
+  ips: string[];
+}
+
+export class PodConfigError extends Error {
+  constructor(
+    readonly pod: string,
+    readonly field: string,
+    readonly value: unknown,
+    reason: string,
+  ) {
+    super(`pod ${pod}: ${field}=${JSON.stringify(value)}: ${reason}`);
+    this.name = 'PodConfigError';
+  }
+}
+
+const podName = (p: PodRef): string => `${p.namespace}/${p.name} (uid ${p.uid})`;
+
+function checkPort(pod: PodRef, field: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535)
+    throw new PodConfigError(podName(pod), field, v, 'not a TCP port (1..65535)');
+  return v;
+}
+
+function checkId(pod: PodRef, field: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xfffffffe)
+    throw new PodConfigError(podName(pod), field, v, 'not a uid/gid (0..4294967294)');
+  return v;
+}
+
+function canonicalCidr(pod: PodRef, field: string, kind: SelKind, c: Cidr): CidrEntry {
+  const okFamily = c.family === 4 ? isIPv4(c.address) : c.family === 6 ? isIPv6(c.address) : false;
+  const max = c.family === 4 ? 32 : 128;
+  if (!okFamily) throw new PodConfigError(podName(pod), field, c, `address does not match family ${String(c.family)}`);
+  if (!Number.isInteger(c.prefix) || c.prefix < 0 || c.prefix > max)
+    throw new PodConfigError(podName(pod), field, c, `prefix must be 0..${max}`);
+  // Zero the host bits so equal networks encode (and fingerprint) equally.
+  const raw = encodeAddr(c.address);
+  const bits = (c.family === 4 ? 96 : 0) + c.prefix;
+  for (let i = 0; i < 16; i++) {
+    const keep = Math.max(0, Math.min(8, bits - i * 8));
+    raw[i] = (raw[i] ?? 0) & ((0xff << (8 - keep)) & 0xff);
+  }
+  return { kind, family: c.family, address: decodeAddr(raw), prefix: c.prefix };
+}
+
+function textField(pod: PodRef, field: keyof typeof POD_META_SIZES, v: string): void {
+  if (Buffer.byteLength(v, 'utf8') > POD_META_SIZES[field])
+    throw new PodConfigError(podName(pod), field, v, `longer than ${POD_META_SIZES[field]} bytes`);
+}
+
+/** Pure: the kernel encoding of a sidecar pod. Throws PodConfigError naming pod/field/value. */
+export function podProgram(pod: MeshPod, netnsCookie: bigint): PodProgram {
+  const ref: PodRef = { uid: pod.uid, namespace: pod.namespace, name: pod.name };
+  textField(ref, 'uid', pod.uid);
+  textField(ref, 'ns', pod.namespace);
+  textField(ref, 'name', pod.name);
+  const t = pod.traffic;
+  const ports: PortEntry[] = [];
+  const addPorts = (field: string, kind: SelKind, list: readonly number[]): void => {
+    if (!Array.isArray(list)) throw new PodConfigError(podName(ref), field, list, 'not a port list');
+    list.forEach((p, i) => ports.push({ kind, port: checkPort(ref, `${field}[${i}]`, p) }));
+  };
+  let flags = 0;
+  if (t.inbound.include === '*') flags |= POD_FLAG_INBOUND_ALL;
+  else addPorts('traffic.inbound.include', SEL.IN_INCLUDE, t.inbound.include);
+  addPorts('traffic.inbound.exclude', SEL.IN_EXCLUDE, t.inbound.exclude);
+  addPorts('traffic.outbound.includePorts', SEL.OUT_INCLUDE, t.outbound.includePorts);
+  addPorts('traffic.outbound.excludePorts', SEL.OUT_EXCLUDE, t.outbound.excludePorts);
+
+  const cidrs: CidrEntry[] = [];
+  const inc = t.outbound.includeCidrs;
+  if (inc === '*') {
+    cidrs.push({ kind: SEL.OUT_INCLUDE, family: 4, address: '0.0.0.0', prefix: 0 });
+    cidrs.push({ kind: SEL.OUT_INCLUDE, family: 6, address: '::', prefix: 0 });
+  } else {
+    inc.forEach((c, i) => cidrs.push(canonicalCidr(ref, `traffic.outbound.includeCidrs[${i}]`, SEL.OUT_INCLUDE, c)));
+  }
+  t.outbound.excludeCidrs.forEach((c, i) =>
+    cidrs.push(canonicalCidr(ref, `traffic.outbound.excludeCidrs[${i}]`, SEL.OUT_EXCLUDE, c)),
+  );
+
+  const ips = [...pod.ips.v4, ...pod.ips.v6].map((ip) => {
+    try {
+      return decodeAddr(encodeAddr(ip));
+    } catch {
+      throw new PodConfigError(podName(ref), 'ips', ip, 'not an IP address');
+    }
+  });
+
+  const proxy = pod.proxy;
+  return {
+    ref,
+    netnsCookie,
+    flags,
+    proxyUid: checkId(ref, 'proxy.uid', proxy.uid),
+    proxyGid: checkId(ref, 'proxy.gid', proxy.gid),
+    outPort: checkPort(ref, 'proxy.outboundPort', proxy.outboundPort),
+    inPort: checkPort(ref, 'proxy.inboundPort', proxy.inboundPort),
+    // DNS capture is not implemented by this backend yet; the field stays 0 (off).
+    dnsPort: 0,
+    ports: dedupe(ports, (p) => `${p.kind}:${p.port}`),
+    cidrs: dedupe(cidrs, (c) => `${c.kind}:${c.address}/${c.prefix}`),
+    ips: [...new Set(ips)].sort(),
+  };
+}
+
+function dedupe<T>(items: T[], key: (t: T) => string): T[] {
+  const m = new Map<string, T>();
+  for (const it of items) m.set(key(it), it);
+  return [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v);
+}
+
+/**
+ * Canonical text of everything the kernel holds for a pod; hashed for fingerprints. The
+ * netns cookie is left out so fingerprint() stays pure (a cookie needs the kernel); a pod
+ * whose sandbox is replaced comes back as a new upsert and is re-keyed by enroll().
+ */
+export function canonical(p: PodProgram): string {
+  return JSON.stringify({
+    pod: [p.ref.uid, p.ref.namespace, p.ref.name],
+    cfg: [p.flags, p.proxyUid, p.proxyGid, p.outPort, p.inPort, p.dnsPort],
+    ports: dedupe(p.ports, (x) => `${x.kind}:${x.port}`).map((x) => `${x.kind}:${x.port}`),
+    cidrs: dedupe(p.cidrs, (c) => `${c.kind}:${c.address}/${c.prefix}`).map((c) => `${c.kind}:${c.address}/${c.prefix}`),
+    ips: [...p.ips].sort(),
+  });
+}
+
+export function fingerprintOf(p: PodProgram): string {
+  return 'sockops:' + createHash('sha256').update(canonical(p)).digest('hex').slice(0, 16);
+}

@@ -1,0 +1,103 @@
+import { BackendUnsupportedError } from '../errors';
+import type { BackendName, NodeCapabilities, RedirectMode } from '../types';
+import { CAPABILITY_FIXTURES, capabilitiesFor, type CapabilityFixtureName } from './fixtures';
+import { SUPPORT_RULES, optionalFeatures, supportFromRules } from './rules';
+import { rulesBackend, selectBackend } from './select';
+
+const ALL = (['sockops', 'tc', 'iptables'] as BackendName[]).map(rulesBackend);
+const pick = (mode: RedirectMode, caps: NodeCapabilities, profile: 'istio-sidecar' | 'istio-ambient') => selectBackend(mode, caps, ALL, { profile }).chosen.name;
+
+describe('backend selection table (redirectMode=auto)', () => {
+  // [fixture, istio-sidecar choice, istio-ambient choice, tcx used by tc]
+  it.each<[CapabilityFixtureName, BackendName, BackendName, boolean]>([
+    ['4.19', 'iptables', 'iptables', false], // no cgroup sockopt (5.3), no netns cookie, no sk_assign
+    ['5.4', 'iptables', 'iptables', false], // sockopt yes, get_netns_cookie not yet
+    ['5.7', 'sockops', 'iptables', false], // sockops complete; tc needs redirect_peer (5.10)
+    ['5.10', 'sockops', 'tc', false],
+    ['6.1', 'sockops', 'tc', false],
+    ['6.6', 'sockops', 'tc', true], // tcx links
+    ['6.18', 'sockops', 'tc', true],
+    ['backport-4.18', 'sockops', 'tc', false], // old version, new features: probes decide
+    ['nosockopt-6.1', 'iptables', 'tc', false], // new version, feature missing: probes decide
+    ['backport-3.10', 'iptables', 'iptables', false], // below the floor whatever the probes say
+  ])('%s → sidecar: %s, ambient: %s', (fixture, sidecar, ambient, tcx) => {
+    const caps = CAPABILITY_FIXTURES[fixture];
+    expect(pick('auto', caps, 'istio-sidecar')).toBe(sidecar);
+    expect(pick('auto', caps, 'istio-ambient')).toBe(ambient);
+    expect(optionalFeatures('tc', caps).includes('link:tcx')).toBe(tcx);
+  });
+
+  it('says why each backend was not chosen', () => {
+    const s = selectBackend('auto', CAPABILITY_FIXTURES['5.4'], ALL, { profile: 'istio-sidecar' });
+    expect(s.chosen.name).toBe('iptables');
+    expect(s.rejected).toEqual([
+      { name: 'tc', reasons: ['tc does not serve for profile istio-sidecar'] },
+      { name: 'sockops', reasons: [expect.stringMatching(/^helper:get_netns_cookie unavailable \(upstream since 5\.7\): fixture/)] },
+    ]);
+    expect(s.table.map((r) => [r.name, r.support.ok, r.chosen])).toEqual([
+      ['sockops', false, false],
+      ['iptables', true, true],
+    ]);
+    const later = selectBackend('auto', CAPABILITY_FIXTURES['6.18'], ALL, { profile: 'istio-sidecar' });
+    expect(later.rejected.find((r) => r.name === 'iptables')!.reasons).toEqual(['supported, but sockops comes first']);
+  });
+
+  it('the floor and the features are both reported', () => {
+    const r = supportFromRules('sockops', CAPABILITY_FIXTURES['backport-3.10']);
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.reasons[0]).toBe('kernel 3.10.0-1160.el7.x86_64 is below the sockops floor 4.18');
+    expect(r.reasons.slice(1)).toEqual([expect.stringMatching(/^cgroup2 unavailable \(upstream since 4\.5\)/), expect.stringMatching(/^bpffs unavailable/)]);
+  });
+
+  it('without a profile the global order sockops → tc → iptables applies', () => {
+    expect(selectBackend('auto', CAPABILITY_FIXTURES['5.10'], ALL).chosen.name).toBe('sockops');
+    expect(selectBackend('auto', CAPABILITY_FIXTURES['5.4'], ALL).chosen.name).toBe('iptables');
+  });
+
+  it('no runnable backend → error listing every reason', () => {
+    const caps = capabilitiesFor('5.4.0', { 'iptables:legacy': false, 'iptables:nft': false });
+    expect(() => selectBackend('auto', caps, ALL, { profile: 'istio-sidecar' })).toThrow(BackendUnsupportedError);
+    expect(() => selectBackend('auto', caps, ALL, { profile: 'istio-sidecar' })).toThrow(/sockops: .*get_netns_cookie.* \| iptables: none of iptables:legacy, iptables:nft works/);
+  });
+});
+
+describe('forced redirectMode', () => {
+  it('a mode the node can run is used and the others are reported as not chosen', () => {
+    const s = selectBackend('iptables', CAPABILITY_FIXTURES['6.18'], ALL, { profile: 'istio-sidecar' });
+    expect(s.chosen.name).toBe('iptables');
+    expect(s.rejected.find((r) => r.name === 'sockops')!.reasons).toEqual(['redirectMode=iptables was forced']);
+  });
+
+  it('a mode the node cannot run fails with the reasons', () => {
+    const run = () => selectBackend('sockops', CAPABILITY_FIXTURES['4.19'], ALL, { profile: 'istio-sidecar' });
+    expect(run).toThrow(BackendUnsupportedError);
+    expect(run).toThrow(/redirectMode=sockops cannot run on this node: .*prog:cgroup_sockopt unavailable \(upstream since 5\.3\)/);
+    try {
+      run();
+    } catch (err) {
+      expect((err as BackendUnsupportedError).rejected.find((r) => r.name === 'sockops')!.reasons.length).toBeGreaterThan(0);
+    }
+  });
+
+  it('a mode that does not serve the profile, or is not built in, fails', () => {
+    expect(() => selectBackend('tc', CAPABILITY_FIXTURES['6.18'], ALL, { profile: 'istio-sidecar' })).toThrow(/tc does not serve for profile istio-sidecar/);
+    expect(() => selectBackend('sockops', CAPABILITY_FIXTURES['6.18'], [rulesBackend('iptables')])).toThrow(/no sockops backend is available/);
+  });
+
+  it('a throwing support() is a reason, not a crash', () => {
+    const broken = { name: 'sockops' as const, support: () => { throw new Error('boom'); } };
+    const s = selectBackend('auto', CAPABILITY_FIXTURES['6.18'], [broken, rulesBackend('iptables')], { profile: 'istio-sidecar' });
+    expect(s.chosen.name).toBe('iptables');
+    expect(s.rejected.find((r) => r.name === 'sockops')!.reasons).toEqual(['support() threw: boom']);
+  });
+});
+
+describe('SUPPORT_RULES data', () => {
+  it('every required feature of every backend is a probed feature', () => {
+    const probed = Object.keys(CAPABILITY_FIXTURES['6.18'].features);
+    for (const rule of Object.values(SUPPORT_RULES)) {
+      for (const f of [...rule.features, ...rule.anyOf.flat(), ...rule.optional]) expect(probed).toContain(f);
+    }
+  });
+});

@@ -1,0 +1,161 @@
+/**
+ * The compiled addon (build/Release/shunt_libbpf.node, built by `node-gyp rebuild`) and
+ * its raw signatures. Only this package's modules import it; everyone else uses the
+ * classes in index.ts.
+ */
+import * as path from 'node:path';
+import { BpfError } from './errors';
+
+/** Opaque handle owning a kernel fd (closed on closeFd or when collected). */
+export interface FdHandle {
+  readonly __fdHandle: unique symbol;
+}
+/** Opaque handle owning a bpf_object (closed on closeObject or when collected). */
+export interface ObjectHandle {
+  readonly __objectHandle: unique symbol;
+}
+
+export interface NativeProgramInfo {
+  name: string;
+  section: string;
+  type: string;
+  expectedAttachType: string;
+  fd: number;
+}
+
+export interface NativeMapInfo {
+  name: string;
+  type: string;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  fd: number;
+  internal: boolean;
+  pinPath?: string;
+  btfKeyType: string;
+  btfValueType: string;
+}
+
+export interface KernelMapInfo {
+  id: number;
+  name: string;
+  type: string;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  btfId: number;
+}
+
+export interface KernelProgInfo {
+  id: number;
+  name: string;
+  type: string;
+}
+
+export interface KernelLinkInfo {
+  id: number;
+  type: string;
+  progId: number;
+  attachType?: string;
+  cgroupId?: bigint;
+  ifindex?: number;
+  mapId?: number;
+}
+
+export interface ProbeResult {
+  available: boolean;
+  evidence: string;
+}
+
+export interface NativeAddon {
+  libbpfVersion: string;
+  numPossibleCpus(): number;
+  setErrorFactory(fn: (...args: unknown[]) => Error): void;
+  closeFd(h: FdHandle): void;
+  fdOf(h: FdHandle): number;
+  dupFd(fd: number, target: string): FdHandle;
+
+  openObject(path: string, pinRoot?: string): ObjectHandle;
+  closeObject(h: ObjectHandle): void;
+  objectPrograms(h: ObjectHandle): NativeProgramInfo[];
+  objectMaps(h: ObjectHandle): NativeMapInfo[];
+
+  mapLookup(fd: number, key: Buffer, valueBytes: number, target: string): Buffer | null;
+  mapUpdate(fd: number, key: Buffer, value: Buffer, flags: number, target: string): void;
+  mapDelete(fd: number, key: Buffer, target: string): boolean;
+  mapKeys(fd: number, keySize: number, limit: number, target: string): Buffer[];
+  mapLookupBatch(
+    fd: number,
+    keySize: number,
+    valueBytes: number,
+    maxEntries: number,
+    target: string,
+  ): { keys: Buffer; values: Buffer; count: number };
+  mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number, flags: number, target: string): number;
+  mapDeleteBatch(fd: number, keys: Buffer, count: number, target: string): number;
+  mapInfo(fd: number, target: string): KernelMapInfo;
+  progInfo(fd: number, target: string): KernelProgInfo;
+  objPin(fd: number, path: string, target: string): void;
+  objGet(path: string): FdHandle;
+
+  linkCgroup(progFd: number, cgroupPath: string, attachType: string, target: string): FdHandle;
+  linkMap(progFd: number, mapFd: number, attachType: string, target: string): FdHandle;
+  progAttachLegacy(progFd: number, targetFd: number, attachType: string, target: string): void;
+  progDetachLegacy(progFd: number, targetFd: number, attachType: string, target: string): void;
+  linkTcx(progFd: number, ifindex: number, direction: string, target: string): FdHandle;
+  tcAttachLegacy(
+    progFd: number,
+    ifindex: number,
+    direction: string,
+    target: string,
+  ): { handle: number; priority: number; createdQdisc: boolean };
+  tcDetachLegacy(ifindex: number, direction: string, handle: number, priority: number, target: string): void;
+  tcQueryLegacy(ifindex: number, direction: string, handle: number, priority: number, target: string): number;
+  linkDetach(fd: number, target: string): void;
+  linkInfo(fd: number, target: string): KernelLinkInfo;
+  ifNameToIndex(name: string, context: string): number;
+
+  probeProgType(name: string): ProbeResult;
+  probeMapType(name: string): ProbeResult;
+  probeHelper(progType: string, helper: string): ProbeResult;
+  probeAttachType(progType: string, attachType: string): ProbeResult;
+  probeTcx(): ProbeResult;
+  probeSockmapLink(): ProbeResult;
+
+  netnsEnter(path: string): number;
+  netnsRestore(origFd: number): void;
+  netnsCookie(path: string): bigint;
+  originalDst(fd: number, family: number): { address: string; port: number };
+}
+
+function load(): NativeAddon {
+  // src/ and dist/ both sit one level below the package root, next to build/.
+  const file = path.resolve(__dirname, '..', 'build', 'Release', 'shunt_libbpf.node');
+  let addon: NativeAddon;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    addon = require(file) as NativeAddon;
+  } catch (err) {
+    throw new Error(
+      `@shunt/libbpf: cannot load the native addon ${file} (${(err as Error).message}); ` +
+        'build it with `npm run build -w @shunt/libbpf` (node-gyp rebuild)',
+    );
+  }
+  addon.setErrorFactory(
+    (errno, code, description, op, target, detail, verifierLog) =>
+      new BpfError({
+        errno: errno as number,
+        code: code as string,
+        description: description as string,
+        op: op as string,
+        target: target as string,
+        detail: (detail as string) || undefined,
+        verifierLog: (verifierLog as string | undefined) || undefined,
+      }),
+  );
+  return addon;
+}
+
+export const native: NativeAddon = load();

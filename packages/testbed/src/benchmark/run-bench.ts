@@ -1,0 +1,149 @@
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BUILTIN_MODES, type ModePods, type PathMode } from '../modes';
+import { Testbed } from '../testbed';
+import type { Sample } from './metrics';
+import { markdownTable, pickIptablesBaseline, summarizeMode, svgChart, type BenchReport } from './report';
+
+export interface BenchOptions {
+  /** Modes to compare; default direct and iptables-handwritten. The agent appends backend modes. */
+  modes?: readonly PathMode[];
+  /** A-B-A-B rounds; default 3. */
+  rounds?: number;
+  /** Seconds per metric run; default 3 (a default bench takes about 1.5 minutes for two modes). */
+  seconds?: number;
+  /** wrk connections for the new-connections metric; default 8. */
+  wrkConnections?: number;
+  /** Where JSON, markdown and SVG go; default <cwd>/bench/results. */
+  outDir?: string;
+  /** Result output (the table); default console.log. */
+  log?: (line: string) => void;
+  /** Progress line; default stderr, rewritten in place on a terminal. */
+  progress?: (line: string) => void;
+}
+
+export interface BenchResult {
+  report: BenchReport;
+  markdown: string;
+  files: { json: string; markdown: string; svg: string };
+}
+
+const PORTS = { http: 8080, sockperf: 11111, iperf: 5201 } as const;
+
+function defaultProgress(): (line: string) => void {
+  const tty = process.stderr.isTTY;
+  return (line) => process.stderr.write(tty ? `\r\x1b[2K${line}` : `${line}\n`);
+}
+
+function cpuModel(): string {
+  try {
+    return /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? os.cpus()[0]?.model ?? 'unknown';
+  } catch {
+    return os.cpus()[0]?.model ?? 'unknown';
+  }
+}
+
+async function conntrackSum(tb: Testbed, pods: ModePods): Promise<number> {
+  const [a, b] = await Promise.all([tb.conntrackCount(pods.client), tb.conntrackCount(pods.server)]);
+  return (a ?? 0) + (b ?? 0);
+}
+
+/**
+ * Runs every mode on fresh, identical client/server pods (both with sidecars) per round, so no
+ * mode inherits another's netfilter state (an emptied nat table still costs conntrack), and
+ * alternates modes A-B-A-B. Every client run is bounded by `seconds`.
+ */
+export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
+  const modes = opts.modes ?? BUILTIN_MODES;
+  const rounds = opts.rounds ?? 3;
+  const seconds = opts.seconds ?? 3;
+  const wrkConnections = opts.wrkConnections ?? 8;
+  const log = opts.log ?? ((l: string) => console.log(l));
+  const progress = opts.progress ?? defaultProgress();
+  if (modes.length === 0) throw new Error('bench: no modes');
+  if (new Set(modes.map((m) => m.name)).size !== modes.length) throw new Error(`bench: duplicate mode names: ${modes.map((m) => m.name).join(', ')}`);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 50) throw new Error(`bench: rounds ${rounds}: want 1..50`);
+  if (!(seconds >= 1 && seconds <= 60)) throw new Error(`bench: seconds ${seconds}: want 1..60`);
+
+  const startedAt = new Date();
+  const samples = new Map<string, Sample[]>(modes.map((m) => [m.name, []]));
+  const tb = await Testbed.create({ pods: [] });
+  const steps = rounds * modes.length;
+  let step = 0;
+  try {
+    for (let r = 0; r < rounds; r++) {
+      for (const [mi, mode] of modes.entries()) {
+        step++;
+        const tag = `[bench ${step}/${steps}] round ${r + 1}/${rounds} · ${mode.name}`;
+        progress(`${tag} · creating pods`);
+        const pods: ModePods = { client: `c${r}m${mi}`, server: `s${r}m${mi}` };
+        await tb.addPod({ name: pods.client, mesh: 'sidecar' });
+        await tb.addPod({ name: pods.server, mesh: 'sidecar' });
+        const server = tb.pod(pods.server);
+        await tb.startHttpServer(pods.server, { port: PORTS.http });
+        await tb.startSockperfServer(pods.server, { port: PORTS.sockperf });
+        await tb.startIperfServer(pods.server, { port: PORTS.iperf });
+        progress(`${tag} · setup`);
+        await mode.setup(tb, pods);
+        try {
+          progress(`${tag} · sockperf ping-pong ${seconds}s`);
+          const sp = await tb.sockperfPingPong(pods.client, server.ipv4, { port: PORTS.sockperf, seconds });
+          progress(`${tag} · iperf3 ${seconds}s`);
+          const ip = await tb.iperf(pods.client, server.ipv4, { port: PORTS.iperf, seconds });
+          await tb.conntrackFlush(pods.client);
+          await tb.conntrackFlush(pods.server);
+          const ct0 = await conntrackSum(tb, pods);
+          progress(`${tag} · wrk (Connection: close) ${seconds}s`);
+          const wrk = await tb.wrk(pods.client, `http://${server.ipv4}:${PORTS.http}/`, {
+            seconds,
+            connections: wrkConnections,
+            keepAlive: false,
+          });
+          const ct1 = await conntrackSum(tb, pods);
+          samples.get(mode.name)!.push({
+            rttP50Us: sp.p50Us,
+            rttP99Us: sp.p99Us,
+            throughputGbps: ip.bitsPerSecond / 1e9,
+            newConnsPerSec: wrk.requestsPerSecond,
+            conntrackPerConn: wrk.requests > 0 ? (ct1 - ct0) / wrk.requests : NaN,
+          });
+        } finally {
+          await mode.teardown(tb, pods);
+          await tb.removePod(pods.client);
+          await tb.removePod(pods.server);
+        }
+      }
+    }
+  } finally {
+    await tb.dispose();
+  }
+  progress(`[bench] done in ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0)} s`);
+  if (process.stderr.isTTY && !opts.progress) process.stderr.write('\n');
+
+  const report: BenchReport = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    machine: { kernel: os.release(), cpus: os.cpus().length, cpuModel: cpuModel() },
+    settings: { rounds, seconds, wrkConnections, order: modes.map((m) => m.name) },
+    modes: modes.map((m) => summarizeMode(m.name, m.description, samples.get(m.name)!)),
+  };
+  const baseline = pickIptablesBaseline(modes.map((m) => m.name));
+  if (baseline) report.iptablesBaseline = baseline;
+  const markdown = markdownTable(report);
+
+  const outDir = opts.outDir ?? path.resolve(process.cwd(), 'bench', 'results');
+  mkdirSync(outDir, { recursive: true });
+  const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
+  const files = {
+    json: path.join(outDir, `bench-${stamp}.json`),
+    markdown: path.join(outDir, `bench-${stamp}.md`),
+    svg: path.join(outDir, `bench-${stamp}.svg`),
+  };
+  writeFileSync(files.json, JSON.stringify(report, null, 2));
+  writeFileSync(files.markdown, `${markdown}\n`);
+  writeFileSync(files.svg, svgChart(report));
+  log(markdown);
+  log(`\nwrote ${files.json}, ${files.markdown}, ${files.svg}`);
+  return { report, markdown, files };
+}

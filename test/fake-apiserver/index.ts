@@ -1,0 +1,326 @@
+// A small fake Kubernetes API server that speaks the real list/watch protocol over HTTP, so the real
+// @kubernetes/client-node can be tested against it: PodList/NamespaceList with resourceVersion and
+// limit/continue, `?watch=true` as a chunked stream of JSON lines (ADDED/MODIFIED/DELETED/BOOKMARK/ERROR),
+// replay from a resourceVersion, 410 Gone for compacted versions, the spec.nodeName field selector with
+// the ADDED/DELETED transitions a real apiserver synthesises, dropped connections and injected failures.
+// Only node built-ins are used so any package's tests can import it.
+import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+type Obj = { apiVersion?: string; kind?: string; metadata?: Record<string, any>; spec?: Record<string, any>; [k: string]: any };
+type Resource = 'pods' | 'namespaces';
+type WatchType = 'ADDED' | 'MODIFIED' | 'DELETED';
+
+interface Change {
+  rv: number;
+  resource: Resource;
+  type: WatchType;
+  object: Obj;
+  previous?: Obj;
+}
+
+interface LiveWatch {
+  resource: Resource;
+  namespace?: string;
+  nodeName?: string;
+  bookmarks: boolean;
+  res: http.ServerResponse;
+  socket: Socket;
+  timer?: NodeJS.Timeout;
+}
+
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  query: Record<string, string>;
+  watch: boolean;
+  authorization?: string;
+}
+
+/** Options for `KubeConfig.loadFromOptions()` pointing at the fake server. */
+export interface KubeconfigOptions {
+  clusters: { name: string; server: string; skipTLSVerify: boolean }[];
+  users: { name: string; token: string }[];
+  contexts: { name: string; cluster: string; user: string }[];
+  currentContext: string;
+}
+
+export interface FakeApiServer {
+  url: string;
+  kubeconfig: KubeconfigOptions;
+  /** Writes a kubeconfig file (JSON is valid YAML) and returns its path. */
+  writeKubeconfig(path: string): string;
+  addPod(pod: Obj): Obj;
+  updatePod(pod: Obj): Obj;
+  deletePod(namespace: string, name: string): void;
+  addNamespace(ns: Obj | string, labels?: Record<string, string>): Obj;
+  updateNamespace(ns: Obj): Obj;
+  deleteNamespace(name: string): void;
+  /** Forgets history: a watch (or continue) from any version older than now gets 410 Gone. */
+  expireResourceVersions(): void;
+  /** Destroys every open watch connection mid-stream, as a restarting apiserver or a flaky LB would. */
+  dropWatches(): void;
+  /** Ends every open watch cleanly (the server-side watch timeout). */
+  endWatches(): void;
+  /** Sends a BOOKMARK with the current resourceVersion on every watch that asked for bookmarks. */
+  sendBookmarks(): void;
+  /** The next `count` requests (of `kind`, default any) fail with `status`. */
+  failNextRequests(count: number, status?: number, kind?: 'list' | 'watch' | 'any'): void;
+  requests: RecordedRequest[];
+  openWatches(resource?: Resource): number;
+  resourceVersion(): string;
+  close(): Promise<void>;
+}
+
+const key = (o: Obj) => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
+
+function status(code: number, reason: string, message: string): Obj {
+  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
+}
+
+function parseFieldSelector(sel: string | undefined): { nodeName?: string; error?: string } {
+  if (!sel) return {};
+  const m = /^spec\.nodeName(==?)(.*)$/.exec(sel);
+  if (!m) return { error: `field selector ${JSON.stringify(sel)} not supported by the fake (only spec.nodeName=)` };
+  return { nodeName: m[2] };
+}
+
+export async function startFakeApiServer(opts: { token?: string } = {}): Promise<FakeApiServer> {
+  const token = opts.token ?? 'fake-token';
+  const store: Record<Resource, Map<string, Obj>> = { pods: new Map(), namespaces: new Map() };
+  const history: Change[] = [];
+  let rv = 1;
+  let compactedBefore = 0;
+  const watches = new Set<LiveWatch>();
+  const failures: { status: number; kind: 'list' | 'watch' | 'any' }[] = [];
+  const continuations = new Map<string, { items: Obj[]; rv: number }>();
+  const requests: RecordedRequest[] = [];
+
+  const matches = (w: { resource: Resource; namespace?: string; nodeName?: string }, o: Obj | undefined): boolean => {
+    if (!o) return false;
+    if (w.namespace !== undefined && o.metadata?.namespace !== w.namespace) return false;
+    if (w.nodeName !== undefined && (o.spec?.nodeName ?? '') !== w.nodeName) return false;
+    return true;
+  };
+
+  // What a watcher with this selector sees for one change, as a real apiserver computes it.
+  const eventFor = (w: { resource: Resource; namespace?: string; nodeName?: string }, c: Change): { type: WatchType; object: Obj } | null => {
+    if (c.resource !== w.resource) return null;
+    const now = c.type !== 'DELETED' && matches(w, c.object);
+    const before = c.type === 'ADDED' ? false : matches(w, c.previous);
+    if (c.type === 'DELETED') return before ? { type: 'DELETED', object: c.object } : null;
+    if (now && before) return { type: 'MODIFIED', object: c.object };
+    if (now) return { type: 'ADDED', object: c.object };
+    if (before) return { type: 'DELETED', object: c.object };
+    return null;
+  };
+
+  const send = (w: LiveWatch, type: string, object: Obj) => {
+    if (!w.res.writableEnded) w.res.write(JSON.stringify({ type, object }) + '\n');
+  };
+
+  const record = (resource: Resource, type: WatchType, object: Obj, previous?: Obj) => {
+    const change: Change = { rv, resource, type, object: clone(object), previous: previous && clone(previous) };
+    history.push(change);
+    for (const w of watches) {
+      const ev = eventFor(w, change);
+      if (ev) send(w, ev.type, ev.object);
+    }
+  };
+
+  const put = (resource: Resource, input: Obj, mode: 'add' | 'update'): Obj => {
+    const o = clone(input);
+    o.metadata = o.metadata ?? {};
+    if (resource === 'pods') {
+      o.apiVersion = 'v1';
+      o.kind = 'Pod';
+      o.metadata.namespace = o.metadata.namespace ?? 'default';
+    } else {
+      o.apiVersion = 'v1';
+      o.kind = 'Namespace';
+      delete o.metadata.namespace;
+    }
+    if (!o.metadata.name) throw new Error('fake apiserver: object needs metadata.name');
+    const k = key(o);
+    const prev = store[resource].get(k);
+    if (mode === 'add' && prev) throw new Error(`fake apiserver: ${resource} ${k} already exists`);
+    if (mode === 'update' && !prev) throw new Error(`fake apiserver: ${resource} ${k} does not exist`);
+    o.metadata.uid = prev?.metadata?.uid ?? o.metadata.uid ?? randomUUID();
+    o.metadata.creationTimestamp = prev?.metadata?.creationTimestamp ?? new Date().toISOString();
+    rv += 1;
+    o.metadata.resourceVersion = String(rv);
+    store[resource].set(k, o);
+    record(resource, prev ? 'MODIFIED' : 'ADDED', o, prev);
+    return clone(o);
+  };
+
+  const remove = (resource: Resource, k: string) => {
+    const prev = store[resource].get(k);
+    if (!prev) throw new Error(`fake apiserver: ${resource} ${k} does not exist`);
+    store[resource].delete(k);
+    rv += 1;
+    const gone = clone(prev);
+    gone.metadata!.resourceVersion = String(rv);
+    record(resource, 'DELETED', gone, prev);
+  };
+
+  const json = (res: http.ServerResponse, code: number, body: Obj) => {
+    const text = JSON.stringify(body);
+    res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+    res.end(text);
+  };
+
+  const route = (path: string): { resource: Resource; namespace?: string } | null => {
+    if (path === '/api/v1/pods') return { resource: 'pods' };
+    if (path === '/api/v1/namespaces') return { resource: 'namespaces' };
+    const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods$/.exec(path);
+    return m ? { resource: 'pods', namespace: decodeURIComponent(m[1] as string) } : null;
+  };
+
+  const handleList = (res: http.ServerResponse, target: { resource: Resource; namespace?: string; nodeName?: string }, q: Record<string, string>) => {
+    const limit = q.limit ? Number(q.limit) : 0;
+    let items: Obj[];
+    let listRv: number;
+    let offset = 0;
+    if (q.continue) {
+      const cont = continuations.get(q.continue);
+      if (!cont || cont.rv < compactedBefore) {
+        return json(res, 410, status(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result.'));
+      }
+      ({ items, rv: listRv } = cont);
+      offset = Number(q.continue.split(':')[1]);
+    } else {
+      items = [...store[target.resource].values()].filter((o) => matches(target, o)).map(clone);
+      listRv = rv;
+    }
+    const page = limit > 0 ? items.slice(offset, offset + limit) : items.slice(offset);
+    const next = limit > 0 && offset + limit < items.length ? `${randomUUID()}:${offset + limit}` : undefined;
+    if (next) continuations.set(next, { items, rv: listRv });
+    json(res, 200, {
+      apiVersion: 'v1',
+      kind: target.resource === 'pods' ? 'PodList' : 'NamespaceList',
+      metadata: { resourceVersion: String(listRv), ...(next ? { continue: next } : {}) },
+      items: page,
+    });
+  };
+
+  const handleWatch = (req: http.IncomingMessage, res: http.ServerResponse, target: { resource: Resource; namespace?: string; nodeName?: string }, q: Record<string, string>) => {
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
+    // Without this the client's fetch() waits for the first byte and the watch promise never resolves.
+    res.flushHeaders();
+    const w: LiveWatch = { ...target, bookmarks: q.allowWatchBookmarks === 'true', res, socket: req.socket };
+    const from = q.resourceVersion;
+    if (from && from !== '0') {
+      const since = Number(from);
+      if (!Number.isFinite(since) || since < compactedBefore) {
+        send(w, 'ERROR', status(410, 'Expired', `too old resource version: ${from} (${compactedBefore})`));
+        res.end();
+        return;
+      }
+      for (const c of history) {
+        if (c.rv <= since) continue;
+        const ev = eventFor(w, c);
+        if (ev) send(w, ev.type, ev.object);
+      }
+    } else {
+      // No version: a real apiserver starts "now" with a synthetic ADDED for every current object.
+      for (const o of store[target.resource].values()) if (matches(target, o)) send(w, 'ADDED', o);
+    }
+    watches.add(w);
+    const timeout = Number(q.timeoutSeconds);
+    if (timeout > 0) w.timer = setTimeout(() => res.end(), timeout * 1000);
+    const forget = () => {
+      if (w.timer) clearTimeout(w.timer);
+      watches.delete(w);
+    };
+    res.on('close', forget);
+    req.on('close', forget);
+  };
+
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://fake');
+    const q = Object.fromEntries(url.searchParams.entries());
+    const isWatch = q.watch === 'true' || q.watch === '1';
+    requests.push({ method: req.method ?? 'GET', path: url.pathname, query: q, watch: isWatch, authorization: req.headers.authorization });
+    const failAt = failures.findIndex((f) => f.kind === 'any' || f.kind === (isWatch ? 'watch' : 'list'));
+    if (failAt >= 0) {
+      const f = failures.splice(failAt, 1)[0] as { status: number };
+      return json(res, f.status, status(f.status, 'InternalError', 'injected failure'));
+    }
+    if (req.headers.authorization !== `Bearer ${token}`) return json(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
+    if (req.method !== 'GET') return json(res, 405, status(405, 'MethodNotAllowed', 'the fake only serves GET'));
+    const r = route(url.pathname);
+    if (!r) return json(res, 404, status(404, 'NotFound', `no route for ${url.pathname}`));
+    const sel = parseFieldSelector(q.fieldSelector);
+    if (sel.error) return json(res, 400, status(400, 'BadRequest', sel.error));
+    const target = { ...r, nodeName: r.resource === 'pods' ? sel.nodeName : undefined };
+    if (isWatch) handleWatch(req, res, target, q);
+    else handleList(res, target, q);
+  });
+
+  const sockets = new Set<Socket>();
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const kubeconfig: KubeconfigOptions = {
+    clusters: [{ name: 'fake', server: url, skipTLSVerify: true }],
+    users: [{ name: 'fake', token }],
+    contexts: [{ name: 'fake', cluster: 'fake', user: 'fake' }],
+    currentContext: 'fake',
+  };
+
+  return {
+    url,
+    kubeconfig,
+    writeKubeconfig(path) {
+      const doc = {
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'fake', cluster: { server: url, 'insecure-skip-tls-verify': true } }],
+        users: [{ name: 'fake', user: { token } }],
+        contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'fake' } }],
+        'current-context': 'fake',
+      };
+      writeFileSync(path, JSON.stringify(doc, null, 2));
+      return path;
+    },
+    addPod: (pod) => put('pods', pod, 'add'),
+    updatePod: (pod) => put('pods', pod, 'update'),
+    deletePod: (namespace, name) => remove('pods', `${namespace}/${name}`),
+    addNamespace: (ns, labels) => put('namespaces', typeof ns === 'string' ? { metadata: { name: ns, labels: labels ?? {} } } : ns, 'add'),
+    updateNamespace: (ns) => put('namespaces', ns, 'update'),
+    deleteNamespace: (name) => remove('namespaces', `/${name}`),
+    expireResourceVersions() {
+      compactedBefore = rv + 1;
+      history.length = 0;
+    },
+    dropWatches() {
+      for (const w of [...watches]) w.socket.destroy();
+    },
+    endWatches() {
+      for (const w of [...watches]) w.res.end();
+    },
+    sendBookmarks() {
+      for (const w of watches) {
+        if (w.bookmarks) send(w, 'BOOKMARK', { kind: w.resource === 'pods' ? 'Pod' : 'Namespace', apiVersion: 'v1', metadata: { resourceVersion: String(rv) } });
+      }
+    },
+    failNextRequests(count, code = 500, kind = 'any') {
+      for (let i = 0; i < count; i++) failures.push({ status: code, kind });
+    },
+    requests,
+    openWatches: (resource) => [...watches].filter((w) => !resource || w.resource === resource).length,
+    resourceVersion: () => String(rv),
+    close() {
+      for (const w of [...watches]) w.res.end();
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

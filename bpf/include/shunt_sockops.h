@@ -32,6 +32,9 @@
 #define SHUNT_ORIG_SPLICE (1u << 0)  /* both ends of this connection go into the sockhash */
 #define SHUNT_ORIG_NO_ANSWER (1u << 1) /* splice-only record: never answers SO_ORIGINAL_DST */
 #define SHUNT_ORIG_INBOUND (1u << 2) /* same-node caller rewritten to the pod's inbound port */
+#define SHUNT_ORIG_DNS (1u << 3)     /* DNS query rewritten to the proxy's DNS port */
+
+#define SHUNT_DNS_PORT 53
 
 /* shunt_splice_cfg.mode */
 #define SHUNT_SPLICE_NONE 0
@@ -54,6 +57,8 @@ enum shunt_counter {
 	SHUNT_CNT_MSGS_PASSED,            /* sk_msg peer not in the sockhash: normal stack */
 	SHUNT_CNT_SOCKOPT_LARGE,          /* foreign getsockopt with optlen > PAGE_SIZE: optlen reset to 0 */
 	SHUNT_CNT_ORIG_RELEASED,          /* original-destination record deleted when its socket closed */
+	SHUNT_CNT_DNS_REDIRECTED,         /* UDP sendmsg/connect or TCP connect to :53 -> proxy DNS port */
+	SHUNT_CNT_DNS_REPLIES,            /* UDP recvmsg source rewritten back to the address the app asked */
 	SHUNT_CNT_MAX = 16,
 };
 
@@ -69,7 +74,7 @@ struct shunt_pod_cfg {
 	__u32 proxy_gid;
 	__u16 out_port;  /* proxy outbound listener (15001) */
 	__u16 in_port;   /* proxy inbound listener (15006) */
-	__u16 dns_port;  /* reserved for DNS capture; 0 = off */
+	__u16 dns_port;  /* proxy DNS listener (15053) for UDP/TCP :53 capture; 0 = off */
 	__u16 _pad;
 };
 
@@ -117,9 +122,10 @@ struct shunt_tuple {
 struct shunt_orig {
 	struct shunt_addr addr;
 	__u16 port;
-	__u8 family; /* 4 or 6: which sockaddr SO_ORIGINAL_DST answers with */
-	__u8 flags;  /* SHUNT_ORIG_* */
-	__u32 _pad;
+	__u8 family;    /* 4 or 6: which sockaddr SO_ORIGINAL_DST answers with */
+	__u8 flags;     /* SHUNT_ORIG_* */
+	__u16 via_port; /* DNS: the proxy port the query went to (replies come from it); else 0 */
+	__u16 _pad;
 };
 
 struct shunt_splice_cfg {
@@ -206,6 +212,18 @@ struct {
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } splice_socks SEC(".maps");
+
+/*
+ * UDP socket cookie -> the DNS server it last asked (sendmsg/connect -> recvmsg): replies from
+ * the proxy's DNS port are shown as coming from there. Deleted when the socket is released.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct shunt_orig);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dns_orig SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

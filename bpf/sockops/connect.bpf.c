@@ -6,7 +6,9 @@
  *    original destination stored under the socket cookie;
  *  - any connect (the proxy's own, another pod's, the host's) to an enrolled same-node pod's
  *    captured port -> that pod's inbound port, original destination stored likewise;
- *  - the proxy connecting to its own pod's port: untouched, but marked for splicing.
+ *  - the proxy connecting to its own pod's port: untouched, but marked for splicing;
+ *  - with DNS capture on, an app's TCP or (connected) UDP connect to :53 -> the proxy's DNS
+ *    port on loopback (UDP replies are rewritten back by dns.bpf.c's recvmsg hooks).
  * Nothing is probed or cached: a pod is enrolled exactly when pod_cfg has its cookie.
  */
 #include "lib.h"
@@ -95,10 +97,8 @@ static __always_inline enum verdict decide(void *ctx, __u64 netns, const struct 
 	struct shunt_pod_cfg *cfg = bpf_map_lookup_elem(&pod_cfg, &netns);
 	int is_proxy = 0;
 
-	if (cfg) {
-		__u64 ug = bpf_get_current_uid_gid();
-		is_proxy = (__u32)ug == cfg->proxy_uid || (__u32)(ug >> 32) == cfg->proxy_gid;
-	}
+	if (cfg)
+		is_proxy = current_is_proxy(cfg);
 	if (addr_is_loopback(dst)) {
 		if (cfg)
 			count(is_proxy ? SHUNT_CNT_CONNECT_PROXY : SHUNT_CNT_CONNECT_BYPASSED, 1);
@@ -123,6 +123,13 @@ static __always_inline enum verdict decide(void *ctx, __u64 netns, const struct 
 	}
 
 	if (cfg && !is_proxy) {
+		/* istio-iptables: DNS capture comes before the outbound include/exclude rules. */
+		if (cfg->dns_port && dport == SHUNT_DNS_PORT) {
+			record(ctx, dst, dport, family, splice_flag(dport));
+			*new_port = cfg->dns_port;
+			count(SHUNT_CNT_DNS_REDIRECTED, 1);
+			return V_OUTBOUND;
+		}
 		if (outbound_selected(cfg, dst, dport)) {
 			record(ctx, dst, dport, family, splice_flag(dport));
 			*new_port = cfg->out_port;
@@ -154,12 +161,17 @@ int shunt_connect4(struct bpf_sock_addr *ctx)
 {
 	struct shunt_addr dst;
 	__u16 new_port = 0;
+	enum verdict v = V_NONE;
 
-	if (ctx->type != SHUNT_SOCK_STREAM)
-		return 1;
 	addr_from_v4(&dst, ctx->user_ip4);
 	__u16 dport = bpf_ntohs((__u16)ctx->user_port);
-	enum verdict v = decide(ctx, bpf_get_netns_cookie(ctx), &dst, dport, 4, &new_port);
+	if (ctx->type == SHUNT_SOCK_STREAM) {
+		v = decide(ctx, bpf_get_netns_cookie(ctx), &dst, dport, 4, &new_port);
+	} else if (ctx->type == SHUNT_SOCK_DGRAM && ctx->protocol == SHUNT_IPPROTO_UDP) {
+		new_port = dns_capture(ctx, &dst, dport, 4);
+		if (new_port)
+			v = V_OUTBOUND;
+	}
 	if (v == V_OUTBOUND)
 		ctx->user_ip4 = bpf_htonl(0x7f000001);
 	if (v != V_NONE)
@@ -172,9 +184,8 @@ int shunt_connect6(struct bpf_sock_addr *ctx)
 {
 	struct shunt_addr dst;
 	__u16 new_port = 0;
+	enum verdict v = V_NONE;
 
-	if (ctx->type != SHUNT_SOCK_STREAM)
-		return 1;
 	dst.a[0] = ctx->user_ip6[0];
 	dst.a[1] = ctx->user_ip6[1];
 	dst.a[2] = ctx->user_ip6[2];
@@ -182,7 +193,13 @@ int shunt_connect6(struct bpf_sock_addr *ctx)
 	__u16 dport = bpf_ntohs((__u16)ctx->user_port);
 	/* A dual-stack socket connecting to ::ffff:a.b.c.d is IPv4 on the wire. */
 	__u8 family = addr_is_v4mapped(&dst) ? 4 : 6;
-	enum verdict v = decide(ctx, bpf_get_netns_cookie(ctx), &dst, dport, family, &new_port);
+	if (ctx->type == SHUNT_SOCK_STREAM) {
+		v = decide(ctx, bpf_get_netns_cookie(ctx), &dst, dport, family, &new_port);
+	} else if (ctx->type == SHUNT_SOCK_DGRAM && ctx->protocol == SHUNT_IPPROTO_UDP) {
+		new_port = dns_capture(ctx, &dst, dport, family);
+		if (new_port)
+			v = V_OUTBOUND;
+	}
 	if (v == V_OUTBOUND) {
 		ctx->user_ip6[0] = 0;
 		ctx->user_ip6[1] = 0;

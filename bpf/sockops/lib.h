@@ -11,7 +11,9 @@
 #define SHUNT_AF_INET 2
 #define SHUNT_AF_INET6 10
 #define SHUNT_SOCK_STREAM 1
+#define SHUNT_SOCK_DGRAM 2
 #define SHUNT_IPPROTO_TCP 6
+#define SHUNT_IPPROTO_UDP 17
 
 /*
  * Loads a __u32 context field at a constant offset from the context pointer itself. The
@@ -81,6 +83,43 @@ static __always_inline void tuple_reverse(struct shunt_tuple *dst, const struct 
 	dst->lport = src->rport;
 	dst->rport = src->lport;
 	dst->_pad = 0;
+}
+
+/* True when the current task is the pod's proxy (Istio matches uid or gid owner). */
+static __always_inline int current_is_proxy(const struct shunt_pod_cfg *cfg)
+{
+	__u64 ug = bpf_get_current_uid_gid();
+	return (__u32)ug == cfg->proxy_uid || (__u32)(ug >> 32) == cfg->proxy_gid;
+}
+
+/*
+ * DNS capture for a UDP query (sendmsg on an unconnected socket, or connect on one the resolver
+ * connects, as glibc does) to dst:dport from the socket behind ctx. Returns the proxy's DNS port
+ * to send to instead, after remembering dst under the socket cookie for the reply rewrite, or 0
+ * to leave the query alone. Loopback resolvers and the pod's own addresses are not captured,
+ * nor the proxy's own queries (it forwards upstream).
+ */
+static __always_inline __u16 dns_capture(void *ctx, const struct shunt_addr *dst, __u16 dport, __u8 family)
+{
+	if (dport != SHUNT_DNS_PORT || addr_is_loopback(dst))
+		return 0;
+	__u64 netns = bpf_get_netns_cookie(ctx);
+	struct shunt_pod_cfg *cfg = bpf_map_lookup_elem(&pod_cfg, &netns);
+	if (!cfg || cfg->dns_port == 0 || current_is_proxy(cfg))
+		return 0;
+	__u64 *owner = bpf_map_lookup_elem(&pod_by_ip, dst);
+	if (owner && *owner == netns)
+		return 0;
+	struct shunt_orig o = {};
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	o.addr = *dst;
+	o.port = dport;
+	o.family = family;
+	o.flags = SHUNT_ORIG_DNS;
+	o.via_port = cfg->dns_port;
+	bpf_map_update_elem(&dns_orig, &cookie, &o, BPF_ANY);
+	count(SHUNT_CNT_DNS_REDIRECTED, 1);
+	return cfg->dns_port;
 }
 
 #endif /* SHUNT_SOCKOPS_LIB_H */

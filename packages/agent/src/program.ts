@@ -5,7 +5,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 export const VERSION = '0.1.0';
 const MODES = ['auto', 'sockops', 'tc', 'iptables'];
 const PROFILES = ['istio-sidecar', 'istio-ambient'];
-const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'];
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
 /** Where command output goes; tests pass their own. */
 export interface Io {
@@ -31,7 +31,8 @@ function nodeStateOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--bpffs-path <dir>', 'bpffs mount; shunt pins under <dir>/shunt').env('SHUNT_BPFFS_PATH'))
     .addOption(new Option('--cgroup-path <dir>', 'cgroup v2 directory the cgroup programs attach to (default: the cgroup v2 mount)').env('SHUNT_CGROUP_PATH'))
-    .addOption(new Option('--cgroup-search <dir>', 'find the cgroup v2 mount under this directory (the chart mounts the host cgroup root there)').env('SHUNT_CGROUP_SEARCH'));
+    .addOption(new Option('--cgroup-search <dir>', 'find the cgroup v2 mount under this directory (the chart mounts the host cgroup root there)').env('SHUNT_CGROUP_SEARCH'))
+    .addOption(new Option('--netns-prefix <prefix>', 'look only at named netns (/var/run/netns) starting with this; for tests sharing a machine').hideHelp());
 }
 
 export function buildProgram(io: Io = processIo): Command {
@@ -45,15 +46,18 @@ export function buildProgram(io: Io = processIo): Command {
     program
       .command('agent')
       .description('run the node agent: probe the node, pick the backend, watch pods, keep their redirect right')
-      .addOption(new Option('--config <file>', 'config file (YAML or JSON); flags and env win over it').env('SHUNT_CONFIG'))
-      .addOption(new Option('--node-name <name>', 'this node (the chart sets NODE_NAME from the downward API)').env('NODE_NAME'))
-      .addOption(new Option('--redirect-mode <mode>', 'backend, or auto').choices(MODES).env('SHUNT_REDIRECT_MODE'))
-      .addOption(new Option('--profile <profile>', 'mesh profile').choices(PROFILES).env('SHUNT_PROFILE'))
-      .addOption(new Option('--pods-file <file>', 'standalone mode: watch pods from this YAML/JSON file instead of the Kubernetes API').env('SHUNT_PODS_FILE'))
-      .addOption(new Option('--kubeconfig <file>', 'kubeconfig (default: in-cluster service account, else ~/.kube/config)').env('KUBECONFIG'))
-      .addOption(new Option('--metrics-address <host:port>', 'address of /metrics, /healthz, /readyz').env('SHUNT_METRICS_ADDRESS'))
-      .addOption(new Option('--log-level <level>', 'log level').choices(LEVELS).env('SHUNT_LOG_LEVEL'))
-      .addOption(new Option('--resync-seconds <n>', 'compare the kernel with the desired state this often and repair drift').argParser(positiveInt('--resync-seconds')))
+      // Environment variables and the config file are read by @shunt/core's loadConfig
+      // (SHUNT_MODE, SHUNT_PROFILE, NODE_NAME, SHUNT_PODS_FILE, KUBECONFIG, …), so no .env() here.
+      .option('--config <file>', 'config file (YAML or JSON, same keys as the flags in camelCase); flags and env win over it')
+      .option('--node-name <name>', 'this node (env NODE_NAME; the chart sets it from the downward API)')
+      .addOption(new Option('--redirect-mode <mode>', 'backend, or auto (env SHUNT_MODE; default auto)').choices(MODES))
+      .addOption(new Option('--profile <profile>', 'mesh profile (env SHUNT_PROFILE; default istio-sidecar)').choices(PROFILES))
+      .option('--pods-file <file>', 'standalone mode: watch pods from this YAML/JSON file instead of the Kubernetes API')
+      .option('--kubeconfig <file>', 'watch the Kubernetes API with this kubeconfig')
+      .option('--in-cluster', 'watch the Kubernetes API with the pod\'s service account (default inside a pod)')
+      .option('--metrics-address <host:port>', 'address of /metrics, /healthz, /readyz (default 0.0.0.0:9464)')
+      .addOption(new Option('--log-level <level>', 'log level (default info)').choices(LEVELS))
+      .addOption(new Option('--resync-seconds <n>', 'compare the kernel with the desired state this often and repair drift (default 60)').argParser(positiveInt('--resync-seconds')))
       .option('--cleanup-on-exit', 'remove everything this agent installed when it stops (uninstall); default: leave redirect in place', false),
   ).action(async (opts) => {
     const { agentCommand } = await import('./commands/agent');

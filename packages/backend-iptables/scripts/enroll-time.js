@@ -8,7 +8,8 @@
 'use strict';
 const { randomBytes } = require('node:crypto');
 const { IptablesBackend } = require('../dist');
-const { createNetns, deleteNetns, Netlink, runCommand } = require('@shunt/netlink');
+const { createNetns, deleteNetns, Netlink } = require('@shunt/netlink');
+const { probeNode } = require('@shunt/core');
 
 function arg(name, dflt) {
   const i = process.argv.indexOf(`--${name}`);
@@ -69,15 +70,8 @@ async function time(fn) {
 }
 
 async function main() {
-  const tproxy = { available: true, evidence: 'assumed by the script' };
-  const caps = {
-    kernelRelease: (await runCommand(['uname', '-r'])).trim(),
-    kernel: { major: 0, minor: 0, patch: 0 },
-    cgroup2Path: null,
-    bpffsPath: null,
-    iptablesVariant: VARIANT,
-    features: { [`iptables:${VARIANT}`]: { available: true, evidence: 'forced by --variant' }, 'iptables:tproxy': tproxy },
-  };
+  // The core's real node probe decides what works; --variant only picks among working variants.
+  const caps = await probeNode({ iptablesScratch: true });
   const backend = new IptablesBackend({ variant: VARIANT });
   await backend.start({ nodeName: 'bench', profile: 'istio-sidecar', caps, cgroupRoot: '/', bpffsRoot: '/', log: console });
 

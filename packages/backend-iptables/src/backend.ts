@@ -155,11 +155,16 @@ export class IptablesBackend implements RedirectBackend {
           this.pods.delete(e.ref.uid); // the pod's netns is gone, and with it our rules
           continue;
         }
-        const got = await this.netns(e.netnsPath).readInstalled(e.families, { families: e.families, policy: e.policy });
-        const podCounters: Record<string, number> = {};
-        for (const f of e.families) addCounters(podCounters, got.saved[f]);
-        for (const [k, v] of Object.entries(podCounters)) counters[k] = (counters[k] ?? 0) + v;
-        pods.push({ ...e.ref, fingerprint: planFingerprint(got.plan), detail: { netnsPath: e.netnsPath, families: e.families, counters: podCounters } });
+        try {
+          const got = await this.netns(e.netnsPath).readInstalled(e.families, { families: e.families, policy: e.policy });
+          const podCounters: Record<string, number> = {};
+          for (const f of e.families) addCounters(podCounters, got.saved[f]);
+          for (const [k, v] of Object.entries(podCounters)) counters[k] = (counters[k] ?? 0) + v;
+          pods.push({ ...e.ref, fingerprint: planFingerprint(got.plan), detail: { netnsPath: e.netnsPath, families: e.families, counters: podCounters } });
+        } catch (err) {
+          // One unreadable pod must not hide the others; its fingerprint never matches, so it is retried.
+          pods.push({ ...e.ref, fingerprint: 'ipt1:unreadable', detail: { netnsPath: e.netnsPath, error: (err as Error).message } });
+        }
       }
     };
     await Promise.all(Array.from({ length: Math.min(OBSERVE_CONCURRENCY, entries.length) }, worker));

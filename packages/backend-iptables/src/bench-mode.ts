@@ -2,7 +2,8 @@
 // the client and server pods, whose sidecars then carry the traffic. Structurally a testbed
 // PathMode; typed locally so the package does not depend on @shunt/testbed at run time.
 
-import type { MeshPod, NodeCapabilities, NodeContext } from '@shunt/core';
+import { release } from 'node:os';
+import { parseKernelRelease, type MeshPod, type NodeCapabilities, type NodeContext } from '@shunt/core';
 import { IptablesBackend } from './backend';
 import type { IptablesBackendOptions, IptablesVariant } from './options';
 
@@ -63,8 +64,8 @@ export function sidecarMeshPod(p: BenchPodInfo): MeshPod {
 function capsFor(variant: IptablesVariant): NodeCapabilities {
   const yes = { available: true, evidence: `variant ${variant} chosen by the caller` };
   return {
-    kernelRelease: 'unknown',
-    kernel: { major: 0, minor: 0, patch: 0 },
+    kernelRelease: release(),
+    kernel: parseKernelRelease(release()),
     cgroup2Path: null,
     bpffsPath: null,
     iptablesVariant: variant,

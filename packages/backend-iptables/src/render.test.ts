@@ -74,6 +74,10 @@ describe('renderRules', () => {
     if (value !== undefined) expect((err as Error).message).toContain(String(value));
   });
 
+  test('ambient pods are refused by name rather than silently left uncaptured', () => {
+    expect(() => renderRules(sidecarPod({ membership: 'ambient' }), opts)).toThrow(/pod default\/golden: membership="ambient".*sidecar capture/);
+  });
+
   test('bad backend options are refused', () => {
     expect(() => renderOptionsFrom({ tproxyMark: 0 })).toThrow(/tproxyMark/);
     expect(() => renderOptionsFrom({ tproxyTable: 254 })).toThrow(/tproxyTable/);

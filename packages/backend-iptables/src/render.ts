@@ -346,6 +346,10 @@ export function podFamilies(pod: MeshPod): Family[] {
  */
 export function renderRules(pod: MeshPod, opts: RenderOptions): RulePlan {
   const plan: RulePlan = { v4: {}, v6: {}, routing: emptyRouting() };
+  if (pod.membership === 'ambient' && !pod.hostNetwork && pod.interceptionMode !== 'NONE') {
+    // Refuse loudly rather than install nothing: ambient pods need ztunnel's in-pod rules, not these.
+    throw new PodRulesError(pod, 'membership', pod.membership, 'the iptables backend implements sidecar capture (istio-iptables) only, not ambient redirection');
+  }
   if (!capturesTraffic(pod)) return plan;
   if (pod.interceptionMode !== 'REDIRECT' && pod.interceptionMode !== 'TPROXY') {
     throw new PodRulesError(pod, 'interceptionMode', pod.interceptionMode, 'want REDIRECT, TPROXY or NONE');

@@ -1,8 +1,8 @@
-// Whether the node can run this backend. The core's probe already tried each variant in a scratch
-// netns (append/delete a no-op rule, as istio-iptables does) and the TPROXY target; this only reads
-// its answers. Written locally: the core exports no support helper yet.
+// Whether the node can run this backend: the core's reference rule for `iptables` (a working
+// legacy or nft variant, found by the core probe's functional test in a scratch netns), plus, when
+// a variant is forced by option, that this variant works.
 
-import type { NodeCapabilities, Support } from '@shunt/core';
+import { supportFromRules, type NodeCapabilities, type Support } from '@shunt/core';
 import type { IptablesVariant } from './options';
 
 export function chooseVariant(caps: NodeCapabilities, forced?: IptablesVariant): IptablesVariant | null {
@@ -11,19 +11,13 @@ export function chooseVariant(caps: NodeCapabilities, forced?: IptablesVariant):
 }
 
 export function iptablesSupport(caps: NodeCapabilities, forced?: IptablesVariant): Support {
-  const variant = chooseVariant(caps, forced);
-  if (variant) return { ok: true };
-  const reasons: string[] = [];
-  if (forced) {
-    const f = caps.features[`iptables:${forced}`];
-    reasons.push(`iptables-${forced} was forced but does not work here: ${f?.evidence ?? 'not probed'}`);
-  } else {
-    for (const v of ['legacy', 'nft'] as const) {
-      const f = caps.features[`iptables:${v}`];
-      reasons.push(`iptables-${v}: ${f?.available ? 'works, but the probe chose no variant' : (f?.evidence ?? 'not probed')}`);
-    }
+  const base = supportFromRules('iptables', caps);
+  const reasons = base.ok ? [] : [...base.reasons];
+  if (forced && !caps.features[`iptables:${forced}`]?.available) {
+    reasons.push(`iptables-${forced} was forced but does not work here: ${caps.features[`iptables:${forced}`]?.evidence ?? 'not probed'}`);
   }
-  return { ok: false, reasons };
+  if (reasons.length === 0 && !chooseVariant(caps, forced)) reasons.push('the node probe chose no iptables variant');
+  return reasons.length === 0 ? { ok: true } : { ok: false, reasons };
 }
 
 /** TPROXY pods additionally need the TPROXY target; REDIRECT pods do not. */

@@ -22,7 +22,7 @@ export const SEL_NAMES: Record<number, string> = {
 
 export const POD_FLAG_INBOUND_ALL = 1;
 
-export const ORIG_FLAG = { SPLICE: 1, NO_ANSWER: 2, INBOUND: 4 } as const;
+export const ORIG_FLAG = { SPLICE: 1, NO_ANSWER: 2, INBOUND: 4, DNS: 8 } as const;
 
 export const SPLICE_MODE = { none: 0, all: 1, listed: 2 } as const;
 
@@ -42,6 +42,8 @@ export const COUNTER_NAMES = [
   'msgs_passed',
   'getsockopt_large_passed',
   'orig_dst_released',
+  'dns_redirected',
+  'dns_replies_rewritten',
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTER_SLOTS = 16;
@@ -92,7 +94,8 @@ export const orig = struct({
   port: u16,
   family: u8,
   flags: u8,
-  _pad: pad(4),
+  viaPort: u16,
+  _pad: pad(2),
 });
 
 export const spliceCfg = struct({ mode: u32 });
@@ -111,6 +114,7 @@ export const MAP_NAMES = [
   'orig_by_cookie',
   'orig_by_tuple',
   'splice_socks',
+  'dns_orig',
   'splice_cfg',
   'splice_ports',
   'counters',

@@ -1,18 +1,70 @@
 /**
  * End to end on the testbed: real HAProxy sidecars (uid 1337) that read SO_ORIGINAL_DST, pods in
- * their own netns and cgroups, the backend attached to the node's cgroup.
+ * their own netns and cgroups, the backend attached to the node's cgroup, MeshPods interpreted
+ * from the testbed's Kubernetes-shaped pods by the core's istio-sidecar profile.
  */
 import * as fs from 'node:fs';
-import { Testbed } from '@shunt/testbed';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import { APP_UID, Testbed, type ProxyLogRecord } from '@shunt/testbed';
+import type { MeshPod, NodeCapabilities, NodeContext } from '@shunt/core';
 import { SockopsBackend } from './backend';
-import { sidecarMeshPod } from './bench-mode';
-import { silentLog } from './test-support/sandbox';
-import type { NodeCapabilities } from '@shunt/core';
+import { Helper, SCRIPTS, silentLog } from './test-support/sandbox';
+import { interpretedMeshPod } from './test-support/mesh';
+
+const ANN = {
+  excludeOutboundPorts: 'traffic.sidecar.istio.io/excludeOutboundPorts',
+  excludeOutboundIPRanges: 'traffic.sidecar.istio.io/excludeOutboundIPRanges',
+  excludeInboundPorts: 'traffic.sidecar.istio.io/excludeInboundPorts',
+};
+const NO_RECORDS = { origByCookie: 0, origByTuple: 0, splicedSockets: 0, dnsSockets: 0 };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function nodeContext(tb: Testbed, bpffsRoot: string): NodeContext {
+  return {
+    nodeName: 'node0',
+    profile: 'istio-sidecar',
+    caps: {} as NodeCapabilities,
+    // The node's cgroup holds every pod of the node, like the node root does in production.
+    cgroupRoot: tb.node('node0').cgroupPath,
+    bpffsRoot,
+    log: silentLog,
+  };
+}
+
+/** Live per-connection map entries once the last closes have happened (bounded: ~3 s). */
+async function settledRecords(backend: SockopsBackend): Promise<ReturnType<SockopsBackend['liveRecords']>> {
+  let live = backend.liveRecords();
+  for (let i = 0; i < 100 && Object.values(live).some((n) => n > 0); i++) {
+    await sleep(30);
+    live = backend.liveRecords();
+  }
+  return live;
+}
+
+/** Everything a restarted agent process would do, in a child process of its own (built dist). */
+async function startHolder(tb: Testbed, bpffsRoot: string, pods: MeshPod[], children: Set<Helper>): Promise<Helper> {
+  const dist = path.resolve(__dirname, '../dist/backend.js');
+  const src = path.resolve(__dirname, 'backend.ts');
+  if (!fs.existsSync(dist) || fs.statSync(dist).mtimeMs < fs.statSync(src).mtimeMs)
+    throw new Error(`${dist} is missing or older than ${src}: run npx tsc -p tsconfig.build.json first`);
+  const cfg = path.join(tb.stateDir, `holder-${children.size}.json`);
+  fs.writeFileSync(cfg, JSON.stringify({ cgroupRoot: tb.node('node0').cgroupPath, bpffsRoot, splice: 'all', pods }));
+  const child = spawn(process.execPath, [path.join(SCRIPTS, 'holder.js'), cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const h = new Helper(child);
+  children.add(h);
+  await h.ready();
+  return h;
+}
+
+const outbound = (since: number) => (r: ProxyLogRecord) => r.at >= since - 1 && r.listener === 'outbound';
+const inbound = (since: number) => (r: ProxyLogRecord) => r.at >= since - 1 && r.listener === 'inbound';
 
 describe('sockops backend with HAProxy sidecars (testbed)', () => {
   let tb: Testbed;
   let backend: SockopsBackend;
   let bpffsRoot = '';
+  const holders = new Set<Helper>();
 
   beforeAll(async () => {
     tb = await Testbed.create({
@@ -22,26 +74,36 @@ describe('sockops backend with HAProxy sidecars (testbed)', () => {
         { name: 'plain', mesh: 'none' },
       ],
     });
-    await tb.startSidecar('client');
-    await tb.startSidecar('server');
-    await tb.startEchoServer('server', { port: 9000 });
-    await tb.startEchoServer('plain', { port: 9000 });
+    const plain = tb.pod('plain');
+    const server = tb.pod('server');
+    // Annotations name addresses of pods that exist already, so this pod comes second.
+    await tb.addPod({
+      name: 'excl',
+      mesh: 'sidecar',
+      annotations: {
+        [ANN.excludeOutboundPorts]: '9001',
+        [ANN.excludeOutboundIPRanges]: `${server.ipv4}/32`,
+        [ANN.excludeInboundPorts]: '9002',
+      },
+    });
+    await Promise.all([
+      tb.startEchoServer('server', { port: 9000 }),
+      ...[15020, 15021, 15090].map((port) => tb.startEchoServer('server', { port })),
+      tb.startIperfServer('server'),
+      tb.startEchoServer('plain', { port: 9000 }),
+      tb.startEchoServer('plain', { port: 9001 }),
+      tb.startEchoServer('excl', { port: 9002 }),
+    ]);
+    expect(plain.ipv4).not.toBe(server.ipv4);
     bpffsRoot = `/sys/fs/bpf/${tb.prefix}-sockops`;
     fs.mkdirSync(bpffsRoot, { recursive: true });
     backend = new SockopsBackend({ splice: 'all' });
-    await backend.start({
-      nodeName: 'node0',
-      profile: 'istio-sidecar',
-      caps: {} as NodeCapabilities,
-      cgroupRoot: tb.node(tb.pod('client').node).cgroupPath,
-      bpffsRoot,
-      log: silentLog,
-    });
-    await backend.enroll(sidecarMeshPod(tb.pod('client')));
-    await backend.enroll(sidecarMeshPod(tb.pod('server')));
-  }, 60_000);
+    await backend.start(nodeContext(tb, bpffsRoot));
+    for (const name of ['client', 'server', 'excl']) await backend.enroll(interpretedMeshPod(tb, name));
+  }, 90_000);
 
   afterAll(async () => {
+    for (const h of holders) h.kill();
     await backend?.stop({ cleanup: true }).catch(() => undefined);
     if (bpffsRoot) fs.rmSync(bpffsRoot, { recursive: true, force: true });
     await tb?.dispose();
@@ -52,8 +114,8 @@ describe('sockops backend with HAProxy sidecars (testbed)', () => {
     const since = Date.now();
     const ct0 = [await tb.conntrackCount('client'), await tb.conntrackCount('server')];
     expect(await tb.echo('client', server.ipv4, 9000, 'ping4')).toContain('ping4');
-    const out = await tb.waitProxyLog('client', (r) => r.at >= since - 1 && r.listener === 'outbound');
-    const inb = await tb.waitProxyLog('server', (r) => r.at >= since - 1 && r.listener === 'inbound');
+    const out = await tb.waitProxyLog('client', outbound(since));
+    const inb = await tb.waitProxyLog('server', inbound(since));
     expect(out[0]?.originalDst).toEqual({ address: server.ipv4, port: 9000 });
     expect(inb[0]?.originalDst).toEqual({ address: server.ipv4, port: 9000 });
     const ct1 = [await tb.conntrackCount('client'), await tb.conntrackCount('server')];
@@ -70,10 +132,27 @@ describe('sockops backend with HAProxy sidecars (testbed)', () => {
     const server = tb.pod('server');
     const since = Date.now();
     expect(await tb.echo('client', server.ipv6, 9000, 'ping6')).toContain('ping6');
-    const out = await tb.waitProxyLog('client', (r) => r.at >= since - 1 && r.listener === 'outbound');
-    const inb = await tb.waitProxyLog('server', (r) => r.at >= since - 1 && r.listener === 'inbound');
+    const out = await tb.waitProxyLog('client', outbound(since));
+    const inb = await tb.waitProxyLog('server', inbound(since));
     expect(out[0]?.originalDst).toEqual({ address: server.ipv6, port: 9000 });
     expect(inb[0]?.originalDst).toEqual({ address: server.ipv6, port: 9000 });
+  });
+
+  it("never loops the proxy's upstream back into a proxy: one record per hop", async () => {
+    const server = tb.pod('server');
+    tb.clearProxyLog('client');
+    tb.clearProxyLog('server');
+    const since = Date.now();
+    expect(await tb.echo('client', server.ipv4, 9000, 'once')).toContain('once');
+    await tb.waitProxyLog('server', inbound(since));
+    await sleep(200); // a looping upstream would keep producing records; give it a moment to show
+    const out = tb.proxyLog('client', { since });
+    const inb = tb.proxyLog('server', { since });
+    expect(out).toHaveLength(1);
+    expect(out[0]).toMatchObject({ listener: 'outbound', upstream: { address: server.ipv4, port: 9000 } });
+    expect(inb).toHaveLength(1);
+    // The server's sidecar delivers to its own app, not to itself.
+    expect(inb[0]).toMatchObject({ listener: 'inbound', upstream: { port: 9000 } });
   });
 
   it('leaves a pod outside the mesh alone', async () => {
@@ -82,6 +161,54 @@ describe('sockops backend with HAProxy sidecars (testbed)', () => {
     expect(await tb.echo('plain', plain.ipv4, 9000, 'self')).toContain('self');
     expect(tb.proxyLog('client', { since })).toEqual([]);
     expect(tb.proxyLog('server', { since })).toEqual([]);
+  });
+
+  it('does not capture inbound 15020/15021/15090 (captured outbound by the caller, as Istio does)', async () => {
+    const server = tb.pod('server');
+    const since = Date.now();
+    for (const port of [15020, 15021, 15090]) expect(await tb.echo('client', server.ipv4, port, `p${port}`)).toContain(`p${port}`);
+    const out = await tb.waitProxyLog('client', outbound(since), { count: 3 });
+    expect(out.map((r) => r.originalDst.port).sort()).toEqual([15020, 15021, 15090]);
+    await sleep(200);
+    expect(tb.proxyLog('server', { since })).toEqual([]);
+  });
+
+  describe('Istio exclude annotations, as the core interprets them', () => {
+    it('the core turned the annotations into the MeshPod the backend enrolled', () => {
+      const pod = interpretedMeshPod(tb, 'excl');
+      expect(pod.traffic.outbound.excludePorts).toEqual([9001]);
+      expect(pod.traffic.outbound.excludeCidrs).toEqual([{ family: 4, address: tb.pod('server').ipv4, prefix: 32 }]);
+      expect(pod.traffic.inbound.exclude).toContain(9002);
+    });
+
+    it('excludeOutboundPorts bypasses the sidecar; other ports to the same pod do not', async () => {
+      const plain = tb.pod('plain');
+      const since = Date.now();
+      expect(await tb.echo('excl', plain.ipv4, 9001, 'skip')).toContain('skip');
+      await sleep(200);
+      expect(tb.proxyLog('excl', { since })).toEqual([]);
+      expect(await tb.echo('excl', plain.ipv4, 9000, 'take')).toContain('take');
+      const out = await tb.waitProxyLog('excl', outbound(since));
+      expect(out.map((r) => r.originalDst)).toEqual([{ address: plain.ipv4, port: 9000 }]);
+    });
+
+    it("excludeOutboundIPRanges bypasses the caller's sidecar (the destination still captures inbound)", async () => {
+      const server = tb.pod('server');
+      const since = Date.now();
+      expect(await tb.echo('excl', server.ipv4, 9000, 'cidr')).toContain('cidr');
+      const inb = await tb.waitProxyLog('server', inbound(since));
+      expect(inb.map((r) => r.originalDst)).toEqual([{ address: server.ipv4, port: 9000 }]);
+      expect(tb.proxyLog('excl', { since })).toEqual([]);
+    });
+
+    it("excludeInboundPorts keeps callers off the pod's inbound listener", async () => {
+      const excl = tb.pod('excl');
+      const since = Date.now();
+      expect(await tb.echo('client', excl.ipv4, 9002, 'in')).toContain('in');
+      await tb.waitProxyLog('client', outbound(since));
+      await sleep(200);
+      expect(tb.proxyLog('excl', { since })).toEqual([]);
+    });
   });
 
   it('keeps loopback nearly flat while a spliced transfer runs', async () => {
@@ -95,4 +222,100 @@ describe('sockops backend with HAProxy sidecars (testbed)', () => {
     // One app<->proxy connection: handshake and teardown only (~10 packets), not the payload.
     expect(after.lo.rxPackets - before.lo.rxPackets).toBeLessThan(40);
   });
+
+  it('redirects the very first connect of a pod enrolled a moment ago', async () => {
+    await tb.addPod({ name: 'late', mesh: 'sidecar' });
+    const server = tb.pod('server');
+    await backend.enroll(interpretedMeshPod(tb, 'late'));
+    const since = Date.now();
+    expect(await tb.echo('late', server.ipv4, 9000, 'first')).toContain('first');
+    const out = await tb.waitProxyLog('late', outbound(since));
+    expect(out.map((r) => r.originalDst)).toEqual([{ address: server.ipv4, port: 9000 }]);
+  });
+
+  it('keeps a long transfer going while the process holding the backend is killed and replaced', async () => {
+    const server = tb.pod('server');
+    const pods = ['client', 'server', 'excl', 'late'].map((n) => interpretedMeshPod(tb, n));
+    // Hand over to an agent-like child process: this one lets go, the child adopts the pins.
+    await backend.stop({ cleanup: false });
+    const first = await startHolder(tb, bpffsRoot, pods, holders);
+    const since = Date.now();
+    const transfer = tb.iperf('client', server.ipv4, { seconds: 8 });
+    await sleep(2000);
+    first.kill(); // SIGKILL: no stop(), nothing detached
+    await sleep(1000); // no process holds the backend now
+    const second = await startHolder(tb, bpffsRoot, pods, holders);
+    const result = await transfer;
+    expect(result.bitsPerSecond).toBeGreaterThan(0);
+    // Control and data connections both went through the client's sidecar.
+    const out = await tb.waitProxyLog('client', (r) => outbound(since)(r) && r.originalDst.port === 5201, { count: 2 });
+    expect(out.length).toBeGreaterThanOrEqual(2);
+    expect(out.every((r) => r.originalDst.address === server.ipv4)).toBe(true);
+    // The replacement exits like an upgrade would; this process adopts again for the rest.
+    second.child.kill('SIGTERM');
+    await new Promise((r) => second.child.once('exit', r));
+    backend = new SockopsBackend({ splice: 'all' });
+    await backend.start(nodeContext(tb, bpffsRoot));
+    expect((await backend.observe()).pods.map((p) => p.name).sort()).toEqual(['client', 'excl', 'late', 'server']);
+  }, 60_000);
+
+  it('leaves no original-destination records or spliced sockets behind once connections close', async () => {
+    expect(await settledRecords(backend)).toEqual(NO_RECORDS);
+    expect((await backend.observe()).counters.orig_dst_released).toBeGreaterThan(0);
+  });
+});
+
+describe('50 sidecar pods connecting at once (testbed)', () => {
+  const CLIENTS = 50;
+  let tb: Testbed;
+  let backend: SockopsBackend;
+  let bpffsRoot = '';
+  const names = Array.from({ length: CLIENTS }, (_, i) => `c${i}`);
+
+  beforeAll(async () => {
+    // HAProxy sidecars only: 50 extra Node IPv6 stand-ins would only slow the start.
+    tb = await Testbed.create({
+      ipv6Proxy: 'off',
+      pods: [{ name: 'server', mesh: 'sidecar' }, ...names.map((name) => ({ name, mesh: 'sidecar' as const }))],
+    });
+    await tb.startEchoServer('server', { port: 9000 });
+    bpffsRoot = `/sys/fs/bpf/${tb.prefix}-sockops`;
+    fs.mkdirSync(bpffsRoot, { recursive: true });
+    backend = new SockopsBackend({ splice: 'all' });
+    await backend.start(nodeContext(tb, bpffsRoot));
+    for (const name of ['server', ...names]) await backend.enroll(interpretedMeshPod(tb, name));
+  }, 150_000);
+
+  afterAll(async () => {
+    await backend?.stop({ cleanup: true }).catch(() => undefined);
+    if (bpffsRoot) fs.rmSync(bpffsRoot, { recursive: true, force: true });
+    await tb?.dispose();
+  });
+
+  it('every sidecar logs the right original destination, and no record outlives its connection', async () => {
+    const server = tb.pod('server');
+    const since = Date.now();
+    // All clients wait for the same wall-clock moment, then connect.
+    const startAt = Date.now() + 4000;
+    const replies = await Promise.all(
+      names.map(async (name) => {
+        const r = await tb.run(name, [process.execPath, path.join(SCRIPTS, 'echo-at.js'), server.ipv4, '9000', `hi-${name}`, String(startAt)], {
+          uid: APP_UID,
+          timeoutMs: 30_000,
+        });
+        return JSON.parse(r.stdout) as { reply?: string; error?: string };
+      }),
+    );
+    expect(replies).toEqual(names.map((name) => ({ reply: `hi-${name}` })));
+    for (const name of names) {
+      const out = await tb.waitProxyLog(name, outbound(since));
+      expect({ name, dst: out.map((r) => r.originalDst) }).toEqual({ name, dst: [{ address: server.ipv4, port: 9000 }] });
+    }
+    const inb = await tb.waitProxyLog('server', inbound(since), { count: CLIENTS });
+    expect(inb).toHaveLength(CLIENTS);
+    expect(inb.every((r) => r.originalDst.address === server.ipv4 && r.originalDst.port === 9000)).toBe(true);
+    // Each client came in from its own pod address, so answers were not mixed up between pods.
+    expect(new Set(inb.map((r) => r.client.address)).size).toBe(CLIENTS);
+    expect(await settledRecords(backend)).toEqual(NO_RECORDS);
+  }, 90_000);
 });

@@ -13,8 +13,10 @@ import { Sandbox, type Helper, type Netns } from './test-support/sandbox';
 
 const APP_UID = 1000;
 const PROXY_UID = 1337;
+const DNS_PORT = 15053;
+const NO_RECORDS = { origByCookie: 0, origByTuple: 0, splicedSockets: 0, dnsSockets: 0 };
 
-function meshPod(name: string, ns: Netns, v4: string, v6: string[]): MeshPod {
+function meshPod(name: string, ns: Netns, v4: string, v6: string[], dnsPort?: number): MeshPod {
   return {
     uid: `uid-${name}`,
     namespace: 'test',
@@ -25,7 +27,7 @@ function meshPod(name: string, ns: Netns, v4: string, v6: string[]): MeshPod {
     ips: { v4: [v4], v6 },
     netnsPath: ns.path,
     interceptionMode: 'REDIRECT',
-    proxy: { uid: PROXY_UID, gid: PROXY_UID, outboundPort: 15001, inboundPort: 15006 },
+    proxy: { uid: PROXY_UID, gid: PROXY_UID, outboundPort: 15001, inboundPort: 15006, ...(dnsPort ? { dnsPort } : {}) },
     traffic: {
       inbound: { include: '*', exclude: [15008, 15020, 15021, 15090] },
       outbound: {
@@ -53,6 +55,7 @@ describe('sockops backend on the real kernel', () => {
   let s: Netns;
   let proxyA: Helper;
   let proxyB: Helper;
+  let dnsProxyA: Helper;
   let backend: SockopsBackend;
   let podA: MeshPod;
   let podB: MeshPod;
@@ -60,6 +63,16 @@ describe('sockops backend on the real kernel', () => {
 
   const client = async (ns: Netns, host: string, port: number, extra: string[] = []): Promise<ClientResult> =>
     JSON.parse(await sb.run(ns, APP_UID, 'client.js', [host, String(port), ...extra])) as ClientResult;
+
+  /** Live per-connection entries once they stop changing to non-zero (bounded: ~3 s). */
+  const settledRecords = async (): Promise<ReturnType<SockopsBackend['liveRecords']>> => {
+    let live = backend.liveRecords();
+    for (let i = 0; i < 100 && Object.values(live).some((n) => n > 0); i++) {
+      await new Promise((r) => setTimeout(r, 30));
+      live = backend.liveRecords();
+    }
+    return live;
+  };
 
   beforeAll(async () => {
     sb = new Sandbox();
@@ -73,10 +86,12 @@ describe('sockops backend on the real kernel', () => {
     await sb.start(s, 0, 'server.js', ['srv', '8080'], { inCgroup: false });
     await sb.start(s, 0, 'server.js', ['srv', '8081'], { inCgroup: false });
     await sb.start(s, 0, 'server.js', ['sink', '9000', 'sink'], { inCgroup: false });
+    await sb.start(s, 0, 'dns-responder.js', ['upstream', '53'], { inCgroup: false });
     await sb.start(b, APP_UID, 'server.js', ['appb', '8080'], { inCgroup: true });
     proxyA = await sb.start(a, PROXY_UID, 'proxy.js', ['15001', '15006']);
     proxyB = await sb.start(b, PROXY_UID, 'proxy.js', ['15001', '15006']);
-    podA = meshPod('pod-a', a, '198.18.0.1', ['2001:db8::1']);
+    dnsProxyA = await sb.start(a, PROXY_UID, 'dns-responder.js', ['proxy', String(DNS_PORT)]);
+    podA = meshPod('pod-a', a, '198.18.0.1', ['2001:db8::1'], DNS_PORT);
     podB = meshPod('pod-b', b, '198.18.1.1', []);
     // Pod C is enrolled but its proxy never started: every redirected connect is refused.
     podC = meshPod('pod-c', c, '198.18.2.1', []);
@@ -146,6 +161,50 @@ describe('sockops backend on the real kernel', () => {
     ]);
   });
 
+  describe('DNS capture (pod A has a DNS port, pod B has none)', () => {
+    interface DnsResult {
+      reply?: string;
+      from?: string;
+      query?: string;
+      error?: string;
+    }
+    const dns = async (ns: Netns, uid: number, host: string, mode: 'sendto' | 'connect' | 'tcp'): Promise<DnsResult> =>
+      JSON.parse(await sb.run(ns, uid, 'dns-client.js', [host, '53', mode])) as DnsResult;
+
+    it.each([
+      ['unconnected UDP (sendmsg4/recvmsg4)', '198.18.0.2', 'sendto', '198.18.0.2:53'],
+      ['connected UDP, as glibc does (connect4/recvmsg4)', '198.18.0.2', 'connect', '198.18.0.2:53'],
+      ['unconnected UDP over IPv6 (sendmsg6/recvmsg6)', '2001:db8::2', 'sendto', '2001:db8::2:53'],
+      ['connected UDP over IPv6 (connect6/recvmsg6)', '2001:db8::2', 'connect', '2001:db8::2:53'],
+    ] as const)('%s: the proxy answers, the reply comes from the server asked', async (_label, host, mode, from) => {
+      const before = dnsProxyA.events.length;
+      const r = await dns(a, APP_UID, host, mode);
+      expect(r).toEqual({ reply: `proxy|${r.query}`, from, query: r.query });
+      expect(dnsProxyA.events.slice(before)).toEqual([expect.objectContaining({ event: 'query', query: r.query })]);
+    });
+
+    it('sends TCP :53 to the proxy DNS port too', async () => {
+      const r = await dns(a, APP_UID, '198.18.0.2', 'tcp');
+      expect(r).toMatchObject({ reply: `proxy|${r.query}`, from: '127.0.0.1:15053' });
+    });
+
+    it("leaves the proxy's own queries and pods without a DNS port alone", async () => {
+      const before = dnsProxyA.events.length;
+      const own = await dns(a, PROXY_UID, '198.18.0.2', 'sendto');
+      expect(own).toMatchObject({ reply: `upstream|${own.query}`, from: '198.18.0.2:53' });
+      const other = await dns(b, APP_UID, '198.18.1.2', 'connect');
+      expect(other).toMatchObject({ reply: `upstream|${other.query}`, from: '198.18.1.2:53' });
+      expect(dnsProxyA.events.slice(before)).toEqual([]);
+    });
+
+    it('forgets a socket once it is released', async () => {
+      expect(await settledRecords()).toEqual(NO_RECORDS);
+      const c = (await backend.observe()).counters;
+      expect(c.dns_redirected).toBeGreaterThanOrEqual(5);
+      expect(c.dns_replies_rewritten).toBeGreaterThanOrEqual(4);
+    });
+  });
+
   it('splices app<->proxy sockets: a bulk transfer barely touches loopback', async () => {
     const c0 = (await backend.observe()).counters;
     const lo0 = sb.loopbackPackets(a);
@@ -160,8 +219,10 @@ describe('sockops backend on the real kernel', () => {
   });
 
   it('deletes original-destination records and sockhash entries when connections close', async () => {
+    // Earlier tests' connections may still be closing; start from a settled map.
+    expect(await settledRecords()).toEqual(NO_RECORDS);
     const released0 = (await backend.observe()).counters.orig_dst_released ?? 0;
-    const N = 20;
+    const N = 10;
     const results = await Promise.all([
       // outbound (record on proxy A's accepted socket, both ends spliced)
       ...Array.from({ length: N }, () => client(a, '198.18.0.2', 8080)),
@@ -176,12 +237,7 @@ describe('sockops backend on the real kernel', () => {
     expect(results.slice(N, N + 5).every((r) => r.reply === 'appb|198.18.1.1:8080|hello')).toBe(true);
     expect(results.slice(N + 5).map((r) => r.error)).toEqual(Array(5).fill('ECONNREFUSED'));
     // The proxies close their halves just after the clients exit: wait (bounded) for the last close.
-    let live = backend.liveRecords();
-    for (let i = 0; i < 100 && (live.origByCookie + live.origByTuple + live.splicedSockets > 0); i++) {
-      await new Promise((r) => setTimeout(r, 30));
-      live = backend.liveRecords();
-    }
-    expect(live).toEqual({ origByCookie: 0, origByTuple: 0, splicedSockets: 0 });
+    expect(await settledRecords()).toEqual(NO_RECORDS);
     const released = ((await backend.observe()).counters.orig_dst_released ?? 0) - released0;
     // N outbound + 5 inbound + 5 proxy->app splice-only records + 5 refused cookie records
     expect(released).toBe(N + 15);

@@ -21,7 +21,7 @@ import type {
   RedirectBackend,
   Support,
 } from '@shunt/core';
-import { SockopsMaps, type SpliceSetting } from './maps';
+import { SockopsMaps, type InstalledPodProgram, type SpliceSetting } from './maps';
 import { PodConfigError, canonical, fingerprintOf, podProgram } from './pod-program';
 import { sockopsSupport } from './support';
 
@@ -42,12 +42,20 @@ interface ProgramSpec {
   attach: 'cgroup' | 'sk_msg';
 }
 
+const DNS_OBJECT = 'sockops/dns.bpf.o';
+
 export const PROGRAMS: readonly ProgramSpec[] = [
   { object: 'sockops/connect.bpf.o', program: 'shunt_connect4', attach: 'cgroup' },
   { object: 'sockops/connect.bpf.o', program: 'shunt_connect6', attach: 'cgroup' },
   { object: 'sockops/sockops.bpf.o', program: 'shunt_sockops', attach: 'cgroup' },
   { object: 'sockops/getsockopt.bpf.o', program: 'shunt_getsockopt', attach: 'cgroup' },
   { object: 'sockops/redir.bpf.o', program: 'shunt_redir', attach: 'sk_msg' },
+  // DNS capture: inert unless a pod's config has a DNS port (see dns.bpf.c).
+  { object: DNS_OBJECT, program: 'shunt_sendmsg4', attach: 'cgroup' },
+  { object: DNS_OBJECT, program: 'shunt_sendmsg6', attach: 'cgroup' },
+  { object: DNS_OBJECT, program: 'shunt_recvmsg4', attach: 'cgroup' },
+  { object: DNS_OBJECT, program: 'shunt_recvmsg6', attach: 'cgroup' },
+  { object: DNS_OBJECT, program: 'shunt_sock_release', attach: 'cgroup' },
 ];
 
 export class SockopsBackendError extends Error {
@@ -65,6 +73,12 @@ export class SockopsBackend implements RedirectBackend {
   private maps: SockopsMaps | null = null;
   private links = new Map<string, BpfLink>();
   private nextGen = 1;
+  /**
+   * What the kernel holds per netns cookie, read back at start() and by every observe(), and
+   * kept current by enroll/unenroll, so those touch only the pod's own entries instead of
+   * scanning the node's maps (enroll latency stays flat with the number of pods).
+   */
+  private installed = new Map<bigint, InstalledPodProgram>();
 
   constructor(opts: SockopsOptions = {}) {
     this.splice = opts.splice ?? DEFAULT_SPLICE;
@@ -103,6 +117,7 @@ export class SockopsBackend implements RedirectBackend {
     this.maps = SockopsMaps.open(mapsDir);
     this.maps.setSplice(this.splice);
     const installed = this.maps.readPods();
+    this.installed = new Map(installed.map((p) => [p.netnsCookie, p]));
     this.nextGen = Math.max(0, ...installed.map((p) => p.gen), ...this.maps.selectionGens()) + 1;
     // Selections of a generation no pod points at are leftovers of an interrupted write.
     const live = new Set(installed.map((p) => p.gen));
@@ -155,20 +170,27 @@ export class SockopsBackend implements RedirectBackend {
     if (pod.hostNetwork)
       throw new PodConfigError(who, 'hostNetwork', true, 'a host-network pod shares the node netns and cannot be redirected per pod');
     const want = podProgram(pod, this.cookieOf(pod));
-    const installed = maps.readPods();
-    const same = installed.find((p) => p.netnsCookie === want.netnsCookie);
-    if (same && same.ref.uid === want.ref.uid && canonical(same) === canonical(want)) return;
+    const same = this.installed.get(want.netnsCookie);
+    if (same && canonical(same) === canonical(want)) return;
     // The same pod under another netns (sandbox replaced): drop the old enrolment first.
-    for (const p of installed)
-      if (p.ref.uid === want.ref.uid && p.netnsCookie !== want.netnsCookie) maps.deletePod(p.netnsCookie);
+    for (const p of [...this.installed.values()])
+      if (p.ref.uid === want.ref.uid && p.netnsCookie !== want.netnsCookie) {
+        maps.deletePod(p);
+        this.installed.delete(p.netnsCookie);
+      }
     const gen = this.nextGen++;
-    maps.writePod(want, gen);
-    if (same && same.gen !== gen) maps.deleteGen(same.gen);
+    maps.writePod(want, gen, same);
+    this.installed.set(want.netnsCookie, { ...want, gen });
+    if (same) maps.deleteSelections(same);
   }
 
   async unenroll(pod: PodRef): Promise<void> {
     const maps = this.requireMaps('unenroll');
-    for (const p of maps.readPods()) if (p.ref.uid === pod.uid) maps.deletePod(p.netnsCookie);
+    for (const p of [...this.installed.values()])
+      if (p.ref.uid === pod.uid) {
+        maps.deletePod(p);
+        this.installed.delete(p.netnsCookie);
+      }
   }
 
   async observe(): Promise<InstalledState> {
@@ -178,6 +200,9 @@ export class SockopsBackend implements RedirectBackend {
       PROGRAMS.map((s) => [s.program, this.links.has(s.program) || (this.dir !== '' && fs.existsSync(path.join(linksDir, s.program)))]),
     );
     const nodeReady = maps !== null && Object.values(links).every(Boolean);
+    const pods = maps?.readPods() ?? [];
+    // The kernel is the truth: a drifted map shows up here, and the next enroll repairs it.
+    if (maps) this.installed = new Map(pods.map((p) => [p.netnsCookie, p]));
     return {
       backend: 'sockops',
       nodeReady,
@@ -187,7 +212,7 @@ export class SockopsBackend implements RedirectBackend {
         links,
         splice: maps?.spliceSetting() ?? null,
       },
-      pods: (maps?.readPods() ?? []).map((p) => ({
+      pods: pods.map((p) => ({
         ...p.ref,
         fingerprint: fingerprintOf(p),
         detail: { netnsCookie: p.netnsCookie.toString(), gen: p.gen, ips: p.ips },
@@ -209,6 +234,7 @@ export class SockopsBackend implements RedirectBackend {
     }
     this.maps?.close();
     this.maps = null;
+    this.installed.clear();
     for (const link of this.links.values()) link.close();
     this.links.clear();
     if (opts.cleanup && this.dir !== '') fs.rmSync(this.dir, { recursive: true, force: true });

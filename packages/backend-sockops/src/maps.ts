@@ -68,6 +68,7 @@ export class SockopsMaps {
     raw.orig_by_cookie.typed(netnsKey, orig);
     this.origByTuple = raw.orig_by_tuple.typed(tuple, orig);
     raw.splice_socks.typed(tuple, u32Key);
+    raw.dns_orig.typed(netnsKey, orig);
     this.spliceCfg = raw.splice_cfg.typed(u32Key, spliceCfg);
     this.splicePorts = raw.splice_ports.typed(u16Key, flagValue);
     this.counters = raw.counters.typed(u32Key, counterValue);
@@ -154,18 +155,22 @@ export class SockopsMaps {
   }
 
   /**
-   * Installs p under generation gen: selections, addresses, meta, then the pod_cfg flip.
-   * The caller deletes the previous generation afterwards with deleteGen().
+   * Installs p under generation gen: selections, addresses, meta, then the pod_cfg flip. `prev`
+   * is what the kernel holds for this netns now (if anything): its addresses that p no longer
+   * has are removed here, its selections by the caller (deleteSelections) after the flip.
+   * Cost is proportional to this pod's entries, never to the node's: enroll latency must not
+   * grow with the number of pods.
    */
-  writePod(p: PodProgram, gen: number): void {
+  writePod(p: PodProgram, gen: number, prev?: InstalledPodProgram): void {
     for (const e of p.ports) this.portSel.update({ gen, port: e.port, kind: e.kind }, 1);
     for (const c of p.cidrs) {
       const key = { prefixlen: LPM_HEADER_BITS + c.prefix, gen, kind: c.kind, addr: c.address };
       (c.family === 4 ? this.cidr4 : this.cidr6).update(key, 1);
     }
-    const want = new Set(p.ips);
-    for (const [ip, cookie] of this.podByIp.entries())
-      if (cookie === p.netnsCookie && !want.has(decodeAddr(ip))) this.podByIp.delete(ip);
+    if (prev && prev.netnsCookie === p.netnsCookie) {
+      const want = new Set(p.ips);
+      for (const ip of prev.ips) if (!want.has(ip)) this.deleteIpOf(ip, p.netnsCookie);
+    }
     for (const ip of p.ips) this.podByIp.update(encodeAddr(ip), p.netnsCookie);
     this.podMeta.update(p.netnsCookie, {
       uid: encodeText(p.ref.uid, 48),
@@ -183,15 +188,31 @@ export class SockopsMaps {
     });
   }
 
-  /** Un-enrolls the pod in netns `cookie`: pod_cfg goes first so no connect sees a partial pod. */
-  deletePod(cookie: bigint): void {
-    const cfg = this.podCfg.lookup(cookie);
-    this.podCfg.delete(cookie);
-    for (const [ip, c] of this.podByIp.entries()) if (c === cookie) this.podByIp.delete(ip);
-    this.podMeta.delete(cookie);
-    if (cfg) this.deleteGen(cfg.gen);
+  /** Un-enrolls an installed pod: pod_cfg goes first so no connect sees a partial pod. */
+  deletePod(p: InstalledPodProgram): void {
+    this.podCfg.delete(p.netnsCookie);
+    for (const ip of p.ips) this.deleteIpOf(ip, p.netnsCookie);
+    this.podMeta.delete(p.netnsCookie);
+    this.deleteSelections(p);
   }
 
+  /** Removes exactly the selection entries of p's generation. */
+  deleteSelections(p: InstalledPodProgram): void {
+    const gen = p.gen;
+    for (const e of p.ports) this.portSel.delete({ gen, port: e.port, kind: e.kind });
+    for (const c of p.cidrs) {
+      const key = { prefixlen: LPM_HEADER_BITS + c.prefix, gen, kind: c.kind, addr: c.address };
+      (c.family === 4 ? this.cidr4 : this.cidr6).delete(key);
+    }
+  }
+
+  /** An address leaves pod_by_ip only while it still points at this pod (it may be reused already). */
+  private deleteIpOf(ip: string, cookie: bigint): void {
+    const key = encodeAddr(ip);
+    if (this.podByIp.lookup(key) === cookie) this.podByIp.delete(key);
+  }
+
+  /** Removes every selection entry of a generation (full scan: for start-up repair only). */
   deleteGen(gen: number): void {
     for (const k of this.portSel.keys()) if (k.gen === gen) this.portSel.delete(k);
     for (const k of this.cidr4.keys()) if (k.gen === gen) this.cidr4.delete(k);
@@ -202,11 +223,12 @@ export class SockopsMaps {
    * Entries alive right now in the per-connection maps. Each should track open connections
    * only: records are deleted when their socket closes, sockets leave the sockhash on close.
    */
-  liveRecords(): { origByCookie: number; origByTuple: number; splicedSockets: number } {
+  liveRecords(): { origByCookie: number; origByTuple: number; splicedSockets: number; dnsSockets: number } {
     return {
       origByCookie: this.raw.orig_by_cookie.keys().length,
       origByTuple: this.raw.orig_by_tuple.keys().length,
       splicedSockets: this.raw.splice_socks.keys().length,
+      dnsSockets: this.raw.dns_orig.keys().length,
     };
   }
 

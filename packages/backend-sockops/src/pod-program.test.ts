@@ -47,6 +47,16 @@ describe('podProgram', () => {
     expect(p.ips).toEqual(['198.18.0.1', '2001:db8::1']);
   });
 
+  it('carries the DNS capture port (0 = off) and rejects a bad one naming the pod and field', () => {
+    expect(podProgram(base, 1n).dnsPort).toBe(0);
+    const dns = { ...base, proxy: { ...base.proxy, dnsPort: 15053 } };
+    expect(podProgram(dns, 1n).dnsPort).toBe(15053);
+    expect(fingerprintOf(podProgram(dns, 1n))).not.toBe(fingerprintOf(podProgram(base, 1n)));
+    expect(() => podProgram({ ...base, proxy: { ...base.proxy, dnsPort: 70000 } }, 1n)).toThrow(
+      'pod ns/p (uid u1): proxy.dnsPort=70000: not a port (1..65535)',
+    );
+  });
+
   it("turns '*' into the inbound-all flag and both default routes", () => {
     const p = podProgram(
       { ...base, traffic: { ...base.traffic, inbound: { include: '*', exclude: [] }, outbound: { ...base.traffic.outbound, includeCidrs: '*' } } },

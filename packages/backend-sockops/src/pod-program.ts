@@ -52,7 +52,7 @@ const podName = (p: PodRef): string => `${p.namespace}/${p.name} (uid ${p.uid})`
 
 function checkPort(pod: PodRef, field: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535)
-    throw new PodConfigError(podName(pod), field, v, 'not a TCP port (1..65535)');
+    throw new PodConfigError(podName(pod), field, v, 'not a port (1..65535)');
   return v;
 }
 
@@ -131,8 +131,8 @@ export function podProgram(pod: MeshPod, netnsCookie: bigint): PodProgram {
     proxyGid: checkId(ref, 'proxy.gid', proxy.gid),
     outPort: checkPort(ref, 'proxy.outboundPort', proxy.outboundPort),
     inPort: checkPort(ref, 'proxy.inboundPort', proxy.inboundPort),
-    // DNS capture is not implemented by this backend yet; the field stays 0 (off).
-    dnsPort: 0,
+    // 0 = DNS capture off (the profile sets a port only when the pod asks for capture).
+    dnsPort: proxy.dnsPort === undefined ? 0 : checkPort(ref, 'proxy.dnsPort', proxy.dnsPort),
     ports: dedupe(ports, (p) => `${p.kind}:${p.port}`),
     cidrs: dedupe(cidrs, (c) => `${c.kind}:${c.address}/${c.prefix}`),
     ips: [...new Set(ips)].sort(),

@@ -1,2 +1,48 @@
 // @shunt/core: the contract every backend and the agent share.
 export * from './types';
+export * from './errors';
+export type { KubePod, KubeNamespace, KubeContainer, KubeObjectMeta, PodExtras } from './kube/types';
+export { pickPod, pickNamespace, pickExtras, podRefOf } from './kube/normalise';
+export { parseIp, formatIp, parseCidr, formatCidr, canonicalCidrs, parsePort, canonicalPorts, toCidr, type IpAddress } from './netaddr';
+export { ISTIO_ANNOTATIONS, ISTIO_LABELS, parsePortList, parseCidrList, parseInterceptionMode, readSidecarAnnotations, parseGoBool, type SidecarAnnotations } from './annotations';
+export {
+  ISTIO_SIDECAR,
+  ISTIO_AMBIENT,
+  PROFILES,
+  profileByName,
+  interpretPod,
+  decideMembership,
+  describeCondition,
+  wantsRedirect,
+  type MeshProfile,
+  type PodCondition,
+  type Interpretation,
+} from './profiles';
+export { stableStringify, meshPodFingerprint } from './fingerprint';
+export { backoffDelay, type BackoffPolicy } from './backoff';
+export { parseKernelRelease, compareKernel, formatKernel } from './kernel';
+export { SYNCED, isPodEvent, type RawPodEvent, type SyncedEvent, type ReconcilerInput } from './sources/events';
+export { PodNamespaceJoin } from './sources/join';
+export { interpret } from './sources/interpret';
+export { podsFileSource, parsePodsFile, type PodsFileSourceOptions, type PodsFileContent } from './sources/pods-file';
+export { kubernetesSource, type KubernetesSourceOptions } from './sources/kubernetes';
+export { KubeApiError, type KubeApi, type KubeConnection, type KubeconfigOptions, type KubeListPage } from './sources/kube-client';
+export { probeNode, type ProbeNodeOptions } from './probe/node';
+export { probeIptables, chooseVariant, type IptablesProbe, type IptablesVariant } from './probe/iptables';
+export { parseMounts, findMount, type MountEntry } from './probe/mounts';
+export { SUPPORT_RULES, FEATURE_SINCE, supportFromRules, optionalFeatures, type SupportRule } from './selection/rules';
+export { selectBackend, rulesBackend, type Selection, type SupportSource } from './selection/select';
+export { CAPABILITY_FIXTURES, capabilitiesFor, type CapabilityFixtureName } from './selection/fixtures';
+export {
+  Reconciler,
+  type ReconcilerOptions,
+  type ReconcilerSnapshot,
+  type ReconcilerStats,
+  type PodSnapshot,
+  type PodView,
+  type ResyncReport,
+} from './reconciler/reconciler';
+export { loadConfig, parseListenAddress, pinRoot, CONFIG_ENV, CONFIG_DEFAULTS, LOG_LEVELS, type ShuntConfig, type LoadedConfig, type ConfigInputs, type ConfigKey, type ConfigOrigin, type LogLevel, type PodSourceConfig } from './config';
+export { RecordingBackend, type RecordedCall } from './testing/recording-backend';
+export { testMeshPod } from './testing/mesh-pod';
+export { collect, eventually, type Collector } from './testing/collect';

@@ -1,5 +1,6 @@
 // @shunt/libbpf: N-API addon over the system libbpf and its typed TypeScript face:
-// objects, programs, maps, links, pins, feature probes, netns cookies and SO_ORIGINAL_DST.
+// objects, programs, maps, links, pins, feature probes, netns cookies, SO_ORIGINAL_DST and
+// taking a listening socket out of another process.
 export { BpfError } from './errors';
 export { BpfObject, type OpenOptions } from './object';
 export { BpfProgram, type AttachTcOptions, type BpfProgramDescription } from './program';
@@ -30,10 +31,12 @@ export {
   probeAttachType,
   probeTcx,
   probeSockmapLink,
+  probeSkLookup,
   type ProbeResult,
 } from './probe';
 export { netnsCookie, withNetns } from './netns';
 export { originalDst, type SocketAddress } from './sockopt';
+export { pidfdGetfd, listeningSocketFds, type ListeningSocket, type ListeningSocketQuery } from './proc-sockets';
 export { bpfObjectPath, cgroup2Mount } from './paths';
 export { type KernelLinkInfo } from './native';
 

@@ -160,6 +160,50 @@ export class BpfMap {
     return out;
   }
 
+  /**
+   * Sockmap/sockhash: puts the socket behind socketFd at key (any key the map declares:
+   * an index for a sockmap, any struct for a sockhash). TCP sockets must be listening or
+   * established, UDP ones bound. The map holds its own reference, so the caller may close
+   * socketFd afterwards; the entry goes away by itself when the socket is closed.
+   */
+  updateSocket(key: Buffer, socketFd: number, flags: UpdateFlag = 'any'): void {
+    this.checkSocketMap('updateSocket');
+    if (!Number.isInteger(socketFd) || socketFd < 0)
+      throw invalidArgument('updateSocket', this.target, `socket fd must be a non-negative integer, got ${String(socketFd)}`);
+    const value = Buffer.alloc(this.valueSize);
+    if (this.valueSize === 8) value.writeBigUInt64LE(BigInt(socketFd));
+    else value.writeUInt32LE(socketFd);
+    try {
+      this.update(key, value, flags);
+    } catch (err) {
+      if (err instanceof BpfError && (err.code === 'EOPNOTSUPP' || err.code === 'ENOTSOCK'))
+        throw new BpfError({
+          errno: err.errno,
+          code: err.code,
+          op: err.op,
+          target: this.target,
+          detail:
+            err.code === 'ENOTSOCK'
+              ? `fd ${socketFd} is not a socket`
+              : `fd ${socketFd} is not a socket the map can hold (TCP must be listening or established, UDP bound)`,
+        });
+      throw err;
+    }
+  }
+
+  /** Sockmap/sockhash: the socket cookie stored at key, or null (needs an 8-byte value). */
+  socketCookie(key: Buffer): bigint | null {
+    this.checkSocketMap('socketCookie');
+    if (this.valueSize !== 8)
+      throw invalidArgument('socketCookie', this.target, `the kernel returns cookies only for 8-byte values; this map's value is ${this.valueSize} bytes`);
+    return this.lookup(key)?.readBigUInt64LE(0) ?? null;
+  }
+
+  private checkSocketMap(op: string): void {
+    if (this.type !== 'sockmap' && this.type !== 'sockhash')
+      throw invalidArgument(op, this.target, `map type ${this.type} holds no sockets; use a sockmap or sockhash`);
+  }
+
   /** Removes key; false when it was not there. */
   delete(key: Buffer): boolean {
     this.checkKey('delete', key);

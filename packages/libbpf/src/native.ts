@@ -62,6 +62,8 @@ export interface KernelLinkInfo {
   cgroupId?: bigint;
   ifindex?: number;
   mapId?: number;
+  /** netns links: inode of the netns (as in `stat <netns path>`); 0 once the netns is gone. */
+  netnsIno?: number;
 }
 
 export interface ProbeResult {
@@ -105,6 +107,7 @@ export interface NativeAddon {
   progAttachLegacy(progFd: number, targetFd: number, attachType: string, target: string): void;
   progDetachLegacy(progFd: number, targetFd: number, attachType: string, target: string): void;
   linkTcx(progFd: number, ifindex: number, direction: string, target: string): FdHandle;
+  linkNetns(progFd: number, netnsPath: string, attachType: string, target: string): FdHandle;
   tcAttachLegacy(
     progFd: number,
     ifindex: number,
@@ -123,11 +126,13 @@ export interface NativeAddon {
   probeAttachType(progType: string, attachType: string): ProbeResult;
   probeTcx(): ProbeResult;
   probeSockmapLink(): ProbeResult;
+  probeNetnsLink(progType: string, attachType: string): ProbeResult;
 
   netnsEnter(path: string): number;
   netnsRestore(origFd: number): void;
   netnsCookie(path: string): bigint;
   originalDst(fd: number, family: number): { address: string; port: number };
+  pidfdGetfd(pid: number, targetFd: number): number;
 }
 
 function load(): NativeAddon {

@@ -39,3 +39,19 @@ export function probeSockmapLink(): ProbeResult {
   sockmapLinkCache ??= native.probeSockmapLink();
   return sockmapLinkCache;
 }
+
+let skLookupCache: ProbeResult | undefined;
+/**
+ * Everything sk_lookup steering needs (kernel >= 5.9): the sk_lookup program type,
+ * bpf_sk_assign from it, and netns links for it. Nothing is attached while probing.
+ */
+export function probeSkLookup(): ProbeResult {
+  if (skLookupCache) return skLookupCache;
+  const parts = [
+    native.probeProgType('sk_lookup'),
+    native.probeHelper('sk_lookup', 'sk_assign'),
+    native.probeNetnsLink('sk_lookup', 'sk_lookup'),
+  ];
+  skLookupCache = { available: parts.every((p) => p.available), evidence: parts.map((p) => p.evidence).join('; ') };
+  return skLookupCache;
+}

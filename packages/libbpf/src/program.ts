@@ -47,6 +47,12 @@ const CGROUP_PROGRAM_TYPES = new Set([
   'cgroup_sockopt',
 ]);
 
+/** Program types that attach to a network namespace, and the attach type they take there. */
+const NETNS_ATTACH_TYPES: Record<string, string | undefined> = {
+  sk_lookup: 'sk_lookup',
+  flow_dissector: 'flow_dissector',
+};
+
 export interface BpfProgramDescription {
   name: string;
   section: string;
@@ -168,6 +174,26 @@ export class BpfProgram {
       return new BpfLink(opts.netns ? { ...backing, netns: opts.netns } : backing, `${this.target} (tc ${direction}) on ${where}`);
     };
     return opts.netns ? withNetns(opts.netns, attach) : attach();
+  }
+
+  /**
+   * Attaches an sk_lookup or flow_dissector program to a network namespace (netnsPath:
+   * /var/run/netns/x, /proc/<pid>/ns/net) as a netns bpf_link, so it can be pinned and
+   * adopted. The calling thread never enters the netns: the kernel takes an fd of it.
+   * The link stops running (goes defunct) when the netns is destroyed.
+   */
+  attachNetns(netnsPath: string): BpfLink {
+    const attachType = NETNS_ATTACH_TYPES[this.type];
+    if (!attachType)
+      throw invalidArgument(
+        'attach netns',
+        this.target,
+        `program type ${this.type}${this.section ? ` (section '${this.section}')` : ''} cannot attach to a netns; only sk_lookup and flow_dissector can`,
+      );
+    if (typeof netnsPath !== 'string' || netnsPath === '')
+      throw invalidArgument('attach netns', this.target, 'netns path must be a non-empty string');
+    const handle = native.linkNetns(this.fd, netnsPath, attachType, this.target);
+    return new BpfLink({ kind: 'link', handle }, `${this.target} (${attachType}) on netns ${netnsPath}`);
   }
 
   /** Pins the program itself (not an attachment). */

@@ -53,6 +53,12 @@ export function buildDoctorReport(
     const reasons = b.name === choice ? [] : why ?? (support.ok ? [] : support.reasons);
     return { name: b.name, ok: support.ok, chosen: b.name === choice, reasons };
   });
+  // Backends selection knows of but this build does not ship (e.g. not yet implemented).
+  for (const r of rejected) {
+    if (!rows.some((row) => row.name === r.name)) rows.push({ name: r.name as BackendName, ok: false, chosen: false, reasons: r.reasons });
+  }
+  const order = ['sockops', 'tc', 'iptables'];
+  rows.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
   return {
     node: { kernelRelease: caps.kernelRelease, cgroup2Path: caps.cgroup2Path, bpffsPath: caps.bpffsPath, iptablesVariant: caps.iptablesVariant },
     features: (Object.entries(caps.features) as [FeatureName, { available: boolean; evidence: string }][]).map(([name, f]) => ({

@@ -27,6 +27,8 @@ export interface NetnsDiscoveryOptions {
   concurrency?: number;
   /** Bounds a scan on pathological nodes. */
   maxNetns?: number;
+  /** Only named netns whose name starts with this, and no /proc scan (tests that must not touch other netns). */
+  namePrefix?: string;
   now?: () => number;
 }
 
@@ -131,11 +133,13 @@ export class NetnsDiscovery {
         continue; // absent on nodes whose runtime does not name netns
       }
       for (const name of names.sort()) {
+        if (this.opts.namePrefix && !name.startsWith(this.opts.namePrefix)) continue;
         const p = path.join(dir, name);
         const ino = inodeOf(p);
         if (ino !== null && ino !== own && !seen.has(ino)) seen.set(ino, p);
       }
     }
+    if (this.opts.namePrefix) return [...seen].map(([inode, p]) => ({ path: p, inode }));
     const pids = (await fs.readdir(this.procRoot)).filter((n) => /^\d+$/.test(n));
     for (const pid of pids) {
       if (seen.size >= this.maxNetns) break;

@@ -2,7 +2,7 @@
 import pino from 'pino';
 import type { Logger } from '@shunt/core';
 
-export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const;
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export type AgentLogger = Logger & { child(bindings: object): AgentLogger; flush?: () => void };

@@ -29,9 +29,10 @@ export class PodStateTracker {
   onStatus(st: PodStatus): void {
     const { uid, namespace, name } = st.pod;
     const since = this.pendingSince.get(uid);
+    let ms: number | undefined;
     if (since !== undefined) {
       this.pendingSince.delete(uid);
-      const ms = this.now() - since;
+      ms = this.now() - since;
       this.metrics.observeReconcile(ms / 1000, st.state);
       if (st.state === 'enrolled') this.recordLatency(ms);
     }
@@ -48,6 +49,8 @@ export class PodStateTracker {
       previous: prev?.state ?? 'unknown',
       ...(reason !== undefined ? { reason } : {}),
       ...('attempts' in st ? { attempts: st.attempts } : {}),
+      // Event → this state, so enroll latency can be read from the logs.
+      ...(ms !== undefined ? { ms: Math.round(ms * 100) / 100 } : {}),
     };
     if (st.state === 'failed') this.log.warn(fields, 'pod state changed');
     else if (st.state === 'rejected') this.log.warn(fields, 'pod state changed');

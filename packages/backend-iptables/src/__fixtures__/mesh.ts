@@ -1,10 +1,8 @@
 // Testbed pods as the core interprets them: the same path the agent takes (kube pod -> profile ->
 // MeshPod), so annotations are parsed and rejected by the core, not by this package.
-// interpretPod/ISTIO_SIDECAR are imported from the core's source until its index exports them.
 
-import type { MeshPod } from '@shunt/core';
+import { interpretPod, ISTIO_SIDECAR, type MeshPod } from '@shunt/core';
 import type { Testbed } from '@shunt/testbed';
-import { interpretPod, ISTIO_SIDECAR } from '../../../core/src/profiles';
 
 export type Interpreted = { ok: true; pod: MeshPod } | { ok: false; error: Error };
 

@@ -1,8 +1,7 @@
-// Test support: throwaway netns and node capabilities found by really trying each iptables
-// variant in a scratch netns (what the core's probe does; used until tests can call it).
+// Test support: throwaway netns, and node capabilities from the core's iptables probe.
 
 import { randomBytes } from 'node:crypto';
-import type { Feature, FeatureName, NodeCapabilities, NodeContext } from '@shunt/core';
+import { parseKernelRelease, probeIptables, type Feature, type FeatureName, type NodeCapabilities, type NodeContext } from '@shunt/core';
 import { createNetns, deleteNetns, Netlink, runCommand } from '@shunt/netlink';
 
 export const RUN_ID = randomBytes(3).toString('hex');
@@ -29,44 +28,25 @@ export class Netnses {
   }
 }
 
-async function tryIn(netns: string, argv: string[]): Promise<Feature> {
-  try {
-    await runCommand(argv, { netns, timeoutMs: 10_000 });
-    return { available: true, evidence: `${argv.join(' ')}: ok` };
-  } catch (e) {
-    return { available: false, evidence: (e as Error).message };
-  }
-}
-
 let cached: Promise<NodeCapabilities> | undefined;
 
+/** Node capabilities with the iptables answers of the core's real probe (the rest is not needed here). */
 export function probeCaps(): Promise<NodeCapabilities> {
   cached ??= (async () => {
-    const name = netnsName('probe');
-    const ns = await createNetns(name);
-    try {
-      const features = {} as Record<FeatureName, Feature>;
-      for (const v of ['legacy', 'nft'] as const) {
-        const add = await tryIn(ns, [`iptables-${v}`, '-t', 'nat', '-A', 'INPUT', '-p', '255', '-j', 'RETURN']);
-        if (add.available) await tryIn(ns, [`iptables-${v}`, '-t', 'nat', '-D', 'INPUT', '-p', '255', '-j', 'RETURN']);
-        features[`iptables:${v}`] = add;
-      }
-      const tp = ['-t', 'mangle', 'PREROUTING', '-p', 'tcp', '-j', 'TPROXY', '--on-port', '1', '--tproxy-mark', '1'];
-      const tpAdd = await tryIn(ns, ['iptables-nft', tp[0]!, tp[1]!, '-A', ...tp.slice(2)]);
-      features['iptables:tproxy'] = tpAdd;
-      const kernel = (await runCommand(['uname', '-r'])).trim();
-      const [major = 0, minor = 0, patch = 0] = kernel.split(/[.-]/).map(Number);
-      return {
-        kernelRelease: kernel,
-        kernel: { major, minor, patch },
-        cgroup2Path: null,
-        bpffsPath: null,
-        iptablesVariant: features['iptables:nft'].available ? 'nft' : features['iptables:legacy'].available ? 'legacy' : null,
-        features,
-      };
-    } finally {
-      await deleteNetns(name, { ignoreMissing: true });
-    }
+    const ipt = await probeIptables({ scratch: true });
+    const features = {} as Record<FeatureName, Feature>;
+    features['iptables:legacy'] = ipt.legacy;
+    features['iptables:nft'] = ipt.nft;
+    features['iptables:tproxy'] = ipt.tproxy;
+    const release = (await runCommand(['uname', '-r'])).trim();
+    return {
+      kernelRelease: release,
+      kernel: parseKernelRelease(release),
+      cgroup2Path: null,
+      bpffsPath: null,
+      iptablesVariant: ipt.variant,
+      features,
+    };
   })();
   return cached;
 }

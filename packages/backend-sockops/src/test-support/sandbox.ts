@@ -105,8 +105,13 @@ export class Sandbox {
 
   /** Starts a long-running helper; resolves once it printed its first line ("ready ..."). */
   async start(ns: Netns, uid: number, script: string, args: string[], opts: { inCgroup?: boolean } = {}): Promise<Helper> {
-    const [cmd, ...rest] = this.wrap(ns, uid, opts.inCgroup ?? true, [process.execPath, path.join(SCRIPTS, script), ...args]);
-    const child = spawn(cmd as string, rest, { stdio: ['ignore', 'pipe', 'pipe'] });
+    return this.startArgv(ns, uid, [process.execPath, path.join(SCRIPTS, script), ...args], opts);
+  }
+
+  /** start() for any program; its stdin is a pipe (Helper.send) when `stdin` is set. */
+  async startArgv(ns: Netns, uid: number, argv: string[], opts: { inCgroup?: boolean; stdin?: boolean } = {}): Promise<Helper> {
+    const [cmd, ...rest] = this.wrap(ns, uid, opts.inCgroup ?? true, argv);
+    const child = spawn(cmd as string, rest, { stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     this.children.add(child);
     child.on('exit', () => this.children.delete(child));
     const helper = new Helper(child);
@@ -200,6 +205,21 @@ export class Helper {
 
   ready(): Promise<void> {
     return this.readyLine;
+  }
+
+  send(line: string): void {
+    if (!this.child.stdin) throw new Error('helper was started without a stdin pipe');
+    this.child.stdin.write(line + '\n');
+  }
+
+  /** The event at position `index` once it has arrived (bounded by timeoutMs). */
+  async event(index: number, timeoutMs = 5000): Promise<Record<string, unknown>> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.events.length <= index) {
+      if (Date.now() > deadline) throw new Error(`helper: no event #${index} after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    return this.events[index] as Record<string, unknown>;
   }
 
   kill(): void {

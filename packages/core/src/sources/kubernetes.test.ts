@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startFakeApiServer, type FakeApiServer } from '../../../../test/fake-apiserver';
 import type { ShuntError } from '../errors';
-import { collect, type Collector } from '../testing/collect';
+import { collect, eventually, type Collector } from '../testing/collect';
 import type { PodEvent } from '../types';
 import type { ReconcilerInput } from './events';
 import { interpret } from './interpret';
@@ -49,12 +49,7 @@ function start(profile: 'istio-sidecar' | 'istio-ambient' = 'istio-sidecar', ext
 
 const watchRequests = (resource = '/api/v1/pods') => api.requests.filter((r) => r.watch && r.path === resource);
 const listRequests = (resource = '/api/v1/pods') => api.requests.filter((r) => !r.watch && r.path === resource);
-const until = (pred: () => boolean, what: string, ms = 5000) =>
-  new Promise<void>((resolve, reject) => {
-    const t0 = Date.now();
-    const tick = () => (pred() ? resolve() : Date.now() - t0 > ms ? reject(new Error(`timed out waiting for ${what}`)) : setTimeout(tick, 10));
-    tick();
-  });
+const until = (pred: () => boolean, what: string, ms = 5000) => eventually(pred, ms, what);
 
 describe('kubernetesSource against the fake API server', () => {
   it('lists this node’s pods, then follows the watch (add, modify, bind, delete)', async () => {
@@ -135,6 +130,18 @@ describe('kubernetesSource against the fake API server', () => {
     expect(listRequests().length).toBe(2);
     const lastWatch = watchRequests().at(-1)!;
     await until(() => watchRequests().at(-1) !== lastWatch || api.openWatches('pods') === 1, 'watch after relist');
+  });
+
+  it('an HTTP 410 answer to a watch request also relists', async () => {
+    api.addPod(pod('a'));
+    const s = start();
+    await s.until((i) => i.some((e) => e.type === 'synced'), 10_000);
+    await until(() => api.openWatches('pods') === 1, 'pod watch open');
+    api.failNextRequests(1, 410, 'watch');
+    api.dropWatches();
+    // Whichever watch reconnects first gets the 410 and that resource relists.
+    await until(() => listRequests().length + listRequests('/api/v1/namespaces').length === 3, 'relist');
+    await until(() => api.openWatches() === 2, 'both watches open again');
   });
 
   it('pages through long lists with limit/continue', async () => {

@@ -48,3 +48,16 @@ export function collect<T>(source: Observable<T>): Collector<T> {
     stop: () => sub.unsubscribe(),
   };
 }
+
+/** Polls `pred` every 5 ms until it holds; rejects after `timeoutMs` naming `what`. */
+export function eventually(pred: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t0 = Date.now();
+    const tick = () => {
+      if (pred()) return resolve();
+      if (Date.now() - t0 > timeoutMs) return reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+      setTimeout(tick, 5);
+    };
+    tick();
+  });
+}

@@ -218,6 +218,35 @@ static Napi::Value ProbeSockmapLink(const Napi::CallbackInfo& info) {
   return Answer(env, link >= 0, "bpf_link_create(sk_msg, sockhash, sk_msg_verdict): " + (link >= 0 ? std::string("ok") : ErrnoName(err)));
 }
 
+// sk_lookup steering needs three things: the program type, bpf_sk_assign from it (checked
+// on the TS side with probeHelper), and netns links for it. The link is asked for on fd
+// -1: a kernel with sk_lookup netns links goes looking for the netns and says EBADF,
+// without anything being attached anywhere.
+static Napi::Value ProbeNetnsLink(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string progName = ArgStr(info, 0);
+  std::string attachName = ArgStr(info, 1);
+  bpf_prog_type pt;
+  bpf_attach_type at;
+  if (!ProgTypeFromName(progName, &pt)) return Answer(env, false, "libbpf has no program type '" + progName + "'");
+  if (!AttachTypeFromName(attachName, &at)) return Answer(env, false, "libbpf has no attach type '" + attachName + "'");
+  int prog = LoadTrivial(pt, at, true);
+  if (prog < 0) return Answer(env, false, "cannot load a " + progName + " program: " + ErrnoName(errno));
+  int link = bpf_link_create(prog, -1, at, nullptr);
+  int err = errno;
+  close(prog);
+  std::string call = "bpf_link_create(" + progName + ", netns fd -1, " + attachName + "): ";
+  if (link >= 0) {
+    close(link);
+    return Answer(env, false, call + "unexpectedly succeeded");
+  }
+  bool ok = err == EBADF;
+  return Answer(env, ok,
+                call + ErrnoName(err) +
+                    (ok ? " (the kernel takes netns links of this type and looked for the netns)"
+                        : " (the kernel rejects netns links of this type)"));
+}
+
 void InitProbes(Napi::Env env, Napi::Object exports) {
   exports.Set("probeProgType", Napi::Function::New(env, ProbeProgType));
   exports.Set("probeMapType", Napi::Function::New(env, ProbeMapType));
@@ -225,6 +254,7 @@ void InitProbes(Napi::Env env, Napi::Object exports) {
   exports.Set("probeAttachType", Napi::Function::New(env, ProbeAttachType));
   exports.Set("probeTcx", Napi::Function::New(env, ProbeTcx));
   exports.Set("probeSockmapLink", Napi::Function::New(env, ProbeSockmapLink));
+  exports.Set("probeNetnsLink", Napi::Function::New(env, ProbeNetnsLink));
 }
 
 }  // namespace shunt

@@ -1,0 +1,94 @@
+// Runs `shunt agent` as a child process (demo, end-to-end tests): from dist when built, else from
+// the TypeScript sources through tools/ts-register.js. Parses its JSON log lines.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
+export interface AgentProcess {
+  child: ChildProcess;
+  /** host:port of its HTTP server, once it said so. */
+  address: Promise<string>;
+  /** Every JSON log line so far. */
+  logs: Record<string, unknown>[];
+  /** Resolves with the first log line matching. */
+  waitLog(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** SIGTERM, then the exit code (SIGKILL after the timeout). */
+  stop(timeoutMs?: number): Promise<number | null>;
+  exited: Promise<number | null>;
+}
+
+/** argv prefix that runs the shunt CLI with this process's Node. */
+export function cliCommand(): string[] {
+  const here = __dirname; // …/agent/dist/agent or …/agent/src/agent
+  const dist = path.resolve(here, '..', 'cli.js');
+  if (here.split(path.sep).includes('dist') && existsSync(dist)) return [process.execPath, dist];
+  const pkg = path.resolve(here, '..', '..');
+  // Measurements want the built agent, not one carrying the TypeScript compiler.
+  const built = path.join(pkg, 'dist', 'cli.js');
+  if (process.env['SHUNT_AGENT_FROM_DIST'] === '1' && existsSync(built)) return [process.execPath, built];
+  return [process.execPath, '-r', path.join(pkg, 'tools', 'ts-register.js'), path.join(pkg, 'src', 'cli.ts')];
+}
+
+export function spawnAgent(args: string[], opts: { env?: NodeJS.ProcessEnv; echo?: (line: string) => void } = {}): AgentProcess {
+  const [node, ...pre] = cliCommand() as [string, ...string[]];
+  const child = spawn(node, [...pre, 'agent', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+  const logs: Record<string, unknown>[] = [];
+  const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+  let buf = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      opts.echo?.(line);
+      let rec: Record<string, unknown>;
+      try {
+        rec = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      logs.push(rec);
+      for (const w of [...waiters]) if (w.pred(rec)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(rec);
+      }
+    }
+  });
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => {
+    stderr += c;
+    opts.echo?.(c);
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+
+  const waitLog = (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 30_000): Promise<Record<string, unknown>> => {
+    const have = logs.find(pred);
+    if (have) return Promise.resolve(have);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`agent: no matching log line within ${timeoutMs} ms; last lines:\n${logs.slice(-10).map((l) => JSON.stringify(l)).join('\n')}\n${stderr}`)), timeoutMs);
+      const w = { pred, resolve: (l: Record<string, unknown>) => (clearTimeout(t), resolve(l)) };
+      waiters.push(w);
+      void exited.then((code) => {
+        if (!waiters.includes(w)) return;
+        clearTimeout(t);
+        reject(new Error(`agent exited (${code}) before the expected log line; stderr: ${stderr}\nlogs:\n${logs.slice(-10).map((l) => JSON.stringify(l)).join('\n')}`));
+      });
+    });
+  };
+  return {
+    child,
+    logs,
+    waitLog,
+    exited,
+    address: waitLog((l) => l['msg'] === 'serving /metrics, /healthz, /readyz').then((l) => String(l['address'])),
+    async stop(timeoutMs = 15_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      const code = await exited;
+      clearTimeout(t);
+      return code;
+    },
+  };
+}

@@ -1,0 +1,162 @@
+// The node agent: probe → select → start backend → pod source → netns discovery → profile →
+// reconciler, with /metrics, /healthz, /readyz and one log line per pod state change.
+import type { Observable } from 'rxjs';
+import { tap } from 'rxjs';
+import {
+  interpret,
+  kubernetesSource,
+  podsFileSource,
+  probeNode,
+  Reconciler,
+  selectBackend,
+  type NodeCapabilities,
+  type ProfileName,
+  type RawPodEvent,
+  type RedirectBackend,
+  type RedirectMode,
+  type PodSourceConfig,
+} from '@shunt/core';
+import { netnsCookie } from '@shunt/libbpf';
+import { createBackends } from '../backends';
+import { NetnsDiscovery } from '../netns/discovery';
+import { withDiscoveredNetns } from '../netns/enrich';
+import { listNetnsIps } from '../netns/ips';
+import { nodeContext, nodePaths, type NodeStateOptions } from '../node-state/context';
+import { startHttpServer, type AgentHttpServer } from '../observability/http';
+import type { AgentLogger } from '../observability/log';
+import { createAgentMetrics, type AgentMetrics } from '../observability/metrics';
+import { PodStateTracker } from '../observability/pod-states';
+
+export interface AgentSettings extends NodeStateOptions {
+  nodeName: string;
+  mode: RedirectMode;
+  profile: ProfileName;
+  source: PodSourceConfig;
+  metricsAddress: string;
+  resyncIntervalMs?: number;
+  cleanupOnExit: boolean;
+}
+
+export interface AgentDeps {
+  log: AgentLogger;
+  /** Backends to choose from (default: every backend of this build). */
+  backends?: RedirectBackend[];
+  /** Replaces the node probe (tests of the wiring only). */
+  probe?: () => Promise<NodeCapabilities>;
+}
+
+export interface RunningAgent {
+  backend: RedirectBackend;
+  caps: NodeCapabilities;
+  http: AgentHttpServer;
+  metrics: AgentMetrics;
+  tracker: PodStateTracker;
+  reconciler: Reconciler;
+  /** Resolves once ready (backend started, first full sync done). */
+  ready: Promise<void>;
+  isReady(): boolean;
+  /** Stops; `cleanup` removes what the backend installed (defaults to the setting). */
+  stop(opts?: { cleanup?: boolean }): Promise<void>;
+}
+
+export async function startAgent(settings: AgentSettings, deps: AgentDeps): Promise<RunningAgent> {
+  const { log } = deps;
+  const metrics = createAgentMetrics();
+  let state: 'starting' | 'running' | 'stopping' = 'starting';
+  let ready = false;
+  let markReady!: () => void;
+  const readyPromise = new Promise<void>((r) => (markReady = r));
+  let reconciler: Reconciler | undefined;
+
+  // Up first so the kubelet sees a live (not yet ready) agent while the node is probed.
+  const http = await startHttpServer(settings.metricsAddress, metrics.registry, {
+    healthy: () => ({ ok: state !== 'stopping', detail: state }),
+    ready: () => {
+      if (ready) return { ok: true, detail: 'backend started, first sync done' };
+      const snap = reconciler?.snapshot();
+      return { ok: false, detail: !reconciler ? 'starting the backend' : !snap?.synced ? 'waiting for the first full pod listing' : 'enrolling the listed pods' };
+    },
+  });
+  log.info({ address: http.address }, 'serving /metrics, /healthz, /readyz');
+
+  try {
+    const paths = nodePaths(settings);
+    const caps = await (deps.probe ?? (() => probeNode({ iptablesScratch: true })))();
+    const backends = deps.backends ?? createBackends();
+    const selection = selectBackend(settings.mode, caps, backends, { profile: settings.profile });
+    const backend = selection.chosen;
+    log.info(
+      { backend: backend.name, mode: settings.mode, profile: settings.profile, kernel: caps.kernelRelease, rejected: selection.rejected },
+      'backend selected',
+    );
+    await backend.start(nodeContext(paths, caps, settings.nodeName, settings.profile, log));
+    metrics.setBackend(backend.name, caps.kernelRelease);
+    metrics.setObserver(() => backend.observe());
+
+    const tracker = new PodStateTracker(log, metrics);
+    const src = settings.source;
+    const raw: Observable<RawPodEvent> =
+      src.kind === 'podsFile'
+        ? podsFileSource(src.path, { nodeName: settings.nodeName, onError: (e) => log.warn({ err: e.message }, 'pods file problem') })
+        : kubernetesSource({
+            nodeName: settings.nodeName,
+            ...(src.kubeconfig ? { kubeconfig: src.kubeconfig } : { inCluster: src.inCluster }),
+            onError: (e) => log.warn({ err: e.message }, 'kubernetes source problem'),
+          });
+    const discovery = new NetnsDiscovery({ listIps: listNetnsIps, readCookie: netnsCookie });
+    const events = raw.pipe(
+      withDiscoveredNetns(discovery, log, netnsCookie),
+      interpret(settings.profile),
+      tap((ev) => {
+        if (ev.type !== 'synced') tracker.onEvent(ev);
+      }),
+    );
+    reconciler = new Reconciler({ backend, events, log, ...(settings.resyncIntervalMs ? { resyncIntervalMs: settings.resyncIntervalMs } : {}) });
+    const rec = reconciler;
+    const checkReady = (): void => {
+      if (ready) return;
+      const snap = rec.snapshot();
+      if (snap.synced && snap.pods.every((p) => p.state !== 'pending')) {
+        ready = true;
+        log.info({ pods: snap.pods.length }, 'ready: first full sync done');
+        markReady();
+      }
+    };
+    rec.status$.subscribe((st) => {
+      tracker.onStatus(st);
+      checkReady();
+    });
+    await rec.start();
+    // A node with no pods is synced without any status to trigger the check.
+    const poll = setInterval(checkReady, 100);
+    poll.unref();
+    void readyPromise.then(() => clearInterval(poll));
+    state = 'running';
+
+    return {
+      backend,
+      caps,
+      http,
+      metrics,
+      tracker,
+      reconciler: rec,
+      ready: readyPromise,
+      isReady: () => ready,
+      async stop(opts = {}) {
+        const cleanup = opts.cleanup ?? settings.cleanupOnExit;
+        state = 'stopping';
+        clearInterval(poll);
+        await rec.stop();
+        try {
+          await backend.stop({ cleanup });
+          log.info({ backend: backend.name, cleanup }, cleanup ? 'stopped; removed what this agent installed' : 'stopped; redirect left in place');
+        } finally {
+          await http.close();
+        }
+      },
+    };
+  } catch (err) {
+    await http.close();
+    throw err;
+  }
+}

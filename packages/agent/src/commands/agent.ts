@@ -1,0 +1,93 @@
+// `shunt agent`: runs until SIGTERM/SIGINT. Stopping leaves the redirect in place (the next
+// agent adopts it) unless --cleanup-on-exit.
+import { loadConfig, type ProfileName, type RedirectMode } from '@shunt/core';
+import { startAgent, type AgentSettings } from '../agent/runtime';
+import { createLogger } from '../observability/log';
+import type { Io } from '../program';
+
+export interface AgentCommandOptions {
+  config?: string;
+  nodeName?: string;
+  redirectMode?: RedirectMode;
+  profile?: ProfileName;
+  podsFile?: string;
+  kubeconfig?: string;
+  inCluster?: boolean;
+  metricsAddress?: string;
+  logLevel?: string;
+  resyncSeconds?: number;
+  cleanupOnExit?: boolean;
+  bpffsPath?: string;
+  cgroupPath?: string;
+  cgroupSearch?: string;
+}
+
+/** Flags, environment and config file through core's loadConfig, plus the agent-only flags. */
+export function agentSettings(o: AgentCommandOptions, env: NodeJS.ProcessEnv = process.env): { settings: AgentSettings; logLevel: string } {
+  const { config } = loadConfig({
+    flags: {
+      mode: o.redirectMode,
+      profile: o.profile,
+      nodeName: o.nodeName,
+      podsFile: o.podsFile,
+      kubeconfig: o.kubeconfig,
+      inCluster: o.inCluster,
+      cgroupPath: o.cgroupPath,
+      bpffsPath: o.bpffsPath,
+      metricsAddress: o.metricsAddress,
+      logLevel: o.logLevel,
+    },
+    env,
+    ...(o.config ? { file: o.config } : {}),
+  });
+  const settings: AgentSettings = {
+    nodeName: config.nodeName,
+    mode: config.mode,
+    profile: config.profile,
+    source: config.source,
+    metricsAddress: config.metricsAddress,
+    bpffsPath: config.bpffsPath,
+    ...(config.cgroupPath ? { cgroupPath: config.cgroupPath } : {}),
+    ...(o.cgroupSearch ?? env['SHUNT_CGROUP_SEARCH'] ? { cgroupSearch: o.cgroupSearch ?? env['SHUNT_CGROUP_SEARCH'] } : {}),
+    ...(o.resyncSeconds ? { resyncIntervalMs: o.resyncSeconds * 1000 } : {}),
+    cleanupOnExit: !!o.cleanupOnExit,
+  };
+  return { settings, logLevel: config.logLevel };
+}
+
+export async function agentCommand(o: AgentCommandOptions, io: Io): Promise<number> {
+  let parsed: ReturnType<typeof agentSettings>;
+  try {
+    parsed = agentSettings(o);
+  } catch (e) {
+    io.err(`shunt agent: ${(e as Error).message}\n`);
+    return 2;
+  }
+  const { settings } = parsed;
+  const log = createLogger(parsed.logLevel);
+  let agent;
+  try {
+    agent = await startAgent(settings, { log });
+  } catch (e) {
+    log.error({ err: (e as Error).message }, 'agent failed to start');
+    return 1;
+  }
+  const running = agent;
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal: sig, cleanup: settings.cleanupOnExit }, 'stopping');
+      running.stop().then(
+        () => resolve(0),
+        (e: Error) => {
+          log.error({ err: e.message }, 'stop failed');
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  });
+}

@@ -1,0 +1,39 @@
+// `shunt demo`: the testbed demo with the real agent: for each backend this node can run, the
+// agent process enrolls the demo pods from a pods file, and the demo shows the path taken.
+import { probeNode, selectBackend, type BackendName, type RedirectMode } from '@shunt/core';
+import { directMode, runDemo } from '@shunt/testbed';
+import { createBackends } from '../backends';
+import { agentMode } from '../demo/agent-mode';
+import type { Io } from '../program';
+
+export interface DemoCommandOptions {
+  redirectMode?: RedirectMode;
+  requests: number;
+  json?: boolean;
+}
+
+export async function demoCommand(o: DemoCommandOptions, io: Io): Promise<number> {
+  const caps = await probeNode({ iptablesScratch: true });
+  const backends = createBackends();
+  const rows = backends.map((b) => {
+    const s = b.support(caps);
+    return { name: `backend ${b.name}`, available: s.ok, detail: s.ok ? 'support() holds' : s.reasons.join('; ') };
+  });
+  let names: BackendName[];
+  if (o.redirectMode && o.redirectMode !== 'auto') {
+    names = [o.redirectMode];
+  } else {
+    // Every backend the sidecar profile can use here, in selection order.
+    names = backends.filter((b) => b.name !== 'tc' && b.support(caps).ok).map((b) => b.name);
+    if (o.redirectMode === 'auto') names = [selectBackend('auto', caps, backends, { profile: 'istio-sidecar' }).chosen.name];
+  }
+  const results = await runDemo({
+    modes: [directMode, ...names.map((n) => agentMode(n))],
+    requests: o.requests,
+    capabilities: { source: 'core probeNode + each backend support()', rows },
+    out: o.json ? () => undefined : (l) => io.out(l + '\n'),
+  });
+  if (o.json) io.out(JSON.stringify(results, null, 2) + '\n');
+  const broken = results.filter((r) => r.mode !== 'direct' && (!r.viaProxy || r.failed > 0));
+  return broken.length ? 1 : 0;
+}

@@ -1,0 +1,21 @@
+// `shunt doctor`: exit 0 when the mode can run here, 1 when no backend can.
+import { probeNode, selectBackend, type ProfileName, type RedirectMode } from '@shunt/core';
+import { createBackends } from '../backends';
+import { buildDoctorReport, formatDoctor } from '../doctor/report';
+import type { NodeStateOptions } from '../node-state/context';
+import type { Io } from '../program';
+
+export interface DoctorOptions extends NodeStateOptions {
+  profile: ProfileName;
+  redirectMode: RedirectMode;
+  json?: boolean;
+}
+
+export async function doctorCommand(o: DoctorOptions, io: Io): Promise<number> {
+  // The probe finds cgroup2 and bpffs itself and reports them missing, which is what doctor is for.
+  const caps = await probeNode({ iptablesScratch: true });
+  const backends = createBackends();
+  const report = buildDoctorReport(caps, o.redirectMode, o.profile, backends, () => selectBackend(o.redirectMode, caps, backends, { profile: o.profile }));
+  io.out(o.json ? JSON.stringify(report, null, 2) + '\n' : formatDoctor(report));
+  return report.choice ? 0 : 1;
+}

@@ -1,0 +1,27 @@
+import { CAPABILITY_FIXTURES, rulesBackend, selectBackend } from '@shunt/core';
+import type { BackendName } from '@shunt/core';
+import { buildDoctorReport, formatDoctor } from './report';
+
+const backends = (['sockops', 'tc', 'iptables'] as BackendName[]).map(rulesBackend) as { name: BackendName; support: (c: never) => never }[];
+
+it.each(Object.keys(CAPABILITY_FIXTURES))('explains the choice and every rejection on a %s node', (fixture) => {
+  const caps = CAPABILITY_FIXTURES[fixture as keyof typeof CAPABILITY_FIXTURES];
+  const r = buildDoctorReport(caps, 'auto', 'istio-sidecar', backends, () => selectBackend('auto', caps, backends, { profile: 'istio-sidecar' }));
+  const text = formatDoctor(r);
+  if (r.choice) {
+    expect(text).toContain(`redirectMode=auto → ${r.choice}`);
+    for (const b of r.backends.filter((x) => !x.chosen)) expect(b.reasons.length).toBeGreaterThan(0);
+  } else {
+    expect(r.error).toBeTruthy();
+    expect(text).toContain('no backend can run');
+  }
+  expect(r.features.length).toBe(Object.keys(caps.features).length);
+});
+
+it('reports a forced mode the node cannot run, with the reason', () => {
+  const caps = CAPABILITY_FIXTURES['4.19'];
+  const r = buildDoctorReport(caps, 'sockops', 'istio-sidecar', backends, () => selectBackend('sockops', caps, backends, { profile: 'istio-sidecar' }));
+  expect(r.choice).toBeNull();
+  expect(r.error).toMatch(/redirectMode=sockops cannot run/);
+  expect(r.backends.find((b) => b.name === 'sockops')!.reasons.length).toBeGreaterThan(0);
+});

@@ -1,0 +1,156 @@
+// The real `shunt agent` process on the testbed, pods from a pods file, iptables backend, real
+// HAProxy sidecars: enroll on add (the sidecars see the original destination), unenroll on
+// removal, /metrics counts them, SIGTERM leaves the redirect working, a restarted agent adopts
+// it, `shunt cleanup` leaves nothing.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Testbed } from '@shunt/testbed';
+import { cliCommand, spawnAgent, type AgentProcess } from '../agent/process';
+import { freePort } from '../demo/free-port';
+import { podsFileEntry } from '../demo/pods-file';
+import { readShuntChains } from '../node-state/iptables-sweep';
+
+const HTTP_PORT = 8080;
+let tb: Testbed;
+let dir: string;
+let podsFile: string;
+const agents: AgentProcess[] = [];
+
+beforeAll(async () => {
+  tb = await Testbed.create({
+    pods: [
+      { name: 'client', mesh: 'sidecar' },
+      { name: 'server', mesh: 'sidecar' },
+      { name: 'late', mesh: 'sidecar' },
+    ],
+  });
+  await tb.startHttpServer('server', { port: HTTP_PORT, body: 'hello' });
+  dir = mkdtempSync(path.join(tmpdir(), 'shunt-e2e-'));
+  podsFile = path.join(dir, 'pods.json');
+}, 120_000);
+
+afterAll(async () => {
+  for (const a of agents) await a.stop().catch(() => undefined);
+  // Whatever a failing test left in the pods' netns goes with the netns.
+  await tb?.dispose();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}, 60_000);
+
+function writePods(names: string[]): void {
+  writeFileSync(podsFile, JSON.stringify(names.map((n) => podsFileEntry(tb.kubePod(n))), null, 2));
+}
+
+async function startAgent(port: number): Promise<AgentProcess> {
+  const a = spawnAgent([
+    '--pods-file', podsFile,
+    '--node-name', tb.kubePod('client').spec.nodeName,
+    '--redirect-mode', 'iptables',
+    '--metrics-address', `127.0.0.1:${port}`,
+    // iptables installs nothing node-wide; a throwaway bpffs dir keeps the run self-contained.
+    '--bpffs-path', path.join(dir, 'bpffs'),
+    '--cgroup-path', tb.cgroupRoot,
+    '--log-level', 'debug',
+  ]);
+  agents.push(a);
+  await a.waitLog((l) => l['msg'] === 'ready: first full sync done', 60_000);
+  return a;
+}
+
+async function metric(port: number, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+  if (!line) throw new Error(`metric ${name} not found`);
+  return Number(line.split(' ').pop());
+}
+
+async function eventually(what: string, fn: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let i = 0; i < 300; i++) {
+    if (await fn()) return;
+    if (Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function requestViaSidecars(): Promise<{ ok: boolean; originalDst?: string }> {
+  const server = tb.pod('server');
+  const since = Date.now();
+  const res = await tb.httpGet('client', `http://${server.ipv4}:${HTTP_PORT}/`, { count: 1 });
+  const log = await tb.waitProxyLog('client', (r) => r.at >= since - 1, { count: 1, timeoutMs: 3000 });
+  const rec = log[0];
+  return { ok: res[0]?.ok === true, ...(rec ? { originalDst: `${rec.originalDst.address}:${rec.originalDst.port}` } : {}) };
+}
+
+let port1: number;
+let agent1: AgentProcess;
+
+it('enrolls the pods of the pods file; the client sidecar sees the original destination; /metrics counts them', async () => {
+  writePods(['client', 'server']);
+  port1 = await freePort();
+  agent1 = await startAgent(port1);
+  expect(await metric(port1, 'shunt_pods_enrolled')).toBe(2);
+  expect((await fetch(`http://127.0.0.1:${port1}/readyz`)).status).toBe(200);
+  const r = await requestViaSidecars();
+  expect(r.ok).toBe(true);
+  expect(r.originalDst).toBe(`${tb.pod('server').ipv4}:${HTTP_PORT}`);
+  const backendInfo = (await (await fetch(`http://127.0.0.1:${port1}/metrics`)).text()).split('\n').find((l) => l.startsWith('shunt_backend_info{'));
+  expect(backendInfo).toMatch(/backend="iptables"/);
+  // One log line per pod state change, with the pod's name.
+  const enrolled = agent1.logs.filter((l) => l['msg'] === 'pod state changed' && l['state'] === 'enrolled').map((l) => l['pod']);
+  expect(enrolled.sort()).toEqual(['default/client', 'default/server'].sort());
+}, 120_000);
+
+it('enrolls a pod added to the file and unenrolls one removed from it', async () => {
+  writePods(['client', 'server', 'late']);
+  await eventually('late enrolled', async () => (await metric(port1, 'shunt_pods_enrolled')) === 3);
+  expect((await readShuntChains(tb.pod('late').netnsPath)).length).toBeGreaterThan(0);
+  writePods(['client', 'server']);
+  await eventually('late unenrolled', async () => (await metric(port1, 'shunt_pods_enrolled')) === 2);
+  await eventually('late chains gone', async () => (await readShuntChains(tb.pod('late').netnsPath)).length === 0);
+}, 60_000);
+
+it('SIGTERM stops the agent and leaves the redirect working', async () => {
+  expect(await agent1.stop()).toBe(0);
+  const r = await requestViaSidecars();
+  expect(r.ok).toBe(true);
+  expect(r.originalDst).toBe(`${tb.pod('server').ipv4}:${HTTP_PORT}`);
+}, 60_000);
+
+it('a restarted agent adopts the installed state: no rule is rewritten, traffic keeps flowing', async () => {
+  const before = await readShuntChains(tb.pod('client').netnsPath);
+  const port2 = await freePort();
+  const agent2 = await startAgent(port2);
+  expect(await metric(port2, 'shunt_pods_enrolled')).toBe(2);
+  const r = await requestViaSidecars();
+  expect(r.originalDst).toBe(`${tb.pod('server').ipv4}:${HTTP_PORT}`);
+  // Same chains, and the packet counters kept counting (a rewrite would have reset them).
+  const after = await readShuntChains(tb.pod('client').netnsPath);
+  expect(after.map((c) => c.tables)).toEqual(before.map((c) => c.tables));
+  expect(after[0]!.redirectedPackets).toBeGreaterThan(before[0]!.redirectedPackets);
+  expect(await agent2.stop()).toBe(0);
+}, 120_000);
+
+it('`shunt cleanup` removes every SHUNT_ chain and leaves no pins', () => {
+  const [node, ...pre] = cliCommand() as [string, ...string[]];
+  // Scoped to this testbed's netns: other test files on the machine may have SHUNT_ chains of their own.
+  const prefix = path.basename(tb.pod('client').netnsPath).replace(/client$/, '');
+  const out = execFileSync(node, [...pre, 'cleanup', '--json', '--bpffs-path', path.join(dir, 'bpffs'), '--cgroup-path', tb.cgroupRoot, '--netns-prefix', prefix], {
+    encoding: 'utf8',
+  });
+  const report = JSON.parse(out);
+  const cleaned = report.iptables.map((n: { netnsPath: string }) => path.basename(n.netnsPath));
+  expect(cleaned.sort()).toEqual([path.basename(tb.pod('client').netnsPath), path.basename(tb.pod('server').netnsPath)].sort());
+  expect(report.errors).toEqual([]);
+}, 120_000);
+
+it('after cleanup the pods talk directly again', async () => {
+  for (const p of ['client', 'server', 'late']) expect(await readShuntChains(tb.pod(p).netnsPath)).toEqual([]);
+  const server = tb.pod('server');
+  const since = Date.now();
+  const res = await tb.httpGet('client', `http://${server.ipv4}:${HTTP_PORT}/`, { count: 1 });
+  expect(res[0]?.ok).toBe(true);
+  expect(tb.proxyLog('client').filter((r) => r.at >= since - 1)).toEqual([]);
+}, 60_000);

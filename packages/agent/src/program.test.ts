@@ -1,0 +1,55 @@
+// The command line: help everywhere, and the exact arguments the Helm chart passes are accepted.
+import { Command } from 'commander';
+import { buildProgram, type Io } from './program';
+import { agentSettings } from './commands/agent';
+
+function capture(): Io & { text: () => string } {
+  let buf = '';
+  return { out: (t) => (buf += t), err: (t) => (buf += t), text: () => buf };
+}
+
+function parseOnly(program: Command, argv: string[]): Record<string, unknown> {
+  // Replace every action with one that records the options, so nothing runs.
+  let seen: Record<string, unknown> = {};
+  for (const c of program.commands) c.action((opts: Record<string, unknown>) => void (seen = opts));
+  program.exitOverride();
+  for (const c of program.commands) c.exitOverride();
+  program.parse(argv, { from: 'user' });
+  return seen;
+}
+
+it.each(['agent', 'doctor', 'status', 'cleanup', 'demo', 'bench'])('`shunt %s --help` describes the command', (cmd) => {
+  const io = capture();
+  const program = buildProgram(io);
+  program.exitOverride();
+  for (const c of program.commands) c.exitOverride();
+  expect(() => program.parse([cmd, '--help'], { from: 'user' })).toThrow(/help/i);
+  expect(io.text()).toContain(`Usage: shunt ${cmd}`);
+});
+
+it('accepts the arguments the chart renders and turns them into agent settings', () => {
+  const argv = ['agent', '--redirect-mode=iptables', '--profile=istio-ambient', '--log-level=info', '--metrics-address=0.0.0.0:9464', '--bpffs-path=/sys/fs/bpf', '--cgroup-search=/host/sys/fs/cgroup', '--cleanup-on-exit'];
+  const opts = parseOnly(buildProgram(capture()), argv);
+  const { settings, logLevel } = agentSettings(opts, { NODE_NAME: 'node-a', KUBERNETES_SERVICE_HOST: '10.96.0.1' });
+  expect(settings).toMatchObject({
+    nodeName: 'node-a',
+    mode: 'iptables',
+    profile: 'istio-ambient',
+    source: { kind: 'kubernetes', inCluster: true },
+    metricsAddress: '0.0.0.0:9464',
+    bpffsPath: '/sys/fs/bpf',
+    cgroupSearch: '/host/sys/fs/cgroup',
+    cleanupOnExit: true,
+  });
+  expect(logLevel).toBe('info');
+});
+
+it('rejects a redirect mode that does not exist, naming the choices', () => {
+  const io = capture();
+  expect(() => parseOnly(buildProgram(io), ['agent', '--redirect-mode', 'ebpf'])).toThrow();
+  expect(io.text()).toContain('Allowed choices are auto, sockops, tc, iptables');
+});
+
+it('says which setting is missing when the node name is not given', () => {
+  expect(() => agentSettings({ podsFile: '/tmp/pods.yaml' }, {})).toThrow(/nodeName.*NODE_NAME/);
+});

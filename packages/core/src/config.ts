@@ -1,0 +1,220 @@
+// One typed agent configuration from command-line flags, environment and a config file (in that order
+// of precedence, then defaults), validated with errors that name the key, where it came from and why.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError, errorMessage } from './errors';
+import { parseIp } from './netaddr';
+import type { ProfileName, RedirectMode } from './types';
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+const MODES: readonly RedirectMode[] = ['auto', 'sockops', 'tc', 'iptables'];
+const PROFILE_NAMES: readonly ProfileName[] = ['istio-sidecar', 'istio-ambient'];
+
+export type PodSourceConfig = { kind: 'kubernetes'; kubeconfig?: string; inCluster: boolean } | { kind: 'podsFile'; path: string };
+
+export interface ShuntConfig {
+  mode: RedirectMode;
+  profile: ProfileName;
+  nodeName: string;
+  source: PodSourceConfig;
+  /** cgroup v2 directory for the node-wide cgroup programs; null = the cgroup2 mount found in /proc/mounts. */
+  cgroupPath: string | null;
+  /** bpffs mount; our pins live under `<bpffsPath>/shunt/<backend>/`. */
+  bpffsPath: string;
+  /** host:port of the metrics and health HTTP server. */
+  metricsAddress: string;
+  logLevel: LogLevel;
+}
+
+export type ConfigOrigin = 'flag' | 'env' | 'file' | 'default';
+
+export interface LoadedConfig {
+  config: ShuntConfig;
+  /** Where each setting came from (for `doctor` and the start-up log line). */
+  origins: Record<ConfigKey, ConfigOrigin>;
+}
+
+const KEYS = ['mode', 'profile', 'nodeName', 'kubeconfig', 'inCluster', 'podsFile', 'cgroupPath', 'bpffsPath', 'metricsAddress', 'logLevel'] as const;
+export type ConfigKey = (typeof KEYS)[number];
+
+/** Environment variables read for each key (first one set wins). NODE_NAME is what the downward API sets. */
+export const CONFIG_ENV: Record<ConfigKey, string[]> = {
+  mode: ['SHUNT_MODE'],
+  profile: ['SHUNT_PROFILE'],
+  nodeName: ['SHUNT_NODE_NAME', 'NODE_NAME'],
+  kubeconfig: ['SHUNT_KUBECONFIG', 'KUBECONFIG'],
+  inCluster: ['SHUNT_IN_CLUSTER'],
+  podsFile: ['SHUNT_PODS_FILE'],
+  cgroupPath: ['SHUNT_CGROUP_PATH'],
+  bpffsPath: ['SHUNT_BPFFS_PATH'],
+  metricsAddress: ['SHUNT_METRICS_ADDRESS'],
+  logLevel: ['SHUNT_LOG_LEVEL'],
+};
+
+export const CONFIG_DEFAULTS = {
+  mode: 'auto',
+  profile: 'istio-sidecar',
+  bpffsPath: '/sys/fs/bpf',
+  metricsAddress: '0.0.0.0:9464',
+  logLevel: 'info',
+} as const;
+
+export interface ConfigInputs {
+  /** Parsed flags (commander's camelCase names); undefined values are ignored. */
+  flags?: Partial<Record<ConfigKey, string | boolean | undefined>>;
+  env?: Record<string, string | undefined>;
+  /** Path of a YAML or JSON file with the same camelCase keys; SHUNT_CONFIG in env is used when absent. */
+  file?: string;
+}
+
+type Raw = { value: unknown; origin: ConfigOrigin; where: string };
+
+function readFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError('config file', path, `cannot read: ${errorMessage(err)}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError('config file', path, `not valid YAML/JSON: ${errorMessage(err)}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError('config file', path, 'must be a mapping of settings');
+  const unknown = Object.keys(doc).filter((k) => !(KEYS as readonly string[]).includes(k));
+  if (unknown.length > 0) throw new ConfigError(unknown.join(', '), `file ${path}`, `unknown setting; known: ${KEYS.join(', ')}`);
+  return doc as Record<string, unknown>;
+}
+
+function text(r: Raw, key: string): string {
+  if (typeof r.value === 'string') return r.value.trim();
+  if (typeof r.value === 'number') return String(r.value);
+  throw new ConfigError(key, r.where, `expected text, got ${JSON.stringify(r.value)}`);
+}
+
+function bool(r: Raw, key: string): boolean {
+  if (typeof r.value === 'boolean') return r.value;
+  const t = text(r, key).toLowerCase();
+  if (t === 'true' || t === '1') return true;
+  if (t === 'false' || t === '0') return false;
+  throw new ConfigError(key, r.where, `expected true or false, got ${JSON.stringify(r.value)}`);
+}
+
+function oneOf<T extends string>(r: Raw, key: string, allowed: readonly T[]): T {
+  const t = text(r, key);
+  if ((allowed as readonly string[]).includes(t)) return t as T;
+  throw new ConfigError(key, r.where, `${JSON.stringify(t)} is not one of ${allowed.join(', ')}`);
+}
+
+function absolutePath(r: Raw, key: string): string {
+  const t = text(r, key);
+  if (!isAbsolute(t)) throw new ConfigError(key, r.where, `${JSON.stringify(t)} must be an absolute path`);
+  return t;
+}
+
+/** RFC 1123 subdomain, which is what Kubernetes accepts as a node name. */
+function nodeName(r: Raw): string {
+  const t = text(r, 'nodeName');
+  if (t.length === 0 || t.length > 253 || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(t)) {
+    throw new ConfigError('nodeName', r.where, `${JSON.stringify(t)} is not a valid Kubernetes node name (lower-case RFC 1123 subdomain)`);
+  }
+  return t;
+}
+
+/** host:port, :port or [v6]:port; port 1-65535. */
+export function parseListenAddress(value: string): { host: string; port: number } | string {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d+)$/.exec(value);
+  if (!m) return 'expected host:port, :port or [ipv6]:port';
+  const host = m[1] ?? m[2] ?? '';
+  const port = Number(m[3]);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return `port ${m[3]} out of range 1-65535`;
+  if (m[1] !== undefined) {
+    const ip = parseIp(host);
+    if (!ip.ok || ip.value.family !== 6) return `${JSON.stringify(host)} in brackets must be an IPv6 address`;
+  } else if (host !== '' && !parseIp(host).ok && !/^[a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?$/.test(host)) {
+    return `${JSON.stringify(host)} is neither an address nor a host name`;
+  }
+  return { host, port };
+}
+
+export function loadConfig(inputs: ConfigInputs = {}): LoadedConfig {
+  const env = inputs.env ?? {};
+  const filePath = inputs.file ?? env.SHUNT_CONFIG;
+  const file = filePath ? readFile(filePath) : {};
+
+  const lookup = (key: ConfigKey): Raw | undefined => {
+    const flag = inputs.flags?.[key];
+    if (flag !== undefined) return { value: flag, origin: 'flag', where: `flag --${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` };
+    for (const name of CONFIG_ENV[key]) {
+      const v = env[name];
+      if (v !== undefined && v !== '') return { value: v, origin: 'env', where: `env ${name}` };
+    }
+    if (file[key] !== undefined && file[key] !== null) return { value: file[key], origin: 'file', where: `file ${filePath}` };
+    return undefined;
+  };
+  const origins = {} as Record<ConfigKey, ConfigOrigin>;
+  const get = (key: ConfigKey): Raw | undefined => {
+    const r = lookup(key);
+    origins[key] = r?.origin ?? 'default';
+    return r;
+  };
+  const orDefault = (key: keyof typeof CONFIG_DEFAULTS): Raw => get(key) ?? { value: CONFIG_DEFAULTS[key], origin: 'default', where: 'default' };
+
+  const mode = oneOf(orDefault('mode'), 'mode', MODES);
+  const profile = oneOf(orDefault('profile'), 'profile', PROFILE_NAMES);
+  const nodeRaw = get('nodeName');
+  if (!nodeRaw) throw new ConfigError('nodeName', 'flags/env/file', 'required: pass --node-name or set NODE_NAME (the downward API field spec.nodeName)');
+  const node = nodeName(nodeRaw);
+
+  const kubeRaw = get('kubeconfig');
+  const inClusterRaw = get('inCluster');
+  const podsRaw = get('podsFile');
+  const inCluster = inClusterRaw ? bool(inClusterRaw, 'inCluster') : false;
+  let source: PodSourceConfig;
+  if (podsRaw) {
+    if (kubeRaw || inCluster) {
+      const other = kubeRaw ? kubeRaw.where : inClusterRaw!.where;
+      throw new ConfigError('podsFile', podsRaw.where, `choose one pod source: a pods file or the Kubernetes API (also set: ${other})`);
+    }
+    const path = absolutePath(podsRaw, 'podsFile');
+    if (!existsSync(dirname(path))) throw new ConfigError('podsFile', podsRaw.where, `directory ${dirname(path)} does not exist`);
+    source = { kind: 'podsFile', path };
+  } else if (kubeRaw || inClusterRaw) {
+    if (kubeRaw && inCluster) throw new ConfigError('inCluster', inClusterRaw!.where, `conflicts with kubeconfig from ${kubeRaw.where}`);
+    if (kubeRaw) {
+      const path = text(kubeRaw, 'kubeconfig');
+      if (!existsSync(path) || !statSync(path).isFile()) throw new ConfigError('kubeconfig', kubeRaw.where, `${JSON.stringify(path)} is not a readable file`);
+      source = { kind: 'kubernetes', kubeconfig: path, inCluster: false };
+    } else {
+      if (!inCluster) throw new ConfigError('inCluster', inClusterRaw!.where, 'is false and no other pod source is set (kubeconfig or podsFile)');
+      source = { kind: 'kubernetes', inCluster: true };
+    }
+  } else if (env.KUBERNETES_SERVICE_HOST) {
+    // Running in a pod with a service account: the DaemonSet case needs no flag.
+    source = { kind: 'kubernetes', inCluster: true };
+    origins.inCluster = 'env';
+  } else {
+    throw new ConfigError('source', 'flags/env/file', 'no pod source: pass --pods-file <path>, --kubeconfig <path> or --in-cluster');
+  }
+
+  const cgroupRaw = get('cgroupPath');
+  const cgroupPath = cgroupRaw ? absolutePath(cgroupRaw, 'cgroupPath') : null;
+  const bpffsPath = absolutePath(orDefault('bpffsPath'), 'bpffsPath');
+  const metricsRaw = orDefault('metricsAddress');
+  const metricsAddress = text(metricsRaw, 'metricsAddress');
+  const listen = parseListenAddress(metricsAddress);
+  if (typeof listen === 'string') throw new ConfigError('metricsAddress', metricsRaw.where, `${JSON.stringify(metricsAddress)}: ${listen}`);
+  const logLevel = oneOf(orDefault('logLevel'), 'logLevel', LOG_LEVELS);
+
+  return { config: { mode, profile, nodeName: node, source, cgroupPath, bpffsPath, metricsAddress, logLevel }, origins };
+}
+
+/** Where a backend's pins go: `<bpffs>/shunt/<backend>`. */
+export function pinRoot(config: Pick<ShuntConfig, 'bpffsPath'>): string {
+  return join(config.bpffsPath, 'shunt');
+}

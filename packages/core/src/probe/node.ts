@@ -1,0 +1,99 @@
+// The node probe: kernel release, BTF, cgroup2 and bpffs mounts, BPF program types, helpers and tcx
+// through @shunt/libbpf (each loads a tiny program or tries an attach), and iptables by a functional
+// test. Every feature carries its evidence: what was tried and what the kernel said.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { release as osRelease } from 'node:os';
+import { errorMessage } from '../errors';
+import { parseKernelRelease } from '../kernel';
+import type { Feature, FeatureName, NodeCapabilities } from '../types';
+import { probeIptables } from './iptables';
+import { findMount, parseMounts } from './mounts';
+
+export interface ProbeNodeOptions {
+  /** Run the iptables functional test in a scratch netns (needs root); otherwise only check the binaries. */
+  iptablesScratch: boolean;
+  mountsFile?: string;
+  btfPath?: string;
+}
+
+type LibbpfProbes = Pick<typeof import('@shunt/libbpf'), 'probeProgType' | 'probeHelper' | 'probeTcx'>;
+
+const PROG_TYPES: [FeatureName, string][] = [
+  ['prog:sock_ops', 'sock_ops'],
+  ['prog:sk_msg', 'sk_msg'],
+  ['prog:cgroup_sock_addr', 'cgroup_sock_addr'],
+  ['prog:cgroup_sockopt', 'cgroup_sockopt'],
+  ['prog:sched_cls', 'sched_cls'],
+];
+
+/** Helper probes name the program type the backends call them from. */
+const HELPERS: [FeatureName, string, string][] = [
+  ['helper:msg_redirect_hash', 'sk_msg', 'msg_redirect_hash'],
+  ['helper:get_netns_cookie', 'cgroup_sock_addr', 'get_netns_cookie'],
+  ['helper:sk_assign', 'sched_cls', 'sk_assign'],
+  ['helper:redirect_peer', 'sched_cls', 'redirect_peer'],
+];
+
+function loadLibbpf(): { probes?: LibbpfProbes; error?: string } {
+  try {
+    // Loaded here, not at the top, so the rest of the core works where the addon is not built.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return { probes: require('@shunt/libbpf') as LibbpfProbes };
+  } catch (err) {
+    return { error: `@shunt/libbpf could not be loaded: ${errorMessage(err)}` };
+  }
+}
+
+function guarded(fn: () => Feature): Feature {
+  try {
+    const r = fn();
+    return { available: r.available, evidence: r.evidence };
+  } catch (err) {
+    return { available: false, evidence: `probe failed: ${errorMessage(err)}` };
+  }
+}
+
+export async function probeNode(opts: ProbeNodeOptions): Promise<NodeCapabilities> {
+  const kernelRelease = osRelease();
+  const features = {} as Record<FeatureName, Feature>;
+
+  const btfPath = opts.btfPath ?? '/sys/kernel/btf/vmlinux';
+  features.btf = existsSync(btfPath)
+    ? { available: true, evidence: `${btfPath} present (${statSync(btfPath).size} bytes)` }
+    : { available: false, evidence: `${btfPath} missing (kernel built without CONFIG_DEBUG_INFO_BTF?)` };
+
+  const mountsFile = opts.mountsFile ?? '/proc/mounts';
+  let mounts: ReturnType<typeof parseMounts> = [];
+  try {
+    mounts = parseMounts(readFileSync(mountsFile, 'utf8'));
+  } catch (err) {
+    features.cgroup2 = features.bpffs = { available: false, evidence: `cannot read ${mountsFile}: ${errorMessage(err)}` };
+  }
+  const cg = findMount(mounts, 'cgroup2', '/sys/fs/cgroup');
+  const bpf = findMount(mounts, 'bpf', '/sys/fs/bpf');
+  features.cgroup2 ??= cg ? { available: true, evidence: `cgroup2 mounted at ${cg.mountPoint} (${mountsFile})` } : { available: false, evidence: `no cgroup2 mount in ${mountsFile}` };
+  features.bpffs ??= bpf ? { available: true, evidence: `bpf filesystem mounted at ${bpf.mountPoint} (${mountsFile})` } : { available: false, evidence: `no bpf filesystem mount in ${mountsFile}` };
+
+  const lib = loadLibbpf();
+  const unavailable = (what: string): Feature => ({ available: false, evidence: `${what}: ${lib.error}` });
+  for (const [name, type] of PROG_TYPES) features[name] = lib.probes ? guarded(() => lib.probes!.probeProgType(type)) : unavailable(type);
+  for (const [name, progType, helper] of HELPERS) {
+    features[name] = lib.probes ? guarded(() => lib.probes!.probeHelper(progType, helper)) : unavailable(helper);
+  }
+  features['link:tcx'] = lib.probes ? guarded(() => lib.probes!.probeTcx()) : unavailable('tcx');
+
+  const ipt = await probeIptables({ scratch: opts.iptablesScratch });
+  features['iptables:legacy'] = ipt.legacy;
+  features['iptables:nft'] = ipt.nft;
+  features['iptables:tproxy'] = ipt.tproxy;
+  if (ipt.variant) features[`iptables:${ipt.variant}`].evidence += `; chosen: ${ipt.variantEvidence}`;
+
+  return {
+    kernelRelease,
+    kernel: parseKernelRelease(kernelRelease),
+    cgroup2Path: cg?.mountPoint ?? null,
+    bpffsPath: bpf?.mountPoint ?? null,
+    iptablesVariant: ipt.variant,
+    features,
+  };
+}

@@ -1,0 +1,95 @@
+// Runs the real probe on this machine. Features the running kernel is new enough for must be found;
+// a feature is only excused where the kernel release truly predates it (and the test says so).
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { release } from 'node:os';
+import { compareKernel, formatKernel, parseKernelRelease } from '../kernel';
+import { FEATURE_SINCE } from '../selection/rules';
+import type { FeatureName, NodeCapabilities } from '../types';
+import { chooseVariant } from './iptables';
+import { findMount, parseMounts } from './mounts';
+import { probeNode } from './node';
+
+const netnsList = () => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+
+describe('probeNode on this machine', () => {
+  let caps: NodeCapabilities;
+  beforeAll(async () => {
+    caps = await probeNode({ iptablesScratch: true });
+    // The JSON `shunt doctor` will show; printed so a test run documents the machine.
+    console.log(JSON.stringify(caps, null, 2));
+  });
+
+  it('reads the running kernel, the real cgroup2 and bpffs mounts, and BTF', () => {
+    expect(caps.kernelRelease).toBe(release());
+    expect(caps.kernel).toEqual(parseKernelRelease(release()));
+    const mounts = parseMounts(readFileSync('/proc/mounts', 'utf8'));
+    expect(caps.cgroup2Path).toBe(findMount(mounts, 'cgroup2', '/sys/fs/cgroup')?.mountPoint ?? null);
+    expect(caps.cgroup2Path).not.toBeNull();
+    expect(caps.bpffsPath).toBe('/sys/fs/bpf');
+    expect(caps.features.btf).toMatchObject({ available: true, evidence: expect.stringContaining('/sys/kernel/btf/vmlinux') });
+  });
+
+  const BPF_FEATURES: FeatureName[] = [
+    'prog:sock_ops',
+    'prog:sk_msg',
+    'prog:cgroup_sock_addr',
+    'prog:cgroup_sockopt',
+    'prog:sched_cls',
+    'helper:msg_redirect_hash',
+    'helper:get_netns_cookie',
+    'helper:sk_assign',
+    'helper:redirect_peer',
+    'link:tcx',
+  ];
+  it.each(BPF_FEATURES)('%s is found where the kernel has it', (name) => {
+    const f = caps.features[name];
+    expect(f.evidence.length).toBeGreaterThan(0);
+    if (compareKernel(caps.kernel, FEATURE_SINCE[name]) < 0) {
+      console.log(`skip: kernel ${caps.kernelRelease} predates ${name} (upstream ${formatKernel(FEATURE_SINCE[name])}); probe said: ${f.evidence}`);
+      return;
+    }
+    expect(f).toMatchObject({ available: true });
+  });
+
+  it('iptables: both variants evaluated in a scratch netns, TPROXY usable, a variant chosen, nothing left behind', () => {
+    for (const v of ['iptables:legacy', 'iptables:nft'] as const) {
+      expect(caps.features[v]).toMatchObject({ available: true, evidence: expect.stringMatching(/saw 1 packet\(s\) of 1 sent over lo/) });
+    }
+    expect(caps.features['iptables:tproxy']).toMatchObject({ available: true, evidence: expect.stringContaining('accepted') });
+    expect(caps.iptablesVariant === 'nft' || caps.iptablesVariant === 'legacy').toBe(true);
+    expect(caps.features[`iptables:${caps.iptablesVariant!}`].evidence).toContain('chosen:');
+    expect(netnsList()).not.toMatch(/shunt-probe-/);
+  });
+
+  it('without the scratch test only the binaries are checked', async () => {
+    const light = await probeNode({ iptablesScratch: false });
+    expect(light.features['iptables:nft'].evidence).toMatch(/functional test skipped/);
+    expect(light.features['iptables:tproxy']).toEqual({ available: false, evidence: 'not probed (iptablesScratch=false)' });
+  });
+
+  it('reports missing mounts and BTF with evidence instead of failing', async () => {
+    const c = await probeNode({ iptablesScratch: false, mountsFile: '/nonexistent/mounts', btfPath: '/nonexistent/vmlinux' });
+    expect(c.cgroup2Path).toBeNull();
+    expect(c.features.cgroup2.evidence).toMatch(/cannot read \/nonexistent\/mounts/);
+    expect(c.features.btf).toEqual({ available: false, evidence: expect.stringContaining('/nonexistent/vmlinux missing') });
+  });
+});
+
+describe('probe helpers', () => {
+  it('parses a hybrid cgroup layout and escaped mount points', () => {
+    const m = parseMounts(
+      ['tmpfs /sys/fs/cgroup tmpfs ro,nosuid 0 0', 'cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0', 'bpf /sys/fs/bpf bpf rw 0 0', 'bpf /run/my\\040bpf bpf rw 0 0'].join('\n'),
+    );
+    expect(findMount(m, 'cgroup2', '/sys/fs/cgroup')?.mountPoint).toBe('/sys/fs/cgroup/unified');
+    expect(findMount(m, 'bpf', '/sys/fs/bpf')?.mountPoint).toBe('/sys/fs/bpf');
+    expect(m[3]!.mountPoint).toBe('/run/my bpf');
+  });
+
+  it('chooses the iptables variant as Istio does', () => {
+    expect(chooseVariant(true, true, 12).variant).toBe('legacy');
+    expect(chooseVariant(true, true, 0).variant).toBe('nft');
+    expect(chooseVariant(true, false, 0).variant).toBe('legacy');
+    expect(chooseVariant(false, false, 0)).toEqual({ variant: null, why: expect.stringContaining('neither') });
+  });
+});

@@ -9,7 +9,8 @@ die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root: shunt loads eBPF programs and creates network namespaces"
 
-APT_PKGS=(clang-16 llvm-16 libelf-dev zlib1g-dev pkg-config iproute2 iptables haproxy sockperf iperf3 wrk conntrack procps)
+APT_PKGS=(clang-16 llvm-16 libelf-dev zlib1g-dev pkg-config iproute2 iptables haproxy sockperf iperf3 wrk conntrack procps util-linux
+          golang-go golang-github-masterminds-sprig-dev)   # go + sprig: render the Helm chart in tests (no helm here)
 BACKPORT_PKGS=(libbpf-dev libbpf1 bpftool)
 MIN_LIBBPF_MINOR=3   # tcx attach (bpf_program__attach_tcx) is LIBBPF_1.3.0
 

@@ -7,7 +7,7 @@ import path from 'node:path';
 /** One network namespace on the node, reachable at `path`. */
 export interface NetnsEntry {
   path: string;
-  /** nsfs inode: identifies the netns while it lives (what `ip netns identify` compares). */
+  /** nsfs inode: identifies the netns while it lives (the kernel reuses it afterwards). */
   inode: number;
   /** bpf_get_netns_cookie() of the netns, as a decimal string; set when a cookie reader is given. */
   cookie?: string;
@@ -94,11 +94,24 @@ export class NetnsDiscovery {
     for (const ip of ips) this.byIp.delete(ip);
   }
 
+  /**
+   * nsfs inode numbers are reused once a netns is freed, so a recreated sandbox can show the same
+   * inode at the same path; the cookie is never reused, so it settles identity when we have one.
+   */
+  private sameCookie(e: NetnsEntry): boolean {
+    if (!this.opts.readCookie || e.cookie === undefined) return true;
+    try {
+      return this.opts.readCookie(e.path).toString() === e.cookie;
+    } catch {
+      return false;
+    }
+  }
+
   private fromCache(ips: readonly string[]): NetnsEntry | null {
     for (const ip of ips) {
       const e = this.byIp.get(ip);
       if (!e) continue;
-      if (inodeOf(e.path) === e.inode) return e;
+      if (inodeOf(e.path) === e.inode && this.sameCookie(e)) return e;
       this.byIp.delete(ip); // the process exited or the sandbox was recreated
     }
     return null;

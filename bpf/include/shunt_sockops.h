@@ -59,7 +59,12 @@ enum shunt_counter {
 	SHUNT_CNT_ORIG_RELEASED,          /* original-destination record deleted when its socket closed */
 	SHUNT_CNT_DNS_REDIRECTED,         /* UDP sendmsg/connect or TCP connect to :53 -> proxy DNS port */
 	SHUNT_CNT_DNS_REPLIES,            /* UDP recvmsg source rewritten back to the address the app asked */
-	SHUNT_CNT_MAX = 16,
+	SHUNT_CNT_INBOUND_STEERED,        /* sk_lookup handed a SYN from outside the pod to its proxy's listener */
+	SHUNT_CNT_INBOUND_NO_LISTENER,    /* captured SYN, proxy listener not in inbound_listener: refused */
+	SHUNT_CNT_INBOUND_ASSIGN_FAILED,  /* bpf_sk_assign refused the listener (e.g. v6-only for IPv4): refused */
+	SHUNT_CNT_ORIG_LOCAL,             /* SO_ORIGINAL_DST without record answered with the local address */
+	SHUNT_CNT_PEER_REWRITTEN,         /* getpeername shows the original destination instead of the proxy */
+	SHUNT_CNT_MAX = 24,
 };
 
 struct shunt_addr {
@@ -130,6 +135,13 @@ struct shunt_orig {
 
 struct shunt_splice_cfg {
 	__u32 mode; /* SHUNT_SPLICE_* */
+};
+
+/* inbound_listener key: the proxy's inbound listening socket of one pod netns, per family. */
+struct shunt_listener_key {
+	__u64 netns;  /* netns cookie of the pod */
+	__u32 family; /* 4 or 6: the family of the connections it takes */
+	__u32 _pad;
 };
 
 #ifdef __bpf__
@@ -241,6 +253,20 @@ struct {
 	__type(value, __u8);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } splice_ports SEC(".maps");
+
+/*
+ * The proxy's inbound listener (15006) per pod netns and family, put in by the agent (a copy
+ * of the proxy's fd, borrowed with pidfd_getfd): sk_lookup hands it connections from outside
+ * the pod. The kernel drops an entry when its socket closes (proxy restart), and the agent's
+ * next enroll puts the new listener in. Value: fd on update, socket cookie on lookup.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 8192);
+	__type(key, struct shunt_listener_key);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} inbound_listener SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

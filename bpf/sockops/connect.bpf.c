@@ -15,12 +15,6 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-static __always_inline int port_selected(__u32 gen, __u16 port, __u8 kind)
-{
-	struct shunt_port_key k = { .gen = gen, .port = port, .kind = kind, ._pad = 0 };
-	return bpf_map_lookup_elem(&port_sel, &k) != NULL;
-}
-
 static __always_inline int cidr_selected(__u32 gen, const struct shunt_addr *dst, __u32 kind)
 {
 	if (addr_is_v4mapped(dst)) {
@@ -44,17 +38,6 @@ static __always_inline int outbound_selected(const struct shunt_pod_cfg *cfg,
 	if (port_selected(cfg->gen, dport, SHUNT_SEL_OUT_INCLUDE))
 		return 1;
 	return cidr_selected(cfg->gen, dst, SHUNT_SEL_OUT_INCLUDE);
-}
-
-static __always_inline int inbound_selected(const struct shunt_pod_cfg *cfg, __u16 dport)
-{
-	if (dport == cfg->in_port || dport == cfg->out_port)
-		return 0;
-	if (port_selected(cfg->gen, dport, SHUNT_SEL_IN_EXCLUDE))
-		return 0;
-	if (cfg->flags & SHUNT_POD_INBOUND_ALL)
-		return 1;
-	return port_selected(cfg->gen, dport, SHUNT_SEL_IN_INCLUDE);
 }
 
 static __always_inline __u8 splice_flag(__u16 orig_port)

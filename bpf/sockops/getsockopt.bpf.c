@@ -29,6 +29,26 @@ static __always_inline int pass(struct bpf_sockopt *ctx)
 	return 1;
 }
 
+/*
+ * A socket of an enrolled pod, on the pod's address and a captured inbound port, from outside the
+ * pod: how a connection sk_lookup.bpf.c handed to the proxy's inbound listener looks (its local
+ * port is the original one, not the listener's). The same checks as sk_lookup's, so the answer
+ * is given exactly for the connections it steers.
+ */
+static __always_inline int accepted_inbound(__u64 netns, const struct shunt_tuple *t)
+{
+	if (addr_is_loopback(&t->local) || addr_is_pod_internal(&t->remote))
+		return 0;
+	__u64 *owner = bpf_map_lookup_elem(&pod_by_ip, &t->local);
+	if (!owner || *owner != netns)
+		return 0;
+	__u64 *from = bpf_map_lookup_elem(&pod_by_ip, &t->remote);
+	if (from && *from == netns)
+		return 0;
+	struct shunt_pod_cfg *cfg = bpf_map_lookup_elem(&pod_cfg, &netns);
+	return cfg && inbound_selected(cfg, t->lport);
+}
+
 SEC("cgroup/getsockopt")
 int shunt_getsockopt(struct bpf_sockopt *ctx)
 {
@@ -58,10 +78,24 @@ int shunt_getsockopt(struct bpf_sockopt *ctx)
 	}
 	t.lport = (__u16)sk->src_port; /* host order */
 	t.rport = bpf_ntohs(sk->dst_port);
-	tuple_scope(&t, bpf_get_netns_cookie(ctx));
 
+	__u64 netns = bpf_get_netns_cookie(ctx);
+	tuple_scope(&t, netns);
+
+	struct shunt_orig local_answer = {};
 	struct shunt_orig *o = bpf_map_lookup_elem(&orig_by_tuple, &t);
-	if (!o || (o->flags & SHUNT_ORIG_NO_ANSWER)) {
+	if (o && (o->flags & SHUNT_ORIG_NO_ANSWER))
+		o = NULL;
+	if (!o && accepted_inbound(netns, &t)) {
+		/* sk_lookup handed this connection to the proxy unchanged: the original destination
+		 * is the socket's own address, which is what conntrack answers after REDIRECT. */
+		local_answer.addr = t.local;
+		local_answer.port = t.lport;
+		local_answer.family = addr_is_v4mapped(&t.local) ? 4 : 6;
+		o = &local_answer;
+		count(SHUNT_CNT_ORIG_LOCAL, 1);
+	}
+	if (!o) {
 		count(SHUNT_CNT_ORIG_MISSED, 1);
 		return pass(ctx);
 	}

@@ -57,6 +57,17 @@ static __always_inline int addr_is_loopback(const struct shunt_addr *a)
 }
 
 /*
+ * A source that never arrives from outside the pod: loopback, or the deprecated IPv4-compatible
+ * range ::/96, never routed, where Istio's inbound passthrough source ::6 lives (bound on lo).
+ * Needed because IPv6 reports the address's device (eth0), not lo, as the ingress interface of
+ * a packet a pod sends to its own address, so the interface cannot tell inside from outside.
+ */
+static __always_inline int addr_is_pod_internal(const struct shunt_addr *a)
+{
+	return addr_is_loopback(a) || (a->a[0] == 0 && a->a[1] == 0 && a->a[2] == 0);
+}
+
+/*
  * A 32-bit context port field that holds a network-order port: current kernels shift the
  * __be16 into the upper half (sock_ops, sk_msg remote_port), older ones left it in the
  * lower half. A shifted value is > 0xffff for any non-zero port, so both decode here.
@@ -83,6 +94,24 @@ static __always_inline void tuple_reverse(struct shunt_tuple *dst, const struct 
 	dst->lport = src->rport;
 	dst->rport = src->lport;
 	dst->_pad = 0;
+}
+
+static __always_inline int port_selected(__u32 gen, __u16 port, __u8 kind)
+{
+	struct shunt_port_key k = { .gen = gen, .port = port, .kind = kind, ._pad = 0 };
+	return bpf_map_lookup_elem(&port_sel, &k) != NULL;
+}
+
+/* Would the pod's own iptables send a connection to this local port to its inbound listener? */
+static __always_inline int inbound_selected(const struct shunt_pod_cfg *cfg, __u16 dport)
+{
+	if (dport == cfg->in_port || dport == cfg->out_port)
+		return 0;
+	if (port_selected(cfg->gen, dport, SHUNT_SEL_IN_EXCLUDE))
+		return 0;
+	if (cfg->flags & SHUNT_POD_INBOUND_ALL)
+		return 1;
+	return port_selected(cfg->gen, dport, SHUNT_SEL_IN_INCLUDE);
 }
 
 /* True when the current task is the pod's proxy (Istio matches uid or gid owner). */

@@ -52,7 +52,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < total; i++) created.push(i);
     writeFileSync(podsFile, '[]');
     const port = await freePort();
-    agent = spawnAgent(['--pods-file', podsFile, '--node-name', 'scale-node', '--redirect-mode', 'iptables', '--metrics-address', `127.0.0.1:${port}`, '--bpffs-path', path.join(dir, 'bpffs'), '--log-level', 'info']);
+    agent = spawnAgent(['--pods-file', podsFile, '--node-name', 'scale-node', '--redirect-mode', 'iptables', '--metrics-address', `127.0.0.1:${port}`, '--bpffs-path', path.join(dir, 'bpffs'), '--state-dir', path.join(dir, 'state'), '--log-level', 'info']);
     await agent.waitLog((l) => l['msg'] === 'ready: first full sync done', 120_000);
     const pid = agent.child.pid!;
     const idleRss = rssMiB(pid);

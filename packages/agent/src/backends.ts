@@ -1,8 +1,24 @@
 // Every backend this build ships, in no particular order (selection orders them per profile).
-import type { RedirectBackend } from '@shunt/core';
+import path from 'node:path';
+import type { ProfileName, RedirectBackend } from '@shunt/core';
 import { IptablesBackend } from '@shunt/backend-iptables';
 import { SockopsBackend } from '@shunt/backend-sockops';
+import { netnsCookie } from '@shunt/libbpf';
 
-export function createBackends(): RedirectBackend[] {
-  return [new SockopsBackend(), new IptablesBackend()];
+export interface BackendSettings {
+  /** The profile the agent serves: backends that cannot serve it say so in support(). */
+  profile?: ProfileName;
+  /** Node-local records directory (see NodePaths.stateDir). */
+  stateDir: string;
+}
+
+export function createBackends(s: BackendSettings): RedirectBackend[] {
+  return [
+    new SockopsBackend(),
+    new IptablesBackend({
+      stateDir: path.join(s.stateDir, 'iptables'),
+      netnsCookie,
+      ...(s.profile ? { profile: s.profile } : {}),
+    }),
+  ];
 }

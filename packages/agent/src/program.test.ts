@@ -28,7 +28,7 @@ it.each(['agent', 'doctor', 'status', 'cleanup', 'demo', 'bench'])('`shunt %s --
 });
 
 it('accepts the arguments the chart renders and turns them into agent settings', () => {
-  const argv = ['agent', '--redirect-mode=iptables', '--profile=istio-ambient', '--log-level=info', '--metrics-address=0.0.0.0:9464', '--bpffs-path=/sys/fs/bpf', '--cgroup-search=/host/sys/fs/cgroup', '--cleanup-on-exit'];
+  const argv = ['agent', '--redirect-mode=iptables', '--profile=istio-ambient', '--log-level=info', '--metrics-address=0.0.0.0:9464', '--bpffs-path=/sys/fs/bpf', '--state-dir=/run/shunt', '--cgroup-search=/host/sys/fs/cgroup', '--cleanup-on-exit'];
   const opts = parseOnly(buildProgram(capture()), argv);
   const { settings, logLevel } = agentSettings(opts, { NODE_NAME: 'node-a', KUBERNETES_SERVICE_HOST: '10.96.0.1' });
   expect(settings).toMatchObject({
@@ -39,6 +39,7 @@ it('accepts the arguments the chart renders and turns them into agent settings',
     metricsAddress: '0.0.0.0:9464',
     bpffsPath: '/sys/fs/bpf',
     cgroupSearch: '/host/sys/fs/cgroup',
+    stateDir: '/run/shunt',
     cleanupOnExit: true,
   });
   expect(logLevel).toBe('info');

@@ -32,6 +32,7 @@ function nodeStateOptions(cmd: Command): Command {
     .addOption(new Option('--bpffs-path <dir>', 'bpffs mount; shunt pins under <dir>/shunt').env('SHUNT_BPFFS_PATH'))
     .addOption(new Option('--cgroup-path <dir>', 'cgroup v2 directory the cgroup programs attach to (default: the cgroup v2 mount)').env('SHUNT_CGROUP_PATH'))
     .addOption(new Option('--cgroup-search <dir>', 'find the cgroup v2 mount under this directory (the chart mounts the host cgroup root there)').env('SHUNT_CGROUP_SEARCH'))
+    .addOption(new Option('--state-dir <dir>', 'node-local records of what shunt installed (iptables pods), kept across agent restarts (default /run/shunt)').env('SHUNT_STATE_DIR'))
     .addOption(new Option('--netns-prefix <prefix>', 'look only at named netns (/var/run/netns) starting with this; for tests sharing a machine').hideHelp());
 }
 

@@ -7,12 +7,12 @@ import type { MeshPod } from '@shunt/core';
 import { Netlink, runCommand } from '@shunt/netlink';
 import { IptablesBackend } from './backend';
 import { RestoreError } from './errors';
-import type { IptablesVariant } from './options';
+import type { IptablesBackendOptions, IptablesVariant } from './options';
 import { canonicalTable, FAMILIES, familyRules, TABLES } from './plan';
 import { podFamilies } from './render';
 import { parseSave } from './save';
 import { GOLDEN_CASES, sidecarPod, withTraffic } from './__fixtures__/pods';
-import { Netnses, nodeContext } from './__fixtures__/node';
+import { disposeStateDirs, Netnses, nodeContext, tempStateDir } from './__fixtures__/node';
 
 const VARIANTS: IptablesVariant[] = ['legacy', 'nft'];
 
@@ -51,10 +51,13 @@ function podUid(name: string): Partial<MeshPod> {
 
 describe.each(VARIANTS)('iptables-%s', (variant) => {
   const netnses = new Netnses();
-  afterAll(() => netnses.disposeAll());
+  afterAll(async () => {
+    await netnses.disposeAll();
+    disposeStateDirs();
+  });
 
-  async function backendFor(opts = {}): Promise<IptablesBackend> {
-    const b = new IptablesBackend({ variant, ...opts });
+  async function backendFor(opts: IptablesBackendOptions = {}): Promise<IptablesBackend> {
+    const b = new IptablesBackend({ variant, stateDir: tempStateDir(), ...opts });
     await b.start(await nodeContext());
     return b;
   }
@@ -175,6 +178,8 @@ describe.each(VARIANTS)('iptables-%s', (variant) => {
     const re = err as RestoreError;
     expect(re.message).toContain('pod default/refused');
     expect(re.table).toBe('nat');
+    // One restore run for the family: mangle (committed first, then rolled back) and nat together.
+    expect(re.input).toMatch(/^\*mangle\n[\s\S]*\nCOMMIT\n\*nat\n[\s\S]*\nCOMMIT\n$/);
     expect(re.rollbackError).toBeUndefined();
     expect(re.output.length).toBeGreaterThan(0);
     expect(re.message).toContain('-X SHUNT_INBOUND');
@@ -215,7 +220,8 @@ describe.each(VARIANTS)('iptables-%s', (variant) => {
   test('stop({cleanup: true}) removes every pod; stop({cleanup: false}) leaves rules in place', async () => {
     const nsA = await netnses.create('stopa');
     const nsB = await netnses.create('stopb');
-    const backend = await backendFor();
+    const stateDir = tempStateDir();
+    const backend = await backendFor({ stateDir });
     const a = sidecarPod({ ...podUid('stop-a'), netnsPath: nsA, interceptionMode: 'TPROXY', ips: { v4: ['198.18.0.10'], v6: ['2001:db8:1::a'] } });
     const b = sidecarPod({ ...podUid('stop-b'), netnsPath: nsB });
     await backend.enroll(a);
@@ -223,8 +229,10 @@ describe.each(VARIANTS)('iptables-%s', (variant) => {
     await backend.stop({ cleanup: false });
     expect(await fullSave(nsB, variant, 4)).toMatch(/SHUNT_OUTPUT/);
 
-    const again = await backendFor();
-    await again.enroll(a); // adopts what is there
+    const again = await backendFor({ stateDir });
+    // start() adopted both from their records; enrolling again changes nothing.
+    expect((await again.observe()).pods.map((p) => p.fingerprint)).toEqual([again.fingerprint(a), again.fingerprint(b)]);
+    expect(await again.enrollWithResult(a)).toEqual({ changed: false, transactions: 0 });
     await again.enroll(b);
     expect((await again.observe()).pods.map((p) => p.fingerprint)).toEqual([again.fingerprint(a), again.fingerprint(b)]);
     await again.stop({ cleanup: true });

@@ -82,7 +82,8 @@ export function iptablesBenchMode(opts: IptablesBenchModeOptions = {}): Iptables
     async setup(tb, which) {
       const caps = opts.caps ?? (opts.variant ? capsFor(opts.variant) : undefined);
       if (!caps) throw new Error('iptables bench mode: pass caps (from the node probe) or a variant');
-      backend = new IptablesBackend(opts);
+      // Records stay in memory unless asked for: the harness must never adopt, or clean up, a node agent's pods.
+      backend = new IptablesBackend({ stateDir: null, ...opts });
       const quiet = { debug() {}, info() {}, warn() {}, error() {} };
       const node: NodeContext = { nodeName: 'bench', profile: 'istio-sidecar', caps, cgroupRoot: '/', bpffsRoot: '/sys/fs/bpf/shunt', log: quiet };
       await backend.start(node);

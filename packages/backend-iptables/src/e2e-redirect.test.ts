@@ -7,7 +7,7 @@ import { Testbed, PROXY_UID, type ProxyLogRecord } from '@shunt/testbed';
 import { IptablesBackend } from './backend';
 import { RestoreError } from './errors';
 import { interpret, meshPod } from './__fixtures__/mesh';
-import { nodeContext } from './__fixtures__/node';
+import { disposeStateDirs, nodeContext, tempStateDir } from './__fixtures__/node';
 
 const A = 'traffic.sidecar.istio.io';
 let tb: Testbed;
@@ -40,7 +40,7 @@ beforeAll(async () => {
   await tb.startEchoServer('plain', { port: 8080 });
   await tb.startEchoServer('client', { port: 8080 });
 
-  backend = new IptablesBackend();
+  backend = new IptablesBackend({ stateDir: tempStateDir() });
   await backend.start(await nodeContext());
   for (const name of ['client', 'server', 'clientx']) await backend.enroll(meshPod(tb, name));
 }, 120_000);
@@ -48,6 +48,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await backend?.stop({ cleanup: true }).catch(() => undefined);
   await tb?.dispose();
+  disposeStateDirs();
 });
 
 test('client -> server: both sidecars saw the connection with the original destination; the reply arrives; no loop', async () => {

@@ -13,7 +13,7 @@ import { runCommand } from '@shunt/netlink';
 import { parseProxyLogLine, Testbed, type ProcessHandle, type ProxyLogRecord } from '@shunt/testbed';
 import { IptablesBackend } from './backend';
 import { meshPod } from './__fixtures__/mesh';
-import { nodeContext } from './__fixtures__/node';
+import { disposeStateDirs, nodeContext, tempStateDir } from './__fixtures__/node';
 
 const MODE = 'sidecar.istio.io/interceptionMode';
 const PROXY_GID = 1337;
@@ -100,7 +100,7 @@ beforeAll(async () => {
   await tb.waitListening('server', [APP_PORT], { watch: whoami });
   await tb.startEchoServer('server', { port: 15020 });
 
-  backend = new IptablesBackend();
+  backend = new IptablesBackend({ stateDir: tempStateDir() });
   await backend.start(await nodeContext());
   const serverPod = meshPod(tb, 'server');
   expect(serverPod.interceptionMode).toBe('TPROXY');
@@ -113,6 +113,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await backend?.stop({ cleanup: true }).catch(() => undefined);
   await tb?.dispose();
+  disposeStateDirs();
 });
 
 async function waitServerLog(filter: (r: ProxyLogRecord) => boolean): Promise<ProxyLogRecord[]> {

@@ -1,5 +1,12 @@
 import type { PodRef } from '@shunt/core';
 
+/**
+ * Why ambient pods are not served here. Ambient redirection goes to the node's ztunnel (its own
+ * in-pod rules and marks, not istio-iptables'); in this design that is the tc backend's job.
+ */
+export const AMBIENT_NEEDS_TC =
+  'ambient pods need the tc backend (redirect to the node ztunnel); the iptables backend implements only sidecar capture (istio-iptables)';
+
 export function podName(pod: PodRef): string {
   return `${pod.namespace}/${pod.name}`;
 }

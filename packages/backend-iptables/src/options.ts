@@ -1,6 +1,9 @@
 // Knobs of the iptables backend that are not per-pod. Per-pod choices (ports, CIDRs, interception
 // mode, DNS port) arrive already interpreted in the MeshPod.
 
+import type { ProfileName } from '@shunt/core';
+import type { NetnsCookieReader } from './netns-identity';
+
 export type IptablesVariant = 'legacy' | 'nft';
 
 export interface RenderOptions {
@@ -25,6 +28,18 @@ export interface IptablesBackendOptions extends Partial<RenderOptions> {
   lockWaitSeconds?: number;
   /** Kill an iptables/ip command that runs longer than this. */
   commandTimeoutMs?: number;
+  /**
+   * Directory of the per-pod records of what was installed (default /run/shunt/iptables), read
+   * by start() so another process can observe and clean up. `null`: keep them in memory only
+   * (bench/demo harnesses that must never adopt, or clean up, the node agent's pods).
+   * One directory per backend instance that owns pods: a second instance sharing it adopts, and
+   * with stop({cleanup:true}) removes, the first one's pods.
+   */
+  stateDir?: string | null;
+  /** Reads a netns cookie (e.g. @shunt/libbpf `netnsCookie`) to tell a reused netns path apart; without it the nsfs inode is used. */
+  netnsCookie?: NetnsCookieReader;
+  /** The mesh profile the agent serves: istio-ambient makes support() say no (this backend only does sidecar capture). */
+  profile?: ProfileName;
 }
 
 export const DEFAULT_RENDER_OPTIONS: RenderOptions = {

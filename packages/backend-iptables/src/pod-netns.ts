@@ -1,7 +1,9 @@
 // Reads back and changes our rules in one pod netns. A change is: routing additions, then one
-// iptables-restore transaction per family and table that differs, then routing deletions. If a
-// transaction is refused, the tables already changed are put back as they were (the rollback is
-// the same pure transaction with the two states swapped) and the error names the pod.
+// iptables-restore run per family whose input holds a transaction for each table that differs
+// (raw, mangle, nat, each ending in its own COMMIT), then routing deletions. Both variants commit
+// table by table, so a refused run may have committed the tables before the one that failed: the
+// families touched are read back and every table put back as it was (the rollback is the same pure
+// transaction, from what is there now to what was there before), and the error names the pod.
 
 import type { PodRef } from '@shunt/core';
 import { Netlink } from '@shunt/netlink';
@@ -22,16 +24,49 @@ export interface Installed {
 export interface ApplyResult {
   /** Whether anything in the kernel was changed. */
   changed: boolean;
-  /** Restore transactions run (0 when the rules were already right). */
+  /** Table transactions committed (0 when the rules were already right); one restore run per family holds them. */
   transactions: number;
 }
 
-interface Tx {
-  family: Family;
+interface TableTx {
   table: Table;
-  text: string;
   before: TableRules | undefined;
   after: TableRules | undefined;
+  /** 1-based line range of this table's transaction in the family's restore input. */
+  firstLine: number;
+  lastLine: number;
+}
+
+interface FamilyTx {
+  family: Family;
+  tables: TableTx[];
+  text: string;
+}
+
+/** One restore input for a family: the tables' transactions back to back, with their line ranges. */
+function familyTx(family: Family, current: RulePlan, desired: RulePlan): FamilyTx | null {
+  const tables: TableTx[] = [];
+  let text = '';
+  let line = 1;
+  for (const table of TABLES) {
+    const before = familyRules(current, family)[table];
+    const after = familyRules(desired, family)[table];
+    const t = buildTransaction(table, before, after);
+    if (!t) continue;
+    const lines = t.endsWith('\n') ? t.split('\n').length - 1 : t.split('\n').length;
+    tables.push({ table, before, after, firstLine: line, lastLine: line + lines - 1 });
+    line += lines;
+    text += t;
+  }
+  return tables.length ? { family, tables, text } : null;
+}
+
+/** The table whose transaction holds the line iptables-restore blamed ("Error occurred at line: N", "line N failed"). */
+function blamedTable(tx: FamilyTx, output: string): string {
+  const m = /line:? (\d+)/i.exec(output);
+  const n = m ? Number(m[1]) : NaN;
+  const hit = tx.tables.find((t) => n >= t.firstLine && n <= t.lastLine);
+  return hit ? hit.table : tx.tables.map((t) => t.table).join('+');
 }
 
 function oursOf(saved: SavedFamily): FamilyRules {
@@ -73,15 +108,9 @@ export class PodNetns {
   async apply(pod: PodRef, desired: RulePlan, families: Family[], routing: RoutingRead): Promise<ApplyResult> {
     const current = (await this.readInstalled(families, routing)).plan;
     const route = routingChange(current.routing, desired.routing);
-    const txs: Tx[] = [];
-    for (const family of families) {
-      for (const table of TABLES) {
-        const before = familyRules(current, family)[table];
-        const after = familyRules(desired, family)[table];
-        const text = buildTransaction(table, before, after);
-        if (text) txs.push({ family, table, text, before, after });
-      }
-    }
+    const txs = families
+      .map((f) => familyTx(f, current, desired))
+      .filter((t): t is FamilyTx => t !== null);
     const routingChanges = route.addRules.length + route.addRoutes.length + route.addAddresses.length + route.delRules.length + route.delRoutes.length;
     if (txs.length === 0 && routingChanges === 0) return { changed: false, transactions: 0 };
 
@@ -91,31 +120,34 @@ export class PodNetns {
       const rollbackError = await this.rollback([], route);
       throw new Error(`pod ${podName(pod)}: TPROXY policy routing in ${this.netnsPath} failed: ${(e as Error).message}` + (rollbackError ? `; undoing it also failed: ${rollbackError}` : ''));
     }
-    const done: Tx[] = [];
+    const started: FamilyTx[] = [];
     for (const tx of txs) {
+      started.push(tx);
       try {
         await this.ipt.restore(tx.family, tx.text);
-        done.push(tx);
       } catch (e) {
         const refused = e instanceof RestoreRefused ? e : new RestoreRefused(this.ipt.restoreArgv(tx.family), (e as Error).message);
-        const rollbackError = await this.rollback(done, route);
-        throw new RestoreError(pod, tx.family, tx.table, refused.command, refused.output, tx.text, rollbackError);
+        const rollbackError = await this.rollback(started, route);
+        throw new RestoreError(pod, tx.family, blamedTable(tx, refused.output), refused.command, refused.output, tx.text, rollbackError);
       }
     }
     await applyRoutingDeletions(this.nl, route);
-    return { changed: true, transactions: txs.length };
+    return { changed: true, transactions: txs.reduce((n, t) => n + t.tables.length, 0) };
   }
 
-  /** Puts changed tables back and removes routing we just added; returns what failed, if anything. */
-  private async rollback(done: Tx[], route: ReturnType<typeof routingChange>): Promise<string | undefined> {
+  /**
+   * Puts every table of the started families back as it was, whatever part of them was committed
+   * (read back, not guessed), and removes routing we just added; returns what failed, if anything.
+   */
+  private async rollback(started: FamilyTx[], route: ReturnType<typeof routingChange>): Promise<string | undefined> {
     const failures: string[] = [];
-    for (const tx of [...done].reverse()) {
-      const undo = buildTransaction(tx.table, tx.after, tx.before);
-      if (!undo) continue;
+    for (const tx of [...started].reverse()) {
       try {
-        await this.ipt.restore(tx.family, undo);
+        const now = oursOf(parseSave(await this.ipt.save(tx.family)));
+        const undo = tx.tables.map((t) => buildTransaction(t.table, now[t.table], t.before) ?? '').join('');
+        if (undo) await this.ipt.restore(tx.family, undo);
       } catch (e) {
-        failures.push(`v${tx.family} ${tx.table}: ${(e as Error).message}`);
+        failures.push(`v${tx.family}: ${(e as Error).message}`);
       }
     }
     try {

@@ -75,7 +75,7 @@ describe('renderRules', () => {
   });
 
   test('ambient pods are refused by name rather than silently left uncaptured', () => {
-    expect(() => renderRules(sidecarPod({ membership: 'ambient' }), opts)).toThrow(/pod default\/golden: membership="ambient".*sidecar capture/);
+    expect(() => renderRules(sidecarPod({ membership: 'ambient' }), opts)).toThrow(/^pod default\/golden: membership="ambient": ambient pods need the tc backend .*only sidecar capture/);
   });
 
   test('bad backend options are refused', () => {

@@ -16,7 +16,7 @@
 
 import type { Cidr, MeshPod } from '@shunt/core';
 import { type Family, hostText, isLoopback, networkText } from './addr';
-import { PodRulesError } from './errors';
+import { AMBIENT_NEEDS_TC, PodRulesError } from './errors';
 import type { RenderOptions } from './options';
 import { emptyRouting, type FamilyRules, type RulePlan, type TableRules } from './plan';
 
@@ -348,7 +348,7 @@ export function renderRules(pod: MeshPod, opts: RenderOptions): RulePlan {
   const plan: RulePlan = { v4: {}, v6: {}, routing: emptyRouting() };
   if (pod.membership === 'ambient' && !pod.hostNetwork && pod.interceptionMode !== 'NONE') {
     // Refuse loudly rather than install nothing: ambient pods need ztunnel's in-pod rules, not these.
-    throw new PodRulesError(pod, 'membership', pod.membership, 'the iptables backend implements sidecar capture (istio-iptables) only, not ambient redirection');
+    throw new PodRulesError(pod, 'membership', pod.membership, AMBIENT_NEEDS_TC);
   }
   if (!capturesTraffic(pod)) return plan;
   if (pod.interceptionMode !== 'REDIRECT' && pod.interceptionMode !== 'TPROXY') {

@@ -2,17 +2,21 @@
 // legacy or nft variant, found by the core probe's functional test in a scratch netns), plus, when
 // a variant is forced by option, that this variant works.
 
-import { supportFromRules, type NodeCapabilities, type Support } from '@shunt/core';
+import { supportFromRules, type NodeCapabilities, type ProfileName, type Support } from '@shunt/core';
+import { AMBIENT_NEEDS_TC } from './errors';
 import type { IptablesVariant } from './options';
+
 
 export function chooseVariant(caps: NodeCapabilities, forced?: IptablesVariant): IptablesVariant | null {
   if (forced) return caps.features[`iptables:${forced}`]?.available ? forced : null;
   return caps.iptablesVariant;
 }
 
-export function iptablesSupport(caps: NodeCapabilities, forced?: IptablesVariant): Support {
+export function iptablesSupport(caps: NodeCapabilities, forced?: IptablesVariant, profile?: ProfileName): Support {
   const base = supportFromRules('iptables', caps);
   const reasons = base.ok ? [] : [...base.reasons];
+  // Every member of the ambient profile is an ambient pod, so on such a node this backend could only refuse pods.
+  if (profile === 'istio-ambient') reasons.push(`profile istio-ambient: ${AMBIENT_NEEDS_TC}`);
   if (forced && !caps.features[`iptables:${forced}`]?.available) {
     reasons.push(`iptables-${forced} was forced but does not work here: ${caps.features[`iptables:${forced}`]?.evidence ?? 'not probed'}`);
   }

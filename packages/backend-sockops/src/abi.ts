@@ -44,9 +44,14 @@ export const COUNTER_NAMES = [
   'orig_dst_released',
   'dns_redirected',
   'dns_replies_rewritten',
+  'inbound_steered',
+  'inbound_no_listener',
+  'inbound_assign_failed',
+  'orig_dst_local_answered',
+  'peer_rewritten',
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
-export const COUNTER_SLOTS = 16;
+export const COUNTER_SLOTS = 24;
 
 /** Prefix bits that gen + kind occupy in an LPM key before the address. */
 export const LPM_HEADER_BITS = 64;
@@ -99,6 +104,9 @@ export const orig = struct({
 });
 
 export const spliceCfg = struct({ mode: u32 });
+
+/** inbound_listener key: pod netns cookie + the family of the connections the listener takes. */
+export const listenerKey = struct({ netns: u64, family: u32, _pad: pad(4) });
 export const u32Key = u32;
 export const u16Key = u16;
 export const counterValue = u64;
@@ -117,6 +125,7 @@ export const MAP_NAMES = [
   'dns_orig',
   'splice_cfg',
   'splice_ports',
+  'inbound_listener',
   'counters',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];

@@ -8,7 +8,8 @@
 import * as fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import type { MeshPod } from '@shunt/core';
-import { SockopsBackend } from './backend';
+import { BpfLink } from '@shunt/libbpf';
+import { INBOUND_PENDING, SockopsBackend } from './backend';
 import { Sandbox, type Helper, type Netns } from './test-support/sandbox';
 
 const APP_UID = 1000;
@@ -88,6 +89,8 @@ describe('sockops backend on the real kernel', () => {
     await sb.start(s, 0, 'server.js', ['sink', '9000', 'sink'], { inCgroup: false });
     await sb.start(s, 0, 'dns-responder.js', ['upstream', '53'], { inCgroup: false });
     await sb.start(b, APP_UID, 'server.js', ['appb', '8080'], { inCgroup: true });
+    await sb.start(c, APP_UID, 'server.js', ['appc', '8080'], { inCgroup: true });
+    await sb.start(c, APP_UID, 'server.js', ['appc', '15020'], { inCgroup: true });
     proxyA = await sb.start(a, PROXY_UID, 'proxy.js', ['15001', '15006']);
     proxyB = await sb.start(b, PROXY_UID, 'proxy.js', ['15001', '15006']);
     dnsProxyA = await sb.start(a, PROXY_UID, 'dns-responder.js', ['proxy', String(DNS_PORT)]);
@@ -99,7 +102,10 @@ describe('sockops backend on the real kernel', () => {
     await backend.start(sb.node());
     await backend.enroll(podA);
     await backend.enroll(podB);
-    await backend.enroll(podC);
+    // Everything but inbound steering is installed; the missing listener is a retryable error.
+    await expect(backend.enroll(podC)).rejects.toThrow(
+      `pod test/pod-c (uid uid-pod-c): proxy inbound listener :15006 not found yet in netns ${c.path}`,
+    );
   });
 
   afterAll(async () => {
@@ -111,7 +117,9 @@ describe('sockops backend on the real kernel', () => {
     const before = proxyA.events.length;
     const r = await client(a, '198.18.0.2', 8080);
     expect(r.reply).toBe('srv|198.18.0.2:8080|hello');
-    expect(r.remote).toBe('127.0.0.1:15001');
+    // The socket is on loopback (to the proxy), yet getpeername() shows what the app asked for.
+    expect(r.local).toMatch(/^127\.0\.0\.1:/);
+    expect(r.remote).toBe('198.18.0.2:8080');
     const ev = proxyA.events.slice(before);
     expect(ev).toHaveLength(1);
     expect(ev[0]).toMatchObject({ listener: 15001, family: 4, orig: { address: '198.18.0.2', port: 8080 } });
@@ -121,7 +129,8 @@ describe('sockops backend on the real kernel', () => {
     const before = proxyA.events.length;
     const r = await client(a, '2001:db8::2', 8080);
     expect(r.reply).toBe('srv|2001:db8::2:8080|hello');
-    expect(r.remote).toBe('::1:15001');
+    expect(r.local).toMatch(/^::1:/);
+    expect(r.remote).toBe('2001:db8::2:8080');
     expect(proxyA.events.slice(before)).toEqual([
       expect.objectContaining({ listener: 15001, family: 6, orig: { address: '2001:db8::2', port: 8080 } }),
     ]);
@@ -145,8 +154,8 @@ describe('sockops backend on the real kernel', () => {
     const beforeA = proxyA.events.length;
     const beforeB = proxyB.events.length;
     const [ra, rb] = await Promise.all([client(a, '198.18.0.2', 8080, ['0', '40000']), client(b, '198.18.1.2', 8080, ['0', '40000'])]);
-    expect(ra).toMatchObject({ reply: 'srv|198.18.0.2:8080|hello', local: '127.0.0.1:40000', remote: '127.0.0.1:15001' });
-    expect(rb).toMatchObject({ reply: 'srv|198.18.1.2:8080|hello', local: '127.0.0.1:40000', remote: '127.0.0.1:15001' });
+    expect(ra).toMatchObject({ reply: 'srv|198.18.0.2:8080|hello', local: '127.0.0.1:40000', remote: '198.18.0.2:8080' });
+    expect(rb).toMatchObject({ reply: 'srv|198.18.1.2:8080|hello', local: '127.0.0.1:40000', remote: '198.18.1.2:8080' });
     expect(proxyA.events.slice(beforeA)).toEqual([expect.objectContaining({ orig: { address: '198.18.0.2', port: 8080 } })]);
     expect(proxyB.events.slice(beforeB)).toEqual([expect.objectContaining({ orig: { address: '198.18.1.2', port: 8080 } })]);
   });
@@ -155,7 +164,8 @@ describe('sockops backend on the real kernel', () => {
     const before = proxyB.events.length;
     // Caller in netns s is not meshed; pod B's app listens on 8080, its proxy on 15006.
     const r = JSON.parse(await sb.run(s, APP_UID, 'client.js', ['198.18.1.1', '8080'])) as ClientResult;
-    expect(r).toMatchObject({ reply: 'appb|198.18.1.1:8080|hello', remote: '198.18.1.1:15006' });
+    // Connected to :15006 underneath; getpeername() shows the port the caller asked for.
+    expect(r).toMatchObject({ reply: 'appb|198.18.1.1:8080|hello', remote: '198.18.1.1:8080' });
     expect(proxyB.events.slice(before)).toEqual([
       expect.objectContaining({ listener: 15006, family: 4, orig: { address: '198.18.1.1', port: 8080 } }),
     ]);
@@ -179,13 +189,14 @@ describe('sockops backend on the real kernel', () => {
     ] as const)('%s: the proxy answers, the reply comes from the server asked', async (_label, host, mode, from) => {
       const before = dnsProxyA.events.length;
       const r = await dns(a, APP_UID, host, mode);
-      expect(r).toEqual({ reply: `proxy|${r.query}`, from, query: r.query });
+      expect(r).toEqual({ reply: `proxy|${r.query}`, from, query: r.query, ...(mode === 'connect' ? { peer: from } : {}) });
       expect(dnsProxyA.events.slice(before)).toEqual([expect.objectContaining({ event: 'query', query: r.query })]);
     });
 
     it('sends TCP :53 to the proxy DNS port too', async () => {
       const r = await dns(a, APP_UID, '198.18.0.2', 'tcp');
-      expect(r).toMatchObject({ reply: `proxy|${r.query}`, from: '127.0.0.1:15053' });
+      // Answered by the proxy (reply), the peer shown is the server asked (getpeername4).
+      expect(r).toMatchObject({ reply: `proxy|${r.query}`, from: '198.18.0.2:53' });
     });
 
     it("leaves the proxy's own queries and pods without a DNS port alone", async () => {
@@ -258,9 +269,16 @@ describe('sockops backend on the real kernel', () => {
 
   it('stops redirecting at unenroll and redirects the first connect after enroll', async () => {
     await backend.unenroll(podA);
-    expect(await client(a, '198.18.0.2', 8080)).toMatchObject({ remote: '198.18.0.2:8080' });
+    const before = proxyA.events.length;
+    expect(await client(a, '198.18.0.2', 8080)).toMatchObject({ local: expect.stringMatching(/^198\.18\.0\.1:/), remote: '198.18.0.2:8080' });
+    expect(proxyA.events.length).toBe(before);
     await backend.enroll(podA);
-    expect(await client(a, '198.18.0.2', 8080)).toMatchObject({ reply: 'srv|198.18.0.2:8080|hello', remote: '127.0.0.1:15001' });
+    expect(await client(a, '198.18.0.2', 8080)).toMatchObject({
+      reply: 'srv|198.18.0.2:8080|hello',
+      local: expect.stringMatching(/^127\.0\.0\.1:/),
+      remote: '198.18.0.2:8080',
+    });
+    expect(proxyA.events.slice(before)).toEqual([expect.objectContaining({ listener: 15001, orig: { address: '198.18.0.2', port: 8080 } })]);
   });
 
   it('reports enrolled pods with matching fingerprints and counters', async () => {
@@ -271,6 +289,124 @@ describe('sockops backend on the real kernel', () => {
     expect(byUid['uid-pod-b']).toMatchObject({ name: 'pod-b', fingerprint: backend.fingerprint(podB) });
     expect(st.counters.connects_redirected).toBeGreaterThan(0);
     expect(st.counters.orig_dst_answered).toBeGreaterThan(0);
+    expect(st.counters.peer_rewritten).toBeGreaterThan(0);
+    // Pod C's proxy never started: enrolled, but its inbound steering is pending (drift).
+    expect(byUid['uid-pod-c']).toMatchObject({ fingerprint: backend.fingerprint(podC) + INBOUND_PENDING });
+  });
+
+  describe('read-only (shunt status): adopts and reports, changes nothing', () => {
+    /** Every pin under dir and every program on the test cgroup: what read-only must leave as it is. */
+    const kernelState = (dir: string): string => {
+      const pins = fs.existsSync(dir) ? (fs.readdirSync(dir, { recursive: true }) as string[]).sort() : [];
+      const progs = execFileSync('bpftool', ['-j', 'cgroup', 'show', sb.cgroupDir], { encoding: 'utf8' });
+      return JSON.stringify({ pins, progs: JSON.parse(progs.trim() || '[]') });
+    };
+
+    it("reports the live backend's pods, counters and links, and refuses enroll, unenroll and cleanup", async () => {
+      const before = kernelState(backend.pinDir);
+      const ro = new SockopsBackend();
+      await ro.start({ ...sb.node(), readOnly: true });
+      try {
+        const st = await ro.observe();
+        const live = await backend.observe();
+        expect(st.nodeReady).toBe(true);
+        expect(st.nodeDetail).toMatchObject({ readOnly: true, splice: 'all' });
+        expect(st.pods.map((p) => [p.uid, p.fingerprint]).sort()).toEqual(live.pods.map((p) => [p.uid, p.fingerprint]).sort());
+        expect(st.counters.connects_redirected).toBeGreaterThan(0);
+        await expect(ro.enroll(podA)).rejects.toThrow(/enroll refused: the backend was started read-only/);
+        await expect(ro.unenroll(podA)).rejects.toThrow(/unenroll refused: the backend was started read-only/);
+        await expect(ro.stop({ cleanup: true })).rejects.toThrow(/cleanup: true\}\) refused: the backend was started read-only/);
+      } finally {
+        await ro.stop({ cleanup: false });
+      }
+      expect(kernelState(backend.pinDir)).toBe(before);
+      // The writable backend still works after the read-only one let go of its handles.
+      expect((await client(a, '198.18.0.2', 8080)).reply).toBe('srv|198.18.0.2:8080|hello');
+    });
+
+    it('does not attach a missing link nor create pins where nothing is installed', async () => {
+      const empty = `${sb.bpffsRoot}/ro-empty`;
+      const ro = new SockopsBackend();
+      await ro.start({ ...sb.node(), bpffsRoot: empty, readOnly: true });
+      expect(await ro.observe()).toMatchObject({ nodeReady: false, pods: [], counters: {} });
+      await ro.stop({ cleanup: false });
+      expect(fs.existsSync(empty)).toBe(false);
+
+      // A second installation whose connect4 link was removed behind its back.
+      const ctx = { ...sb.node(), bpffsRoot: `${sb.bpffsRoot}/ro-partial` };
+      const other = new SockopsBackend();
+      await other.start(ctx);
+      try {
+        await other.stop({ cleanup: false });
+        BpfLink.fromPin(`${ctx.bpffsRoot}/sockops/links/shunt_connect4`).detach();
+        const before = kernelState(`${ctx.bpffsRoot}/sockops`);
+        const ro2 = new SockopsBackend();
+        await ro2.start({ ...ctx, readOnly: true });
+        const st = await ro2.observe();
+        await ro2.stop({ cleanup: false });
+        expect(st.nodeReady).toBe(false);
+        expect(st.nodeDetail.links).toMatchObject({ shunt_connect4: false, shunt_connect6: true });
+        expect(kernelState(`${ctx.bpffsRoot}/sockops`)).toBe(before);
+      } finally {
+        const cleaner = new SockopsBackend();
+        await cleaner.start(ctx); // re-attaches connect4, then removes everything
+        await cleaner.stop({ cleanup: true });
+      }
+    });
+  });
+
+  describe('callers from outside the node (not in the cgroup: no connect rewrite), via sk_lookup', () => {
+    const remoteClient = async (host: string, port: number): Promise<ClientResult> =>
+      JSON.parse(await sb.run(s, APP_UID, 'client.js', [host, String(port)], { inCgroup: false })) as ClientResult;
+    const counters = async () => (await backend.observe()).counters;
+    const delta = (a: Record<string, number>, b: Record<string, number>, k: string) => (b[k] ?? 0) - (a[k] ?? 0);
+
+    it('reach the proxy, which accepts on the original address and gets it from SO_ORIGINAL_DST', async () => {
+      const before = proxyB.events.length;
+      const c0 = await counters();
+      const r = await remoteClient('198.18.1.1', 8080);
+      expect(r).toMatchObject({ reply: 'appb|198.18.1.1:8080|hello', remote: '198.18.1.1:8080' });
+      expect(proxyB.events.slice(before)).toEqual([
+        expect.objectContaining({ listener: 15006, family: 4, local: '198.18.1.1:8080', orig: { address: '198.18.1.1', port: 8080 } }),
+      ]);
+      const c1 = await counters();
+      expect(delta(c0, c1, 'inbound_steered')).toBe(1);
+      expect(delta(c0, c1, 'orig_dst_local_answered')).toBe(1);
+    });
+
+    it('are refused on a captured port while the proxy does not listen, and reach never-captured ports', async () => {
+      const c0 = await counters();
+      expect(await remoteClient('198.18.2.1', 8080)).toEqual({ error: 'ECONNREFUSED' });
+      expect(delta(c0, await counters(), 'inbound_no_listener')).toBe(1);
+      expect(await remoteClient('198.18.2.1', 15020)).toMatchObject({ reply: 'appc|198.18.2.1:15020|hello' });
+    });
+
+    it('reach a proxy started after enroll once enroll is retried, and one restarted after re-enroll', async () => {
+      let proxyC = await sb.start(c, PROXY_UID, 'proxy.js', ['15001', '15006']);
+      try {
+        await backend.enroll(podC); // the reconciler's retry
+        expect((await backend.observe()).pods.find((p) => p.uid === 'uid-pod-c')?.fingerprint).toBe(backend.fingerprint(podC));
+        expect(await remoteClient('198.18.2.1', 8080)).toMatchObject({ reply: 'appc|198.18.2.1:8080|hello' });
+        expect(proxyC.events).toEqual([expect.objectContaining({ listener: 15006, local: '198.18.2.1:8080', orig: { address: '198.18.2.1', port: 8080 } })]);
+
+        // Proxy restart: its listener leaves the sockhash with the socket, observe() reports
+        // drift, and the repairing enroll puts the new listener in.
+        proxyC.kill();
+        let fp = '';
+        for (let i = 0; i < 100 && !fp.endsWith(INBOUND_PENDING); i++) {
+          await new Promise((r) => setTimeout(r, 20));
+          fp = (await backend.observe()).pods.find((p) => p.uid === 'uid-pod-c')?.fingerprint ?? '';
+        }
+        expect(fp).toBe(backend.fingerprint(podC) + INBOUND_PENDING);
+        expect(await remoteClient('198.18.2.1', 8080)).toEqual({ error: 'ECONNREFUSED' });
+        proxyC = await sb.start(c, PROXY_UID, 'proxy.js', ['15001', '15006']);
+        await backend.enroll(podC);
+        expect(await remoteClient('198.18.2.1', 8080)).toMatchObject({ reply: 'appc|198.18.2.1:8080|hello' });
+        expect(proxyC.events).toEqual([expect.objectContaining({ listener: 15006, orig: { address: '198.18.2.1', port: 8080 } })]);
+      } finally {
+        proxyC.kill();
+      }
+    });
   });
 
   it('is adopted by a restarted backend, which can also turn splicing off', async () => {
@@ -278,7 +414,7 @@ describe('sockops backend on the real kernel', () => {
     const next = new SockopsBackend({ splice: 'none' });
     backend = next;
     // While no process holds the backend, redirects keep working from the pinned links.
-    expect(await client(a, '198.18.0.2', 8080)).toMatchObject({ remote: '127.0.0.1:15001' });
+    expect(await client(a, '198.18.0.2', 8080)).toMatchObject({ local: expect.stringMatching(/^127\.0\.0\.1:/) });
     await next.start(sb.node());
     const st = await next.observe();
     expect(st.pods.find((p) => p.uid === 'uid-pod-a')?.fingerprint).toBe(next.fingerprint(podA));
@@ -294,6 +430,10 @@ describe('sockops backend on the real kernel', () => {
     expect(fs.existsSync(dir)).toBe(false);
     const attached = execFileSync('bpftool', ['-j', 'cgroup', 'show', sb.cgroupDir], { encoding: 'utf8' });
     expect(JSON.parse(attached.trim() || '[]')).toEqual([]);
+    // No sk_lookup link is left on any pod netns either.
+    const inos = new Set([a, b, c].map((ns) => fs.statSync(ns.path).ino));
+    const links = JSON.parse(execFileSync('bpftool', ['-j', 'link', 'show'], { encoding: 'utf8' }) || '[]') as Array<{ type: string; netns_ino?: number }>;
+    expect(links.filter((l) => l.type === 'netns' && inos.has(l.netns_ino ?? -1))).toEqual([]);
     expect(await client(a, '198.18.0.2', 8080)).toMatchObject({ remote: '198.18.0.2:8080' });
   });
 });

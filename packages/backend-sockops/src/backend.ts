@@ -2,15 +2,17 @@
  * SockopsBackend: Merbridge-style redirect driven by control-plane data.
  *
  * Kernel state, all under <bpffsRoot>/sockops/:
- *   maps/<name>   every map of bpf/include/shunt_sockops.h (pinned by name by libbpf)
- *   links/<prog>  one bpf_link per program (cgroup links coexist with other programs on
- *                 the same cgroup; the sk_msg link is on the splice sockhash)
+ *   maps/<name>     every map of bpf/include/shunt_sockops.h (pinned by name by libbpf)
+ *   links/<prog>    one bpf_link per node-wide program (cgroup links coexist with other
+ *                   programs on the same cgroup; the sk_msg link is on the splice sockhash)
+ *   netns/<cookie>  one sk_lookup link per enrolled pod netns (inbound from outside the pod)
  * A restarted process adopts links and maps from the pins; nothing is detached on a plain
  * stop(), so redirects keep working while no agent runs. The pod registry is the kernel
  * itself: pod_meta (netns cookie -> uid/namespace/name) next to pod_cfg.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { isIPv4 } from 'node:net';
 import { BpfLink, BpfObject, bpfObjectPath, netnsCookie } from '@shunt/libbpf';
 import type {
   InstalledState,
@@ -22,8 +24,9 @@ import type {
   Support,
 } from '@shunt/core';
 import { SockopsMaps, type InstalledPodProgram, type SpliceSetting } from './maps';
-import { PodConfigError, canonical, fingerprintOf, podProgram } from './pod-program';
+import { PodConfigError, canonical, fingerprintOf, podProgram, type PodProgram } from './pod-program';
 import { sockopsSupport } from './support';
+import { findListener, pidsInNetns, withBorrowedSocket } from './proxy-listener';
 
 export interface SockopsOptions {
   /** Which connections are spliced (by original destination port). Default: see DEFAULT_SPLICE. */
@@ -31,8 +34,9 @@ export interface SockopsOptions {
 }
 
 /**
- * Default chosen from the benchmark (README, "Splicing default"): splicing every captured
- * connection wins on latency and connection rate in our measurements.
+ * Default chosen from the benchmark (README, "Benchmark"): splicing every captured connection
+ * wins on latency and throughput; it costs connection rate, so ports of short-lived
+ * connections can be left out with a port list.
  */
 export const DEFAULT_SPLICE: SpliceSetting = 'all';
 
@@ -56,7 +60,22 @@ export const PROGRAMS: readonly ProgramSpec[] = [
   { object: DNS_OBJECT, program: 'shunt_recvmsg4', attach: 'cgroup' },
   { object: DNS_OBJECT, program: 'shunt_recvmsg6', attach: 'cgroup' },
   { object: DNS_OBJECT, program: 'shunt_sock_release', attach: 'cgroup' },
+  // A redirected socket shows the address it asked for as its peer, as under iptables NAT.
+  { object: 'sockops/getpeername.bpf.o', program: 'shunt_getpeername4', attach: 'cgroup' },
+  { object: 'sockops/getpeername.bpf.o', program: 'shunt_getpeername6', attach: 'cgroup' },
 ];
+
+/** Attached per pod netns at enroll (not node-wide): steers inbound SYNs from outside the pod. */
+export const SK_LOOKUP = { object: 'sockops/sk_lookup.bpf.o', program: 'shunt_sk_lookup' } as const;
+
+/**
+ * Appended to an observed pod's fingerprint while its inbound steering is incomplete (no netns
+ * link, or a proxy listener missing from the sockhash, e.g. after a proxy restart), so the
+ * reconciler sees drift and re-enrolls, which puts the new listener in.
+ */
+export const INBOUND_PENDING = '+inbound-pending';
+
+type Family = 4 | 6;
 
 export class SockopsBackendError extends Error {
   constructor(message: string) {
@@ -79,6 +98,16 @@ export class SockopsBackend implements RedirectBackend {
    * scanning the node's maps (enroll latency stays flat with the number of pods).
    */
   private installed = new Map<bigint, InstalledPodProgram>();
+  private readOnly = false;
+  /** The loaded sk_lookup program, attached to each enrolled pod's netns (not in read-only mode). */
+  private skLookup: BpfObject | null = null;
+  private netnsLinks = new Map<bigint, BpfLink>();
+  /**
+   * Families whose proxy listener a pod's steering needs: those found at its last enroll, or
+   * present in the sockhash when this process adopted the pod. A family the proxy never listened
+   * on (a v4-only proxy in a dual-stack pod) is not drift; one that vanished (restart) is.
+   */
+  private listenerFamilies = new Map<bigint, Set<Family>>();
 
   constructor(opts: SockopsOptions = {}) {
     this.splice = opts.splice ?? DEFAULT_SPLICE;
@@ -96,14 +125,28 @@ export class SockopsBackend implements RedirectBackend {
     return this.dir;
   }
 
+  private get mapsDir(): string {
+    return path.join(this.dir, 'maps');
+  }
+
+  private get linksDir(): string {
+    return path.join(this.dir, 'links');
+  }
+
+  private get netnsDir(): string {
+    return path.join(this.dir, 'netns');
+  }
+
   async start(node: NodeContext): Promise<void> {
-    if (this.maps) return;
+    if (this.node) return;
     this.node = node;
+    this.readOnly = node.readOnly === true;
     this.dir = path.join(node.bpffsRoot, 'sockops');
-    const mapsDir = path.join(this.dir, 'maps');
-    const linksDir = path.join(this.dir, 'links');
+    if (this.readOnly) return this.adoptReadOnly();
+    const { mapsDir, linksDir } = this;
     fs.mkdirSync(mapsDir, { recursive: true });
     fs.mkdirSync(linksDir, { recursive: true });
+    fs.mkdirSync(this.netnsDir, { recursive: true });
 
     for (const spec of PROGRAMS) {
       const pin = path.join(linksDir, spec.program);
@@ -113,6 +156,9 @@ export class SockopsBackend implements RedirectBackend {
     if (missing.length > 0) this.attach(missing, mapsDir, linksDir, node.cgroupRoot);
     if (missing.length < PROGRAMS.length)
       node.log.info({ adopted: PROGRAMS.length - missing.length, attached: missing.length, dir: this.dir }, 'sockops: adopted pinned links');
+    // Kept loaded for the per-pod netns links; loading it also pins any map an older
+    // version's pins lack (inbound_listener), before the maps are opened.
+    this.skLookup = BpfObject.open(bpfObjectPath(SK_LOOKUP.object), { pinMaps: mapsDir });
 
     this.maps = SockopsMaps.open(mapsDir);
     this.maps.setSplice(this.splice);
@@ -122,6 +168,34 @@ export class SockopsBackend implements RedirectBackend {
     // Selections of a generation no pod points at are leftovers of an interrupted write.
     const live = new Set(installed.map((p) => p.gen));
     for (const gen of this.maps.selectionGens()) if (!live.has(gen)) this.maps.deleteGen(gen);
+
+    for (const name of fs.readdirSync(this.netnsDir)) {
+      const pin = path.join(this.netnsDir, name);
+      const cookie = /^[0-9]+$/.test(name) ? BigInt(name) : null;
+      // A link of a pod no longer enrolled: an unenroll interrupted between map and link.
+      if (cookie === null || !this.installed.has(cookie)) BpfLink.fromPin(pin).detach();
+      else this.netnsLinks.set(cookie, BpfLink.fromPin(pin));
+    }
+    for (const p of installed) this.listenerFamilies.set(p.netnsCookie, this.presentListeners(p));
+  }
+
+  /** readOnly: open what is pinned, create, attach and delete nothing. */
+  private adoptReadOnly(): void {
+    for (const spec of PROGRAMS) {
+      const pin = path.join(this.linksDir, spec.program);
+      if (fs.existsSync(pin)) this.links.set(spec.program, BpfLink.fromPin(pin));
+    }
+    if (!fs.existsSync(this.mapsDir)) return;
+    try {
+      this.maps = SockopsMaps.open(this.mapsDir);
+    } catch (err) {
+      // Partial or foreign pins: report the node as not ready rather than fail status.
+      this.node?.log.warn({ dir: this.mapsDir, err: (err as Error).message }, 'sockops: pinned maps not readable (read-only)');
+      return;
+    }
+    const installed = this.maps.readPods();
+    this.installed = new Map(installed.map((p) => [p.netnsCookie, p]));
+    for (const p of installed) this.listenerFamilies.set(p.netnsCookie, this.presentListeners(p));
   }
 
   private attach(specs: readonly ProgramSpec[], mapsDir: string, linksDir: string, cgroupRoot: string): void {
@@ -151,6 +225,12 @@ export class SockopsBackend implements RedirectBackend {
     return this.maps;
   }
 
+  private requireWritable(op: string): SockopsMaps {
+    if (this.readOnly)
+      throw new SockopsBackendError(`sockops: ${op} refused: the backend was started read-only (NodeContext.readOnly), it changes nothing`);
+    return this.requireMaps(op);
+  }
+
   private cookieOf(pod: MeshPod): bigint {
     if (pod.netnsCookie !== undefined) {
       if (!/^[0-9]+$/.test(pod.netnsCookie))
@@ -162,7 +242,7 @@ export class SockopsBackend implements RedirectBackend {
   }
 
   async enroll(pod: MeshPod): Promise<void> {
-    const maps = this.requireMaps('enroll');
+    const maps = this.requireWritable('enroll');
     const who = `${pod.namespace}/${pod.name} (uid ${pod.uid})`;
     if (pod.membership === 'none' || pod.interceptionMode === 'NONE') return this.unenroll(pod);
     if (pod.membership !== 'sidecar')
@@ -171,26 +251,101 @@ export class SockopsBackend implements RedirectBackend {
       throw new PodConfigError(who, 'hostNetwork', true, 'a host-network pod shares the node netns and cannot be redirected per pod');
     const want = podProgram(pod, this.cookieOf(pod));
     const same = this.installed.get(want.netnsCookie);
-    if (same && canonical(same) === canonical(want)) return;
-    // The same pod under another netns (sandbox replaced): drop the old enrolment first.
-    for (const p of [...this.installed.values()])
-      if (p.ref.uid === want.ref.uid && p.netnsCookie !== want.netnsCookie) {
-        maps.deletePod(p);
-        this.installed.delete(p.netnsCookie);
+    if (!same || canonical(same) !== canonical(want)) {
+      // The same pod under another netns (sandbox replaced): drop the old enrolment first.
+      for (const p of [...this.installed.values()])
+        if (p.ref.uid === want.ref.uid && p.netnsCookie !== want.netnsCookie) this.dropPod(maps, p);
+      const gen = this.nextGen++;
+      maps.writePod(want, gen, same);
+      this.installed.set(want.netnsCookie, { ...want, gen });
+      if (same) maps.deleteSelections(same);
+    }
+    // Last, after everything the pod's own connects need: this part may wait for the proxy.
+    this.ensureInboundSteering(pod, want, maps, who);
+  }
+
+  /**
+   * Attaches the sk_lookup link to the pod netns (once) and puts the proxy's inbound listener
+   * in the sockhash for every family the pod has addresses of and whose entry is missing. No
+   * listener at all yet (proxy not started) throws a retryable error; until then connections
+   * from outside the pod to captured ports are refused, as under iptables.
+   */
+  private ensureInboundSteering(pod: MeshPod, want: PodProgram, maps: SockopsMaps, who: string): void {
+    const cookie = want.netnsCookie;
+    const netnsPath = pod.netnsPath;
+    if (!netnsPath)
+      throw new PodConfigError(who, 'netnsPath', netnsPath, 'inbound capture attaches sk_lookup to the pod netns, which needs its path');
+    if (!this.netnsLinks.has(cookie)) {
+      if (pod.netnsCookie !== undefined && netnsCookie(netnsPath) !== cookie)
+        throw new PodConfigError(who, 'netnsPath', netnsPath, `is not the netns of netnsCookie ${cookie}`);
+      const pin = path.join(this.netnsDir, cookie.toString());
+      let link: BpfLink;
+      if (fs.existsSync(pin)) link = BpfLink.fromPin(pin);
+      else {
+        if (!this.skLookup) throw new SockopsBackendError('sockops: sk_lookup program not loaded (start() not called?)');
+        link = this.skLookup.program(SK_LOOKUP.program).attachNetns(netnsPath);
+        link.pin(pin);
       }
-    const gen = this.nextGen++;
-    maps.writePod(want, gen, same);
-    this.installed.set(want.netnsCookie, { ...want, gen });
-    if (same) maps.deleteSelections(same);
+      this.netnsLinks.set(cookie, link);
+    }
+
+    const families = podFamilies(want);
+    if (families.length === 0) return; // no address to steer to
+    const have = this.presentListeners(want);
+    const absent = families.filter((f) => !have.has(f));
+    if (absent.length > 0) {
+      const pids = pidsInNetns(netnsPath);
+      for (const family of absent) {
+        const l = findListener(pids, want.inPort, family);
+        if (!l) continue;
+        withBorrowedSocket(l, (fd) => maps.setInboundListener(cookie, family, fd));
+        have.add(family);
+      }
+    }
+    this.listenerFamilies.set(cookie, have);
+    if (have.size === 0)
+      throw new SockopsBackendError(
+        `pod ${who}: proxy inbound listener :${want.inPort} not found yet in netns ${netnsPath} ` +
+          '(no process there listens on it); connections from outside the pod to its captured ports are refused until it is (retry)',
+      );
+    const missing = families.filter((f) => !have.has(f));
+    if (missing.length > 0)
+      this.node?.log.warn({ pod: who, port: want.inPort, families: missing }, 'sockops: proxy has no inbound listener for these families; they stay refused');
+  }
+
+  /** Families whose inbound listener entry is in the sockhash now (the kernel drops closed ones). */
+  private presentListeners(p: PodProgram): Set<Family> {
+    const maps = this.requireMaps('presentListeners');
+    return new Set(([4, 6] as const).filter((f) => maps.inboundListener(p.netnsCookie, f) !== null));
+  }
+
+  /** Map entries first (the programs stop capturing), then the netns link. */
+  private dropPod(maps: SockopsMaps, p: InstalledPodProgram): void {
+    maps.deletePod(p);
+    this.installed.delete(p.netnsCookie);
+    this.listenerFamilies.delete(p.netnsCookie);
+    const link = this.netnsLinks.get(p.netnsCookie);
+    const pin = path.join(this.netnsDir, p.netnsCookie.toString());
+    if (link) link.detach();
+    else if (fs.existsSync(pin)) BpfLink.fromPin(pin).detach();
+    this.netnsLinks.delete(p.netnsCookie);
   }
 
   async unenroll(pod: PodRef): Promise<void> {
-    const maps = this.requireMaps('unenroll');
-    for (const p of [...this.installed.values()])
-      if (p.ref.uid === pod.uid) {
-        maps.deletePod(p);
-        this.installed.delete(p.netnsCookie);
-      }
+    const maps = this.requireWritable('unenroll');
+    for (const p of [...this.installed.values()]) if (p.ref.uid === pod.uid) this.dropPod(maps, p);
+  }
+
+  /** Whether connections from outside the pod reach its proxy: link attached, listeners in. */
+  private inboundState(p: InstalledPodProgram): { link: boolean; listeners: Record<string, boolean>; ready: boolean } {
+    const link = this.netnsLinks.has(p.netnsCookie) || (this.dir !== '' && fs.existsSync(path.join(this.netnsDir, p.netnsCookie.toString())));
+    const families = podFamilies(p);
+    const present = this.presentListeners(p);
+    const expected = this.listenerFamilies.get(p.netnsCookie) ?? new Set<Family>();
+    const listeners = Object.fromEntries(families.map((f) => [`ipv${f}`, present.has(f)]));
+    const needed = families.filter((f) => expected.has(f));
+    const ready = link && (families.length === 0 || (needed.length > 0 && needed.every((f) => present.has(f))));
+    return { link, listeners, ready };
   }
 
   async observe(): Promise<InstalledState> {
@@ -209,14 +364,18 @@ export class SockopsBackend implements RedirectBackend {
       nodeDetail: {
         pinDir: this.dir,
         cgroupRoot: this.node?.cgroupRoot ?? null,
+        readOnly: this.readOnly,
         links,
         splice: maps?.spliceSetting() ?? null,
       },
-      pods: pods.map((p) => ({
-        ...p.ref,
-        fingerprint: fingerprintOf(p),
-        detail: { netnsCookie: p.netnsCookie.toString(), gen: p.gen, ips: p.ips },
-      })),
+      pods: pods.map((p) => {
+        const inbound = this.inboundState(p);
+        return {
+          ...p.ref,
+          fingerprint: fingerprintOf(p) + (inbound.ready ? '' : INBOUND_PENDING),
+          detail: { netnsCookie: p.netnsCookie.toString(), gen: p.gen, ips: p.ips, inbound },
+        };
+      }),
       counters: maps?.readCounters() ?? {},
     };
   }
@@ -227,16 +386,33 @@ export class SockopsBackend implements RedirectBackend {
   }
 
   async stop(opts: { cleanup: boolean }): Promise<void> {
+    if (opts.cleanup && this.readOnly)
+      throw new SockopsBackendError('sockops: stop({cleanup: true}) refused: the backend was started read-only, it removes nothing');
     if (opts.cleanup) {
-      // detach() also removes the link's pin.
+      // detach() also removes the link's pin; netns links first, while their pods' maps exist.
+      for (const link of this.netnsLinks.values()) link.detach();
+      if (this.dir !== '' && fs.existsSync(this.netnsDir))
+        for (const name of fs.readdirSync(this.netnsDir)) BpfLink.fromPin(path.join(this.netnsDir, name)).detach();
       for (const link of this.links.values()) link.detach();
-      if (!this.maps && this.dir === '') return;
     }
     this.maps?.close();
     this.maps = null;
     this.installed.clear();
-    for (const link of this.links.values()) link.close();
+    this.listenerFamilies.clear();
+    for (const link of [...this.links.values(), ...this.netnsLinks.values()]) link.close();
     this.links.clear();
+    this.netnsLinks.clear();
+    this.skLookup?.close();
+    this.skLookup = null;
+    this.node = null;
     if (opts.cleanup && this.dir !== '') fs.rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Address families a pod has addresses in: the families its inbound listener must take. */
+function podFamilies(p: PodProgram): Family[] {
+  const out: Family[] = [];
+  if (p.ips.some((ip) => isIPv4(ip))) out.push(4);
+  if (p.ips.some((ip) => !isIPv4(ip))) out.push(6);
+  return out;
 }

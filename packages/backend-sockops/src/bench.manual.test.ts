@@ -143,7 +143,7 @@ run('enroll latency (manual benchmark)', () => {
     const a = sb.addNetns('a');
     const s = sb.addNetns('s');
     sb.link(a, ['198.18.0.1/24'], s, ['198.18.0.2/24'], 'A');
-    // The proxy stand-in only has to accept; nothing listens on 198.18.0.2:80 (fast refusal).
+    // The proxy stand-in only has to accept the redirected connects.
     await sb.start(a, 1337, 'proxy.js', ['15001', '15006']);
     prober = await sb.startArgv(a, 1000, [fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3', `${SCRIPTS}/connect-probe.py`, '15001'], { stdin: true });
     backend = new SockopsBackend();
@@ -166,7 +166,8 @@ run('enroll latency (manual benchmark)', () => {
     let ev = 0;
     for (let i = 0; i < ENROLLS; i++) {
       await backend.unenroll(measured);
-      prober.send('probe 198.18.0.2 80');
+      // No route to it in the pod netns: an unredirected connect fails at once, without a packet.
+      prober.send('probe 198.18.99.1 80');
       const spin = await prober.event(ev++);
       expect(spin).toEqual({ event: 'spinning', already: false });
       const t0 = process.hrtime.bigint();

@@ -20,6 +20,7 @@ import {
   encodeAddr,
   encodeText,
   flagValue,
+  listenerKey,
   netnsKey,
   orig,
   podCfg,
@@ -72,6 +73,21 @@ export class SockopsMaps {
     this.spliceCfg = raw.splice_cfg.typed(u32Key, spliceCfg);
     this.splicePorts = raw.splice_ports.typed(u16Key, flagValue);
     this.counters = raw.counters.typed(u32Key, counterValue);
+    raw.inbound_listener.typed(listenerKey, counterValue);
+  }
+
+  /** Puts a listening socket (an fd of ours) in as the pod's inbound listener for one family. */
+  setInboundListener(netns: bigint, family: 4 | 6, socketFd: number): void {
+    this.raw.inbound_listener.updateSocket(listenerKey.encode({ netns, family }), socketFd, 'any');
+  }
+
+  /** Socket cookie of the pod's inbound listener for a family, or null when none is in (or it closed). */
+  inboundListener(netns: bigint, family: 4 | 6): bigint | null {
+    return this.raw.inbound_listener.socketCookie(listenerKey.encode({ netns, family }));
+  }
+
+  deleteInboundListeners(netns: bigint): void {
+    for (const family of [4, 6] as const) this.raw.inbound_listener.delete(listenerKey.encode({ netns, family }));
   }
 
   /** Opens every map pinned in dir; throws naming the first one missing or mis-sized. */
@@ -193,6 +209,7 @@ export class SockopsMaps {
     this.podCfg.delete(p.netnsCookie);
     for (const ip of p.ips) this.deleteIpOf(ip, p.netnsCookie);
     this.podMeta.delete(p.netnsCookie);
+    this.deleteInboundListeners(p.netnsCookie);
     this.deleteSelections(p);
   }
 

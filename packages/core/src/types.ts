@@ -141,6 +141,11 @@ export interface NodeContext {
   /** Root of our pins; each backend uses `<bpffsRoot>/<backend>/`. */
   bpffsRoot: string;
   log: Logger;
+  /**
+   * Adopt what is installed and report it, but install, attach or remove nothing: `shunt status`
+   * must read the kernel without changing it. enroll/unenroll then throw.
+   */
+  readOnly?: boolean;
 }
 
 /** One pod as the backend finds it in the kernel. */

@@ -1,12 +1,14 @@
 import type { NodeInfo, PodInfo } from './testbed';
 
-/** Annotations that carry what a real node learns from the CRI, for the pods-file source. */
-export const TESTBED_ANNOTATIONS = {
-  netnsPath: 'testbed.shunt.dev/netns-path',
-  cgroupPath: 'testbed.shunt.dev/cgroup-path',
-  hostVeth: 'testbed.shunt.dev/host-veth',
-  nodeNetnsPath: 'testbed.shunt.dev/node-netns-path',
-} as const;
+/**
+ * What a real node learns from the CRI rather than from the API, in the shape of the `shunt:` key
+ * of @shunt/core's pods-file entries (the only place node-local facts go).
+ */
+export interface PodsFileShunt {
+  netnsPath: string;
+  cgroupPath: string;
+  hostVeth: string;
+}
 
 export interface KubeContainer {
   name: string;
@@ -37,18 +39,21 @@ export interface KubePod {
     podIP: string;
     podIPs: { ip: string }[];
   };
-  /** Same facts as the testbed.shunt.dev annotations, typed. */
-  testbed: { netnsPath: string; cgroupPath: string; hostVeth: string; nodeNetnsPath: string };
+  /**
+   * Node-local facts for the pods-file source. Not a Pod field: drop it (see `apiPodOf`) before
+   * announcing the pod through a Kubernetes API, where the agent must discover them itself.
+   */
+  shunt: PodsFileShunt;
+}
+
+/** The pod as a Kubernetes API server stores it: without the pods-file-only `shunt:` key. */
+export function apiPodOf(pod: KubePod): Omit<KubePod, 'shunt'> {
+  const { shunt: _nodeLocal, ...apiPod } = pod;
+  return apiPod;
 }
 
 export function kubePodOf(p: PodInfo, node: NodeInfo): KubePod {
-  const annotations: Record<string, string> = {
-    ...p.annotations,
-    [TESTBED_ANNOTATIONS.netnsPath]: p.netnsPath,
-    [TESTBED_ANNOTATIONS.cgroupPath]: p.cgroupPath,
-    [TESTBED_ANNOTATIONS.hostVeth]: p.hostVeth,
-    [TESTBED_ANNOTATIONS.nodeNetnsPath]: node.netnsPath,
-  };
+  const annotations: Record<string, string> = { ...p.annotations };
   const containers: KubeContainer[] = [{ name: 'app', image: 'shunt-testbed/app', ports: [{ containerPort: 8080, protocol: 'TCP' }] }];
   const labels = { ...p.labels };
   if (p.mesh === 'sidecar') {
@@ -68,6 +73,6 @@ export function kubePodOf(p: PodInfo, node: NodeInfo): KubePod {
     metadata: { name: p.name, namespace: p.namespace, uid: p.uid, labels, annotations },
     spec: { nodeName: node.name, hostNetwork: false, containers },
     status: { phase: 'Running', podIP: p.ipv4, podIPs: [{ ip: p.ipv4 }, { ip: p.ipv6 }] },
-    testbed: { netnsPath: p.netnsPath, cgroupPath: p.cgroupPath, hostVeth: p.hostVeth, nodeNetnsPath: node.netnsPath },
+    shunt: { netnsPath: p.netnsPath, cgroupPath: p.cgroupPath, hostVeth: p.hostVeth },
   };
 }

@@ -1,6 +1,6 @@
 // Real kernel, real processes: builds a testbed of netns pods and checks it from the inside.
 import { existsSync, readFileSync } from 'node:fs';
-import { cgroup2Mount, Testbed } from './index';
+import { apiPodOf, cgroup2Mount, Testbed } from './index';
 
 let tb: Testbed;
 
@@ -74,7 +74,10 @@ test('kubePod describes the pod for the pods-file source', () => {
   expect(k.spec.containers.map((c) => c.name)).toEqual(['app', 'istio-proxy']);
   expect(k.metadata.annotations['sidecar.istio.io/status']).toBeDefined();
   expect(k.status.podIPs).toEqual([{ ip: p.ipv4 }, { ip: p.ipv6 }]);
-  expect(k.testbed.netnsPath).toBe(p.netnsPath);
-  expect(existsSync(k.testbed.cgroupPath)).toBe(true);
+  // Exactly the pods-file `shunt:` key of @shunt/core, and no second copy in annotations.
+  expect(k.shunt).toEqual({ netnsPath: p.netnsPath, cgroupPath: p.cgroupPath, hostVeth: p.hostVeth });
+  expect(existsSync(k.shunt.cgroupPath)).toBe(true);
+  expect(Object.keys(k.metadata.annotations).filter((a) => a.startsWith('testbed.'))).toEqual([]);
+  expect(apiPodOf(k)).not.toHaveProperty('shunt');
   expect(tb.kubePod('plain').spec.containers.map((c) => c.name)).toEqual(['app']);
 });

@@ -640,7 +640,7 @@ export class Testbed {
 
   // ---- kubernetes view ---------------------------------------------------------------------
 
-  /** The pod as the Kubernetes API would show it, plus netns/cgroup/veth annotations for the pods file. */
+  /** The pod as the Kubernetes API would show it, plus the pods file's `shunt:` key (netns, cgroup, host veth). */
   kubePod(pod: string): KubePod {
     const p = this.pod(pod);
     return kubePodOf(p, this.node(p.node));

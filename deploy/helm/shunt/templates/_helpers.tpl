@@ -74,6 +74,7 @@ app.kubernetes.io/component: node-agent
 - --log-level={{ .Values.logLevel }}
 - --metrics-address={{ .Values.metrics.bindAddress }}:{{ .Values.metrics.port }}
 - --bpffs-path=/sys/fs/bpf
+- --state-dir=/run/shunt
 {{- if .Values.cgroupPath }}
 - --cgroup-path={{ .Values.cgroupPath }}
 {{- else }}

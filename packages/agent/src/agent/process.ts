@@ -1,7 +1,7 @@
 // Runs `shunt agent` as a child process (demo, end-to-end tests): from dist when built, else from
 // the TypeScript sources through tools/ts-register.js. Parses its JSON log lines.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 export interface AgentProcess {
@@ -29,8 +29,49 @@ export function cliCommand(): string[] {
   return [process.execPath, '-r', path.join(pkg, 'tools', 'ts-register.js'), path.join(pkg, 'src', 'cli.ts')];
 }
 
-export function spawnAgent(args: string[], opts: { env?: NodeJS.ProcessEnv; echo?: (line: string) => void } = {}): AgentProcess {
-  const [node, ...pre] = cliCommand() as [string, ...string[]];
+/** TypeScript sources of the CLI (tests excluded) whose built .js is missing or older. */
+function staleOutputs(srcDir: string, distDir: string, limit = 10_000): string[] {
+  const stale: string[] = [];
+  let seen = 0;
+  const walk = (rel: string): void => {
+    for (const e of readdirSync(path.join(srcDir, rel), { withFileTypes: true })) {
+      if (++seen > limit) return;
+      const r = path.join(rel, e.name);
+      if (e.isDirectory()) walk(r);
+      else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') && !e.name.endsWith('.d.ts')) {
+        const out = path.join(distDir, r.replace(/\.ts$/, '.js'));
+        if (!existsSync(out) || statSync(out).mtimeMs < statSync(path.join(srcDir, r)).mtimeMs) stale.push(r);
+      }
+    }
+  };
+  walk('');
+  return stale;
+}
+
+/**
+ * argv prefix that runs the built CLI (`dist/cli.js`), as users and the chart run it. End-to-end
+ * tests use it so they exercise what ships; they refuse a missing or stale build instead of
+ * silently testing old code (`npm test` builds first; by hand: `npx tsc -p tsconfig.build.json`).
+ */
+export function builtCliCommand(): string[] {
+  const pkg = path.resolve(__dirname, '..', '..');
+  const dist = path.join(pkg, 'dist');
+  const cli = path.join(dist, 'cli.js');
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: build the agent first (cd packages/agent && npx tsc -p tsconfig.build.json)`);
+  const stale = staleOutputs(path.join(pkg, 'src'), dist);
+  if (stale.length) throw new Error(`packages/agent/dist is older than src/${stale.slice(0, 3).join(', src/')}${stale.length > 3 ? ', …' : ''}: rebuild (npx tsc -p tsconfig.build.json)`);
+  return [process.execPath, cli];
+}
+
+export interface SpawnAgentOptions {
+  env?: NodeJS.ProcessEnv;
+  echo?: (line: string) => void;
+  /** argv prefix of the CLI; default cliCommand(). */
+  cli?: string[];
+}
+
+export function spawnAgent(args: string[], opts: SpawnAgentOptions = {}): AgentProcess {
+  const [node, ...pre] = (opts.cli ?? cliCommand()) as [string, ...string[]];
   const child = spawn(node, [...pre, 'agent', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   const logs: Record<string, unknown>[] = [];
   const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];

@@ -3,6 +3,7 @@
 import type { Observable } from 'rxjs';
 import { tap } from 'rxjs';
 import {
+  BackendUnsupportedError,
   interpret,
   kubernetesSource,
   podsFileSource,
@@ -12,6 +13,8 @@ import {
   type NodeCapabilities,
   type ProfileName,
   type RawPodEvent,
+  type ReconcilerInput,
+  type Selection,
   type RedirectBackend,
   type RedirectMode,
   type PodSourceConfig,
@@ -26,6 +29,7 @@ import { startHttpServer, type AgentHttpServer } from '../observability/http';
 import type { AgentLogger } from '../observability/log';
 import { createAgentMetrics, type AgentMetrics } from '../observability/metrics';
 import { PodStateTracker } from '../observability/pod-states';
+import { reportPodsWithoutBackend } from './without-backend';
 
 export interface AgentSettings extends NodeStateOptions {
   nodeName: string;
@@ -35,6 +39,8 @@ export interface AgentSettings extends NodeStateOptions {
   metricsAddress: string;
   resyncIntervalMs?: number;
   cleanupOnExit: boolean;
+  /** Find pod netns only among named netns starting with this (tests sharing a machine). */
+  netnsPrefix?: string;
 }
 
 export interface AgentDeps {
@@ -46,17 +52,37 @@ export interface AgentDeps {
 }
 
 export interface RunningAgent {
-  backend: RedirectBackend;
+  /** null when no backend can serve the profile here (pods are reported rejected, never ready). */
+  backend: RedirectBackend | null;
   caps: NodeCapabilities;
   http: AgentHttpServer;
   metrics: AgentMetrics;
   tracker: PodStateTracker;
-  reconciler: Reconciler;
+  reconciler: Reconciler | null;
   /** Resolves once ready (backend started, first full sync done). */
   ready: Promise<void>;
   isReady(): boolean;
   /** Stops; `cleanup` removes what the backend installed (defaults to the setting). */
   stop(opts?: { cleanup?: boolean }): Promise<void>;
+}
+
+/** Pods of this node from the configured source, with their netns found, through the profile. */
+function podEvents(settings: AgentSettings, log: AgentLogger): Observable<ReconcilerInput> {
+  const src = settings.source;
+  const raw: Observable<RawPodEvent> =
+    src.kind === 'podsFile'
+      ? podsFileSource(src.path, { nodeName: settings.nodeName, onError: (e) => log.warn({ err: e.message }, 'pods file problem') })
+      : kubernetesSource({
+          nodeName: settings.nodeName,
+          ...(src.kubeconfig ? { kubeconfig: src.kubeconfig } : { inCluster: src.inCluster }),
+          onError: (e) => log.warn({ err: e.message }, 'kubernetes source problem'),
+        });
+  const discovery = new NetnsDiscovery({
+    listIps: listNetnsIps,
+    readCookie: netnsCookie,
+    ...(settings.netnsPrefix ? { namePrefix: settings.netnsPrefix } : {}),
+  });
+  return raw.pipe(withDiscoveredNetns(discovery, log, netnsCookie), interpret(settings.profile));
 }
 
 export async function startAgent(settings: AgentSettings, deps: AgentDeps): Promise<RunningAgent> {
@@ -67,12 +93,15 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
   let markReady!: () => void;
   const readyPromise = new Promise<void>((r) => (markReady = r));
   let reconciler: Reconciler | undefined;
+  /** Why no backend runs, when none can. */
+  let unavailable: string | undefined;
 
   // Up first so the kubelet sees a live (not yet ready) agent while the node is probed.
   const http = await startHttpServer(settings.metricsAddress, metrics.registry, {
     healthy: () => ({ ok: state !== 'stopping', detail: state }),
     ready: () => {
       if (ready) return { ok: true, detail: 'backend started, first sync done' };
+      if (unavailable) return { ok: false, detail: `no backend can run: ${unavailable}` };
       const snap = reconciler?.snapshot();
       return { ok: false, detail: !reconciler ? 'starting the backend' : !snap?.synced ? 'waiting for the first full pod listing' : 'enrolling the listed pods' };
     },
@@ -82,36 +111,58 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
   try {
     const paths = nodePaths(settings);
     const caps = await (deps.probe ?? (() => probeNode({ iptablesScratch: true })))();
-    const backends = deps.backends ?? createBackends();
-    const selection = selectBackend(settings.mode, caps, backends, { profile: settings.profile });
-    const backend = selection.chosen;
-    log.info(
-      { backend: backend.name, mode: settings.mode, profile: settings.profile, kernel: caps.kernelRelease, rejected: selection.rejected },
-      'backend selected',
-    );
-    await backend.start(nodeContext(paths, caps, settings.nodeName, settings.profile, log));
-    metrics.setBackend(backend.name, caps.kernelRelease);
-    metrics.setObserver(() => backend.observe());
+    const backends = deps.backends ?? createBackends({ profile: settings.profile, stateDir: paths.stateDir });
+    let selection: Selection<RedirectBackend> | null = null;
+    try {
+      selection = selectBackend(settings.mode, caps, backends, { profile: settings.profile });
+    } catch (e) {
+      // A forced mode that cannot run is a configuration error: exit with the reason (the pod
+      // crash-loops, retrying). With auto, no backend serving the profile here is a fact about
+      // the node: keep running and account for every pod that needed one.
+      if (!(e instanceof BackendUnsupportedError) || settings.mode !== 'auto') throw e;
+      unavailable = e.message;
+      log.error({ mode: settings.mode, profile: settings.profile, kernel: caps.kernelRelease, rejected: e.rejected, reason: e.message }, 'no backend can run: pods that need a redirect are reported rejected');
+    }
+    const backend = selection?.chosen ?? null;
+    if (selection && backend) {
+      log.info(
+        { backend: backend.name, mode: settings.mode, profile: settings.profile, kernel: caps.kernelRelease, rejected: selection.rejected },
+        'backend selected',
+      );
+      await backend.start(nodeContext(paths, caps, settings.nodeName, settings.profile, log));
+      metrics.setObserver(() => backend.observe());
+    }
+    metrics.setBackend(backend?.name ?? 'none', caps.kernelRelease);
 
     const tracker = new PodStateTracker(log, metrics);
-    const src = settings.source;
-    const raw: Observable<RawPodEvent> =
-      src.kind === 'podsFile'
-        ? podsFileSource(src.path, { nodeName: settings.nodeName, onError: (e) => log.warn({ err: e.message }, 'pods file problem') })
-        : kubernetesSource({
-            nodeName: settings.nodeName,
-            ...(src.kubeconfig ? { kubeconfig: src.kubeconfig } : { inCluster: src.inCluster }),
-            onError: (e) => log.warn({ err: e.message }, 'kubernetes source problem'),
-          });
-    const discovery = new NetnsDiscovery({ listIps: listNetnsIps, readCookie: netnsCookie });
-    const events = raw.pipe(
-      withDiscoveredNetns(discovery, log, netnsCookie),
-      interpret(settings.profile),
+    const events = podEvents(settings, log);
+    if (!backend) {
+      const watcher = reportPodsWithoutBackend(events, tracker, unavailable!);
+      void watcher.synced.then(() => log.info({ reason: unavailable }, 'first full sync done; not ready: no backend'));
+      state = 'running';
+      return {
+        backend: null,
+        caps,
+        http,
+        metrics,
+        tracker,
+        reconciler: null,
+        ready: new Promise<void>(() => undefined),
+        isReady: () => false,
+        async stop() {
+          state = 'stopping';
+          watcher.stop();
+          log.info({}, 'stopped; nothing was installed');
+          await http.close();
+        },
+      };
+    }
+    const observedEvents = events.pipe(
       tap((ev) => {
         if (ev.type !== 'synced') tracker.onEvent(ev);
       }),
     );
-    reconciler = new Reconciler({ backend, events, log, ...(settings.resyncIntervalMs ? { resyncIntervalMs: settings.resyncIntervalMs } : {}) });
+    reconciler = new Reconciler({ backend, events: observedEvents, log, ...(settings.resyncIntervalMs ? { resyncIntervalMs: settings.resyncIntervalMs } : {}) });
     const rec = reconciler;
     const checkReady = (): void => {
       if (ready) return;

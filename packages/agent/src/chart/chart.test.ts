@@ -101,7 +101,7 @@ describe('security', () => {
     for (const cap of sc.capabilities.add) expect(guide).toContain(`CAP_${cap}`);
   });
 
-  it('mounts the host bpffs, cgroup and netns directories the agent needs', () => {
+  it('mounts the host bpffs, cgroup, netns and state directories the agent needs', () => {
     const pod = find(render(), 'DaemonSet').spec.template.spec;
     const mounts = Object.fromEntries(pod.containers[0].volumeMounts.map((m: Any) => [m.name, m]));
     const volumes = Object.fromEntries(pod.volumes.map((v: Any) => [v.name, v]));
@@ -110,6 +110,10 @@ describe('security', () => {
     expect(volumes.cgroup.hostPath.path).toBe('/sys/fs/cgroup');
     expect(volumes.netns.hostPath.path).toBe('/var/run/netns');
     expect(mounts.netns.mountPropagation).toBe('HostToContainer');
+    // iptables records outlive the pod, so the next agent adopts the pods they describe.
+    expect(volumes.state.hostPath.path).toBe('/run/shunt');
+    expect(mounts.state.mountPath).toBe('/run/shunt');
+    expect(pod.containers[0].args).toContain('--state-dir=/run/shunt');
     // Bidirectional propagation needs a privileged container: the agent never uses it.
     for (const m of pod.containers[0].volumeMounts) expect(m.mountPropagation).not.toBe('Bidirectional');
   });

@@ -20,6 +20,8 @@ export interface AgentCommandOptions {
   bpffsPath?: string;
   cgroupPath?: string;
   cgroupSearch?: string;
+  netnsPrefix?: string;
+  stateDir?: string;
 }
 
 /** Flags, environment and config file through core's loadConfig, plus the agent-only flags. */
@@ -51,6 +53,8 @@ export function agentSettings(o: AgentCommandOptions, env: NodeJS.ProcessEnv = p
     ...(o.cgroupSearch ?? env['SHUNT_CGROUP_SEARCH'] ? { cgroupSearch: o.cgroupSearch ?? env['SHUNT_CGROUP_SEARCH'] } : {}),
     ...(o.resyncSeconds ? { resyncIntervalMs: o.resyncSeconds * 1000 } : {}),
     cleanupOnExit: !!o.cleanupOnExit,
+    ...(o.netnsPrefix ? { netnsPrefix: o.netnsPrefix } : {}),
+    ...(o.stateDir ?? env['SHUNT_STATE_DIR'] ? { stateDir: o.stateDir ?? env['SHUNT_STATE_DIR'] } : {}),
   };
   return { settings, logLevel: config.logLevel };
 }

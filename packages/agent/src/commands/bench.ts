@@ -1,10 +1,11 @@
-// `shunt bench`: the testbed benchmark with every available mode: direct, the iptables backend
-// driven by the real agent, and the backends' own bench modes.
+// `shunt bench`: the testbed benchmark with every available mode: direct, and each backend this
+// node can run as the real agent process sets it up (`shunt agent` with a pods file), so the
+// numbers are what a user of the agent gets.
 import { probeNode } from '@shunt/core';
-import { sockopsBenchMode, sockopsSupport } from '@shunt/backend-sockops';
-import { iptablesSupport } from '@shunt/backend-iptables';
 import { directMode, runBench, type PathMode } from '@shunt/testbed';
+import { createBackends } from '../backends';
 import { agentMode } from '../demo/agent-mode';
+import { DEFAULT_STATE_DIR } from '../node-state/context';
 import type { Io } from '../program';
 
 export interface BenchCommandOptions {
@@ -18,8 +19,10 @@ export interface BenchCommandOptions {
 export async function availableBenchModes(): Promise<PathMode[]> {
   const caps = await probeNode({ iptablesScratch: true });
   const modes: PathMode[] = [directMode];
-  if (iptablesSupport(caps).ok) modes.push({ ...agentMode('iptables'), name: 'iptables' });
-  if (sockopsSupport(caps).ok) modes.push(sockopsBenchMode() as unknown as PathMode);
+  // Only support() is asked here; each agent the bench runs gets its own state dir.
+  for (const b of createBackends({ profile: 'istio-sidecar', stateDir: DEFAULT_STATE_DIR })) {
+    if (b.support(caps).ok) modes.push({ ...agentMode(b.name), name: b.name });
+  }
   return modes;
 }
 
@@ -39,9 +42,9 @@ export async function benchCommand(o: BenchCommandOptions, io: Io): Promise<numb
     ...(o.rounds ? { rounds: o.rounds } : {}),
     ...(o.seconds ? { seconds: o.seconds } : {}),
     ...(o.outDir ? { outDir: o.outDir } : {}),
+    // The table (and where the files went) is printed by runBench; --json prints only the report.
     log: o.json ? () => undefined : (l) => io.out(l + '\n'),
-    progress: (l) => io.err(`\r${l}`),
   });
-  io.out(o.json ? JSON.stringify(result.report, null, 2) + '\n' : result.markdown + '\n');
+  if (o.json) io.out(JSON.stringify({ ...result.report, files: result.files }, null, 2) + '\n');
   return 0;
 }

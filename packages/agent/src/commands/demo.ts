@@ -4,6 +4,7 @@ import { probeNode, selectBackend, type BackendName, type RedirectMode } from '@
 import { directMode, runDemo } from '@shunt/testbed';
 import { createBackends } from '../backends';
 import { agentMode } from '../demo/agent-mode';
+import { DEFAULT_STATE_DIR } from '../node-state/context';
 import type { Io } from '../program';
 
 export interface DemoCommandOptions {
@@ -14,7 +15,8 @@ export interface DemoCommandOptions {
 
 export async function demoCommand(o: DemoCommandOptions, io: Io): Promise<number> {
   const caps = await probeNode({ iptablesScratch: true });
-  const backends = createBackends();
+  // Only support() is asked here; each agent the demo runs gets its own state dir.
+  const backends = createBackends({ profile: 'istio-sidecar', stateDir: DEFAULT_STATE_DIR });
   const rows = backends.map((b) => {
     const s = b.support(caps);
     return { name: `backend ${b.name}`, available: s.ok, detail: s.ok ? 'support() holds' : s.reasons.join('; ') };

@@ -2,6 +2,7 @@
 import { probeNode, selectBackend, type ProfileName, type RedirectMode } from '@shunt/core';
 import { createBackends } from '../backends';
 import { buildDoctorReport, formatDoctor } from '../doctor/report';
+import { DEFAULT_STATE_DIR } from '../node-state/context';
 import type { NodeStateOptions } from '../node-state/context';
 import type { Io } from '../program';
 
@@ -14,7 +15,7 @@ export interface DoctorOptions extends NodeStateOptions {
 export async function doctorCommand(o: DoctorOptions, io: Io): Promise<number> {
   // The probe finds cgroup2 and bpffs itself and reports them missing, which is what doctor is for.
   const caps = await probeNode({ iptablesScratch: true });
-  const backends = createBackends();
+  const backends = createBackends({ profile: o.profile, stateDir: o.stateDir ?? DEFAULT_STATE_DIR });
   const report = buildDoctorReport(caps, o.redirectMode, o.profile, backends, () => selectBackend(o.redirectMode, caps, backends, { profile: o.profile }));
   io.out(o.json ? JSON.stringify(report, null, 2) + '\n' : formatDoctor(report));
   return report.choice ? 0 : 1;

@@ -6,7 +6,7 @@ import { createBackends } from '../backends';
 import { NetnsDiscovery } from '../netns/discovery';
 import { listNetnsIps } from '../netns/ips';
 import { hasPinnedState, nodeContext, nodePaths, type NodeStateOptions } from '../node-state/context';
-import { readShuntChains, type ShuntChains } from '../node-state/iptables-sweep';
+import { readShuntChains, type ShuntChains } from '../node-state/iptables-read';
 import { createLogger } from '../observability/log';
 import type { Io } from '../program';
 
@@ -26,7 +26,7 @@ export async function collectStatus(o: StatusOptions): Promise<StatusReport> {
   const paths = nodePaths(o);
   const report: StatusReport = { bpf: [], iptables: [] };
   const wanted = (n: BackendName): boolean => !o.backend || o.backend === n;
-  const pinned = createBackends().filter((b) => b.name !== 'iptables' && wanted(b.name) && hasPinnedState(paths, b.name));
+  const pinned = createBackends({ stateDir: paths.stateDir }).filter((b) => b.name !== 'iptables' && wanted(b.name) && hasPinnedState(paths, b.name));
   if (pinned.length) {
     const caps = await probeNode({ iptablesScratch: true });
     for (const b of pinned) {

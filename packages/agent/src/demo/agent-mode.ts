@@ -8,7 +8,6 @@ import type { BackendName } from '@shunt/core';
 import type { ModePods, PathMode, Testbed } from '@shunt/testbed';
 import { spawnAgent, type AgentProcess } from '../agent/process';
 import { freePort } from './free-port';
-import { podsFileEntry } from './pods-file';
 
 function commonDir(a: string, b: string): string {
   const x = a.split('/');
@@ -31,7 +30,7 @@ export function agentMode(backend: BackendName, opts: { echo?: (line: string) =>
       const server = tb.kubePod(pods.server);
       dir = mkdtempSync(path.join(tmpdir(), 'shunt-demo-'));
       const podsFile = path.join(dir, 'pods.json');
-      writeFileSync(podsFile, JSON.stringify([podsFileEntry(client), podsFileEntry(server)], null, 2));
+      writeFileSync(podsFile, JSON.stringify([client, server], null, 2));
       // Pins and cgroup programs stay inside the testbed: a bpffs directory of our own and the
       // run's cgroup, never the machine's root cgroup.
       bpffs = `/sys/fs/bpf/shunt-demo-${randomBytes(4).toString('hex')}`;
@@ -44,7 +43,9 @@ export function agentMode(backend: BackendName, opts: { echo?: (line: string) =>
           '--redirect-mode', backend,
           '--metrics-address', `127.0.0.1:${port}`,
           '--bpffs-path', bpffs,
-          '--cgroup-path', commonDir(client.testbed.cgroupPath, server.testbed.cgroupPath),
+          // Its own records too: it must never adopt (or clean up) a node agent's pods.
+          '--state-dir', path.join(dir, 'state'),
+          '--cgroup-path', commonDir(client.shunt.cgroupPath, server.shunt.cgroupPath),
           '--cleanup-on-exit',
         ],
         opts.echo ? { echo: opts.echo } : {},

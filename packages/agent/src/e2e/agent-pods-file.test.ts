@@ -1,16 +1,15 @@
-// The real `shunt agent` process on the testbed, pods from a pods file, iptables backend, real
+// The real, built `shunt agent` process on the testbed, pods from a pods file, iptables backend, real
 // HAProxy sidecars: enroll on add (the sidecars see the original destination), unenroll on
 // removal, /metrics counts them, SIGTERM leaves the redirect working, a restarted agent adopts
 // it, `shunt cleanup` leaves nothing.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Testbed } from '@shunt/testbed';
-import { cliCommand, spawnAgent, type AgentProcess } from '../agent/process';
+import type { AgentProcess } from '../agent/process';
 import { freePort } from '../demo/free-port';
-import { podsFileEntry } from '../demo/pods-file';
-import { readShuntChains } from '../node-state/iptables-sweep';
+import { readShuntChains } from '../node-state/iptables-read';
+import { eventually, metric, podNetnsPrefix, requestDirect, requestViaSidecars as viaSidecars, runCli, startBuiltAgent } from './support';
 
 const HTTP_PORT = 8080;
 let tb: Testbed;
@@ -39,50 +38,28 @@ afterAll(async () => {
 }, 60_000);
 
 function writePods(names: string[]): void {
-  writeFileSync(podsFile, JSON.stringify(names.map((n) => podsFileEntry(tb.kubePod(n))), null, 2));
+  // tb.kubePod() carries the pods file's `shunt:` key: it is a pods-file entry as it is.
+  writeFileSync(podsFile, JSON.stringify(names.map((n) => tb.kubePod(n)), null, 2));
 }
 
 async function startAgent(port: number): Promise<AgentProcess> {
-  const a = spawnAgent([
+  const a = await startBuiltAgent([
     '--pods-file', podsFile,
     '--node-name', tb.kubePod('client').spec.nodeName,
     '--redirect-mode', 'iptables',
     '--metrics-address', `127.0.0.1:${port}`,
     // iptables installs nothing node-wide; a throwaway bpffs dir keeps the run self-contained.
     '--bpffs-path', path.join(dir, 'bpffs'),
+    '--state-dir', path.join(dir, 'state'),
     '--cgroup-path', tb.cgroupRoot,
+    '--netns-prefix', podNetnsPrefix(tb),
     '--log-level', 'debug',
   ]);
   agents.push(a);
-  await a.waitLog((l) => l['msg'] === 'ready: first full sync done', 60_000);
   return a;
 }
 
-async function metric(port: number, name: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
-  if (!line) throw new Error(`metric ${name} not found`);
-  return Number(line.split(' ').pop());
-}
-
-async function eventually(what: string, fn: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let i = 0; i < 300; i++) {
-    if (await fn()) return;
-    if (Date.now() > deadline) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-async function requestViaSidecars(): Promise<{ ok: boolean; originalDst?: string }> {
-  const server = tb.pod('server');
-  const since = Date.now();
-  const res = await tb.httpGet('client', `http://${server.ipv4}:${HTTP_PORT}/`, { count: 1 });
-  const log = await tb.waitProxyLog('client', (r) => r.at >= since - 1, { count: 1, timeoutMs: 3000 });
-  const rec = log[0];
-  return { ok: res[0]?.ok === true, ...(rec ? { originalDst: `${rec.originalDst.address}:${rec.originalDst.port}` } : {}) };
-}
+const requestViaSidecars = () => viaSidecars(tb, 'client', 'server', HTTP_PORT);
 
 let port1: number;
 let agent1: AgentProcess;
@@ -133,24 +110,20 @@ it('a restarted agent adopts the installed state: no rule is rewritten, traffic 
   expect(await agent2.stop()).toBe(0);
 }, 120_000);
 
-it('`shunt cleanup` removes every SHUNT_ chain and leaves no pins', () => {
-  const [node, ...pre] = cliCommand() as [string, ...string[]];
-  // Scoped to this testbed's netns: other test files on the machine may have SHUNT_ chains of their own.
-  const prefix = path.basename(tb.pod('client').netnsPath).replace(/client$/, '');
-  const out = execFileSync(node, [...pre, 'cleanup', '--json', '--bpffs-path', path.join(dir, 'bpffs'), '--cgroup-path', tb.cgroupRoot, '--netns-prefix', prefix], {
-    encoding: 'utf8',
-  });
+it('`shunt cleanup` removes every SHUNT_ chain and the records, and leaves no pins', async () => {
+  // One record per enrolled pod, so a later process (this one) can undo them.
+  expect(readdirSync(path.join(dir, 'state', 'iptables')).filter((f) => f.endsWith('.json'))).toHaveLength(2);
+  // Scoped to this testbed's netns and state dir: other runs on the machine have their own.
+  const out = runCli(['cleanup', '--json', '--bpffs-path', path.join(dir, 'bpffs'), '--state-dir', path.join(dir, 'state'), '--cgroup-path', tb.cgroupRoot, '--netns-prefix', podNetnsPrefix(tb)]);
   const report = JSON.parse(out);
-  const cleaned = report.iptables.map((n: { netnsPath: string }) => path.basename(n.netnsPath));
-  expect(cleaned.sort()).toEqual([path.basename(tb.pod('client').netnsPath), path.basename(tb.pod('server').netnsPath)].sort());
   expect(report.errors).toEqual([]);
+  expect(report.backends).toContainEqual({ backend: 'iptables', ok: true });
+  for (const p of ['client', 'server']) expect(await readShuntChains(tb.pod(p).netnsPath)).toEqual([]);
+  expect(existsSync(path.join(dir, 'state', 'iptables')) ? readdirSync(path.join(dir, 'state', 'iptables')) : []).toEqual([]);
+  expect(existsSync(path.join(dir, 'bpffs', 'shunt'))).toBe(false);
 }, 120_000);
 
 it('after cleanup the pods talk directly again', async () => {
   for (const p of ['client', 'server', 'late']) expect(await readShuntChains(tb.pod(p).netnsPath)).toEqual([]);
-  const server = tb.pod('server');
-  const since = Date.now();
-  const res = await tb.httpGet('client', `http://${server.ipv4}:${HTTP_PORT}/`, { count: 1 });
-  expect(res[0]?.ok).toBe(true);
-  expect(tb.proxyLog('client').filter((r) => r.at >= since - 1)).toEqual([]);
+  expect(await requestDirect(tb, 'client', 'server', HTTP_PORT)).toEqual({ ok: true, sidecarRecords: 0 });
 }, 60_000);

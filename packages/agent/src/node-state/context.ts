@@ -9,18 +9,24 @@ export interface NodeStateOptions {
   bpffsPath?: string;
   cgroupPath?: string;
   cgroupSearch?: string;
+  stateDir?: string;
 }
+
+/** Where shunt keeps node-local records (a tmpfs on the host, so a reboot forgets them with the rules). */
+export const DEFAULT_STATE_DIR = '/run/shunt';
 
 export interface NodePaths {
   bpffs: string;
   /** <bpffs>/shunt */
   pinRoot: string;
   cgroupRoot: string;
+  /** Node-local records; each backend that keeps any uses <stateDir>/<backend>. */
+  stateDir: string;
 }
 
 export function nodePaths(opts: NodeStateOptions): NodePaths {
   const bpffs = resolveBpffs(opts);
-  return { bpffs, pinRoot: pinRoot(bpffs), cgroupRoot: resolveCgroupRoot(opts) };
+  return { bpffs, pinRoot: pinRoot(bpffs), cgroupRoot: resolveCgroupRoot(opts), stateDir: opts.stateDir ?? DEFAULT_STATE_DIR };
 }
 
 export function nodeContext(p: NodePaths, caps: NodeCapabilities, nodeName: string, profile: ProfileName, log: AgentLogger): NodeContext {

@@ -1,6 +1,9 @@
 // Test support: throwaway netns, and node capabilities from the core's iptables probe.
 
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { parseKernelRelease, probeIptables, type Feature, type FeatureName, type NodeCapabilities, type NodeContext } from '@shunt/core';
 import { createNetns, deleteNetns, Netlink, runCommand } from '@shunt/netlink';
 
@@ -55,4 +58,17 @@ const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 
 export async function nodeContext(): Promise<NodeContext> {
   return { nodeName: 'test', profile: 'istio-sidecar', caps: await probeCaps(), cgroupRoot: '/', bpffsRoot: '/sys/fs/bpf/shunt', log: quiet };
+}
+
+const stateDirs: string[] = [];
+
+/** A fresh state directory for one backend (tests must never use the node's /run/shunt/iptables). */
+export function tempStateDir(): string {
+  const dir = mkdtempSync(path.join(tmpdir(), `shunt-ipt-${RUN_ID}-state-`));
+  stateDirs.push(dir);
+  return dir;
+}
+
+export function disposeStateDirs(): void {
+  for (const d of stateDirs.splice(0)) rmSync(d, { recursive: true, force: true });
 }

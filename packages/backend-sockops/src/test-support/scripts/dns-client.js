@@ -1,5 +1,6 @@
 // Test DNS-ish client: one query to host:port, unconnected (sendto), connected UDP (as glibc's
-// resolver does) or TCP; prints the reply and the address it came from as one JSON line.
+// resolver does) or TCP; prints the reply, the address it came from and (connected UDP) the
+// socket's peer as one JSON line.
 // argv: host port mode(sendto|connect|tcp)
 'use strict';
 const dgram = require('node:dgram');
@@ -19,7 +20,15 @@ if (mode === 'tcp') {
   c.on('error', (e) => done({ error: e.code || e.message }));
 } else {
   const s = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
-  s.on('message', (msg, rinfo) => done({ reply: msg.toString(), from: `${rinfo.address}:${rinfo.port}`, query }));
+  s.on('message', (msg, rinfo) => {
+    const ev = { reply: msg.toString(), from: `${rinfo.address}:${rinfo.port}`, query };
+    // A connected socket also has a peer (getpeername), which should be the server asked too.
+    if (mode === 'connect') {
+      const peer = s.remoteAddress();
+      ev.peer = `${peer.address}:${peer.port}`;
+    }
+    done(ev);
+  });
   s.on('error', (e) => done({ error: e.code || e.message }));
   if (mode === 'connect') s.connect(Number(port), host, () => s.send(query));
   else s.send(query, Number(port), host);

@@ -1,7 +1,6 @@
-// Reads and removes SHUNT_* iptables state in every network namespace of the node. The
-// iptables backend keeps the netns of the pods it enrolled in memory, so a separate process
-// (`shunt status`, `shunt cleanup`, a restarted agent's uninstall) finds them here instead:
-// from the kernel, by scanning namespaces.
+// Reads SHUNT_* iptables state in a network namespace straight from the kernel (iptables-save),
+// for `shunt status` and the end-to-end tests. Removal is the iptables backend's job (its
+// records, then its sweep), which `shunt cleanup` calls.
 import { existsSync } from 'node:fs';
 import { runCommand } from '@shunt/netlink';
 
@@ -53,19 +52,6 @@ export function parseShuntState(save: string): { tables: Record<string, { chains
   return { tables, redirectedPackets };
 }
 
-/** What iptables-restore --noflush needs to remove our chains and the jumps into them, atomically per table. */
-export function removalScript(tables: Record<string, { chains: string[]; jumps: string[] }>): string {
-  const lines: string[] = [];
-  for (const [table, { chains, jumps }] of Object.entries(tables)) {
-    lines.push(`*${table}`);
-    for (const j of jumps) lines.push(`-D ${j}`);
-    for (const c of chains) lines.push(`-F ${c}`);
-    for (const c of chains) lines.push(`-X ${c}`);
-    lines.push('COMMIT');
-  }
-  return lines.join('\n') + '\n';
-}
-
 async function save(netnsPath: string, variant: Variant, family: IpFamily): Promise<string | null> {
   const bin = tool(variant, family, 'save');
   if (!bin) return null;
@@ -89,26 +75,4 @@ export async function readShuntChains(netnsPath: string): Promise<ShuntChains[]>
     }
   }
   return found;
-}
-
-/** Removes our chains (and only those, with the jumps into them) from one netns. */
-export async function removeShuntChains(netnsPath: string): Promise<ShuntChains[]> {
-  const removed: ShuntChains[] = [];
-  for (const variant of ['legacy', 'nft'] as const) {
-    for (const family of [4, 6] as const) {
-      const text = await save(netnsPath, variant, family);
-      if (!text || !text.includes(':SHUNT_')) continue;
-      const parsed = parseShuntState(text);
-      const restore = tool(variant, family, 'restore');
-      if (!restore) throw new Error(`${netnsPath}: SHUNT_ chains found with ${variant} iptables but no ${variant} restore binary`);
-      await runCommand([restore, '--noflush', '--wait=10'], { netns: netnsPath, input: removalScript(parsed.tables), timeoutMs: 15_000 });
-      removed.push({
-        variant,
-        family,
-        tables: Object.fromEntries(Object.entries(parsed.tables).map(([t, v]) => [t, v.chains])),
-        redirectedPackets: parsed.redirectedPackets,
-      });
-    }
-  }
-  return removed;
 }

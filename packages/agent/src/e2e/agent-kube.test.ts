@@ -1,0 +1,211 @@
+// The real, built `shunt agent` process watching the fake Kubernetes API server (real
+// @kubernetes/client-node, real list/watch protocol) on the testbed with HAProxy sidecars. The API
+// carries no netns: the agent finds each pod's netns from its IP (netns discovery, scoped to this
+// testbed with --netns-prefix). Covered: pods of this node enrolled (sidecar sees the original
+// destination, /metrics counts them), pods of another node ignored, a pod scheduled later, a pod
+// deleted through the API, dropped and expired (410) watches losing nothing, and a namespace
+// labelled ambient picked up by the istio-ambient profile and reported, not silently dropped,
+// when no backend here can serve ambient pods.
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { netnsCookie } from '@shunt/libbpf';
+import { apiPodOf, Testbed } from '@shunt/testbed';
+import { startFakeApiServer, type FakeApiServer } from '../../../../test/fake-apiserver';
+import type { AgentProcess } from '../agent/process';
+import { freePort } from '../demo/free-port';
+import { readShuntChains } from '../node-state/iptables-read';
+import { eventually, metric, podNetnsPrefix, requestViaSidecars, runCli, startBuiltAgent } from './support';
+
+const HTTP_PORT = 8080;
+const ELSEWHERE = 'node-elsewhere';
+const AMBIENT_LABEL = 'istio.io/dataplane-mode';
+let tb: Testbed;
+let api: FakeApiServer;
+let dir: string;
+let kubeconfig: string;
+let nodeName: string;
+const agents: AgentProcess[] = [];
+
+beforeAll(async () => {
+  tb = await Testbed.create({
+    pods: [
+      { name: 'client', mesh: 'sidecar' },
+      { name: 'server', mesh: 'sidecar' },
+      { name: 'late', mesh: 'sidecar' },
+      // Has a sidecar, so enrolling it by mistake would show; announced on another node.
+      { name: 'other', mesh: 'sidecar' },
+      // No pod label: membership can only come from its namespace's label.
+      { name: 'amb', mesh: 'none', namespace: 'amb-ns' },
+    ],
+  });
+  await tb.startHttpServer('server', { port: HTTP_PORT, body: 'hello' });
+  nodeName = tb.kubePod('client').spec.nodeName;
+  dir = mkdtempSync(path.join(tmpdir(), 'shunt-e2e-kube-'));
+  api = await startFakeApiServer();
+  kubeconfig = api.writeKubeconfig(path.join(dir, 'kubeconfig'));
+  api.addNamespace('default');
+  api.addNamespace('amb-ns');
+  api.addPod(apiPod('client'));
+  api.addPod(apiPod('server'));
+  api.addPod(apiPod('amb'));
+  api.addPod({ ...apiPod('other'), spec: { ...apiPod('other').spec, nodeName: ELSEWHERE } });
+}, 120_000);
+
+afterAll(async () => {
+  for (const a of agents) await a.stop().catch(() => undefined);
+  await api?.close();
+  // Rules a failing test left in the pods' netns go with the netns.
+  await tb?.dispose();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}, 60_000);
+
+/** The testbed pod as the API server holds it: no netns, cgroup or veth (the agent must discover them). */
+function apiPod(name: string): Record<string, any> {
+  return apiPodOf(tb.kubePod(name));
+}
+
+async function startAgent(port: number, extra: string[] = [], until?: (l: Record<string, unknown>) => boolean): Promise<AgentProcess> {
+  const a = await startBuiltAgent(
+    [
+      '--kubeconfig', kubeconfig,
+      '--metrics-address', `127.0.0.1:${port}`,
+      '--bpffs-path', path.join(dir, 'bpffs'),
+      '--state-dir', path.join(dir, 'state'),
+      '--cgroup-path', tb.cgroupRoot,
+      '--netns-prefix', podNetnsPrefix(tb),
+      '--log-level', 'debug',
+      ...extra,
+    ],
+    // The chart sets NODE_NAME from the downward API; so does this test.
+    { env: { NODE_NAME: nodeName }, ...(until ? { until } : {}) },
+  );
+  agents.push(a);
+  return a;
+}
+
+const stateChanges = (a: AgentProcess, pod: string) => a.logs.filter((l) => l['msg'] === 'pod state changed' && l['pod'] === pod);
+const chainsIn = async (pod: string) => (await readShuntChains(tb.pod(pod).netnsPath)).length;
+const podRequests = () => api.requests.filter((r) => r.path === '/api/v1/pods');
+
+let port: number;
+let agent: AgentProcess;
+
+describe('istio-sidecar profile, iptables backend', () => {
+  it('enrolls the pods the API puts on this node, in the netns found from their IPs', async () => {
+    port = await freePort();
+    agent = await startAgent(port, ['--redirect-mode', 'iptables']);
+    expect(await metric(port, 'shunt_pods_enrolled')).toBe(2);
+    const r = await requestViaSidecars(tb, 'client', 'server', HTTP_PORT);
+    expect(r).toEqual({ ok: true, originalDst: `${tb.pod('server').ipv4}:${HTTP_PORT}` });
+    for (const name of ['client', 'server']) {
+      const found = agent.logs.find((l) => l['msg'] === 'pod netns discovered' && l['pod'] === `default/${name}`);
+      expect(found).toBeDefined();
+      // The same netns the testbed made (the API object carried no path), and the cookie BPF sees.
+      expect(statSync(String(found!['netnsPath'])).ino).toBe(statSync(tb.pod(name).netnsPath).ino);
+      expect(found!['netnsCookie']).toBe(netnsCookie(tb.pod(name).netnsPath).toString());
+      expect(stateChanges(agent, `default/${name}`).map((l) => l['state'])).toEqual(['enrolled']);
+    }
+  }, 120_000);
+
+  it("ignores pods on another node: it asks only for its node's pods and never touches them", async () => {
+    expect(podRequests().length).toBeGreaterThan(0);
+    for (const r of podRequests()) expect(r.query['fieldSelector']).toBe(`spec.nodeName=${nodeName}`);
+    expect(agent.logs.filter((l) => JSON.stringify(l).includes('default/other'))).toEqual([]);
+    expect(await chainsIn('other')).toBe(0);
+  });
+
+  it('enrolls a pod once it is scheduled to this node and has its IPs', async () => {
+    const pod = apiPod('late');
+    api.addPod({ ...pod, spec: { ...pod.spec, nodeName: '' }, status: { phase: 'Pending' } });
+    api.updatePod(pod);
+    await eventually('late enrolled', async () => (await metric(port, 'shunt_pods_enrolled')) === 3);
+    expect(await chainsIn('late')).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('unenrolls a pod deleted through the API', async () => {
+    api.deletePod('default', 'late');
+    await eventually('late unenrolled', async () => (await metric(port, 'shunt_pods_enrolled')) === 2);
+    await eventually('late chains gone', async () => (await chainsIn('late')) === 0);
+    expect(stateChanges(agent, 'default/late').map((l) => l['state'])).toEqual(['enrolled', 'removed']);
+  }, 60_000);
+
+  it('a dropped watch resumes from where it was: a pod added meanwhile is enrolled', async () => {
+    const watchesBefore = podRequests().filter((r) => r.watch).length;
+    api.dropWatches();
+    api.addPod(apiPod('late'));
+    await eventually('late enrolled again', async () => (await metric(port, 'shunt_pods_enrolled')) === 3);
+    expect(podRequests().filter((r) => r.watch).length).toBeGreaterThan(watchesBefore);
+    expect(await chainsIn('late')).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('an expired watch (410) relists: a pod deleted meanwhile is unenrolled, the others are kept', async () => {
+    const listsBefore = podRequests().filter((r) => !r.watch).length;
+    const countersBefore = (await readShuntChains(tb.pod('client').netnsPath))[0]!.redirectedPackets;
+    api.dropWatches();
+    api.deletePod('default', 'late');
+    api.expireResourceVersions();
+    await eventually('late unenrolled after the relist', async () => (await metric(port, 'shunt_pods_enrolled')) === 2);
+    expect(podRequests().filter((r) => !r.watch).length).toBeGreaterThan(listsBefore);
+    await eventually('late chains gone', async () => (await chainsIn('late')) === 0);
+    // client and server went through the relist untouched: enrolled once, never removed, rules kept.
+    for (const name of ['client', 'server']) expect(stateChanges(agent, `default/${name}`).map((l) => l['state'])).toEqual(['enrolled']);
+    const r = await requestViaSidecars(tb, 'client', 'server', HTTP_PORT);
+    expect(r.originalDst).toBe(`${tb.pod('server').ipv4}:${HTTP_PORT}`);
+    expect((await readShuntChains(tb.pod('client').netnsPath))[0]!.redirectedPackets).toBeGreaterThan(countersBefore);
+  }, 60_000);
+});
+
+describe('istio-ambient profile', () => {
+  let ambPort: number;
+  let amb: AgentProcess;
+
+  it('runs without a backend when none here serves ambient pods, and says why', async () => {
+    ambPort = await freePort();
+    amb = await startAgent(ambPort, ['--profile', 'istio-ambient'], (l) => l['msg'] === 'first full sync done; not ready: no backend');
+    const why = amb.logs.find((l) => l['msg'] === 'no backend can run: pods that need a redirect are reported rejected')!;
+    expect(why['profile']).toBe('istio-ambient');
+    // tc (the ambient backend) is not in this build; iptables and sockops do only sidecar capture.
+    expect((why['rejected'] as { name: string }[]).map((r) => r.name).sort()).toEqual(['iptables', 'sockops', 'tc']);
+    const readyz = await fetch(`http://127.0.0.1:${ambPort}/readyz`);
+    expect(readyz.status).toBe(503);
+    expect(await readyz.text()).toMatch(/no backend can run/);
+    expect(await metric(ambPort, 'shunt_backend_info', { backend: 'none' })).toBe(1);
+    // Not a member yet: neither its namespace nor the pod has the label.
+    expect(stateChanges(amb, 'amb-ns/amb')).toEqual([]);
+    expect(await metric(ambPort, 'shunt_pods_rejected')).toBe(0);
+  }, 120_000);
+
+  it('picks up a namespace labelled ambient: its pod is reported rejected with the reason, not dropped', async () => {
+    api.updateNamespace({ metadata: { name: 'amb-ns', labels: { [AMBIENT_LABEL]: 'ambient' } } });
+    await eventually('amb reported', async () => (await metric(ambPort, 'shunt_pods_rejected')) === 1);
+    const change = stateChanges(amb, 'amb-ns/amb')[0]!;
+    expect(change['state']).toBe('rejected');
+    // Member through its namespace's label, and why nothing here can serve it.
+    expect(String(change['reason'])).toMatch(/^ambient member \(matched namespace label istio\.io\/dataplane-mode=ambient\), but /);
+    expect(String(change['reason'])).toMatch(/no backend can run on this node for profile istio-ambient/);
+    // The sidecar pods are not ambient members (their istio-proxy container excludes them).
+    for (const name of ['client', 'server']) expect(stateChanges(amb, `default/${name}`)).toEqual([]);
+    // …and the sidecar-profile agent is not interested in the ambient pod at all.
+    expect(stateChanges(agent, 'amb-ns/amb')).toEqual([]);
+    expect(await chainsIn('amb')).toBe(0);
+  }, 60_000);
+
+  it('drops the pod from the report when the label goes', async () => {
+    api.updateNamespace({ metadata: { name: 'amb-ns', labels: {} } });
+    await eventually('amb no longer rejected', async () => (await metric(ambPort, 'shunt_pods_rejected')) === 0);
+    expect(stateChanges(amb, 'amb-ns/amb').map((l) => l['state'])).toEqual(['rejected', 'removed']);
+  }, 60_000);
+});
+
+describe('shutdown and uninstall', () => {
+  it('SIGTERM leaves the redirect; `shunt cleanup` scoped to this testbed removes it', async () => {
+    for (const a of agents) expect(await a.stop()).toBe(0);
+    expect((await requestViaSidecars(tb, 'client', 'server', HTTP_PORT)).originalDst).toBe(`${tb.pod('server').ipv4}:${HTTP_PORT}`);
+    const report = JSON.parse(
+      runCli(['cleanup', '--json', '--bpffs-path', path.join(dir, 'bpffs'), '--state-dir', path.join(dir, 'state'), '--cgroup-path', tb.cgroupRoot, '--netns-prefix', podNetnsPrefix(tb)]),
+    );
+    expect(report.errors).toEqual([]);
+    for (const p of ['client', 'server', 'late', 'other', 'amb']) expect(await chainsIn(p)).toBe(0);
+  }, 120_000);
+});

@@ -1,0 +1,166 @@
+// The real, built `shunt agent` process with the sockops backend, pods from a pods file, on the
+// testbed with HAProxy sidecars. Its programs attach to the testbed's cgroup and pin under a bpffs
+// directory of this run, never the machine's root cgroup or /sys/fs/bpf/shunt. Covered: enroll
+// (the sidecars see the original destination), removal (direct again), SIGTERM (redirect keeps
+// working), a restarted agent adopting the very same links, and `shunt cleanup` leaving no pins
+// under the run's bpffs root and no programs on its cgroups (checked with bpftool).
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { cgroup2Mount, Testbed } from '@shunt/testbed';
+import type { AgentProcess } from '../agent/process';
+import { freePort } from '../demo/free-port';
+import { removePins } from '../node-state/pins';
+import { eventually, metric, podNetnsPrefix, requestDirect, requestViaSidecars as viaSidecars, runCli, startBuiltAgent } from './support';
+
+const HTTP_PORT = 8080;
+let tb: Testbed;
+let dir: string;
+let podsFile: string;
+/** This run's bpffs directory (the agent's --bpffs-path); shunt pins under <bpffs>/shunt. */
+const bpffs = `/sys/fs/bpf/shunt-e2e-${randomBytes(4).toString('hex')}`;
+const agents: AgentProcess[] = [];
+
+beforeAll(async () => {
+  tb = await Testbed.create({
+    pods: [
+      { name: 'client', mesh: 'sidecar' },
+      { name: 'server', mesh: 'sidecar' },
+    ],
+  });
+  await tb.startHttpServer('server', { port: HTTP_PORT, body: 'hello' });
+  dir = mkdtempSync(path.join(tmpdir(), 'shunt-e2e-sockops-'));
+  podsFile = path.join(dir, 'pods.json');
+  mkdirSync(bpffs);
+}, 120_000);
+
+afterAll(async () => {
+  for (const a of agents) await a.stop().catch(() => undefined);
+  // A failing test may leave links: detach them before the cgroups go.
+  await removePins(path.join(bpffs, 'shunt')).catch(() => undefined);
+  rmSync(bpffs, { recursive: true, force: true });
+  await tb?.dispose();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}, 60_000);
+
+function writePods(names: string[]): void {
+  writeFileSync(podsFile, JSON.stringify(names.map((n) => tb.kubePod(n)), null, 2));
+}
+
+const nodeArgs = () => ['--bpffs-path', bpffs, '--cgroup-path', tb.cgroupRoot, '--state-dir', path.join(dir, 'state'), '--netns-prefix', podNetnsPrefix(tb)];
+
+async function startAgent(port: number): Promise<AgentProcess> {
+  const a = await startBuiltAgent([
+    '--pods-file', podsFile,
+    '--node-name', tb.kubePod('client').spec.nodeName,
+    '--redirect-mode', 'sockops',
+    '--metrics-address', `127.0.0.1:${port}`,
+    ...nodeArgs(),
+    '--log-level', 'debug',
+  ]);
+  agents.push(a);
+  return a;
+}
+
+interface CgroupProg {
+  id: number;
+  attach_type: string;
+  name: string;
+}
+
+/** Programs attached directly to a cgroup, as bpftool (not our own code) reads them from the kernel. */
+function cgroupPrograms(cgroup: string): CgroupProg[] {
+  const out = execFileSync('bpftool', ['-j', 'cgroup', 'show', cgroup], { encoding: 'utf8', timeout: 10_000 }).trim();
+  return out ? (JSON.parse(out) as CgroupProg[]) : [];
+}
+
+/** Every cgroup of the run: its root, the node's and each pod's. */
+const runCgroups = () => [tb.cgroupRoot, ...tb.nodes.map((n) => n.cgroupPath), ...tb.pods.map((p) => p.cgroupPath)];
+
+function filesUnder(root: string, limit = 10_000): string[] {
+  if (!existsSync(root)) return [];
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (out.length >= limit) return;
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else out.push(p);
+    }
+  };
+  walk(root);
+  return out;
+}
+
+const requestViaSidecars = () => viaSidecars(tb, 'client', 'server', HTTP_PORT);
+
+let port1: number;
+let agent1: AgentProcess;
+let attachedIds: number[];
+
+it('enrolls the pods of the pods file: the sidecars see the original destination, programs sit on the run cgroup only', async () => {
+  writePods(['client', 'server']);
+  port1 = await freePort();
+  agent1 = await startAgent(port1);
+  expect(await metric(port1, 'shunt_pods_enrolled')).toBe(2);
+  expect(await metric(port1, 'shunt_backend_info', { backend: 'sockops' })).toBe(1);
+  const since = Date.now();
+  expect(await requestViaSidecars()).toEqual({ ok: true, originalDst: `${tb.pod('server').ipv4}:${HTTP_PORT}` });
+  // The server's sidecar got it on its inbound port, with the server's own address as original destination.
+  const inbound = await tb.waitProxyLog('server', (r) => r.at >= since - 1, { count: 1, timeoutMs: 3000 });
+  expect(inbound.map((r) => `${r.originalDst.address}:${r.originalDst.port}`)).toContain(`${tb.pod('server').ipv4}:${HTTP_PORT}`);
+
+  const progs = cgroupPrograms(tb.cgroupRoot);
+  expect(progs.map((p) => p.name).sort()).toEqual(expect.arrayContaining(['shunt_connect4', 'shunt_connect6', 'shunt_sockops']));
+  attachedIds = progs.map((p) => p.id).sort();
+  // Nothing on the machine's cgroup root.
+  const machineRoot = cgroup2Mount();
+  expect(cgroupPrograms(machineRoot).filter((p) => attachedIds.includes(p.id))).toEqual([]);
+  expect(statSync(path.join(bpffs, 'shunt', 'sockops', 'maps')).isDirectory()).toBe(true);
+
+  // `shunt status` reads the enrolled pods back from the pinned maps, in a separate process.
+  const status = JSON.parse(runCli(['status', '--json', '--backend', 'sockops', ...nodeArgs()]));
+  const sockops = status.bpf.find((b: { backend: string }) => b.backend === 'sockops');
+  expect(sockops.state.pods.map((p: { name: string }) => p.name).sort()).toEqual(['client', 'server']);
+}, 120_000);
+
+it('removing the pods from the file unenrolls them: traffic goes direct again', async () => {
+  writePods([]);
+  await eventually('both unenrolled', async () => (await metric(port1, 'shunt_pods_enrolled')) === 0);
+  const since = Date.now();
+  expect(await requestDirect(tb, 'client', 'server', HTTP_PORT)).toEqual({ ok: true, sidecarRecords: 0 });
+  expect(tb.proxyLog('server', { since })).toEqual([]);
+  writePods(['client', 'server']);
+  await eventually('both enrolled again', async () => (await metric(port1, 'shunt_pods_enrolled')) === 2);
+  expect((await requestViaSidecars()).originalDst).toBe(`${tb.pod('server').ipv4}:${HTTP_PORT}`);
+}, 60_000);
+
+it('SIGTERM stops the agent and leaves the redirect working', async () => {
+  expect(await agent1.stop()).toBe(0);
+  expect(await requestViaSidecars()).toEqual({ ok: true, originalDst: `${tb.pod('server').ipv4}:${HTTP_PORT}` });
+  expect(cgroupPrograms(tb.cgroupRoot).map((p) => p.id).sort()).toEqual(attachedIds);
+}, 60_000);
+
+it('a restarted agent adopts the pinned links and maps: the same programs stay attached', async () => {
+  const port2 = await freePort();
+  const agent2 = await startAgent(port2);
+  const adopted = agent2.logs.find((l) => l['msg'] === 'sockops: adopted pinned links');
+  expect(adopted).toMatchObject({ attached: 0 });
+  expect(cgroupPrograms(tb.cgroupRoot).map((p) => p.id).sort()).toEqual(attachedIds);
+  expect(await metric(port2, 'shunt_pods_enrolled')).toBe(2);
+  // Enrolled pods found in the kernel, not re-written: no enroll state change was needed.
+  expect(await metric(port2, 'shunt_pods_installed')).toBe(2);
+  expect(await requestViaSidecars()).toEqual({ ok: true, originalDst: `${tb.pod('server').ipv4}:${HTTP_PORT}` });
+  expect(await agent2.stop()).toBe(0);
+}, 120_000);
+
+it('`shunt cleanup` leaves no pins under the run bpffs root and no programs on its cgroups; traffic is direct', async () => {
+  const report = JSON.parse(runCli(['cleanup', '--json', ...nodeArgs()]));
+  expect(report.errors).toEqual([]);
+  expect(report.backends).toContainEqual({ backend: 'sockops', ok: true });
+  expect(filesUnder(bpffs)).toEqual([]);
+  for (const cg of runCgroups()) expect({ cg, progs: cgroupPrograms(cg) }).toEqual({ cg, progs: [] });
+  expect(await requestDirect(tb, 'client', 'server', HTTP_PORT)).toEqual({ ok: true, sidecarRecords: 0 });
+}, 120_000);

@@ -25,3 +25,10 @@ it('reports a forced mode the node cannot run, with the reason', () => {
   expect(r.error).toMatch(/redirectMode=sockops cannot run/);
   expect(r.backends.find((b) => b.name === 'sockops')!.reasons.length).toBeGreaterThan(0);
 });
+
+it('says "not chosen", not "can run", for a backend the kernel supports but the profile excludes', () => {
+  const caps = CAPABILITY_FIXTURES['6.18'];
+  const r = buildDoctorReport(caps, 'auto', 'istio-ambient', backends, () => selectBackend('auto', caps, backends, { profile: 'istio-ambient' }));
+  const line = formatDoctor(r).split('\n').find((l) => l.trimStart().startsWith('sockops'));
+  expect(line).toMatch(/not chosen\s+.*istio-ambient/);
+});

@@ -89,7 +89,8 @@ export function formatDoctor(r: DoctorReport): string {
   lines.push('');
   lines.push(`backends (redirectMode=${r.mode}, profile=${r.profile}):`);
   for (const b of r.backends) {
-    const verdict = b.chosen ? 'CHOSEN' : b.ok ? 'can run' : 'cannot run';
+    // Supported by the kernel yet passed over (order, profile) reads as 'not chosen', never 'can run'.
+    const verdict = b.chosen ? 'CHOSEN' : !b.ok ? 'cannot run' : b.reasons.length > 0 ? 'not chosen' : 'can run';
     lines.push(`  ${pad(b.name, 9)} ${pad(verdict, 11)} ${b.reasons.join('; ')}`.trimEnd());
   }
   lines.push('');

@@ -39,10 +39,7 @@ int shunt_sendmsg6(struct bpf_sock_addr *ctx)
 
 	if (!is_udp(ctx))
 		return 1;
-	dst.a[0] = ctx->user_ip6[0];
-	dst.a[1] = ctx->user_ip6[1];
-	dst.a[2] = ctx->user_ip6[2];
-	dst.a[3] = ctx->user_ip6[3];
+	addr_from_ctx6(&dst, ctx);
 	__u8 family = addr_is_v4mapped(&dst) ? 4 : 6;
 	__u16 port = dns_capture(ctx, &dst, bpf_ntohs((__u16)ctx->user_port), family);
 	if (port) {
@@ -92,19 +89,12 @@ int shunt_recvmsg6(struct bpf_sock_addr *ctx)
 
 	if (!is_udp(ctx))
 		return 1;
-	src.a[0] = ctx->user_ip6[0];
-	src.a[1] = ctx->user_ip6[1];
-	src.a[2] = ctx->user_ip6[2];
-	src.a[3] = ctx->user_ip6[3];
+	addr_from_ctx6(&src, ctx);
 	struct shunt_orig *o = dns_reply_origin(ctx, &src, bpf_ntohs((__u16)ctx->user_port));
 	if (!o)
 		return 1;
 	/* stored IPv4-mapped for IPv4 servers: exactly what a dual-stack socket shows */
-	ctx->user_ip6[0] = o->addr.a[0];
-	ctx->user_ip6[1] = o->addr.a[1];
-	ctx->user_ip6[2] = o->addr.a[2];
-	ctx->user_ip6[3] = o->addr.a[3];
-	ctx->user_port = bpf_htons(o->port);
+	ctx6_set_addr(ctx, &o->addr, o->port);
 	count(SHUNT_CNT_DNS_REPLIES, 1);
 	return 1;
 }

@@ -71,19 +71,12 @@ int shunt_getpeername6(struct bpf_sock_addr *ctx)
 {
 	struct shunt_addr peer;
 
-	peer.a[0] = ctx->user_ip6[0];
-	peer.a[1] = ctx->user_ip6[1];
-	peer.a[2] = ctx->user_ip6[2];
-	peer.a[3] = ctx->user_ip6[3];
+	addr_from_ctx6(&peer, ctx);
 	struct shunt_orig *o = find_orig(ctx, &peer, bpf_ntohs((__u16)ctx->user_port));
 	if (!o)
 		return 1;
 	/* An IPv4 original on a dual-stack socket is shown IPv4-mapped, as it was asked. */
-	ctx->user_ip6[0] = o->addr.a[0];
-	ctx->user_ip6[1] = o->addr.a[1];
-	ctx->user_ip6[2] = o->addr.a[2];
-	ctx->user_ip6[3] = o->addr.a[3];
-	ctx->user_port = bpf_htons(o->port);
+	ctx6_set_addr(ctx, &o->addr, o->port);
 	count(SHUNT_CNT_PEER_REWRITTEN, 1);
 	return 1;
 }

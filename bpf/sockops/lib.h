@@ -56,6 +56,25 @@ static __always_inline int addr_is_loopback(const struct shunt_addr *a)
 	return a->a[0] == 0 && a->a[1] == 0 && a->a[2] == 0 && a->a[3] == bpf_htonl(1);
 }
 
+/* The IPv6 address a sock_addr hook sees (IPv4 peers of a dual-stack socket come IPv4-mapped). */
+static __always_inline void addr_from_ctx6(struct shunt_addr *a, const struct bpf_sock_addr *ctx)
+{
+	a->a[0] = ctx->user_ip6[0];
+	a->a[1] = ctx->user_ip6[1];
+	a->a[2] = ctx->user_ip6[2];
+	a->a[3] = ctx->user_ip6[3];
+}
+
+/* Makes an IPv6 sock_addr hook report a:port (host order) instead of what the kernel had. */
+static __always_inline void ctx6_set_addr(struct bpf_sock_addr *ctx, const struct shunt_addr *a, __u16 port)
+{
+	ctx->user_ip6[0] = a->a[0];
+	ctx->user_ip6[1] = a->a[1];
+	ctx->user_ip6[2] = a->a[2];
+	ctx->user_ip6[3] = a->a[3];
+	ctx->user_port = bpf_htons(port);
+}
+
 /*
  * A source that never arrives from outside the pod: loopback, or the deprecated IPv4-compatible
  * range ::/96, never routed, where Istio's inbound passthrough source ::6 lives (bound on lo).

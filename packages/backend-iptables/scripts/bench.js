@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 // Bench table: direct vs the testbed's hand-written iptables path vs this backend, with the
-// testbed's harness (fresh pods per round, A-B-A-B). The agent's `npm run bench` wires the same
-// mode in; this script exists to produce the numbers for the iptables backend on its own.
-// Needs the testbed, netlink, core and this package built.
+// testbed's harness (fresh pods per round, A-B-A-B). `shunt bench` runs this backend through the
+// real agent; this script measures the backend on its own next to the hand-written rules.
+// Runs the workspace's TypeScript sources (no build needed), like the adoption test's child.
 //
 //   node packages/backend-iptables/scripts/bench.js [--variant nft|legacy] [--rounds N] [--seconds S] [--out DIR]
 'use strict';
+require('../src/__fixtures__/ts-register.js');
 const { runBench, directMode, iptablesHandwrittenMode } = require('@shunt/testbed');
-const { iptablesBenchMode } = require('../dist');
+const { iptablesBenchMode } = require('../src/__fixtures__/bench-mode.ts');
 
 function flag(name, dflt) {
   const i = process.argv.indexOf(`--${name}`);

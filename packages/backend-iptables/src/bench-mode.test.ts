@@ -1,6 +1,6 @@
 import { runCommand } from '@shunt/netlink';
 import { Testbed, type PathMode } from '@shunt/testbed';
-import { iptablesBenchMode } from './bench-mode';
+import { iptablesBenchMode } from './__fixtures__/bench-mode';
 import { probeCaps } from './__fixtures__/node';
 
 let tb: Testbed;

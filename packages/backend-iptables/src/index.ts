@@ -16,5 +16,3 @@ export type { SweepReport, SweptNetns } from './sweep';
 export { DEFAULT_RENDER_OPTIONS, renderOptionsFrom } from './options';
 export type { IptablesBackendOptions, IptablesVariant, RenderOptions } from './options';
 export type { RulePlan, FamilyRules, TableRules, RoutingPlan, Table } from './plan';
-export { iptablesBenchMode, sidecarMeshPod } from './bench-mode';
-export type { IptablesPathMode, IptablesBenchModeOptions, BenchTestbed, BenchPodInfo, BenchModePods } from './bench-mode';

@@ -10,7 +10,7 @@
 import * as fs from 'node:fs';
 import type { MeshPod } from '@shunt/core';
 import { Testbed } from '@shunt/testbed';
-import { sockopsBenchMode } from './bench-mode';
+import { sockopsBenchMode } from './test-support/bench-mode';
 import { SockopsBackend } from './backend';
 import { Sandbox, SCRIPTS, type Helper } from './test-support/sandbox';
 
@@ -60,7 +60,7 @@ run('sockops vs iptables (manual benchmark)', () => {
       },
       ...(['all', 'none'] as const).map((splice) => {
         const m = sockopsBenchMode({ splice, name: `sockops-splice-${splice}` });
-        return { name: m.name, setup: () => m.setup(tb, pods), teardown: () => m.teardown() };
+        return { name: m.name, setup: () => m.setup(tb, pods), teardown: () => m.teardown(tb, pods) };
       }),
     ];
     // Modes interleaved round by round, so a noisy neighbour hurts every mode alike; median per mode.

@@ -1,7 +1,6 @@
 // @shunt/backend-sockops: Merbridge-style redirect: cgroup connect4/6 + getsockopt(SO_ORIGINAL_DST) + sockops + sk_msg socket splicing.
 export { SockopsBackend, SockopsBackendError, DEFAULT_SPLICE, PROGRAMS, type SockopsOptions } from './backend';
-export { sockopsSupport, KERNEL_FLOOR, REQUIRED_FEATURES } from './support';
+export { sockopsSupport } from './support';
 export { podProgram, fingerprintOf, PodConfigError, type PodProgram } from './pod-program';
 export { COUNTER_NAMES, type CounterName } from './abi';
 export type { SpliceSetting } from './maps';
-export { sockopsBenchMode, sidecarMeshPod, type TestbedLike, type TestbedPodLike, type BenchModePods } from './bench-mode';

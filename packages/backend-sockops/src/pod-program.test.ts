@@ -1,7 +1,6 @@
-import type { MeshPod, NodeCapabilities, FeatureName } from '@shunt/core';
+import type { MeshPod } from '@shunt/core';
 import { SEL, POD_FLAG_INBOUND_ALL } from './abi';
 import { PodConfigError, canonical, fingerprintOf, podProgram } from './pod-program';
-import { sockopsSupport } from './support';
 
 const base: MeshPod = {
   uid: 'u1',
@@ -93,35 +92,5 @@ describe('podProgram', () => {
     };
     expect(() => podProgram(badCidr, 1n)).toThrow(/excludeCidrs\[0\].*does not match family 4/);
     expect(() => podProgram({ ...base, proxy: { ...base.proxy, uid: -1 } }, 1n)).toThrow(/proxy.uid=-1/);
-  });
-});
-
-describe('sockopsSupport', () => {
-  const features = (available: boolean): NodeCapabilities['features'] =>
-    new Proxy({} as NodeCapabilities['features'], {
-      get: (_t, name: FeatureName) => ({ available, evidence: `probe ${String(name)}` }),
-    });
-  const caps = (release: string, available: boolean): NodeCapabilities => {
-    const [major = 0, minor = 0] = release.split('.').map(Number);
-    return {
-      kernelRelease: release,
-      kernel: { major, minor, patch: 0 },
-      cgroup2Path: '/sys/fs/cgroup',
-      bpffsPath: '/sys/fs/bpf',
-      iptablesVariant: null,
-      features: features(available),
-    };
-  };
-
-  it('accepts a recent kernel whose probes pass', () => {
-    expect(sockopsSupport(caps('6.6.0', true))).toEqual({ ok: true });
-  });
-
-  it('explains an old kernel and failed probes', () => {
-    const r = sockopsSupport(caps('5.10.0', false));
-    expect(r.ok).toBe(false);
-    if (r.ok) return;
-    expect(r.reasons[0]).toMatch(/kernel 5.10.0 is older than 5.15/);
-    expect(r.reasons.some((x) => x.includes('prog:sk_msg unavailable: probe prog:sk_msg'))).toBe(true);
   });
 });

@@ -30,7 +30,8 @@ export { KubeApiError, type KubeApi, type KubeConnection, type KubeconfigOptions
 export { probeNode, type ProbeNodeOptions } from './probe/node';
 export { probeIptables, chooseVariant, type IptablesProbe, type IptablesVariant } from './probe/iptables';
 export { parseMounts, findMount, type MountEntry } from './probe/mounts';
-export { SUPPORT_RULES, FEATURE_SINCE, supportFromRules, optionalFeatures, type SupportRule } from './selection/rules';
+export { SUPPORT_RULES, FEATURE_SINCE, supportFromRules, optionalFeatures, upstreamSince, type SupportRule, type RequiredFeature } from './selection/rules';
+export { BPF_FEATURE_PROBES, describeProbeCall, type BpfFeatureName, type BpfProbeCall, type BpfProbePart } from './probe/bpf-features';
 export { selectBackend, rulesBackend, type Selection, type SupportSource } from './selection/select';
 export { CAPABILITY_FIXTURES, capabilitiesFor, type CapabilityFixtureName } from './selection/fixtures';
 export {

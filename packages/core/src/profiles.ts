@@ -87,7 +87,8 @@ export const ISTIO_AMBIENT: MeshProfile = {
   dnsCaptureWhen: [{ kind: 'annotationEquals', key: ISTIO_ANNOTATIONS.ambientDnsCapture, value: 'true' }],
   dnsCapturePort: 15053,
   inboundBypassAnnotation: ISTIO_ANNOTATIONS.ambientBypassInboundCapture,
-  backendOrder: ['tc', 'iptables'],
+  // Only tc redirects to the node's ztunnel; the iptables backend implements sidecar capture only.
+  backendOrder: ['tc'],
 };
 
 export const PROFILES: Record<ProfileName, MeshProfile> = {

@@ -103,6 +103,15 @@ export type FeatureName =
   | 'helper:sk_assign'
   | 'helper:redirect_peer'
   | 'link:tcx'
+  // Added for the sockops backend's full program set (each probed; see probe/bpf-features.ts).
+  | 'prog:sk_lookup'
+  | 'attach:cgroup_udp_sendmsg'
+  | 'attach:cgroup_udp_recvmsg'
+  | 'attach:cgroup_getpeername'
+  | 'attach:cgroup_sock_release'
+  | 'helper:get_socket_cookie'
+  | 'helper:get_current_uid_gid'
+  | 'helper:sock_hash_update'
   | 'iptables:legacy'
   | 'iptables:nft'
   | 'iptables:tproxy';

@@ -36,7 +36,7 @@ export {
 } from './probe';
 export { netnsCookie, withNetns } from './netns';
 export { originalDst, type SocketAddress } from './sockopt';
-export { pidfdGetfd, listeningSocketFds, type ListeningSocket, type ListeningSocketQuery } from './proc-sockets';
+export { pidfdGetfd, listeningSockets, type ListeningSocket, type ListeningSocketQuery } from './proc-sockets';
 export { bpfObjectPath, cgroup2Mount } from './paths';
 export { type KernelLinkInfo } from './native';
 

@@ -1,22 +1,30 @@
 /**
  * Finding and borrowing another process's listening socket: the agent puts the proxy's
  * inbound listener (15006) into a sockmap for sk_lookup, but the proxy is a separate
- * process. listeningSocketFds() finds which of its fds is the listener (from /proc, which
- * already shows the process's own netns), pidfdGetfd() copies that fd into this process.
+ * process. listeningSockets() finds which fds of which processes of a netns hold the
+ * listener (from /proc, which shows each process's own netns), pidfdGetfd() copies such an
+ * fd into this process.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { BpfError, invalidArgument, notFound } from './errors';
+import { BpfError, invalidArgument } from './errors';
 import { native } from './native';
 
 export interface ListeningSocketQuery {
+  /**
+   * Processes that share one network namespace (e.g. every process of a pod). The netns's
+   * TCP table is read once, through the first of them still alive; their fds are matched
+   * against it. Processes that exit meanwhile are skipped.
+   */
+  pids: readonly number[];
   port: number;
   /** 4 or 6; both when omitted. A dual-stack listener on [::] is family 6. */
   family?: 4 | 6;
 }
 
 export interface ListeningSocket {
-  /** fd number inside the target process (pass it to pidfdGetfd). */
+  pid: number;
+  /** fd number inside pid (pass both to pidfdGetfd). */
   fd: number;
   inode: number;
   family: 4 | 6;
@@ -39,47 +47,57 @@ export function pidfdGetfd(pid: number, targetFd: number): number {
 }
 
 /**
- * The fds of process pid that are TCP sockets listening on query.port, ordered by fd
- * (one socket may sit on several fds). Read from /proc/<pid>/net/tcp{,6}, which lists
- * the sockets of the netns pid lives in, so no netns switch is needed.
+ * The fds, among query.pids, of TCP sockets listening on query.port, ordered by pid then fd
+ * (one socket may sit on several fds and in several processes). /proc/<pid>/net/tcp{,6} lists
+ * the sockets of pid's netns, but producing it walks the kernel's node-wide TCP hash (~5 ms
+ * per read on a busy node, whatever the netns holds), so each table is read once for all pids
+ * and only the cheap per-process fd scan is repeated.
  */
-export function listeningSocketFds(pid: number, query: ListeningSocketQuery): ListeningSocket[] {
-  const target = `pid ${String(pid)}`;
-  if (!Number.isInteger(pid) || pid <= 0) throw invalidArgument('find listening sockets', target, 'pid must be a positive integer');
+export function listeningSockets(query: ListeningSocketQuery): ListeningSocket[] {
+  const what = 'find listening sockets';
+  const target = `pids [${query.pids.slice(0, 5).join(', ')}${query.pids.length > 5 ? ', …' : ''}] port ${String(query.port)}`;
+  for (const pid of query.pids) {
+    if (!Number.isInteger(pid) || pid <= 0) throw invalidArgument(what, target, `every pid must be a positive integer, got ${String(pid)}`);
+  }
   if (!Number.isInteger(query.port) || query.port < 1 || query.port > 65535)
-    throw invalidArgument('find listening sockets', target, `port must be 1..65535, got ${String(query.port)}`);
+    throw invalidArgument(what, target, `port must be 1..65535, got ${String(query.port)}`);
   if (query.family !== undefined && query.family !== 4 && query.family !== 6)
-    throw invalidArgument('find listening sockets', target, `family must be 4 or 6, got ${String(query.family)}`);
-  if (!fs.existsSync(`/proc/${pid}`)) throw notFound('find listening sockets', target, 'no such process');
+    throw invalidArgument(what, target, `family must be 4 or 6, got ${String(query.family)}`);
 
-  const listeners = new Map<number, Omit<ListeningSocket, 'fd'>>();
+  const listeners = new Map<number, Omit<ListeningSocket, 'fd' | 'pid'>>();
   for (const family of query.family ? [query.family] : ([4, 6] as const)) {
-    for (const s of readListeners(pid, family)) if (s.port === query.port) listeners.set(s.inode, s);
+    for (const s of readListeners(query.pids, family)) if (s.port === query.port) listeners.set(s.inode, s);
   }
   if (listeners.size === 0) return [];
 
   const out: ListeningSocket[] = [];
-  for (const [fd, inode] of socketFds(pid)) {
-    const s = listeners.get(inode);
-    if (s) out.push({ fd, ...s });
+  for (const pid of query.pids) {
+    for (const [fd, inode] of socketFds(pid)) {
+      const s = listeners.get(inode);
+      if (s) out.push({ pid, fd, ...s });
+    }
   }
-  return out.sort((a, b) => a.fd - b.fd);
+  return out.sort((a, b) => a.pid - b.pid || a.fd - b.fd);
 }
 
-/** LISTEN entries of /proc/<pid>/net/tcp (4) or tcp6 (6). */
-function readListeners(pid: number, family: 4 | 6): Array<Omit<ListeningSocket, 'fd'>> {
-  const file = `/proc/${pid}/net/${family === 4 ? 'tcp' : 'tcp6'}`;
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    // tcp6 is absent when the kernel has no IPv6; the process may exit while we read.
-    if (code === 'ENOENT') return [];
-    throw fsError(err, 'read', file);
+/** LISTEN entries of the tcp (4) or tcp6 (6) table of the netns, read through the first pid that is still there. */
+function readListeners(pids: readonly number[], family: 4 | 6): Array<Omit<ListeningSocket, 'fd' | 'pid'>> {
+  let text: string | null = null;
+  for (const pid of pids) {
+    const file = `/proc/${pid}/net/${family === 4 ? 'tcp' : 'tcp6'}`;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+      break;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // The process exited (ENOENT, or ESRCH/EINVAL mid-exit): try the next. tcp6 is also
+      // absent without IPv6, and then absent for every pid.
+      if (code === 'ENOENT' || code === 'ESRCH' || code === 'EINVAL') continue;
+      throw fsError(err, 'read', file);
+    }
   }
-  const out: Array<Omit<ListeningSocket, 'fd'>> = [];
-  for (const line of text.split('\n').slice(1)) {
+  const out: Array<Omit<ListeningSocket, 'fd' | 'pid'>> = [];
+  for (const line of (text ?? '').split('\n').slice(1)) {
     // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
     const cols = line.trim().split(/\s+/);
     if (cols.length < 10 || parseInt(cols[3] ?? '', 16) !== TCP_LISTEN) continue;
@@ -130,14 +148,15 @@ function compressIpv6(groups: string[]): string {
   return `${groups.slice(0, bestStart).join(':')}::${groups.slice(bestStart + bestLen).join(':')}`;
 }
 
-/** [fd, socket inode] for every socket fd of pid; fds closed while we look are skipped. */
+/** [fd, socket inode] for every socket fd of pid; a process that exited has none, fds closed while we look are skipped. */
 function socketFds(pid: number): Array<[number, number]> {
   const dir = `/proc/${pid}/fd`;
   let names: string[];
   try {
     names = fs.readdirSync(dir);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw notFound('find listening sockets', `pid ${pid}`, 'the process exited');
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ESRCH') return [];
     throw fsError(err, 'list fds', dir);
   }
   const out: Array<[number, number]> = [];

@@ -7,7 +7,7 @@ import {
   BpfLink,
   BpfObject,
   bpfObjectPath,
-  listeningSocketFds,
+  listeningSockets,
   pidfdGetfd,
   probeProgType,
   probeSkLookup,
@@ -106,10 +106,11 @@ describe('sk_lookup on a netns: inbound connections for 8080 reach the 15006 lis
   });
 
   test('the listener process is found from /proc and its socket borrowed with pidfd_getfd', () => {
-    const found = listeningSocketFds(listenerInfo.pid, { port: PROXY_PORT, family: 4 });
-    expect(found).toEqual([{ fd: listenerInfo.fd, inode: expect.any(Number), family: 4, address: '0.0.0.0', port: PROXY_PORT }]);
-    expect(listeningSocketFds(listenerInfo.pid, { port: PROXY_PORT, family: 6 })).toEqual([]);
-    expect(listeningSocketFds(listenerInfo.pid, { port: PROXY_PORT + 1 })).toEqual([]);
+    const pids = [listenerInfo.pid];
+    const found = listeningSockets({ pids, port: PROXY_PORT, family: 4 });
+    expect(found).toEqual([{ pid: listenerInfo.pid, fd: listenerInfo.fd, inode: expect.any(Number), family: 4, address: '0.0.0.0', port: PROXY_PORT }]);
+    expect(listeningSockets({ pids, port: PROXY_PORT, family: 6 })).toEqual([]);
+    expect(listeningSockets({ pids, port: PROXY_PORT + 1 })).toEqual([]);
 
     const fd = pidfdGetfd(listenerInfo.pid, found[0]!.fd);
     try {
@@ -205,8 +206,8 @@ describe('sk_lookup on a netns: inbound connections for 8080 reach the 15006 lis
     expect(() => pidfdGetfd(pidMax + 1, 3)).toThrow(new RegExp(`pidfd_open fd 3 of pid ${pidMax + 1}: ESRCH`));
     expect(() => pidfdGetfd(listenerInfo.pid, 100000)).toThrow(/pidfd_getfd fd 100000 of pid \d+: EBADF.*no such open fd/);
     expect(() => pidfdGetfd(0, 3)).toThrow(/pid must be a positive integer/);
-    expect(() => listeningSocketFds(pidMax + 1, { port: 1 })).toThrow(/ENOENT.*no such process/);
-    expect(() => listeningSocketFds(listenerInfo.pid, { port: 70000 })).toThrow(/port must be 1..65535, got 70000/);
+    expect(listeningSockets({ pids: [pidMax + 1], port: 1 })).toEqual([]); // a process that is gone holds nothing
+    expect(() => listeningSockets({ pids: [listenerInfo.pid], port: 70000 })).toThrow(/port must be 1..65535, got 70000/);
 
     const file = fs.openSync(bpfObjectPath('selftest/selftest_sklookup.bpf.o'), 'r');
     try {
@@ -226,7 +227,7 @@ describe('sk_lookup on a netns: inbound connections for 8080 reach the 15006 lis
       await new Promise<void>((r) => servers[0]!.listen(0, '127.0.0.1', r));
       const port = (servers[0]!.address() as net.AddressInfo).port;
       await new Promise<void>((r) => servers[1]!.listen({ port, host: '::1', ipv6Only: true }, r));
-      const found = listeningSocketFds(process.pid, { port });
+      const found = listeningSockets({ pids: [process.pid], port });
       expect(found.map((s) => [s.family, s.address, s.port])).toEqual(
         expect.arrayContaining([
           [4, '127.0.0.1', port],
@@ -234,7 +235,7 @@ describe('sk_lookup on a netns: inbound connections for 8080 reach the 15006 lis
         ]),
       );
       expect(found).toHaveLength(2);
-      expect(listeningSocketFds(process.pid, { port, family: 4 }).map((s) => s.address)).toEqual(['127.0.0.1']);
+      expect(listeningSockets({ pids: [process.pid], port, family: 4 }).map((s) => s.address)).toEqual(['127.0.0.1']);
     } finally {
       for (const s of servers) if (s.listening) await new Promise((r) => s.close(r));
     }

@@ -5,7 +5,7 @@
 import { IptablesBackend } from '@shunt/backend-iptables';
 import { probeNode, type NodeCapabilities } from '@shunt/core';
 import { createBackends } from '../backends';
-import { hasPinnedState, nodeContext, nodePaths, type NodeStateOptions } from '../node-state/context';
+import { hasInstalledState, nodeContext, nodePaths, type NodeStateOptions } from '../node-state/context';
 import { removePins } from '../node-state/pins';
 import { createLogger } from '../observability/log';
 import type { Io } from '../program';
@@ -30,7 +30,7 @@ export async function runCleanup(o: NodeStateOptions & { netnsPrefix?: string })
   const caps: NodeCapabilities = await probeNode({ iptablesScratch: true });
   const backends = createBackends({ stateDir: paths.stateDir });
   // eBPF backends only when they left pins: start() on a node without any would attach programs first.
-  const present = backends.filter((b) => b.name === 'iptables' || hasPinnedState(paths, b.name));
+  const present = backends.filter((b) => b.name === 'iptables' || hasInstalledState(paths, b.name));
   for (const b of present) {
     try {
       await b.start(nodeContext(paths, caps, 'cleanup', 'istio-sidecar', log));

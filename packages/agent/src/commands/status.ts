@@ -1,50 +1,40 @@
-// `shunt status`: what is installed on this node, read back from the kernel by a fresh process:
-// each eBPF backend adopts its pins and answers observe(); iptables state is found by scanning
-// every network namespace for SHUNT_* chains.
+// `shunt status`: what is installed on this node, read back by a fresh process. Every backend
+// that left state here (pins under <bpffs>/shunt/<backend>, records under <state-dir>/<backend>)
+// is started read-only (NodeContext.readOnly: it adopts and reports, and attaches, installs or
+// removes nothing) and answers observe(). status never changes the node.
 import { probeNode, type BackendName, type InstalledState } from '@shunt/core';
 import { createBackends } from '../backends';
-import { NetnsDiscovery } from '../netns/discovery';
-import { listNetnsIps } from '../netns/ips';
-import { hasPinnedState, nodeContext, nodePaths, type NodeStateOptions } from '../node-state/context';
-import { readShuntChains, type ShuntChains } from '../node-state/iptables-read';
+import { hasInstalledState, nodeContext, nodePaths, type NodeStateOptions } from '../node-state/context';
 import { createLogger } from '../observability/log';
 import type { Io } from '../program';
 
 export interface StatusOptions extends NodeStateOptions {
   backend?: BackendName;
-  netnsPrefix?: string;
   json?: boolean;
 }
 
 export interface StatusReport {
-  bpf: { backend: BackendName; state: InstalledState | null; error?: string }[];
-  iptables: { netnsPath: string; chains: ShuntChains[] }[];
+  backends: { backend: BackendName; state: InstalledState | null; error?: string }[];
 }
 
 export async function collectStatus(o: StatusOptions): Promise<StatusReport> {
   const log = createLogger('warn', process.stderr);
   const paths = nodePaths(o);
-  const report: StatusReport = { bpf: [], iptables: [] };
-  const wanted = (n: BackendName): boolean => !o.backend || o.backend === n;
-  const pinned = createBackends({ stateDir: paths.stateDir }).filter((b) => b.name !== 'iptables' && wanted(b.name) && hasPinnedState(paths, b.name));
-  if (pinned.length) {
-    const caps = await probeNode({ iptablesScratch: true });
-    for (const b of pinned) {
-      try {
-        await b.start(nodeContext(paths, caps, 'status', 'istio-sidecar', log));
-        report.bpf.push({ backend: b.name, state: await b.observe() });
-      } catch (e) {
-        report.bpf.push({ backend: b.name, state: null, error: (e as Error).message });
-      } finally {
-        await b.stop({ cleanup: false }).catch(() => undefined);
-      }
-    }
-  }
-  if (wanted('iptables')) {
-    const d = new NetnsDiscovery({ listIps: listNetnsIps, ...(o.netnsPrefix ? { namePrefix: o.netnsPrefix } : {}) });
-    for (const ns of await d.listNamespaces()) {
-      const chains = await readShuntChains(ns.path);
-      if (chains.length) report.iptables.push({ netnsPath: ns.path, chains });
+  const report: StatusReport = { backends: [] };
+  const present = createBackends({ stateDir: paths.stateDir }).filter(
+    (b) => (!o.backend || o.backend === b.name) && hasInstalledState(paths, b.name),
+  );
+  if (!present.length) return report;
+  // No iptables functional test: it would create a scratch netns and rules; reading needs none.
+  const caps = await probeNode({ iptablesScratch: false });
+  for (const b of present) {
+    try {
+      await b.start({ ...nodeContext(paths, caps, 'status', 'istio-sidecar', log), readOnly: true });
+      report.backends.push({ backend: b.name, state: await b.observe() });
+    } catch (e) {
+      report.backends.push({ backend: b.name, state: null, error: (e as Error).message });
+    } finally {
+      await b.stop({ cleanup: false }).catch(() => undefined);
     }
   }
   return report;
@@ -52,22 +42,15 @@ export async function collectStatus(o: StatusOptions): Promise<StatusReport> {
 
 export function formatStatus(r: StatusReport): string {
   const lines: string[] = [];
-  for (const b of r.bpf) {
+  for (const b of r.backends) {
     if (!b.state) {
-      lines.push(`${b.backend}: pinned state found but unreadable: ${b.error}`);
+      lines.push(`${b.backend}: state found but unreadable: ${b.error}`);
       continue;
     }
-    lines.push(`${b.backend}: node ${b.state.nodeReady ? 'ready' : 'NOT ready'}, ${b.state.pods.length} pod(s) enrolled`);
+    lines.push(`${b.backend}: node ${b.state.nodeReady ? 'ready' : 'NOT ready'}, ${b.state.pods.length} pod(s) installed`);
     for (const p of b.state.pods) lines.push(`  ${p.namespace}/${p.name}  ${p.uid}`);
     const counters = Object.entries(b.state.counters);
     if (counters.length) lines.push(`  counters: ${counters.map(([k, v]) => `${k}=${v}`).join(' ')}`);
-  }
-  if (r.iptables.length) {
-    lines.push(`iptables: SHUNT_* chains in ${r.iptables.length} network namespace(s)`);
-    for (const n of r.iptables) {
-      const detail = n.chains.map((c) => `${c.variant}/v${c.family} ${Object.keys(c.tables).join('+')} redirected=${c.redirectedPackets}`).join(', ');
-      lines.push(`  ${n.netnsPath}  ${detail}`);
-    }
   }
   if (!lines.length) lines.push('nothing installed by shunt on this node');
   return lines.join('\n') + '\n';
@@ -76,5 +59,5 @@ export function formatStatus(r: StatusReport): string {
 export async function statusCommand(o: StatusOptions, io: Io): Promise<number> {
   const report = await collectStatus(o);
   io.out(o.json ? JSON.stringify(report, null, 2) + '\n' : formatStatus(report));
-  return report.bpf.some((b) => b.error) ? 1 : 0;
+  return report.backends.some((b) => b.error) ? 1 : 0;
 }

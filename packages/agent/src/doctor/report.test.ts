@@ -32,3 +32,12 @@ it('says "not chosen", not "can run", for a backend the kernel supports but the 
   const line = formatDoctor(r).split('\n').find((l) => l.trimStart().startsWith('sockops'));
   expect(line).toMatch(/not chosen\s+.*istio-ambient/);
 });
+
+it('on 5.10 says sockops cannot run for get_netns_cookie, with the probe verdict per program type', () => {
+  const caps = CAPABILITY_FIXTURES['5.10'];
+  const r = buildDoctorReport(caps, 'auto', 'istio-sidecar', backends, () => selectBackend('auto', caps, backends, { profile: 'istio-sidecar' }));
+  expect(r.choice).toBe('iptables');
+  const line = formatDoctor(r).split('\n').find((l) => l.trimStart().startsWith('sockops'))!;
+  expect(line).toMatch(/cannot run\s+helper:get_netns_cookie unavailable \(upstream since 5\.15; /);
+  expect(line).toContain('get_netns_cookie from sock_ops: NO (since 5.15)');
+});

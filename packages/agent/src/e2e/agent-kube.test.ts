@@ -14,7 +14,7 @@ import { apiPodOf, Testbed } from '@shunt/testbed';
 import { startFakeApiServer, type FakeApiServer } from '../../../../test/fake-apiserver';
 import type { AgentProcess } from '../agent/process';
 import { freePort } from '../demo/free-port';
-import { readShuntChains } from '../node-state/iptables-read';
+import { readShuntChains } from './iptables-read';
 import { eventually, metric, podNetnsPrefix, requestViaSidecars, runCli, startBuiltAgent } from './support';
 
 const HTTP_PORT = 8080;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Testbed } from '@shunt/testbed';
 import type { AgentProcess } from '../agent/process';
 import { freePort } from '../demo/free-port';
-import { readShuntChains } from '../node-state/iptables-read';
+import { readShuntChains } from './iptables-read';
 import { eventually, metric, podNetnsPrefix, requestDirect, requestViaSidecars as viaSidecars, runCli, startBuiltAgent } from './support';
 
 const HTTP_PORT = 8080;
@@ -78,6 +78,12 @@ it('enrolls the pods of the pods file; the client sidecar sees the original dest
   // One log line per pod state change, with the pod's name.
   const enrolled = agent1.logs.filter((l) => l['msg'] === 'pod state changed' && l['state'] === 'enrolled').map((l) => l['pod']);
   expect(enrolled.sort()).toEqual(['default/client', 'default/server'].sort());
+  // `shunt status`, a separate process, reads the pods back through the backend's records, read-only.
+  const chainsBefore = await readShuntChains(tb.pod('client').netnsPath);
+  const status = JSON.parse(runCli(['status', '--json', '--backend', 'iptables', '--bpffs-path', path.join(dir, 'bpffs'), '--state-dir', path.join(dir, 'state')]));
+  const ipt = status.backends.find((b: { backend: string }) => b.backend === 'iptables');
+  expect(ipt.state.pods.map((p: { name: string }) => p.name).sort()).toEqual(['client', 'server']);
+  expect(await readShuntChains(tb.pod('client').netnsPath)).toEqual(chainsBefore.map((c) => ({ ...c, redirectedPackets: expect.any(Number) })));
 }, 120_000);
 
 it('enrolls a pod added to the file and unenrolls one removed from it', async () => {

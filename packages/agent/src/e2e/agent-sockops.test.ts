@@ -122,7 +122,7 @@ it('enrolls the pods of the pods file: the sidecars see the original destination
 
   // `shunt status` reads the enrolled pods back from the pinned maps, in a separate process.
   const status = JSON.parse(runCli(['status', '--json', '--backend', 'sockops', ...nodeArgs()]));
-  const sockops = status.bpf.find((b: { backend: string }) => b.backend === 'sockops');
+  const sockops = status.backends.find((b: { backend: string }) => b.backend === 'sockops');
   expect(sockops.state.pods.map((p: { name: string }) => p.name).sort()).toEqual(['client', 'server']);
 }, 120_000);
 

@@ -33,7 +33,7 @@ export function nodeContext(p: NodePaths, caps: NodeCapabilities, nodeName: stri
   return { nodeName, profile, caps, cgroupRoot: p.cgroupRoot, bpffsRoot: p.pinRoot, log };
 }
 
-/** Whether a backend left pinned state on this node (a fresh process can adopt it). */
-export function hasPinnedState(p: NodePaths, backend: BackendName): boolean {
-  return existsSync(path.join(p.pinRoot, backend));
+/** Whether a backend left state on this node that a fresh process can adopt: pins, or records. */
+export function hasInstalledState(p: NodePaths, backend: BackendName): boolean {
+  return existsSync(path.join(p.pinRoot, backend)) || existsSync(path.join(p.stateDir, backend));
 }

@@ -1,11 +1,13 @@
-// The node probe: kernel release, BTF, cgroup2 and bpffs mounts, BPF program types, helpers and tcx
-// through @shunt/libbpf (each loads a tiny program or tries an attach), and iptables by a functional
-// test. Every feature carries its evidence: what was tried and what the kernel said.
+// The node probe: kernel release, BTF, cgroup2 and bpffs mounts, the BPF features of
+// BPF_FEATURE_PROBES through @shunt/libbpf (each loads a tiny program or tries an attach; a helper is
+// probed from every program type a backend calls it from), and iptables by a functional test.
+// Every feature carries its evidence: what was tried and what the kernel said.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { release as osRelease } from 'node:os';
 import { errorMessage } from '../errors';
 import { parseKernelRelease } from '../kernel';
 import type { Feature, FeatureName, NodeCapabilities } from '../types';
+import { BPF_FEATURE_PROBES, describeProbeCall, type BpfFeatureName, type BpfProbeCall, type BpfProbePart } from './bpf-features';
 import { probeIptables } from './iptables';
 import { findMount, parseMounts } from './mounts';
 
@@ -16,23 +18,33 @@ export interface ProbeNodeOptions {
   btfPath?: string;
 }
 
-type LibbpfProbes = Pick<typeof import('@shunt/libbpf'), 'probeProgType' | 'probeHelper' | 'probeTcx'>;
+type LibbpfProbes = Pick<typeof import('@shunt/libbpf'), 'probeProgType' | 'probeHelper' | 'probeAttachType' | 'probeSkLookup' | 'probeTcx'>;
 
-const PROG_TYPES: [FeatureName, string][] = [
-  ['prog:sock_ops', 'sock_ops'],
-  ['prog:sk_msg', 'sk_msg'],
-  ['prog:cgroup_sock_addr', 'cgroup_sock_addr'],
-  ['prog:cgroup_sockopt', 'cgroup_sockopt'],
-  ['prog:sched_cls', 'sched_cls'],
-];
+function runPart(lib: LibbpfProbes, c: BpfProbeCall): Feature {
+  switch (c.kind) {
+    case 'prog':
+      return lib.probeProgType(c.progType);
+    case 'helper':
+      return lib.probeHelper(c.progType, c.helper);
+    case 'attach':
+      return lib.probeAttachType(c.progType, c.attachType);
+    case 'sk_lookup':
+      return lib.probeSkLookup();
+    case 'tcx':
+      return lib.probeTcx();
+  }
+}
 
-/** Helper probes name the program type the backends call them from. */
-const HELPERS: [FeatureName, string, string][] = [
-  ['helper:msg_redirect_hash', 'sk_msg', 'msg_redirect_hash'],
-  ['helper:get_netns_cookie', 'cgroup_sock_addr', 'get_netns_cookie'],
-  ['helper:sk_assign', 'sched_cls', 'sk_assign'],
-  ['helper:redirect_peer', 'sched_cls', 'redirect_peer'],
-];
+/** A feature holds when every part does; the evidence keeps each part's own answer. */
+function probeBpfFeature(lib: LibbpfProbes, parts: readonly BpfProbePart[]): Feature {
+  // libbpf's evidence names the call (helper, program type, attach type); the verdict leads each part.
+  const results = parts.map((p) => guarded(() => runPart(lib, p.call)));
+  if (results.length === 1) return results[0]!;
+  return {
+    available: results.every((r) => r.available),
+    evidence: results.map((r) => `[${r.available ? 'yes' : 'NO'}] ${r.evidence}`).join('; '),
+  };
+}
 
 function loadLibbpf(): { probes?: LibbpfProbes; error?: string } {
   try {
@@ -76,11 +88,9 @@ export async function probeNode(opts: ProbeNodeOptions): Promise<NodeCapabilitie
 
   const lib = loadLibbpf();
   const unavailable = (what: string): Feature => ({ available: false, evidence: `${what}: ${lib.error}` });
-  for (const [name, type] of PROG_TYPES) features[name] = lib.probes ? guarded(() => lib.probes!.probeProgType(type)) : unavailable(type);
-  for (const [name, progType, helper] of HELPERS) {
-    features[name] = lib.probes ? guarded(() => lib.probes!.probeHelper(progType, helper)) : unavailable(helper);
+  for (const [name, parts] of Object.entries(BPF_FEATURE_PROBES) as [BpfFeatureName, readonly BpfProbePart[]][]) {
+    features[name] = lib.probes ? probeBpfFeature(lib.probes, parts) : unavailable(parts.map((p) => describeProbeCall(p.call)).join(', '));
   }
-  features['link:tcx'] = lib.probes ? guarded(() => lib.probes!.probeTcx()) : unavailable('tcx');
 
   const ipt = await probeIptables({ scratch: opts.iptablesScratch });
   features['iptables:legacy'] = ipt.legacy;

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { compareKernel, formatKernel, parseKernelRelease } from '../kernel';
 import { FEATURE_SINCE } from '../selection/rules';
+import { BPF_FEATURE_PROBES } from './bpf-features';
 import type { FeatureName, NodeCapabilities } from '../types';
 import { chooseVariant } from './iptables';
 import { findMount, parseMounts } from './mounts';
@@ -30,18 +31,7 @@ describe('probeNode on this machine', () => {
     expect(caps.features.btf).toMatchObject({ available: true, evidence: expect.stringContaining('/sys/kernel/btf/vmlinux') });
   });
 
-  const BPF_FEATURES: FeatureName[] = [
-    'prog:sock_ops',
-    'prog:sk_msg',
-    'prog:cgroup_sock_addr',
-    'prog:cgroup_sockopt',
-    'prog:sched_cls',
-    'helper:msg_redirect_hash',
-    'helper:get_netns_cookie',
-    'helper:sk_assign',
-    'helper:redirect_peer',
-    'link:tcx',
-  ];
+  const BPF_FEATURES = Object.keys(BPF_FEATURE_PROBES) as FeatureName[];
   it.each(BPF_FEATURES)('%s is found where the kernel has it', (name) => {
     const f = caps.features[name];
     expect(f.evidence.length).toBeGreaterThan(0);
@@ -50,6 +40,13 @@ describe('probeNode on this machine', () => {
       return;
     }
     expect(f).toMatchObject({ available: true });
+  });
+
+  it('a helper used from several program types is probed from each, every answer in the evidence', () => {
+    const e = caps.features['helper:get_netns_cookie'].evidence;
+    for (const t of ['cgroup_sock_addr', 'sock_ops', 'sk_msg', 'cgroup_sockopt']) expect(e).toMatch(new RegExp(`\\[(yes|NO)\\] bpf_get_netns_cookie #\\d+ from ${t}: `));
+    expect(caps.features['attach:cgroup_getpeername'].evidence).toMatch(/cgroup_inet4_getpeername.*cgroup_inet6_getpeername/);
+    expect(caps.features['prog:sk_lookup'].evidence).toMatch(/sk_lookup.*sk_assign.*netns/);
   });
 
   it('iptables: both variants evaluated in a scratch netns, TPROXY usable, a variant chosen, nothing left behind', () => {

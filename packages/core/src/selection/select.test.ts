@@ -1,25 +1,34 @@
 import { BackendUnsupportedError } from '../errors';
 import type { BackendName, NodeCapabilities, RedirectMode } from '../types';
 import { CAPABILITY_FIXTURES, capabilitiesFor, type CapabilityFixtureName } from './fixtures';
-import { SUPPORT_RULES, optionalFeatures, supportFromRules } from './rules';
+import { formatKernel } from '../kernel';
+import { BPF_FEATURE_PROBES } from '../probe/bpf-features';
+import { FEATURE_SINCE, SUPPORT_RULES, optionalFeatures, supportFromRules, upstreamSince } from './rules';
 import { rulesBackend, selectBackend } from './select';
 
 const ALL = (['sockops', 'tc', 'iptables'] as BackendName[]).map(rulesBackend);
-const pick = (mode: RedirectMode, caps: NodeCapabilities, profile: 'istio-sidecar' | 'istio-ambient') => selectBackend(mode, caps, ALL, { profile }).chosen.name;
+const pick = (mode: RedirectMode, caps: NodeCapabilities, profile: 'istio-sidecar' | 'istio-ambient'): BackendName | 'none' => {
+  try {
+    return selectBackend(mode, caps, ALL, { profile }).chosen.name;
+  } catch {
+    return 'none';
+  }
+};
 
 describe('backend selection table (redirectMode=auto)', () => {
-  // [fixture, istio-sidecar choice, istio-ambient choice, tcx used by tc]
-  it.each<[CapabilityFixtureName, BackendName, BackendName, boolean]>([
-    ['4.19', 'iptables', 'iptables', false], // no cgroup sockopt (5.3), no netns cookie, no sk_assign
-    ['5.4', 'iptables', 'iptables', false], // sockopt yes, get_netns_cookie not yet
-    ['5.7', 'sockops', 'iptables', false], // sockops complete; tc needs redirect_peer (5.10)
-    ['5.10', 'sockops', 'tc', false],
+  // [fixture, istio-sidecar choice, istio-ambient choice ('none': only tc serves ambient), tcx used by tc]
+  it.each<[CapabilityFixtureName, BackendName, BackendName | 'none', boolean]>([
+    ['4.19', 'iptables', 'none', false], // no cgroup sockopt (5.3), no netns cookie, no sk_assign
+    ['5.4', 'iptables', 'none', false], // sockopt yes, get_netns_cookie not yet
+    ['5.7', 'iptables', 'none', false], // netns cookie in cgroup hooks only; tc needs redirect_peer (5.10)
+    ['5.10', 'iptables', 'tc', false], // no get_netns_cookie in sock_ops/sk_msg/sockopt (5.15)
+    ['5.15', 'sockops', 'tc', false], // the first upstream release with everything sockops needs
     ['6.1', 'sockops', 'tc', false],
     ['6.6', 'sockops', 'tc', true], // tcx links
     ['6.18', 'sockops', 'tc', true],
     ['backport-4.18', 'sockops', 'tc', false], // old version, new features: probes decide
     ['nosockopt-6.1', 'iptables', 'tc', false], // new version, feature missing: probes decide
-    ['backport-3.10', 'iptables', 'iptables', false], // below the floor whatever the probes say
+    ['backport-3.10', 'iptables', 'none', false], // below the floor whatever the probes say
   ])('%s → sidecar: %s, ambient: %s', (fixture, sidecar, ambient, tcx) => {
     const caps = CAPABILITY_FIXTURES[fixture];
     expect(pick('auto', caps, 'istio-sidecar')).toBe(sidecar);
@@ -32,7 +41,16 @@ describe('backend selection table (redirectMode=auto)', () => {
     expect(s.chosen.name).toBe('iptables');
     expect(s.rejected).toEqual([
       { name: 'tc', reasons: ['tc does not serve for profile istio-sidecar'] },
-      { name: 'sockops', reasons: [expect.stringMatching(/^helper:get_netns_cookie unavailable \(upstream since 5\.7\): fixture/)] },
+      {
+        name: 'sockops',
+        reasons: [
+          expect.stringMatching(/^prog:sk_lookup unavailable \(upstream since 5\.9; sk_lookup steers inbound .*\): fixture: not in this release/),
+          expect.stringMatching(/^attach:cgroup_getpeername unavailable \(upstream since 5\.8/),
+          expect.stringMatching(/^attach:cgroup_sock_release unavailable \(upstream since 5\.9/),
+          expect.stringMatching(/^helper:get_netns_cookie unavailable \(upstream since 5\.15; every program identifies the pod by its netns cookie\): fixture/),
+          expect.stringMatching(/^helper:get_socket_cookie unavailable \(upstream since 5\.7/),
+        ],
+      },
     ]);
     expect(s.table.map((r) => [r.name, r.support.ok, r.chosen])).toEqual([
       ['sockops', false, false],
@@ -42,16 +60,37 @@ describe('backend selection table (redirectMode=auto)', () => {
     expect(later.rejected.find((r) => r.name === 'iptables')!.reasons).toEqual(['supported, but sockops comes first']);
   });
 
+  it('5.10: sockops refused for get_netns_cookie alone, with the verdict of every program type in the evidence', () => {
+    const r = supportFromRules('sockops', CAPABILITY_FIXTURES['5.10']);
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.reasons).toHaveLength(1);
+    expect(r.reasons[0]).toMatch(/^helper:get_netns_cookie unavailable \(upstream since 5\.15; /);
+    for (const part of [
+      'get_netns_cookie from cgroup_sock_addr: yes (since 5.7)',
+      'get_netns_cookie from sock_ops: NO (since 5.15)',
+      'get_netns_cookie from sk_msg: NO (since 5.15)',
+      'get_netns_cookie from cgroup_sockopt: NO (since 5.15)',
+    ])
+      expect(r.reasons[0]).toContain(part);
+  });
+
+  it('a backported 4.18 passes on probes although its release is older than every feature', () => {
+    expect(supportFromRules('sockops', CAPABILITY_FIXTURES['backport-4.18'])).toEqual({ ok: true });
+    expect(supportFromRules('sockops', capabilitiesFor('4.18.0-80.el8.x86_64'))).toMatchObject({ ok: false });
+  });
+
   it('the floor and the features are both reported', () => {
     const r = supportFromRules('sockops', CAPABILITY_FIXTURES['backport-3.10']);
     expect(r.ok).toBe(false);
     if (r.ok) return;
     expect(r.reasons[0]).toBe('kernel 3.10.0-1160.el7.x86_64 is below the sockops floor 4.18');
-    expect(r.reasons.slice(1)).toEqual([expect.stringMatching(/^cgroup2 unavailable \(upstream since 4\.5\)/), expect.stringMatching(/^bpffs unavailable/)]);
+    expect(r.reasons.slice(1)).toEqual([expect.stringMatching(/^cgroup2 unavailable \(upstream since 4\.5; /), expect.stringMatching(/^bpffs unavailable/)]);
   });
 
   it('without a profile the global order sockops → tc → iptables applies', () => {
-    expect(selectBackend('auto', CAPABILITY_FIXTURES['5.10'], ALL).chosen.name).toBe('sockops');
+    expect(selectBackend('auto', CAPABILITY_FIXTURES['6.1'], ALL).chosen.name).toBe('sockops');
+    expect(selectBackend('auto', CAPABILITY_FIXTURES['5.10'], ALL).chosen.name).toBe('tc');
     expect(selectBackend('auto', CAPABILITY_FIXTURES['5.4'], ALL).chosen.name).toBe('iptables');
   });
 
@@ -72,7 +111,7 @@ describe('forced redirectMode', () => {
   it('a mode the node cannot run fails with the reasons', () => {
     const run = () => selectBackend('sockops', CAPABILITY_FIXTURES['4.19'], ALL, { profile: 'istio-sidecar' });
     expect(run).toThrow(BackendUnsupportedError);
-    expect(run).toThrow(/redirectMode=sockops cannot run on this node: .*prog:cgroup_sockopt unavailable \(upstream since 5\.3\)/);
+    expect(run).toThrow(/redirectMode=sockops cannot run on this node: .*prog:cgroup_sockopt unavailable \(upstream since 5\.3; /);
     try {
       run();
     } catch (err) {
@@ -94,10 +133,31 @@ describe('forced redirectMode', () => {
 });
 
 describe('SUPPORT_RULES data', () => {
+  it('every required feature says what it is needed for', () => {
+    for (const rule of Object.values(SUPPORT_RULES)) for (const r of rule.features) expect(r.why.length).toBeGreaterThan(10);
+  });
+
+  it('upstream releases by which each backend has everything', () => {
+    expect(formatKernel(upstreamSince('sockops'))).toBe('5.15');
+    expect(formatKernel(upstreamSince('tc'))).toBe('5.10');
+    expect(formatKernel(upstreamSince('iptables'))).toBe('3.10');
+  });
+
+  it('a multi-part feature is as new as its newest part', () => {
+    expect(formatKernel(FEATURE_SINCE['helper:get_netns_cookie'])).toBe('5.15');
+    expect(formatKernel(FEATURE_SINCE['helper:get_socket_cookie'])).toBe('5.7');
+    expect(BPF_FEATURE_PROBES['helper:get_netns_cookie'].map((p) => (p.call.kind === 'helper' ? p.call.progType : ''))).toEqual([
+      'cgroup_sock_addr',
+      'sock_ops',
+      'sk_msg',
+      'cgroup_sockopt',
+    ]);
+  });
+
   it('every required feature of every backend is a probed feature', () => {
     const probed = Object.keys(CAPABILITY_FIXTURES['6.18'].features);
     for (const rule of Object.values(SUPPORT_RULES)) {
-      for (const f of [...rule.features, ...rule.anyOf.flat(), ...rule.optional]) expect(probed).toContain(f);
+      for (const f of [...rule.features.map((r) => r.feature), ...rule.anyOf.flat(), ...rule.optional]) expect(probed).toContain(f);
     }
   });
 });

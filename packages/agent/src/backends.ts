@@ -2,7 +2,7 @@
 import path from 'node:path';
 import type { ProfileName, RedirectBackend } from '@shunt/core';
 import { IptablesBackend } from '@shunt/backend-iptables';
-import { SockopsBackend } from '@shunt/backend-sockops';
+import { SockopsBackend, type SpliceSetting } from '@shunt/backend-sockops';
 import { netnsCookie } from '@shunt/libbpf';
 
 export interface BackendSettings {
@@ -10,11 +10,13 @@ export interface BackendSettings {
   profile?: ProfileName;
   /** Node-local records directory (see NodePaths.stateDir). */
   stateDir: string;
+  /** sockops: which connections to splice (default: the backend's, none). */
+  splice?: SpliceSetting;
 }
 
 export function createBackends(s: BackendSettings): RedirectBackend[] {
   return [
-    new SockopsBackend(),
+    new SockopsBackend(s.splice ? { splice: s.splice } : {}),
     new IptablesBackend({
       stateDir: path.join(s.stateDir, 'iptables'),
       netnsCookie,

@@ -59,6 +59,11 @@ export function buildProgram(io: Io = processIo): Command {
       .option('--metrics-address <host:port>', 'address of /metrics, /healthz, /readyz (default 0.0.0.0:9464)')
       .addOption(new Option('--log-level <level>', 'log level (default info)').choices(LEVELS))
       .addOption(new Option('--resync-seconds <n>', 'compare the kernel with the desired state this often and repair drift (default 60)').argParser(positiveInt('--resync-seconds')))
+      .option(
+        '--splice-ports <list|all|none>',
+        'sockops: splice (sk_msg) connections to these original destination ports, e.g. 8080,9090 (env SHUNT_SPLICE_PORTS; default none). ' +
+          'Lower latency, but no backpressure: only for request/response ports, never bulk transfers; "all" is unsafe for bulk flows',
+      )
       .option('--cleanup-on-exit', 'remove everything this agent installed when it stops (uninstall); default: leave redirect in place', false),
   ).action(async (opts) => {
     const { agentCommand } = await import('./commands/agent');

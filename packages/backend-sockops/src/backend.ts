@@ -23,22 +23,20 @@ import type {
   RedirectBackend,
   Support,
 } from '@shunt/core';
-import { SockopsMaps, type InstalledPodProgram, type SpliceSetting } from './maps';
+import { SockopsMaps, type InstalledPodProgram } from './maps';
+import { DEFAULT_SPLICE, validSplice, type SpliceSetting } from './splice';
 import { PodConfigError, canonical, fingerprintOf, podProgram, type PodProgram } from './pod-program';
 import { sockopsSupport } from './support';
 import { findListener, pidsInNetns, withBorrowedSocket } from './proxy-listener';
 
 export interface SockopsOptions {
-  /** Which connections are spliced (by original destination port). Default: see DEFAULT_SPLICE. */
+  /**
+   * Which redirected connections are spliced, by the port of the destination the app asked for
+   * (for proxy -> app inbound legs: the app's port). Default: DEFAULT_SPLICE ('none'); see
+   * src/splice.ts for why.
+   */
   splice?: SpliceSetting;
 }
-
-/**
- * Default chosen from the benchmark (README, "Benchmark"): splicing every captured connection
- * wins on latency and throughput; it costs connection rate, so ports of short-lived
- * connections can be left out with a port list.
- */
-export const DEFAULT_SPLICE: SpliceSetting = 'all';
 
 interface ProgramSpec {
   object: string;
@@ -110,7 +108,11 @@ export class SockopsBackend implements RedirectBackend {
   private listenerFamilies = new Map<bigint, Set<Family>>();
 
   constructor(opts: SockopsOptions = {}) {
-    this.splice = opts.splice ?? DEFAULT_SPLICE;
+    try {
+      this.splice = validSplice(opts.splice ?? DEFAULT_SPLICE);
+    } catch (err) {
+      throw new SockopsBackendError(`sockops: ${(err as Error).message}`);
+    }
   }
 
   support(caps: NodeCapabilities): Support {

@@ -35,8 +35,7 @@ import {
   type SelKind,
 } from './abi';
 import type { PodProgram } from './pod-program';
-
-export type SpliceSetting = 'all' | 'none' | number[];
+import type { SpliceSetting } from './splice';
 
 export interface InstalledPodProgram extends PodProgram {
   gen: number;
@@ -106,14 +105,17 @@ export class SockopsMaps {
     for (const m of Object.values(this.raw)) m.close();
   }
 
+  /**
+   * Applies to connections established from now on; spliced ones stay spliced until they close
+   * (moving a live connection off the sockhash would reorder its data). Ports are written before a
+   * mode that reads them, and removed after one that stops reading them.
+   */
   setSplice(setting: SpliceSetting): void {
     const mode = setting === 'all' ? SPLICE_MODE.all : setting === 'none' ? SPLICE_MODE.none : SPLICE_MODE.listed;
-    if (Array.isArray(setting)) {
-      const want = new Set(setting);
-      for (const p of this.splicePorts.keys()) if (!want.has(p)) this.splicePorts.delete(p);
-      for (const p of want) this.splicePorts.update(p, 1);
-    }
+    const want = new Set(Array.isArray(setting) ? setting : []);
+    for (const p of want) this.splicePorts.update(p, 1);
     this.spliceCfg.update(0, { mode });
+    for (const p of this.splicePorts.keys()) if (!want.has(p)) this.splicePorts.delete(p);
   }
 
   spliceSetting(): SpliceSetting {

@@ -38,8 +38,11 @@ describe('loadConfig', () => {
       bpffsPath: '/sys/fs/bpf',
       metricsAddress: '0.0.0.0:9464',
       logLevel: 'info',
+      // Splicing is opt-in: it takes backpressure away from bulk flows (see SpliceMode).
+      spliceMode: 'none',
+      splicePorts: [],
     });
-    expect(origins).toMatchObject({ nodeName: 'flag', podsFile: 'flag', mode: 'default' });
+    expect(origins).toMatchObject({ nodeName: 'flag', podsFile: 'flag', mode: 'default', splicePorts: 'default' });
     expect(pinRoot(config)).toBe('/sys/fs/bpf/shunt');
   });
 
@@ -89,8 +92,54 @@ describe('loadConfig', () => {
     ['bad metrics port', { flags: { nodeName: 'n', podsFile: pods, metricsAddress: ':70000' } }, /metricsAddress.*port 70000 out of range/],
     ['bad metrics address', { flags: { nodeName: 'n', podsFile: pods, metricsAddress: '9464' } }, /metricsAddress.*expected host:port/],
     ['bad log level', { flags: { nodeName: 'n', podsFile: pods, logLevel: 'loud' } }, /logLevel.*"loud" is not one of trace, debug/],
+    ['bad splice port', { flags: { nodeName: 'n', podsFile: pods, splicePorts: '80,http' } }, /config splicePorts \(from flag --splice-ports\): "http" is not a port \(1-65535\) in "80,http"/],
+    ['splice port out of range', { env: { NODE_NAME: 'n', SHUNT_PODS_FILE: pods, SHUNT_SPLICE_PORTS: '70000' } }, /splicePorts \(from env SHUNT_SPLICE_PORTS\): "70000" is not a port/],
+    ['splice port zero', { flags: { nodeName: 'n', podsFile: pods, splicePorts: '0' } }, /"0" is not a port/],
+    ['all mixed with ports', { flags: { nodeName: 'n', podsFile: pods, splicePorts: 'all,8080' } }, /splicePorts.*"all" cannot be combined with ports/],
   ])('%s → clear error', (_what, inputs, message) => {
     expect(configError(() => loadConfig(inputs)).message).toMatch(message);
+  });
+
+  describe('splicePorts', () => {
+    const splice = (inputs: Parameters<typeof loadConfig>[0]) => {
+      const { config, origins } = loadConfig(inputs);
+      return { mode: config.spliceMode, ports: config.splicePorts, origin: origins.splicePorts };
+    };
+    const base = { nodeName: 'n', podsFile: pods };
+
+    it('a flag list: sorted, unique, spaces allowed', () => {
+      expect(splice({ flags: { ...base, splicePorts: '9080, 8080,9080 15010' } })).toEqual({ mode: 'listed', ports: [8080, 9080, 15010], origin: 'flag' });
+    });
+
+    it('all and none, any case; empty means none', () => {
+      expect(splice({ flags: { ...base, splicePorts: 'ALL' } })).toMatchObject({ mode: 'all', ports: [] });
+      expect(splice({ flags: { ...base, splicePorts: 'none' } })).toMatchObject({ mode: 'none', ports: [] });
+      expect(splice({ flags: { ...base, splicePorts: '' } })).toMatchObject({ mode: 'none', ports: [] });
+    });
+
+    it('env SHUNT_SPLICE_PORTS, and the file as a YAML list, a number or text; flag beats env beats file', () => {
+      expect(splice({ flags: base, env: { SHUNT_SPLICE_PORTS: '8080' } })).toEqual({ mode: 'listed', ports: [8080], origin: 'env' });
+      expect(splice({ flags: base, file: file('s1.yaml', 'splicePorts: [9090, 8080]') })).toEqual({ mode: 'listed', ports: [8080, 9090], origin: 'file' });
+      expect(splice({ flags: base, file: file('s2.yaml', 'splicePorts: 8080') })).toMatchObject({ mode: 'listed', ports: [8080] });
+      expect(splice({ flags: base, file: file('s3.yaml', 'splicePorts: all') })).toMatchObject({ mode: 'all' });
+      const f = file('s4.yaml', 'splicePorts: all');
+      expect(splice({ flags: { ...base, splicePorts: '80' }, env: { SHUNT_SPLICE_PORTS: 'all' }, file: f })).toMatchObject({ mode: 'listed', ports: [80] });
+      expect(splice({ flags: base, env: { SHUNT_SPLICE_PORTS: 'none' }, file: f })).toMatchObject({ mode: 'none', origin: 'env' });
+    });
+
+    it('bad file values name the file and the value', () => {
+      expect(configError(() => loadConfig({ flags: base, file: file('s5.yaml', 'splicePorts: [8080, 1.5]') })).message).toMatch(
+        /config splicePorts \(from file .*s5\.yaml\): "1\.5" is not a port/,
+      );
+      expect(configError(() => loadConfig({ flags: base, file: file('s6.yaml', 'splicePorts: true') })).message).toMatch(
+        /splicePorts.*expected "none", "all" or a list of ports, got true/,
+      );
+    });
+
+    it('at most MAX_SPLICE_PORTS ports (the BPF map size)', () => {
+      const many = Array.from({ length: 1025 }, (_, i) => 1000 + i).join(',');
+      expect(configError(() => loadConfig({ flags: { ...base, splicePorts: many } })).message).toMatch(/1025 ports, at most 1024/);
+    });
   });
 
   it('file problems name the file', () => {

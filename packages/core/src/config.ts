@@ -12,6 +12,17 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 const MODES: readonly RedirectMode[] = ['auto', 'sockops', 'tc', 'iptables'];
 const PROFILE_NAMES: readonly ProfileName[] = ['istio-sidecar', 'istio-ambient'];
 
+/**
+ * Which redirected connections the sockops backend splices (sk_msg hands data straight to the peer
+ * socket), by the port of the destination the app asked for. `none` is the default: a spliced
+ * socket has no backpressure (the peer's receive queue grows without bound while the reader lags,
+ * until the node's TCP memory limit makes sends fail with ENOMEM), so splicing is an opt-in for
+ * request/response ports. `listed` uses `splicePorts`; `all` splices every connection.
+ */
+export type SpliceMode = 'none' | 'all' | 'listed';
+/** Entries of the sockops backend's splice_ports map (bpf/include/shunt_sockops.h). */
+export const MAX_SPLICE_PORTS = 1024;
+
 export type PodSourceConfig = { kind: 'kubernetes'; kubeconfig?: string; inCluster: boolean } | { kind: 'podsFile'; path: string };
 
 export interface ShuntConfig {
@@ -26,6 +37,10 @@ export interface ShuntConfig {
   /** host:port of the metrics and health HTTP server. */
   metricsAddress: string;
   logLevel: LogLevel;
+  /** See SpliceMode; from the `splicePorts` setting (`none`, `all` or a port list). */
+  spliceMode: SpliceMode;
+  /** Sorted, unique; non-empty exactly when spliceMode is `listed`. */
+  splicePorts: number[];
 }
 
 export type ConfigOrigin = 'flag' | 'env' | 'file' | 'default';
@@ -36,7 +51,7 @@ export interface LoadedConfig {
   origins: Record<ConfigKey, ConfigOrigin>;
 }
 
-const KEYS = ['mode', 'profile', 'nodeName', 'kubeconfig', 'inCluster', 'podsFile', 'cgroupPath', 'bpffsPath', 'metricsAddress', 'logLevel'] as const;
+const KEYS = ['mode', 'profile', 'nodeName', 'kubeconfig', 'inCluster', 'podsFile', 'cgroupPath', 'bpffsPath', 'metricsAddress', 'logLevel', 'splicePorts'] as const;
 export type ConfigKey = (typeof KEYS)[number];
 
 /** Environment variables read for each key (first one set wins). NODE_NAME is what the downward API sets. */
@@ -51,6 +66,7 @@ export const CONFIG_ENV: Record<ConfigKey, string[]> = {
   bpffsPath: ['SHUNT_BPFFS_PATH'],
   metricsAddress: ['SHUNT_METRICS_ADDRESS'],
   logLevel: ['SHUNT_LOG_LEVEL'],
+  splicePorts: ['SHUNT_SPLICE_PORTS'],
 };
 
 export const CONFIG_DEFAULTS = {
@@ -124,6 +140,34 @@ function nodeName(r: Raw): string {
     throw new ConfigError('nodeName', r.where, `${JSON.stringify(t)} is not a valid Kubernetes node name (lower-case RFC 1123 subdomain)`);
   }
   return t;
+}
+
+/**
+ * `none` (or empty), `all`, or ports: a comma/space-separated list in text (flag, env, file) or a
+ * YAML list / single number in the file. Returns an error text naming the offending value.
+ */
+export function parseSplicePorts(value: unknown): { mode: SpliceMode; ports: number[] } | string {
+  let items: unknown[];
+  if (Array.isArray(value)) items = value;
+  else if (typeof value === 'number') items = [value];
+  else if (typeof value === 'string') {
+    const t = value.trim().toLowerCase();
+    if (t === '' || t === 'none') return { mode: 'none', ports: [] };
+    if (t === 'all') return { mode: 'all', ports: [] };
+    items = t.split(/[\s,]+/).filter((x) => x !== '');
+  } else return `expected "none", "all" or a list of ports, got ${JSON.stringify(value)}`;
+  const ports = new Set<number>();
+  for (const it of items) {
+    const text = typeof it === 'number' ? String(it) : typeof it === 'string' ? it.trim() : JSON.stringify(it);
+    if (text === 'all' || text === 'none')
+      return `${JSON.stringify(text)} cannot be combined with ports (got ${JSON.stringify(value)}); use it alone`;
+    const port = /^[0-9]{1,5}$/.test(text) ? Number(text) : NaN;
+    if (!(port >= 1 && port <= 65535)) return `${JSON.stringify(text)} is not a port (1-65535) in ${JSON.stringify(value)}`;
+    ports.add(port);
+  }
+  if (ports.size === 0) return { mode: 'none', ports: [] };
+  if (ports.size > MAX_SPLICE_PORTS) return `${ports.size} ports, at most ${MAX_SPLICE_PORTS} can be listed`;
+  return { mode: 'listed', ports: [...ports].sort((a, b) => a - b) };
 }
 
 /** host:port, :port or [v6]:port; port 1-65535. */
@@ -210,8 +254,14 @@ export function loadConfig(inputs: ConfigInputs = {}): LoadedConfig {
   const listen = parseListenAddress(metricsAddress);
   if (typeof listen === 'string') throw new ConfigError('metricsAddress', metricsRaw.where, `${JSON.stringify(metricsAddress)}: ${listen}`);
   const logLevel = oneOf(orDefault('logLevel'), 'logLevel', LOG_LEVELS);
+  const spliceRaw = get('splicePorts');
+  const splice = spliceRaw ? parseSplicePorts(spliceRaw.value) : { mode: 'none' as const, ports: [] };
+  if (typeof splice === 'string') throw new ConfigError('splicePorts', spliceRaw!.where, splice);
 
-  return { config: { mode, profile, nodeName: node, source, cgroupPath, bpffsPath, metricsAddress, logLevel }, origins };
+  return {
+    config: { mode, profile, nodeName: node, source, cgroupPath, bpffsPath, metricsAddress, logLevel, spliceMode: splice.mode, splicePorts: splice.ports },
+    origins,
+  };
 }
 
 /** Where a backend's pins go: `<bpffs>/shunt/<backend>`. */

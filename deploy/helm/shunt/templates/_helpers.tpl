@@ -66,6 +66,22 @@ app.kubernetes.io/component: node-agent
 {{- end -}}
 {{- end -}}
 
+{{/* sockops.splicePorts as the agent's --splice-ports text ("" = not set: the agent's default, none). */}}
+{{- define "shunt.splicePorts" -}}
+{{- $p := (.Values.sockops | default dict).splicePorts -}}
+{{- if kindIs "slice" $p -}}
+{{- $ports := list -}}
+{{- range $p }}{{ $ports = append $ports (int .) }}{{ end -}}
+{{- join "," $ports -}}
+{{- else if kindIs "string" $p -}}
+{{- $p -}}
+{{- else if or (kindIs "float64" $p) (kindIs "int64" $p) (kindIs "int" $p) -}}
+{{- int $p -}}
+{{- else if not (kindIs "invalid" $p) -}}
+{{- fail (printf "sockops.splicePorts must be a list of ports, one port, \"all\" or \"none\", got %v" $p) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Arguments of `shunt agent`; the node name comes from NODE_NAME (downward API). */}}
 {{- define "shunt.args" -}}
 - agent
@@ -79,6 +95,9 @@ app.kubernetes.io/component: node-agent
 - --cgroup-path={{ .Values.cgroupPath }}
 {{- else }}
 - --cgroup-search={{ include "shunt.cgroupMount" . }}
+{{- end }}
+{{- with include "shunt.splicePorts" . }}
+- --splice-ports={{ . }}
 {{- end }}
 {{- if .Values.cleanupOnExit }}
 - --cleanup-on-exit

@@ -20,6 +20,7 @@ import {
   type PodSourceConfig,
 } from '@shunt/core';
 import { netnsCookie } from '@shunt/libbpf';
+import type { SpliceSetting } from '@shunt/backend-sockops';
 import { createBackends } from '../backends';
 import { NetnsDiscovery } from '../netns/discovery';
 import { withDiscoveredNetns } from '../netns/enrich';
@@ -39,6 +40,8 @@ export interface AgentSettings extends NodeStateOptions {
   metricsAddress: string;
   resyncIntervalMs?: number;
   cleanupOnExit: boolean;
+  /** sockops: which connections to splice, by original destination port (default none). */
+  splice?: SpliceSetting;
   /** Find pod netns only among named netns starting with this (tests sharing a machine). */
   netnsPrefix?: string;
 }
@@ -111,7 +114,9 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
   try {
     const paths = nodePaths(settings);
     const caps = await (deps.probe ?? (() => probeNode({ iptablesScratch: true })))();
-    const backends = deps.backends ?? createBackends({ profile: settings.profile, stateDir: paths.stateDir });
+    const backends =
+      deps.backends ??
+      createBackends({ profile: settings.profile, stateDir: paths.stateDir, ...(settings.splice ? { splice: settings.splice } : {}) });
     let selection: Selection<RedirectBackend> | null = null;
     try {
       selection = selectBackend(settings.mode, caps, backends, { profile: settings.profile });
@@ -126,7 +131,14 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
     const backend = selection?.chosen ?? null;
     if (selection && backend) {
       log.info(
-        { backend: backend.name, mode: settings.mode, profile: settings.profile, kernel: caps.kernelRelease, rejected: selection.rejected },
+        {
+          backend: backend.name,
+          mode: settings.mode,
+          profile: settings.profile,
+          kernel: caps.kernelRelease,
+          rejected: selection.rejected,
+          ...(backend.name === 'sockops' ? { splice: settings.splice ?? 'none' } : {}),
+        },
         'backend selected',
       );
       await backend.start(nodeContext(paths, caps, settings.nodeName, settings.profile, log));

@@ -22,6 +22,7 @@ export interface AgentCommandOptions {
   cgroupSearch?: string;
   netnsPrefix?: string;
   stateDir?: string;
+  splicePorts?: string;
 }
 
 /** Flags, environment and config file through core's loadConfig, plus the agent-only flags. */
@@ -38,6 +39,7 @@ export function agentSettings(o: AgentCommandOptions, env: NodeJS.ProcessEnv = p
       bpffsPath: o.bpffsPath,
       metricsAddress: o.metricsAddress,
       logLevel: o.logLevel,
+      splicePorts: o.splicePorts,
     },
     env,
     ...(o.config ? { file: o.config } : {}),
@@ -53,6 +55,7 @@ export function agentSettings(o: AgentCommandOptions, env: NodeJS.ProcessEnv = p
     ...(o.cgroupSearch ?? env['SHUNT_CGROUP_SEARCH'] ? { cgroupSearch: o.cgroupSearch ?? env['SHUNT_CGROUP_SEARCH'] } : {}),
     ...(o.resyncSeconds ? { resyncIntervalMs: o.resyncSeconds * 1000 } : {}),
     cleanupOnExit: !!o.cleanupOnExit,
+    splice: config.spliceMode === 'listed' ? config.splicePorts : config.spliceMode,
     ...(o.netnsPrefix ? { netnsPrefix: o.netnsPrefix } : {}),
     ...(o.stateDir ?? env['SHUNT_STATE_DIR'] ? { stateDir: o.stateDir ?? env['SHUNT_STATE_DIR'] } : {}),
   };

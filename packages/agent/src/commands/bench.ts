@@ -16,12 +16,25 @@ export interface BenchCommandOptions {
   json?: boolean;
 }
 
+/**
+ * The bench's request/response ports: sockperf ping-pong and HTTP (wrk), not iperf3's 5201 (the
+ * testbed's runBench serves them on these). `sockops+splice` splices exactly these, as a user would
+ * list their request/response services, so the table shows both sides of the trade-off: splicing's
+ * latency on these ports, and throughput on the unlisted bulk port as with the default.
+ */
+export const BENCH_SPLICE_PORTS = [11111, 8080] as const;
+
 export async function availableBenchModes(): Promise<PathMode[]> {
   const caps = await probeNode({ iptablesScratch: true });
   const modes: PathMode[] = [directMode];
   // Only support() is asked here; each agent the bench runs gets its own state dir.
   for (const b of createBackends({ profile: 'istio-sidecar', stateDir: DEFAULT_STATE_DIR })) {
-    if (b.support(caps).ok) modes.push({ ...agentMode(b.name), name: b.name });
+    if (!b.support(caps).ok) continue;
+    modes.push({ ...agentMode(b.name), name: b.name });
+    if (b.name === 'sockops') {
+      const splicePorts = BENCH_SPLICE_PORTS.join(',');
+      modes.push({ ...agentMode(b.name, { splicePorts }), name: 'sockops+splice' });
+    }
   }
   return modes;
 }

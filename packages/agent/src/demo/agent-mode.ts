@@ -17,13 +17,21 @@ function commonDir(a: string, b: string): string {
   return x.slice(0, i).join('/') || '/';
 }
 
-export function agentMode(backend: BackendName, opts: { echo?: (line: string) => void } = {}): PathMode {
+export interface AgentModeOptions {
+  echo?: (line: string) => void;
+  /** The agent's --splice-ports (sockops); absent: the agent's default. */
+  splicePorts?: string;
+}
+
+export function agentMode(backend: BackendName, opts: AgentModeOptions = {}): PathMode {
   let agent: AgentProcess | null = null;
   let dir = '';
   let bpffs = '';
   return {
     name: `agent-${backend}`,
-    description: `the real shunt agent (redirectMode=${backend}) watching a pods file with both pods`,
+    description:
+      `the real shunt agent (redirectMode=${backend}${opts.splicePorts !== undefined ? `, --splice-ports=${opts.splicePorts}` : ''}) ` +
+      'watching a pods file with both pods',
     expectsProxy: true,
     async setup(tb: Testbed, pods: ModePods): Promise<void> {
       const client = tb.kubePod(pods.client);
@@ -47,6 +55,7 @@ export function agentMode(backend: BackendName, opts: { echo?: (line: string) =>
           '--state-dir', path.join(dir, 'state'),
           '--cgroup-path', commonDir(client.shunt.cgroupPath, server.shunt.cgroupPath),
           '--cleanup-on-exit',
+          ...(opts.splicePorts !== undefined ? ['--splice-ports', opts.splicePorts] : []),
         ],
         opts.echo ? { echo: opts.echo } : {},
       );

@@ -51,8 +51,9 @@ function writePods(names: string[]): void {
 
 const nodeArgs = () => ['--bpffs-path', bpffs, '--cgroup-path', tb.cgroupRoot, '--state-dir', path.join(dir, 'state'), '--netns-prefix', podNetnsPrefix(tb)];
 
-async function startAgent(port: number): Promise<AgentProcess> {
+async function startAgent(port: number, extra: string[] = []): Promise<AgentProcess> {
   const a = await startBuiltAgent([
+    ...extra,
     '--pods-file', podsFile,
     '--node-name', tb.kubePod('client').spec.nodeName,
     '--redirect-mode', 'sockops',
@@ -124,6 +125,9 @@ it('enrolls the pods of the pods file: the sidecars see the original destination
   const status = JSON.parse(runCli(['status', '--json', '--backend', 'sockops', ...nodeArgs()]));
   const sockops = status.backends.find((b: { backend: string }) => b.backend === 'sockops');
   expect(sockops.state.pods.map((p: { name: string }) => p.name).sort()).toEqual(['client', 'server']);
+  // Splicing is opt-in (--splice-ports): by default no connection is spliced.
+  expect(sockops.state.nodeDetail.splice).toBe('none');
+  expect(sockops.state.counters.sockets_spliced).toBe(0);
 }, 120_000);
 
 it('removing the pods from the file unenrolls them: traffic goes direct again', async () => {
@@ -145,7 +149,8 @@ it('SIGTERM stops the agent and leaves the redirect working', async () => {
 
 it('a restarted agent adopts the pinned links and maps: the same programs stay attached', async () => {
   const port2 = await freePort();
-  const agent2 = await startAgent(port2);
+  // Restarted with splicing for the HTTP port: only the setting changes, links are adopted.
+  const agent2 = await startAgent(port2, ['--splice-ports', String(HTTP_PORT)]);
   const adopted = agent2.logs.find((l) => l['msg'] === 'sockops: adopted pinned links');
   expect(adopted).toMatchObject({ attached: 0 });
   expect(cgroupPrograms(tb.cgroupRoot).map((p) => p.id).sort()).toEqual(attachedIds);
@@ -153,6 +158,12 @@ it('a restarted agent adopts the pinned links and maps: the same programs stay a
   // Enrolled pods found in the kernel, not re-written: no enroll state change was needed.
   expect(await metric(port2, 'shunt_pods_installed')).toBe(2);
   expect(await requestViaSidecars()).toEqual({ ok: true, originalDst: `${tb.pod('server').ipv4}:${HTTP_PORT}` });
+  const sockops = JSON.parse(runCli(['status', '--json', '--backend', 'sockops', ...nodeArgs()])).backends.find(
+    (b: { backend: string }) => b.backend === 'sockops',
+  );
+  expect(sockops.state.nodeDetail.splice).toEqual([HTTP_PORT]);
+  // App and sidecar sockets of the request above (both pods), spliced.
+  expect(sockops.state.counters.sockets_spliced).toBeGreaterThanOrEqual(2);
   expect(await agent2.stop()).toBe(0);
 }, 120_000);
 

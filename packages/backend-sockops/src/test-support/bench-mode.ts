@@ -7,12 +7,13 @@ import * as fs from 'node:fs';
 import type { NodeCapabilities } from '@shunt/core';
 import type { ModePods, PathMode, Testbed } from '@shunt/testbed';
 import { SockopsBackend, type SockopsOptions } from '../backend';
+import { DEFAULT_SPLICE } from '../splice';
 import { interpretedMeshPod } from './mesh';
 
 export function sockopsBenchMode(opts: SockopsOptions & { name?: string } = {}): PathMode {
   let backend: SockopsBackend | null = null;
   let bpffsRoot = '';
-  const splice = opts.splice ?? 'all';
+  const splice = opts.splice ?? DEFAULT_SPLICE;
   return {
     name: opts.name ?? 'sockops',
     description: `shunt sockops backend: connect4/6 redirect + getsockopt SO_ORIGINAL_DST, splice=${JSON.stringify(splice)}`,

@@ -6,6 +6,9 @@ module.exports = (dir) => ({
   rootDir: dir,
   testEnvironment: 'node',
   testMatch: ['<rootDir>/src/**/*.test.ts'],
+  // *.manual.test.ts are measurements, not tests: run them explicitly with
+  // `npx jest --testPathIgnorePatterns=/node_modules/ src/<file>.manual.test.ts`.
+  testPathIgnorePatterns: ['/node_modules/', '\\.manual\\.test\\.ts$'],
   // ts-jest 29.4 deprecates its own `isolatedModules` option in favour of the compiler option.
   // An object `tsconfig` is merged over the package's tsconfig.json (ts-jest finds it from
   // rootDir), so each package keeps its own settings and every file is transpiled alone.

@@ -1,6 +1,6 @@
 /**
  * Measurements (not pass/fail tests): run only with SHUNT_SOCKOPS_BENCH=1.
- *   SHUNT_SOCKOPS_BENCH=1 npx jest src/bench.manual.test.ts
+ *   SHUNT_SOCKOPS_BENCH=1 npx jest --testPathIgnorePatterns=/node_modules/ src/bench.manual.test.ts
  * 1. Same two sidecar pods, same run, modes one after the other: hand-written iptables REDIRECT
  *    (the baseline), sockops with splicing on every port, sockops without splicing.
  * 2. Enroll latency: enroll() called -> first connect redirected, seen by a prober that keeps

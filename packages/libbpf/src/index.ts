@@ -36,6 +36,19 @@ export {
 } from './probe';
 export { netnsCookie, withNetns } from './netns';
 export { originalDst, type SocketAddress } from './sockopt';
+export {
+  netnsListen,
+  netnsConnect,
+  socketName,
+  peerName,
+  socketInfo,
+  closeFd,
+  fdOf,
+  type InetSocketOptions,
+  type SocketEndpoint,
+  type SocketInfo,
+} from './sockets';
+export { MessageSocket, UnixListener, type ReceivedMessage, type UnixListenOptions, type UnixSocketType } from './unix';
 export { pidfdGetfd, listeningSockets, type ListeningSocket, type ListeningSocketQuery } from './proc-sockets';
 export { bpfObjectPath, cgroup2Mount } from './paths';
 export { type KernelLinkInfo } from './native';

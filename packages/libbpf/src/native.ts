@@ -133,6 +133,19 @@ export interface NativeAddon {
   netnsCookie(path: string): bigint;
   originalDst(fd: number, family: number): { address: string; port: number };
   pidfdGetfd(pid: number, targetFd: number): number;
+
+  inetSocket(opts: Record<string, unknown>, target: string): { fd: number; inProgress: boolean };
+  waitConnect(fd: number, timeoutMs: number, target: string): Promise<void>;
+  getSockName(fd: number): { family: number; address: string; port: number };
+  getPeerName(fd: number): { family: number; address: string; port: number };
+  socketInfo(fd: number): Record<string, unknown>;
+  closeRawFd(fd: number): void;
+
+  FdReader: new (fd: number, mode: number, cb: (ev: never) => void, target: string) => { stop(): void; ref(): void; unref(): void };
+  sendMsg(fd: number, data: Buffer, fds: number[], target: string, to?: { family: number; address: string; port: number }): number;
+  unixListen(path: string, type: string, backlog: number, mode: number): number;
+  unixConnect(path: string, type: string): number;
+  unixSocketPair(type: string): [number, number];
 }
 
 function load(): NativeAddon {

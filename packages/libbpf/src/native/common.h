@@ -60,5 +60,7 @@ void InitLinks(Napi::Env env, Napi::Object exports);
 void InitProbes(Napi::Env env, Napi::Object exports);
 void InitNetns(Napi::Env env, Napi::Object exports);
 void InitPidfd(Napi::Env env, Napi::Object exports);
+void InitSockets(Napi::Env env, Napi::Object exports);
+void InitUnix(Napi::Env env, Napi::Object exports);
 
 }  // namespace shunt

@@ -12,6 +12,8 @@ import { canonicalTable, FAMILIES, familyRules, TABLES } from './plan';
 import { podFamilies } from './render';
 import { parseSave } from './save';
 import { GOLDEN_CASES, sidecarPod, withTraffic } from './__fixtures__/pods';
+import { ambientPod, bypassInbound, withDns } from './__fixtures__/ambient-pods';
+import { NetnsIptables } from './netns-iptables';
 import { disposeStateDirs, Netnses, nodeContext, tempStateDir } from './__fixtures__/node';
 
 const VARIANTS: IptablesVariant[] = ['legacy', 'nft'];
@@ -95,7 +97,16 @@ describe.each(VARIANTS)('iptables-%s', (variant) => {
       const mark = c.opts?.tproxyMark ?? 1337;
       expect(JSON.parse(before[2]!)).toContainEqual(expect.objectContaining({ f: 4, m: mark }));
     }
-    if (pod.ips.v6.length && !empty) {
+    if (pod.membership === 'ambient' && !empty) {
+      // istio-cni's connmark rule and local route, in each family the pod has.
+      const fams = podFamilies(pod);
+      expect(JSON.parse(before[2]!)).toEqual(expect.arrayContaining(fams.map((f) => ({ f, p: 32764, t: '100', m: 0x111 }))));
+      for (const family of fams) {
+        const routes = await Netlink.at(ns).routes({ family, table: 100 });
+        expect(routes).toContainEqual(expect.objectContaining({ type: 'local', dst: 'default', dev: 'lo' }));
+      }
+    }
+    if (pod.ips.v6.length && !empty && pod.membership !== 'ambient') {
       const lo6 = await Netlink.at(ns).addresses({ family: 6, dev: 'lo' });
       expect(lo6.map((a) => a.cidr)).toContain('::6/128');
     }
@@ -119,6 +130,69 @@ describe.each(VARIANTS)('iptables-%s', (variant) => {
     // back to REDIRECT: no TPROXY policy routing left behind
     expect(await ipRules(ns)).not.toMatch(/"m":1337/);
     await backend.stop({ cleanup: true });
+  });
+
+  test('ambient: one restore run per family; sidecar <-> ambient switches leave no routing of the other', async () => {
+    const ns = await netnses.create('amb-steps');
+    const backend = await backendFor();
+    const restores = jest.spyOn(NetnsIptables.prototype, 'restore');
+    try {
+      const dual = { v4: ['198.18.0.10'], v6: ['2001:db8:1::a'] };
+      const amb = withDns(ambientPod({ ...podUid('amb-steps'), netnsPath: ns, ips: dual }));
+      const r = await backend.enrollWithResult(amb);
+      // raw, mangle and nat in each family, but one iptables-restore per family.
+      expect(r).toEqual({ changed: true, transactions: 6 });
+      expect(restores.mock.calls.map((c) => c[0])).toEqual([4, 6]);
+      await expectInstalled(ns, backend, amb);
+
+      const steps: MeshPod[] = [
+        sidecarPod({ ...podUid('amb-steps'), netnsPath: ns, interceptionMode: 'TPROXY', ips: dual }),
+        bypassInbound(ambientPod({ ...podUid('amb-steps'), netnsPath: ns })),
+        sidecarPod({ ...podUid('amb-steps'), netnsPath: ns }),
+        amb,
+      ];
+      for (const pod of steps) {
+        restores.mockClear();
+        expect((await backend.enrollWithResult(pod)).changed).toBe(true);
+        expect(restores.mock.calls.length).toBeLessThanOrEqual(podFamilies(pod).length + (pod.ips.v6.length ? 0 : 1));
+        await expectInstalled(ns, backend, pod);
+        const rules = await ipRules(ns);
+        expect(rules.includes('"m":273')).toBe(pod.membership === 'ambient');
+        expect(rules.includes('"m":1337')).toBe(pod.interceptionMode === 'TPROXY');
+      }
+      await backend.unenroll(amb);
+      expect(await ipRules(ns)).not.toMatch(/"m":(273|1337)/);
+      for (const family of [4, 6] as const) expect(await Netlink.at(ns).routes({ family, table: 100 }).catch(() => [])).toEqual([]);
+    } finally {
+      restores.mockRestore();
+    }
+  });
+
+  test('ambient: a refused restore rolls back the tables already committed (raw) and keeps the old set', async () => {
+    const ns = await netnses.create('amb-refused');
+    const backend = await backendFor();
+    const pod = ambientPod({ ...podUid('amb-refused'), netnsPath: ns });
+    await backend.enroll(pod);
+    // A foreign chain jumping into our nat SHUNT_PRERT: bypassing inbound needs that chain gone, so nat is refused
+    // after raw (new with DNS) went through.
+    await ipt(ns, variant, 4, ['-t', 'nat', '-N', 'FOREIGN_AMB']);
+    await ipt(ns, variant, 4, ['-t', 'nat', '-A', 'FOREIGN_AMB', '-j', 'SHUNT_PRERT']);
+    const before = [await fullSave(ns, variant, 4), await ipRules(ns)];
+    const next = withDns(bypassInbound(pod));
+    const err = await backend.enroll(next).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(RestoreError);
+    expect((err as RestoreError).message).toContain('pod default/amb-refused');
+    expect((err as RestoreError).table).toBe('nat');
+    expect((err as RestoreError).input).toMatch(/^\*raw\n[\s\S]*\nCOMMIT\n\*nat\n[\s\S]*\nCOMMIT\n$/);
+    expect((err as RestoreError).rollbackError).toBeUndefined();
+    expect([await fullSave(ns, variant, 4), await ipRules(ns)]).toEqual(before);
+    expect((await backend.observe()).pods.find((p) => p.uid === pod.uid)?.fingerprint).toBe(backend.fingerprint(pod));
+    await ipt(ns, variant, 4, ['-t', 'nat', '-F', 'FOREIGN_AMB']);
+    await ipt(ns, variant, 4, ['-t', 'nat', '-X', 'FOREIGN_AMB']);
+    await backend.enroll(next);
+    await expectInstalled(ns, backend, next);
+    await backend.stop({ cleanup: true });
+    expect(await fullSave(ns, variant, 4)).not.toMatch(/SHUNT_/);
   });
 
   test('foreign rules, chains and routes are untouched and our jump keeps its place', async () => {

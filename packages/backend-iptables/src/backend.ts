@@ -12,6 +12,8 @@ import { identifyNetns, type NetnsIdentity, sameNetns } from './netns-identity';
 import { type IptablesBackendOptions, type IptablesVariant, type RenderOptions, renderOptionsFrom } from './options';
 import { FAMILIES, familyRules, isEmptyFamily, type RulePlan, emptyRouting } from './plan';
 import { type ApplyResult, PodNetns } from './pod-netns';
+import { AMBIENT, isInpodRule } from './render-ambient';
+import type { RoutingRead } from './routing';
 import { podFamilies, renderRules } from './render';
 import type { SavedFamily } from './save';
 import { DEFAULT_STATE_DIR, type InvalidRecord, type PodRecord, RECORD_FORMAT, StateStore } from './state-store';
@@ -35,7 +37,13 @@ function union(a: Family[], b: Family[]): Family[] {
 
 /** The part of a record that says what may be installed where (a change of it must reach the disk first). */
 function scopeOf(r: PodRecord): string {
-  return JSON.stringify([r.netnsPath, r.netns, r.variant, r.families, r.policyRouting, r.tproxyMark, r.tproxyTable]);
+  return JSON.stringify([r.netnsPath, r.netns, r.variant, r.families, r.policyRouting, r.tproxyMark, r.tproxyTable, r.inpodRouting ?? false]);
+}
+
+/** What routing to read back for a record: the TPROXY rule/route and/or ambient's in-pod ones. */
+function routingOf(r: Pick<PodRecord, 'families' | 'policyRouting' | 'inpodRouting'>): RoutingRead {
+  // An ambient pod's record has the in-pod rule; ::6 on lo is no part of its rules.
+  return { families: r.families, policy: r.policyRouting, inpod: r.inpodRouting ?? false, passthrough: !(r.inpodRouting ?? false) };
 }
 
 function sameRecord(a: PodRecord | undefined, b: PodRecord): boolean {
@@ -196,14 +204,16 @@ export class IptablesBackend implements RedirectBackend {
       // Installed by an agent with other settings: take that down with its own settings first
       // (a short capture gap for this pod, once, on such a config change).
       this.log.info({ pod: podName(pod), from: { variant: known.variant, mark: known.tproxyMark, table: known.tproxyTable } }, 'iptables settings changed; reinstalling pod rules');
-      await this.netnsOf(known).apply(pod, emptyPlan(), known.families, { families: known.families, policy: known.policyRouting });
+      await this.netnsOf(known).apply(pod, emptyPlan(), known.families, routingOf(known));
       known = undefined;
     }
 
     const families = union(podFamilies(pod), known?.families ?? []);
-    const wantPolicy = desired.routing.policyRules.length > 0;
-    // Reading the policy routing costs two `ip` runs per family; skip it unless this pod has or had TPROXY.
+    const wantPolicy = desired.routing.policyRules.some((r) => !isInpodRule(r));
+    const wantInpod = desired.routing.policyRules.some(isInpodRule);
+    // Reading the policy routing costs two `ip` runs per family; skip it unless this pod has or had TPROXY (or ambient's rule).
     const policy = wantPolicy || (known?.policyRouting ?? false);
+    const inpod = wantInpod || (known?.inpodRouting ?? false);
     const base = {
       format: RECORD_FORMAT,
       pod: refOf(pod),
@@ -215,10 +225,10 @@ export class IptablesBackend implements RedirectBackend {
     } as const;
     if (!nothingWanted) {
       // Recorded before the kernel changes, covering old and new, so a crash mid-apply leaves nothing unrecorded.
-      const intent: PodRecord = { ...base, families, policyRouting: policy, pending: true, fingerprint: known?.fingerprint ?? '', updatedAt: new Date().toISOString() };
+      const intent: PodRecord = { ...base, families, policyRouting: policy, inpodRouting: inpod, pending: true, fingerprint: known?.fingerprint ?? '', updatedAt: new Date().toISOString() };
       if (!known || scopeOf(known) !== scopeOf(intent)) await this.saveRecord(intent);
     }
-    const result = await this.netnsOf(base).apply(pod, desired, families, { families, policy });
+    const result = await this.netnsOf(base).apply(pod, desired, families, { families, policy, inpod, passthrough: desired.routing.loopbackAddresses.length > 0 });
     if (nothingWanted) {
       await this.forget(pod.uid);
     } else {
@@ -226,6 +236,7 @@ export class IptablesBackend implements RedirectBackend {
         ...base,
         families: podFamilies(pod),
         policyRouting: wantPolicy,
+        inpodRouting: wantInpod,
         pending: false,
         fingerprint: planFingerprint(desired),
         updatedAt: new Date().toISOString(),
@@ -242,7 +253,7 @@ export class IptablesBackend implements RedirectBackend {
     if (!known) return;
     if (sameNetns(known.netns, this.identify(known.netnsPath))) {
       // What this backend installed, and nothing else: the families and routing it recorded.
-      await this.netnsOf(known).apply(ref, emptyPlan(), known.families, { families: known.families, policy: known.policyRouting });
+      await this.netnsOf(known).apply(ref, emptyPlan(), known.families, routingOf(known));
     }
     await this.forget(ref.uid);
   }
@@ -264,7 +275,7 @@ export class IptablesBackend implements RedirectBackend {
         }
         const detail = { netnsPath: e.netnsPath, variant: e.variant, families: e.families, ...(e.pending ? { pending: true } : {}) };
         try {
-          const got = await this.netnsOf(e).readInstalled(e.families, { families: e.families, policy: e.policyRouting });
+          const got = await this.netnsOf(e).readInstalled(e.families, routingOf(e));
           const podCounters: Record<string, number> = {};
           for (const f of e.families) addCounters(podCounters, got.saved[f]);
           for (const [k, v] of Object.entries(podCounters)) counters[k] = (counters[k] ?? 0) + v;
@@ -325,6 +336,8 @@ export class IptablesBackend implements RedirectBackend {
     const all = [...new Map([...recorded, ...this.pods.values()].map((r) => [r.pod.uid, r])).values()];
     const routing = [
       { tproxyMark: this.renderOpts.tproxyMark, tproxyTable: this.renderOpts.tproxyTable },
+      // Ambient's local route (table 100); its connmark rule is matched by mark/mask/priority in sweepRouting.
+      { tproxyMark: AMBIENT.connMark, tproxyTable: AMBIENT.routeTable },
       ...all.map((r) => ({ tproxyMark: r.tproxyMark, tproxyTable: r.tproxyTable })),
     ];
     const report = await sweepNetns({

@@ -1,7 +1,7 @@
 // Human-readable form of a plan: the iptables-restore input for a pod netns holding none of our
 // rules, per family and table, then the routing commands. Used by the golden files and for logs.
 
-import { canonicalRouting, FAMILIES, familyRules, type RulePlan, TABLES } from './plan';
+import { canonicalRouting, FAMILIES, familyRules, policyRuleText, type RulePlan, TABLES } from './plan';
 import { freshRestoreText } from './transaction';
 
 export function describePlan(plan: RulePlan): string {
@@ -15,7 +15,7 @@ export function describePlan(plan: RulePlan): string {
   }
   const r = canonicalRouting(plan.routing);
   const routing = [
-    ...r.policyRules.map((p) => `ip -${p.family} rule add fwmark 0x${p.fwmark.toString(16)} lookup ${p.table}`),
+    ...r.policyRules.map((p) => `ip -${p.family} rule add ${policyRuleText(p)}`),
     ...r.localRoutes.map((p) => `ip -${p.family} route add local default dev lo table ${p.table}`),
     ...r.loopbackAddresses.map((a) => `ip -6 addr add ${a} dev lo`),
   ];

@@ -1,12 +1,5 @@
 import type { PodRef } from '@shunt/core';
 
-/**
- * Why ambient pods are not served here. Ambient redirection goes to the node's ztunnel (its own
- * in-pod rules and marks, not istio-iptables'); in this design that is the tc backend's job.
- */
-export const AMBIENT_NEEDS_TC =
-  'ambient pods need the tc backend (redirect to the node ztunnel); the iptables backend implements only sidecar capture (istio-iptables)';
-
 export function podName(pod: PodRef): string {
   return `${pod.namespace}/${pod.name}`;
 }
@@ -56,3 +49,12 @@ function numbered(text: string): string {
     .map((l, i) => `${String(i + 1).padStart(3)}  ${l}`)
     .join('\n');
 }
+
+/** A port field of the pod, checked before it reaches a rule (so the error names the field, not a restore line). */
+export function checkPort(pod: PodRef, field: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) {
+    throw new PodRulesError(pod, field, v, 'not a port (an integer 1..65535)');
+  }
+  return v;
+}
+

@@ -3,7 +3,7 @@
 // the rendered ones.
 
 import { createHash } from 'node:crypto';
-import { canonicalRouting, canonicalTable, FAMILIES, familyRules, isEmptyTable, type RulePlan, TABLES } from './plan';
+import { canonicalRouting, canonicalTable, FAMILIES, familyRules, isEmptyTable, policyRuleText, type RulePlan, TABLES } from './plan';
 
 /** Version tag: bump when the canonical form changes, so old and new digests never compare equal by accident. */
 const FORMAT = 'ipt1';
@@ -19,7 +19,8 @@ export function canonicalPlanText(plan: RulePlan): string {
     }
   }
   const r = canonicalRouting(plan.routing);
-  parts.push(...r.policyRules.map((p) => `rule v${p.family} fwmark ${p.fwmark} lookup ${p.table}`));
+  // Sidecar rules (no mask/priority) keep the text they always had, so their digests do not change.
+  parts.push(...r.policyRules.map((p) => (p.fwmask === undefined && p.priority === undefined ? `rule v${p.family} fwmark ${p.fwmark} lookup ${p.table}` : `rule v${p.family} ${policyRuleText(p)}`)));
   parts.push(...r.localRoutes.map((p) => `route v${p.family} local default dev lo table ${p.table}`));
   parts.push(...r.loopbackAddresses.map((a) => `addr lo ${a}`));
   return parts.join('\n');

@@ -1,5 +1,5 @@
-// @shunt/backend-iptables: Istio-compatible REDIRECT and TPROXY interception rules in the pod netns,
-// iptables-legacy or -nft; the universal fallback.
+// @shunt/backend-iptables: Istio-compatible interception rules in the pod netns (istio-iptables'
+// sidecar set, istio-cni's ambient in-pod set), iptables-legacy or -nft; the universal fallback.
 export { IptablesBackend } from './backend';
 export { renderRules, capturesTraffic, podFamilies, CHAINS } from './render';
 export { describePlan } from './describe';
@@ -7,7 +7,8 @@ export { planFingerprint, canonicalPlanText } from './fingerprint';
 export { buildTransaction } from './transaction';
 export { parseSave } from './save';
 export { iptablesSupport, chooseVariant } from './support';
-export { PodRulesError, RestoreError, AMBIENT_NEEDS_TC } from './errors';
+export { PodRulesError, RestoreError } from './errors';
+export { renderAmbientRules, AMBIENT, AMBIENT_CHAINS } from './render-ambient';
 export { DEFAULT_STATE_DIR, RECORD_FORMAT, StateStore, recordFileName } from './state-store';
 export type { PodRecord, InvalidRecord } from './state-store';
 export { identifyNetns, sameNetns } from './netns-identity';

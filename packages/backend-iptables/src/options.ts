@@ -38,7 +38,7 @@ export interface IptablesBackendOptions extends Partial<RenderOptions> {
   stateDir?: string | null;
   /** Reads a netns cookie (e.g. @shunt/libbpf `netnsCookie`) to tell a reused netns path apart; without it the nsfs inode is used. */
   netnsCookie?: NetnsCookieReader;
-  /** The mesh profile the agent serves: istio-ambient makes support() say no (this backend only does sidecar capture). */
+  /** The mesh profile the agent serves (both are served: sidecar and ambient rule sets). */
   profile?: ProfileName;
 }
 

@@ -27,7 +27,17 @@ export type FamilyRules = Partial<Record<Table, TableRules>>;
 export interface PolicyRule {
   family: Family;
   fwmark: number;
+  /** Unset: the whole mark (the sidecar TPROXY rule); ambient's in-pod rule matches 0x111/0xfff. */
+  fwmask?: number;
+  /** Unset: the kernel picks; ambient's in-pod rule sits at 32764 like istio-cni's. */
+  priority?: number;
   table: number;
+}
+
+/** `fwmark 0x111/0xfff pref 32764 lookup 100`: the text rule keys, fingerprints and logs use. */
+export function policyRuleText(p: PolicyRule): string {
+  const mark = `0x${p.fwmark.toString(16)}${p.fwmask === undefined ? '' : `/0x${p.fwmask.toString(16)}`}`;
+  return `fwmark ${mark}${p.priority === undefined ? '' : ` pref ${p.priority}`} lookup ${p.table}`;
 }
 
 export interface LocalRoute {
@@ -37,7 +47,7 @@ export interface LocalRoute {
 
 /** The TPROXY policy routing and the ::6 passthrough address (set through @shunt/netlink). */
 export interface RoutingPlan {
-  /** `ip rule add fwmark <mark> lookup <table>` */
+  /** `ip rule add fwmark <mark>[/<mask>] [pref <n>] lookup <table>` */
   policyRules: PolicyRule[];
   /** `ip route add local default dev lo table <table>` */
   localRoutes: LocalRoute[];
@@ -111,7 +121,7 @@ export function sameTable(a: TableRules | undefined, b: TableRules | undefined):
 export function canonicalRouting(r: RoutingPlan): RoutingPlan {
   const byKey = <T>(xs: T[], key: (x: T) => string) => [...new Map(xs.map((x) => [key(x), x])).entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, x]) => x);
   return {
-    policyRules: byKey(r.policyRules, (p) => `${p.family}/${p.fwmark}/${p.table}`),
+    policyRules: byKey(r.policyRules, (p) => `${p.family} ${policyRuleText(p)}`),
     localRoutes: byKey(r.localRoutes, (p) => `${p.family}/${p.table}`),
     loopbackAddresses: [...new Set(r.loopbackAddresses)].sort(),
   };

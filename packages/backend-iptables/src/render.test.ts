@@ -74,8 +74,8 @@ describe('renderRules', () => {
     if (value !== undefined) expect((err as Error).message).toContain(String(value));
   });
 
-  test('ambient pods are refused by name rather than silently left uncaptured', () => {
-    expect(() => renderRules(sidecarPod({ membership: 'ambient' }), opts)).toThrow(/^pod default\/golden: membership="ambient": ambient pods need the tc backend .*only sidecar capture/);
+  test('ambient pods get the in-pod set (render-ambient.test.ts); sidecar-only settings on one are refused by field', () => {
+    expect(() => renderRules(sidecarPod({ membership: 'ambient' }), opts)).toThrow(/^pod default\/golden: traffic\.inbound\.exclude=\[15008,15020,15021,15090\]: ambient pods exclude only the HBONE port 15008/);
   });
 
   test('bad backend options are refused', () => {

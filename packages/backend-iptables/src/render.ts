@@ -16,9 +16,11 @@
 
 import type { Cidr, MeshPod } from '@shunt/core';
 import { type Family, hostText, isLoopback, networkText } from './addr';
-import { AMBIENT_NEEDS_TC, PodRulesError } from './errors';
+import { checkPort, PodRulesError } from './errors';
+import { renderAmbientRules } from './render-ambient';
 import type { RenderOptions } from './options';
 import { emptyRouting, type FamilyRules, type RulePlan, type TableRules } from './plan';
+import { hex, TableBuilder } from './table-builder';
 
 const DEFAULT_TUNNEL_PORT = 15008;
 const DNS_PORT = 53;
@@ -34,41 +36,6 @@ export const CHAINS = {
   PREROUTING: 'SHUNT_PREROUTING',
 } as const;
 
-/** Collects one table's chains, rules and jumps in authoring order. */
-class TableBuilder {
-  private readonly chains: string[] = [];
-  private readonly rules = new Map<string, string[]>();
-  private readonly jumps: string[] = [];
-
-  add(chain: string, spec: string): this {
-    if (!this.rules.has(chain)) {
-      this.chains.push(chain);
-      this.rules.set(chain, []);
-    }
-    this.rules.get(chain)!.push(`-A ${chain} ${spec}`);
-    return this;
-  }
-
-  jump(builtin: 'PREROUTING' | 'OUTPUT', spec: string): this {
-    this.jumps.push(`-A ${builtin} ${spec}`);
-    return this;
-  }
-
-  build(): TableRules | undefined {
-    if (this.chains.length === 0) return undefined;
-    // A jump to a chain we did not fill would make iptables-restore fail; catch it here instead.
-    for (const j of this.jumps) {
-      const target = / -j (\S+)/.exec(j)?.[1];
-      if (target && !this.rules.has(target)) throw new Error(`internal: jump to unknown chain ${target}`);
-    }
-    return { chains: [...this.chains], rules: this.chains.flatMap((c) => this.rules.get(c)!), jumps: [...this.jumps] };
-  }
-}
-
-function hex(n: number): string {
-  return `0x${n.toString(16)}`;
-}
-
 interface Checked {
   tunnelPort: number;
   inbound: { include: '*' | number[]; exclude: number[] };
@@ -80,13 +47,6 @@ interface Checked {
   };
   includesLoopback: boolean;
   dns: { port: number; servers: { v4: string[]; v6: string[] } } | undefined;
-}
-
-function checkPort(pod: MeshPod, field: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) {
-    throw new PodRulesError(pod, field, v, 'not a port (an integer 1..65535)');
-  }
-  return v;
 }
 
 function checkId(pod: MeshPod, field: string, v: unknown): number {
@@ -329,9 +289,9 @@ function rawTable(pod: MeshPod, c: Checked, f: FamilyConsts): TableRules | undef
   return t.build();
 }
 
-/** Whether this backend installs anything for the pod at all. */
+/** Whether this backend installs anything for the pod at all (sidecar: istio-iptables' set; ambient: istio-cni's in-pod set). */
 export function capturesTraffic(pod: MeshPod): boolean {
-  return pod.membership === 'sidecar' && !pod.hostNetwork && pod.interceptionMode !== 'NONE';
+  return (pod.membership === 'sidecar' || pod.membership === 'ambient') && !pod.hostNetwork && pod.interceptionMode !== 'NONE';
 }
 
 /** IPv6 rules only for pods with an IPv6 address (Istio: --dual-stack); IPv4 rules always, as Istio does. */
@@ -346,11 +306,9 @@ export function podFamilies(pod: MeshPod): Family[] {
  */
 export function renderRules(pod: MeshPod, opts: RenderOptions): RulePlan {
   const plan: RulePlan = { v4: {}, v6: {}, routing: emptyRouting() };
-  if (pod.membership === 'ambient' && !pod.hostNetwork && pod.interceptionMode !== 'NONE') {
-    // Refuse loudly rather than install nothing: ambient pods need ztunnel's in-pod rules, not these.
-    throw new PodRulesError(pod, 'membership', pod.membership, AMBIENT_NEEDS_TC);
-  }
   if (!capturesTraffic(pod)) return plan;
+  // Ambient members get istio-cni's in-pod rules towards the node's ztunnel (render-ambient.ts).
+  if (pod.membership === 'ambient') return renderAmbientRules(pod);
   if (pod.interceptionMode !== 'REDIRECT' && pod.interceptionMode !== 'TPROXY') {
     throw new PodRulesError(pod, 'interceptionMode', pod.interceptionMode, 'want REDIRECT, TPROXY or NONE');
   }

@@ -4,7 +4,8 @@
 import { Netlink, NetlinkError } from '@shunt/netlink';
 import type { Family } from './addr';
 import type { RenderOptions } from './options';
-import { canonicalRouting, type LocalRoute, type PolicyRule, type RoutingPlan } from './plan';
+import { canonicalRouting, type LocalRoute, type PolicyRule, policyRuleText, type RoutingPlan } from './plan';
+import { AMBIENT, inpodPolicyRule } from './render-ambient';
 
 const PASSTHROUGH_V6 = '::6/128';
 
@@ -16,6 +17,24 @@ export interface RoutingRead {
   families: Family[];
   /** Read the mark rule and the local route (skipped for pods that never had TPROXY, to save two `ip` runs). */
   policy: boolean;
+  /** Read ambient's in-pod connmark rule and its local route (pods that are or were ambient). */
+  inpod?: boolean;
+  /**
+   * Read whether ::6/128 is on lo (sidecar pods with IPv6; default true). Ambient pods never add
+   * it, and one that is there anyway (ours from an earlier sidecar life, or someone else's) must
+   * not count as drift of their rules.
+   */
+  passthrough?: boolean;
+}
+
+async function hasLocalDefault(nl: Netlink, family: Family, table: number): Promise<boolean> {
+  let routes: Awaited<ReturnType<Netlink['routes']>> = [];
+  try {
+    routes = await nl.routes({ family, table });
+  } catch (e) {
+    if (!tableMissing(e)) throw e;
+  }
+  return routes.some((r) => r.type === 'local' && r.dst === 'default' && r.dev === 'lo');
 }
 
 export async function readRouting(nl: Netlink, what: RoutingRead, opts: RenderOptions): Promise<RoutingPlan> {
@@ -26,17 +45,19 @@ export async function readRouting(nl: Netlink, what: RoutingRead, opts: RenderOp
       if (rules.some((r) => r.fwmark === opts.tproxyMark && (r.fwmask === undefined || r.fwmask === 0xffffffff) && r.table === String(opts.tproxyTable))) {
         plan.policyRules.push({ family, fwmark: opts.tproxyMark, table: opts.tproxyTable });
       }
-      let routes: Awaited<ReturnType<Netlink['routes']>> = [];
-      try {
-        routes = await nl.routes({ family, table: opts.tproxyTable });
-      } catch (e) {
-        if (!tableMissing(e)) throw e;
+      if (await hasLocalDefault(nl, family, opts.tproxyTable)) plan.localRoutes.push({ family, table: opts.tproxyTable });
+    }
+    if (what.inpod) {
+      const want = inpodPolicyRule(family);
+      const rules = await nl.rules({ family });
+      if (rules.some((r) => r.fwmark === want.fwmark && r.fwmask === want.fwmask && r.priority === want.priority && r.table === String(want.table))) {
+        plan.policyRules.push(want);
       }
-      if (routes.some((r) => r.type === 'local' && r.dst === 'default' && r.dev === 'lo')) {
-        plan.localRoutes.push({ family, table: opts.tproxyTable });
+      if (AMBIENT.routeTable !== opts.tproxyTable || !what.policy) {
+        if (await hasLocalDefault(nl, family, AMBIENT.routeTable)) plan.localRoutes.push({ family, table: AMBIENT.routeTable });
       }
     }
-    if (family === 6) {
+    if (family === 6 && what.passthrough !== false) {
       const addrs = await nl.addresses({ family: 6, dev: 'lo' });
       if (addrs.some((a) => a.cidr === PASSTHROUGH_V6)) plan.loopbackAddresses.push(PASSTHROUGH_V6);
     }
@@ -44,7 +65,7 @@ export async function readRouting(nl: Netlink, what: RoutingRead, opts: RenderOp
   return canonicalRouting(plan);
 }
 
-const ruleKey = (r: PolicyRule) => `${r.family}/${r.fwmark}/${r.table}`;
+const ruleKey = (r: PolicyRule) => `${r.family} ${policyRuleText(r)}`;
 const routeKey = (r: LocalRoute) => `${r.family}/${r.table}`;
 
 export interface RoutingChange {
@@ -74,11 +95,15 @@ export function routingChange(current: RoutingPlan, desired: RoutingPlan): Routi
 export async function applyRoutingAdditions(nl: Netlink, c: RoutingChange): Promise<void> {
   for (const a of c.addAddresses) await nl.addAddress('lo', a);
   for (const r of c.addRoutes) await nl.replaceRoute({ family: r.family, type: 'local', dst: 'default', dev: 'lo', table: r.table });
-  for (const r of c.addRules) await nl.addRule({ family: r.family, fwmark: r.fwmark, table: r.table });
+  for (const r of c.addRules) await nl.addRule(ruleSpec(r));
 }
 
 /** Deletions go after the rules that used them are gone. */
 export async function applyRoutingDeletions(nl: Netlink, c: Pick<RoutingChange, 'delRules' | 'delRoutes'>): Promise<void> {
-  for (const r of c.delRules) await nl.deleteRule({ family: r.family, fwmark: r.fwmark, table: r.table }, { ignoreMissing: true });
+  for (const r of c.delRules) await nl.deleteRule(ruleSpec(r), { ignoreMissing: true });
   for (const r of c.delRoutes) await nl.deleteRoute({ family: r.family, type: 'local', dst: 'default', dev: 'lo', table: r.table }, { ignoreMissing: true });
+}
+
+function ruleSpec(r: PolicyRule): Parameters<Netlink['addRule']>[0] {
+  return { family: r.family, fwmark: r.fwmark, table: r.table, ...(r.fwmask === undefined ? {} : { fwmask: r.fwmask }), ...(r.priority === undefined ? {} : { priority: r.priority }) };
 }

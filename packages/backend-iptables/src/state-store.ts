@@ -29,6 +29,8 @@ export interface PodRecord {
   policyRouting: boolean;
   tproxyMark: number;
   tproxyTable: number;
+  /** Ambient's in-pod connmark rule (`fwmark 0x111/0xfff pref 32764 lookup 100`) and its local route may be installed. */
+  inpodRouting?: boolean;
   /**
    * Written before a change that widens what may be installed (so a crash mid-apply still leaves
    * a record cleanup can use); cleared once the change is in.
@@ -69,6 +71,7 @@ export function validateRecord(v: unknown): PodRecord {
   if (r.variant !== 'legacy' && r.variant !== 'nft') throw bad('variant', r.variant);
   if (!isFamilyList(r.families)) throw bad('families', r.families);
   if (typeof r.policyRouting !== 'boolean') throw bad('policyRouting', r.policyRouting);
+  if (r.inpodRouting !== undefined && typeof r.inpodRouting !== 'boolean') throw bad('inpodRouting', r.inpodRouting);
   for (const k of ['tproxyMark', 'tproxyTable'] as const) if (!Number.isInteger(r[k]) || (r[k] as number) < 1) throw bad(k, r[k]);
   if (typeof r.pending !== 'boolean') throw bad('pending', r.pending);
   return r as unknown as PodRecord;

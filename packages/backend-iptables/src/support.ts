@@ -1,9 +1,9 @@
 // Whether the node can run this backend: the core's reference rule for `iptables` (a working
 // legacy or nft variant, found by the core probe's functional test in a scratch netns), plus, when
-// a variant is forced by option, that this variant works.
+// a variant is forced by option, that this variant works. Both profiles are served: sidecar pods
+// get istio-iptables' rules, ambient pods istio-cni's in-pod rules (render-ambient.ts).
 
 import { supportFromRules, type NodeCapabilities, type ProfileName, type Support } from '@shunt/core';
-import { AMBIENT_NEEDS_TC } from './errors';
 import type { IptablesVariant } from './options';
 
 
@@ -12,11 +12,9 @@ export function chooseVariant(caps: NodeCapabilities, forced?: IptablesVariant):
   return caps.iptablesVariant;
 }
 
-export function iptablesSupport(caps: NodeCapabilities, forced?: IptablesVariant, profile?: ProfileName): Support {
+export function iptablesSupport(caps: NodeCapabilities, forced?: IptablesVariant, _profile?: ProfileName): Support {
   const base = supportFromRules('iptables', caps);
   const reasons = base.ok ? [] : [...base.reasons];
-  // Every member of the ambient profile is an ambient pod, so on such a node this backend could only refuse pods.
-  if (profile === 'istio-ambient') reasons.push(`profile istio-ambient: ${AMBIENT_NEEDS_TC}`);
   if (forced && !caps.features[`iptables:${forced}`]?.available) {
     reasons.push(`iptables-${forced} was forced but does not work here: ${caps.features[`iptables:${forced}`]?.evidence ?? 'not probed'}`);
   }

@@ -15,6 +15,7 @@ import { commandsFor, NetnsIptables } from './netns-iptables';
 import type { IptablesVariant } from './options';
 import { FAMILIES, TABLES } from './plan';
 import { parseSave } from './save';
+import { inpodPolicyRule } from './render-ambient';
 import { buildTransaction } from './transaction';
 
 export interface SweepOptions {
@@ -121,6 +122,12 @@ async function sweepRouting(netnsPath: string, pairs: SweepOptions['routing']): 
         await nl.deleteRoute({ family, type: 'local', dst: 'default', dev: 'lo', table: p.tproxyTable }, { ignoreMissing: true });
         removed.push(`ip -${family} route local default dev lo table ${p.tproxyTable}`);
       }
+    }
+    // Ambient's in-pod connmark rule (its route is covered when its table is among the pairs).
+    const inpod = inpodPolicyRule(family);
+    if (rules.some((r) => r.fwmark === inpod.fwmark && r.fwmask === inpod.fwmask && r.priority === inpod.priority && r.table === String(inpod.table))) {
+      await nl.deleteRule({ family, fwmark: inpod.fwmark, fwmask: inpod.fwmask!, priority: inpod.priority!, table: inpod.table }, { ignoreMissing: true });
+      removed.push(`ip -${family} rule fwmark 0x${inpod.fwmark.toString(16)}/0x${inpod.fwmask!.toString(16)} pref ${inpod.priority} lookup ${inpod.table}`);
     }
   }
   return removed;

@@ -3,6 +3,7 @@
 
 import type { Cidr, MeshPod } from '@shunt/core';
 import type { RenderOptions } from '../options';
+import { AMBIENT_GOLDEN_CASES } from './ambient-pods';
 
 export function cidr(text: string): Cidr {
   const [address, prefix] = text.split('/') as [string, string];
@@ -154,4 +155,6 @@ export const GOLDEN_CASES: GoldenCase[] = [
   { name: 'not-a-member', why: 'a pod without a sidecar gets nothing', pod: sidecarPod({ membership: 'none' }) },
   { name: 'interception-none', why: 'sidecar.istio.io/interceptionMode=NONE gets nothing', pod: sidecarPod({ interceptionMode: 'NONE' }) },
   { name: 'host-network', why: 'host-network pods are never captured', pod: sidecarPod({ hostNetwork: true }) },
+  // istio-cni's in-pod rule set for ambient members (see ambient-pods.ts).
+  ...AMBIENT_GOLDEN_CASES,
 ];

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The tc (ambient) backend's map ABI: every key/value struct and every map, defined once. The
+ * TypeScript codecs in packages/backend-tc/src/abi.ts mirror these structs and check their sizes
+ * against the objects' BTF at load time.
+ *
+ * Design (packages/backend-tc/README.md has the whole picture): two programs on the pod's own
+ * eth0, inside the pod netns, steer TCP to ztunnel's sockets in that netns with bpf_sk_assign:
+ *  - ingress: a connection from outside to the pod -> ztunnel's established socket, else its
+ *    inbound listener (15006); a packet the egress program hairpinned (mark SHUNT_TC_MARK) ->
+ *    ztunnel's established socket, else its outbound listener (15001);
+ *  - egress: an app's new outbound connection, and any packet of a connection ztunnel owns the
+ *    other end of (its 15001 accepted sockets, its spoofed-source sockets towards the app), is
+ *    marked and redirected to eth0's own ingress.
+ * The mark makes policy routing (fwmark -> table with `local default dev lo`) deliver the
+ * hairpinned packet locally although its destination is another host.
+ *
+ * Conventions:
+ *  - Pods are found by address, not by netns cookie: tc programs cannot read the netns cookie
+ *    before 6.15, and a pod IP is unique on the node. Key: 16 bytes, IPv4 stored IPv4-mapped.
+ *    egress and hairpinned ingress packets carry the pod address as source, inbound ones as
+ *    destination, so each packet needs one lookup.
+ *  - Ports in keys/values are host order.
+ *  - Port selections are keyed by a config generation (gen): the agent writes a new gen, flips
+ *    the pod entries to it, then deletes the old one, so readers never see half a config.
+ */
+#ifndef SHUNT_TC_H
+#define SHUNT_TC_H
+
+/* skb->mark of hairpinned packets: outside ztunnel's 0x539 and Istio's 0x111, under the same
+ * 0xfff mask Istio uses, so a pod's own marks above 0xfff are not disturbed. */
+#define SHUNT_TC_MARK 0x5a0
+#define SHUNT_TC_MARK_MASK 0xfff
+/* ztunnel's SO_MARK on every one of its sockets (1337): never captured. */
+#define SHUNT_TC_PROXY_MARK 0x539
+
+/* shunt_tc_pod.flags */
+#define SHUNT_TC_IN_ALL (1u << 0)  /* inbound include '*' (else: only SHUNT_TC_SEL_IN_INCLUDE ports) */
+#define SHUNT_TC_OUT_ALL (1u << 1) /* outbound includeCidrs '*' (else: only SHUNT_TC_SEL_OUT_INCLUDE ports) */
+
+#define SHUNT_TC_SEL_OUT_EXCLUDE 1
+#define SHUNT_TC_SEL_OUT_INCLUDE 2
+#define SHUNT_TC_SEL_IN_EXCLUDE 3
+#define SHUNT_TC_SEL_IN_INCLUDE 4
+
+/* Indices into the per-CPU counters array; names in abi.ts COUNTER_NAMES (same order). */
+enum shunt_tc_counter {
+	SHUNT_TC_CNT_IN_LISTENER = 0,   /* inbound SYN assigned to ztunnel's inbound listener */
+	SHUNT_TC_CNT_IN_ESTABLISHED,    /* inbound packet assigned to an established socket */
+	SHUNT_TC_CNT_IN_NO_LISTENER,    /* inbound SYN, no inbound listener: dropped (fail closed) */
+	SHUNT_TC_CNT_IN_TUNNEL,         /* inbound to the HBONE port: left alone */
+	SHUNT_TC_CNT_IN_PROBE,          /* inbound from the kubelet probe source: left alone */
+	SHUNT_TC_CNT_IN_BYPASSED,       /* inbound to an uncaptured port */
+	SHUNT_TC_CNT_OUT_HAIRPIN_NEW,   /* egress SYN of an app connection hairpinned */
+	SHUNT_TC_CNT_OUT_HAIRPIN_FLOW,  /* egress packet of a ztunnel-owned connection hairpinned */
+	SHUNT_TC_CNT_OUT_LISTENER,      /* hairpinned SYN assigned to ztunnel's outbound listener */
+	SHUNT_TC_CNT_OUT_ESTABLISHED,   /* hairpinned packet assigned to ztunnel's socket */
+	SHUNT_TC_CNT_OUT_NO_LISTENER,   /* hairpinned SYN, no outbound listener: local RST */
+	SHUNT_TC_CNT_OUT_ORPHAN,        /* hairpinned non-SYN whose socket is gone */
+	SHUNT_TC_CNT_OUT_PROXY,         /* egress packet of ztunnel itself (mark 1337): left alone */
+	SHUNT_TC_CNT_OUT_BYPASSED,      /* egress SYN to an uncaptured destination */
+	SHUNT_TC_CNT_ASSIGN_FAILED,     /* bpf_sk_assign refused: dropped */
+	SHUNT_TC_CNT_REDIRECT_FAILED,   /* MAC rewrite or bpf_redirect failed: passed unchanged */
+	SHUNT_TC_CNT_MAX = 20,
+};
+
+struct shunt_tc_addr {
+	__u32 a[4];
+};
+
+/* tc_pod: pod address -> this. The presence of an entry is what "enrolled" means. */
+struct shunt_tc_pod {
+	__u64 netns;       /* netns cookie of the pod (user space: which pod an address is) */
+	__u32 gen;         /* generation of this pod's tc_port_sel entries */
+	__u32 flags;       /* SHUNT_TC_* */
+	__u16 out_port;    /* ztunnel outbound listener (15001) */
+	__u16 in_port;     /* ztunnel plaintext inbound listener (15006) */
+	__u16 tunnel_port; /* ztunnel HBONE listener (15008): inbound to it is never captured */
+	__u16 dns_port;    /* reserved: DNS capture port (15053); 0 = off */
+};
+
+/* tc_pod_meta: netns cookie -> who this pod is and where; only user space reads it. */
+struct shunt_tc_pod_meta {
+	char uid[48];
+	char ns[64];
+	char name[256];
+	char netns_path[256]; /* for unenroll/cleanup after an agent restart */
+	char ifname[16];      /* the pod interface the links sit on (eth0) */
+	__u32 ifindex;        /* its index inside the pod netns */
+	__u32 state;          /* SHUNT_TC_STATE_* bits: what enroll changed in the netns */
+	__u8 saved[16];       /* previous sysctl values, restored on unenroll (abi.ts SAVED_SYSCTLS) */
+};
+
+/* tc_port_sel: (gen, port, kind) -> 1 */
+struct shunt_tc_port_key {
+	__u32 gen;
+	__u16 port;
+	__u8 kind; /* SHUNT_TC_SEL_* */
+	__u8 _pad;
+};
+
+/* Map definitions: BPF side only, and not for test programs that only parse (SHUNT_TC_NO_MAPS). */
+#if defined(__bpf__) && !defined(SHUNT_TC_NO_MAPS)
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct shunt_tc_addr);
+	__type(value, struct shunt_tc_pod);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tc_pod SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct shunt_tc_pod_meta);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tc_pod_meta SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct shunt_tc_port_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tc_port_sel SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SHUNT_TC_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tc_counters SEC(".maps");
+#endif /* __bpf__ && !SHUNT_TC_NO_MAPS */
+
+#endif /* SHUNT_TC_H */

@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * tcx/ingress on the pod's eth0, inside the pod netns (one link per enrolled pod):
+ *  - a packet the egress program hairpinned (mark SHUNT_TC_MARK): the app's outbound connection
+ *    or the app's reply to one of ztunnel's spoofed-source connections -> ztunnel's socket of
+ *    that connection, else (a SYN) ztunnel's outbound listener (15001);
+ *  - a connection from outside to the pod (not to the HBONE port, not from the kubelet probe
+ *    source, not ztunnel's own mark) -> the socket already owning it, else (a SYN) ztunnel's
+ *    inbound listener (15006), as istio-cni's TPROXY rule.
+ * bpf_sk_assign keeps the packet's addresses, so the accepted socket's local address is the
+ * original destination (ztunnel reads it as under TPROXY). Everything else: TCX_NEXT, so the
+ * programs after ours on the hook (a CNI's) and the legacy tc chain decide.
+ */
+#include "lib.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Assign and account; a refused assign drops (a captured packet must not reach the app). */
+static __always_inline int assign(struct __sk_buff *skb, struct bpf_sock *sk, __u32 counter)
+{
+	long err = bpf_sk_assign(skb, sk, 0);
+	bpf_sk_release(sk);
+	if (err) {
+		count(SHUNT_TC_CNT_ASSIGN_FAILED);
+		return TC_ACT_SHOT;
+	}
+	count(counter);
+	return TC_ACT_OK;
+}
+
+static __always_inline int probe_source(const struct pkt *p)
+{
+	if (p->family == 4)
+		return p->src.a[3] == bpf_htonl(SHUNT_PROBE_V4);
+	/* fd16:9254:7127:1337:ffff:ffff:ffff:ffff */
+	return p->src.a[0] == bpf_htonl(0xfd169254) && p->src.a[1] == bpf_htonl(0x71271337) &&
+	       p->src.a[2] == 0xffffffff && p->src.a[3] == 0xffffffff;
+}
+
+static __always_inline int inbound_selected(const struct shunt_tc_pod *cfg, __u16 dport)
+{
+	if (port_selected(cfg->gen, dport, SHUNT_TC_SEL_IN_EXCLUDE))
+		return 0;
+	if (cfg->flags & SHUNT_TC_IN_ALL)
+		return 1;
+	return port_selected(cfg->gen, dport, SHUNT_TC_SEL_IN_INCLUDE);
+}
+
+static __always_inline int hairpinned(struct __sk_buff *skb, struct pkt *p)
+{
+	struct shunt_tc_pod *cfg = bpf_map_lookup_elem(&tc_pod, &p->src);
+	if (!cfg)
+		return TCX_NEXT; /* marked by someone else, or the pod was unenrolled meanwhile */
+	__u16 out_port = cfg->out_port;
+	struct bpf_sock *sk = owner_socket(skb, p);
+	if (sk)
+		return assign(skb, sk, SHUNT_TC_CNT_OUT_ESTABLISHED);
+	if (!is_syn(p)) {
+		count(SHUNT_TC_CNT_OUT_ORPHAN);
+		return TCX_NEXT; /* delivered locally by the mark's route: the stack answers RST */
+	}
+	sk = listener_socket(skb, p, out_port);
+	if (!sk) {
+		/* No ztunnel yet: the mark's local route makes the stack refuse it (RST), as
+		 * iptables REDIRECT to a port nobody listens on does. Never around ztunnel. */
+		count(SHUNT_TC_CNT_OUT_NO_LISTENER);
+		return TCX_NEXT;
+	}
+	return assign(skb, sk, SHUNT_TC_CNT_OUT_LISTENER);
+}
+
+SEC("tcx/ingress")
+int shunt_tc_ingress(struct __sk_buff *skb)
+{
+	struct pkt p = {};
+	if (parse_tcp(skb, &p))
+		return TCX_NEXT;
+	__u32 mark = skb->mark;
+	if (is_hairpin_mark(mark))
+		return hairpinned(skb, &p);
+	if (is_proxy_mark(mark))
+		return TCX_NEXT;
+
+	struct shunt_tc_pod *cfg = bpf_map_lookup_elem(&tc_pod, &p.dst);
+	if (!cfg)
+		return TCX_NEXT; /* not to an enrolled address of this pod (or pod not enrolled yet) */
+	if (p.dport == cfg->tunnel_port) {
+		count(SHUNT_TC_CNT_IN_TUNNEL);
+		return TCX_NEXT;
+	}
+	if (probe_source(&p)) {
+		count(SHUNT_TC_CNT_IN_PROBE);
+		return TCX_NEXT;
+	}
+	__u16 in_port = cfg->in_port;
+	if (!inbound_selected(cfg, p.dport)) {
+		count(SHUNT_TC_CNT_IN_BYPASSED);
+		return TCX_NEXT;
+	}
+	struct bpf_sock *sk = owner_socket(skb, &p);
+	if (sk)
+		return assign(skb, sk, SHUNT_TC_CNT_IN_ESTABLISHED);
+	if (!is_syn(&p))
+		return TCX_NEXT; /* no connection to give it to: the stack answers as it would */
+	sk = listener_socket(skb, &p, in_port);
+	if (!sk) {
+		count(SHUNT_TC_CNT_IN_NO_LISTENER);
+		return TC_ACT_SHOT; /* fail closed: never deliver a captured connection to the app */
+	}
+	return assign(skb, sk, SHUNT_TC_CNT_IN_LISTENER);
+}

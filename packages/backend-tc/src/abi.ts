@@ -1,0 +1,109 @@
+/**
+ * TypeScript mirror of bpf/include/shunt_tc.h: constants, struct codecs and the address
+ * encoding. map.typed() checks every codec's size against the loaded map, so a change on one
+ * side only fails loudly.
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+import { struct, u8, u16, u32, u64, bytes, pad, ipv4, ipv6 } from '@shunt/libbpf';
+
+/** skb->mark of hairpinned packets (under MARK_MASK) and the policy route that delivers them locally. */
+export const TC_MARK = 0x5a0;
+export const TC_MARK_MASK = 0xfff;
+/** Routing table and rule priority of that route in each pod netns (before main at 32766). */
+export const TC_TABLE = 1440;
+export const TC_RULE_PRIORITY = 32200;
+/** ztunnel's SO_MARK (1337): its packets are never captured. */
+export const PROXY_MARK = 0x539;
+
+export const POD_FLAG = { IN_ALL: 1, OUT_ALL: 2 } as const;
+
+export const SEL = { OUT_EXCLUDE: 1, OUT_INCLUDE: 2, IN_EXCLUDE: 3, IN_INCLUDE: 4 } as const;
+export type SelKind = (typeof SEL)[keyof typeof SEL];
+export const SEL_NAMES: Record<number, string> = { 1: 'out-exclude', 2: 'out-include', 3: 'in-exclude', 4: 'in-include' };
+
+/** Same order as enum shunt_tc_counter. */
+export const COUNTER_NAMES = [
+  'inbound_to_listener',
+  'inbound_to_established',
+  'inbound_no_listener',
+  'inbound_tunnel_passed',
+  'inbound_probe_exempt',
+  'inbound_bypassed',
+  'outbound_hairpinned_new',
+  'outbound_hairpinned_flow',
+  'outbound_to_listener',
+  'outbound_to_established',
+  'outbound_no_listener',
+  'outbound_orphan',
+  'outbound_proxy_own',
+  'outbound_bypassed',
+  'assign_failed',
+  'redirect_failed',
+] as const;
+export type CounterName = (typeof COUNTER_NAMES)[number];
+export const COUNTER_SLOTS = 20;
+
+/** shunt_tc_pod_meta.state bits: what enroll changed in the pod netns (undone on unenroll). */
+export const STATE = { RULE4: 1, RULE6: 2, ROUTE4: 4, ROUTE6: 8, ACCEPT_LOCAL: 16 } as const;
+/** Indices into shunt_tc_pod_meta.saved: previous value + 1 (0 = not saved). */
+export const SAVED = { ACCEPT_LOCAL: 0 } as const;
+
+export const podValue = struct({
+  netns: u64,
+  gen: u32,
+  flags: u32,
+  outPort: u16,
+  inPort: u16,
+  tunnelPort: u16,
+  dnsPort: u16,
+});
+export type PodValue = ReturnType<typeof podValue.decode>;
+
+export const META_SIZES = { uid: 48, ns: 64, name: 256, netnsPath: 256, ifname: 16, saved: 16 } as const;
+export const podMeta = struct({
+  uid: bytes(META_SIZES.uid),
+  ns: bytes(META_SIZES.ns),
+  name: bytes(META_SIZES.name),
+  netnsPath: bytes(META_SIZES.netnsPath),
+  ifname: bytes(META_SIZES.ifname),
+  ifindex: u32,
+  state: u32,
+  saved: bytes(META_SIZES.saved),
+});
+export type PodMetaValue = ReturnType<typeof podMeta.decode>;
+
+export const portKey = struct({ gen: u32, port: u16, kind: u8, _pad: pad(1) });
+export const addr16 = bytes(16);
+export const netnsKey = u64;
+export const flagValue = u8;
+export const u32Key = u32;
+export const counterValue = u64;
+
+export const MAP_NAMES = ['tc_pod', 'tc_pod_meta', 'tc_port_sel', 'tc_counters'] as const;
+export type MapName = (typeof MAP_NAMES)[number];
+
+const V4_MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+
+/** 16-byte address as the BPF side keys it: IPv4 becomes ::ffff:a.b.c.d. */
+export function encodeAddr(text: string): Buffer {
+  if (isIPv4(text)) return Buffer.concat([V4_MAPPED_PREFIX, ipv4.encode(text)]);
+  if (isIPv6(text)) return ipv6.encode(text);
+  throw new Error(`'${text}' is not an IP address`);
+}
+
+export function decodeAddr(buf: Buffer): string {
+  if (buf.subarray(0, 12).equals(V4_MAPPED_PREFIX)) return ipv4.decode(buf.subarray(12));
+  return ipv6.decode(buf);
+}
+
+/** Fixed-size NUL-padded text field; longer text is an error (the caller names the field). */
+export function encodeText(text: string, size: number): Buffer {
+  const b = Buffer.from(text, 'utf8');
+  if (b.length > size) throw new Error(`'${text}' is ${b.length} bytes, the field holds ${size}`);
+  return b;
+}
+
+export function decodeText(buf: Buffer): string {
+  const end = buf.indexOf(0);
+  return buf.subarray(0, end < 0 ? buf.length : end).toString('utf8');
+}

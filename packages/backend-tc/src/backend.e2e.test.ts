@@ -1,0 +1,284 @@
+/**
+ * The tc backend on a real kernel: testbed pods (own netns, veth to a node bridge), the backend's
+ * programs attached on the ambient pod's eth0 inside its netns, and sockets with ztunnel's options
+ * (SO_MARK 1337, SO_REUSEPORT, IP_TRANSPARENT) on 15001/15006/15008 in that netns. Every claim is
+ * checked on the path: which socket accepted the connection and with which local address (the
+ * original destination), not only that an answer came back.
+ */
+import * as fs from 'node:fs';
+import { BpfObject, bpfObjectPath, type BpfLink } from '@shunt/libbpf';
+import { Netlink } from '@shunt/netlink';
+import { Testbed } from '@shunt/testbed';
+import type { MeshPod } from '@shunt/core';
+import { TcBackend, LINKS_MISSING } from './backend';
+import { TC_RULE_PRIORITY, TC_TABLE } from './abi';
+import { Service, ZtunnelSockets, ZTUNNEL_MARK, talk } from './test-support/sockets';
+import { meshPod, netnsSnapshot, nodeContext, tcxPrograms } from './test-support/env';
+
+const APP_PORT = 8080; // the peer's service
+const AMB_PORT = 9090; // the ambient pod's own service
+const PROBE_V4 = '169.254.7.127';
+const PROBE_V6 = 'fd16:9254:7127:1337:ffff:ffff:ffff:ffff';
+
+describe('tc backend: tcx + sk_assign to ztunnel sockets inside the pod netns', () => {
+  let tb: Testbed;
+  let bpffsRoot = '';
+  let backend: TcBackend;
+  let amb: MeshPod;
+  let z: ZtunnelSockets;
+  const peerSvc = new Service('peer-app');
+  const ambSvc = new Service('amb-app');
+  const plainSvc = new Service('plain-app');
+  let pristine = '';
+
+  beforeAll(async () => {
+    tb = await Testbed.create({ pods: [{ name: 'amb', mesh: 'ambient' }, { name: 'peer' }, { name: 'plain' }] });
+    bpffsRoot = `/sys/fs/bpf/${tb.prefix}-tc`;
+    fs.mkdirSync(bpffsRoot, { recursive: true });
+    tb.track('tc pins', async () => fs.rmSync(bpffsRoot, { recursive: true, force: true }));
+    for (const f of [4, 6] as const) {
+      await peerSvc.listen({ netns: tb.pod('peer').netnsPath, family: f, v6Only: f === 6, reuseAddr: true, bind: { port: APP_PORT } });
+      await ambSvc.listen({ netns: tb.pod('amb').netnsPath, family: f, v6Only: f === 6, reuseAddr: true, bind: { port: AMB_PORT } });
+      await plainSvc.listen({ netns: tb.pod('plain').netnsPath, family: f, v6Only: f === 6, reuseAddr: true, bind: { port: AMB_PORT } });
+    }
+    pristine = netnsSnapshot(tb.pod('amb').netnsPath);
+    z = await ZtunnelSockets.open(tb.pod('amb').netnsPath);
+    amb = meshPod(tb, 'amb');
+    backend = new TcBackend();
+    await backend.start(nodeContext(bpffsRoot));
+    await backend.enroll(amb);
+  }, 60_000);
+
+  afterAll(async () => {
+    await backend?.stop({ cleanup: true }).catch(() => undefined);
+    await z?.close();
+    await Promise.all([peerSvc.close(), ambSvc.close(), plainSvc.close()]);
+    await tb?.dispose();
+  }, 60_000);
+
+  const counters = async (): Promise<Record<string, number>> => (await backend.observe()).counters;
+  const delta = (a: Record<string, number>, b: Record<string, number>, k: string): number => (b[k] ?? 0) - (a[k] ?? 0);
+
+  test.each([4, 6] as const)('outbound v%i: the app connect to another pod lands on 15001 with the original destination as local address', async (family) => {
+    const peer = tb.pod('peer');
+    const dst = family === 4 ? peer.ipv4 : peer.ipv6;
+    const ambIp = family === 4 ? tb.pod('amb').ipv4 : tb.pod('amb').ipv6;
+    const before = peerSvc.accepted.length;
+    const c0 = await counters();
+    const r = await talk({ netns: amb.netnsPath!, family, to: { address: dst, port: APP_PORT } });
+    expect(r.reply).toBe('ztunnel-15001');
+    const got = z.outbound.accepted.at(-1)!;
+    expect(got.listener).toBe(`ztunnel-15001/${family}`);
+    expect(got.local).toEqual({ address: dst, port: APP_PORT });
+    expect(got.peer).toEqual({ address: ambIp, port: r.local.port });
+    expect(peerSvc.accepted.length).toBe(before); // never reached the peer directly
+    const c1 = await counters();
+    expect(delta(c0, c1, 'outbound_hairpinned_new')).toBeGreaterThanOrEqual(1);
+    expect(delta(c0, c1, 'outbound_to_listener')).toBeGreaterThanOrEqual(1);
+    expect(delta(c0, c1, 'outbound_to_established')).toBeGreaterThanOrEqual(1);
+  });
+
+  test.each([4, 6] as const)('inbound v%i: a connection to the pod lands on 15006 with the pod address:port as local address', async (family) => {
+    const ambIp = family === 4 ? tb.pod('amb').ipv4 : tb.pod('amb').ipv6;
+    const peerIp = family === 4 ? tb.pod('peer').ipv4 : tb.pod('peer').ipv6;
+    const before = ambSvc.accepted.length;
+    const r = await talk({ netns: tb.pod('peer').netnsPath, family, to: { address: ambIp, port: AMB_PORT } });
+    expect(r.reply).toBe('ztunnel-15006');
+    const got = z.inbound.accepted.at(-1)!;
+    expect(got.listener).toBe(`ztunnel-15006/${family}`);
+    expect(got.local).toEqual({ address: ambIp, port: AMB_PORT });
+    expect(got.peer).toEqual({ address: peerIp, port: r.local.port });
+    expect(ambSvc.accepted.length).toBe(before);
+  });
+
+  test.each([4, 6] as const)('HBONE v%i: inbound to 15008 is not captured (reaches the 15008 listener itself)', async (family) => {
+    const ambIp = family === 4 ? tb.pod('amb').ipv4 : tb.pod('amb').ipv6;
+    const inboundBefore = z.inbound.accepted.length;
+    const c0 = await counters();
+    const r = await talk({ netns: tb.pod('peer').netnsPath, family, to: { address: ambIp, port: 15008 } });
+    expect(r.reply).toBe('ztunnel-15008');
+    expect(z.tunnel.accepted.at(-1)!.local).toEqual({ address: ambIp, port: 15008 });
+    expect(z.inbound.accepted.length).toBe(inboundBefore);
+    expect(delta(c0, await counters(), 'inbound_tunnel_passed')).toBeGreaterThanOrEqual(1);
+  });
+
+  test.each([4, 6] as const)("ztunnel's own v%i connections (mark 1337) are not looped: they reach the peer", async (family) => {
+    const dst = family === 4 ? tb.pod('peer').ipv4 : tb.pod('peer').ipv6;
+    const outBefore = z.outbound.accepted.length;
+    const c0 = await counters();
+    const r = await talk({ netns: amb.netnsPath!, family, mark: ZTUNNEL_MARK, to: { address: dst, port: APP_PORT } });
+    expect(r.reply).toBe('peer-app');
+    expect(z.outbound.accepted.length).toBe(outBefore);
+    expect(delta(c0, await counters(), 'outbound_proxy_own')).toBeGreaterThanOrEqual(1);
+  });
+
+  test.each([4, 6] as const)(
+    "replies to ztunnel's spoofed-source v%i connection (IP_TRANSPARENT, the client's address) come back to ztunnel",
+    async (family) => {
+      const ambIp = family === 4 ? tb.pod('amb').ipv4 : tb.pod('amb').ipv6;
+      const client = family === 4 ? tb.pod('peer').ipv4 : tb.pod('peer').ipv6;
+      const c0 = await counters();
+      const r = await talk({
+        netns: amb.netnsPath!,
+        family,
+        mark: ZTUNNEL_MARK,
+        transparent: true,
+        bind: { address: client },
+        to: { address: ambIp, port: AMB_PORT },
+      });
+      expect(r.reply).toBe('amb-app');
+      expect(r.local.address).toBe(client);
+      const seen = ambSvc.accepted.at(-1)!;
+      expect(seen.peer).toEqual({ address: client, port: r.local.port });
+      const c1 = await counters();
+      // The app's SYN-ACK and later segments went out of eth0 and were hairpinned back.
+      expect(delta(c0, c1, 'outbound_hairpinned_flow')).toBeGreaterThanOrEqual(2);
+    },
+  );
+
+  test.each([
+    [4, PROBE_V4, 32],
+    [6, PROBE_V6, 128],
+  ] as const)('the kubelet probe source is exempt (v%i): it reaches the app, not 15006', async (family, probe, len) => {
+    const node = tb.node('node0');
+    const nl = Netlink.at(node.netnsPath);
+    await nl.addAddress(node.bridge, `${probe}/${len}`, { nodad: true });
+    try {
+      const ambIp = family === 4 ? tb.pod('amb').ipv4 : tb.pod('amb').ipv6;
+      const c0 = await counters();
+      const r = await talk({ netns: node.netnsPath, family, bind: { address: probe }, to: { address: ambIp, port: AMB_PORT } });
+      expect(r.reply).toBe('amb-app');
+      expect(ambSvc.accepted.at(-1)!.peer.address).toBe(probe);
+      expect(delta(c0, await counters(), 'inbound_probe_exempt')).toBeGreaterThanOrEqual(1);
+    } finally {
+      await nl.deleteAddress(node.bridge, `${probe}/${len}`);
+    }
+  });
+
+  test('a pod that is not enrolled is untouched; a sidecar pod is refused with a reason naming it', async () => {
+    const plain = tb.pod('plain');
+    const before = peerSvc.accepted.length;
+    const r = await talk({ netns: plain.netnsPath, family: 4, to: { address: tb.pod('peer').ipv4, port: APP_PORT } });
+    expect(r.reply).toBe('peer-app');
+    expect(peerSvc.accepted.length).toBe(before + 1);
+    expect(tcxPrograms(plain.netnsPath)).toEqual({ ingress: [], egress: [] });
+    const sidecar = { ...meshPod(tb, 'plain'), membership: 'sidecar' as const };
+    await expect(backend.enroll(sidecar)).rejects.toThrow(/pod default\/plain \(uid .*\): membership="sidecar": the tc backend redirects ambient pods only/);
+    expect(tcxPrograms(plain.netnsPath)).toEqual({ ingress: [], egress: [] });
+  });
+
+  test('observe() reads links and counters back; a second start (restart) adopts the pinned links and traffic keeps flowing', async () => {
+    const st = await backend.observe();
+    const p = st.pods.find((x) => x.uid === amb.uid)!;
+    expect(p.fingerprint).toBe(backend.fingerprint(amb));
+    expect(p.detail).toMatchObject({ netnsPath: amb.netnsPath, ifname: 'eth0', links: { ingress: { live: true }, egress: { live: true } } });
+    expect(tcxPrograms(amb.netnsPath!)).toEqual({ ingress: ['shunt_tc_ingress'], egress: ['shunt_tc_egress'] });
+
+    await backend.stop({ cleanup: false }); // the agent goes away: redirect stays
+    const r = await talk({ netns: amb.netnsPath!, family: 4, to: { address: tb.pod('peer').ipv4, port: APP_PORT } });
+    expect(r.reply).toBe('ztunnel-15001');
+
+    backend = new TcBackend();
+    await backend.start(nodeContext(bpffsRoot));
+    const again = await backend.observe();
+    expect(again.pods.map((x) => [x.uid, x.fingerprint])).toEqual([[amb.uid, backend.fingerprint(amb)]]);
+    await backend.enroll(amb); // idempotent: nothing re-attached
+    expect(tcxPrograms(amb.netnsPath!)).toEqual({ ingress: ['shunt_tc_ingress'], egress: ['shunt_tc_egress'] });
+    expect(again.counters.outbound_to_listener).toBeGreaterThanOrEqual(3);
+
+    const ro = new TcBackend();
+    await ro.start(nodeContext(bpffsRoot, { readOnly: true }));
+    const seen = await ro.observe();
+    expect(seen.pods.map((x) => x.fingerprint)).toEqual([backend.fingerprint(amb)]);
+    await expect(ro.enroll(amb)).rejects.toThrow(/read-only/);
+    await ro.stop({ cleanup: false });
+    expect(tcxPrograms(amb.netnsPath!).ingress).toEqual(['shunt_tc_ingress']);
+  });
+
+  test('a link removed behind our back is drift: observe() says so and enroll repairs it', async () => {
+    const pin = `${backend.pinDir}/netns/${(await backend.observe()).pods[0]!.detail!.netnsCookie as string}/egress`;
+    const { BpfLink } = await import('@shunt/libbpf');
+    BpfLink.fromPin(pin).detach();
+    const st = await backend.observe();
+    expect(st.pods[0]!.fingerprint).toBe(backend.fingerprint(amb) + LINKS_MISSING);
+    await backend.enroll(amb);
+    expect((await backend.observe()).pods[0]!.fingerprint).toBe(backend.fingerprint(amb));
+    expect(tcxPrograms(amb.netnsPath!).egress).toEqual(['shunt_tc_egress']);
+  });
+
+  test("a CNI's tcx programs attached before ours keep their place and see every packet they saw before", async () => {
+    await backend.unenroll(amb);
+    const cni = BpfObject.open(bpfObjectPath('tc/test/cni_standin.bpf.o'));
+    const links: BpfLink[] = [];
+    try {
+      const port = Buffer.alloc(4);
+      port.writeUInt32LE(APP_PORT);
+      cni.map('cni_cfg').update(Buffer.alloc(4), port);
+      links.push(cni.program('cni_ingress').attachTc('eth0', 'ingress', { netns: amb.netnsPath!, mode: 'tcx' }));
+      links.push(cni.program('cni_egress').attachTc('eth0', 'egress', { netns: amb.netnsPath!, mode: 'tcx' }));
+      const seen = (): { ingress: bigint; egress: bigint } => {
+        const m = cni.map('cni_seen');
+        const k = (i: number): Buffer => Buffer.from([i, 0, 0, 0]);
+        return { ingress: m.lookup(k(0))!.readBigUInt64LE(0), egress: m.lookup(k(1))!.readBigUInt64LE(0) };
+      };
+      const flow = async (): Promise<{ ingress: number; egress: number; reply: string }> => {
+        const a = seen();
+        const r = await talk({ netns: amb.netnsPath!, family: 4, to: { address: tb.pod('peer').ipv4, port: APP_PORT } });
+        await new Promise((res) => setTimeout(res, 200)); // last FIN/ACKs
+        const b = seen();
+        return { ingress: Number(b.ingress - a.ingress), egress: Number(b.egress - a.egress), reply: r.reply };
+      };
+      const direct = await flow();
+      expect(direct.reply).toBe('peer-app');
+      await backend.enroll(amb);
+      expect(tcxPrograms(amb.netnsPath!)).toEqual({ ingress: ['cni_ingress', 'shunt_tc_ingress'], egress: ['cni_egress', 'shunt_tc_egress'] });
+      const meshed = await flow();
+      expect(meshed.reply).toBe('ztunnel-15001');
+      // Every segment the app sends still passes the CNI's egress program first (then ours
+      // hairpins it, and the CNI's ingress program sees it once more on the way in).
+      expect(meshed.egress).toBeGreaterThanOrEqual(direct.egress);
+      expect(meshed.ingress).toBeGreaterThanOrEqual(meshed.egress);
+      await backend.unenroll(amb);
+      expect(tcxPrograms(amb.netnsPath!)).toEqual({ ingress: ['cni_ingress'], egress: ['cni_egress'] });
+      expect((await flow()).reply).toBe('peer-app');
+    } finally {
+      for (const l of links) l.detach();
+      cni.close();
+      await backend.enroll(amb);
+    }
+  });
+
+  test('enroll is all-or-nothing: a failure at the last step leaves the netns as found', async () => {
+    await backend.unenroll(amb);
+    expect(netnsSnapshot(amb.netnsPath!)).toBe(pristine);
+    const cookie = (await import('@shunt/libbpf')).netnsCookie(amb.netnsPath!);
+    const blocker = `${backend.pinDir}/netns/${cookie}/egress`;
+    fs.mkdirSync(blocker, { recursive: true }); // the egress link cannot be pinned there
+    try {
+      await expect(backend.enroll(amb)).rejects.toThrow(/pin/);
+    } finally {
+      fs.rmSync(`${backend.pinDir}/netns/${cookie}`, { recursive: true, force: true });
+    }
+    expect(tcxPrograms(amb.netnsPath!)).toEqual({ ingress: [], egress: [] });
+    expect(netnsSnapshot(amb.netnsPath!)).toBe(pristine);
+    expect((await backend.observe()).pods).toEqual([]);
+    const r = await talk({ netns: amb.netnsPath!, family: 4, to: { address: tb.pod('peer').ipv4, port: APP_PORT } });
+    expect(r.reply).toBe('peer-app');
+    await backend.enroll(amb);
+  });
+
+  test('unenroll and stop({cleanup: true}) leave no links, rules, routes or sysctls of ours', async () => {
+    const netns = amb.netnsPath!;
+    expect(netnsSnapshot(netns)).not.toBe(pristine); // enrolled: our rule, routes and accept_local are there
+    expect(netnsSnapshot(netns)).toContain(`${TC_RULE_PRIORITY}:`);
+    await backend.stop({ cleanup: true });
+    expect(tcxPrograms(netns)).toEqual({ ingress: [], egress: [] });
+    expect(netnsSnapshot(netns)).toBe(pristine);
+    expect(netnsSnapshot(netns)).not.toContain(`table ${TC_TABLE}`);
+    expect(fs.existsSync(`${bpffsRoot}/tc`)).toBe(false);
+    const r = await talk({ netns, family: 4, to: { address: tb.pod('peer').ipv4, port: APP_PORT } });
+    expect(r.reply).toBe('peer-app');
+    backend = new TcBackend();
+    await backend.start(nodeContext(bpffsRoot));
+  });
+});

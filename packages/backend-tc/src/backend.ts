@@ -1,0 +1,347 @@
+/**
+ * TcBackend: ambient redirect inside each pod's netns (DESIGN.md "Ambient: how shunt meets
+ * ztunnel", README.md here). Kernel state, all under <bpffsRoot>/tc/:
+ *   maps/<name>                 every map of bpf/include/shunt_tc.h (pinned by name by libbpf)
+ *   netns/<cookie>/ingress|egress  the pod's two tcx links on its eth0, pinned so they outlive
+ *                               the agent; a restarted agent adopts them
+ * plus, in each pod netns, the policy rule, local route and accept_local of netns-setup.ts. The
+ * pod registry is the kernel itself: tc_pod_meta (netns cookie -> uid/namespace/name, netns
+ * path, what was changed there) next to tc_pod (pod address -> config).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { isIPv4 } from 'node:net';
+import { BpfLink, BpfObject, bpfObjectPath, netnsCookie, probeTcx, type KernelLinkInfo } from '@shunt/libbpf';
+import type { InstalledState, MeshPod, NodeCapabilities, NodeContext, PodRef, RedirectBackend, Support } from '@shunt/core';
+import { encodeAddr } from './abi';
+import { TcMaps, type InstalledPod, type PodPlace } from './maps';
+import { PodConfigError, canonical, fingerprintOf, podConfig, podName } from './pod-config';
+import { applyNetnsSetup, removeNetnsSetup } from './netns-setup';
+import { tcSupport } from './support';
+
+export interface TcOptions {
+  /** The pod-side interface the links go on; default 'eth0' (what every CNI names it). */
+  ifname?: string;
+}
+
+export const PROGRAMS = {
+  ingress: { object: 'tc/ingress.bpf.o', program: 'shunt_tc_ingress' },
+  egress: { object: 'tc/egress.bpf.o', program: 'shunt_tc_egress' },
+} as const;
+type Direction = keyof typeof PROGRAMS;
+const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
+
+/** Appended to an observed pod's fingerprint while a link is missing or defunct (drift: re-enroll). */
+export const LINKS_MISSING = '+links-missing';
+
+export class TcBackendError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TcBackendError';
+  }
+}
+
+type PodLinks = Partial<Record<Direction, BpfLink>>;
+
+export class TcBackend implements RedirectBackend {
+  readonly name = 'tc' as const;
+  private readonly ifname: string;
+  private node: NodeContext | null = null;
+  private dir = '';
+  private readOnly = false;
+  private maps: TcMaps | null = null;
+  private objects: Partial<Record<Direction, BpfObject>> = {};
+  private links = new Map<bigint, PodLinks>();
+  /** What the kernel holds per netns cookie; kept current by enroll/unenroll, re-read by observe(). */
+  private installed = new Map<bigint, InstalledPod>();
+  private nextGen = 1;
+
+  constructor(opts: TcOptions = {}) {
+    this.ifname = opts.ifname ?? 'eth0';
+    if (!/^[A-Za-z0-9_.@-]{1,15}$/.test(this.ifname)) throw new TcBackendError(`tc: ifname ${JSON.stringify(this.ifname)} is not an interface name`);
+  }
+
+  support(caps: NodeCapabilities): Support {
+    return tcSupport(caps);
+  }
+
+  fingerprint(pod: MeshPod): string {
+    return fingerprintOf(podConfig(pod));
+  }
+
+  get pinDir(): string {
+    return this.dir;
+  }
+
+  private get mapsDir(): string {
+    return path.join(this.dir, 'maps');
+  }
+
+  private get netnsDir(): string {
+    return path.join(this.dir, 'netns');
+  }
+
+  private linkPin(cookie: bigint, d: Direction): string {
+    return path.join(this.netnsDir, cookie.toString(), d);
+  }
+
+  async start(node: NodeContext): Promise<void> {
+    if (this.node) return;
+    this.node = node;
+    this.readOnly = node.readOnly === true;
+    this.dir = path.join(node.bpffsRoot, 'tc');
+    if (this.readOnly) return this.adoptReadOnly();
+    fs.mkdirSync(this.mapsDir, { recursive: true });
+    fs.mkdirSync(this.netnsDir, { recursive: true });
+    // Loaded once and kept: every pod's links attach these two programs (shared maps by pin).
+    for (const d of DIRECTIONS) this.objects[d] = BpfObject.open(bpfObjectPath(PROGRAMS[d].object), { pinMaps: this.mapsDir });
+    this.maps = TcMaps.open(this.mapsDir);
+    const pods = this.maps.readPods();
+    this.installed = new Map(pods.map((p) => [p.netnsCookie, p]));
+    this.nextGen = Math.max(0, ...pods.map((p) => p.gen), ...this.maps.selectionGens()) + 1;
+    const live = new Set(pods.map((p) => p.gen));
+    for (const gen of this.maps.selectionGens()) if (!live.has(gen)) this.maps.deleteGen(gen);
+    let adopted = 0;
+    for (const name of fs.readdirSync(this.netnsDir)) {
+      const cookie = /^[0-9]+$/.test(name) ? BigInt(name) : null;
+      if (cookie !== null && this.installed.has(cookie)) {
+        this.links.set(cookie, this.adoptLinks(cookie));
+        adopted++;
+        continue;
+      }
+      // Links of a pod no longer registered: an unenroll interrupted between maps and links.
+      for (const d of DIRECTIONS) {
+        const pin = path.join(this.netnsDir, name, d);
+        if (fs.existsSync(pin)) BpfLink.fromPin(pin).detach();
+      }
+      fs.rmSync(path.join(this.netnsDir, name), { recursive: true, force: true });
+    }
+    if (adopted > 0) node.log.info({ pods: adopted, dir: this.dir }, 'tc: adopted pinned pod links');
+  }
+
+  private adoptLinks(cookie: bigint): PodLinks {
+    const out: PodLinks = {};
+    for (const d of DIRECTIONS) {
+      const pin = this.linkPin(cookie, d);
+      if (fs.existsSync(pin)) out[d] = BpfLink.fromPin(pin);
+    }
+    return out;
+  }
+
+  /** readOnly: open what is pinned; create, attach and delete nothing. */
+  private adoptReadOnly(): void {
+    if (!fs.existsSync(this.mapsDir)) return;
+    try {
+      this.maps = TcMaps.open(this.mapsDir);
+    } catch (err) {
+      this.node?.log.warn({ dir: this.mapsDir, err: (err as Error).message }, 'tc: pinned maps not readable (read-only)');
+      return;
+    }
+    this.installed = new Map(this.maps.readPods().map((p) => [p.netnsCookie, p]));
+    for (const cookie of this.installed.keys()) this.links.set(cookie, this.adoptLinks(cookie));
+  }
+
+  private requireWritable(op: string): TcMaps {
+    if (this.readOnly) throw new TcBackendError(`tc: ${op} refused: the backend was started read-only (NodeContext.readOnly), it changes nothing`);
+    if (!this.maps) throw new TcBackendError(`tc: ${op} called before start()`);
+    return this.maps;
+  }
+
+  private cookieOf(pod: MeshPod, who: string): { cookie: bigint; netnsPath: string } {
+    const netnsPath = pod.netnsPath;
+    if (!netnsPath) throw new PodConfigError(who, 'netnsPath', netnsPath, 'the tc backend attaches inside the pod netns, which needs its path');
+    if (!fs.existsSync(netnsPath)) throw new PodConfigError(who, 'netnsPath', netnsPath, 'does not exist');
+    const cookie = netnsCookie(netnsPath);
+    if (pod.netnsCookie !== undefined && pod.netnsCookie !== cookie.toString())
+      throw new PodConfigError(who, 'netnsPath', netnsPath, `is not the netns of netnsCookie ${pod.netnsCookie} (it is ${cookie})`);
+    return { cookie, netnsPath };
+  }
+
+  /**
+   * Installs the pod's redirect: netns routing, then maps (config before anything reads it),
+   * then the two links (capture starts here, so the first packet after enroll() returns is
+   * redirected). All-or-nothing: a failure removes what this call wrote, and the pod keeps
+   * what an earlier enroll installed.
+   */
+  async enroll(pod: MeshPod): Promise<void> {
+    const maps = this.requireWritable('enroll');
+    const who = podName(pod);
+    if (pod.membership === 'none' || pod.interceptionMode === 'NONE') return this.unenroll(pod);
+    if (pod.membership !== 'ambient')
+      throw new PodConfigError(who, 'membership', pod.membership, "the tc backend redirects ambient pods only (profile istio-ambient); sidecar pods need sockops or iptables");
+    if (pod.hostNetwork) throw new PodConfigError(who, 'hostNetwork', true, 'a host-network pod shares the node netns and cannot be redirected per pod');
+    const want = podConfig(pod);
+    const { cookie, netnsPath } = this.cookieOf(pod, who);
+    const same = this.installed.get(cookie);
+    if (same && same.ref.uid !== want.ref.uid)
+      throw new PodConfigError(who, 'netnsPath', netnsPath, `is enrolled already for pod ${podName(same.ref)}`);
+    if (same && canonical(same) === canonical(want) && this.linksLive(cookie)) return;
+    // The same pod under another netns (sandbox replaced): drop the old enrolment first.
+    for (const p of [...this.installed.values()]) if (p.ref.uid === want.ref.uid && p.netnsCookie !== cookie) await this.dropPod(maps, p);
+
+    const undo: Array<() => unknown> = [];
+    try {
+      const families = [...new Set(want.ips.map((ip) => (isIPv4(ip) ? 4 : 6) as 4 | 6))];
+      const before = same?.place ?? { state: 0, saved: [] };
+      const changes = await applyNetnsSetup(netnsPath, this.ifname, families, before);
+      const added = { state: changes.state & ~before.state, saved: changes.saved.map((v, i) => (before.saved[i] ? 0 : v)) };
+      undo.push(() => removeNetnsSetup(netnsPath, this.ifname, added));
+
+      const place: PodPlace = { netnsPath, ifname: this.ifname, ifindex: same?.place.ifindex ?? 0, state: changes.state, saved: changes.saved };
+      maps.writeMeta(cookie, want.ref, place);
+      undo.push(() => (same ? maps.writeMeta(cookie, same.ref, same.place) : maps.meta.delete(cookie)));
+      const gen = this.nextGen++;
+      maps.writePod(want, cookie, gen, same);
+      undo.push(() => {
+        if (same) maps.writePod(same, cookie, same.gen, { ...want, netnsCookie: cookie, gen, place });
+        else for (const ip of want.ips) maps.pod.delete(encodeAddr(ip));
+        maps.deleteSelections(gen, want.ports);
+      });
+
+      const links = this.links.get(cookie) ?? {};
+      for (const d of DIRECTIONS) {
+        if (links[d] && linkLive(links[d])) continue;
+        if (links[d]) {
+          // Defunct (the interface was replaced): detach the stale link and its pin.
+          links[d].detach();
+          delete links[d];
+        }
+        links[d] = this.attach(d, cookie, netnsPath);
+        undo.push(() => {
+          links[d]?.detach();
+          delete links[d];
+        });
+      }
+      this.links.set(cookie, links);
+      const ifindex = links.ingress?.info().ifindex ?? 0;
+      if (ifindex !== place.ifindex) maps.writeMeta(cookie, want.ref, { ...place, ifindex });
+      if (same) maps.deleteSelections(same.gen, same.ports);
+      this.installed.set(cookie, { ...want, netnsCookie: cookie, gen, place: { ...place, ifindex } });
+    } catch (err) {
+      for (const u of undo.reverse()) {
+        try {
+          await u();
+        } catch (e) {
+          this.node?.log.warn({ pod: who, err: (e as Error).message }, 'tc: undo of a failed enroll step failed');
+        }
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * One tcx link, pinned. Attached with default flags, i.e. appended after every program already
+   * on the hook (see README "Attach position"): a CNI's program attached before us sees every
+   * packet first, exactly as before; ours decides last, and returns TCX_NEXT for what it leaves.
+   */
+  private attach(d: Direction, cookie: bigint, netnsPath: string): BpfLink {
+    const obj = this.objects[d];
+    if (!obj) throw new TcBackendError('tc: programs not loaded (start() not called?)');
+    if (!probeTcx().available)
+      throw new TcBackendError(`tc: this kernel has no tcx links (${probeTcx().evidence}); the clsact fallback is not implemented`);
+    const link = obj.program(PROGRAMS[d].program).attachTc(this.ifname, d, { netns: netnsPath, mode: 'tcx' });
+    try {
+      fs.mkdirSync(path.dirname(this.linkPin(cookie, d)), { recursive: true });
+      link.pin(this.linkPin(cookie, d));
+    } catch (err) {
+      link.detach();
+      throw err;
+    }
+    return link;
+  }
+
+  private linksLive(cookie: bigint): boolean {
+    const l = this.links.get(cookie);
+    return !!l && DIRECTIONS.every((d) => l[d] !== undefined && linkLive(l[d]));
+  }
+
+  /** Map entries first (the programs stop capturing), then the links, then the netns routing. */
+  private async dropPod(maps: TcMaps, p: InstalledPod): Promise<void> {
+    maps.deletePod(p);
+    this.installed.delete(p.netnsCookie);
+    const links = this.links.get(p.netnsCookie) ?? this.adoptLinks(p.netnsCookie);
+    for (const d of DIRECTIONS) links[d]?.detach();
+    this.links.delete(p.netnsCookie);
+    fs.rmSync(path.join(this.netnsDir, p.netnsCookie.toString()), { recursive: true, force: true });
+    await removeNetnsSetup(p.place.netnsPath, p.place.ifname, p.place);
+  }
+
+  async unenroll(pod: PodRef): Promise<void> {
+    const maps = this.requireWritable('unenroll');
+    for (const p of [...this.installed.values()]) if (p.ref.uid === pod.uid) await this.dropPod(maps, p);
+  }
+
+  private linkState(cookie: bigint): Record<Direction, (KernelLinkInfo & { live: boolean }) | null> {
+    const l = this.links.get(cookie) ?? {};
+    const out = {} as Record<Direction, (KernelLinkInfo & { live: boolean }) | null>;
+    for (const d of DIRECTIONS) {
+      const link = l[d];
+      let info: KernelLinkInfo | null = null;
+      try {
+        info = link ? link.info() : null;
+      } catch {
+        info = null;
+      }
+      out[d] = info ? { ...info, live: (info.ifindex ?? 0) !== 0 } : null;
+    }
+    return out;
+  }
+
+  async observe(): Promise<InstalledState> {
+    const maps = this.maps;
+    const pods = maps?.readPods() ?? [];
+    // The kernel is the truth: a drifted map shows up here, and the next enroll repairs it.
+    if (maps) this.installed = new Map(pods.map((p) => [p.netnsCookie, p]));
+    for (const p of pods) if (!this.links.has(p.netnsCookie) && this.dir) this.links.set(p.netnsCookie, this.adoptLinks(p.netnsCookie));
+    return {
+      backend: 'tc',
+      nodeReady: maps !== null,
+      nodeDetail: { pinDir: this.dir, readOnly: this.readOnly, ifname: this.ifname, tcx: probeTcx().available },
+      pods: pods.map((p) => {
+        const links = this.linkState(p.netnsCookie);
+        const ok = DIRECTIONS.every((d) => links[d]?.live === true);
+        return {
+          ...p.ref,
+          fingerprint: fingerprintOf(p) + (ok ? '' : LINKS_MISSING),
+          detail: {
+            netnsCookie: p.netnsCookie.toString(),
+            netnsPath: p.place.netnsPath,
+            ifname: p.place.ifname,
+            ifindex: p.place.ifindex,
+            gen: p.gen,
+            ips: p.ips,
+            links: Object.fromEntries(DIRECTIONS.map((d) => [d, links[d] ? { linkId: links[d].id, progId: links[d].progId, ifindex: links[d].ifindex ?? 0, live: links[d].live } : null])),
+            netnsState: p.place.state,
+          },
+        };
+      }),
+      counters: maps?.readCounters() ?? {},
+    };
+  }
+
+  async stop(opts: { cleanup: boolean }): Promise<void> {
+    if (opts.cleanup && this.readOnly) throw new TcBackendError('tc: stop({cleanup: true}) refused: the backend was started read-only, it removes nothing');
+    if (opts.cleanup && this.maps) {
+      const maps = this.maps;
+      for (const p of maps.readPods()) await this.dropPod(maps, p);
+    }
+    for (const l of this.links.values()) for (const d of DIRECTIONS) l[d]?.close();
+    this.links.clear();
+    this.installed.clear();
+    this.maps?.close();
+    this.maps = null;
+    for (const d of DIRECTIONS) this.objects[d]?.close();
+    this.objects = {};
+    this.node = null;
+    if (opts.cleanup && this.dir !== '') fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** A tcx link whose device is gone reports ifindex 0 (defunct: nothing runs). */
+function linkLive(link: BpfLink): boolean {
+  try {
+    return (link.info().ifindex ?? 0) !== 0;
+  } catch {
+    return false;
+  }
+}

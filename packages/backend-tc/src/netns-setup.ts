@@ -1,0 +1,137 @@
+/**
+ * What the hairpin needs in the pod netns besides the programs, set by enroll and undone by
+ * unenroll (each verified on 6.18 by removing it and watching the hairpinned SYN die):
+ *  - a policy rule `fwmark TC_MARK/TC_MARK_MASK lookup TC_TABLE` and `local default dev lo` in
+ *    that table (IPv4 and IPv6): a hairpinned packet's destination is another host, and an
+ *    sk_assign'ed packet still takes the input route; without a local route it is forwarded
+ *    (i.e. dropped, forwarding is off in a pod);
+ *  - IPv4 only: net.ipv4.conf.<if>.accept_local=1, since the hairpinned packet arrives on eth0
+ *    with the pod's own address as source (a martian otherwise). IPv6 has no such check.
+ *    rp_filter needs no change: strict mode accepts it too once accept_local is on.
+ * The previous accept_local is saved (in tc_pod_meta) and restored; the rule and routes are ours
+ * alone (own table, own mark), so removing them restores the netns as found.
+ *
+ * Speed matters (enroll latency): sysctls are written through /proc/sys from inside the netns
+ * (withNetns, no process), routes and rules go in one `ip -batch` per family.
+ */
+import * as fs from 'node:fs';
+import { withNetns } from '@shunt/libbpf';
+import { runCommand, NetlinkError } from '@shunt/netlink';
+import { SAVED, STATE, TC_MARK, TC_MARK_MASK, TC_RULE_PRIORITY, TC_TABLE } from './abi';
+
+export interface NetnsChanges {
+  state: number;
+  saved: number[];
+}
+
+const IFNAME_RE = /^[A-Za-z0-9_.@-]{1,15}$/;
+
+function ruleLine(op: 'add' | 'del'): string {
+  return `rule ${op} priority ${TC_RULE_PRIORITY} fwmark 0x${TC_MARK.toString(16)}/0x${TC_MARK_MASK.toString(16)} lookup ${TC_TABLE}`;
+}
+
+function routeLine(op: 'replace' | 'del', family: 4 | 6): string {
+  return `route ${op} local ${family === 4 ? '0.0.0.0/0' : '::/0'} dev lo table ${TC_TABLE}`;
+}
+
+/**
+ * Runs `ip -<family> -force -batch -` in the netns. Errors whose message matches `tolerated`
+ * (e.g. "File exists" when the rule is already there) are not failures; any other is.
+ */
+async function ipBatch(netnsPath: string, family: 4 | 6, lines: string[], tolerated: RegExp): Promise<void> {
+  try {
+    await runCommand(['ip', `-${family}`, '-force', '-batch', '-'], { netns: netnsPath, input: lines.join('\n') + '\n' });
+  } catch (err) {
+    if (!(err instanceof NetlinkError)) throw err;
+    const reported = err.stderr
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '' && !/^Command failed/.test(l));
+    if (err.exitCode === null || reported.length === 0 || reported.some((l) => !tolerated.test(l))) throw err;
+  }
+}
+
+const sysctlPath = (ifname: string, key: string): string => `/proc/sys/net/ipv4/conf/${ifname}/${key}`;
+
+/** Reads/writes a per-interface IPv4 sysctl of the netns (through /proc/sys while inside it). */
+function readSysctl(netnsPath: string, ifname: string, key: string): number {
+  return withNetns(netnsPath, () => Number(fs.readFileSync(sysctlPath(ifname, key), 'utf8').trim()));
+}
+
+function writeSysctl(netnsPath: string, ifname: string, key: string, value: number): void {
+  withNetns(netnsPath, () => fs.writeFileSync(sysctlPath(ifname, key), `${value}\n`));
+}
+
+/**
+ * Makes the netns deliver hairpinned packets locally. Idempotent; `have` is what an earlier
+ * enroll already did (its saved values are kept, not overwritten with ours). On failure, what
+ * this call added is removed again before it throws (all-or-nothing).
+ */
+export async function applyNetnsSetup(netnsPath: string, ifname: string, families: ReadonlyArray<4 | 6>, have?: NetnsChanges): Promise<NetnsChanges> {
+  if (!IFNAME_RE.test(ifname)) throw new Error(`invalid interface name ${JSON.stringify(ifname)}`);
+  const out: NetnsChanges = { state: have?.state ?? 0, saved: [...(have?.saved ?? [])] };
+  const added: NetnsChanges = { state: 0, saved: [] };
+  try {
+    if (families.includes(4) && !(out.state & STATE.ACCEPT_LOCAL)) {
+      const before = readSysctl(netnsPath, ifname, 'accept_local');
+      if (before !== 1) {
+        writeSysctl(netnsPath, ifname, 'accept_local', 1);
+        out.saved[SAVED.ACCEPT_LOCAL] = before + 1;
+        added.saved[SAVED.ACCEPT_LOCAL] = before + 1;
+        out.state |= STATE.ACCEPT_LOCAL;
+        added.state |= STATE.ACCEPT_LOCAL;
+      }
+    }
+    for (const family of families) {
+      const rule = family === 4 ? STATE.RULE4 : STATE.RULE6;
+      const route = family === 4 ? STATE.ROUTE4 : STATE.ROUTE6;
+      // route replace is idempotent; rule add answers "File exists" when the rule is there.
+      await ipBatch(netnsPath, family, [routeLine('replace', family), ruleLine('add')], /File exists/);
+      added.state |= (rule | route) & ~out.state;
+      out.state |= rule | route;
+    }
+    return out;
+  } catch (err) {
+    await removeNetnsSetup(netnsPath, ifname, added).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Undoes exactly what `changes` records. A netns that is gone took everything with it. */
+export async function removeNetnsSetup(netnsPath: string, ifname: string, changes: NetnsChanges): Promise<void> {
+  if (!netnsPath || !fs.existsSync(netnsPath)) return;
+  for (const family of [4, 6] as const) {
+    const rule = family === 4 ? STATE.RULE4 : STATE.RULE6;
+    const route = family === 4 ? STATE.ROUTE4 : STATE.ROUTE6;
+    const lines = [...(changes.state & rule ? [ruleLine('del')] : []), ...(changes.state & route ? [routeLine('del', family)] : [])];
+    if (lines.length > 0) await ipBatch(netnsPath, family, lines, /No such file|No such process|Cannot find/);
+  }
+  const saved = changes.saved[SAVED.ACCEPT_LOCAL] ?? 0;
+  if (changes.state & STATE.ACCEPT_LOCAL && saved > 0 && IFNAME_RE.test(ifname)) {
+    try {
+      writeSysctl(netnsPath, ifname, 'accept_local', saved - 1);
+    } catch (err) {
+      // The interface is gone (pod torn down): its sysctls went with it.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+}
+
+/** What the netns holds of ours now (for observe() and tests). */
+export async function readNetnsSetup(netnsPath: string, ifname: string): Promise<{ rules: Record<string, boolean>; routes: Record<string, boolean>; acceptLocal: number | null }> {
+  const rules: Record<string, boolean> = {};
+  const routes: Record<string, boolean> = {};
+  for (const family of [4, 6] as const) {
+    const r = await runCommand(['ip', `-${family}`, 'rule', 'show', 'priority', String(TC_RULE_PRIORITY)], { netns: netnsPath });
+    rules[`ipv${family}`] = r.includes(`lookup ${TC_TABLE}`);
+    const rt = await runCommand(['ip', `-${family}`, 'route', 'show', 'table', String(TC_TABLE)], { netns: netnsPath }).catch(() => '');
+    routes[`ipv${family}`] = /local default dev lo/.test(rt);
+  }
+  let acceptLocal: number | null = null;
+  try {
+    acceptLocal = readSysctl(netnsPath, ifname, 'accept_local');
+  } catch {
+    acceptLocal = null;
+  }
+  return { rules, routes, acceptLocal };
+}

@@ -101,6 +101,25 @@ describe('istio-ambient membership', () => {
     expect(m.traffic.inbound.include).toEqual([]);
     expect(m.proxy.dnsPort).toBe(15053);
   });
+
+  it('reads the ambient annotations as Go booleans and rejects a member whose value is not one, naming it', () => {
+    const ns = { 'istio.io/dataplane-mode': 'ambient' };
+    const on = ambient(pod({ annotations: { 'ambient.istio.io/bypass-inbound-capture': 'True', 'ambient.istio.io/dns-capture': '1' } }), ns);
+    expect(on.traffic.inbound.include).toEqual([]);
+    expect(on.proxy.dnsPort).toBe(15053);
+    const off = ambient(pod({ annotations: { 'ambient.istio.io/bypass-inbound-capture': 'false', 'ambient.istio.io/dns-capture': 'F' } }), ns);
+    expect(off.traffic.inbound.include).toBe('*');
+    expect(off.proxy.dnsPort).toBeUndefined();
+    const bad = interpretPod(pod({ annotations: { 'ambient.istio.io/dns-capture': 'yes please' } }), ns, ISTIO_AMBIENT);
+    expect(bad.ok).toBe(false);
+    expect(!bad.ok && bad.error.message).toMatch(/^pod shop\/web-1: annotation ambient\.istio\.io\/dns-capture="yes please" rejected: want a boolean/);
+    // Not a member: its annotations are never applied, so they cannot be wrong.
+    expect(interpretPod(pod({ annotations: { 'ambient.istio.io/dns-capture': 'yes please' } }), {}, ISTIO_AMBIENT).ok).toBe(true);
+  });
+
+  it('backend order: tc, then iptables (istio-cni in-pod rules)', () => {
+    expect(ISTIO_AMBIENT.backendOrder).toEqual(['tc', 'iptables']);
+  });
 });
 
 describe('istio-sidecar defaults', () => {

@@ -14,6 +14,8 @@ export type PodCondition =
   | { kind: 'container'; name: string }
   | { kind: 'annotationPresent'; key: string }
   | { kind: 'annotationEquals'; key: string; value: string }
+  /** The annotation parses as Go's `true` (strconv.ParseBool: 1, t, T, TRUE, true, True). */
+  | { kind: 'annotationTrue'; key: string }
   | { kind: 'podLabel'; key: string; value: string }
   | { kind: 'namespaceLabel'; key: string; value: string }
   /** The label, else the annotation, parses as Go's `false` (the label wins when both are set, as in Istio). */
@@ -39,8 +41,14 @@ export interface MeshProfile {
   /** Any of these turns DNS capture to `dnsCapturePort` on. */
   dnsCaptureWhen: PodCondition[];
   dnsCapturePort: number;
-  /** Annotation that, when "true", turns inbound capture off. */
+  /** Annotation that, when Go's `true`, turns inbound capture off. */
   inboundBypassAnnotation?: string;
+  /**
+   * Annotations a member may carry only with a Go boolean value (strconv.ParseBool). Istio logs
+   * and ignores any other value; we reject the pod naming the annotation, so a typo never silently
+   * changes what is captured.
+   */
+  booleanAnnotations?: string[];
   /** Backends able to serve this mesh, in the order `redirectMode=auto` tries them. */
   backendOrder: BackendName[];
 }
@@ -84,11 +92,12 @@ export const ISTIO_AMBIENT: MeshProfile = {
   proxy: { uid: 1337, gid: 1337, outboundPort: 15001, inboundPort: 15006, tunnelPort: 15008 },
   neverCaptureInbound: [15008],
   trafficAnnotations: false,
-  dnsCaptureWhen: [{ kind: 'annotationEquals', key: ISTIO_ANNOTATIONS.ambientDnsCapture, value: 'true' }],
+  dnsCaptureWhen: [{ kind: 'annotationTrue', key: ISTIO_ANNOTATIONS.ambientDnsCapture }],
   dnsCapturePort: 15053,
   inboundBypassAnnotation: ISTIO_ANNOTATIONS.ambientBypassInboundCapture,
-  // Only tc redirects to the node's ztunnel; the iptables backend implements sidecar capture only.
-  backendOrder: ['tc'],
+  booleanAnnotations: [ISTIO_ANNOTATIONS.ambientBypassInboundCapture, ISTIO_ANNOTATIONS.ambientDnsCapture],
+  // tc (tcx + sk_assign in the pod) first; iptables (istio-cni's in-pod rules) where tc cannot run.
+  backendOrder: ['tc', 'iptables'],
 };
 
 export const PROFILES: Record<ProfileName, MeshProfile> = {
@@ -122,6 +131,8 @@ function holds(c: PodCondition, pod: KubePod, nsLabels: Record<string, string>):
       return labels[c.key] === c.value;
     case 'annotationEquals':
       return annotations[c.key] === c.value;
+    case 'annotationTrue':
+      return annotations[c.key] !== undefined && parseGoBool(annotations[c.key]!) === true;
     case 'namespaceLabel':
       return nsLabels[c.key] === c.value;
     case 'labelOrAnnotationFalse': {
@@ -145,6 +156,8 @@ export function describeCondition(c: PodCondition): string {
       return `container ${c.name}`;
     case 'annotationPresent':
       return `annotation ${c.key}`;
+    case 'annotationTrue':
+      return `annotation ${c.key}=true`;
     case 'annotationEquals':
       return `annotation ${c.key}=${c.value}`;
     case 'podLabel':
@@ -256,8 +269,13 @@ export function interpretPod(
         if (a.includeOutboundIPRanges !== undefined) traffic.outbound.includeCidrs = a.includeOutboundIPRanges;
         if (a.excludeOutboundIPRanges !== undefined) traffic.outbound.excludeCidrs = a.excludeOutboundIPRanges;
       }
+      const annotations = pod.metadata?.annotations ?? {};
+      for (const key of profile.booleanAnnotations ?? []) {
+        const v = annotations[key];
+        if (v !== undefined && parseGoBool(v) === undefined) throw new PodRejectedError(label, `annotation ${key}`, v, 'want a boolean (true or false)');
+      }
       const bypass = profile.inboundBypassAnnotation;
-      if (bypass && pod.metadata?.annotations?.[bypass] === 'true') traffic.inbound.include = [];
+      if (bypass && annotations[bypass] !== undefined && parseGoBool(annotations[bypass]!) === true) traffic.inbound.include = [];
       if (profile.dnsCaptureWhen.some((c) => holds(c, pod, namespaceLabels))) proxy.dnsPort = profile.dnsCapturePort;
     }
     const mesh: MeshPod = {

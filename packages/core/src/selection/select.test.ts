@@ -16,11 +16,11 @@ const pick = (mode: RedirectMode, caps: NodeCapabilities, profile: 'istio-sideca
 };
 
 describe('backend selection table (redirectMode=auto)', () => {
-  // [fixture, istio-sidecar choice, istio-ambient choice ('none': only tc serves ambient), tcx used by tc]
+  // [fixture, istio-sidecar choice, istio-ambient choice (tc, else iptables: istio-cni's in-pod rules), tcx used by tc]
   it.each<[CapabilityFixtureName, BackendName, BackendName | 'none', boolean]>([
-    ['4.19', 'iptables', 'none', false], // no cgroup sockopt (5.3), no netns cookie, no sk_assign
-    ['5.4', 'iptables', 'none', false], // sockopt yes, get_netns_cookie not yet
-    ['5.7', 'iptables', 'none', false], // netns cookie in cgroup hooks only; tc needs redirect_peer (5.10)
+    ['4.19', 'iptables', 'iptables', false], // no cgroup sockopt (5.3), no netns cookie, no sk_assign
+    ['5.4', 'iptables', 'iptables', false], // sockopt yes, get_netns_cookie not yet
+    ['5.7', 'iptables', 'iptables', false], // netns cookie in cgroup hooks only; tc needs redirect_peer (5.10)
     ['5.10', 'iptables', 'tc', false], // no get_netns_cookie in sock_ops/sk_msg/sockopt (5.15)
     ['5.15', 'sockops', 'tc', false], // the first upstream release with everything sockops needs
     ['6.1', 'sockops', 'tc', false],
@@ -28,7 +28,7 @@ describe('backend selection table (redirectMode=auto)', () => {
     ['6.18', 'sockops', 'tc', true],
     ['backport-4.18', 'sockops', 'tc', false], // old version, new features: probes decide
     ['nosockopt-6.1', 'iptables', 'tc', false], // new version, feature missing: probes decide
-    ['backport-3.10', 'iptables', 'none', false], // below the floor whatever the probes say
+    ['backport-3.10', 'iptables', 'iptables', false], // below the floor whatever the probes say
   ])('%s → sidecar: %s, ambient: %s', (fixture, sidecar, ambient, tcx) => {
     const caps = CAPABILITY_FIXTURES[fixture];
     expect(pick('auto', caps, 'istio-sidecar')).toBe(sidecar);
@@ -58,6 +58,20 @@ describe('backend selection table (redirectMode=auto)', () => {
     ]);
     const later = selectBackend('auto', CAPABILITY_FIXTURES['6.18'], ALL, { profile: 'istio-sidecar' });
     expect(later.rejected.find((r) => r.name === 'iptables')!.reasons).toEqual(['supported, but sockops comes first']);
+  });
+
+  it('istio-ambient: iptables is the fallback after tc, and a forced iptables serves it', () => {
+    const newer = selectBackend('auto', CAPABILITY_FIXTURES['6.18'], ALL, { profile: 'istio-ambient' });
+    expect(newer.chosen.name).toBe('tc');
+    expect(newer.table.map((r) => [r.name, r.support.ok, r.chosen])).toEqual([
+      ['tc', true, true],
+      ['iptables', true, false],
+    ]);
+    expect(newer.rejected).toEqual(expect.arrayContaining([{ name: 'iptables', reasons: ['supported, but tc comes first'] }, { name: 'sockops', reasons: ['sockops does not serve for profile istio-ambient'] }]));
+    const older = selectBackend('auto', CAPABILITY_FIXTURES['5.4'], ALL, { profile: 'istio-ambient' });
+    expect(older.chosen.name).toBe('iptables');
+    expect(older.rejected.find((r) => r.name === 'tc')!.reasons.join('; ')).toMatch(/helper:sk_assign unavailable|redirect_peer|tcx/);
+    expect(selectBackend('iptables', CAPABILITY_FIXTURES['6.18'], ALL, { profile: 'istio-ambient' }).chosen.name).toBe('iptables');
   });
 
   it('5.10: sockops refused for get_netns_cookie alone, with the verdict of every program type in the evidence', () => {

@@ -41,3 +41,21 @@ it('on 5.10 says sockops cannot run for get_netns_cookie, with the probe verdict
   expect(line).toMatch(/cannot run\s+helper:get_netns_cookie unavailable \(upstream since 5\.15; /);
   expect(line).toContain('get_netns_cookie from sock_ops: NO (since 5.15)');
 });
+
+it.each<[string, BackendName, string]>([
+  ['6.18', 'tc', 'not chosen'],
+  ['5.4', 'iptables', 'CHOSEN'],
+])('istio-ambient on %s: both ambient backends listed in order tc → iptables, %s chosen', (fixture, chosen, iptablesVerdict) => {
+  const caps = CAPABILITY_FIXTURES[fixture as keyof typeof CAPABILITY_FIXTURES];
+  const r = buildDoctorReport(caps, 'auto', 'istio-ambient', backends, () => selectBackend('auto', caps, backends, { profile: 'istio-ambient' }));
+  expect(r.choice).toBe(chosen);
+  expect(r.order).toEqual(['tc', 'iptables']);
+  const text = formatDoctor(r);
+  expect(text).toContain('profile=istio-ambient, auto order tc → iptables');
+  const rows = text.split('\n').filter((l) => /^  (sockops|tc|iptables) /.test(l));
+  expect(rows.map((l) => l.trim().split(/\s+/)[0])).toEqual(['tc', 'iptables', 'sockops']);
+  expect(rows[1]).toMatch(new RegExp(`^  iptables\\s+${iptablesVerdict}`));
+  if (chosen === 'tc') expect(rows[1]).toContain('supported, but tc comes first');
+  else expect(rows[0]).toMatch(/^  tc\s+cannot run\s+\S/);
+  expect(rows[2]).toMatch(/sockops does not serve for profile istio-ambient/);
+});

@@ -1,12 +1,14 @@
 // `shunt doctor`: the node's capability table, the backend a mode would choose, and why every
 // other backend was not chosen. Pure: built from the probe result and the backends' support().
-import type { BackendName, FeatureName, NodeCapabilities, ProfileName, RedirectMode, Support } from '@shunt/core';
+import { profileByName, type BackendName, type FeatureName, type NodeCapabilities, type ProfileName, type RedirectMode, type Support } from '@shunt/core';
 
 export interface DoctorReport {
   node: { kernelRelease: string; cgroup2Path: string | null; bpffsPath: string | null; iptablesVariant: string | null };
   features: { name: FeatureName; available: boolean; evidence: string }[];
   mode: RedirectMode;
   profile: ProfileName;
+  /** Backends that serve the profile, in the order `auto` tries them (istio-ambient: tc → iptables). */
+  order: BackendName[];
   /** The backend the mode selects here, or null when none can run. */
   choice: BackendName | null;
   /** Why the selection failed, when it did. */
@@ -57,8 +59,10 @@ export function buildDoctorReport(
   for (const r of rejected) {
     if (!rows.some((row) => row.name === r.name)) rows.push({ name: r.name as BackendName, ok: false, chosen: false, reasons: r.reasons });
   }
-  const order = ['sockops', 'tc', 'iptables'];
-  rows.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
+  // The profile's own order first (what `auto` tries), then the backends that do not serve it.
+  const order = profileByName(profile).backendOrder;
+  const rank = (n: BackendName) => (order.includes(n) ? order.indexOf(n) : order.length + ['sockops', 'tc', 'iptables'].indexOf(n));
+  rows.sort((a, b) => rank(a.name) - rank(b.name));
   return {
     node: { kernelRelease: caps.kernelRelease, cgroup2Path: caps.cgroup2Path, bpffsPath: caps.bpffsPath, iptablesVariant: caps.iptablesVariant },
     features: (Object.entries(caps.features) as [FeatureName, { available: boolean; evidence: string }][]).map(([name, f]) => ({
@@ -68,6 +72,7 @@ export function buildDoctorReport(
     })),
     mode,
     profile,
+    order: [...order],
     choice,
     ...(error ? { error } : {}),
     backends: rows,
@@ -87,7 +92,7 @@ export function formatDoctor(r: DoctorReport): string {
   const w = Math.max(...r.features.map((f) => f.name.length));
   for (const f of r.features) lines.push(`  ${f.available ? 'yes' : 'NO '}  ${pad(f.name, w)}  ${f.evidence}`);
   lines.push('');
-  lines.push(`backends (redirectMode=${r.mode}, profile=${r.profile}):`);
+  lines.push(`backends (redirectMode=${r.mode}, profile=${r.profile}, auto order ${r.order.join(' → ')}):`);
   for (const b of r.backends) {
     // Supported by the kernel yet passed over (order, profile) reads as 'not chosen', never 'can run'.
     const verdict = b.chosen ? 'CHOSEN' : !b.ok ? 'cannot run' : b.reasons.length > 0 ? 'not chosen' : 'can run';

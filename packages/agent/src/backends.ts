@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { ProfileName, RedirectBackend } from '@shunt/core';
 import { IptablesBackend } from '@shunt/backend-iptables';
 import { SockopsBackend, type SpliceSetting } from '@shunt/backend-sockops';
+import { TcBackend } from '@shunt/backend-tc';
 import { netnsCookie } from '@shunt/libbpf';
 
 export interface BackendSettings {
@@ -17,6 +18,8 @@ export interface BackendSettings {
 export function createBackends(s: BackendSettings): RedirectBackend[] {
   return [
     new SockopsBackend(s.splice ? { splice: s.splice } : {}),
+    // Ambient pods: tcx programs on each pod's eth0 inside its netns (pins under <bpffsRoot>/tc).
+    new TcBackend(),
     new IptablesBackend({
       stateDir: path.join(s.stateDir, 'iptables'),
       netnsCookie,

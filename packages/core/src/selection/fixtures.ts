@@ -65,6 +65,8 @@ export const CAPABILITY_FIXTURES = {
   }),
   /** A new release built without cgroup sockopt hooks (or locked down): the version alone would accept it. */
   'nosockopt-6.1': capabilitiesFor('6.1.0-custom', { 'prog:cgroup_sockopt': false }),
+  /** sockops impossible, tc possible: the global order's second choice. */
+  'nosockopt-6.6': capabilitiesFor('6.6.0-custom', { 'prog:cgroup_sockopt': false }),
   /** Below every eBPF floor even if the probes claimed otherwise. */
   'backport-3.10': capabilitiesFor('3.10.0-1160.el7.x86_64', {
     ...SOCKOPS_BPF_BACKPORT,

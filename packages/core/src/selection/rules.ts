@@ -73,16 +73,19 @@ export const SUPPORT_RULES: Record<BackendName, SupportRule> = {
     optional: [],
   },
   tc: {
-    minKernel: kernel('4.18'),
+    // bpf_sk_assign refused SO_REUSEPORT listeners before 6.6, and ztunnel's in-pod listeners are
+    // all SO_REUSEPORT (INPOD_PORT_REUSE defaults to true). No probe can show that without a live
+    // listener and a packet, so the release decides here; tcx (also 6.6) is probed on top.
+    minKernel: kernel('6.6'),
     features: [
       { feature: 'btf', why: 'CO-RE objects need the kernel BTF' },
       { feature: 'bpffs', why: 'maps and links are pinned so a restarted agent adopts them' },
-      { feature: 'prog:sched_cls', why: 'TC programs on the pod veths' },
-      { feature: 'helper:sk_assign', why: 'steers packets to the ztunnel socket' },
-      { feature: 'helper:redirect_peer', why: 'moves packets into the ztunnel netns' },
+      { feature: 'prog:sched_cls', why: "TC programs on the pod's eth0 inside its netns" },
+      { feature: 'helper:sk_assign', why: "hands captured packets to ztunnel's in-pod sockets" },
+      { feature: 'link:tcx', why: 'tcx links chain with the CNI\'s programs and are pinned for adoption (the clsact fallback is not implemented)' },
     ],
     anyOf: [],
-    optional: ['link:tcx'],
+    optional: [],
   },
   iptables: {
     minKernel: kernel('3.10'),

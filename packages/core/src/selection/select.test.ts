@@ -16,24 +16,26 @@ const pick = (mode: RedirectMode, caps: NodeCapabilities, profile: 'istio-sideca
 };
 
 describe('backend selection table (redirectMode=auto)', () => {
-  // [fixture, istio-sidecar choice, istio-ambient choice (tc, else iptables: istio-cni's in-pod rules), tcx used by tc]
+  // [fixture, istio-sidecar choice, istio-ambient choice (tc, else iptables: istio-cni's in-pod rules), tc supported]
   it.each<[CapabilityFixtureName, BackendName, BackendName | 'none', boolean]>([
     ['4.19', 'iptables', 'iptables', false], // no cgroup sockopt (5.3), no netns cookie, no sk_assign
     ['5.4', 'iptables', 'iptables', false], // sockopt yes, get_netns_cookie not yet
-    ['5.7', 'iptables', 'iptables', false], // netns cookie in cgroup hooks only; tc needs redirect_peer (5.10)
-    ['5.10', 'iptables', 'tc', false], // no get_netns_cookie in sock_ops/sk_msg/sockopt (5.15)
-    ['5.15', 'sockops', 'tc', false], // the first upstream release with everything sockops needs
-    ['6.1', 'sockops', 'tc', false],
-    ['6.6', 'sockops', 'tc', true], // tcx links
+    ['5.7', 'iptables', 'iptables', false], // netns cookie in cgroup hooks only; tc: no tcx
+    ['5.10', 'iptables', 'iptables', false], // no get_netns_cookie in sock_ops/sk_msg/sockopt (5.15)
+    ['5.15', 'sockops', 'iptables', false], // the first upstream release with everything sockops needs
+    ['6.1', 'sockops', 'iptables', false],
+    ['6.6', 'sockops', 'tc', true], // tcx links, sk_assign of reuseport listeners
     ['6.18', 'sockops', 'tc', true],
-    ['backport-4.18', 'sockops', 'tc', false], // old version, new features: probes decide
-    ['nosockopt-6.1', 'iptables', 'tc', false], // new version, feature missing: probes decide
+    ['backport-4.18', 'sockops', 'iptables', false], // old version, new features: probes decide (tc: below its 6.6 floor)
+    ['nosockopt-6.1', 'iptables', 'iptables', false], // new version, feature missing: probes decide
+    ['nosockopt-6.6', 'iptables', 'tc', true],
     ['backport-3.10', 'iptables', 'iptables', false], // below the floor whatever the probes say
   ])('%s → sidecar: %s, ambient: %s', (fixture, sidecar, ambient, tcx) => {
     const caps = CAPABILITY_FIXTURES[fixture];
     expect(pick('auto', caps, 'istio-sidecar')).toBe(sidecar);
     expect(pick('auto', caps, 'istio-ambient')).toBe(ambient);
-    expect(optionalFeatures('tc', caps).includes('link:tcx')).toBe(tcx);
+    expect(supportFromRules('tc', caps).ok).toBe(tcx);
+    expect(optionalFeatures('tc', caps)).toEqual([]);
   });
 
   it('says why each backend was not chosen', () => {
@@ -104,7 +106,7 @@ describe('backend selection table (redirectMode=auto)', () => {
 
   it('without a profile the global order sockops → tc → iptables applies', () => {
     expect(selectBackend('auto', CAPABILITY_FIXTURES['6.1'], ALL).chosen.name).toBe('sockops');
-    expect(selectBackend('auto', CAPABILITY_FIXTURES['5.10'], ALL).chosen.name).toBe('tc');
+    expect(selectBackend('auto', CAPABILITY_FIXTURES['nosockopt-6.6'], ALL).chosen.name).toBe('tc');
     expect(selectBackend('auto', CAPABILITY_FIXTURES['5.4'], ALL).chosen.name).toBe('iptables');
   });
 
@@ -153,7 +155,7 @@ describe('SUPPORT_RULES data', () => {
 
   it('upstream releases by which each backend has everything', () => {
     expect(formatKernel(upstreamSince('sockops'))).toBe('5.15');
-    expect(formatKernel(upstreamSince('tc'))).toBe('5.10');
+    expect(formatKernel(upstreamSince('tc'))).toBe('6.6');
     expect(formatKernel(upstreamSince('iptables'))).toBe('3.10');
   });
 

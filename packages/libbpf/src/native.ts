@@ -66,6 +66,17 @@ export interface KernelLinkInfo {
   netnsIno?: number;
 }
 
+/** One rtnetlink request of rtnlApply (see src/rtnl.ts). */
+export interface RtnlOp {
+  kind: 'rule' | 'route';
+  op: 'add' | 'del';
+  family: 4 | 6;
+  table: number;
+  priority?: number;
+  mark?: number;
+  mask?: number;
+}
+
 export interface ProbeResult {
   available: boolean;
   evidence: string;
@@ -134,6 +145,10 @@ export interface NativeAddon {
   originalDst(fd: number, family: number): { address: string; port: number };
   pidfdGetfd(pid: number, targetFd: number): number;
 
+  rtnlApply(netnsPath: string, ops: RtnlOp[]): number[];
+  linkTcxAt(progFd: number, ifindex: number, dir: string, position: 'first' | 'last', expectedRevision: number, target: string): FdHandle;
+  tcxQuery(ifindex: number, dir: string, target: string): { revision: number; progIds: number[]; linkIds: number[] };
+
   inetSocket(opts: Record<string, unknown>, target: string): { fd: number; inProgress: boolean };
   waitConnect(fd: number, timeoutMs: number, target: string): Promise<void>;
   getSockName(fd: number): { family: number; address: string; port: number };
@@ -141,7 +156,12 @@ export interface NativeAddon {
   socketInfo(fd: number): Record<string, unknown>;
   closeRawFd(fd: number): void;
 
-  FdReader: new (fd: number, mode: number, cb: (ev: never) => void, target: string) => { stop(): void; ref(): void; unref(): void };
+  FdReader: new (
+    fd: number,
+    mode: number,
+    cb: (ev: never) => void,
+    target: string,
+  ) => { stop(): void; send(data: Buffer, fds: number[], target: string, to?: { family: number; address: string; port: number }): number; ref(): void; unref(): void };
   sendMsg(fd: number, data: Buffer, fds: number[], target: string, to?: { family: number; address: string; port: number }): number;
   unixListen(path: string, type: string, backlog: number, mode: number): number;
   unixConnect(path: string, type: string): number;

@@ -74,7 +74,8 @@ export class MessageSocket extends EventEmitter {
    */
   send(data: Buffer | Uint8Array, fds: number[] = [], to?: SocketEndpoint): number {
     if (this.closed) throw invalidArgument('sendmsg', this.label, 'socket is closed');
-    return native.sendMsg(this.fd, Buffer.isBuffer(data) ? data : Buffer.from(data), fds, this.label, to);
+    if (!this.reader) throw invalidArgument('sendmsg', this.label, 'socket is closed');
+    return this.reader.send(Buffer.isBuffer(data) ? data : Buffer.from(data), fds, this.label, to);
   }
 
   /** Stops the reader and closes the fd; idempotent. 'close' is emitted once. */
@@ -181,6 +182,7 @@ export class UnixListener extends EventEmitter {
 
 interface NativeReader {
   stop(): void;
+  send(data: Buffer, fds: number[], target: string, to?: SocketEndpoint): number;
   ref(): void;
   unref(): void;
 }

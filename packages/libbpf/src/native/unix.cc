@@ -19,6 +19,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <memory>
+#include <mutex>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -62,6 +63,10 @@ struct ReaderState {
   std::string target;
   Napi::ThreadSafeFunction tsfn;
   std::atomic<bool> stopping{false};
+  // The reader thread closes fd when it ends; after that the number may belong to another
+  // socket, so the main thread touches fd (shutdown) only under this lock while !fdClosed.
+  std::mutex fdMutex;
+  bool fdClosed = false;
   bool finalized = false;  // main thread only
   ~ReaderState() {
     if (efd >= 0) close(efd);
@@ -182,16 +187,81 @@ static void ReaderLoop(std::shared_ptr<ReaderState> st) {
     }
     post(ev);
   }
-  close(st->fd);
+  {
+    std::lock_guard<std::mutex> lock(st->fdMutex);
+    close(st->fd);
+    st->fdClosed = true;
+  }
   st->tsfn.Release();
 }
+
+// sendMsg(fd, data, fds[], target, toAddr?) -> bytes sent. Never blocks: EAGAIN (peer not reading,
+// buffer full) is an error for the caller to report.
+static Napi::Value SendOn(const Napi::CallbackInfo& info, int fd, size_t a) {
+  Napi::Env env = info.Env();
+  Napi::Buffer<uint8_t> data = ArgBuf(info, a);
+  if (!info[a + 1].IsArray()) throw Napi::TypeError::New(env, "send(data, fds[], target, to?)");
+  Napi::Array arr = info[a + 1].As<Napi::Array>();
+  std::string target = OptStr(info, a + 2);
+  if (arr.Length() > kMaxFds) ThrowArg(env, "sendmsg", target, "at most 16 fds per message");
+  std::vector<int> fds;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    Napi::Value v = arr.Get(i);
+    if (!v.IsNumber()) ThrowArg(env, "sendmsg", target, "fds must be numbers");
+    fds.push_back(v.As<Napi::Number>().Int32Value());
+  }
+  iovec iov = {data.Data(), data.Length()};
+  msghdr msg = {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFds)] = {};
+  if (!fds.empty()) {
+    msg.msg_control = cbuf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  sockaddr_storage to = {};
+  if (info.Length() > a + 3 && info[a + 3].IsObject()) {
+    Napi::Object t = info[a + 3].As<Napi::Object>();
+    std::string addr = t.Get("address").ToString().Utf8Value();
+    int port = t.Get("port").ToNumber().Int32Value();
+    int family = t.Get("family").ToNumber().Int32Value();
+    if (family == 4) {
+      auto* sa = reinterpret_cast<sockaddr_in*>(&to);
+      sa->sin_family = AF_INET;
+      sa->sin_port = htons(static_cast<uint16_t>(port));
+      if (inet_pton(AF_INET, addr.c_str(), &sa->sin_addr) != 1) ThrowArg(env, "sendmsg", target, "bad address " + addr);
+      msg.msg_namelen = sizeof(sockaddr_in);
+    } else {
+      auto* sa = reinterpret_cast<sockaddr_in6*>(&to);
+      sa->sin6_family = AF_INET6;
+      sa->sin6_port = htons(static_cast<uint16_t>(port));
+      if (inet_pton(AF_INET6, addr.c_str(), &sa->sin6_addr) != 1) ThrowArg(env, "sendmsg", target, "bad address " + addr);
+      msg.msg_namelen = sizeof(sockaddr_in6);
+    }
+    msg.msg_name = &to;
+  }
+  ssize_t n;
+  do {
+    n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) ThrowBpf(env, errno, "sendmsg", target, errno == EAGAIN ? "the peer is not reading (socket buffer full)" : "");
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+// sendMsg(fd, data, fds[], target, to?) on an fd no reader owns.
+static Napi::Value SendMsg(const Napi::CallbackInfo& info) { return SendOn(info, ArgInt(info, 0), 1); }
 
 // new FdReader(fd, mode, callback, target): takes ownership of fd (closed when the reader stops).
 class FdReader : public Napi::ObjectWrap<FdReader> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "FdReader",
-                       {InstanceMethod("stop", &FdReader::Stop), InstanceMethod("ref", &FdReader::Ref),
+                       {InstanceMethod("stop", &FdReader::Stop), InstanceMethod("send", &FdReader::Send), InstanceMethod("ref", &FdReader::Ref),
                         InstanceMethod("unref", &FdReader::Unref)});
   }
   explicit FdReader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdReader>(info) {
@@ -226,9 +296,18 @@ class FdReader : public Napi::ObjectWrap<FdReader> {
   // stop(): the thread closes the fd and ends; no further callbacks after those already queued.
   Napi::Value Stop(const Napi::CallbackInfo& info) {
     // shutdown first so a seqpacket peer sees EOF now, not when the thread gets to close().
-    if (state_ && !state_->stopping.load() && state_->mode == ReaderMode::Seqpacket) shutdown(state_->fd, SHUT_RDWR);
+    if (state_ && !state_->stopping.load() && state_->mode == ReaderMode::Seqpacket) {
+      std::lock_guard<std::mutex> lock(state_->fdMutex);
+      if (!state_->fdClosed) shutdown(state_->fd, SHUT_RDWR);
+    }
     Signal();
     return info.Env().Undefined();
+  }
+  // send(data, fds[], target, to?): under the fd lock, so never onto a number the thread has closed.
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> lock(state_->fdMutex);
+    if (state_->fdClosed || state_->stopping.load()) ThrowBpf(info.Env(), EPIPE, "sendmsg", OptStr(info, 2), "the socket is closed");
+    return SendOn(info, state_->fd, 0);
   }
   Napi::Value Ref(const Napi::CallbackInfo& info) {
     if (state_ && !state_->finalized) state_->tsfn.Ref(info.Env());
@@ -240,65 +319,6 @@ class FdReader : public Napi::ObjectWrap<FdReader> {
   }
   std::shared_ptr<ReaderState> state_;
 };
-
-// sendMsg(fd, data, fds[], target, toAddr?) -> bytes sent. Never blocks: EAGAIN (peer not reading,
-// buffer full) is an error for the caller to report.
-static Napi::Value SendMsg(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd = ArgInt(info, 0);
-  Napi::Buffer<uint8_t> data = ArgBuf(info, 1);
-  if (!info[2].IsArray()) throw Napi::TypeError::New(env, "sendMsg(fd, data, fds[], target, to?)");
-  Napi::Array arr = info[2].As<Napi::Array>();
-  std::string target = OptStr(info, 3);
-  if (arr.Length() > kMaxFds) ThrowArg(env, "sendmsg", target, "at most 16 fds per message");
-  std::vector<int> fds;
-  for (uint32_t i = 0; i < arr.Length(); i++) {
-    Napi::Value v = arr.Get(i);
-    if (!v.IsNumber()) ThrowArg(env, "sendmsg", target, "fds must be numbers");
-    fds.push_back(v.As<Napi::Number>().Int32Value());
-  }
-  iovec iov = {data.Data(), data.Length()};
-  msghdr msg = {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFds)] = {};
-  if (!fds.empty()) {
-    msg.msg_control = cbuf;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  sockaddr_storage to = {};
-  if (info.Length() > 4 && info[4].IsObject()) {
-    Napi::Object t = info[4].As<Napi::Object>();
-    std::string addr = t.Get("address").ToString().Utf8Value();
-    int port = t.Get("port").ToNumber().Int32Value();
-    int family = t.Get("family").ToNumber().Int32Value();
-    if (family == 4) {
-      auto* sa = reinterpret_cast<sockaddr_in*>(&to);
-      sa->sin_family = AF_INET;
-      sa->sin_port = htons(static_cast<uint16_t>(port));
-      if (inet_pton(AF_INET, addr.c_str(), &sa->sin_addr) != 1) ThrowArg(env, "sendmsg", target, "bad address " + addr);
-      msg.msg_namelen = sizeof(sockaddr_in);
-    } else {
-      auto* sa = reinterpret_cast<sockaddr_in6*>(&to);
-      sa->sin6_family = AF_INET6;
-      sa->sin6_port = htons(static_cast<uint16_t>(port));
-      if (inet_pton(AF_INET6, addr.c_str(), &sa->sin6_addr) != 1) ThrowArg(env, "sendmsg", target, "bad address " + addr);
-      msg.msg_namelen = sizeof(sockaddr_in6);
-    }
-    msg.msg_name = &to;
-  }
-  ssize_t n;
-  do {
-    n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) ThrowBpf(env, errno, "sendmsg", target, errno == EAGAIN ? "the peer is not reading (socket buffer full)" : "");
-  return Napi::Number::New(env, static_cast<double>(n));
-}
 
 static int UnixType(Napi::Env env, const std::string& t, const std::string& target) {
   if (t == "seqpacket") return SOCK_SEQPACKET;

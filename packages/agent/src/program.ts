@@ -118,6 +118,7 @@ export function buildProgram(io: Io = processIo): Command {
     .command('bench')
     .description('benchmark every available path (direct, iptables, sockops…) on the simulated node: latency, throughput, connection rate')
     .option('--modes <list>', 'comma-separated modes (default: every available one)')
+    .addOption(new Option('--profile <name>', 'istio-sidecar: sidecar pods; istio-ambient: ambient pods with a ztunnel stand-in (direct / tc / iptables)').choices(PROFILES).default('istio-sidecar'))
     .addOption(new Option('--rounds <n>', 'A-B-A-B rounds').argParser(positiveInt('--rounds')))
     .addOption(new Option('--seconds <n>', 'seconds per measurement').argParser(positiveInt('--seconds')))
     .option('--out-dir <dir>', 'where JSON, markdown and SVG results go')

@@ -1,5 +1,5 @@
 // Ambient end to end on a two-node testbed: istio-cni's in-pod rules from this backend, ztunnel's
-// in-pod sockets from a stand-in (__fixtures__/inpod-ztunnel.ts) that logs, per connection, the
+// in-pod sockets from the testbed's in-process stand-in (InpodZtunnelLite) that logs, per connection, the
 // client, the original destination and how it learnt it. Each pod is enrolled first and only then
 // handed to "ztunnel", the ZDS order (rules, then AddWorkload). Every assertion is about the path.
 
@@ -7,11 +7,10 @@ import net from 'node:net';
 import { interpretPod, ISTIO_AMBIENT, type MeshPod } from '@shunt/core';
 import { netnsConnect } from '@shunt/libbpf';
 import { Netlink, runCommand } from '@shunt/netlink';
-import { Testbed } from '@shunt/testbed';
+import { InpodZtunnelLite, Testbed, type ZtunnelLogRecord } from '@shunt/testbed';
 import { IptablesBackend } from './backend';
 import { PodRulesError } from './errors';
 import { disposeStateDirs, nodeContext, tempStateDir } from './__fixtures__/node';
-import { InpodZtunnelLite, type ZtunnelLogRecord } from './__fixtures__/inpod-ztunnel';
 import { AMBIENT } from './render-ambient';
 
 let tb: Testbed;

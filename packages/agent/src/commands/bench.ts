@@ -1,8 +1,8 @@
 // `shunt bench`: the testbed benchmark with every available mode: direct, and each backend this
 // node can run as the real agent process sets it up (`shunt agent` with a pods file), so the
 // numbers are what a user of the agent gets.
-import { probeNode } from '@shunt/core';
-import { directMode, runBench, type PathMode } from '@shunt/testbed';
+import { probeNode, profileByName, type ProfileName } from '@shunt/core';
+import { createBenchZtunnel, directMode, runBench, type PathMode } from '@shunt/testbed';
 import { createBackends } from '../backends';
 import { agentMode } from '../demo/agent-mode';
 import { DEFAULT_STATE_DIR } from '../node-state/context';
@@ -10,6 +10,8 @@ import type { Io } from '../program';
 
 export interface BenchCommandOptions {
   modes?: string;
+  /** istio-sidecar (default): sidecar pods; istio-ambient: ambient pods and a ztunnel stand-in, modes direct / tc / iptables. */
+  profile?: ProfileName;
   rounds?: number;
   seconds?: number;
   outDir?: string;
@@ -24,13 +26,13 @@ export interface BenchCommandOptions {
  */
 export const BENCH_SPLICE_PORTS = [11111, 8080] as const;
 
-export async function availableBenchModes(): Promise<PathMode[]> {
+export async function availableBenchModes(profile: ProfileName = 'istio-sidecar'): Promise<PathMode[]> {
   const caps = await probeNode({ iptablesScratch: true });
   const modes: PathMode[] = [directMode];
   // Only support() is asked here; each agent the bench runs gets its own state dir.
-  for (const b of createBackends({ profile: 'istio-sidecar', stateDir: DEFAULT_STATE_DIR })) {
-    if (!b.support(caps).ok) continue;
-    modes.push({ ...agentMode(b.name), name: b.name });
+  for (const b of createBackends({ profile, stateDir: DEFAULT_STATE_DIR })) {
+    if (!b.support(caps).ok || !profileByName(profile).backendOrder.includes(b.name)) continue;
+    modes.push({ ...agentMode(b.name, profile === 'istio-sidecar' ? {} : { profile }), name: b.name });
     if (b.name === 'sockops') {
       const splicePorts = BENCH_SPLICE_PORTS.join(',');
       modes.push({ ...agentMode(b.name, { splicePorts }), name: 'sockops+splice' });
@@ -40,7 +42,8 @@ export async function availableBenchModes(): Promise<PathMode[]> {
 }
 
 export async function benchCommand(o: BenchCommandOptions, io: Io): Promise<number> {
-  let modes = await availableBenchModes();
+  const profile = o.profile ?? 'istio-sidecar';
+  let modes = await availableBenchModes(profile);
   if (o.modes) {
     const want = o.modes.split(',').map((s) => s.trim()).filter(Boolean);
     const unknown = want.filter((w) => !modes.some((m) => m.name === w));
@@ -50,8 +53,10 @@ export async function benchCommand(o: BenchCommandOptions, io: Io): Promise<numb
     }
     modes = modes.filter((m) => want.includes(m.name));
   }
+  const ambient = profile === 'istio-ambient';
   const result = await runBench({
     modes,
+    ...(ambient ? { mesh: 'ambient' as const, ztunnel: createBenchZtunnel() } : {}),
     ...(o.rounds ? { rounds: o.rounds } : {}),
     ...(o.seconds ? { seconds: o.seconds } : {}),
     ...(o.outDir ? { outDir: o.outDir } : {}),

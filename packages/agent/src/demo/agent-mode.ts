@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { BackendName } from '@shunt/core';
+import type { BackendName, ProfileName } from '@shunt/core';
 import type { ModePods, PathMode, Testbed } from '@shunt/testbed';
 import { spawnAgent, type AgentProcess } from '../agent/process';
 import { freePort } from './free-port';
@@ -21,6 +21,8 @@ export interface AgentModeOptions {
   echo?: (line: string) => void;
   /** The agent's --splice-ports (sockops); absent: the agent's default. */
   splicePorts?: string;
+  /** The agent's --profile; absent: the agent's default (istio-sidecar). */
+  profile?: ProfileName;
 }
 
 export function agentMode(backend: BackendName, opts: AgentModeOptions = {}): PathMode {
@@ -30,7 +32,7 @@ export function agentMode(backend: BackendName, opts: AgentModeOptions = {}): Pa
   return {
     name: `agent-${backend}`,
     description:
-      `the real shunt agent (redirectMode=${backend}${opts.splicePorts !== undefined ? `, --splice-ports=${opts.splicePorts}` : ''}) ` +
+      `the real shunt agent (redirectMode=${backend}${opts.profile ? `, profile=${opts.profile}` : ''}${opts.splicePorts !== undefined ? `, --splice-ports=${opts.splicePorts}` : ''}) ` +
       'watching a pods file with both pods',
     expectsProxy: true,
     async setup(tb: Testbed, pods: ModePods): Promise<void> {
@@ -56,6 +58,7 @@ export function agentMode(backend: BackendName, opts: AgentModeOptions = {}): Pa
           '--cgroup-path', commonDir(client.shunt.cgroupPath, server.shunt.cgroupPath),
           '--cleanup-on-exit',
           ...(opts.splicePorts !== undefined ? ['--splice-ports', opts.splicePorts] : []),
+          ...(opts.profile ? ['--profile', opts.profile] : []),
         ],
         opts.echo ? { echo: opts.echo } : {},
       );

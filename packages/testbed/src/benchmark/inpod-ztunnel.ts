@@ -1,5 +1,6 @@
-// Tests only: a minimal in-process stand-in for ztunnel's in-pod sockets, used by the ambient e2e
-// test until the testbed's ZDS-driven ztunnel stand-in is wired in. Per pod netns it opens what
+// A minimal in-process stand-in for ztunnel's in-pod sockets, handed pods directly (no ZDS): the
+// ambient bench runs every mode with it, and backend-iptables' ambient e2e test uses it to see the
+// path. (The ZDS-driven ztunnel stand-in is a separate process.) Per pod netns it opens what
 // ztunnel opens (istio/ztunnel src/inpod): 15001 outbound, 15006 plaintext inbound, 15008 HBONE,
 // each for v4 and v6, with SO_MARK 1337, SO_REUSEPORT and IP(V6)_TRANSPARENT, and it forwards like
 // ztunnel does at L4:
@@ -12,7 +13,12 @@
 // Every accepted connection is logged with how the original destination was learnt.
 
 import net from 'node:net';
-import { fdOf, netnsConnect, netnsListen, originalDst } from '@shunt/libbpf';
+// Loaded on first use, like every @shunt/libbpf use in the testbed: importing the testbed must not need the addon.
+type Lib = typeof import('@shunt/libbpf');
+let libP: Promise<Lib> | undefined;
+const loadLib = (): Promise<Lib> => (libP ??= import('@shunt/libbpf'));
+import type { Testbed } from '../testbed';
+import type { BenchZtunnel } from './run-bench';
 
 export const ZTUNNEL_MARK = 1337;
 export const ZTUNNEL_PORTS = { outbound: 15001, inbound: 15006, hbone: 15008 } as const;
@@ -47,9 +53,12 @@ export class InpodZtunnelLite {
   readonly log: ZtunnelLogRecord[] = [];
   private readonly pods = new Map<string, PodEntry>();
   private readonly sockets = new Set<net.Socket>();
+  private lib!: Lib;
 
   /** Like ztunnel on AddWorkload: opens the pod's sockets in its netns. */
   async add(name: string, netnsPath: string, ips: { v4: string; v6: string }): Promise<void> {
+    this.lib = await loadLib();
+    const { netnsListen } = this.lib;
     const entry: PodEntry = { name, netnsPath, ips: [ips.v4, ips.v6], servers: [] };
     this.pods.set(name, entry);
     for (const family of [4, 6] as const) {
@@ -139,7 +148,7 @@ export class InpodZtunnelLite {
     let dst: Addr;
     let via: ZtunnelLogRecord['via'] = 'SO_ORIGINAL_DST';
     try {
-      dst = originalDst(fdOf(s), family);
+      dst = this.lib.originalDst(this.lib.fdOf(s), family);
       dst = { address: plain(dst.address), port: dst.port };
     } catch {
       dst = local;
@@ -171,7 +180,7 @@ export class InpodZtunnelLite {
   private async forward(rec: ZtunnelLogRecord, down: net.Socket, netnsPath: string, family: 4 | 6, to: Addr, spoofSource: string | undefined, first: Buffer): Promise<void> {
     let fd: number;
     try {
-      fd = await netnsConnect({
+      fd = await this.lib.netnsConnect({
         netns: netnsPath,
         family,
         mark: ZTUNNEL_MARK,
@@ -188,4 +197,21 @@ export class InpodZtunnelLite {
     up.pipe(down);
     down.resume();
   }
+}
+
+/** The stand-in as the ambient bench's ztunnel: pods are added after the mode's redirect is in. */
+export function createBenchZtunnel(): BenchZtunnel {
+  const zt = new InpodZtunnelLite();
+  return {
+    async add(tb: Testbed, pod: string) {
+      const p = tb.pod(pod);
+      await zt.add(pod, p.netnsPath, { v4: p.ipv4, v6: p.ipv6 });
+    },
+    async remove(_tb: Testbed, pod: string) {
+      await zt.remove(pod);
+    },
+    async close() {
+      await zt.close();
+    },
+  };
 }

@@ -12,7 +12,7 @@ export interface BenchReport {
   startedAt: string;
   finishedAt: string;
   machine: { kernel: string; cpus: number; cpuModel: string };
-  settings: { rounds: number; seconds: number; wrkConnections: number; order: string[] };
+  settings: { rounds: number; seconds: number; wrkConnections: number; order: string[]; mesh?: 'sidecar' | 'ambient' };
   modes: ModeResult[];
   /** Name of the mode ratios are taken against besides `direct` (an iptables mode), if any. */
   iptablesBaseline?: string;
@@ -63,7 +63,8 @@ export function markdownTable(r: BenchReport): string {
   }
   lines.push(
     '',
-    `${r.settings.rounds} rounds × ${r.settings.seconds} s per metric, modes alternated (${r.settings.order.join(' → ')}); ` +
+    `${r.settings.mesh === 'ambient' ? 'Ambient pods (no sidecars), every mode with the same ztunnel stand-in. ' : ''}` +
+      `${r.settings.rounds} rounds × ${r.settings.seconds} s per metric, modes alternated (${r.settings.order.join(' → ')}); ` +
       `median [min–max]. RTT = sockperf TCP ping-pong round trip; throughput = iperf3 single stream; ` +
       `new conns/s = wrk -c${r.settings.wrkConnections} with Connection: close; conntrack = entries added in both pods' netns per connection. ` +
       `Kernel ${r.machine.kernel}, ${r.machine.cpus} CPUs (${r.machine.cpuModel}).`,

@@ -25,3 +25,8 @@ export type { BenchReport, ModeResult } from './benchmark/report';
 export { markdownTable, svgChart } from './benchmark/report';
 export { directMode, iptablesHandwrittenMode, BUILTIN_MODES } from './modes';
 export type { PathMode, ModePods } from './modes';
+export { startZtunnel, readZtunnelLog, ztunnelMainPath } from './ztunnel/index';
+export type { ZtunnelStandIn, ZtunnelStartOptions, ZtunnelLogEntry, ZtunnelLeg, OrigDstHow, ZtEndpoint } from './ztunnel/index';
+export { ztunnelHarness } from './ztunnel/harness';
+export type { ZtunnelHarness } from './ztunnel/harness';
+export { ZTUNNEL_INPOD_PORTS } from './ztunnel/workload';

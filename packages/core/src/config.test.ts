@@ -41,8 +41,10 @@ describe('loadConfig', () => {
       // Splicing is opt-in: it takes backpressure away from bulk flows (see SpliceMode).
       spliceMode: 'none',
       splicePorts: [],
+      // istio-cni's path: where ztunnel connects by default.
+      zdsSocket: '/var/run/ztunnel/ztunnel.sock',
     });
-    expect(origins).toMatchObject({ nodeName: 'flag', podsFile: 'flag', mode: 'default', splicePorts: 'default' });
+    expect(origins).toMatchObject({ nodeName: 'flag', podsFile: 'flag', mode: 'default', splicePorts: 'default', zdsSocket: 'default' });
     expect(pinRoot(config)).toBe('/sys/fs/bpf/shunt');
   });
 
@@ -96,6 +98,8 @@ describe('loadConfig', () => {
     ['splice port out of range', { env: { NODE_NAME: 'n', SHUNT_PODS_FILE: pods, SHUNT_SPLICE_PORTS: '70000' } }, /splicePorts \(from env SHUNT_SPLICE_PORTS\): "70000" is not a port/],
     ['splice port zero', { flags: { nodeName: 'n', podsFile: pods, splicePorts: '0' } }, /"0" is not a port/],
     ['all mixed with ports', { flags: { nodeName: 'n', podsFile: pods, splicePorts: 'all,8080' } }, /splicePorts.*"all" cannot be combined with ports/],
+    ['relative zds socket', { env: { NODE_NAME: 'n', SHUNT_PODS_FILE: pods, SHUNT_ZDS_SOCKET: 'ztunnel.sock' } }, /zdsSocket \(from env SHUNT_ZDS_SOCKET\): "ztunnel.sock" must be an absolute path/],
+    ['zds socket path too long', { flags: { nodeName: 'n', podsFile: pods, zdsSocket: '/' + 'x'.repeat(120) } }, /zdsSocket \(from flag --zds-socket\): .* longer than a unix socket path can be/],
   ])('%s → clear error', (_what, inputs, message) => {
     expect(configError(() => loadConfig(inputs)).message).toMatch(message);
   });

@@ -41,6 +41,8 @@ export interface ShuntConfig {
   spliceMode: SpliceMode;
   /** Sorted, unique; non-empty exactly when spliceMode is `listed`. */
   splicePorts: number[];
+  /** The ZDS unix socket the agent serves for ztunnel (profile istio-ambient; istio-cni's default path). */
+  zdsSocket: string;
 }
 
 export type ConfigOrigin = 'flag' | 'env' | 'file' | 'default';
@@ -51,7 +53,7 @@ export interface LoadedConfig {
   origins: Record<ConfigKey, ConfigOrigin>;
 }
 
-const KEYS = ['mode', 'profile', 'nodeName', 'kubeconfig', 'inCluster', 'podsFile', 'cgroupPath', 'bpffsPath', 'metricsAddress', 'logLevel', 'splicePorts'] as const;
+const KEYS = ['mode', 'profile', 'nodeName', 'kubeconfig', 'inCluster', 'podsFile', 'cgroupPath', 'bpffsPath', 'metricsAddress', 'logLevel', 'splicePorts', 'zdsSocket'] as const;
 export type ConfigKey = (typeof KEYS)[number];
 
 /** Environment variables read for each key (first one set wins). NODE_NAME is what the downward API sets. */
@@ -67,6 +69,7 @@ export const CONFIG_ENV: Record<ConfigKey, string[]> = {
   metricsAddress: ['SHUNT_METRICS_ADDRESS'],
   logLevel: ['SHUNT_LOG_LEVEL'],
   splicePorts: ['SHUNT_SPLICE_PORTS'],
+  zdsSocket: ['SHUNT_ZDS_SOCKET'],
 };
 
 export const CONFIG_DEFAULTS = {
@@ -75,6 +78,7 @@ export const CONFIG_DEFAULTS = {
   bpffsPath: '/sys/fs/bpf',
   metricsAddress: '0.0.0.0:9464',
   logLevel: 'info',
+  zdsSocket: '/var/run/ztunnel/ztunnel.sock',
 } as const;
 
 export interface ConfigInputs {
@@ -257,9 +261,13 @@ export function loadConfig(inputs: ConfigInputs = {}): LoadedConfig {
   const spliceRaw = get('splicePorts');
   const splice = spliceRaw ? parseSplicePorts(spliceRaw.value) : { mode: 'none' as const, ports: [] };
   if (typeof splice === 'string') throw new ConfigError('splicePorts', spliceRaw!.where, splice);
+  const zdsRaw = orDefault('zdsSocket');
+  const zdsSocket = absolutePath(zdsRaw, 'zdsSocket');
+  // sockaddr_un.sun_path holds 107 bytes and a NUL.
+  if (Buffer.byteLength(zdsSocket) > 107) throw new ConfigError('zdsSocket', zdsRaw.where, `${JSON.stringify(zdsSocket)} is longer than a unix socket path can be (107 bytes)`);
 
   return {
-    config: { mode, profile, nodeName: node, source, cgroupPath, bpffsPath, metricsAddress, logLevel, spliceMode: splice.mode, splicePorts: splice.ports },
+    config: { mode, profile, nodeName: node, source, cgroupPath, bpffsPath, metricsAddress, logLevel, spliceMode: splice.mode, splicePorts: splice.ports, zdsSocket },
     origins,
   };
 }

@@ -79,6 +79,12 @@ describe('istio-ambient membership', () => {
     ['failed pod', pod({ phase: 'Failed' }), { 'istio.io/dataplane-mode': 'ambient' }, 'none'],
   ])('%s → %s', (_what, p, ns, membership) => expect(ambient(p, ns).membership).toBe(membership));
 
+  test('the service account rides along for ZDS WorkloadInfo', () => {
+    const p = pod({ labels: { 'istio.io/dataplane-mode': 'ambient' } });
+    expect(ambient({ ...p, spec: { ...p.spec, serviceAccountName: 'reviews' } }).serviceAccount).toBe('reviews');
+    expect(ambient(p).serviceAccount).toBeUndefined();
+  });
+
   it('ztunnel ports and profile data', () => {
     const m = ambient(pod(), { 'istio.io/dataplane-mode': 'ambient' });
     expect(m.proxy).toEqual({ uid: 1337, gid: 1337, outboundPort: 15001, inboundPort: 15006, tunnelPort: 15008 });

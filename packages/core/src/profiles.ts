@@ -284,6 +284,7 @@ export function interpretPod(
       membership: member ? profile.membership : 'none',
       membershipReason: reason,
       hostNetwork: pod.spec?.hostNetwork === true,
+      ...(pod.spec?.serviceAccountName ? { serviceAccount: pod.spec.serviceAccountName } : {}),
       ips,
       ...ext,
       interceptionMode,

@@ -63,6 +63,8 @@ export interface MeshPod extends PodRef {
   /** Why the profile decided `membership` (the rule that matched), for logs and `shunt status`. */
   membershipReason?: string;
   hostNetwork: boolean;
+  /** spec.serviceAccountName, for ambient's ZDS WorkloadInfo (Kubernetes defaults it to `default`). */
+  serviceAccount?: string;
   ips: { v4: string[]; v6: string[] };
   /** Path of the pod's network namespace (e.g. /var/run/netns/x or /proc/<pid>/ns/net). */
   netnsPath?: string;

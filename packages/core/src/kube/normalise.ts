@@ -61,6 +61,7 @@ export function pickPod(o: unknown): KubePod {
     spec: dropUndefined({
       nodeName: str(spec.nodeName),
       hostNetwork: typeof spec.hostNetwork === 'boolean' ? spec.hostNetwork : undefined,
+      serviceAccountName: str(spec.serviceAccountName),
       containers: containers(spec.containers),
       initContainers: containers(spec.initContainers),
     }),

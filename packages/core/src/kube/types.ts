@@ -34,6 +34,8 @@ export interface KubePod {
   spec?: {
     nodeName?: string;
     hostNetwork?: boolean;
+    /** ztunnel's identity for the pod (ZDS WorkloadInfo.service_account). */
+    serviceAccountName?: string;
     containers?: KubeContainer[];
     initContainers?: KubeContainer[];
   };

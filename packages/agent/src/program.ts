@@ -64,6 +64,7 @@ export function buildProgram(io: Io = processIo): Command {
         'sockops: splice (sk_msg) connections to these original destination ports, e.g. 8080,9090 (env SHUNT_SPLICE_PORTS; default none). ' +
           'Lower latency, but no backpressure: only for request/response ports, never bulk transfers; "all" is unsafe for bulk flows',
       )
+      .option('--zds-socket <path>', 'profile istio-ambient: the ZDS unix socket served for ztunnel (env SHUNT_ZDS_SOCKET; default /var/run/ztunnel/ztunnel.sock)')
       .option('--cleanup-on-exit', 'remove everything this agent installed when it stops (uninstall); default: leave redirect in place', false),
   ).action(async (opts) => {
     const { agentCommand } = await import('./commands/agent');

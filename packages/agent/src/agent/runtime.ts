@@ -20,6 +20,8 @@ import {
   type PodSourceConfig,
 } from '@shunt/core';
 import { netnsCookie } from '@shunt/libbpf';
+import { ZdsServer } from '@shunt/zds';
+import path from 'node:path';
 import type { SpliceSetting } from '@shunt/backend-sockops';
 import { createBackends } from '../backends';
 import { NetnsDiscovery } from '../netns/discovery';
@@ -31,6 +33,7 @@ import type { AgentLogger } from '../observability/log';
 import { createAgentMetrics, type AgentMetrics } from '../observability/metrics';
 import { PodStateTracker } from '../observability/pod-states';
 import { reportPodsWithoutBackend } from './without-backend';
+import { ZdsAnnouncingBackend } from '../zds/announcing-backend';
 
 export interface AgentSettings extends NodeStateOptions {
   nodeName: string;
@@ -44,6 +47,10 @@ export interface AgentSettings extends NodeStateOptions {
   splice?: SpliceSetting;
   /** Find pod netns only among named netns starting with this (tests sharing a machine). */
   netnsPrefix?: string;
+  /** istio-ambient: serve ZDS for ztunnel on this unix socket (every ambient pod is announced after its redirect). */
+  zdsSocket?: string;
+  /** ZDS Ack timeout (default 5 s, as istio-cni). */
+  zdsAckTimeoutMs?: number;
 }
 
 export interface AgentDeps {
@@ -62,6 +69,8 @@ export interface RunningAgent {
   metrics: AgentMetrics;
   tracker: PodStateTracker;
   reconciler: Reconciler | null;
+  /** The ZDS server (profile istio-ambient with a backend), else null. */
+  zds: ZdsServer | null;
   /** Resolves once ready (backend started, first full sync done). */
   ready: Promise<void>;
   isReady(): boolean;
@@ -111,6 +120,7 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
   });
   log.info({ address: http.address }, 'serving /metrics, /healthz, /readyz');
 
+  let zdsStarted: ZdsServer | null = null;
   try {
     const paths = nodePaths(settings);
     const caps = await (deps.probe ?? (() => probeNode({ iptablesScratch: true })))();
@@ -128,7 +138,19 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
       unavailable = e.message;
       log.error({ mode: settings.mode, profile: settings.profile, kernel: caps.kernelRelease, rejected: e.rejected, reason: e.message }, 'no backend can run: pods that need a redirect are reported rejected');
     }
-    const backend = selection?.chosen ?? null;
+    const chosen = selection?.chosen ?? null;
+    // Ambient: ztunnel must learn each pod after its redirect is in place (istio-cni's order).
+    const zds =
+      chosen && settings.profile === 'istio-ambient' && settings.zdsSocket
+        ? ZdsServer.start({
+            socketPath: settings.zdsSocket,
+            statePath: path.join(paths.stateDir, 'zds', 'workloads.json'),
+            ...(settings.zdsAckTimeoutMs ? { ackTimeoutMs: settings.zdsAckTimeoutMs } : {}),
+            log: log.child({ component: 'zds' }),
+          })
+        : null;
+    zdsStarted = zds;
+    const backend = chosen && zds ? new ZdsAnnouncingBackend(chosen, zds) : chosen;
     if (selection && backend) {
       log.info(
         {
@@ -159,6 +181,7 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
         metrics,
         tracker,
         reconciler: null,
+        zds: null,
         ready: new Promise<void>(() => undefined),
         isReady: () => false,
         async stop() {
@@ -183,6 +206,13 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
         ready = true;
         log.info({ pods: snap.pods.length }, 'ready: first full sync done');
         markReady();
+        // Workloads saved by a previous agent that no pod of this node wants any more: tell ztunnel.
+        if (zds) {
+          const wanted = new Set(snap.pods.filter((p) => p.desiredFingerprint !== undefined).map((p) => p.pod.uid));
+          void zds.retainOnly(wanted).then((gone) => {
+            if (gone.length > 0) log.info({ uids: gone }, 'ZDS: dropped workloads no pod wants any more');
+          });
+        }
       }
     };
     rec.status$.subscribe((st) => {
@@ -203,6 +233,7 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
       metrics,
       tracker,
       reconciler: rec,
+      zds,
       ready: readyPromise,
       isReady: () => ready,
       async stop(opts = {}) {
@@ -211,6 +242,10 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
         clearInterval(poll);
         await rec.stop();
         try {
+          // Uninstall: ztunnel drops the pods before their redirect goes. Otherwise the workloads
+          // stay in ztunnel (and in the saved state) for the next agent to re-announce.
+          if (zds && cleanup) await zds.retainOnly(new Set());
+          await zds?.close();
           await backend.stop({ cleanup });
           log.info({ backend: backend.name, cleanup }, cleanup ? 'stopped; removed what this agent installed' : 'stopped; redirect left in place');
         } finally {
@@ -219,6 +254,7 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
       },
     };
   } catch (err) {
+    await zdsStarted?.close();
     await http.close();
     throw err;
   }

@@ -43,6 +43,8 @@ interface PodEntry {
   netnsPath: string;
   ips: string[];
   servers: net.Server[];
+  /** Open connections of this pod's sockets (server.close() waits for them). */
+  sockets: Set<net.Socket>;
 }
 
 function plain(address: string): string {
@@ -59,7 +61,7 @@ export class InpodZtunnelLite {
   async add(name: string, netnsPath: string, ips: { v4: string; v6: string }): Promise<void> {
     this.lib = await loadLib();
     const { netnsListen } = this.lib;
-    const entry: PodEntry = { name, netnsPath, ips: [ips.v4, ips.v6], servers: [] };
+    const entry: PodEntry = { name, netnsPath, ips: [ips.v4, ips.v6], servers: [], sockets: new Set() };
     this.pods.set(name, entry);
     for (const family of [4, 6] as const) {
       for (const [listener, port] of Object.entries(ZTUNNEL_PORTS) as [ZtunnelLogRecord['listener'], number][]) {
@@ -85,7 +87,9 @@ export class InpodZtunnelLite {
     const e = this.pods.get(name);
     if (!e) return;
     this.pods.delete(name);
-    await Promise.all(e.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    const closed = Promise.all(e.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    for (const s of e.sockets) s.destroy();
+    await closed;
   }
 
   async close(): Promise<void> {
@@ -111,15 +115,19 @@ export class InpodZtunnelLite {
     return [...this.pods.values()].some((p) => p.ips.includes(address));
   }
 
-  private track(s: net.Socket): net.Socket {
+  private track(pod: PodEntry, s: net.Socket): net.Socket {
     this.sockets.add(s);
-    s.on('close', () => this.sockets.delete(s));
+    pod.sockets.add(s);
+    s.on('close', () => {
+      this.sockets.delete(s);
+      pod.sockets.delete(s);
+    });
     s.on('error', () => s.destroy());
     return s;
   }
 
   private accept(pod: PodEntry, listener: ZtunnelLogRecord['listener'], family: 4 | 6, s: net.Socket): void {
-    this.track(s).pause();
+    this.track(pod, s).pause();
     const client = { address: plain(s.remoteAddress ?? ''), port: s.remotePort ?? 0 };
     const local = { address: plain(s.localAddress ?? ''), port: s.localPort ?? 0 };
     if (listener === 'hbone') {
@@ -139,7 +147,7 @@ export class InpodZtunnelLite {
         }
         const rec = this.record({ pod: pod.name, listener, family, client: header.client, local, originalDst: header.dst, via: 'hbone header' });
         if (!pod.ips.includes(header.dst.address)) return this.fail(rec, s, `hbone target ${header.dst.address} is not this pod`);
-        void this.forward(rec, s, pod.netnsPath, family, header.dst, header.client.address, buf.subarray(nl + 1));
+        void this.forward(rec, s, pod, family, header.dst, header.client.address, buf.subarray(nl + 1));
       };
       s.on('data', onData);
       s.resume();
@@ -156,12 +164,12 @@ export class InpodZtunnelLite {
     }
     const rec = this.record({ pod: pod.name, listener, family, client, local, originalDst: dst, via });
     if (listener === 'inbound') {
-      void this.forward(rec, s, pod.netnsPath, family, dst, client.address, Buffer.alloc(0));
+      void this.forward(rec, s, pod, family, dst, client.address, Buffer.alloc(0));
     } else if (this.isAmbient(dst.address)) {
       const header = Buffer.from(`${JSON.stringify({ dst, client })}\n`);
-      void this.forward(rec, s, pod.netnsPath, family, { address: dst.address, port: ZTUNNEL_PORTS.hbone }, undefined, header);
+      void this.forward(rec, s, pod, family, { address: dst.address, port: ZTUNNEL_PORTS.hbone }, undefined, header);
     } else {
-      void this.forward(rec, s, pod.netnsPath, family, dst, undefined, Buffer.alloc(0));
+      void this.forward(rec, s, pod, family, dst, undefined, Buffer.alloc(0));
     }
   }
 
@@ -177,11 +185,11 @@ export class InpodZtunnelLite {
   }
 
   /** Upstream connection from the pod netns, marked like ztunnel's; from `spoofSource` when given (transparent bind). */
-  private async forward(rec: ZtunnelLogRecord, down: net.Socket, netnsPath: string, family: 4 | 6, to: Addr, spoofSource: string | undefined, first: Buffer): Promise<void> {
+  private async forward(rec: ZtunnelLogRecord, down: net.Socket, pod: PodEntry, family: 4 | 6, to: Addr, spoofSource: string | undefined, first: Buffer): Promise<void> {
     let fd: number;
     try {
       fd = await this.lib.netnsConnect({
-        netns: netnsPath,
+        netns: pod.netnsPath,
         family,
         mark: ZTUNNEL_MARK,
         to,
@@ -191,7 +199,11 @@ export class InpodZtunnelLite {
     } catch (e) {
       return this.fail(rec, down, (e as Error).message);
     }
-    const up = this.track(new net.Socket({ fd, readable: true, writable: true }));
+    if (down.destroyed) {
+      this.lib.closeFd(fd);
+      return;
+    }
+    const up = this.track(pod, new net.Socket({ fd, readable: true, writable: true }));
     if (first.length) up.write(first);
     down.pipe(up);
     up.pipe(down);

@@ -12,7 +12,9 @@
         "src/native/netns.cc",
         "src/native/pidfd.cc",
         "src/native/sockets.cc",
-        "src/native/unix.cc"
+        "src/native/unix.cc",
+        "src/native/rtnl.cc",
+        "src/native/tcx.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

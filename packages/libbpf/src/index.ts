@@ -35,6 +35,8 @@ export {
   type ProbeResult,
 } from './probe';
 export { netnsCookie, withNetns } from './netns';
+export { rtnlApply, type RtnlOp, type RtnlResult } from './rtnl';
+export { tcxQuery, attachTcxAt, attachTcxAsync, type TcxHook, type TcxAttachOptions } from './tcx';
 export { originalDst, type SocketAddress } from './sockopt';
 export {
   netnsListen,

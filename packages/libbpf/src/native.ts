@@ -148,6 +148,7 @@ export interface NativeAddon {
   rtnlApply(netnsPath: string, ops: RtnlOp[]): number[];
   linkTcxAt(progFd: number, ifindex: number, dir: string, position: 'first' | 'last', expectedRevision: number, target: string): FdHandle;
   tcxQuery(ifindex: number, dir: string, target: string): { revision: number; progIds: number[]; linkIds: number[] };
+  linkTcxAtAsync(progFd: number, netnsPath: string, ifname: string, dir: string, position: 'first' | 'last', target: string): Promise<FdHandle>;
 
   inetSocket(opts: Record<string, unknown>, target: string): { fd: number; inProgress: boolean };
   waitConnect(fd: number, timeoutMs: number, target: string): Promise<void>;

@@ -62,5 +62,7 @@ void InitNetns(Napi::Env env, Napi::Object exports);
 void InitPidfd(Napi::Env env, Napi::Object exports);
 void InitSockets(Napi::Env env, Napi::Object exports);
 void InitUnix(Napi::Env env, Napi::Object exports);
+void InitRtnl(Napi::Env env, Napi::Object exports);
+void InitTcx(Napi::Env env, Napi::Object exports);
 
 }  // namespace shunt

@@ -1,0 +1,58 @@
+/**
+ * tcx hooks with an explicit position: attach a sched_cls program first or last on an interface's
+ * ingress/egress, guarded by the hook's revision, and read a hook back (programs, links and
+ * revision, in run order). Interfaces are looked up, and attached, inside opts.netns.
+ */
+import { BpfLink, type TcDirection } from './link';
+import { native } from './native';
+import { withNetns } from './netns';
+import type { BpfProgram } from './program';
+import { invalidArgument } from './errors';
+
+export interface TcxHook {
+  /** Bumped by the kernel on every attach/detach on this hook. */
+  revision: number;
+  progIds: number[];
+  /** Link id per program (0: attached without a link). */
+  linkIds: number[];
+}
+
+export interface TcxAttachOptions {
+  netns?: string;
+  /** 'last' (after every program there now) or 'first'. */
+  position: 'first' | 'last';
+  /** Refuse (ESTALE) unless the hook is still at this revision; 0 or undefined: any. */
+  expectedRevision?: number;
+}
+
+const inNetns = <T>(netns: string | undefined, fn: () => T): T => (netns ? withNetns(netns, fn) : fn());
+
+/** The programs on a tcx hook, in the order they run. */
+export function tcxQuery(ifname: string, direction: TcDirection, opts: { netns?: string } = {}): TcxHook {
+  const where = `${ifname}${opts.netns ? ` in netns ${opts.netns}` : ''}`;
+  return inNetns(opts.netns, () => native.tcxQuery(native.ifNameToIndex(ifname, where), direction, `tcx ${direction} of ${where}`));
+}
+
+/** Attaches prog as a tcx link at the given position (see TcxAttachOptions). */
+export function attachTcxAt(prog: BpfProgram, ifname: string, direction: TcDirection, opts: TcxAttachOptions): BpfLink {
+  if (prog.type !== 'sched_cls') throw invalidArgument('attach tcx', `program ${prog.name}`, `program type is ${prog.type}, not sched_cls`);
+  const where = `${ifname}${opts.netns ? ` in netns ${opts.netns}` : ''}`;
+  return inNetns(opts.netns, () => {
+    const ifindex = native.ifNameToIndex(ifname, where);
+    const handle = native.linkTcxAt(prog.fd, ifindex, direction, opts.position, opts.expectedRevision ?? 0, `program ${prog.name} on ${where}`);
+    return new BpfLink({ kind: 'link', handle }, `program ${prog.name} (tcx ${direction}, ${opts.position}) on ${where}`);
+  });
+}
+
+/**
+ * attachTcxAt() at the hook's current revision (re-read and retried on ESTALE), done on a libuv
+ * pool thread that enters the netns: every tcx attach waits for an RCU grace period (10-20 ms on
+ * a busy node), so several attaches in flight share one wait and the event loop never blocks.
+ * The program must stay loaded until the promise settles.
+ */
+export async function attachTcxAsync(prog: BpfProgram, ifname: string, direction: TcDirection, opts: { netns: string; position: 'first' | 'last' }): Promise<BpfLink> {
+  if (prog.type !== 'sched_cls') throw invalidArgument('attach tcx', `program ${prog.name}`, `program type is ${prog.type}, not sched_cls`);
+  const where = `${ifname} in netns ${opts.netns}`;
+  const handle = await native.linkTcxAtAsync(prog.fd, opts.netns, ifname, direction, opts.position, `program ${prog.name} on ${where}`);
+  return new BpfLink({ kind: 'link', handle }, `program ${prog.name} (tcx ${direction}, ${opts.position}) on ${where}`);
+}

@@ -55,7 +55,7 @@ enum shunt_tc_counter {
 	SHUNT_TC_CNT_OUT_HAIRPIN_FLOW,  /* egress packet of a ztunnel-owned connection hairpinned */
 	SHUNT_TC_CNT_OUT_LISTENER,      /* hairpinned SYN assigned to ztunnel's outbound listener */
 	SHUNT_TC_CNT_OUT_ESTABLISHED,   /* hairpinned packet assigned to ztunnel's socket */
-	SHUNT_TC_CNT_OUT_NO_LISTENER,   /* hairpinned SYN, no outbound listener: local RST */
+	SHUNT_TC_CNT_OUT_NO_LISTENER,   /* hairpinned SYN, no outbound listener: dropped (fail closed) */
 	SHUNT_TC_CNT_OUT_ORPHAN,        /* hairpinned non-SYN whose socket is gone */
 	SHUNT_TC_CNT_OUT_PROXY,         /* egress packet of ztunnel itself (mark 1337): left alone */
 	SHUNT_TC_CNT_OUT_BYPASSED,      /* egress SYN to an uncaptured destination */

@@ -57,14 +57,15 @@ static __always_inline int hairpinned(struct __sk_buff *skb, struct pkt *p)
 		return assign(skb, sk, SHUNT_TC_CNT_OUT_ESTABLISHED);
 	if (!is_syn(p)) {
 		count(SHUNT_TC_CNT_OUT_ORPHAN);
-		return TCX_NEXT; /* delivered locally by the mark's route: the stack answers RST */
+		return TCX_NEXT; /* its socket is gone: the stack drops it like any stray segment */
 	}
 	sk = listener_socket(skb, p, out_port);
 	if (!sk) {
-		/* No ztunnel yet: the mark's local route makes the stack refuse it (RST), as
-		 * iptables REDIRECT to a port nobody listens on does. Never around ztunnel. */
+		/* No ztunnel yet: dropped, the app's connect retries until ztunnel listens. (Left to
+		 * the stack it would be dropped too: a RST from a non-local source cannot be routed.)
+		 * Never around ztunnel. */
 		count(SHUNT_TC_CNT_OUT_NO_LISTENER);
-		return TCX_NEXT;
+		return TC_ACT_SHOT;
 	}
 	return assign(skb, sk, SHUNT_TC_CNT_OUT_LISTENER);
 }

@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isIPv4 } from 'node:net';
-import { BpfLink, BpfObject, bpfObjectPath, netnsCookie, probeTcx, type KernelLinkInfo } from '@shunt/libbpf';
+import { BpfLink, BpfObject, attachTcxAsync, bpfObjectPath, netnsCookie, probeTcx, type KernelLinkInfo } from '@shunt/libbpf';
 import type { InstalledState, MeshPod, NodeCapabilities, NodeContext, PodRef, RedirectBackend, Support } from '@shunt/core';
 import { encodeAddr } from './abi';
 import { TcMaps, type InstalledPod, type PodPlace } from './maps';
@@ -199,14 +199,17 @@ export class TcBackend implements RedirectBackend {
       });
 
       const links = this.links.get(cookie) ?? {};
-      for (const d of DIRECTIONS) {
-        if (links[d] && linkLive(links[d])) continue;
-        if (links[d]) {
-          // Defunct (the interface was replaced): detach the stale link and its pin.
-          links[d].detach();
-          delete links[d];
-        }
-        links[d] = this.attach(d, cookie, netnsPath);
+      const missing = DIRECTIONS.filter((d) => !(links[d] && linkLive(links[d])));
+      for (const d of missing) {
+        // Defunct (the interface was replaced): detach the stale link and its pin first.
+        links[d]?.detach();
+        delete links[d];
+      }
+      // Ingress first: once egress hairpins, ingress must be there to hand the packets to
+      // ztunnel (else a SYN is lost and the app waits a retransmit). Not in parallel: each
+      // attach holds rtnl_lock across its RCU grace period, so two would serialize anyway.
+      for (const d of DIRECTIONS.filter((x) => missing.includes(x))) {
+        links[d] = await this.attach(d, cookie, netnsPath);
         undo.push(() => {
           links[d]?.detach();
           delete links[d];
@@ -230,16 +233,19 @@ export class TcBackend implements RedirectBackend {
   }
 
   /**
-   * One tcx link, pinned. Attached with default flags, i.e. appended after every program already
-   * on the hook (see README "Attach position"): a CNI's program attached before us sees every
-   * packet first, exactly as before; ours decides last, and returns TCX_NEXT for what it leaves.
+   * One tcx link, pinned, appended LAST on the hook (BPF_F_AFTER with no anchor) at the revision
+   * read just before (ESTALE: re-read and retry, bounded; done natively). A CNI's programs already
+   * there run first and see every packet exactly as before; ours decides last and returns
+   * TCX_NEXT for what it leaves (a program the CNI attaches later, by default also at the tail,
+   * comes after ours and sees only that). The attach runs off the main thread: each tcx attach
+   * waits for an RCU grace period (10-20 ms on a busy node) and the event loop must not.
    */
-  private attach(d: Direction, cookie: bigint, netnsPath: string): BpfLink {
+  private async attach(d: Direction, cookie: bigint, netnsPath: string): Promise<BpfLink> {
     const obj = this.objects[d];
     if (!obj) throw new TcBackendError('tc: programs not loaded (start() not called?)');
     if (!probeTcx().available)
       throw new TcBackendError(`tc: this kernel has no tcx links (${probeTcx().evidence}); the clsact fallback is not implemented`);
-    const link = obj.program(PROGRAMS[d].program).attachTc(this.ifname, d, { netns: netnsPath, mode: 'tcx' });
+    const link = await attachTcxAsync(obj.program(PROGRAMS[d].program), this.ifname, d, { netns: netnsPath, position: 'last' });
     try {
       fs.mkdirSync(path.dirname(this.linkPin(cookie, d)), { recursive: true });
       link.pin(this.linkPin(cookie, d));

@@ -32,7 +32,7 @@ describe('tc backend: tcx + sk_assign to ztunnel sockets inside the pod netns', 
   let pristine = '';
 
   beforeAll(async () => {
-    tb = await Testbed.create({ pods: [{ name: 'amb', mesh: 'ambient' }, { name: 'peer' }, { name: 'plain' }] });
+    tb = await Testbed.create({ pods: [{ name: 'amb', mesh: 'ambient' }, { name: 'peer' }, { name: 'plain' }, { name: 'amb2', mesh: 'ambient' }] });
     bpffsRoot = `/sys/fs/bpf/${tb.prefix}-tc`;
     fs.mkdirSync(bpffsRoot, { recursive: true });
     tb.track('tc pins', async () => fs.rmSync(bpffsRoot, { recursive: true, force: true }));
@@ -153,6 +153,30 @@ describe('tc backend: tcx + sk_assign to ztunnel sockets inside the pod netns', 
     } finally {
       await nl.deleteAddress(node.bridge, `${probe}/${len}`);
     }
+  });
+
+  test("ztunnel's dual-stack [::] listeners take both families (v4 as v4-mapped), with the original destinations", async () => {
+    const pod = tb.pod('amb2');
+    const z2 = await ZtunnelSockets.open(pod.netnsPath, ['outbound', 'inbound'], { dualStack: true });
+    const svc = new Service('amb2-app');
+    try {
+      await backend.enroll(meshPod(tb, 'amb2'));
+      for (const family of [4, 6] as const) {
+        const peerIp = family === 4 ? tb.pod('peer').ipv4 : tb.pod('peer').ipv6;
+        const own = family === 4 ? pod.ipv4 : pod.ipv6;
+        const out = await talk({ netns: pod.netnsPath, family, to: { address: peerIp, port: APP_PORT } });
+        expect(out.reply).toBe('ztunnel-15001');
+        expect(z2.outbound.accepted.at(-1)).toMatchObject({ listener: 'ztunnel-15001/6', local: { address: peerIp, port: APP_PORT } });
+        const inb = await talk({ netns: tb.pod('peer').netnsPath, family, to: { address: own, port: AMB_PORT } });
+        expect(inb.reply).toBe('ztunnel-15006');
+        expect(z2.inbound.accepted.at(-1)).toMatchObject({ listener: 'ztunnel-15006/6', local: { address: own, port: AMB_PORT } });
+      }
+    } finally {
+      await backend.unenroll(meshPod(tb, 'amb2'));
+      await z2.close();
+      await svc.close();
+    }
+    expect(tcxPrograms(pod.netnsPath)).toEqual({ ingress: [], egress: [] });
   });
 
   test('a pod that is not enrolled is untouched; a sidecar pod is refused with a reason naming it', async () => {

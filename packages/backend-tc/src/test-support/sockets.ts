@@ -63,10 +63,11 @@ export class ZtunnelSockets {
   readonly inbound = new Service('ztunnel-15006');
   readonly tunnel = new Service('ztunnel-15008');
 
-  static async open(netns: string, ports: Array<keyof typeof ZTUNNEL_PORTS> = ['outbound', 'inbound', 'tunnel']): Promise<ZtunnelSockets> {
+  /** dualStack: one [::] socket per port taking both families (as ztunnel binds); else v4 + v6-only. */
+  static async open(netns: string, ports: Array<keyof typeof ZTUNNEL_PORTS> = ['outbound', 'inbound', 'tunnel'], opts: { dualStack?: boolean } = {}): Promise<ZtunnelSockets> {
     const z = new ZtunnelSockets();
     for (const which of ports)
-      for (const family of [4, 6] as const)
+      for (const family of opts.dualStack ? ([6] as const) : ([4, 6] as const))
         await z[which].listen({
           netns,
           family,
@@ -74,7 +75,7 @@ export class ZtunnelSockets {
           reuseAddr: true,
           reusePort: true,
           transparent: true,
-          v6Only: family === 6,
+          v6Only: family === 6 && !opts.dualStack,
           bind: { port: ZTUNNEL_PORTS[which] },
           backlog: 128,
         });

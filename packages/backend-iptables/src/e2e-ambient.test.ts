@@ -1,13 +1,18 @@
 // Ambient end to end on a two-node testbed: istio-cni's in-pod rules from this backend, ztunnel's
-// in-pod sockets from the testbed's in-process stand-in (InpodZtunnelLite) that logs, per connection, the
-// client, the original destination and how it learnt it. Each pod is enrolled first and only then
-// handed to "ztunnel", the ZDS order (rules, then AddWorkload). Every assertion is about the path.
+// in-pod sockets from the testbed's ztunnel stand-in (a separate process, a ZDS client handed each
+// pod's netns fd) that logs, per connection, the leg, the client, the original destination and how
+// it learnt it. The test plays the node agent: each pod is enrolled first and only then announced
+// with AddWorkload (istio-cni's order), through an in-process ZdsServer (ztunnelHarness).
+// Every assertion is about the path.
 
 import net from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { interpretPod, ISTIO_AMBIENT, type MeshPod } from '@shunt/core';
 import { netnsConnect } from '@shunt/libbpf';
 import { Netlink, runCommand } from '@shunt/netlink';
-import { InpodZtunnelLite, Testbed, type ZtunnelLogRecord } from '@shunt/testbed';
+import { Testbed, ztunnelHarness, type ZtunnelLogEntry } from '@shunt/testbed';
 import { IptablesBackend } from './backend';
 import { PodRulesError } from './errors';
 import { disposeStateDirs, nodeContext, tempStateDir } from './__fixtures__/node';
@@ -15,8 +20,40 @@ import { AMBIENT } from './render-ambient';
 
 let tb: Testbed;
 let backend: IptablesBackend;
-let zt: InpodZtunnelLite;
+let zh: Awaited<ReturnType<typeof ztunnelHarness>> | undefined;
+let ztDir = '';
 const AMBIENT_PODS = ['a1', 'a2', 'b1'];
+
+/** One accepted connection as the stand-in logged it (v4-mapped addresses of its dual-stack sockets written plainly). */
+interface Conn {
+  pod: string;
+  listener: 'outbound' | 'inbound' | 'hbone' | 'dns';
+  client: { address: string; port: number };
+  local: { address: string; port: number };
+  originalDst: { address: string; port: number };
+  via: string;
+  at: number;
+  error?: string;
+}
+const unmap = (e: { address: string; port: number }) => ({ address: e.address.replace(/^::ffff:/, ''), port: e.port });
+function conns(): Conn[] {
+  return zh!.zt
+    .entries()
+    .filter((e): e is Extract<ZtunnelLogEntry, { event: 'conn' }> => e.event === 'conn')
+    .map((e) => ({ pod: e.pod, listener: e.leg, client: unmap(e.client), local: unmap(e.local), originalDst: unmap(e.origDst), via: e.how, at: e.at, ...(e.error ? { error: e.error } : {}) }));
+}
+const zt = {
+  records: (pod: string, since = 0) => conns().filter((r) => r.pod === pod && r.at >= since),
+  /** Polls the stand-in's log (bounded) until `want` of the pod's records match. */
+  async waitRecords(pod: string, filter: (r: Conn) => boolean, want = 1, timeoutMs = 5000): Promise<Conn[]> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const got = conns().filter((r) => r.pod === pod && filter(r));
+      if (got.length >= want || Date.now() > until) return got;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  },
+};
 
 function ambientMesh(name: string): MeshPod {
   const kube = tb.kubePod(name);
@@ -68,16 +105,19 @@ beforeAll(async () => {
   for (const p of ['a1', 'a2', 'b1', 'plain', 'bad']) await tb.startEchoServer(p, { port: 8080 });
   backend = new IptablesBackend({ stateDir: tempStateDir() });
   await backend.start({ ...(await nodeContext()), profile: 'istio-ambient' });
-  zt = new InpodZtunnelLite();
+  ztDir = mkdtempSync(path.join(tmpdir(), 'shunt-ipt-zt-'));
+  zh = await ztunnelHarness({ socketPath: path.join(ztDir, 'ztunnel.sock'), logPath: path.join(ztDir, 'ztunnel.log') });
   for (const name of AMBIENT_PODS) {
-    // istio-cni's order: the redirect is in place when enroll resolves, then ztunnel gets the netns.
+    // istio-cni's order: the redirect is in place when enroll resolves, then AddWorkload (resolves on the Ack).
     await backend.enroll(ambientMesh(name));
-    await zt.add(name, tb.pod(name).netnsPath, { v4: tb.pod(name).ipv4, v6: tb.pod(name).ipv6 });
+    const p = tb.pod(name);
+    await zh.add({ uid: p.uid, name, namespace: p.namespace, netnsPath: p.netnsPath });
   }
 }, 180_000);
 
 afterAll(async () => {
-  await zt?.close();
+  await zh?.stop().catch(() => undefined);
+  if (ztDir) rmSync(ztDir, { recursive: true, force: true });
   await backend?.stop({ cleanup: true }).catch(() => undefined);
   await tb?.dispose();
   disposeStateDirs();
@@ -93,10 +133,10 @@ describe.each([4, 6] as const)('IPv%d', (fam) => {
     const out = await zt.waitRecords('a1', (r) => r.at >= t && r.listener === 'outbound');
     const hbone = await zt.waitRecords(server, (r) => r.at >= t && r.listener === 'hbone');
     // Exactly one outbound leg: ztunnel's own connection to the peer's 15008 (mark 1337) was not captured again.
-    expect(out).toEqual([expect.objectContaining({ family: fam, client: expect.objectContaining({ address: ip('a1', fam) }), originalDst: { address: ip(server, fam), port: 8080 }, via: 'SO_ORIGINAL_DST' })]);
+    expect(out).toEqual([expect.objectContaining({ client: expect.objectContaining({ address: ip('a1', fam) }), originalDst: { address: ip(server, fam), port: 8080 }, via: 'SO_ORIGINAL_DST' })]);
     expect(out[0]!.error).toBeUndefined();
     // The peer's HBONE leg arrived on 15008 itself (not redirected to 15006) and knew the client.
-    expect(hbone).toEqual([expect.objectContaining({ local: { address: ip(server, fam), port: 15008 }, client: expect.objectContaining({ address: ip('a1', fam) }), originalDst: { address: ip(server, fam), port: 8080 } })]);
+    expect(hbone).toEqual([expect.objectContaining({ local: { address: ip(server, fam), port: 15008 }, originalDst: { address: ip(server, fam), port: 8080 }, via: 'hbone-authority' })]);
     expect(hbone[0]!.error).toBeUndefined();
     expect(zt.records(server, t).filter((r) => r.listener !== 'hbone')).toEqual([]);
     expect(zt.records('a1', t).filter((r) => r.listener !== 'outbound')).toEqual([]);
@@ -145,7 +185,7 @@ test('a non-ambient pod is untouched; an ambient client reaching it goes through
   for (const fam of [4, 6] as const) expect(await save('plain', fam)).not.toMatch(/SHUNT_/);
   const t = since();
   expect(await tb.echo('a1', tb.pod('plain').ipv4, 8080, 'to-plain')).toBe('to-plain');
-  const out = await zt.waitRecords('a1', (r: ZtunnelLogRecord) => r.at >= t && r.listener === 'outbound');
+  const out = await zt.waitRecords('a1', (r: Conn) => r.at >= t && r.listener === 'outbound');
   expect(out).toEqual([expect.objectContaining({ originalDst: { address: tb.pod('plain').ipv4, port: 8080 } })]);
 });
 
@@ -181,7 +221,8 @@ test("without the connmark policy route the spoofed-source reply is lost; enroll
 });
 
 test('cleanup leaves no SHUNT_* chains, no connmark rule and no table-100 route', async () => {
-  await zt.close();
+  // istio-cni's order on removal: DelWorkload first, then the rules go.
+  for (const name of AMBIENT_PODS) await zh!.remove(tb.pod(name).uid);
   await backend.stop({ cleanup: true });
   for (const name of AMBIENT_PODS) {
     for (const fam of [4, 6] as const) {

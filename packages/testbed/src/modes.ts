@@ -1,4 +1,8 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { Testbed } from './testbed';
+import { ztunnelHarness, type ZtunnelHarness } from './ztunnel/harness';
 
 /** The client and server pods a path mode is set up on (both have sidecars). */
 export interface ModePods {
@@ -43,3 +47,33 @@ export const iptablesHandwrittenMode: PathMode = {
 };
 
 export const BUILTIN_MODES: readonly PathMode[] = [directMode, iptablesHandwrittenMode];
+
+/**
+ * `direct` for ambient pods: no redirect, but the ztunnel stand-in is running and has been handed
+ * both pods (its in-pod sockets exist, idle), as in the ambient modes, so only the redirect differs.
+ */
+export function ambientDirectMode(): PathMode {
+  let h: ZtunnelHarness | undefined;
+  let dir = '';
+  return {
+    name: 'direct',
+    description: 'no redirect: ambient pods talk straight over eth0 (the ztunnel stand-in holds both pods, idle)',
+    expectsProxy: false,
+    async setup(tb, pods) {
+      dir = mkdtempSync(path.join(tmpdir(), 'shunt-tb-zt-'));
+      h = await ztunnelHarness({ socketPath: path.join(dir, 'ztunnel.sock'), logPath: path.join(dir, 'ztunnel.log') });
+      for (const name of [pods.client, pods.server]) {
+        const p = tb.pod(name);
+        await h.add({ uid: p.uid, name, namespace: p.namespace, netnsPath: p.netnsPath });
+      }
+    },
+    async teardown() {
+      try {
+        await h?.stop();
+      } finally {
+        h = undefined;
+        if (dir) rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
+}

@@ -2,7 +2,7 @@
 // node can run as the real agent process sets it up (`shunt agent` with a pods file), so the
 // numbers are what a user of the agent gets.
 import { probeNode, profileByName, type ProfileName } from '@shunt/core';
-import { createBenchZtunnel, directMode, runBench, type PathMode } from '@shunt/testbed';
+import { ambientDirectMode, directMode, runBench, type PathMode } from '@shunt/testbed';
 import { createBackends } from '../backends';
 import { agentMode } from '../demo/agent-mode';
 import { DEFAULT_STATE_DIR } from '../node-state/context';
@@ -28,7 +28,8 @@ export const BENCH_SPLICE_PORTS = [11111, 8080] as const;
 
 export async function availableBenchModes(profile: ProfileName = 'istio-sidecar'): Promise<PathMode[]> {
   const caps = await probeNode({ iptablesScratch: true });
-  const modes: PathMode[] = [directMode];
+  // Ambient: every mode runs the same ztunnel stand-in (direct hands it the pods itself; the agent modes' agent does).
+  const modes: PathMode[] = [profile === 'istio-ambient' ? ambientDirectMode() : directMode];
   // Only support() is asked here; each agent the bench runs gets its own state dir.
   for (const b of createBackends({ profile, stateDir: DEFAULT_STATE_DIR })) {
     if (!b.support(caps).ok || !profileByName(profile).backendOrder.includes(b.name)) continue;
@@ -56,7 +57,7 @@ export async function benchCommand(o: BenchCommandOptions, io: Io): Promise<numb
   const ambient = profile === 'istio-ambient';
   const result = await runBench({
     modes,
-    ...(ambient ? { mesh: 'ambient' as const, ztunnel: createBenchZtunnel() } : {}),
+    ...(ambient ? { mesh: 'ambient' as const } : {}),
     ...(o.rounds ? { rounds: o.rounds } : {}),
     ...(o.seconds ? { seconds: o.seconds } : {}),
     ...(o.outDir ? { outDir: o.outDir } : {}),

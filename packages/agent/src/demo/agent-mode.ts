@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { BackendName, ProfileName } from '@shunt/core';
-import type { ModePods, PathMode, Testbed } from '@shunt/testbed';
+import { startZtunnel, type ModePods, type PathMode, type Testbed, type ZtunnelStandIn } from '@shunt/testbed';
 import { spawnAgent, type AgentProcess } from '../agent/process';
 import { freePort } from './free-port';
 
@@ -21,14 +21,20 @@ export interface AgentModeOptions {
   echo?: (line: string) => void;
   /** The agent's --splice-ports (sockops); absent: the agent's default. */
   splicePorts?: string;
-  /** The agent's --profile; absent: the agent's default (istio-sidecar). */
+  /**
+   * The agent's --profile; absent: the agent's default (istio-sidecar). With istio-ambient the
+   * testbed's ztunnel stand-in is started first, connected to the agent's --zds-socket, and setup
+   * waits until the agent announced both pods to it (rules first, then AddWorkload).
+   */
   profile?: ProfileName;
 }
 
 export function agentMode(backend: BackendName, opts: AgentModeOptions = {}): PathMode {
   let agent: AgentProcess | null = null;
+  let zt: ZtunnelStandIn | null = null;
   let dir = '';
   let bpffs = '';
+  const ambient = opts.profile === 'istio-ambient';
   return {
     name: `agent-${backend}`,
     description:
@@ -46,6 +52,9 @@ export function agentMode(backend: BackendName, opts: AgentModeOptions = {}): Pa
       bpffs = `/sys/fs/bpf/shunt-demo-${randomBytes(4).toString('hex')}`;
       mkdirSync(bpffs, { recursive: true });
       const port = await freePort();
+      const zdsSocket = path.join(dir, 'ztunnel.sock');
+      // It retries the connect until the agent serves the socket.
+      if (ambient) zt = await startZtunnel({ socketPath: zdsSocket, logPath: path.join(dir, 'ztunnel.log') });
       agent = spawnAgent(
         [
           '--pods-file', podsFile,
@@ -59,16 +68,23 @@ export function agentMode(backend: BackendName, opts: AgentModeOptions = {}): Pa
           '--cleanup-on-exit',
           ...(opts.splicePorts !== undefined ? ['--splice-ports', opts.splicePorts] : []),
           ...(opts.profile ? ['--profile', opts.profile] : []),
+          ...(ambient ? ['--zds-socket', zdsSocket] : []),
         ],
         opts.echo ? { echo: opts.echo } : {},
       );
       await agent.waitLog((l) => l['msg'] === 'ready: first full sync done', 60_000);
+      if (zt) {
+        const uids = new Set([client.metadata.uid, server.metadata.uid]);
+        await zt.waitFor((e) => e.event === 'add' && !e.error && uids.has(e.uid), { count: 2, timeoutMs: 30_000, what: 'AddWorkload of both pods from the agent' });
+      }
     },
     async teardown(): Promise<void> {
       try {
         await agent?.stop();
+        await zt?.stop();
       } finally {
         agent = null;
+        zt = null;
         if (bpffs) rmSync(bpffs, { recursive: true, force: true });
         if (dir) rmSync(dir, { recursive: true, force: true });
       }

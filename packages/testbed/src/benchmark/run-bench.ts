@@ -6,22 +6,12 @@ import { Testbed } from '../testbed';
 import type { Sample } from './metrics';
 import { markdownTable, pickIptablesBaseline, summarizeMode, svgChart, type BenchReport } from './report';
 
-/**
- * ztunnel for ambient benches: called with each pod after the mode's setup (its redirect is in,
- * istio-cni's order: rules, then AddWorkload) and before its teardown, in every mode — `direct`
- * included — so all modes run with the same ztunnel present.
- */
-export interface BenchZtunnel {
-  add(tb: Testbed, pod: string): Promise<void>;
-  remove(tb: Testbed, pod: string): Promise<void>;
-  /** Once, after the last round. */
-  close?(): Promise<void>;
-}
-
 export interface BenchOptions {
-  /** The pods' mesh: `sidecar` (default; HAProxy sidecar stand-ins) or `ambient` (no sidecars; needs `ztunnel`). */
+  /**
+   * The pods' mesh: `sidecar` (default; HAProxy sidecar stand-ins) or `ambient` (no sidecars; each
+   * mode brings the ztunnel stand-in itself: ambientDirectMode, the agent's ambient modes).
+   */
   mesh?: 'sidecar' | 'ambient';
-  ztunnel?: BenchZtunnel;
   /** Modes to compare; default direct and iptables-handwritten. The agent appends backend modes. */
   modes?: readonly PathMode[];
   /** A-B-A-B rounds; default 3. */
@@ -82,8 +72,6 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   if (!(seconds >= 1 && seconds <= 60)) throw new Error(`bench: seconds ${seconds}: want 1..60`);
   const mesh = opts.mesh ?? 'sidecar';
   if (mesh !== 'sidecar' && mesh !== 'ambient') throw new Error(`bench: mesh ${String(mesh)}: want sidecar or ambient`);
-  if (mesh === 'ambient' && !opts.ztunnel) throw new Error('bench: mesh ambient needs a ztunnel (the pods have no sidecars)');
-  const ztunnel = mesh === 'ambient' ? opts.ztunnel : undefined;
 
   const startedAt = new Date();
   const samples = new Map<string, Sample[]>(modes.map((m) => [m.name, []]));
@@ -105,12 +93,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
         await tb.startIperfServer(pods.server, { port: PORTS.iperf });
         progress(`${tag} · setup`);
         await mode.setup(tb, pods);
-        const handed: string[] = [];
         try {
-          for (const p of ztunnel ? [pods.client, pods.server] : []) {
-            await ztunnel!.add(tb, p);
-            handed.push(p);
-          }
           progress(`${tag} · sockperf ping-pong ${seconds}s`);
           const sp = await tb.sockperfPingPong(pods.client, server.ipv4, { port: PORTS.sockperf, seconds });
           progress(`${tag} · iperf3 ${seconds}s`);
@@ -133,22 +116,14 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
             conntrackPerConn: wrk.requests > 0 ? (ct1 - ct0) / wrk.requests : NaN,
           });
         } finally {
-          try {
-            for (const p of handed.reverse()) await ztunnel!.remove(tb, p);
-          } finally {
-            await mode.teardown(tb, pods);
-          }
+          await mode.teardown(tb, pods);
           await tb.removePod(pods.client);
           await tb.removePod(pods.server);
         }
       }
     }
   } finally {
-    try {
-      await ztunnel?.close?.();
-    } finally {
-      await tb.dispose();
-    }
+    await tb.dispose();
   }
   progress(`[bench] done in ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0)} s`);
   if (process.stderr.isTTY && !opts.progress) process.stderr.write('\n');

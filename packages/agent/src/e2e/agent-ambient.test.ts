@@ -1,0 +1,206 @@
+// The real, built `shunt agent` with profile istio-ambient and the tc backend, pods from a pods
+// file, the ztunnel stand-in process (a ZDS client: it only knows what the agent hands it) and
+// testbed pods on one node. Checked on the path, from the stand-in's per-connection log: app → app
+// crosses the client pod's ztunnel (15001, original destination learnt) and the server pod's
+// (15008 HBONE, app reached from the client's address), v4 and v6; HBONE is not re-captured and
+// ztunnel's own connections are not looped; the namespace label enrolls/unenrolls live; a NACK
+// fails that pod with ztunnel's error while the others stay enrolled; a restarted stand-in gets
+// its pods back; a SIGKILLed agent is replaced during a request stream without losing a request
+// and without its redirect being torn down.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startZtunnel, Testbed, type ZtunnelLogEntry, type ZtunnelStandIn } from '@shunt/testbed';
+import type { AgentProcess } from '../agent/process';
+import { freePort } from '../demo/free-port';
+import { removePins } from '../node-state/pins';
+import { eventually, metric, podNetnsPrefix, startBuiltAgent } from './support';
+
+type Conn = Extract<ZtunnelLogEntry, { event: 'conn' }>;
+const ECHO = 9000;
+let tb: Testbed;
+let dir: string;
+let podsFile: string;
+let sockPath: string;
+let logPath: string;
+const bpffs = `/sys/fs/bpf/shunt-e2e-amb-${randomBytes(4).toString('hex')}`;
+const agents: AgentProcess[] = [];
+const standIns: ZtunnelStandIn[] = [];
+let zt: ZtunnelStandIn;
+let agent: AgentProcess;
+let port: number;
+/** Pods in the pods file, and the labels of namespace `lbl`. */
+let listed = ['a', 'b', 'plain'];
+let lblLabels: Record<string, string> = {};
+
+beforeAll(async () => {
+  tb = await Testbed.create({
+    pods: [
+      { name: 'a', mesh: 'ambient' },
+      { name: 'b', mesh: 'ambient' },
+      { name: 'plain', namespace: 'lbl' },
+      { name: 'c', mesh: 'ambient' },
+    ],
+  });
+  for (const p of ['a', 'b', 'plain', 'c']) await tb.startEchoServer(p, { port: ECHO });
+  dir = mkdtempSync(path.join(tmpdir(), 'shunt-e2e-ambient-'));
+  podsFile = path.join(dir, 'pods.json');
+  sockPath = path.join(dir, 'ztunnel', 'ztunnel.sock');
+  logPath = path.join(dir, 'ztunnel.log');
+  mkdirSync(bpffs);
+  writePods();
+  // ztunnel first, as on a node where it starts before the agent: it retries until the socket exists.
+  zt = await startZtunnel({ socketPath: sockPath, logPath, name: 'zt-1' });
+  standIns.push(zt);
+}, 120_000);
+
+afterAll(async () => {
+  for (const a of agents) await a.stop().catch(() => undefined);
+  for (const z of standIns) await z.stop().catch(() => undefined);
+  await removePins(path.join(bpffs, 'shunt')).catch(() => undefined);
+  rmSync(bpffs, { recursive: true, force: true });
+  await tb?.dispose();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}, 60_000);
+
+function writePods(): void {
+  const items: unknown[] = [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'lbl', labels: lblLabels } }, ...listed.map((n) => tb.kubePod(n))];
+  writeFileSync(podsFile, JSON.stringify(items, null, 2));
+}
+
+async function startAgent(): Promise<AgentProcess> {
+  port = await freePort();
+  const a = await startBuiltAgent([
+    '--pods-file', podsFile,
+    '--node-name', tb.kubePod('a').spec.nodeName,
+    '--profile', 'istio-ambient',
+    '--redirect-mode', 'tc',
+    '--zds-socket', sockPath,
+    '--metrics-address', `127.0.0.1:${port}`,
+    '--bpffs-path', bpffs,
+    '--cgroup-path', tb.cgroupRoot,
+    '--state-dir', path.join(dir, 'state'),
+    '--netns-prefix', podNetnsPrefix(tb),
+    '--log-level', 'debug',
+  ]);
+  agents.push(a);
+  return a;
+}
+
+/** The tcx attachments on a pod's eth0, as bpftool (not our code) reads them: program and link ids. */
+function tcxAttachments(pod: string): unknown[] {
+  const out = execFileSync('nsenter', [`--net=${tb.pod(pod).netnsPath}`, 'bpftool', '-j', 'net', 'show', 'dev', 'eth0'], { encoding: 'utf8', timeout: 10_000 });
+  return (JSON.parse(out) as Array<{ tc?: Array<{ kind: string }> }>).flatMap((e) => e.tc ?? []).filter((t) => t.kind.startsWith('tcx/'));
+}
+
+const conns = (since: number, pred: (c: Conn) => boolean = () => true): Conn[] =>
+  zt.entries().filter((e): e is Conn => e.event === 'conn' && e.at >= since && pred(e));
+
+/** One echo exchange from `from` to `to`'s address of `family`; returns both ztunnel legs it produced. */
+async function viaZtunnel(from: string, to: string, family: 4 | 6): Promise<{ out: Conn; hbone: Conn; all: Conn[] }> {
+  const since = Date.now();
+  const addr = family === 4 ? tb.pod(to).ipv4 : tb.pod(to).ipv6;
+  expect(await tb.echo(from, addr, ECHO, `hi-${family}`)).toBe(`hi-${family}`);
+  const [out] = (await zt.waitFor((e) => e.event === 'conn' && e.at >= since && e.leg === 'outbound' && e.pod === from, { what: `outbound leg in ${from}` })) as Conn[];
+  const [hbone] = (await zt.waitFor((e) => e.event === 'conn' && e.at >= since && e.leg === 'hbone' && e.pod === to, { what: `hbone leg in ${to}` })) as Conn[];
+  return { out: out!, hbone: hbone!, all: conns(since) };
+}
+
+it('enrolls the ambient pods: redirect installed, ztunnel told (Add acked), non-members left alone', async () => {
+  agent = await startAgent();
+  expect(await metric(port, 'shunt_pods_enrolled')).toBe(2);
+  expect(await metric(port, 'shunt_backend_info', { backend: 'tc' })).toBe(1);
+  const adds = await zt.waitFor((e) => e.event === 'add' && !e.error, { count: 2, what: 'two acked adds' });
+  expect(adds.map((e) => (e as { pod: string }).pod).sort()).toEqual(['a', 'b']);
+  expect(zt.entries().some((e) => e.event === 'add' && e.pod === 'plain')).toBe(false);
+}, 90_000);
+
+it.each([4, 6] as const)('app → app (IPv%s) goes through both pods\' ztunnel with the right original destination', async (family) => {
+  const [a, b] = [tb.pod('a'), tb.pod('b')];
+  const dst = family === 4 ? b.ipv4 : b.ipv6;
+  const src = family === 4 ? a.ipv4 : a.ipv6;
+  const { out, hbone, all } = await viaZtunnel('a', 'b', family);
+  // a's 15001 got the app's connection, original destination from the socket (sk_assign keeps it as the local address)
+  expect(out).toMatchObject({ client: { address: src }, origDst: { address: dst, port: ECHO }, via: 'hbone' });
+  expect(['local-address', 'SO_ORIGINAL_DST']).toContain(out.how);
+  expect(out.error).toBeUndefined();
+  // b's 15008 got the HBONE tunnel from a's address; the app was reached from a's address
+  expect(hbone).toMatchObject({ client: { address: src }, local: { address: dst, port: 15008 }, origDst: { address: dst, port: ECHO }, upstreamSource: { address: src } });
+  expect(hbone.error).toBeUndefined();
+  // HBONE was not re-captured into b's 15006, and ztunnel's own connection (mark 1337) did not loop into a's 15001.
+  expect(all.filter((c) => c.leg === 'inbound')).toEqual([]);
+  expect(all.filter((c) => c.leg === 'outbound')).toHaveLength(1);
+}, 60_000);
+
+it('the namespace label enrolls and unenrolls a pod live', async () => {
+  lblLabels = { 'istio.io/dataplane-mode': 'ambient' };
+  writePods();
+  await zt.waitFor((e) => e.event === 'add' && e.pod === 'plain' && !e.error, { what: 'plain added', timeoutMs: 20_000 });
+  await eventually('3 pods enrolled', async () => (await metric(port, 'shunt_pods_enrolled')) === 3);
+  const { hbone } = await viaZtunnel('a', 'plain', 4);
+  expect(hbone.origDst).toEqual({ address: tb.pod('plain').ipv4, port: ECHO });
+
+  lblLabels = {};
+  writePods();
+  await zt.waitFor((e) => e.event === 'del' && e.pod === 'plain', { what: 'plain deleted', timeoutMs: 20_000 });
+  await eventually('2 pods enrolled', async () => (await metric(port, 'shunt_pods_enrolled')) === 2);
+  // plain has no ztunnel any more: a's ztunnel passes the connection through.
+  const since = Date.now();
+  expect(await tb.echo('a', tb.pod('plain').ipv4, ECHO, 'pt')).toBe('pt');
+  const [pt] = (await zt.waitFor((e) => e.event === 'conn' && e.at >= since && e.leg === 'outbound')) as Conn[];
+  expect(pt).toMatchObject({ via: 'passthrough', origDst: { address: tb.pod('plain').ipv4, port: ECHO } });
+}, 90_000);
+
+it('a restarted ztunnel gets its pods back; a NACK fails that pod with ztunnel\'s error, the others stay enrolled', async () => {
+  await zt.stop();
+  const logPath2 = path.join(dir, 'ztunnel-2.log');
+  zt = await startZtunnel({ socketPath: sockPath, logPath: logPath2, name: 'zt-2', nack: { c: 'injected: cannot create the workload proxy' } });
+  standIns.push(zt);
+  const snap = await zt.waitFor((e) => e.event === 'snapshot', { what: 'snapshot after reconnect' });
+  const adds = zt.entries().filter((e) => e.event === 'add' && !e.error).map((e) => (e as { pod: string }).pod);
+  expect(adds.sort()).toEqual(['a', 'b']);
+  expect(snap[0]).toMatchObject({ removed: [] });
+  await viaZtunnel('a', 'b', 4); // traffic resumes through the new ztunnel
+
+  listed = ['a', 'b', 'plain', 'c'];
+  writePods();
+  const failed = await agent.waitLog((l) => l['msg'] === 'pod state changed' && String(l['pod']).endsWith('/c') && l['state'] === 'failed', 30_000);
+  expect(String(failed['reason'])).toContain('injected: cannot create the workload proxy');
+  expect(await metric(port, 'shunt_pods_enrolled')).toBe(2);
+  await viaZtunnel('b', 'a', 6); // the others are fine
+  listed = ['a', 'b', 'plain'];
+  writePods();
+  await eventually('c gone from the agent', () => agent.logs.some((l) => l['msg'] === 'pod state changed' && String(l['pod']).endsWith('/c') && l['state'] === 'removed'), 30_000);
+}, 120_000);
+
+it('an agent SIGKILLed and replaced during a request stream loses no request and tears no redirect down', async () => {
+  const since = Date.now();
+  const results: string[] = [];
+  let stop = false;
+  const stream = (async () => {
+    for (let i = 0; i < 200 && !stop; i++) results.push(await tb.echo('a', tb.pod('b').ipv4, ECHO, `r${i}`).catch((e: Error) => `ERR ${e.message}`));
+  })();
+  await eventually('a few requests', () => results.length >= 3, 30_000);
+  const before = { a: tcxAttachments('a'), b: tcxAttachments('b') };
+  expect(before.a.length).toBeGreaterThanOrEqual(2); // ingress + egress
+  agent.child.kill('SIGKILL');
+  await agent.exited;
+  const during = results.length;
+  agent = await startAgent();
+  await zt.waitFor((e) => e.event === 'snapshot' && e.at >= since, { what: 'snapshot from the new agent', timeoutMs: 30_000 });
+  await eventually('requests after the restart', () => results.length >= during + 3, 30_000);
+  stop = true;
+  await stream;
+  expect(results.filter((r) => r.startsWith('ERR'))).toEqual([]);
+  expect(results.length).toBeGreaterThan(during);
+  // The new agent re-announced a and b to the same ztunnel: same netns, sockets kept, nothing removed.
+  const after = zt.entries().filter((e) => e.at >= since);
+  expect(after.filter((e) => e.event === 'add' && (e.pod === 'a' || e.pod === 'b')).every((e) => (e as { reused: boolean }).reused)).toBe(true);
+  expect(after.filter((e) => e.event === 'del')).toEqual([]);
+  expect(after.find((e) => e.event === 'snapshot')).toMatchObject({ removed: [] });
+  expect(await metric(port, 'shunt_pods_enrolled')).toBe(2);
+  // The very same programs and links: the new agent adopted the redirect, it did not re-install it.
+  expect({ a: tcxAttachments('a'), b: tcxAttachments('b') }).toEqual(before);
+}, 180_000);

@@ -36,7 +36,18 @@ export {
 } from './probe';
 export { netnsCookie, withNetns } from './netns';
 export { rtnlApply, type RtnlOp, type RtnlResult } from './rtnl';
-export { tcxQuery, attachTcxAt, attachTcxAsync, type TcxHook, type TcxAttachOptions } from './tcx';
+export {
+  tcxQuery,
+  attachTcxAt,
+  attachTcxAsync,
+  attachClsactAt,
+  clsactProgId,
+  clsactLink,
+  destroyClsact,
+  type TcxHook,
+  type TcxAttachOptions,
+  type ClsactPlace,
+} from './tcx';
 export { originalDst, type SocketAddress } from './sockopt';
 export {
   netnsListen,

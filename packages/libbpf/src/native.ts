@@ -148,6 +148,8 @@ export interface NativeAddon {
   rtnlApply(netnsPath: string, ops: RtnlOp[]): number[];
   linkTcxAt(progFd: number, ifindex: number, dir: string, position: 'first' | 'last', expectedRevision: number, target: string): FdHandle;
   tcxQuery(ifindex: number, dir: string, target: string): { revision: number; progIds: number[]; linkIds: number[] };
+  tcAttachLegacyAt(progFd: number, ifindex: number, dir: string, handle: number, priority: number, target: string): { createdQdisc: boolean };
+  tcHookDestroy(ifindex: number, target: string): void;
   linkTcxAtAsync(progFd: number, netnsPath: string, ifname: string, dir: string, position: 'first' | 'last', target: string): Promise<FdHandle>;
 
   inetSocket(opts: Record<string, unknown>, target: string): { fd: number; inProgress: boolean };

@@ -56,3 +56,53 @@ export async function attachTcxAsync(prog: BpfProgram, ifname: string, direction
   const handle = await native.linkTcxAtAsync(prog.fd, opts.netns, ifname, direction, opts.position, `program ${prog.name} on ${where}`);
   return new BpfLink({ kind: 'link', handle }, `program ${prog.name} (tcx ${direction}, ${opts.position}) on ${where}`);
 }
+
+export interface ClsactPlace {
+  netns?: string;
+  /** cls_bpf handle and priority: explicit, so the filter is found again after a restart. */
+  handle: number;
+  priority: number;
+}
+
+/**
+ * Legacy fallback for kernels without tcx: a direct-action cls_bpf filter at an explicit
+ * handle/priority on the interface's clsact qdisc (created when missing; createdQdisc says so).
+ * Never replaces: a filter already at that handle/priority fails with EEXIST.
+ * The returned link is not pinnable; re-create its handle after a restart with clsactLink().
+ */
+export function attachClsactAt(prog: BpfProgram, ifname: string, direction: TcDirection, at: ClsactPlace): { link: BpfLink; createdQdisc: boolean } {
+  if (prog.type !== 'sched_cls') throw invalidArgument('attach tc', `program ${prog.name}`, `program type is ${prog.type}, not sched_cls`);
+  const where = `${ifname}${at.netns ? ` in netns ${at.netns}` : ''}`;
+  return inNetns(at.netns, () => {
+    const ifindex = native.ifNameToIndex(ifname, where);
+    const r = native.tcAttachLegacyAt(prog.fd, ifindex, direction, at.handle, at.priority, `program ${prog.name} on ${where}`);
+    return { link: clsactHandle(ifname, ifindex, direction, at, `program ${prog.name} (tc ${direction}, prio ${at.priority}) on ${where}`), createdQdisc: r.createdQdisc };
+  });
+}
+
+function clsactHandle(ifname: string, ifindex: number, direction: TcDirection, at: ClsactPlace, description: string): BpfLink {
+  const backing = { kind: 'tc-legacy' as const, ifname, ifindex, direction, handle: at.handle, priority: at.priority };
+  return new BpfLink(at.netns ? { ...backing, netns: at.netns } : backing, description);
+}
+
+/** Id of the program in the cls_bpf filter at handle/priority, or 0 when there is none. */
+export function clsactProgId(ifname: string, direction: TcDirection, at: ClsactPlace): number {
+  const where = `${ifname}${at.netns ? ` in netns ${at.netns}` : ''}`;
+  return inNetns(at.netns, () => {
+    const ifindex = native.ifNameToIndex(ifname, where);
+    return native.tcQueryLegacy(ifindex, direction, at.handle, at.priority, `tc ${direction} of ${where}`);
+  });
+}
+
+/** A handle on a filter attached earlier (e.g. by a previous agent process), for detach(). */
+export function clsactLink(ifname: string, direction: TcDirection, at: ClsactPlace): BpfLink {
+  const where = `${ifname}${at.netns ? ` in netns ${at.netns}` : ''}`;
+  const ifindex = inNetns(at.netns, () => native.ifNameToIndex(ifname, where));
+  return clsactHandle(ifname, ifindex, direction, at, `cls_bpf filter (tc ${direction}, prio ${at.priority}) on ${where}`);
+}
+
+/** Deletes the interface's clsact qdisc with whatever is on it: only for one the caller created and emptied. */
+export function destroyClsact(ifname: string, opts: { netns?: string } = {}): void {
+  const where = `${ifname}${opts.netns ? ` in netns ${opts.netns}` : ''}`;
+  inNetns(opts.netns, () => native.tcHookDestroy(native.ifNameToIndex(ifname, where), `clsact of ${where}`));
+}

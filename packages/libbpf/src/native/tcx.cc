@@ -165,7 +165,53 @@ static Napi::Value LinkTcxAtAsync(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// tcAttachLegacyAt(progFd, ifindex, dir, handle, priority, target) -> {createdQdisc}: a
+// direct-action cls_bpf filter at an explicit handle/priority on clsact (created if missing). No
+// BPF_TC_F_REPLACE: a filter already there (anyone's) makes it fail with EEXIST, never replaced.
+static Napi::Value TcAttachLegacyAt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int progFd = ArgInt(info, 0);
+  int ifindex = ArgInt(info, 1);
+  std::string dir = ArgStr(info, 2);
+  int handle = ArgInt(info, 3);
+  int priority = ArgInt(info, 4);
+  std::string target = OptStr(info, 5);
+  if (handle <= 0 || priority <= 0 || priority > 0xffff) ThrowArg(env, "attach tc " + dir, target, "handle must be > 0 and priority 1..65535");
+  LIBBPF_OPTS(bpf_tc_hook, hook);
+  hook.ifindex = ifindex;
+  hook.attach_point = dir == "egress" ? BPF_TC_EGRESS : BPF_TC_INGRESS;
+  int r = bpf_tc_hook_create(&hook);
+  bool created = r == 0;
+  if (r != 0 && r != -EEXIST) ThrowBpf(env, -r, "create clsact qdisc", target, "on ifindex " + std::to_string(ifindex));
+  LIBBPF_OPTS(bpf_tc_opts, opts);
+  opts.prog_fd = progFd;
+  opts.handle = static_cast<__u32>(handle);
+  opts.priority = static_cast<__u32>(priority);
+  r = bpf_tc_attach(&hook, &opts);
+  if (r != 0)
+    ThrowBpf(env, -r, "attach tc " + dir, target,
+             "on ifindex " + std::to_string(ifindex) + " handle " + std::to_string(handle) + " priority " + std::to_string(priority) +
+                 (r == -EEXIST ? " (a filter is already there; it is not replaced)" : ""));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("createdQdisc", created);
+  return o;
+}
+
+// tcHookDestroy(ifindex, target): deletes the clsact qdisc (and every filter on it). Callers
+// make sure it is theirs and empty first.
+static Napi::Value TcHookDestroy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  LIBBPF_OPTS(bpf_tc_hook, hook);
+  hook.ifindex = ArgInt(info, 0);
+  hook.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
+  int r = bpf_tc_hook_destroy(&hook);
+  if (r != 0 && r != -ENOENT && r != -EINVAL) ThrowBpf(env, -r, "delete clsact qdisc", OptStr(info, 1));
+  return env.Undefined();
+}
+
 void InitTcx(Napi::Env env, Napi::Object exports) {
+  exports.Set("tcAttachLegacyAt", Napi::Function::New(env, TcAttachLegacyAt));
+  exports.Set("tcHookDestroy", Napi::Function::New(env, TcHookDestroy));
   exports.Set("linkTcxAtAsync", Napi::Function::New(env, LinkTcxAtAsync));
   exports.Set("linkTcxAt", Napi::Function::New(env, LinkTcxAt));
   exports.Set("tcxQuery", Napi::Function::New(env, TcxQuery));

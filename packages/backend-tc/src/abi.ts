@@ -44,7 +44,15 @@ export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTER_SLOTS = 20;
 
 /** shunt_tc_pod_meta.state bits: what enroll changed in the pod netns (undone on unenroll). */
-export const STATE = { RULE4: 1, RULE6: 2, ROUTE4: 4, ROUTE6: 8, ACCEPT_LOCAL: 16 } as const;
+export const STATE = { RULE4: 1, RULE6: 2, ROUTE4: 4, ROUTE6: 8, ACCEPT_LOCAL: 16, CLSACT: 32, CLSACT_CREATED: 64 } as const;
+
+/**
+ * clsact fallback (no tcx): our cls_bpf filters' handle and priority on eth0 ingress/egress. A
+ * high priority number runs after filters at lower numbers (a CNI's usually sit at 1..49152 or
+ * are auto-assigned from 49152 down), mirroring tcx 'last'. Never replaced: EEXIST if taken.
+ */
+export const CLSACT_HANDLE = 0x5a0;
+export const CLSACT_PRIORITY = 0xc5a0;
 /** Indices into shunt_tc_pod_meta.saved: previous value + 1 (0 = not saved). */
 export const SAVED = { ACCEPT_LOCAL: 0 } as const;
 

@@ -11,17 +11,23 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isIPv4 } from 'node:net';
-import { BpfLink, BpfObject, attachTcxAsync, bpfObjectPath, netnsCookie, probeTcx, type KernelLinkInfo } from '@shunt/libbpf';
+import { BpfLink, BpfObject, attachClsactAt, attachTcxAsync, bpfObjectPath, clsactLink, clsactProgId, netnsCookie, probeTcx, type KernelLinkInfo } from '@shunt/libbpf';
 import type { InstalledState, MeshPod, NodeCapabilities, NodeContext, PodRef, RedirectBackend, Support } from '@shunt/core';
-import { encodeAddr } from './abi';
+import { CLSACT_HANDLE, CLSACT_PRIORITY, STATE, encodeAddr } from './abi';
 import { TcMaps, type InstalledPod, type PodPlace } from './maps';
 import { PodConfigError, canonical, fingerprintOf, podConfig, podName } from './pod-config';
-import { applyNetnsSetup, removeNetnsSetup } from './netns-setup';
+import { applyNetnsSetup, removeNetnsSetup, removeOwnClsact } from './netns-setup';
 import { tcSupport } from './support';
 
 export interface TcOptions {
   /** The pod-side interface the links go on; default 'eth0' (what every CNI names it). */
   ifname?: string;
+  /**
+   * 'auto' (default): tcx links where the kernel has them, else the clsact fallback; 'clsact'
+   * forces the fallback (cls_bpf filters at CLSACT_PRIORITY, not pinnable: re-found by
+   * handle/priority after a restart).
+   */
+  attach?: 'auto' | 'tcx' | 'clsact';
 }
 
 export const PROGRAMS = {
@@ -56,8 +62,12 @@ export class TcBackend implements RedirectBackend {
   private installed = new Map<bigint, InstalledPod>();
   private nextGen = 1;
 
+  private readonly attachMode: 'auto' | 'tcx' | 'clsact';
+
   constructor(opts: TcOptions = {}) {
     this.ifname = opts.ifname ?? 'eth0';
+    this.attachMode = opts.attach ?? 'auto';
+    if (!['auto', 'tcx', 'clsact'].includes(this.attachMode)) throw new TcBackendError(`tc: attach ${JSON.stringify(opts.attach)} is not auto, tcx or clsact`);
     if (!/^[A-Za-z0-9_.@-]{1,15}$/.test(this.ifname)) throw new TcBackendError(`tc: ifname ${JSON.stringify(this.ifname)} is not an interface name`);
   }
 
@@ -116,11 +126,29 @@ export class TcBackend implements RedirectBackend {
       }
       fs.rmSync(path.join(this.netnsDir, name), { recursive: true, force: true });
     }
-    if (adopted > 0) node.log.info({ pods: adopted, dir: this.dir }, 'tc: adopted pinned pod links');
+    // clsact fallback pods have no pins: their filters are found by handle/priority.
+    for (const p of pods)
+      if (p.place.state & STATE.CLSACT && !this.links.has(p.netnsCookie)) {
+        this.links.set(p.netnsCookie, this.adoptLinks(p.netnsCookie));
+        adopted++;
+      }
+    if (adopted > 0) node.log.info({ pods: adopted, dir: this.dir }, 'tc: adopted pod links');
   }
 
   private adoptLinks(cookie: bigint): PodLinks {
     const out: PodLinks = {};
+    const p = this.installed.get(cookie);
+    if (p && p.place.state & STATE.CLSACT) {
+      // Filters are not pinnable: handles on them by their fixed handle/priority (if the netns lives).
+      for (const d of DIRECTIONS) {
+        try {
+          out[d] = clsactLink(p.place.ifname, d, { netns: p.place.netnsPath, handle: CLSACT_HANDLE, priority: CLSACT_PRIORITY });
+        } catch {
+          // interface or netns gone: nothing to adopt
+        }
+      }
+      return out;
+    }
     for (const d of DIRECTIONS) {
       const pin = this.linkPin(cookie, d);
       if (fs.existsSync(pin)) out[d] = BpfLink.fromPin(pin);
@@ -175,7 +203,7 @@ export class TcBackend implements RedirectBackend {
     const same = this.installed.get(cookie);
     if (same && same.ref.uid !== want.ref.uid)
       throw new PodConfigError(who, 'netnsPath', netnsPath, `is enrolled already for pod ${podName(same.ref)}`);
-    if (same && canonical(same) === canonical(want) && this.linksLive(cookie)) return;
+    if (same && canonical(same) === canonical(want) && this.linksLive(cookie, same.place)) return;
     // The same pod under another netns (sandbox replaced): drop the old enrolment first.
     for (const p of [...this.installed.values()]) if (p.ref.uid === want.ref.uid && p.netnsCookie !== cookie) await this.dropPod(maps, p);
 
@@ -199,27 +227,35 @@ export class TcBackend implements RedirectBackend {
       });
 
       const links = this.links.get(cookie) ?? {};
-      const missing = DIRECTIONS.filter((d) => !(links[d] && linkLive(links[d])));
+      const missing = DIRECTIONS.filter((d) => !(links[d] && this.linkLive(links[d], d, place)));
       for (const d of missing) {
-        // Defunct (the interface was replaced): detach the stale link and its pin first.
-        links[d]?.detach();
+        // Defunct (the interface was replaced) or removed behind our back: drop the stale handle.
+        try {
+          links[d]?.detach();
+        } catch {
+          links[d]?.close();
+        }
         delete links[d];
       }
       // Ingress first: once egress hairpins, ingress must be there to hand the packets to
-      // ztunnel (else a SYN is lost and the app waits a retransmit). Not in parallel: each
+      // ztunnel (else a SYN is lost and the app waits a retransmit). Not in parallel: each tcx
       // attach holds rtnl_lock across its RCU grace period, so two would serialize anyway.
+      const legacy = this.useClsact();
       for (const d of DIRECTIONS.filter((x) => missing.includes(x))) {
-        links[d] = await this.attach(d, cookie, netnsPath);
+        const r = await this.attach(d, cookie, netnsPath, legacy);
+        links[d] = r.link;
+        if (legacy) place.state |= STATE.CLSACT | (r.createdQdisc ? STATE.CLSACT_CREATED : 0);
         undo.push(() => {
           links[d]?.detach();
           delete links[d];
         });
       }
       this.links.set(cookie, links);
-      const ifindex = links.ingress?.info().ifindex ?? 0;
-      if (ifindex !== place.ifindex) maps.writeMeta(cookie, want.ref, { ...place, ifindex });
+      const ifindex = legacy ? 0 : links.ingress?.info().ifindex ?? 0;
+      place.ifindex = ifindex;
+      maps.writeMeta(cookie, want.ref, place);
       if (same) maps.deleteSelections(same.gen, same.ports);
-      this.installed.set(cookie, { ...want, netnsCookie: cookie, gen, place: { ...place, ifindex } });
+      this.installed.set(cookie, { ...want, netnsCookie: cookie, gen, place });
     } catch (err) {
       for (const u of undo.reverse()) {
         try {
@@ -240,12 +276,19 @@ export class TcBackend implements RedirectBackend {
    * comes after ours and sees only that). The attach runs off the main thread: each tcx attach
    * waits for an RCU grace period (10-20 ms on a busy node) and the event loop must not.
    */
-  private async attach(d: Direction, cookie: bigint, netnsPath: string): Promise<BpfLink> {
+  private useClsact(): boolean {
+    if (this.attachMode === 'clsact') return true;
+    if (probeTcx().available) return false;
+    if (this.attachMode === 'tcx') throw new TcBackendError(`tc: this kernel has no tcx links (${probeTcx().evidence}) and attach is 'tcx'`);
+    return true;
+  }
+
+  private async attach(d: Direction, cookie: bigint, netnsPath: string, legacy: boolean): Promise<{ link: BpfLink; createdQdisc: boolean }> {
     const obj = this.objects[d];
     if (!obj) throw new TcBackendError('tc: programs not loaded (start() not called?)');
-    if (!probeTcx().available)
-      throw new TcBackendError(`tc: this kernel has no tcx links (${probeTcx().evidence}); the clsact fallback is not implemented`);
-    const link = await attachTcxAsync(obj.program(PROGRAMS[d].program), this.ifname, d, { netns: netnsPath, position: 'last' });
+    const prog = obj.program(PROGRAMS[d].program);
+    if (legacy) return attachClsactAt(prog, this.ifname, d, { netns: netnsPath, handle: CLSACT_HANDLE, priority: CLSACT_PRIORITY });
+    const link = await attachTcxAsync(prog, this.ifname, d, { netns: netnsPath, position: 'last' });
     try {
       fs.mkdirSync(path.dirname(this.linkPin(cookie, d)), { recursive: true });
       link.pin(this.linkPin(cookie, d));
@@ -253,12 +296,22 @@ export class TcBackend implements RedirectBackend {
       link.detach();
       throw err;
     }
-    return link;
+    return { link, createdQdisc: false };
   }
 
-  private linksLive(cookie: bigint): boolean {
+  /** A tcx link is live while its device exists; a cls_bpf filter while the kernel still has it. */
+  private linkLive(link: BpfLink, d: Direction, place: PodPlace): boolean {
+    try {
+      if (link.kind === 'tc-legacy') return clsactProgId(place.ifname, d, { netns: place.netnsPath, handle: CLSACT_HANDLE, priority: CLSACT_PRIORITY }) !== 0;
+      return (link.info().ifindex ?? 0) !== 0;
+    } catch {
+      return false;
+    }
+  }
+
+  private linksLive(cookie: bigint, place: PodPlace): boolean {
     const l = this.links.get(cookie);
-    return !!l && DIRECTIONS.every((d) => l[d] !== undefined && linkLive(l[d]));
+    return !!l && DIRECTIONS.every((d) => l[d] !== undefined && this.linkLive(l[d], d, place));
   }
 
   /** Map entries first (the programs stop capturing), then the links, then the netns routing. */
@@ -266,9 +319,15 @@ export class TcBackend implements RedirectBackend {
     maps.deletePod(p);
     this.installed.delete(p.netnsCookie);
     const links = this.links.get(p.netnsCookie) ?? this.adoptLinks(p.netnsCookie);
-    for (const d of DIRECTIONS) links[d]?.detach();
+    for (const d of DIRECTIONS) {
+      const link = links[d];
+      if (!link) continue;
+      if (link.kind === 'tc-legacy' && !this.linkLive(link, d, p.place)) link.close(); // filter or netns gone already
+      else link.detach();
+    }
     this.links.delete(p.netnsCookie);
     fs.rmSync(path.join(this.netnsDir, p.netnsCookie.toString()), { recursive: true, force: true });
+    if (p.place.state & STATE.CLSACT_CREATED) await removeOwnClsact(p.place.netnsPath, p.place.ifname);
     await removeNetnsSetup(p.place.netnsPath, p.place.ifname, p.place);
   }
 
@@ -277,18 +336,24 @@ export class TcBackend implements RedirectBackend {
     for (const p of [...this.installed.values()]) if (p.ref.uid === pod.uid) await this.dropPod(maps, p);
   }
 
-  private linkState(cookie: bigint): Record<Direction, (KernelLinkInfo & { live: boolean }) | null> {
-    const l = this.links.get(cookie) ?? {};
-    const out = {} as Record<Direction, (KernelLinkInfo & { live: boolean }) | null>;
+  private linkState(p: InstalledPod): Record<Direction, { kind: 'tcx' | 'clsact'; linkId: number; progId: number; ifindex: number; live: boolean } | null> {
+    const l = this.links.get(p.netnsCookie) ?? {};
+    const out = {} as Record<Direction, { kind: 'tcx' | 'clsact'; linkId: number; progId: number; ifindex: number; live: boolean } | null>;
     for (const d of DIRECTIONS) {
       const link = l[d];
-      let info: KernelLinkInfo | null = null;
+      out[d] = null;
+      if (!link) continue;
       try {
-        info = link ? link.info() : null;
+        if (link.kind === 'tc-legacy') {
+          const progId = clsactProgId(p.place.ifname, d, { netns: p.place.netnsPath, handle: CLSACT_HANDLE, priority: CLSACT_PRIORITY });
+          out[d] = { kind: 'clsact', linkId: 0, progId, ifindex: 0, live: progId !== 0 };
+        } else {
+          const info: KernelLinkInfo = link.info();
+          out[d] = { kind: 'tcx', linkId: info.id, progId: info.progId, ifindex: info.ifindex ?? 0, live: (info.ifindex ?? 0) !== 0 };
+        }
       } catch {
-        info = null;
+        out[d] = null;
       }
-      out[d] = info ? { ...info, live: (info.ifindex ?? 0) !== 0 } : null;
     }
     return out;
   }
@@ -304,7 +369,7 @@ export class TcBackend implements RedirectBackend {
       nodeReady: maps !== null,
       nodeDetail: { pinDir: this.dir, readOnly: this.readOnly, ifname: this.ifname, tcx: probeTcx().available },
       pods: pods.map((p) => {
-        const links = this.linkState(p.netnsCookie);
+        const links = this.linkState(p);
         const ok = DIRECTIONS.every((d) => links[d]?.live === true);
         return {
           ...p.ref,
@@ -316,7 +381,7 @@ export class TcBackend implements RedirectBackend {
             ifindex: p.place.ifindex,
             gen: p.gen,
             ips: p.ips,
-            links: Object.fromEntries(DIRECTIONS.map((d) => [d, links[d] ? { linkId: links[d].id, progId: links[d].progId, ifindex: links[d].ifindex ?? 0, live: links[d].live } : null])),
+            links,
             netnsState: p.place.state,
           },
         };
@@ -340,14 +405,5 @@ export class TcBackend implements RedirectBackend {
     this.objects = {};
     this.node = null;
     if (opts.cleanup && this.dir !== '') fs.rmSync(this.dir, { recursive: true, force: true });
-  }
-}
-
-/** A tcx link whose device is gone reports ifindex 0 (defunct: nothing runs). */
-function linkLive(link: BpfLink): boolean {
-  try {
-    return (link.info().ifindex ?? 0) !== 0;
-  } catch {
-    return false;
   }
 }

@@ -17,7 +17,7 @@
  * p50 on the 2-core test machine; @shunt/netlink (iproute2) stays the reader for observe/tests.
  */
 import * as fs from 'node:fs';
-import { rtnlApply, withNetns, type RtnlOp } from '@shunt/libbpf';
+import { destroyClsact, rtnlApply, withNetns, type RtnlOp } from '@shunt/libbpf';
 import { runCommand } from '@shunt/netlink';
 import { SAVED, STATE, TC_MARK, TC_MARK_MASK, TC_RULE_PRIORITY, TC_TABLE } from './abi';
 
@@ -121,4 +121,19 @@ export async function readNetnsSetup(netnsPath: string, ifname: string): Promise
     acceptLocal = null;
   }
   return { rules, routes, acceptLocal };
+}
+
+/**
+ * The clsact fallback created the interface's clsact qdisc: remove it again, but only while no
+ * filter is left on it (someone else's filter added since keeps it, and it stays).
+ */
+export async function removeOwnClsact(netnsPath: string, ifname: string): Promise<void> {
+  if (!netnsPath || !fs.existsSync(netnsPath)) return;
+  for (const dir of ['ingress', 'egress']) {
+    const out = await runCommand(['tc', '-j', 'filter', 'show', 'dev', ifname, dir], { netns: netnsPath }).catch(() => null);
+    if (out === null) return; // interface gone, or no clsact: nothing to remove
+    const filters = out.trim() ? (JSON.parse(out) as unknown[]) : [];
+    if (filters.length > 0) return;
+  }
+  destroyClsact(ifname, { netns: netnsPath });
 }

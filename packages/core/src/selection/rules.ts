@@ -82,10 +82,11 @@ export const SUPPORT_RULES: Record<BackendName, SupportRule> = {
       { feature: 'bpffs', why: 'maps and links are pinned so a restarted agent adopts them' },
       { feature: 'prog:sched_cls', why: "TC programs on the pod's eth0 inside its netns" },
       { feature: 'helper:sk_assign', why: "hands captured packets to ztunnel's in-pod sockets" },
-      { feature: 'link:tcx', why: 'tcx links chain with the CNI\'s programs and are pinned for adoption (the clsact fallback is not implemented)' },
     ],
     anyOf: [],
-    optional: [],
+    // tcx links chain with a CNI's programs and are pinned for adoption; without them the backend
+    // falls back to clsact + cls_bpf filters at a fixed priority in the pod netns.
+    optional: ['link:tcx'],
   },
   iptables: {
     minKernel: kernel('3.10'),

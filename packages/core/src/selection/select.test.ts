@@ -35,7 +35,7 @@ describe('backend selection table (redirectMode=auto)', () => {
     expect(pick('auto', caps, 'istio-sidecar')).toBe(sidecar);
     expect(pick('auto', caps, 'istio-ambient')).toBe(ambient);
     expect(supportFromRules('tc', caps).ok).toBe(tcx);
-    expect(optionalFeatures('tc', caps)).toEqual([]);
+    expect(optionalFeatures('tc', caps).includes('link:tcx')).toBe(caps.features['link:tcx'].available);
   });
 
   it('says why each backend was not chosen', () => {

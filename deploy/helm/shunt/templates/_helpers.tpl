@@ -99,6 +99,9 @@ app.kubernetes.io/component: node-agent
 {{- with include "shunt.splicePorts" . }}
 - --splice-ports={{ . }}
 {{- end }}
+{{- if eq .Values.profile "istio-ambient" }}
+- --zds-socket={{ .Values.ambient.zdsSocket }}
+{{- end }}
 {{- if .Values.cleanupOnExit }}
 - --cleanup-on-exit
 {{- end }}

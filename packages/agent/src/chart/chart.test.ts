@@ -172,6 +172,26 @@ describe('values', () => {
     expect(k8sProblems(render(['--set', 'sockops.splicePorts={8080,9090}'])).flatMap((r) => r.problems)).toEqual([]);
   });
 
+  it('profile=istio-ambient serves ZDS: --zds-socket and its host directory mounted at the same path; sidecar profile neither', () => {
+    const pod = (extra: string[]) => find(render(extra), 'DaemonSet').spec.template.spec;
+    const amb = pod(['--set', 'profile=istio-ambient']);
+    expect(amb.containers[0].args).toContain('--zds-socket=/var/run/ztunnel/ztunnel.sock');
+    expect(amb.volumes).toContainEqual({ name: 'ztunnel', hostPath: { path: '/var/run/ztunnel', type: 'DirectoryOrCreate' } });
+    expect(amb.containers[0].volumeMounts).toContainEqual({ name: 'ztunnel', mountPath: '/var/run/ztunnel' });
+    const custom = pod(['--set', 'profile=istio-ambient', '--set', 'ambient.zdsSocket=/run/zt/zds.sock']);
+    expect(custom.containers[0].args).toContain('--zds-socket=/run/zt/zds.sock');
+    expect(custom.volumes).toContainEqual({ name: 'ztunnel', hostPath: { path: '/run/zt', type: 'DirectoryOrCreate' } });
+    const side = pod([]);
+    expect(side.containers[0].args.some((a: string) => a.startsWith('--zds-socket'))).toBe(false);
+    expect(side.volumes.some((v: Any) => v.name === 'ztunnel')).toBe(false);
+    // The schema refuses a relative path and a socket directly under / (that would mount the host root).
+    for (const bad of ['ztunnel.sock', '/ztunnel.sock']) {
+      const r = renderRaw(['--set', 'profile=istio-ambient', '--set', `ambient.zdsSocket=${bad}`]);
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toMatch(/zdsSocket/);
+    }
+  });
+
   it('serviceMonitor.enabled adds a headless Service and a ServiceMonitor scraping the metrics port', () => {
     const objects = render(['--set', 'serviceMonitor.enabled=true', '--set', 'serviceMonitor.labels.release=prom']);
     expect(objects.map((o) => o.kind)).toEqual(['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Service', 'DaemonSet', 'ServiceMonitor']);

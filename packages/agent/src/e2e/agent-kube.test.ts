@@ -3,17 +3,19 @@
 // carries no netns: the agent finds each pod's netns from its IP (netns discovery, scoped to this
 // testbed with --netns-prefix). Covered: pods of this node enrolled (sidecar sees the original
 // destination, /metrics counts them), pods of another node ignored, a pod scheduled later, a pod
-// deleted through the API, dropped and expired (410) watches losing nothing, and a namespace
-// labelled ambient picked up by the istio-ambient profile and reported, not silently dropped,
-// when no backend here can serve ambient pods.
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+// deleted through the API, dropped and expired (410) watches losing nothing, and, with the
+// istio-ambient profile and the ztunnel stand-in, a namespace label enrolling and unenrolling its
+// pod live (ztunnel handed the netns the agent found from the pod's IPs).
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { netnsCookie } from '@shunt/libbpf';
-import { apiPodOf, Testbed } from '@shunt/testbed';
+import { apiPodOf, startZtunnel, Testbed, type ZtunnelStandIn } from '@shunt/testbed';
 import { startFakeApiServer, type FakeApiServer } from '../../../../test/fake-apiserver';
 import type { AgentProcess } from '../agent/process';
 import { freePort } from '../demo/free-port';
+import { removePins } from '../node-state/pins';
 import { readShuntChains } from './iptables-read';
 import { eventually, metric, podNetnsPrefix, requestViaSidecars, runCli, startBuiltAgent } from './support';
 
@@ -159,53 +161,51 @@ describe('istio-sidecar profile, iptables backend', () => {
 describe('istio-ambient profile', () => {
   let ambPort: number;
   let amb: AgentProcess;
-
-  it('runs without a backend when none here serves ambient pods, and says why', async () => {
+  let zt: ZtunnelStandIn;
+  // tc pins need a real bpffs: a directory of this run in the machine's.
+  const ambBpffs = `/sys/fs/bpf/shunt-e2e-kube-${randomBytes(4).toString('hex')}`;
+  beforeAll(async () => {
+    mkdirSync(ambBpffs);
+    const sock = path.join(dir, 'ztunnel', 'ztunnel.sock');
+    zt = await startZtunnel({ socketPath: sock, logPath: path.join(dir, 'ztunnel.log'), name: 'zt-kube' });
     ambPort = await freePort();
-    amb = await startAgent(ambPort, ['--profile', 'istio-ambient'], (l) => l['msg'] === 'first full sync done; not ready: no backend');
-    const why = amb.logs.find((l) => l['msg'] === 'no backend can run: pods that need a redirect are reported rejected')!;
-    expect(why['profile']).toBe('istio-ambient');
-    // tc (the ambient backend) is not in this build; iptables and sockops do only sidecar capture.
-    expect((why['rejected'] as { name: string }[]).map((r) => r.name).sort()).toEqual(['iptables', 'sockops', 'tc']);
-    const readyz = await fetch(`http://127.0.0.1:${ambPort}/readyz`);
-    expect(readyz.status).toBe(503);
-    expect(await readyz.text()).toMatch(/no backend can run/);
-    expect(await metric(ambPort, 'shunt_backend_info', { backend: 'none' })).toBe(1);
+    amb = await startAgent(ambPort, ['--profile', 'istio-ambient', '--zds-socket', sock, '--bpffs-path', ambBpffs]);
+  }, 120_000);
+  afterAll(async () => {
+    await amb?.stop().catch(() => undefined);
+    await zt?.stop().catch(() => undefined);
+    await removePins(path.join(ambBpffs, 'shunt')).catch(() => undefined);
+    rmSync(ambBpffs, { recursive: true, force: true });
+  }, 60_000);
+
+  it('picks an ambient backend (order tc → iptables) and serves ZDS; no member yet, nothing announced', async () => {
+    const chosen = amb.logs.find((l) => l['msg'] === 'backend selected')!;
+    expect(['tc', 'iptables']).toContain(chosen['backend']);
+    expect(chosen['profile']).toBe('istio-ambient');
+    expect((await fetch(`http://127.0.0.1:${ambPort}/readyz`)).status).toBe(200);
+    await zt.waitFor((e) => e.event === 'snapshot', { what: 'the agent\'s (empty) snapshot' });
     // Not a member yet: neither its namespace nor the pod has the label.
     expect(stateChanges(amb, 'amb-ns/amb')).toEqual([]);
-    expect(await metric(ambPort, 'shunt_pods_rejected')).toBe(0);
-  }, 120_000);
+    expect(zt.entries().filter((e) => e.event === 'add')).toEqual([]);
+  }, 60_000);
 
-  it('picks up a namespace labelled ambient: its pod is reported rejected with the reason, not dropped', async () => {
+  it('a namespace labelled ambient enrolls its pod live: redirect, then ztunnel gets the pod netns found from its IPs', async () => {
     api.updateNamespace({ metadata: { name: 'amb-ns', labels: { [AMBIENT_LABEL]: 'ambient' } } });
-    await eventually('amb reported', async () => (await metric(ambPort, 'shunt_pods_rejected')) === 1);
-    const change = stateChanges(amb, 'amb-ns/amb')[0]!;
-    expect(change['state']).toBe('rejected');
-    // Member through its namespace's label, and why nothing here can serve it.
-    expect(String(change['reason'])).toMatch(/^ambient member \(matched namespace label istio\.io\/dataplane-mode=ambient\), but /);
-    expect(String(change['reason'])).toMatch(/no backend can run on this node for profile istio-ambient/);
-    // The sidecar pods are not ambient members (their istio-proxy container excludes them).
+    const [add] = await zt.waitFor((e) => e.event === 'add' && e.pod === 'amb', { what: 'amb announced', timeoutMs: 20_000 });
+    expect(add).toMatchObject({ namespace: 'amb-ns', netnsIno: statSync(tb.pod('amb').netnsPath).ino });
+    expect((add as { error?: string }).error).toBeUndefined();
+    await eventually('amb enrolled', async () => (await metric(ambPort, 'shunt_pods_enrolled')) === 1);
+    expect(stateChanges(amb, 'amb-ns/amb').map((l) => l['state'])).toEqual(['enrolled']);
+    // The sidecar pods are not ambient members (their istio-proxy container excludes them)…
     for (const name of ['client', 'server']) expect(stateChanges(amb, `default/${name}`)).toEqual([]);
     // …and the sidecar-profile agent is not interested in the ambient pod at all.
     expect(stateChanges(agent, 'amb-ns/amb')).toEqual([]);
-    expect(await chainsIn('amb')).toBe(0);
   }, 60_000);
 
-  it('drops the pod from the report when the label goes', async () => {
+  it('removing the label unenrolls it: ztunnel is told (DelWorkload), the pod is not enrolled any more', async () => {
     api.updateNamespace({ metadata: { name: 'amb-ns', labels: {} } });
-    await eventually('amb no longer rejected', async () => (await metric(ambPort, 'shunt_pods_rejected')) === 0);
-    expect(stateChanges(amb, 'amb-ns/amb').map((l) => l['state'])).toEqual(['rejected', 'removed']);
+    await zt.waitFor((e) => e.event === 'del' && e.pod === 'amb', { what: 'amb deleted', timeoutMs: 20_000 });
+    await eventually('amb no longer enrolled', async () => (await metric(ambPort, 'shunt_pods_enrolled')) === 0);
+    expect(stateChanges(amb, 'amb-ns/amb').map((l) => l['state'])).toEqual(['enrolled', 'removed']);
   }, 60_000);
-});
-
-describe('shutdown and uninstall', () => {
-  it('SIGTERM leaves the redirect; `shunt cleanup` scoped to this testbed removes it', async () => {
-    for (const a of agents) expect(await a.stop()).toBe(0);
-    expect((await requestViaSidecars(tb, 'client', 'server', HTTP_PORT)).originalDst).toBe(`${tb.pod('server').ipv4}:${HTTP_PORT}`);
-    const report = JSON.parse(
-      runCli(['cleanup', '--json', '--bpffs-path', path.join(dir, 'bpffs'), '--state-dir', path.join(dir, 'state'), '--cgroup-path', tb.cgroupRoot, '--netns-prefix', podNetnsPrefix(tb)]),
-    );
-    expect(report.errors).toEqual([]);
-    for (const p of ['client', 'server', 'late', 'other', 'amb']) expect(await chainsIn(p)).toBe(0);
-  }, 120_000);
 });

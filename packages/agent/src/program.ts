@@ -109,6 +109,7 @@ export function buildProgram(io: Io = processIo): Command {
     .description('run the real agent with a pods file on a simulated node (network namespaces, HAProxy sidecars) and show the path traffic takes')
     .addOption(new Option('--redirect-mode <mode>', 'backend the agent runs (default: every backend this node can run)').choices(MODES))
     .addOption(new Option('--requests <n>', 'requests per path').argParser(positiveInt('--requests')).default(20))
+    .addOption(new Option('--profile <name>', 'istio-sidecar: sidecar pods; istio-ambient: ambient pods with the ztunnel stand-in (tc, iptables)').choices(PROFILES).default('istio-sidecar'))
     .option('--json', 'print the results as JSON', false)
     .action(async (opts) => {
       const { demoCommand } = await import('./commands/demo');

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Testbed } from './testbed';
 import { ztunnelHarness, type ZtunnelHarness } from './ztunnel/harness';
+import type { ZtunnelLogEntry } from './ztunnel/log';
 
 /** The client and server pods a path mode is set up on (both have sidecars). */
 export interface ModePods {
@@ -22,6 +23,8 @@ export interface PathMode {
   expectsProxy: boolean;
   setup(tb: Testbed, pods: ModePods): Promise<void>;
   teardown(tb: Testbed, pods: ModePods): Promise<void>;
+  /** Ambient modes: what the ztunnel stand-in they run has logged so far (the demo shows its legs). */
+  ztunnelLog?(): ZtunnelLogEntry[];
 }
 
 export const directMode: PathMode = {
@@ -59,6 +62,7 @@ export function ambientDirectMode(): PathMode {
     name: 'direct',
     description: 'no redirect: ambient pods talk straight over eth0 (the ztunnel stand-in holds both pods, idle)',
     expectsProxy: false,
+    ztunnelLog: () => h?.zt.entries() ?? [],
     async setup(tb, pods) {
       dir = mkdtempSync(path.join(tmpdir(), 'shunt-tb-zt-'));
       h = await ztunnelHarness({ socketPath: path.join(dir, 'ztunnel.sock'), logPath: path.join(dir, 'ztunnel.log') });

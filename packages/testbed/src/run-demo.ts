@@ -2,6 +2,9 @@ import { BUILTIN_MODES, type ModePods, type PathMode } from './modes';
 import type { ProxyLogRecord } from './proxy-log';
 import { summarize } from './benchmark/stats';
 import { Testbed } from './testbed';
+import type { ZtunnelLogEntry } from './ztunnel/log';
+
+type ZtConn = Extract<ZtunnelLogEntry, { event: 'conn' }>;
 
 /** What the node could run, as decided by the caller (the agent: core probe + backend support). */
 export interface DemoCapabilities {
@@ -17,6 +20,8 @@ export interface DemoOptions {
   capabilities?: DemoCapabilities;
   /** Requests per path (each a new connection); default 20. */
   requests?: number;
+  /** `sidecar` (default: HAProxy sidecars, their logs shown) or `ambient` (no sidecars; the modes' ztunnel stand-in log shown). */
+  mesh?: 'sidecar' | 'ambient';
   out?: (line: string) => void;
 }
 
@@ -27,6 +32,8 @@ export interface DemoPathResult {
   latencyUs: { p50: number; max: number };
   viaProxy: boolean;
   proxied: { client: ProxyLogRecord[]; server: ProxyLogRecord[] };
+  /** Ambient: the ztunnel legs the requests produced (client pod's outbound, server pod's HBONE/inbound). */
+  ztunnel?: { client: ZtConn[]; server: ZtConn[] };
   deltas: { clientLoPackets: number; serverLoPackets: number; conntrack: number };
 }
 
@@ -61,6 +68,21 @@ export async function probeCapabilities(iptablesShown?: DemoPathResult): Promise
   return { source: '@shunt/libbpf feature probes (no backend is wired in yet)', rows };
 }
 
+/** The ztunnel legs since `since`: the client pod's outbound ones and the server pod's HBONE/inbound ones (bounded wait for `want` each). */
+async function ztunnelLegs(mode: PathMode, since: number, want: number): Promise<{ client: ZtConn[]; server: ZtConn[] }> {
+  const read = () => {
+    const conns = (mode.ztunnelLog?.() ?? []).filter((e): e is ZtConn => e.event === 'conn' && e.at >= since - 1);
+    return { client: conns.filter((c) => c.pod === 'client' && c.leg === 'outbound'), server: conns.filter((c) => c.pod === 'server' && c.leg !== 'outbound') };
+  };
+  const deadline = Date.now() + (want ? 3000 : 200);
+  for (let i = 0; i < 200; i++) {
+    const r = read();
+    if ((r.client.length >= want && r.server.length >= want) || Date.now() > deadline) return r;
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  return read();
+}
+
 function fmtUs(us: number): string {
   return us >= 1000 ? `${(us / 1000).toFixed(2)} ms` : `${us.toFixed(0)} µs`;
 }
@@ -76,16 +98,23 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoPathResult[]>
   const modes = opts.modes ?? BUILTIN_MODES;
   const requests = opts.requests ?? 20;
   const pods: ModePods = { client: 'client', server: 'server' };
-  out('shunt demo: a simulated node in network namespaces\n');
-  const tb = await Testbed.create({ pods: [{ name: 'client', mesh: 'sidecar' }, { name: 'server', mesh: 'sidecar' }] });
+  const ambient = opts.mesh === 'ambient';
+  out(`shunt demo: a simulated node in network namespaces${ambient ? ' (ambient pods, ztunnel stand-in)' : ''}\n`);
+  const mesh = ambient ? 'ambient' : 'sidecar';
+  const tb = await Testbed.create({ pods: [{ name: 'client', mesh }, { name: 'server', mesh }] });
   const results: DemoPathResult[] = [];
   try {
     const c = tb.pod('client');
     const s = tb.pod('server');
     await tb.startHttpServer('server', { port: HTTP_PORT, body: 'hello from server' });
     out(`node ${c.node} (netns ${tb.node(c.node).netnsName}), bridge ${tb.node(c.node).bridge}`);
-    out(`  pod client  ${c.ipv4}  ${c.ipv6}  sidecar: HAProxy as uid 1337 on :15001 (outbound) / :15006 (inbound)`);
-    out(`  pod server  ${s.ipv4}  ${s.ipv6}  sidecar: same; app: HTTP responder on :${HTTP_PORT}`);
+    if (ambient) {
+      out(`  pod client  ${c.ipv4}  ${c.ipv6}  ambient: ztunnel's in-pod sockets :15001 (outbound) / :15006 / :15008 (HBONE), mark 1337`);
+      out(`  pod server  ${s.ipv4}  ${s.ipv6}  ambient: same; app: HTTP responder on :${HTTP_PORT}`);
+    } else {
+      out(`  pod client  ${c.ipv4}  ${c.ipv6}  sidecar: HAProxy as uid 1337 on :15001 (outbound) / :15006 (inbound)`);
+      out(`  pod server  ${s.ipv4}  ${s.ipv6}  sidecar: same; app: HTTP responder on :${HTTP_PORT}`);
+    }
     out('');
     for (const mode of modes) {
       await mode.setup(tb, pods);
@@ -95,16 +124,18 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoPathResult[]>
         const res = await tb.httpGet('client', `http://${s.ipv4}:${HTTP_PORT}/`, { count: requests });
         const after = { c: await tb.counters('client'), s: await tb.counters('server') };
         const expectLogs = mode.expectsProxy ? requests : 0;
-        const clientLog = await tb.waitProxyLog('client', (r) => r.at >= since - 1, { count: expectLogs, timeoutMs: expectLogs ? 3000 : 200 });
-        const serverLog = await tb.waitProxyLog('server', (r) => r.at >= since - 1, { count: expectLogs, timeoutMs: expectLogs ? 3000 : 200 });
+        const clientLog = ambient ? [] : await tb.waitProxyLog('client', (r) => r.at >= since - 1, { count: expectLogs, timeoutMs: expectLogs ? 3000 : 200 });
+        const serverLog = ambient ? [] : await tb.waitProxyLog('server', (r) => r.at >= since - 1, { count: expectLogs, timeoutMs: expectLogs ? 3000 : 200 });
+        const zt = ambient ? await ztunnelLegs(mode, since, expectLogs) : undefined;
         const lat = summarize(res.filter((r) => r.ok).map((r) => r.us));
         const r: DemoPathResult = {
           mode: mode.name,
           ok: res.filter((x) => x.ok).length,
           failed: res.filter((x) => !x.ok).length,
           latencyUs: { p50: lat.median, max: lat.max },
-          viaProxy: clientLog.length > 0 || serverLog.length > 0,
+          viaProxy: clientLog.length > 0 || serverLog.length > 0 || (zt ? zt.client.length + zt.server.length > 0 : false),
           proxied: { client: clientLog, server: serverLog },
+          ...(zt ? { ztunnel: zt } : {}),
           deltas: {
             clientLoPackets: after.c.lo.rxPackets - before.c.lo.rxPackets,
             serverLoPackets: after.s.lo.rxPackets - before.s.lo.rxPackets,
@@ -114,7 +145,13 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoPathResult[]>
         results.push(r);
         out(`▶ path "${mode.name}": ${mode.description}`);
         out(`  ${requests} HTTP requests client → ${s.ipv4}:${HTTP_PORT}, each on a new connection: ${r.ok} ok, ${r.failed} failed; latency p50 ${fmtUs(lat.median)}, max ${fmtUs(lat.max)}`);
-        if (!r.viaProxy) {
+        if (zt) {
+          if (!r.viaProxy) out("  ztunnel saw nothing: traffic went straight over eth0");
+          const o = zt.client[0];
+          const i = zt.server[0];
+          if (o) out(`  client's ztunnel (outbound :15001) logged ${zt.client.length} connections, e.g. ${ep(o.client)} asked for ${ep(o.origDst)} (${o.how}) → ${o.via ?? '?'}`);
+          if (i) out(`  server's ztunnel (${i.leg} :${i.local.port}) logged ${zt.server.length} connections, e.g. for ${ep(i.origDst)} (${i.how}) → app from ${ep(i.upstreamSource)}`);
+        } else if (!r.viaProxy) {
           out('  the sidecars saw nothing: traffic went straight over eth0');
         } else {
           const o = clientLog[0];
@@ -124,7 +161,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoPathResult[]>
         }
         out(`  evidence: lo packets client +${r.deltas.clientLoPackets}, server +${r.deltas.serverLoPackets}; conntrack entries +${r.deltas.conntrack}`);
         if (mode.expectsProxy !== r.viaProxy) {
-          out(`  ⚠ expected ${mode.expectsProxy ? 'the sidecars to see the traffic' : 'no proxy on this path'}, but ${r.viaProxy ? 'they did' : 'they saw nothing'}`);
+          out(`  ⚠ expected ${mode.expectsProxy ? `${ambient ? 'ztunnel' : 'the sidecars'} to see the traffic` : 'no proxy on this path'}, but ${r.viaProxy ? 'it did' : 'nothing was seen'}`);
         }
         out('');
       } finally {

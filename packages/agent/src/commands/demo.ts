@@ -1,7 +1,7 @@
 // `shunt demo`: the testbed demo with the real agent: for each backend this node can run, the
 // agent process enrolls the demo pods from a pods file, and the demo shows the path taken.
-import { probeNode, selectBackend, type BackendName, type RedirectMode } from '@shunt/core';
-import { directMode, runDemo } from '@shunt/testbed';
+import { probeNode, profileByName, selectBackend, type BackendName, type ProfileName, type RedirectMode } from '@shunt/core';
+import { ambientDirectMode, directMode, runDemo } from '@shunt/testbed';
 import { createBackends } from '../backends';
 import { agentMode } from '../demo/agent-mode';
 import { DEFAULT_STATE_DIR } from '../node-state/context';
@@ -9,6 +9,8 @@ import type { Io } from '../program';
 
 export interface DemoCommandOptions {
   redirectMode?: RedirectMode;
+  /** istio-sidecar (default): sidecar pods; istio-ambient: ambient pods with the ztunnel stand-in (tc, iptables). */
+  profile?: ProfileName;
   requests: number;
   json?: boolean;
 }
@@ -16,8 +18,11 @@ export interface DemoCommandOptions {
 export async function demoCommand(o: DemoCommandOptions, io: Io): Promise<number> {
   const caps = await probeNode({ iptablesScratch: true });
   // Only support() is asked here; each agent the demo runs gets its own state dir.
-  const backends = createBackends({ profile: 'istio-sidecar', stateDir: DEFAULT_STATE_DIR });
+  const profile = o.profile ?? 'istio-sidecar';
+  const ambient = profile === 'istio-ambient';
+  const backends = createBackends({ profile, stateDir: DEFAULT_STATE_DIR });
   const rows = backends.map((b) => {
+    if (!profileByName(profile).backendOrder.includes(b.name)) return { name: `backend ${b.name}`, available: false, detail: `does not serve profile ${profile}` };
     const s = b.support(caps);
     return { name: `backend ${b.name}`, available: s.ok, detail: s.ok ? 'support() holds' : s.reasons.join('; ') };
   });
@@ -25,12 +30,14 @@ export async function demoCommand(o: DemoCommandOptions, io: Io): Promise<number
   if (o.redirectMode && o.redirectMode !== 'auto') {
     names = [o.redirectMode];
   } else {
-    // Every backend the sidecar profile can use here, in selection order.
-    names = backends.filter((b) => b.name !== 'tc' && b.support(caps).ok).map((b) => b.name);
-    if (o.redirectMode === 'auto') names = [selectBackend('auto', caps, backends, { profile: 'istio-sidecar' }).chosen.name];
+    // Every backend the profile can use here, in selection order.
+    const order = profileByName(profile).backendOrder;
+    names = order.filter((n) => backends.find((b) => b.name === n)?.support(caps).ok);
+    if (o.redirectMode === 'auto') names = [selectBackend('auto', caps, backends, { profile }).chosen.name];
   }
   const results = await runDemo({
-    modes: [directMode, ...names.map((n) => agentMode(n))],
+    modes: [ambient ? ambientDirectMode() : directMode, ...names.map((n) => agentMode(n, ambient ? { profile } : {}))],
+    ...(ambient ? { mesh: 'ambient' as const } : {}),
     requests: o.requests,
     capabilities: { source: 'core probeNode + each backend support()', rows },
     out: o.json ? () => undefined : (l) => io.out(l + '\n'),

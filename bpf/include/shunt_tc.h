@@ -61,6 +61,7 @@ enum shunt_tc_counter {
 	SHUNT_TC_CNT_OUT_BYPASSED,      /* egress SYN to an uncaptured destination */
 	SHUNT_TC_CNT_ASSIGN_FAILED,     /* bpf_sk_assign refused: dropped */
 	SHUNT_TC_CNT_REDIRECT_FAILED,   /* MAC rewrite or bpf_redirect failed: passed unchanged */
+	SHUNT_TC_CNT_TW_COLLISION,      /* captured SYN whose 4-tuple is in TIME_WAIT on ztunnel's side: dropped */
 	SHUNT_TC_CNT_MAX = 20,
 };
 

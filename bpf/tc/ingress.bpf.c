@@ -52,12 +52,21 @@ static __always_inline int hairpinned(struct __sk_buff *skb, struct pkt *p)
 	if (!cfg)
 		return TCX_NEXT; /* marked by someone else, or the pod was unenrolled meanwhile */
 	__u16 out_port = cfg->out_port;
-	struct bpf_sock *sk = owner_socket(skb, p);
+	int tw;
+	struct bpf_sock *sk = owner_socket_tw(skb, p, &tw);
 	if (sk)
 		return assign(skb, sk, SHUNT_TC_CNT_OUT_ESTABLISHED);
 	if (!is_syn(p)) {
 		count(SHUNT_TC_CNT_OUT_ORPHAN);
 		return TCX_NEXT; /* its socket is gone: the stack drops it like any stray segment */
+	}
+	if (tw) {
+		/* ztunnel's side of an earlier connection with this very 4-tuple is in TIME_WAIT (it
+		 * closed first): the listener could not queue the SYN (duplicate in the established
+		 * hash) and nothing in BPF can end a TIME_WAIT. Dropped and counted; the app's SYN
+		 * retries get through once it expires. (iptables TPROXY kills the TIME_WAIT instead.) */
+		count(SHUNT_TC_CNT_TW_COLLISION);
+		return TC_ACT_SHOT;
 	}
 	sk = listener_socket(skb, p, out_port);
 	if (!sk) {
@@ -98,11 +107,18 @@ int shunt_tc_ingress(struct __sk_buff *skb)
 		count(SHUNT_TC_CNT_IN_BYPASSED);
 		return TCX_NEXT;
 	}
-	struct bpf_sock *sk = owner_socket(skb, &p);
+	int tw;
+	struct bpf_sock *sk = owner_socket_tw(skb, &p, &tw);
 	if (sk)
 		return assign(skb, sk, SHUNT_TC_CNT_IN_ESTABLISHED);
 	if (!is_syn(&p))
 		return TCX_NEXT; /* no connection to give it to: the stack answers as it would */
+	if (tw) {
+		/* As for hairpinned SYNs: ztunnel's TIME_WAIT of this 4-tuple blocks the listener, and
+		 * handing the SYN to the TIME_WAIT socket would give it to the app's listener. */
+		count(SHUNT_TC_CNT_TW_COLLISION);
+		return TC_ACT_SHOT;
+	}
 	sk = listener_socket(skb, &p, in_port);
 	if (!sk) {
 		count(SHUNT_TC_CNT_IN_NO_LISTENER);

@@ -28,12 +28,6 @@ static __always_inline int port_selected(__u32 gen, __u16 port, __u8 kind)
 	return bpf_map_lookup_elem(&tc_port_sel, &k) != NULL;
 }
 
-/*
- * A socket of this netns that owns the packet's connection (the kernel's own 4-tuple lookup):
- * an established, SYN-received or closing socket, never a listener or a TIME_WAIT one (a SYN
- * hitting TIME_WAIT would be handed to whatever listens on the port, i.e. the app).
- * Returns a referenced socket the caller must release, or NULL.
- */
 static __always_inline struct bpf_sock *lookup(struct __sk_buff *skb, struct bpf_sock_tuple *t, __u8 family)
 {
 	/* The verifier wants a constant tuple size. */
@@ -42,16 +36,31 @@ static __always_inline struct bpf_sock *lookup(struct __sk_buff *skb, struct bpf
 	return bpf_skc_lookup_tcp(skb, t, sizeof(t->ipv6), BPF_F_CURRENT_NETNS, 0);
 }
 
-static __always_inline struct bpf_sock *owner_socket(struct __sk_buff *skb, struct pkt *p)
+/*
+ * A socket of this netns that owns the packet's connection (the kernel's own 4-tuple lookup):
+ * an established, SYN-received or closing socket, never a listener or a TIME_WAIT one (a SYN
+ * hitting TIME_WAIT would be handed to whatever listens on the port, i.e. the app).
+ * *tw is set when the owner is a TIME_WAIT socket. Returns a referenced socket the caller must
+ * release, or NULL.
+ */
+static __always_inline struct bpf_sock *owner_socket_tw(struct __sk_buff *skb, struct pkt *p, int *tw)
 {
 	struct bpf_sock *sk = lookup(skb, &p->tuple, p->family);
+	*tw = 0;
 	if (!sk)
 		return NULL;
 	if (sk->state == BPF_TCP_LISTEN || sk->state == BPF_TCP_TIME_WAIT) {
+		*tw = sk->state == BPF_TCP_TIME_WAIT;
 		bpf_sk_release(sk);
 		return NULL;
 	}
 	return sk;
+}
+
+static __always_inline struct bpf_sock *owner_socket(struct __sk_buff *skb, struct pkt *p)
+{
+	int tw;
+	return owner_socket_tw(skb, p, &tw);
 }
 
 /* ztunnel's listener on port (any local address), or NULL. Referenced: release it. */

@@ -39,6 +39,7 @@ export const COUNTER_NAMES = [
   'outbound_bypassed',
   'assign_failed',
   'redirect_failed',
+  'timewait_collision',
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTER_SLOTS = 20;

@@ -179,6 +179,16 @@ describe('tc backend: tcx + sk_assign to ztunnel sockets inside the pod netns', 
     expect(tcxPrograms(pod.netnsPath)).toEqual({ ingress: [], egress: [] });
   });
 
+  test("known limit: a new app connection on the 4-tuple of one whose ztunnel side is in TIME_WAIT is dropped, and counted", async () => {
+    const to = { address: tb.pod('peer').ipv4, port: APP_PORT };
+    // ztunnel-15001 answers and closes first: its accepted socket (same 4-tuple) enters TIME_WAIT.
+    const first = await talk({ netns: amb.netnsPath!, family: 4, to });
+    expect(first.reply).toBe('ztunnel-15001');
+    const c0 = await counters();
+    await expect(talk({ netns: amb.netnsPath!, family: 4, reuseAddr: true, bind: { port: first.local.port }, to, timeoutMs: 1500 })).rejects.toThrow(/ETIMEDOUT|no answer/);
+    expect(delta(c0, await counters(), 'timewait_collision')).toBeGreaterThanOrEqual(1);
+  });
+
   test('a pod that is not enrolled is untouched; a sidecar pod is refused with a reason naming it', async () => {
     const plain = tb.pod('plain');
     const before = peerSvc.accepted.length;

@@ -3,7 +3,7 @@
  * first connection redirected, seen by a prober that keeps connecting from inside the pod to the
  * peer pod and notes when the first one lands on ztunnel's 15001 socket. Run explicitly:
  *   SHUNT_TC_BENCH=1 npx jest --testPathIgnorePatterns=/node_modules/ src/enroll-latency.manual.test.ts
- * SHUNT_TC_ENROLLS (default 200) enroll/unenroll cycles; prints p50/p99/max of enroll() itself,
+ * SHUNT_TC_ENROLLS (default 200) enroll/unenroll cycles, SHUNT_TC_ATTACH=clsact for the fallback; prints p50/p99/max of enroll() itself,
  * of enroll -> first redirected connection, and of unenroll().
  */
 import * as fs from 'node:fs';
@@ -15,6 +15,8 @@ import { meshPod, nodeContext } from './test-support/env';
 
 const run = process.env.SHUNT_TC_BENCH === '1' ? describe : describe.skip;
 const ENROLLS = Number(process.env.SHUNT_TC_ENROLLS ?? 200);
+/** SHUNT_TC_ATTACH=clsact measures the cls_bpf fallback instead of tcx links. */
+const ATTACH = (process.env.SHUNT_TC_ATTACH ?? 'auto') as 'auto' | 'tcx' | 'clsact';
 
 const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -27,7 +29,7 @@ run('tc enroll latency (manual)', () => {
   let backend: TcBackend;
   let z: ZtunnelSockets;
   let amb: MeshPod;
-  const peer = new Service('peer-app');
+  const peer = new Service('peer-app', { clientClosesFirst: true });
   let bpffsRoot = '';
 
   beforeAll(async () => {
@@ -36,9 +38,10 @@ run('tc enroll latency (manual)', () => {
     fs.mkdirSync(bpffsRoot, { recursive: true });
     tb.track('tc pins', async () => fs.rmSync(bpffsRoot, { recursive: true, force: true }));
     await peer.listen({ netns: tb.pod('peer').netnsPath, family: 4, reuseAddr: true, bind: { port: 8080 }, backlog: 512 });
-    z = await ZtunnelSockets.open(tb.pod('amb').netnsPath, ['outbound']);
+    // The prober closes first: see ZtunnelSockets' clientClosesFirst (TIME_WAIT on ztunnel's side).
+    z = await ZtunnelSockets.open(tb.pod('amb').netnsPath, ['outbound'], { clientClosesFirst: true });
     amb = meshPod(tb, 'amb');
-    backend = new TcBackend();
+    backend = new TcBackend({ attach: ATTACH });
     await backend.start(nodeContext(bpffsRoot));
   }, 60_000);
 
@@ -80,7 +83,7 @@ run('tc enroll latency (manual)', () => {
     }
     // eslint-disable-next-line no-console
     console.log(
-      [`tc enroll() duration:            ${fmt(enrollMs)}`, `tc enroll -> first redirected:   ${fmt(firstMs)}`, `tc unenroll() duration:          ${fmt(unenrollMs)}`].join('\n'),
+      [`attach mode ${ATTACH}`, `tc enroll() duration:            ${fmt(enrollMs)}`, `tc enroll -> first redirected:   ${fmt(firstMs)}`, `tc unenroll() duration:          ${fmt(unenrollMs)}`].join('\n'),
     );
   }, 600_000);
 });

@@ -25,7 +25,16 @@ export class Service {
   private readonly servers: net.Server[] = [];
   private readonly conns = new Set<net.Socket>();
 
-  constructor(readonly name: string) {}
+  /**
+   * clientClosesFirst: answer, then close only after the peer's FIN, so the TIME_WAIT stays on the
+   * connecting side. (When ztunnel's side of a captured connection closes first, its TIME_WAIT
+   * socket has the app connection's 4-tuple in the same netns, and a new app connection reusing
+   * that source port is dropped until it expires: see README "Known limits".)
+   */
+  constructor(
+    readonly name: string,
+    private readonly opts: { clientClosesFirst?: boolean } = {},
+  ) {}
 
   async listen(opts: InetSocketOptions & { backlog?: number }): Promise<void> {
     const fd = netnsListen(opts);
@@ -38,7 +47,10 @@ export class Service {
         local: { address: unmap(c.localAddress), port: c.localPort ?? 0 },
         peer: { address: unmap(c.remoteAddress), port: c.remotePort ?? 0 },
       });
-      c.end(`${this.name}\n`);
+      if (this.opts.clientClosesFirst) {
+        c.write(`${this.name}\n`);
+        c.on('end', () => c.end());
+      } else c.end(`${this.name}\n`);
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -59,13 +71,23 @@ export const ZTUNNEL_PORTS = { outbound: 15001, inbound: 15006, tunnel: 15008 } 
 
 /** ztunnel's in-pod listeners (one Service per port, v4 and v6-only sockets each). */
 export class ZtunnelSockets {
-  readonly outbound = new Service('ztunnel-15001');
-  readonly inbound = new Service('ztunnel-15006');
-  readonly tunnel = new Service('ztunnel-15008');
+  readonly outbound: Service;
+  readonly inbound: Service;
+  readonly tunnel: Service;
+
+  private constructor(clientClosesFirst: boolean) {
+    this.outbound = new Service('ztunnel-15001', { clientClosesFirst });
+    this.inbound = new Service('ztunnel-15006', { clientClosesFirst });
+    this.tunnel = new Service('ztunnel-15008', { clientClosesFirst });
+  }
 
   /** dualStack: one [::] socket per port taking both families (as ztunnel binds); else v4 + v6-only. */
-  static async open(netns: string, ports: Array<keyof typeof ZTUNNEL_PORTS> = ['outbound', 'inbound', 'tunnel'], opts: { dualStack?: boolean } = {}): Promise<ZtunnelSockets> {
-    const z = new ZtunnelSockets();
+  static async open(
+    netns: string,
+    ports: Array<keyof typeof ZTUNNEL_PORTS> = ['outbound', 'inbound', 'tunnel'],
+    opts: { dualStack?: boolean; clientClosesFirst?: boolean } = {},
+  ): Promise<ZtunnelSockets> {
+    const z = new ZtunnelSockets(opts.clientClosesFirst === true);
     for (const which of ports)
       for (const family of opts.dualStack ? ([6] as const) : ([4, 6] as const))
         await z[which].listen({
@@ -109,7 +131,11 @@ export async function talk(opts: InetSocketOptions & { to: { address: string; po
       reject(new Error(`no answer from ${opts.to.address}:${opts.to.port} within ${timeoutMs} ms (got ${JSON.stringify(data)})`));
     }, timeoutMs);
     sock.setEncoding('utf8');
-    sock.on('data', (d: string) => (data += d));
+    sock.on('data', (d: string) => {
+      data += d;
+      // One line is the whole answer: close our side first (a server that waits for it, too).
+      if (data.includes('\n')) sock.end();
+    });
     sock.on('error', (e) => {
       clearTimeout(timer);
       reject(e);

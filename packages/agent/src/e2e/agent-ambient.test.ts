@@ -1,12 +1,12 @@
 // The real, built `shunt agent` with profile istio-ambient and the tc backend, pods from a pods
 // file, the ztunnel stand-in process (a ZDS client: it only knows what the agent hands it) and
-// testbed pods on one node. Checked on the path, from the stand-in's per-connection log: app → app
+// testbed pods on two nodes (an agent and a stand-in per node). Checked on the path, from the stand-in's per-connection log: app → app
 // crosses the client pod's ztunnel (15001, original destination learnt) and the server pod's
-// (15008 HBONE, app reached from the client's address), v4 and v6; HBONE is not re-captured and
+// (15008 HBONE, app reached from the client's address), v4 and v6, same node and across nodes; HBONE is not re-captured and
 // ztunnel's own connections are not looped; the namespace label enrolls/unenrolls live; a NACK
 // fails that pod with ztunnel's error while the others stay enrolled; a restarted stand-in gets
 // its pods back; a SIGKILLed agent is replaced during a request stream without losing a request
-// and without its redirect being torn down.
+// and without its redirect being torn down; `shunt cleanup` leaves the pod netns as they were.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,7 +16,7 @@ import { startZtunnel, Testbed, type ZtunnelLogEntry, type ZtunnelStandIn } from
 import type { AgentProcess } from '../agent/process';
 import { freePort } from '../demo/free-port';
 import { removePins } from '../node-state/pins';
-import { eventually, metric, podNetnsPrefix, startBuiltAgent } from './support';
+import { eventually, metric, podNetnsPrefix, runCli, startBuiltAgent } from './support';
 
 type Conn = Extract<ZtunnelLogEntry, { event: 'conn' }>;
 const ECHO = 9000;
@@ -25,31 +25,41 @@ let dir: string;
 let podsFile: string;
 let sockPath: string;
 let logPath: string;
-const bpffs = `/sys/fs/bpf/shunt-e2e-amb-${randomBytes(4).toString('hex')}`;
+const run = randomBytes(4).toString('hex');
+const bpffs = `/sys/fs/bpf/shunt-e2e-amb-${run}`;
+/** node1's agent: its own bpffs dir, state dir, ZDS socket and ztunnel. */
+const bpffs2 = `/sys/fs/bpf/shunt-e2e-amb2-${run}`;
+let zt2: ZtunnelStandIn;
+/** Each ambient pod's netns before any agent ran (rules, routes, sysctls). */
+const pristine = new Map<string, string>();
 const agents: AgentProcess[] = [];
 const standIns: ZtunnelStandIn[] = [];
 let zt: ZtunnelStandIn;
 let agent: AgentProcess;
 let port: number;
 /** Pods in the pods file, and the labels of namespace `lbl`. */
-let listed = ['a', 'b', 'plain'];
+let listed = ['a', 'b', 'plain', 'd'];
 let lblLabels: Record<string, string> = {};
 
 beforeAll(async () => {
   tb = await Testbed.create({
+    nodes: 2,
     pods: [
+      { name: 'd', mesh: 'ambient', node: 'node1' },
       { name: 'a', mesh: 'ambient' },
       { name: 'b', mesh: 'ambient' },
       { name: 'plain', namespace: 'lbl' },
       { name: 'c', mesh: 'ambient' },
     ],
   });
-  for (const p of ['a', 'b', 'plain', 'c']) await tb.startEchoServer(p, { port: ECHO });
+  for (const p of ['a', 'b', 'plain', 'c', 'd']) await tb.startEchoServer(p, { port: ECHO });
   dir = mkdtempSync(path.join(tmpdir(), 'shunt-e2e-ambient-'));
   podsFile = path.join(dir, 'pods.json');
   sockPath = path.join(dir, 'ztunnel', 'ztunnel.sock');
   logPath = path.join(dir, 'ztunnel.log');
   mkdirSync(bpffs);
+  mkdirSync(bpffs2);
+  for (const p of ['a', 'b', 'd']) pristine.set(p, netnsState(p));
   writePods();
   // ztunnel first, as on a node where it starts before the agent: it retries until the socket exists.
   zt = await startZtunnel({ socketPath: sockPath, logPath, name: 'zt-1' });
@@ -59,8 +69,10 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const a of agents) await a.stop().catch(() => undefined);
   for (const z of standIns) await z.stop().catch(() => undefined);
-  await removePins(path.join(bpffs, 'shunt')).catch(() => undefined);
-  rmSync(bpffs, { recursive: true, force: true });
+  for (const b of [bpffs, bpffs2]) {
+    await removePins(path.join(b, 'shunt')).catch(() => undefined);
+    rmSync(b, { recursive: true, force: true });
+  }
   await tb?.dispose();
   if (dir) rmSync(dir, { recursive: true, force: true });
 }, 60_000);
@@ -70,23 +82,33 @@ function writePods(): void {
   writeFileSync(podsFile, JSON.stringify(items, null, 2));
 }
 
-async function startAgent(): Promise<AgentProcess> {
-  port = await freePort();
+/** The node-local settings of node0's agent (node1's with `second`). */
+const nodeArgs = (second = false) => [
+  '--bpffs-path', second ? bpffs2 : bpffs,
+  '--cgroup-path', tb.cgroupRoot,
+  '--state-dir', path.join(dir, second ? 'state2' : 'state'),
+  '--netns-prefix', podNetnsPrefix(tb),
+];
+
+async function startAgent(second = false): Promise<{ agent: AgentProcess; port: number }> {
+  const p = await freePort();
   const a = await startBuiltAgent([
     '--pods-file', podsFile,
-    '--node-name', tb.kubePod('a').spec.nodeName,
+    '--node-name', tb.kubePod(second ? 'd' : 'a').spec.nodeName,
     '--profile', 'istio-ambient',
     '--redirect-mode', 'tc',
-    '--zds-socket', sockPath,
-    '--metrics-address', `127.0.0.1:${port}`,
-    '--bpffs-path', bpffs,
-    '--cgroup-path', tb.cgroupRoot,
-    '--state-dir', path.join(dir, 'state'),
-    '--netns-prefix', podNetnsPrefix(tb),
+    '--zds-socket', second ? path.join(dir, 'ztunnel2', 'ztunnel.sock') : sockPath,
+    '--metrics-address', `127.0.0.1:${p}`,
+    ...nodeArgs(second),
     '--log-level', 'debug',
   ]);
   agents.push(a);
-  return a;
+  return { agent: a, port: p };
+}
+async function startNode0Agent(): Promise<AgentProcess> {
+  const r = await startAgent();
+  port = r.port;
+  return r.agent;
 }
 
 /** The tcx attachments on a pod's eth0, as bpftool (not our code) reads them: program and link ids. */
@@ -98,23 +120,34 @@ function tcxAttachments(pod: string): unknown[] {
 const conns = (since: number, pred: (c: Conn) => boolean = () => true): Conn[] =>
   zt.entries().filter((e): e is Conn => e.event === 'conn' && e.at >= since && pred(e));
 
-/** One echo exchange from `from` to `to`'s address of `family`; returns both ztunnel legs it produced. */
+/** The ztunnel of a pod's node. */
+const ztOf = (pod: string): ZtunnelStandIn => (tb.pod(pod).node === 'node1' ? zt2 : zt);
+
+/** One echo exchange from `from` to `to`'s address of `family`; returns both ztunnel legs it produced (each from its node's ztunnel). */
 async function viaZtunnel(from: string, to: string, family: 4 | 6): Promise<{ out: Conn; hbone: Conn; all: Conn[] }> {
   const since = Date.now();
   const addr = family === 4 ? tb.pod(to).ipv4 : tb.pod(to).ipv6;
   expect(await tb.echo(from, addr, ECHO, `hi-${family}`)).toBe(`hi-${family}`);
-  const [out] = (await zt.waitFor((e) => e.event === 'conn' && e.at >= since && e.leg === 'outbound' && e.pod === from, { what: `outbound leg in ${from}` })) as Conn[];
-  const [hbone] = (await zt.waitFor((e) => e.event === 'conn' && e.at >= since && e.leg === 'hbone' && e.pod === to, { what: `hbone leg in ${to}` })) as Conn[];
-  return { out: out!, hbone: hbone!, all: conns(since) };
+  const [out] = (await ztOf(from).waitFor((e) => e.event === 'conn' && e.at >= since && e.leg === 'outbound' && e.pod === from, { what: `outbound leg in ${from}` })) as Conn[];
+  const [hbone] = (await ztOf(to).waitFor((e) => e.event === 'conn' && e.at >= since && e.leg === 'hbone' && e.pod === to, { what: `hbone leg in ${to}` })) as Conn[];
+  const all = [...new Set([zt, zt2])].flatMap((z) => z.entries()).filter((e): e is Conn => e.event === 'conn' && e.at >= since);
+  return { out: out!, hbone: hbone!, all };
 }
 
-it('enrolls the ambient pods: redirect installed, ztunnel told (Add acked), non-members left alone', async () => {
-  agent = await startAgent();
+it('enrolls the ambient pods: redirect installed, ztunnel told (Add acked), non-members left alone; each node only its own', async () => {
+  zt2 = await startZtunnel({ socketPath: path.join(dir, 'ztunnel2', 'ztunnel.sock'), logPath: path.join(dir, 'ztunnel-node1.log'), name: 'zt-node1' });
+  standIns.push(zt2);
+  const n1 = await startAgent(true);
+  expect(await metric(n1.port, 'shunt_pods_enrolled')).toBe(1);
+  const [d] = await zt2.waitFor((e) => e.event === 'add' && !e.error, { what: 'd acked' });
+  expect(d).toMatchObject({ pod: 'd' });
+  agent = await startNode0Agent();
   expect(await metric(port, 'shunt_pods_enrolled')).toBe(2);
   expect(await metric(port, 'shunt_backend_info', { backend: 'tc' })).toBe(1);
   const adds = await zt.waitFor((e) => e.event === 'add' && !e.error, { count: 2, what: 'two acked adds' });
   expect(adds.map((e) => (e as { pod: string }).pod).sort()).toEqual(['a', 'b']);
   expect(zt.entries().some((e) => e.event === 'add' && e.pod === 'plain')).toBe(false);
+  expect(zt2.entries().filter((e) => e.event === 'add').map((e) => (e as { pod: string }).pod)).toEqual(['d']);
 }, 90_000);
 
 it.each([4, 6] as const)('app → app (IPv%s) goes through both pods\' ztunnel with the right original destination', async (family) => {
@@ -130,6 +163,18 @@ it.each([4, 6] as const)('app → app (IPv%s) goes through both pods\' ztunnel w
   expect(hbone).toMatchObject({ client: { address: src }, local: { address: dst, port: 15008 }, origDst: { address: dst, port: ECHO }, upstreamSource: { address: src } });
   expect(hbone.error).toBeUndefined();
   // HBONE was not re-captured into b's 15006, and ztunnel's own connection (mark 1337) did not loop into a's 15001.
+  expect(all.filter((c) => c.leg === 'inbound')).toEqual([]);
+  expect(all.filter((c) => c.leg === 'outbound')).toHaveLength(1);
+}, 60_000);
+
+it.each([4, 6] as const)('across nodes (IPv%s): a on node0 → d on node1, each leg in its own node\'s ztunnel', async (family) => {
+  const [a, d] = [tb.pod('a'), tb.pod('d')];
+  const dst = family === 4 ? d.ipv4 : d.ipv6;
+  const src = family === 4 ? a.ipv4 : a.ipv6;
+  const { out, hbone, all } = await viaZtunnel('a', 'd', family);
+  expect(out).toMatchObject({ zt: 'zt-1', client: { address: src }, origDst: { address: dst, port: ECHO }, via: 'hbone' });
+  expect(hbone).toMatchObject({ zt: 'zt-node1', client: { address: src }, local: { address: dst, port: 15008 }, origDst: { address: dst, port: ECHO }, upstreamSource: { address: src } });
+  expect([out.error, hbone.error]).toEqual([undefined, undefined]);
   expect(all.filter((c) => c.leg === 'inbound')).toEqual([]);
   expect(all.filter((c) => c.leg === 'outbound')).toHaveLength(1);
 }, 60_000);
@@ -164,13 +209,13 @@ it('a restarted ztunnel gets its pods back; a NACK fails that pod with ztunnel\'
   expect(snap[0]).toMatchObject({ removed: [] });
   await viaZtunnel('a', 'b', 4); // traffic resumes through the new ztunnel
 
-  listed = ['a', 'b', 'plain', 'c'];
+  listed = ['a', 'b', 'plain', 'd', 'c'];
   writePods();
   const failed = await agent.waitLog((l) => l['msg'] === 'pod state changed' && String(l['pod']).endsWith('/c') && l['state'] === 'failed', 30_000);
   expect(String(failed['reason'])).toContain('injected: cannot create the workload proxy');
   expect(await metric(port, 'shunt_pods_enrolled')).toBe(2);
   await viaZtunnel('b', 'a', 6); // the others are fine
-  listed = ['a', 'b', 'plain'];
+  listed = ['a', 'b', 'plain', 'd'];
   writePods();
   await eventually('c gone from the agent', () => agent.logs.some((l) => l['msg'] === 'pod state changed' && String(l['pod']).endsWith('/c') && l['state'] === 'removed'), 30_000);
 }, 120_000);
@@ -188,7 +233,7 @@ it('an agent SIGKILLed and replaced during a request stream loses no request and
   agent.child.kill('SIGKILL');
   await agent.exited;
   const during = results.length;
-  agent = await startAgent();
+  agent = await startNode0Agent();
   await zt.waitFor((e) => e.event === 'snapshot' && e.at >= since, { what: 'snapshot from the new agent', timeoutMs: 30_000 });
   await eventually('requests after the restart', () => results.length >= during + 3, 30_000);
   stop = true;
@@ -204,3 +249,29 @@ it('an agent SIGKILLed and replaced during a request stream loses no request and
   // The very same programs and links: the new agent adopted the redirect, it did not re-install it.
   expect({ a: tcxAttachments('a'), b: tcxAttachments('b') }).toEqual(before);
 }, 180_000);
+
+it('`shunt cleanup` (agents stopped, redirect left in place) leaves the pod netns as they were: no tcx links, rules or routes of ours', async () => {
+  for (const a of agents) await a.stop();
+  expect(tcxAttachments('a').length).toBeGreaterThan(0); // SIGTERM kept the redirect
+  for (const second of [false, true]) {
+    const report = JSON.parse(runCli(['cleanup', '--json', ...nodeArgs(second)]));
+    expect(report.errors).toEqual([]);
+  }
+  for (const p of ['a', 'b', 'd']) {
+    expect({ p, tcx: tcxAttachments(p) }).toEqual({ p, tcx: [] });
+    expect(netnsState(p)).toEqual(pristine.get(p));
+  }
+}, 120_000);
+
+/** ip rules, routing tables and the sysctls a redirect touches, of a pod netns, for "left as found". */
+function netnsState(pod: string): string {
+  const ns = tb.pod(pod).netnsPath;
+  const run = (argv: string[]) => execFileSync('nsenter', [`--net=${ns}`, ...argv], { encoding: 'utf8', timeout: 10_000 });
+  return [
+    run(['ip', '-4', 'rule', 'show']),
+    run(['ip', '-6', 'rule', 'show']),
+    run(['ip', '-4', 'route', 'show', 'table', 'all']),
+    run(['ip', '-6', 'route', 'show', 'table', 'all']).split('\n').filter((l) => !/^(fe80|multicast|local fe80|anycast fe80)/.test(l)).join('\n'),
+    run(['sysctl', 'net.ipv4.conf.eth0.accept_local', 'net.ipv4.conf.all.accept_local', 'net.ipv4.conf.eth0.rp_filter', 'net.ipv4.conf.all.rp_filter']),
+  ].join('---\n');
+}

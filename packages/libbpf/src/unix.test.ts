@@ -32,8 +32,8 @@ function messages(sock: MessageSocket, count: number, ms = 5000): Promise<Receiv
 describe('seqpacket socketpair', () => {
   test('keeps message boundaries and passes fds with SCM_RIGHTS', async () => {
     const [a, b] = MessageSocket.pair();
+    const file = path.join(os.tmpdir(), `shunt-unix-test-${process.pid}`);
     try {
-      const file = path.join(os.tmpdir(), `shunt-unix-test-${process.pid}`);
       fs.writeFileSync(file, 'x');
       const fd = fs.openSync(file, 'r');
       const got = messages(b, 2);
@@ -49,9 +49,9 @@ describe('seqpacket socketpair', () => {
       expect(m1.truncated).toBe(false);
       closeFd(m1.fds[0]);
       fs.closeSync(fd);
-      fs.rmSync(file);
       expect(socketInfo(a.fd).type).toBe('seqpacket');
     } finally {
+      fs.rmSync(file, { force: true });
       a.close();
       b.close();
     }

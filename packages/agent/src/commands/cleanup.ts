@@ -2,6 +2,8 @@
 // left (eBPF pins, iptables records under the state dir) and stops with cleanup; then the iptables
 // backend's sweep removes SHUNT_* chains no record knows of, in every netns; finally whatever is
 // left under <bpffs>/shunt (links detached first) is removed.
+import { existsSync, rmSync } from 'node:fs';
+import path from 'node:path';
 import { IptablesBackend } from '@shunt/backend-iptables';
 import { probeNode, type NodeCapabilities } from '@shunt/core';
 import { createBackends } from '../backends';
@@ -20,13 +22,15 @@ export interface CleanupReport {
   /** Netns where the sweep found and removed SHUNT_* chains (or our TPROXY routing). */
   iptables: { netnsPath: string; tables: string[]; routing: string[] }[];
   pins: { links: string[]; others: string[] };
+  /** The ZDS workloads a restarted agent would re-announce to ztunnel (<state-dir>/zds), removed. */
+  zdsState: boolean;
   errors: string[];
 }
 
 export async function runCleanup(o: NodeStateOptions & { netnsPrefix?: string }): Promise<CleanupReport> {
   const log = createLogger('warn', process.stderr);
   const paths = nodePaths(o);
-  const report: CleanupReport = { backends: [], iptables: [], pins: { links: [], others: [] }, errors: [] };
+  const report: CleanupReport = { backends: [], iptables: [], pins: { links: [], others: [] }, zdsState: false, errors: [] };
   const caps: NodeCapabilities = await probeNode({ iptablesScratch: true });
   const backends = createBackends({ stateDir: paths.stateDir });
   // eBPF backends only when they left pins: start() on a node without any would attach programs first.
@@ -54,6 +58,16 @@ export async function runCleanup(o: NodeStateOptions & { netnsPrefix?: string })
   const pins = await removePins(paths.pinRoot);
   report.pins = { links: pins.links, others: pins.others };
   report.errors.push(...pins.errors);
+  // With the redirect gone, a later agent must not hand these pods to ztunnel again unasked.
+  const zdsDir = path.join(paths.stateDir, 'zds');
+  if (existsSync(zdsDir)) {
+    try {
+      rmSync(zdsDir, { recursive: true, force: true });
+      report.zdsState = true;
+    } catch (e) {
+      report.errors.push(`zds state ${zdsDir}: ${(e as Error).message}`);
+    }
+  }
   return report;
 }
 

@@ -9,7 +9,7 @@
 // and without its redirect being torn down; `shunt cleanup` leaves the pod netns as they were.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startZtunnel, Testbed, type ZtunnelLogEntry, type ZtunnelStandIn } from '@shunt/testbed';
@@ -148,6 +148,9 @@ it('enrolls the ambient pods: redirect installed, ztunnel told (Add acked), non-
   expect(adds.map((e) => (e as { pod: string }).pod).sort()).toEqual(['a', 'b']);
   expect(zt.entries().some((e) => e.event === 'add' && e.pod === 'plain')).toBe(false);
   expect(zt2.entries().filter((e) => e.event === 'add').map((e) => (e as { pod: string }).pod)).toEqual(['d']);
+  // Non-members (plain: no label; c: not in the pods file yet) get no program on their eth0.
+  expect({ plain: tcxAttachments('plain'), c: tcxAttachments('c') }).toEqual({ plain: [], c: [] });
+  expect(tcxAttachments('a').length).toBeGreaterThanOrEqual(2);
 }, 90_000);
 
 it.each([4, 6] as const)('app → app (IPv%s) goes through both pods\' ztunnel with the right original destination', async (family) => {
@@ -256,6 +259,8 @@ it('`shunt cleanup` (agents stopped, redirect left in place) leaves the pod netn
   for (const second of [false, true]) {
     const report = JSON.parse(runCli(['cleanup', '--json', ...nodeArgs(second)]));
     expect(report.errors).toEqual([]);
+    expect(report.zdsState).toBe(true); // no later agent re-announces these pods
+    expect(existsSync(path.join(dir, second ? 'state2' : 'state', 'zds'))).toBe(false);
   }
   for (const p of ['a', 'b', 'd']) {
     expect({ p, tcx: tcxAttachments(p) }).toEqual({ p, tcx: [] });

@@ -28,7 +28,7 @@ it.each(['agent', 'doctor', 'status', 'cleanup', 'demo', 'bench'])('`shunt %s --
 });
 
 it('accepts the arguments the chart renders and turns them into agent settings', () => {
-  const argv = ['agent', '--redirect-mode=iptables', '--profile=istio-ambient', '--log-level=info', '--metrics-address=0.0.0.0:9464', '--bpffs-path=/sys/fs/bpf', '--state-dir=/run/shunt', '--cgroup-search=/host/sys/fs/cgroup', '--cleanup-on-exit'];
+  const argv = ['agent', '--redirect-mode=iptables', '--profile=istio-ambient', '--log-level=info', '--metrics-address=0.0.0.0:9464', '--bpffs-path=/sys/fs/bpf', '--state-dir=/run/shunt', '--cgroup-search=/host/sys/fs/cgroup', '--zds-socket=/var/run/ztunnel/ztunnel.sock', '--cleanup-on-exit'];
   const opts = parseOnly(buildProgram(capture()), argv);
   const { settings, logLevel } = agentSettings(opts, { NODE_NAME: 'node-a', KUBERNETES_SERVICE_HOST: '10.96.0.1' });
   expect(settings).toMatchObject({
@@ -40,9 +40,20 @@ it('accepts the arguments the chart renders and turns them into agent settings',
     bpffsPath: '/sys/fs/bpf',
     cgroupSearch: '/host/sys/fs/cgroup',
     stateDir: '/run/shunt',
+    zdsSocket: '/var/run/ztunnel/ztunnel.sock',
     cleanupOnExit: true,
   });
   expect(logLevel).toBe('info');
+});
+
+it('serves ZDS only for the ambient profile: --zds-socket / SHUNT_ZDS_SOCKET, istio-cni\'s path by default', () => {
+  const env = { NODE_NAME: 'node-a', KUBERNETES_SERVICE_HOST: '10.96.0.1' };
+  const parse = (argv: string[], e: Record<string, string> = env) => agentSettings(parseOnly(buildProgram(capture()), ['agent', ...argv]), e).settings.zdsSocket;
+  expect(parse(['--profile=istio-ambient'])).toBe('/var/run/ztunnel/ztunnel.sock');
+  expect(parse(['--profile=istio-ambient', '--zds-socket', '/run/zt/zds.sock'])).toBe('/run/zt/zds.sock');
+  expect(parse(['--profile=istio-ambient'], { ...env, SHUNT_ZDS_SOCKET: '/run/zt/env.sock' })).toBe('/run/zt/env.sock');
+  expect(parse([])).toBeUndefined(); // sidecar profile: no ZDS server
+  expect(() => parse(['--profile=istio-ambient', '--zds-socket', 'rel.sock'])).toThrow(/zdsSocket \(from flag --zds-socket\): "rel.sock" must be an absolute path/);
 });
 
 it('turns --splice-ports into the sockops splice setting; none by default; a bad port is named', () => {

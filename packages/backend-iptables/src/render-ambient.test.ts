@@ -4,10 +4,11 @@
 //   ambient-default        ↔ dns_pod_disabled_and_on_globally.golden (no DNS capture; the core's default)
 //   ambient-dns            ↔ default.golden and dns_pod_enabled_and_off_globally.golden (DNS capture on)
 //   ambient-dual-stack     ↔ dns_pod_disabled_and_on_globally_ipv6.golden
-//   ambient-dual-stack-dns ↔ default_ipv6.golden
+//   ambient-dual-stack-dns ↔ default_ipv6.golden and dns_pod_enabled_and_off_globally_ipv6.golden
 //   ambient-bypass-inbound ↔ ingress.golden
 // Probe exemption (169.254.7.127 / fd16:9254:7127:1337:ffff:ffff:ffff:ffff) is part of each of
-// them; istio-cni's hostprobe*.golden are its host-netns SNAT rules, which are not pod rules.
+// them; istio-cni's hostprobe*.golden are its host-netns SNAT rules, which are not pod rules, and
+// virtual_interfaces*.golden need istio.io/reroute-virtual-interfaces, which the core does not read.
 
 import type { MeshPod } from '@shunt/core';
 import { AMBIENT_GOLDEN_CASES, ambientPod, bypassInbound, withDns } from './__fixtures__/ambient-pods';

@@ -62,7 +62,7 @@ export const AMBIENT_GOLDEN_CASES: AmbientGoldenCase[] = [
   },
   {
     name: 'ambient-dual-stack-dns',
-    istio: 'default_ipv6.golden',
+    istio: 'default_ipv6.golden (= dns_pod_enabled_and_off_globally_ipv6.golden)',
     why: 'dual stack with DNS capture',
     pod: withDns(ambientPod({ ips: DUAL })),
   },

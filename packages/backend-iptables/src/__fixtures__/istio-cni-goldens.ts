@@ -57,6 +57,7 @@ export const ISTIO_CNI_GOLDENS: Record<string, { v4: IstioTables; v6?: IstioTabl
   'dns_pod_enabled_and_off_globally.golden': { v4: { mangle: MANGLE, nat: natV4(true), raw: RAW } },
   'dns_pod_disabled_and_on_globally.golden': { v4: { mangle: MANGLE, nat: natV4(false) } },
   'default_ipv6.golden': { v4: { mangle: MANGLE, nat: natV4(true), raw: RAW }, v6: { mangle: MANGLE, nat: natV6(true), raw: RAW } },
+  'dns_pod_enabled_and_off_globally_ipv6.golden': { v4: { mangle: MANGLE, nat: natV4(true), raw: RAW }, v6: { mangle: MANGLE, nat: natV6(true), raw: RAW } },
   'dns_pod_disabled_and_on_globally_ipv6.golden': { v4: { mangle: MANGLE, nat: natV4(false) }, v6: { mangle: MANGLE, nat: natV6(false) } },
   'ingress.golden': {
     v4: {

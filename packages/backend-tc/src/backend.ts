@@ -11,7 +11,19 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isIPv4 } from 'node:net';
-import { BpfLink, BpfObject, attachClsactAt, attachTcxAsync, bpfObjectPath, clsactLink, clsactProgId, netnsCookie, probeTcx, type KernelLinkInfo } from '@shunt/libbpf';
+import {
+  BpfLink,
+  BpfObject,
+  attachClsactAt,
+  attachTcxAsync,
+  bpfObjectPath,
+  clsactLink,
+  clsactProgId,
+  detachLinkAsync,
+  netnsCookie,
+  probeTcx,
+  type KernelLinkInfo,
+} from '@shunt/libbpf';
 import type { InstalledState, MeshPod, NodeCapabilities, NodeContext, PodRef, RedirectBackend, Support } from '@shunt/core';
 import { CLSACT_HANDLE, CLSACT_PRIORITY, STATE, encodeAddr } from './abi';
 import { TcMaps, type InstalledPod, type PodPlace } from './maps';
@@ -319,11 +331,13 @@ export class TcBackend implements RedirectBackend {
     maps.deletePod(p);
     this.installed.delete(p.netnsCookie);
     const links = this.links.get(p.netnsCookie) ?? this.adoptLinks(p.netnsCookie);
-    for (const d of DIRECTIONS) {
+    // Egress first (stops hairpinning), then ingress; tcx detaches off the main thread (each
+    // waits for an RCU grace period).
+    for (const d of [...DIRECTIONS].reverse()) {
       const link = links[d];
       if (!link) continue;
       if (link.kind === 'tc-legacy' && !this.linkLive(link, d, p.place)) link.close(); // filter or netns gone already
-      else link.detach();
+      else await detachLinkAsync(link);
     }
     this.links.delete(p.netnsCookie);
     fs.rmSync(path.join(this.netnsDir, p.netnsCookie.toString()), { recursive: true, force: true });

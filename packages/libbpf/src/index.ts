@@ -44,6 +44,7 @@ export {
   clsactProgId,
   clsactLink,
   destroyClsact,
+  detachLinkAsync,
   type TcxHook,
   type TcxAttachOptions,
   type ClsactPlace,

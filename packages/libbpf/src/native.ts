@@ -150,6 +150,7 @@ export interface NativeAddon {
   tcxQuery(ifindex: number, dir: string, target: string): { revision: number; progIds: number[]; linkIds: number[] };
   tcAttachLegacyAt(progFd: number, ifindex: number, dir: string, handle: number, priority: number, target: string): { createdQdisc: boolean };
   tcHookDestroy(ifindex: number, target: string): void;
+  linkDetachAsync(linkFd: number, target: string): Promise<void>;
   linkTcxAtAsync(progFd: number, netnsPath: string, ifname: string, dir: string, position: 'first' | 'last', target: string): Promise<FdHandle>;
 
   inetSocket(opts: Record<string, unknown>, target: string): { fd: number; inProgress: boolean };

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { BpfObject, attachTcxAsync, attachTcxAt, bpfObjectPath, rtnlApply, tcxQuery, type BpfLink } from './index';
+import { BpfObject, attachTcxAsync, attachTcxAt, bpfObjectPath, detachLinkAsync, rtnlApply, tcxQuery, type BpfLink } from './index';
 import { ipIn, makeNetns, removeNetns, runId } from './__fixtures__/env';
 
 // One throwaway netns with a veth pair end (the other end in the same netns) for the tcx hooks.
@@ -74,6 +74,8 @@ describe('rtnlApply and positioned tcx links in a test netns', () => {
       await expect(attachTcxAsync(objs[0]!.program('selftest_tcx_egress'), 'shuntnope0', 'egress', { netns: nsPath, position: 'last' })).rejects.toThrow(
         /attach tcx egress .*ENODEV.*no interface shuntnope0/,
       );
+      await detachLinkAsync(links.pop()!);
+      expect(tcxQuery(veth, 'egress', { netns: nsPath }).linkIds).toEqual([a!.info().id]);
     } finally {
       for (const l of links) l.detach();
       for (const o of objs) o.close();

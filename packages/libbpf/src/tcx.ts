@@ -106,3 +106,15 @@ export function destroyClsact(ifname: string, opts: { netns?: string } = {}): vo
   const where = `${ifname}${opts.netns ? ` in netns ${opts.netns}` : ''}`;
   inNetns(opts.netns, () => native.tcHookDestroy(native.ifNameToIndex(ifname, where), `clsact of ${where}`));
 }
+
+/**
+ * link.detach() on a pool thread for kernel links (a tcx detach waits for an RCU grace period
+ * under rtnl_lock); other kinds detach synchronously. Removes the link's pin and closes it, as
+ * detach() does.
+ */
+export async function detachLinkAsync(link: BpfLink): Promise<void> {
+  if (link.kind !== 'link') return link.detach();
+  await native.linkDetachAsync(link.fd, link.description);
+  if (link.pinPath) link.unpin();
+  link.close();
+}

@@ -209,7 +209,44 @@ static Napi::Value TcHookDestroy(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// linkDetachAsync(linkFd, target) -> Promise<void>: bpf_link_detach on a pool thread. A tcx link
+// detach waits for an RCU grace period under rtnl_lock (like attach); the event loop must not.
+// The caller keeps the fd open until the promise settles (then closes it).
+class LinkDetachWork : public Napi::AsyncWorker {
+ public:
+  LinkDetachWork(Napi::Env env, int fd, std::string target)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), fd_(fd), target_(std::move(target)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    if (bpf_link_detach(fd_) != 0) err_ = errno;
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (err_ == 0) return deferred_.Resolve(env.Undefined());
+    try {
+      ThrowBpf(env, err_, "detach", target_);
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    }
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  int fd_;
+  std::string target_;
+  int err_ = 0;
+};
+
+static Napi::Value LinkDetachAsync(const Napi::CallbackInfo& info) {
+  auto* w = new LinkDetachWork(info.Env(), ArgInt(info, 0), OptStr(info, 1));
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
 void InitTcx(Napi::Env env, Napi::Object exports) {
+  exports.Set("linkDetachAsync", Napi::Function::New(env, LinkDetachAsync));
   exports.Set("tcAttachLegacyAt", Napi::Function::New(env, TcAttachLegacyAt));
   exports.Set("tcHookDestroy", Napi::Function::New(env, TcHookDestroy));
   exports.Set("linkTcxAtAsync", Napi::Function::New(env, LinkTcxAtAsync));

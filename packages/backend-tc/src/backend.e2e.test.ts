@@ -189,6 +189,24 @@ describe('tc backend: tcx + sk_assign to ztunnel sockets inside the pod netns', 
     expect(delta(c0, await counters(), 'timewait_collision')).toBeGreaterThanOrEqual(1);
   });
 
+  test('a pod whose netns is gone (deleted before its unenroll) unenrolls cleanly; observe() reports its links defunct until then', async () => {
+    await tb.addPod({ name: 'gone', mesh: 'ambient' });
+    const gone = meshPod(tb, 'gone');
+    await backend.enroll(gone);
+    const cookie = (await backend.observe()).pods.find((p) => p.uid === gone.uid)!.detail!.netnsCookie as string;
+    await tb.removePod('gone');
+    // The kernel tears a netns down asynchronously: poll (bounded) until its links go defunct.
+    let fp = '';
+    for (let i = 0; i < 100 && !fp.endsWith(LINKS_MISSING); i++) {
+      fp = (await backend.observe()).pods.find((p) => p.uid === gone.uid)!.fingerprint;
+      if (!fp.endsWith(LINKS_MISSING)) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(fp).toBe(backend.fingerprint(gone) + LINKS_MISSING);
+    await backend.unenroll(gone);
+    expect((await backend.observe()).pods.map((p) => p.uid)).toEqual([amb.uid]);
+    expect(fs.existsSync(`${backend.pinDir}/netns/${cookie}`)).toBe(false);
+  });
+
   test('a pod that is not enrolled is untouched; a sidecar pod is refused with a reason naming it', async () => {
     const plain = tb.pod('plain');
     const before = peerSvc.accepted.length;

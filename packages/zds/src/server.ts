@@ -133,10 +133,12 @@ export class ZdsServer extends EventEmitter {
     if (this.closed) throw new ZdsError('CLOSED', w.uid, 'the ZDS server is closed');
     const prev = this.entries.get(w.uid);
     const same = prev && prev.w.netnsPath === w.netnsPath && prev.w.netnsCookie === w.netnsCookie;
+    // Saved only on change: a restarted agent re-adds every pod, unchanged (no O(pods²) writes).
+    const changed = !same || JSON.stringify(prev.w.info) !== JSON.stringify(w.info);
     const entry: Entry = same ? prev : { w };
     entry.w = w;
     this.entries.set(w.uid, entry);
-    this.saveState();
+    if (changed) this.saveState();
     const conn = this.latest();
     if (!conn) throw new ZdsError('NOT_CONNECTED', w.uid, `no ztunnel is connected to ${this.socketPath}`);
     await conn.exclusive(async (rpc) => {

@@ -207,6 +207,34 @@ describe('tc backend: tcx + sk_assign to ztunnel sockets inside the pod netns', 
     expect(fs.existsSync(`${backend.pinDir}/netns/${cookie}`)).toBe(false);
   });
 
+  test('fail closed before ztunnel listens: captured connections are dropped and counted, never delivered around it', async () => {
+    const pod = tb.pod('amb2');
+    const svc = new Service('amb2-app');
+    await svc.listen({ netns: pod.netnsPath, family: 4, reuseAddr: true, bind: { port: AMB_PORT } });
+    const peerBefore = peerSvc.accepted.length;
+    try {
+      await backend.enroll(meshPod(tb, 'amb2')); // no ztunnel sockets in amb2
+      const c0 = await counters();
+      await expect(talk({ netns: pod.netnsPath, family: 4, to: { address: tb.pod('peer').ipv4, port: APP_PORT }, timeoutMs: 1200 })).rejects.toThrow(/ETIMEDOUT|no answer/);
+      await expect(talk({ netns: tb.pod('peer').netnsPath, family: 4, to: { address: pod.ipv4, port: AMB_PORT }, timeoutMs: 1200 })).rejects.toThrow(/ETIMEDOUT|no answer/);
+      const c1 = await counters();
+      expect(delta(c0, c1, 'outbound_no_listener')).toBeGreaterThanOrEqual(1);
+      expect(delta(c0, c1, 'inbound_no_listener')).toBeGreaterThanOrEqual(1);
+      expect(peerSvc.accepted.length).toBe(peerBefore); // not around ztunnel
+      expect(svc.accepted).toEqual([]);
+      // ztunnel arrives: the next connection is captured (no re-enroll needed).
+      const z2 = await ZtunnelSockets.open(pod.netnsPath, ['outbound']);
+      try {
+        expect((await talk({ netns: pod.netnsPath, family: 4, to: { address: tb.pod('peer').ipv4, port: APP_PORT } })).reply).toBe('ztunnel-15001');
+      } finally {
+        await z2.close();
+      }
+    } finally {
+      await backend.unenroll(meshPod(tb, 'amb2'));
+      await svc.close();
+    }
+  });
+
   test('a pod that is not enrolled is untouched; a sidecar pod is refused with a reason naming it', async () => {
     const plain = tb.pod('plain');
     const before = peerSvc.accepted.length;

@@ -34,6 +34,7 @@ import { createAgentMetrics, type AgentMetrics } from '../observability/metrics'
 import { PodStateTracker } from '../observability/pod-states';
 import { reportPodsWithoutBackend } from './without-backend';
 import { ZdsAnnouncingBackend } from '../zds/announcing-backend';
+import { registerZdsMetrics } from '../zds/metrics';
 
 export interface AgentSettings extends NodeStateOptions {
   nodeName: string;
@@ -150,6 +151,7 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
           })
         : null;
     zdsStarted = zds;
+    if (zds) registerZdsMetrics(metrics.registry, zds);
     const backend = chosen && zds ? new ZdsAnnouncingBackend(chosen, zds) : chosen;
     if (selection && backend) {
       log.info(

@@ -144,6 +144,8 @@ it('enrolls the ambient pods: redirect installed, ztunnel told (Add acked), non-
   agent = await startNode0Agent();
   expect(await metric(port, 'shunt_pods_enrolled')).toBe(2);
   expect(await metric(port, 'shunt_backend_info', { backend: 'tc' })).toBe(1);
+  expect(await metric(port, 'shunt_zds_connected')).toBe(1);
+  expect(await metric(port, 'shunt_zds_workloads', { state: 'acked' })).toBe(2);
   const adds = await zt.waitFor((e) => e.event === 'add' && !e.error, { count: 2, what: 'two acked adds' });
   expect(adds.map((e) => (e as { pod: string }).pod).sort()).toEqual(['a', 'b']);
   expect(zt.entries().some((e) => e.event === 'add' && e.pod === 'plain')).toBe(false);
@@ -203,6 +205,7 @@ it('the namespace label enrolls and unenrolls a pod live', async () => {
 
 it('a restarted ztunnel gets its pods back; a NACK fails that pod with ztunnel\'s error, the others stay enrolled', async () => {
   await zt.stop();
+  await eventually('ztunnel gone from /metrics', async () => (await metric(port, 'shunt_zds_connected')) === 0);
   const logPath2 = path.join(dir, 'ztunnel-2.log');
   zt = await startZtunnel({ socketPath: sockPath, logPath: logPath2, name: 'zt-2', nack: { c: 'injected: cannot create the workload proxy' } });
   standIns.push(zt);
@@ -211,6 +214,7 @@ it('a restarted ztunnel gets its pods back; a NACK fails that pod with ztunnel\'
   expect(adds.sort()).toEqual(['a', 'b']);
   expect(snap[0]).toMatchObject({ removed: [] });
   await viaZtunnel('a', 'b', 4); // traffic resumes through the new ztunnel
+  expect(await metric(port, 'shunt_zds_connected')).toBe(1);
 
   listed = ['a', 'b', 'plain', 'd', 'c'];
   writePods();

@@ -62,7 +62,11 @@ enum shunt_tc_counter {
 	SHUNT_TC_CNT_ASSIGN_FAILED,     /* bpf_sk_assign refused: dropped */
 	SHUNT_TC_CNT_REDIRECT_FAILED,   /* MAC rewrite or bpf_redirect failed: passed unchanged */
 	SHUNT_TC_CNT_TW_COLLISION,      /* captured SYN whose 4-tuple is in TIME_WAIT on ztunnel's side: dropped */
-	SHUNT_TC_CNT_MAX = 20,
+	SHUNT_TC_CNT_DNS_CAPTURED,      /* app UDP query to :53 hairpinned (DNS capture on) */
+	SHUNT_TC_CNT_DNS_TO_PROXY,      /* hairpinned query assigned to ztunnel's DNS socket */
+	SHUNT_TC_CNT_DNS_NO_SOCKET,     /* hairpinned query, no DNS socket: dropped */
+	SHUNT_TC_CNT_DNS_REPLIES,       /* DNS reply source rewritten back to the server the app asked */
+	SHUNT_TC_CNT_MAX = 32,
 };
 
 struct shunt_tc_addr {
@@ -77,7 +81,7 @@ struct shunt_tc_pod {
 	__u16 out_port;    /* ztunnel outbound listener (15001) */
 	__u16 in_port;     /* ztunnel plaintext inbound listener (15006) */
 	__u16 tunnel_port; /* ztunnel HBONE listener (15008): inbound to it is never captured */
-	__u16 dns_port;    /* reserved: DNS capture port (15053); 0 = off */
+	__u16 dns_port;    /* ztunnel's DNS port (15053) for UDP :53 capture; 0 = off */
 };
 
 /* tc_pod_meta: netns cookie -> who this pod is and where; only user space reads it. */
@@ -90,6 +94,20 @@ struct shunt_tc_pod_meta {
 	__u32 ifindex;        /* its index inside the pod netns */
 	__u32 state;          /* SHUNT_TC_STATE_* bits: what enroll changed in the netns */
 	__u8 saved[16];       /* previous sysctl values, restored on unenroll (abi.ts SAVED_SYSCTLS) */
+};
+
+/* tc_dns: the app's UDP socket (pod address, port) -> the DNS server it asked, for the reply
+ * rewrite on lo (ztunnel answers from its 127.0.0.1/::1 DNS socket). */
+struct shunt_tc_dns_key {
+	struct shunt_tc_addr client;
+	__u16 port;
+	__u16 _pad;
+};
+
+struct shunt_tc_dns_orig {
+	struct shunt_tc_addr server;
+	__u16 port;
+	__u16 _pad;
 };
 
 /* tc_port_sel: (gen, port, kind) -> 1 */
@@ -125,6 +143,14 @@ struct {
 	__type(value, __u8);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } tc_port_sel SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct shunt_tc_dns_key);
+	__type(value, struct shunt_tc_dns_orig);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tc_dns SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

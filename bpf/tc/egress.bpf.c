@@ -49,11 +49,26 @@ static __always_inline int hairpin(struct __sk_buff *skb, __u32 counter)
 	return bpf_redirect(skb->ifindex, BPF_F_INGRESS);
 }
 
+/*
+ * DNS capture (the pod asked for it: dns_port set): an app's UDP query to any server's :53 is
+ * hairpinned like a TCP SYN, and the server it asked is remembered per app socket for the reply
+ * rewrite (dns.bpf.c on lo), since ztunnel answers from its loopback DNS socket.
+ */
+static __always_inline int dns_query(struct __sk_buff *skb, struct pkt *p, const struct shunt_tc_pod *cfg)
+{
+	if (cfg->dns_port == 0 || p->dport != SHUNT_TC_DNS_PORT)
+		return TCX_NEXT;
+	struct shunt_tc_dns_key k = { .client = p->src, .port = p->sport, ._pad = 0 };
+	struct shunt_tc_dns_orig o = { .server = p->dst, .port = p->dport, ._pad = 0 };
+	bpf_map_update_elem(&tc_dns, &k, &o, BPF_ANY);
+	return hairpin(skb, SHUNT_TC_CNT_DNS_CAPTURED);
+}
+
 SEC("tcx/egress")
 int shunt_tc_egress(struct __sk_buff *skb)
 {
 	struct pkt p = {};
-	if (parse_tcp(skb, &p))
+	if (parse_l4(skb, &p, 1))
 		return TCX_NEXT;
 	if (is_proxy_mark(skb->mark)) {
 		count(SHUNT_TC_CNT_OUT_PROXY);
@@ -62,6 +77,8 @@ int shunt_tc_egress(struct __sk_buff *skb)
 	struct shunt_tc_pod *cfg = bpf_map_lookup_elem(&tc_pod, &p.src);
 	if (!cfg)
 		return TCX_NEXT;
+	if (p.proto == IPPROTO_UDP_)
+		return dns_query(skb, &p, cfg);
 	if (is_syn(&p)) {
 		if (!outbound_selected(cfg, p.dport)) {
 			count(SHUNT_TC_CNT_OUT_BYPASSED);

@@ -46,11 +46,47 @@ static __always_inline int inbound_selected(const struct shunt_tc_pod *cfg, __u1
 	return port_selected(cfg->gen, dport, SHUNT_TC_SEL_IN_INCLUDE);
 }
 
+/* A hairpinned DNS query -> ztunnel's DNS socket on the loopback address of the family. */
+static __always_inline int dns_to_proxy(struct __sk_buff *skb, struct pkt *p, __u16 dns_port)
+{
+	struct bpf_sock_tuple t = p->tuple;
+	struct bpf_sock *sk;
+	if (p->family == 4) {
+		t.ipv4.daddr = bpf_htonl(0x7f000001);
+		t.ipv4.dport = bpf_htons(dns_port);
+		sk = bpf_sk_lookup_udp(skb, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+	} else {
+		t.ipv6.daddr[0] = 0;
+		t.ipv6.daddr[1] = 0;
+		t.ipv6.daddr[2] = 0;
+		t.ipv6.daddr[3] = bpf_htonl(1);
+		t.ipv6.dport = bpf_htons(dns_port);
+		sk = bpf_sk_lookup_udp(skb, &t, sizeof(t.ipv6), BPF_F_CURRENT_NETNS, 0);
+	}
+	if (!sk) {
+		count(SHUNT_TC_CNT_DNS_NO_SOCKET);
+		return TC_ACT_SHOT; /* the query is retried by the resolver; never sent around ztunnel */
+	}
+	long err = bpf_sk_assign(skb, sk, 0);
+	bpf_sk_release(sk);
+	if (err) {
+		count(SHUNT_TC_CNT_ASSIGN_FAILED);
+		return TC_ACT_SHOT;
+	}
+	count(SHUNT_TC_CNT_DNS_TO_PROXY);
+	return TC_ACT_OK;
+}
+
 static __always_inline int hairpinned(struct __sk_buff *skb, struct pkt *p)
 {
 	struct shunt_tc_pod *cfg = bpf_map_lookup_elem(&tc_pod, &p->src);
 	if (!cfg)
 		return TCX_NEXT; /* marked by someone else, or the pod was unenrolled meanwhile */
+	if (p->proto == IPPROTO_UDP_) {
+		if (p->dport != SHUNT_TC_DNS_PORT || cfg->dns_port == 0)
+			return TCX_NEXT;
+		return dns_to_proxy(skb, p, cfg->dns_port);
+	}
 	__u16 out_port = cfg->out_port;
 	int tw;
 	struct bpf_sock *sk = owner_socket_tw(skb, p, &tw);
@@ -83,11 +119,13 @@ SEC("tcx/ingress")
 int shunt_tc_ingress(struct __sk_buff *skb)
 {
 	struct pkt p = {};
-	if (parse_tcp(skb, &p))
+	if (parse_l4(skb, &p, 1))
 		return TCX_NEXT;
 	__u32 mark = skb->mark;
 	if (is_hairpin_mark(mark))
 		return hairpinned(skb, &p);
+	if (p.proto != IPPROTO_TCP_)
+		return TCX_NEXT;
 	if (is_proxy_mark(mark))
 		return TCX_NEXT;
 

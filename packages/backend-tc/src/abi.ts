@@ -40,12 +40,16 @@ export const COUNTER_NAMES = [
   'assign_failed',
   'redirect_failed',
   'timewait_collision',
+  'dns_captured',
+  'dns_to_proxy',
+  'dns_no_socket',
+  'dns_replies_rewritten',
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
-export const COUNTER_SLOTS = 20;
+export const COUNTER_SLOTS = 32;
 
 /** shunt_tc_pod_meta.state bits: what enroll changed in the pod netns (undone on unenroll). */
-export const STATE = { RULE4: 1, RULE6: 2, ROUTE4: 4, ROUTE6: 8, ACCEPT_LOCAL: 16, CLSACT: 32, CLSACT_CREATED: 64 } as const;
+export const STATE = { RULE4: 1, RULE6: 2, ROUTE4: 4, ROUTE6: 8, ACCEPT_LOCAL: 16, CLSACT: 32, CLSACT_CREATED: 64, CLSACT_LO_CREATED: 128 } as const;
 
 /**
  * clsact fallback (no tcx): our cls_bpf filters' handle and priority on eth0 ingress/egress. A
@@ -88,7 +92,11 @@ export const flagValue = u8;
 export const u32Key = u32;
 export const counterValue = u64;
 
-export const MAP_NAMES = ['tc_pod', 'tc_pod_meta', 'tc_port_sel', 'tc_counters'] as const;
+/** tc_dns: app socket (pod address, port) -> the DNS server it asked. */
+export const dnsKey = struct({ client: bytes(16), port: u16, _pad: pad(2) });
+export const dnsOrig = struct({ server: bytes(16), port: u16, _pad: pad(2) });
+
+export const MAP_NAMES = ['tc_pod', 'tc_pod_meta', 'tc_port_sel', 'tc_counters', 'tc_dns'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
 const V4_MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);

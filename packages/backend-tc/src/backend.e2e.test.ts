@@ -6,7 +6,7 @@
  * original destination), not only that an answer came back.
  */
 import * as fs from 'node:fs';
-import { BpfObject, bpfObjectPath, type BpfLink } from '@shunt/libbpf';
+import { BpfObject, MessageSocket, bpfObjectPath, netnsListen, type BpfLink, type ReceivedMessage } from '@shunt/libbpf';
 import { Netlink } from '@shunt/netlink';
 import { Testbed } from '@shunt/testbed';
 import type { MeshPod } from '@shunt/core';
@@ -233,6 +233,65 @@ describe('tc backend: tcx + sk_assign to ztunnel sockets inside the pod netns', 
       await backend.unenroll(meshPod(tb, 'amb2'));
       await svc.close();
     }
+  });
+
+  test.each([4, 6] as const)('DNS capture v%i (proxy.dnsPort): a query to any :53 reaches ztunnel\'s loopback DNS socket, the reply comes from the server asked', async (family) => {
+    const pod = tb.pod('amb2');
+    const server = family === 4 ? tb.pod('peer').ipv4 : tb.pod('peer').ipv6;
+    const own = family === 4 ? pod.ipv4 : pod.ipv6;
+    const socks: MessageSocket[] = [];
+    const udp = (fd: number): MessageSocket => {
+      const m = MessageSocket.fromFd(fd, 'datagram');
+      socks.push(m);
+      return m;
+    };
+    const seenByZt: ReceivedMessage[] = [];
+    const seenByReal: ReceivedMessage[] = [];
+    try {
+      // ztunnel's DNS socket (loopback, mark 1337) answers "zt:<query>"; the real server "real".
+      const zt = udp(netnsListen({ netns: pod.netnsPath, family, protocol: 'udp', mark: ZTUNNEL_MARK, reuseAddr: true, bind: { address: family === 4 ? '127.0.0.1' : '::1', port: 15053 } }));
+      zt.on('message', (m: ReceivedMessage) => {
+        seenByZt.push(m);
+        zt.send(Buffer.from(`zt:${m.data.toString()}`), [], m.from);
+      });
+      const real = udp(netnsListen({ netns: tb.pod('peer').netnsPath, family, protocol: 'udp', reuseAddr: true, v6Only: family === 6, bind: { port: 53 } }));
+      real.on('message', (m: ReceivedMessage) => {
+        seenByReal.push(m);
+        real.send(Buffer.from('real'), [], m.from);
+      });
+      // The app's resolver socket; the answer must come from server:53, the address it asked.
+      const ask = async (netns: string): Promise<string> => {
+        const app = udp(netnsListen({ netns, family, protocol: 'udp', v6Only: family === 6, bind: { port: 0 } }));
+        const got = new Promise<string>((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error('no DNS answer within 3 s')), 3000);
+          app.once('message', (m: ReceivedMessage) => {
+            clearTimeout(t);
+            if (m.from?.address !== server || m.from?.port !== 53) reject(new Error(`answer from ${JSON.stringify(m.from)}, not ${server}:53`));
+            else resolve(m.data.toString());
+          });
+        });
+        app.send(Buffer.from('q'), [], { family, address: server, port: 53 });
+        return got;
+      };
+      await backend.enroll({ ...meshPod(tb, 'amb2'), proxy: { ...meshPod(tb, 'amb2').proxy, dnsPort: 15053 } });
+      const c0 = await counters();
+      expect(await ask(pod.netnsPath)).toBe('zt:q');
+      expect(seenByZt.at(-1)!.from).toMatchObject({ address: own });
+      expect(seenByReal).toEqual([]);
+      const c1 = await counters();
+      for (const k of ['dns_captured', 'dns_to_proxy', 'dns_replies_rewritten']) expect(delta(c0, c1, k)).toBeGreaterThanOrEqual(1);
+      expect(tcxPrograms(pod.netnsPath, 'lo').egress).toEqual(['shunt_tc_dns_reply']);
+      // The ambient pod without DNS capture asks the real server.
+      expect(await ask(amb.netnsPath!)).toBe('real');
+      // DNS capture turned off: the lo link goes, queries go to the server again.
+      await backend.enroll(meshPod(tb, 'amb2'));
+      expect(tcxPrograms(pod.netnsPath, 'lo').egress).toEqual([]);
+      expect(await ask(pod.netnsPath)).toBe('real');
+    } finally {
+      for (const m of socks) m.close();
+      await backend.unenroll(meshPod(tb, 'amb2'));
+    }
+    expect(tcxPrograms(pod.netnsPath, 'lo')).toEqual({ ingress: [], egress: [] });
   });
 
   test('a pod that is not enrolled is untouched; a sidecar pod is refused with a reason naming it', async () => {

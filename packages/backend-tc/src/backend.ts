@@ -45,9 +45,20 @@ export interface TcOptions {
 export const PROGRAMS = {
   ingress: { object: 'tc/ingress.bpf.o', program: 'shunt_tc_ingress' },
   egress: { object: 'tc/egress.bpf.o', program: 'shunt_tc_egress' },
+  /** On lo, only for pods with DNS capture: restores the source of ztunnel's DNS replies. */
+  dns: { object: 'tc/dns.bpf.o', program: 'shunt_tc_dns_reply' },
 } as const;
+/** A pod's link: ingress/egress on its eth0, dns on its lo (egress hook). */
 type Direction = keyof typeof PROGRAMS;
-const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
+const DIRECTIONS: readonly Direction[] = ['ingress', 'dns', 'egress'];
+
+/**
+ * The links a pod needs, in attach order: ingress before egress (once egress hairpins, ingress
+ * must hand the packets over), the DNS reply rewrite before egress captures queries.
+ */
+function linkKeys(c: { dnsPort: number }): Direction[] {
+  return c.dnsPort ? ['ingress', 'dns', 'egress'] : ['ingress', 'egress'];
+}
 
 /** Appended to an observed pod's fingerprint while a link is missing or defunct (drift: re-enroll). */
 export const LINKS_MISSING = '+links-missing';
@@ -107,6 +118,11 @@ export class TcBackend implements RedirectBackend {
     return path.join(this.netnsDir, cookie.toString(), d);
   }
 
+  /** Interface and tc direction of a link. */
+  private hook(d: Direction, ifname = this.ifname): { ifname: string; dir: 'ingress' | 'egress' } {
+    return d === 'dns' ? { ifname: 'lo', dir: 'egress' } : { ifname, dir: d };
+  }
+
   async start(node: NodeContext): Promise<void> {
     if (this.node) return;
     this.node = node;
@@ -152,9 +168,10 @@ export class TcBackend implements RedirectBackend {
     const p = this.installed.get(cookie);
     if (p && p.place.state & STATE.CLSACT) {
       // Filters are not pinnable: handles on them by their fixed handle/priority (if the netns lives).
-      for (const d of DIRECTIONS) {
+      for (const d of linkKeys(p)) {
+        const h = this.hook(d, p.place.ifname);
         try {
-          out[d] = clsactLink(p.place.ifname, d, { netns: p.place.netnsPath, handle: CLSACT_HANDLE, priority: CLSACT_PRIORITY });
+          out[d] = clsactLink(h.ifname, h.dir, { netns: p.place.netnsPath, handle: CLSACT_HANDLE, priority: CLSACT_PRIORITY });
         } catch {
           // interface or netns gone: nothing to adopt
         }
@@ -215,7 +232,7 @@ export class TcBackend implements RedirectBackend {
     const same = this.installed.get(cookie);
     if (same && same.ref.uid !== want.ref.uid)
       throw new PodConfigError(who, 'netnsPath', netnsPath, `is enrolled already for pod ${podName(same.ref)}`);
-    if (same && canonical(same) === canonical(want) && this.linksLive(cookie, same.place)) return;
+    if (same && canonical(same) === canonical(want) && this.linksLive(cookie, same.place, linkKeys(want))) return;
     // The same pod under another netns (sandbox replaced): drop the old enrolment first.
     for (const p of [...this.installed.values()]) if (p.ref.uid === want.ref.uid && p.netnsCookie !== cookie) await this.dropPod(maps, p);
 
@@ -239,7 +256,8 @@ export class TcBackend implements RedirectBackend {
       });
 
       const links = this.links.get(cookie) ?? {};
-      const missing = DIRECTIONS.filter((d) => !(links[d] && this.linkLive(links[d], d, place)));
+      const keys = linkKeys(want);
+      const missing = keys.filter((d) => !(links[d] && this.linkLive(links[d], d, place)));
       for (const d of missing) {
         // Defunct (the interface was replaced) or removed behind our back: drop the stale handle.
         try {
@@ -253,14 +271,19 @@ export class TcBackend implements RedirectBackend {
       // ztunnel (else a SYN is lost and the app waits a retransmit). Not in parallel: each tcx
       // attach holds rtnl_lock across its RCU grace period, so two would serialize anyway.
       const legacy = this.useClsact();
-      for (const d of DIRECTIONS.filter((x) => missing.includes(x))) {
+      for (const d of keys.filter((x) => missing.includes(x))) {
         const r = await this.attach(d, cookie, netnsPath, legacy);
         links[d] = r.link;
-        if (legacy) place.state |= STATE.CLSACT | (r.createdQdisc ? STATE.CLSACT_CREATED : 0);
+        if (legacy) place.state |= STATE.CLSACT | (r.createdQdisc ? (d === 'dns' ? STATE.CLSACT_LO_CREATED : STATE.CLSACT_CREATED) : 0);
         undo.push(() => {
           links[d]?.detach();
           delete links[d];
         });
+      }
+      // A link the pod no longer needs (DNS capture turned off): inert already, removed now.
+      for (const d of DIRECTIONS.filter((x) => !keys.includes(x) && links[x])) {
+        await detachLinkAsync(links[d]!).catch(() => links[d]?.close());
+        delete links[d];
       }
       this.links.set(cookie, links);
       const ifindex = legacy ? 0 : links.ingress?.info().ifindex ?? 0;
@@ -299,8 +322,9 @@ export class TcBackend implements RedirectBackend {
     const obj = this.objects[d];
     if (!obj) throw new TcBackendError('tc: programs not loaded (start() not called?)');
     const prog = obj.program(PROGRAMS[d].program);
-    if (legacy) return attachClsactAt(prog, this.ifname, d, { netns: netnsPath, handle: CLSACT_HANDLE, priority: CLSACT_PRIORITY });
-    const link = await attachTcxAsync(prog, this.ifname, d, { netns: netnsPath, position: 'last' });
+    const h = this.hook(d);
+    if (legacy) return attachClsactAt(prog, h.ifname, h.dir, { netns: netnsPath, handle: CLSACT_HANDLE, priority: CLSACT_PRIORITY });
+    const link = await attachTcxAsync(prog, h.ifname, h.dir, { netns: netnsPath, position: 'last' });
     try {
       fs.mkdirSync(path.dirname(this.linkPin(cookie, d)), { recursive: true });
       link.pin(this.linkPin(cookie, d));
@@ -314,16 +338,18 @@ export class TcBackend implements RedirectBackend {
   /** A tcx link is live while its device exists; a cls_bpf filter while the kernel still has it. */
   private linkLive(link: BpfLink, d: Direction, place: PodPlace): boolean {
     try {
-      if (link.kind === 'tc-legacy') return clsactProgId(place.ifname, d, { netns: place.netnsPath, handle: CLSACT_HANDLE, priority: CLSACT_PRIORITY }) !== 0;
+      const h = this.hook(d, place.ifname);
+      if (link.kind === 'tc-legacy') return clsactProgId(h.ifname, h.dir, { netns: place.netnsPath, handle: CLSACT_HANDLE, priority: CLSACT_PRIORITY }) !== 0;
       return (link.info().ifindex ?? 0) !== 0;
     } catch {
       return false;
     }
   }
 
-  private linksLive(cookie: bigint, place: PodPlace): boolean {
+  /** Exactly the links `keys` live, and no other. */
+  private linksLive(cookie: bigint, place: PodPlace, keys: Direction[]): boolean {
     const l = this.links.get(cookie);
-    return !!l && DIRECTIONS.every((d) => l[d] !== undefined && this.linkLive(l[d], d, place));
+    return !!l && keys.every((d) => l[d] !== undefined && this.linkLive(l[d], d, place)) && DIRECTIONS.every((d) => keys.includes(d) || !l[d]);
   }
 
   /** Map entries first (the programs stop capturing), then the links, then the netns routing. */
@@ -334,7 +360,7 @@ export class TcBackend implements RedirectBackend {
     // Egress first (stops hairpinning), then ingress; tcx detaches off the main thread (each
     // waits for an RCU grace period).
     for (const d of [...DIRECTIONS].reverse()) {
-      const link = links[d];
+      const link = links[d]; // egress, dns, ingress
       if (!link) continue;
       if (link.kind === 'tc-legacy' && !this.linkLive(link, d, p.place)) link.close(); // filter or netns gone already
       else await detachLinkAsync(link);
@@ -342,6 +368,7 @@ export class TcBackend implements RedirectBackend {
     this.links.delete(p.netnsCookie);
     fs.rmSync(path.join(this.netnsDir, p.netnsCookie.toString()), { recursive: true, force: true });
     if (p.place.state & STATE.CLSACT_CREATED) await removeOwnClsact(p.place.netnsPath, p.place.ifname);
+    if (p.place.state & STATE.CLSACT_LO_CREATED) await removeOwnClsact(p.place.netnsPath, 'lo');
     await removeNetnsSetup(p.place.netnsPath, p.place.ifname, p.place);
   }
 
@@ -350,16 +377,17 @@ export class TcBackend implements RedirectBackend {
     for (const p of [...this.installed.values()]) if (p.ref.uid === pod.uid) await this.dropPod(maps, p);
   }
 
-  private linkState(p: InstalledPod): Record<Direction, { kind: 'tcx' | 'clsact'; linkId: number; progId: number; ifindex: number; live: boolean } | null> {
+  private linkState(p: InstalledPod): Partial<Record<Direction, { kind: 'tcx' | 'clsact'; linkId: number; progId: number; ifindex: number; live: boolean } | null>> {
     const l = this.links.get(p.netnsCookie) ?? {};
-    const out = {} as Record<Direction, { kind: 'tcx' | 'clsact'; linkId: number; progId: number; ifindex: number; live: boolean } | null>;
-    for (const d of DIRECTIONS) {
+    const out = {} as Partial<Record<Direction, { kind: 'tcx' | 'clsact'; linkId: number; progId: number; ifindex: number; live: boolean } | null>>;
+    for (const d of linkKeys(p)) {
       const link = l[d];
       out[d] = null;
       if (!link) continue;
       try {
         if (link.kind === 'tc-legacy') {
-          const progId = clsactProgId(p.place.ifname, d, { netns: p.place.netnsPath, handle: CLSACT_HANDLE, priority: CLSACT_PRIORITY });
+          const h = this.hook(d, p.place.ifname);
+          const progId = clsactProgId(h.ifname, h.dir, { netns: p.place.netnsPath, handle: CLSACT_HANDLE, priority: CLSACT_PRIORITY });
           out[d] = { kind: 'clsact', linkId: 0, progId, ifindex: 0, live: progId !== 0 };
         } else {
           const info: KernelLinkInfo = link.info();
@@ -384,7 +412,7 @@ export class TcBackend implements RedirectBackend {
       nodeDetail: { pinDir: this.dir, readOnly: this.readOnly, ifname: this.ifname, tcx: probeTcx().available },
       pods: pods.map((p) => {
         const links = this.linkState(p);
-        const ok = DIRECTIONS.every((d) => links[d]?.live === true);
+        const ok = linkKeys(p).every((d) => links[d]?.live === true);
         return {
           ...p.ref,
           fingerprint: fingerprintOf(p) + (ok ? '' : LINKS_MISSING),

@@ -12,6 +12,8 @@ import {
   addr16,
   counterValue,
   decodeAddr,
+  dnsKey,
+  dnsOrig,
   decodeText,
   encodeAddr,
   encodeText,
@@ -60,6 +62,7 @@ export class TcMaps {
     this.meta = raw.tc_pod_meta.typed(netnsKey, podMeta);
     this.portSel = raw.tc_port_sel.typed(portKey, flagValue);
     this.counters = raw.tc_counters.typed(u32Key, counterValue);
+    raw.tc_dns.typed(dnsKey, dnsOrig); // size check only: the programs alone read and write it
   }
 
   /** Opens every map pinned in dir; throws naming the first one missing or mis-sized. */

@@ -19,7 +19,7 @@ export interface TcPodConfig {
   outPort: number;
   inPort: number;
   tunnelPort: number;
-  /** Always 0 for now: DNS capture is not implemented by this backend (see README). */
+  /** ztunnel's DNS port when the pod asks for DNS capture (proxy.dnsPort), else 0. */
   dnsPort: number;
   ports: PortEntry[];
   /** Canonical pod addresses (IPv4 dotted, IPv6 compressed), sorted. */
@@ -71,6 +71,7 @@ export function podConfig(pod: MeshPod): TcPodConfig {
   const outPort = checkPort(ref, 'proxy.outboundPort', proxy.outboundPort);
   const inPort = checkPort(ref, 'proxy.inboundPort', proxy.inboundPort);
   const tunnelPort = checkPort(ref, 'proxy.tunnelPort', proxy.tunnelPort ?? 15008);
+  const dnsPort = proxy.dnsPort === undefined ? 0 : checkPort(ref, 'proxy.dnsPort', proxy.dnsPort);
   const t = pod.traffic;
   let flags = 0;
   const ports: PortEntry[] = [];
@@ -90,7 +91,7 @@ export function podConfig(pod: MeshPod): TcPodConfig {
   ports.sort((a, b) => a.kind - b.kind || a.port - b.port);
   const ips = [...new Set([...pod.ips.v4.map((ip, i) => canonicalIp(ref, `ips.v4[${i}]`, ip)), ...pod.ips.v6.map((ip, i) => canonicalIp(ref, `ips.v6[${i}]`, ip))])].sort();
   if (ips.length === 0) throw new PodConfigError(who, 'ips', pod.ips, 'the tc programs find a pod by its addresses; it has none yet');
-  return { ref, flags, outPort, inPort, tunnelPort, dnsPort: 0, ports, ips };
+  return { ref, flags, outPort, inPort, tunnelPort, dnsPort, ports, ips };
 }
 
 /** Everything but the identity, in a fixed order: equal strings mean equal kernel state. */

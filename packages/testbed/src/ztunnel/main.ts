@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import type * as LibNs from '@shunt/libbpf';
 import type * as ZdsNs from '@shunt/zds';
-import { appendZtunnelLog, type ZtunnelLogEntry, type ZtunnelLogInput } from './log';
+import type { ZtunnelLogEntry, ZtunnelLogInput } from './log';
 import { WorkloadProxy } from './workload';
 
 export interface ZtunnelProcessConfig {
@@ -26,7 +26,9 @@ function main(): void {
   const lib = require('@shunt/libbpf') as typeof LibNs;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const zds = require('@shunt/zds') as typeof ZdsNs;
-  const log = (e: ZtunnelLogInput): void => appendZtunnelLog(cfg.logPath, { ...e, at: Date.now(), zt: cfg.name } as ZtunnelLogEntry);
+  // Appended through one stream (ordered, off the connection path); ended before a clean exit.
+  const out = fs.createWriteStream(cfg.logPath, { flags: 'a' });
+  const log = (e: ZtunnelLogInput): void => void out.write(JSON.stringify({ ...e, at: Date.now(), zt: cfg.name } as ZtunnelLogEntry) + '\n');
   const workloads = new Map<string, WorkloadProxy>();
   let seen = new Set<string>();
   let client: ZdsNs.ZdsClient | undefined;
@@ -111,7 +113,8 @@ function main(): void {
     stopping = true;
     client?.close();
     for (const w of workloads.values()) w.close();
-    process.exit(0);
+    out.end(() => process.exit(0));
+    setTimeout(() => process.exit(0), 1000).unref();
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

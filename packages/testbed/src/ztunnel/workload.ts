@@ -22,6 +22,10 @@ export const ZTUNNEL_INPOD_PORTS = { outbound: 15001, inbound: 15006, hbone: 150
 
 type ConnLog = Omit<Extract<ZtunnelLogEntry, { event: 'conn' }>, 'at' | 'zt' | 'event' | 'pod' | 'uid'>;
 
+// Large HTTP/2 windows so one tunnel is not flow-control bound on a bulk transfer.
+const H2_SETTINGS: http2.Settings = { initialWindowSize: 4 * 1024 * 1024 };
+const H2_SESSION_WINDOW = 32 * 1024 * 1024;
+
 const plain = (a: string): string => (a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a);
 const fam = (a: string): 4 | 6 => (net.isIPv4(a) ? 4 : 6);
 const bracket = (a: string): string => (fam(a) === 6 ? `[${a}]` : a);
@@ -54,6 +58,8 @@ export class WorkloadProxy {
   private readonly servers: net.Server[] = [];
   private readonly dns: LibNs.MessageSocket[] = [];
   private readonly live = new Set<{ destroy(): void }>();
+  /** Pooled HBONE sessions by destination address. */
+  private readonly sessions = new Map<string, Promise<{ session: http2.ClientHttp2Session; upstreamSource: ZtEndpoint }>>();
   private closed = false;
   readonly netnsIno: number;
 
@@ -88,9 +94,12 @@ export class WorkloadProxy {
       };
       await listen('outbound', ZTUNNEL_INPOD_PORTS.outbound, net.createServer((s) => void this.outbound(s)));
       await listen('inbound', ZTUNNEL_INPOD_PORTS.inbound, net.createServer((s) => void this.inbound(s)));
-      const h2 = http2.createServer();
+      const h2 = http2.createServer({ settings: H2_SETTINGS });
       h2.on('stream', (stream, headers) => void this.hbone(stream, headers));
+      // The raw socket, before HTTP/2 wraps it (the session's socket proxy refuses setNoDelay).
+      h2.on('connection', (c: net.Socket) => c.setNoDelay(true));
       h2.on('session', (s) => {
+        s.once('connect', () => s.setLocalWindowSize(H2_SESSION_WINDOW));
         this.live.add(s);
         s.on('close', () => this.live.delete(s));
         s.on('error', () => undefined);
@@ -168,14 +177,17 @@ export class WorkloadProxy {
       netns: this.netnsFd,
       family: fam(to.address),
       mark: ZTUNNEL_MARK,
+      noDelay: true,
       ...(from ? { transparent: true, bind: { address: from, port: 0 } } : {}),
       to,
       timeoutMs: 3000,
     });
-    return new net.Socket({ fd, readable: true, writable: true });
+    return new net.Socket({ fd, readable: true, writable: true }).setNoDelay(true);
   }
 
   private async outbound(sock: net.Socket): Promise<void> {
+    // A proxy forwards what it has at once (Nagle + delayed ACKs would add ~40 ms per exchange).
+    sock.setNoDelay(true);
     this.track(sock);
     sock.on('error', () => undefined);
     sock.pause();
@@ -187,53 +199,107 @@ export class WorkloadProxy {
       return;
     }
     const base: ConnLog = { leg: 'outbound', ...a };
-    let tcp: net.Socket;
-    let via: 'hbone' | 'passthrough' = 'hbone';
+    let tunnel: { session: http2.ClientHttp2Session; upstreamSource: ZtEndpoint } | undefined;
     try {
-      tcp = await this.connectOut({ address: a.origDst.address, port: ZTUNNEL_INPOD_PORTS.hbone });
+      tunnel = await this.hboneSession(a.origDst.address);
     } catch (err) {
       if ((err as { code?: string }).code !== 'ECONNREFUSED') return this.fail(sock, base, err);
       // Not a mesh workload (nothing on 15008): ztunnel passes such traffic through.
-      via = 'passthrough';
+      let tcp: net.Socket;
       try {
         tcp = await this.connectOut(a.origDst);
       } catch (e2) {
-        return this.fail(sock, { ...base, via }, e2);
+        return this.fail(sock, { ...base, via: 'passthrough' }, e2);
       }
-    }
-    this.track(tcp);
-    tcp.on('error', () => sock.destroy());
-    const upstreamSource = ep({ address: tcp.localAddress ?? '', port: tcp.localPort ?? 0 });
-    if (via === 'passthrough') {
-      this.emit('outbound', { ...base, via, upstreamSource });
+      this.track(tcp);
+      tcp.on('error', () => sock.destroy());
+      this.emit('outbound', { ...base, via: 'passthrough', upstreamSource: ep({ address: tcp.localAddress ?? '', port: tcp.localPort ?? 0 }) });
+      // On close, end (not destroy) the other side: what it still has to send must arrive.
       sock.on('close', () => tcp.destroy());
-      tcp.on('close', () => sock.destroy());
+      tcp.on('close', () => sock.end());
       sock.pipe(tcp).pipe(sock);
       sock.resume();
       return;
     }
-    const session = http2.connect(`http://${bracket(a.origDst.address)}:${ZTUNNEL_INPOD_PORTS.hbone}`, { createConnection: () => tcp });
-    this.track(session);
-    session.on('error', () => sock.destroy());
-    const req = session.request({ ':method': 'CONNECT', ':authority': `${bracket(a.origDst.address)}:${a.origDst.port}` }, { endStream: false });
-    req.on('error', () => sock.destroy());
+    this.connectStream(sock, base, tunnel, true);
+  }
+
+  /**
+   * One CONNECT stream on the pooled HBONE session to the destination (ztunnel pools its HBONE
+   * connections per destination too). A session that died before answering is replaced once.
+   */
+  private connectStream(sock: net.Socket, base: ConnLog, tunnel: { session: http2.ClientHttp2Session; upstreamSource: ZtEndpoint }, retry: boolean): void {
+    const { session, upstreamSource } = tunnel;
+    let answered = false;
+    let req: http2.ClientHttp2Stream;
+    const retryOrFail = (why: string): void => {
+      if (answered) return void sock.destroy();
+      answered = true;
+      this.sessions.delete(base.origDst.address);
+      if (!retry) return this.fail(sock, { ...base, via: 'hbone', upstreamSource }, new Error(why));
+      this.hboneSession(base.origDst.address).then(
+        (t) => this.connectStream(sock, base, t, false),
+        (e: Error) => this.fail(sock, { ...base, via: 'hbone', upstreamSource }, e),
+      );
+    };
+    try {
+      req = session.request({ ':method': 'CONNECT', ':authority': `${bracket(base.origDst.address)}:${base.origDst.port}` }, { endStream: false });
+    } catch (err) {
+      return retryOrFail((err as Error).message);
+    }
+    req.on('error', (e: Error) => retryOrFail(e.message));
     req.once('response', (h) => {
+      answered = true;
       const status = Number(h[':status']);
       if (status !== 200) {
-        this.emit('outbound', { ...base, via, upstreamSource, error: `HBONE CONNECT answered ${status}` });
+        this.emit('outbound', { ...base, via: 'hbone', upstreamSource, error: `HBONE CONNECT answered ${status}` });
         sock.destroy();
-        session.close();
+        req.close();
         return;
       }
-      this.emit('outbound', { ...base, via, upstreamSource });
+      this.emit('outbound', { ...base, via: 'hbone', upstreamSource });
       sock.pipe(req).pipe(sock);
       sock.resume();
     });
-    sock.on('close', () => {
-      req.close();
-      session.close();
+    req.on('close', () => {
+      if (!answered) retryOrFail('HBONE stream closed before an answer');
+      else sock.end();
     });
-    req.on('close', () => sock.destroy());
+    sock.on('close', () => req.close());
+  }
+
+  /** The HBONE session to <dst>:15008 from this pod's netns (mark 1337), opened on first use. */
+  private hboneSession(dst: string): Promise<{ session: http2.ClientHttp2Session; upstreamSource: ZtEndpoint }> {
+    let p = this.sessions.get(dst);
+    if (!p) {
+      p = this.connectOut({ address: dst, port: ZTUNNEL_INPOD_PORTS.hbone }).then(
+        (tcp) =>
+          new Promise((resolve, reject) => {
+            const upstreamSource = ep({ address: tcp.localAddress ?? '', port: tcp.localPort ?? 0 });
+            const session = http2.connect(`http://${bracket(dst)}:${ZTUNNEL_INPOD_PORTS.hbone}`, { createConnection: () => tcp, settings: H2_SETTINGS });
+            this.track(session);
+            const drop = (): void => {
+              if (this.sessions.get(dst) === p) this.sessions.delete(dst);
+            };
+            session.on('close', drop);
+            session.on('goaway', drop);
+            session.on('error', (e: Error) => {
+              drop();
+              reject(e);
+            });
+            session.once('connect', () => {
+              session.setLocalWindowSize(H2_SESSION_WINDOW);
+              resolve({ session, upstreamSource });
+            });
+          }),
+      );
+      const mine = p;
+      this.sessions.set(dst, mine);
+      mine.catch(() => {
+        if (this.sessions.get(dst) === mine) this.sessions.delete(dst);
+      });
+    }
+    return p;
   }
 
   private async hbone(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
@@ -265,10 +331,13 @@ export class WorkloadProxy {
     stream.respond({ ':status': 200 });
     stream.pipe(app).pipe(stream);
     stream.on('close', () => app.destroy());
-    app.on('close', () => stream.close());
+    app.on('close', () => {
+      if (!stream.destroyed) stream.end();
+    });
   }
 
   private async inbound(sock: net.Socket): Promise<void> {
+    sock.setNoDelay(true);
     this.track(sock);
     sock.on('error', () => undefined);
     sock.pause();
@@ -290,7 +359,7 @@ export class WorkloadProxy {
     app.on('error', () => sock.destroy());
     this.emit('inbound', { ...base, upstreamSource: ep({ address: app.localAddress ?? '', port: app.localPort ?? 0 }) });
     sock.on('close', () => app.destroy());
-    app.on('close', () => sock.destroy());
+    app.on('close', () => sock.end());
     sock.pipe(app).pipe(sock);
     sock.resume();
   }

@@ -298,20 +298,26 @@ describe.each(VARIANTS)('iptables-%s', (variant) => {
     const backend = await backendFor({ stateDir });
     const a = sidecarPod({ ...podUid('stop-a'), netnsPath: nsA, interceptionMode: 'TPROXY', ips: { v4: ['198.18.0.10'], v6: ['2001:db8:1::a'] } });
     const b = sidecarPod({ ...podUid('stop-b'), netnsPath: nsB });
+    const nsC = await netnses.create('stopc');
+    const c = withDns(ambientPod({ ...podUid('stop-c'), netnsPath: nsC, ips: { v4: ['198.18.0.12'], v6: ['2001:db8:1::c'] } }));
     await backend.enroll(a);
     await backend.enroll(b);
+    await backend.enroll(c);
     await backend.stop({ cleanup: false });
     expect(await fullSave(nsB, variant, 4)).toMatch(/SHUNT_OUTPUT/);
+    expect(await fullSave(nsC, variant, 6)).toMatch(/SHUNT_PRERT/);
 
     const again = await backendFor({ stateDir });
-    // start() adopted both from their records; enrolling again changes nothing.
-    expect((await again.observe()).pods.map((p) => p.fingerprint)).toEqual([again.fingerprint(a), again.fingerprint(b)]);
+    // start() adopted all three from their records; enrolling again changes nothing.
+    expect((await again.observe()).pods.map((p) => p.fingerprint)).toEqual([again.fingerprint(a), again.fingerprint(b), again.fingerprint(c)]);
     expect(await again.enrollWithResult(a)).toEqual({ changed: false, transactions: 0 });
+    expect(await again.enrollWithResult(c)).toEqual({ changed: false, transactions: 0 });
     await again.enroll(b);
-    expect((await again.observe()).pods.map((p) => p.fingerprint)).toEqual([again.fingerprint(a), again.fingerprint(b)]);
+    expect((await again.observe()).pods.map((p) => p.fingerprint)).toEqual([again.fingerprint(a), again.fingerprint(b), again.fingerprint(c)]);
     await again.stop({ cleanup: true });
-    for (const ns of [nsA, nsB]) for (const fam of FAMILIES) expect(await fullSave(ns, variant, fam)).not.toMatch(/SHUNT_/);
+    for (const ns of [nsA, nsB, nsC]) for (const fam of FAMILIES) expect(await fullSave(ns, variant, fam)).not.toMatch(/SHUNT_/);
     expect(await ipRules(nsA)).not.toMatch(/"m":1337/);
+    expect(await ipRules(nsC)).not.toMatch(/"m":273/);
     expect((await again.observe()).pods).toEqual([]);
   });
 });

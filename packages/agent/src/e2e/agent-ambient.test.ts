@@ -203,6 +203,19 @@ it('the namespace label enrolls and unenrolls a pod live', async () => {
   expect(pt).toMatchObject({ via: 'passthrough', origDst: { address: tb.pod('plain').ipv4, port: ECHO } });
 }, 90_000);
 
+it.each([4, 6] as const)('plaintext inbound (IPv%s): a non-member client reaches an ambient pod through its ztunnel 15006, app reached from the client address', async (family) => {
+  const [plain, b] = [tb.pod('plain'), tb.pod('b')];
+  const dst = family === 4 ? b.ipv4 : b.ipv6;
+  const src = family === 4 ? plain.ipv4 : plain.ipv6;
+  const since = Date.now();
+  expect(await tb.echo('plain', dst, ECHO, 'in')).toBe('in');
+  const [inb] = (await zt.waitFor((e) => e.event === 'conn' && e.at >= since && e.leg === 'inbound' && e.pod === 'b', { what: 'inbound leg in b' })) as Conn[];
+  expect(inb).toMatchObject({ client: { address: src }, origDst: { address: dst, port: ECHO }, via: 'app', upstreamSource: { address: src } });
+  expect(['local-address', 'SO_ORIGINAL_DST']).toContain(inb!.how);
+  expect(inb!.error).toBeUndefined();
+  expect(conns(since, (c) => c.leg !== 'inbound')).toEqual([]); // plain has no ztunnel leg of its own
+}, 60_000);
+
 it('a restarted ztunnel gets its pods back; a NACK fails that pod with ztunnel\'s error, the others stay enrolled', async () => {
   await zt.stop();
   await eventually('ztunnel gone from /metrics', async () => (await metric(port, 'shunt_zds_connected')) === 0);

@@ -135,6 +135,17 @@ describe('ZdsServer with a ZdsClient over a real SEQPACKET socket', () => {
     expect(server.status()).toEqual([]);
   });
 
+  test('a saved workload whose netns cannot be opened (but may exist) is kept with KeepWorkload, not dropped', async () => {
+    const statePath = path.join(dir, 'zds.json');
+    // ENOTDIR: not "gone", just not openable by us now; ztunnel must keep serving it.
+    fs.writeFileSync(statePath, JSON.stringify({ workloads: [{ uid: 'kept', info: info('k'), netnsPath: '/proc/self/status/x' }] }));
+    const server = start({ statePath });
+    const { seen } = connect();
+    await until(() => seen.length === 2, 'the snapshot');
+    expect(seen.map((s) => s.req)).toEqual([{ type: 'keep', uid: 'kept' }, { type: 'snapshotSent' }]);
+    expect(server.status().map((w) => w.uid)).toEqual(['kept']);
+  });
+
   test('no Ack in time: TIMEOUT and the connection is dropped (acks only correlate by order)', async () => {
     const server = start({ ackTimeoutMs: 200 });
     const { client } = connect((req) => (req.type === 'add' ? new Promise<string>(() => undefined) : ''));

@@ -66,6 +66,7 @@ enum shunt_tc_counter {
 	SHUNT_TC_CNT_DNS_TO_PROXY,      /* hairpinned query assigned to ztunnel's DNS socket */
 	SHUNT_TC_CNT_DNS_NO_SOCKET,     /* hairpinned query, no DNS socket: dropped */
 	SHUNT_TC_CNT_DNS_REPLIES,       /* DNS reply source rewritten back to the server the app asked */
+	SHUNT_TC_CNT_TW_STEERED,        /* sk_lookup: a hairpinned SYN that met a TIME_WAIT handed to ztunnel's listener */
 	SHUNT_TC_CNT_MAX = 32,
 };
 
@@ -143,6 +144,16 @@ struct {
 	__type(value, __u8);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } tc_port_sel SEC(".maps");
+
+/* tc_listeners: pod address -> ztunnel's outbound listener of that pod (and family), put in by
+ * ingress.bpf.c whenever it hands a SYN to it; read by sk_lookup.bpf.c for the TIME_WAIT path. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 16384);
+	__type(key, struct shunt_tc_addr);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tc_listeners SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

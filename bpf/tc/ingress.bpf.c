@@ -98,11 +98,12 @@ static __always_inline int hairpinned(struct __sk_buff *skb, struct pkt *p)
 	}
 	if (tw) {
 		/* ztunnel's side of an earlier connection with this very 4-tuple is in TIME_WAIT (it
-		 * closed first): the listener could not queue the SYN (duplicate in the established
-		 * hash) and nothing in BPF can end a TIME_WAIT. Dropped and counted; the app's SYN
-		 * retries get through once it expires. (iptables TPROXY kills the TIME_WAIT instead.) */
+		 * closed first): ztunnel's listener could not queue the SYN (duplicate in the
+		 * established hash). Left to the stack (the mark routes it locally): the TIME_WAIT
+		 * socket takes the SYN (TCP_TW_SYN), ends itself and asks for a listener, and
+		 * sk_lookup.bpf.c answers with ztunnel's (as iptables TPROXY kills the TIME_WAIT). */
 		count(SHUNT_TC_CNT_TW_COLLISION);
-		return TC_ACT_SHOT;
+		return TCX_NEXT;
 	}
 	sk = listener_socket(skb, p, out_port);
 	if (!sk) {
@@ -112,6 +113,8 @@ static __always_inline int hairpinned(struct __sk_buff *skb, struct pkt *p)
 		count(SHUNT_TC_CNT_OUT_NO_LISTENER);
 		return TC_ACT_SHOT;
 	}
+	/* Remembered for sk_lookup.bpf.c (TIME_WAIT path); a refused update changes nothing here. */
+	bpf_map_update_elem(&tc_listeners, &p->src, sk, BPF_ANY);
 	return assign(skb, sk, SHUNT_TC_CNT_OUT_LISTENER);
 }
 

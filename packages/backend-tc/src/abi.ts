@@ -44,6 +44,7 @@ export const COUNTER_NAMES = [
   'dns_to_proxy',
   'dns_no_socket',
   'dns_replies_rewritten',
+  'timewait_steered',
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTER_SLOTS = 32;
@@ -96,7 +97,7 @@ export const counterValue = u64;
 export const dnsKey = struct({ client: bytes(16), port: u16, _pad: pad(2) });
 export const dnsOrig = struct({ server: bytes(16), port: u16, _pad: pad(2) });
 
-export const MAP_NAMES = ['tc_pod', 'tc_pod_meta', 'tc_port_sel', 'tc_counters', 'tc_dns'] as const;
+export const MAP_NAMES = ['tc_pod', 'tc_pod_meta', 'tc_port_sel', 'tc_counters', 'tc_dns', 'tc_listeners'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
 const V4_MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);

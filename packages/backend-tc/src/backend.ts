@@ -45,19 +45,21 @@ export interface TcOptions {
 export const PROGRAMS = {
   ingress: { object: 'tc/ingress.bpf.o', program: 'shunt_tc_ingress' },
   egress: { object: 'tc/egress.bpf.o', program: 'shunt_tc_egress' },
+  /** A netns link: hands SYNs that met a TIME_WAIT of their 4-tuple to ztunnel (see the program). */
+  lookup: { object: 'tc/sk_lookup.bpf.o', program: 'shunt_tc_sk_lookup' },
   /** On lo, only for pods with DNS capture: restores the source of ztunnel's DNS replies. */
   dns: { object: 'tc/dns.bpf.o', program: 'shunt_tc_dns_reply' },
 } as const;
 /** A pod's link: ingress/egress on its eth0, dns on its lo (egress hook). */
 type Direction = keyof typeof PROGRAMS;
-const DIRECTIONS: readonly Direction[] = ['ingress', 'dns', 'egress'];
+const DIRECTIONS: readonly Direction[] = ['ingress', 'lookup', 'dns', 'egress'];
 
 /**
  * The links a pod needs, in attach order: ingress before egress (once egress hairpins, ingress
  * must hand the packets over), the DNS reply rewrite before egress captures queries.
  */
 function linkKeys(c: { dnsPort: number }): Direction[] {
-  return c.dnsPort ? ['ingress', 'dns', 'egress'] : ['ingress', 'egress'];
+  return c.dnsPort ? ['ingress', 'lookup', 'dns', 'egress'] : ['ingress', 'lookup', 'egress'];
 }
 
 /** Appended to an observed pod's fingerprint while a link is missing or defunct (drift: re-enroll). */
@@ -118,8 +120,9 @@ export class TcBackend implements RedirectBackend {
     return path.join(this.netnsDir, cookie.toString(), d);
   }
 
-  /** Interface and tc direction of a link. */
+  /** Interface and tc direction of a tc link (not 'lookup': that one is on the netns). */
   private hook(d: Direction, ifname = this.ifname): { ifname: string; dir: 'ingress' | 'egress' } {
+    if (d === 'lookup') throw new TcBackendError('tc: the sk_lookup link has no tc hook');
     return d === 'dns' ? { ifname: 'lo', dir: 'egress' } : { ifname, dir: d };
   }
 
@@ -169,6 +172,11 @@ export class TcBackend implements RedirectBackend {
     if (p && p.place.state & STATE.CLSACT) {
       // Filters are not pinnable: handles on them by their fixed handle/priority (if the netns lives).
       for (const d of linkKeys(p)) {
+        if (d === 'lookup') {
+          const pin = this.linkPin(cookie, d);
+          if (fs.existsSync(pin)) out[d] = BpfLink.fromPin(pin);
+          continue;
+        }
         const h = this.hook(d, p.place.ifname);
         try {
           out[d] = clsactLink(h.ifname, h.dir, { netns: p.place.netnsPath, handle: CLSACT_HANDLE, priority: CLSACT_PRIORITY });
@@ -274,7 +282,7 @@ export class TcBackend implements RedirectBackend {
       for (const d of keys.filter((x) => missing.includes(x))) {
         const r = await this.attach(d, cookie, netnsPath, legacy);
         links[d] = r.link;
-        if (legacy) place.state |= STATE.CLSACT | (r.createdQdisc ? (d === 'dns' ? STATE.CLSACT_LO_CREATED : STATE.CLSACT_CREATED) : 0);
+        if (legacy && d !== 'lookup') place.state |= STATE.CLSACT | (r.createdQdisc ? (d === 'dns' ? STATE.CLSACT_LO_CREATED : STATE.CLSACT_CREATED) : 0);
         undo.push(() => {
           links[d]?.detach();
           delete links[d];
@@ -322,6 +330,17 @@ export class TcBackend implements RedirectBackend {
     const obj = this.objects[d];
     if (!obj) throw new TcBackendError('tc: programs not loaded (start() not called?)');
     const prog = obj.program(PROGRAMS[d].program);
+    if (d === 'lookup') {
+      const link = prog.attachNetns(netnsPath);
+      try {
+        fs.mkdirSync(path.dirname(this.linkPin(cookie, d)), { recursive: true });
+        link.pin(this.linkPin(cookie, d));
+      } catch (err) {
+        link.detach();
+        throw err;
+      }
+      return { link, createdQdisc: false };
+    }
     const h = this.hook(d);
     if (legacy) return attachClsactAt(prog, h.ifname, h.dir, { netns: netnsPath, handle: CLSACT_HANDLE, priority: CLSACT_PRIORITY });
     const link = await attachTcxAsync(prog, h.ifname, h.dir, { netns: netnsPath, position: 'last' });
@@ -338,6 +357,7 @@ export class TcBackend implements RedirectBackend {
   /** A tcx link is live while its device exists; a cls_bpf filter while the kernel still has it. */
   private linkLive(link: BpfLink, d: Direction, place: PodPlace): boolean {
     try {
+      if (d === 'lookup') return (link.info().netnsIno ?? 0) !== 0;
       const h = this.hook(d, place.ifname);
       if (link.kind === 'tc-legacy') return clsactProgId(h.ifname, h.dir, { netns: place.netnsPath, handle: CLSACT_HANDLE, priority: CLSACT_PRIORITY }) !== 0;
       return (link.info().ifindex ?? 0) !== 0;
@@ -377,15 +397,18 @@ export class TcBackend implements RedirectBackend {
     for (const p of [...this.installed.values()]) if (p.ref.uid === pod.uid) await this.dropPod(maps, p);
   }
 
-  private linkState(p: InstalledPod): Partial<Record<Direction, { kind: 'tcx' | 'clsact'; linkId: number; progId: number; ifindex: number; live: boolean } | null>> {
+  private linkState(p: InstalledPod): Partial<Record<Direction, { kind: 'tcx' | 'clsact' | 'netns'; linkId: number; progId: number; ifindex: number; live: boolean } | null>> {
     const l = this.links.get(p.netnsCookie) ?? {};
-    const out = {} as Partial<Record<Direction, { kind: 'tcx' | 'clsact'; linkId: number; progId: number; ifindex: number; live: boolean } | null>>;
+    const out = {} as Partial<Record<Direction, { kind: 'tcx' | 'clsact' | 'netns'; linkId: number; progId: number; ifindex: number; live: boolean } | null>>;
     for (const d of linkKeys(p)) {
       const link = l[d];
       out[d] = null;
       if (!link) continue;
       try {
-        if (link.kind === 'tc-legacy') {
+        if (d === 'lookup') {
+          const info = link.info();
+          out[d] = { kind: 'netns', linkId: info.id, progId: info.progId, ifindex: 0, live: (info.netnsIno ?? 0) !== 0 };
+        } else if (link.kind === 'tc-legacy') {
           const h = this.hook(d, p.place.ifname);
           const progId = clsactProgId(h.ifname, h.dir, { netns: p.place.netnsPath, handle: CLSACT_HANDLE, priority: CLSACT_PRIORITY });
           out[d] = { kind: 'clsact', linkId: 0, progId, ifindex: 0, live: progId !== 0 };

@@ -63,6 +63,7 @@ export class TcMaps {
     this.portSel = raw.tc_port_sel.typed(portKey, flagValue);
     this.counters = raw.tc_counters.typed(u32Key, counterValue);
     raw.tc_dns.typed(dnsKey, dnsOrig); // size check only: the programs alone read and write it
+    raw.tc_listeners.typed(addr16, counterValue); // sockhash filled by ingress.bpf.c
   }
 
   /** Opens every map pinned in dir; throws naming the first one missing or mis-sized. */

@@ -28,8 +28,8 @@ export class Service {
   /**
    * clientClosesFirst: answer, then close only after the peer's FIN, so the TIME_WAIT stays on the
    * connecting side. (When ztunnel's side of a captured connection closes first, its TIME_WAIT
-   * socket has the app connection's 4-tuple in the same netns, and a new app connection reusing
-   * that source port is dropped until it expires: see README "Known limits".)
+   * socket has the app connection's 4-tuple in the same netns; a new app connection reusing that
+   * source port then takes the slower TIME_WAIT path through sk_lookup: see README "Datapath".)
    */
   constructor(
     readonly name: string,

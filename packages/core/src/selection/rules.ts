@@ -82,6 +82,7 @@ export const SUPPORT_RULES: Record<BackendName, SupportRule> = {
       { feature: 'bpffs', why: 'maps and links are pinned so a restarted agent adopts them' },
       { feature: 'prog:sched_cls', why: "TC programs on the pod's eth0 inside its netns" },
       { feature: 'helper:sk_assign', why: "hands captured packets to ztunnel's in-pod sockets" },
+      { feature: 'prog:sk_lookup', why: "hands SYNs that meet a TIME_WAIT of their 4-tuple to ztunnel's listener" },
     ],
     anyOf: [],
     // tcx links chain with a CNI's programs and are pinned for adoption; without them the backend

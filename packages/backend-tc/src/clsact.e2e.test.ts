@@ -6,11 +6,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import { BpfObject, attachClsactAt, bpfObjectPath, type BpfLink } from '@shunt/libbpf';
+import { BpfObject, MessageSocket, attachClsactAt, bpfObjectPath, netnsListen, type BpfLink, type ReceivedMessage } from '@shunt/libbpf';
 import { Testbed } from '@shunt/testbed';
 import { TcBackend } from './backend';
 import { CLSACT_HANDLE, CLSACT_PRIORITY } from './abi';
-import { Service, ZtunnelSockets, talk } from './test-support/sockets';
+import { Service, ZTUNNEL_MARK, ZtunnelSockets, talk } from './test-support/sockets';
 import { meshPod, netnsSnapshot, nodeContext } from './test-support/env';
 
 const filters = (netns: string, dir: 'ingress' | 'egress'): Array<{ pref: number; handle?: string; name?: string }> => {
@@ -108,5 +108,37 @@ describe('tc backend, clsact fallback (forced)', () => {
     await backend.unenroll(bare);
     expect(qdiscs(netns)).not.toContain('clsact');
     expect(netnsSnapshot(netns)).toBe(pristine);
+  });
+
+  test("DNS capture with the fallback: a cls_bpf filter on lo restores the replies' source, and goes with its qdisc", async () => {
+    const bare = meshPod(tb, 'bare');
+    const netns = bare.netnsPath!;
+    const server = tb.pod('peer').ipv4;
+    const socks: MessageSocket[] = [];
+    const loQdisc = (): string => execFileSync('nsenter', [`--net=${netns}`, 'tc', 'qdisc', 'show', 'dev', 'lo'], { encoding: 'utf8' });
+    try {
+      const zt = MessageSocket.fromFd(netnsListen({ netns, family: 4, protocol: 'udp', mark: ZTUNNEL_MARK, bind: { address: '127.0.0.1', port: 15053 } }), 'datagram');
+      socks.push(zt);
+      zt.on('message', (m: ReceivedMessage) => zt.send(Buffer.from(`zt:${m.data.toString()}`), [], m.from));
+      await backend.enroll({ ...bare, proxy: { ...bare.proxy, dnsPort: 15053 } });
+      expect(loQdisc()).toContain('clsact');
+      const app = MessageSocket.fromFd(netnsListen({ netns, family: 4, protocol: 'udp', bind: { port: 0 } }), 'datagram');
+      socks.push(app);
+      const answer = new Promise<ReceivedMessage>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error('no DNS answer within 3 s')), 3000);
+        app.once('message', (m: ReceivedMessage) => {
+          clearTimeout(t);
+          resolve(m);
+        });
+      });
+      app.send(Buffer.from('q'), [], { family: 4, address: server, port: 53 });
+      const m = await answer;
+      expect(m.data.toString()).toBe('zt:q');
+      expect(m.from).toMatchObject({ address: server, port: 53 });
+    } finally {
+      for (const x of socks) x.close();
+      await backend.unenroll(bare);
+    }
+    expect(loQdisc()).not.toContain('clsact');
   });
 });

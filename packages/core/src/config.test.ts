@@ -41,6 +41,7 @@ describe('loadConfig', () => {
       // Splicing is opt-in: it takes backpressure away from bulk flows (see SpliceMode).
       spliceMode: 'none',
       splicePorts: [],
+      meshCapture: { ownerGroups: { include: '*', exclude: [] }, dropInvalid: false, hostLoopbackCidr: { family: 4, address: '127.0.0.1', prefix: 32 }, clusterDnsServers: [] },
     });
     expect(origins).toMatchObject({ nodeName: 'flag', podsFile: 'flag', mode: 'default', splicePorts: 'default' });
     expect(pinRoot(config)).toBe('/sys/fs/bpf/shunt');

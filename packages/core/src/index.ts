@@ -18,6 +18,23 @@ export {
   type PodCondition,
   type Interpretation,
 } from './profiles';
+export {
+  CAPTURE_ANNOTATIONS,
+  CAPTURE_ENV,
+  DEFAULT_MESH_CAPTURE,
+  DEFAULT_HOST_LOOPBACK,
+  MAX_OWNER_GROUPS_INCLUDE,
+  captureOptionsOf,
+  parseInterfaceList,
+  parseIdList,
+  parseOwnerGroups,
+  parseLoopbackCidr,
+  parseStrictBool,
+  podDnsServers,
+  splitAddresses,
+  type MeshCaptureDefaults,
+  type ResolvedCapture,
+} from './capture-options';
 export { stableStringify, meshPodFingerprint } from './fingerprint';
 export { backoffDelay, type BackoffPolicy } from './backoff';
 export { parseKernelRelease, compareKernel, formatKernel } from './kernel';

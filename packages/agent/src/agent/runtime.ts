@@ -4,6 +4,8 @@ import type { Observable } from 'rxjs';
 import { tap } from 'rxjs';
 import {
   BackendUnsupportedError,
+  DEFAULT_MESH_CAPTURE,
+  type MeshCaptureDefaults,
   interpret,
   kubernetesSource,
   podsFileSource,
@@ -44,6 +46,8 @@ export interface AgentSettings extends NodeStateOptions {
   splice?: SpliceSetting;
   /** Find pod netns only among named netns starting with this (tests sharing a machine). */
   netnsPrefix?: string;
+  /** Mesh-wide capture defaults (config meshCapture); Istio's defaults when absent. */
+  meshCapture?: MeshCaptureDefaults;
 }
 
 export interface AgentDeps {
@@ -85,7 +89,7 @@ function podEvents(settings: AgentSettings, log: AgentLogger): Observable<Reconc
     readCookie: netnsCookie,
     ...(settings.netnsPrefix ? { namePrefix: settings.netnsPrefix } : {}),
   });
-  return raw.pipe(withDiscoveredNetns(discovery, log, netnsCookie), interpret(settings.profile));
+  return raw.pipe(withDiscoveredNetns(discovery, log, netnsCookie), interpret(settings.profile, settings.meshCapture ?? DEFAULT_MESH_CAPTURE));
 }
 
 export async function startAgent(settings: AgentSettings, deps: AgentDeps): Promise<RunningAgent> {

@@ -56,6 +56,7 @@ export function agentSettings(o: AgentCommandOptions, env: NodeJS.ProcessEnv = p
     ...(o.resyncSeconds ? { resyncIntervalMs: o.resyncSeconds * 1000 } : {}),
     cleanupOnExit: !!o.cleanupOnExit,
     splice: config.spliceMode === 'listed' ? config.splicePorts : config.spliceMode,
+    meshCapture: config.meshCapture,
     ...(o.netnsPrefix ? { netnsPrefix: o.netnsPrefix } : {}),
     ...(o.stateDir ?? env['SHUNT_STATE_DIR'] ? { stateDir: o.stateDir ?? env['SHUNT_STATE_DIR'] } : {}),
   };

@@ -27,6 +27,7 @@ import { SockopsMaps, type InstalledPodProgram } from './maps';
 import { DEFAULT_SPLICE, validSplice, type SpliceSetting } from './splice';
 import { PodConfigError, canonical, fingerprintOf, podProgram, type PodProgram } from './pod-program';
 import { sockopsSupport } from './support';
+import { sockopsPodSupport } from './pod-support';
 import { findListener, pidsInNetns, withBorrowedSocket } from './proxy-listener';
 
 export interface SockopsOptions {
@@ -117,6 +118,14 @@ export class SockopsBackend implements RedirectBackend {
 
   support(caps: NodeCapabilities): Support {
     return sockopsSupport(caps);
+  }
+
+  /**
+   * Can this backend capture this pod as its Istio settings ask? No for the options that have no
+   * meaning at the socket layer (pod-support.ts); enroll refuses such a pod with the same reasons.
+   */
+  supportPod(pod: MeshPod): Support {
+    return sockopsPodSupport(pod);
   }
 
   fingerprint(pod: MeshPod): string {

@@ -25,7 +25,7 @@ import type {
 } from '@shunt/core';
 import { SockopsMaps, type InstalledPodProgram } from './maps';
 import { DEFAULT_SPLICE, validSplice, type SpliceSetting } from './splice';
-import { PodConfigError, canonical, fingerprintOf, podProgram, type PodProgram } from './pod-program';
+import { PodConfigError, assertPodSupported, canonical, fingerprintOf, podProgram, type PodProgram } from './pod-program';
 import { sockopsSupport } from './support';
 import { sockopsPodSupport } from './pod-support';
 import { findListener, pidsInNetns, withBorrowedSocket } from './proxy-listener';
@@ -260,6 +260,8 @@ export class SockopsBackend implements RedirectBackend {
       throw new PodConfigError(who, 'membership', pod.membership, 'the sockops backend redirects sidecar pods only');
     if (pod.hostNetwork)
       throw new PodConfigError(who, 'hostNetwork', true, 'a host-network pod shares the node netns and cannot be redirected per pod');
+    // Options with no meaning at the socket layer: refuse the pod rather than capture it differently.
+    assertPodSupported(pod);
     const want = podProgram(pod, this.cookieOf(pod));
     const same = this.installed.get(want.netnsCookie);
     if (!same || canonical(same) !== canonical(want)) {

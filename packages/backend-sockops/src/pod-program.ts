@@ -6,8 +6,8 @@
 import { createHash } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import { captureOptionsOf, type Cidr, type MeshPod, type PodRef } from '@shunt/core';
-import { OWNER, POD_FLAG, POD_FLAG_INBOUND_ALL, POD_META_SIZES, SEL, decodeAddr, encodeAddr, type OwnerKind, type SelKind } from './abi';
 import { socketLayerGaps } from './pod-support';
+import { OWNER, POD_FLAG, POD_FLAG_INBOUND_ALL, POD_META_SIZES, SEL, decodeAddr, encodeAddr, type OwnerKind, type SelKind } from './abi';
 
 export interface PortEntry {
   kind: SelKind;
@@ -103,12 +103,18 @@ function checkIds(pod: PodRef, field: string, v: unknown): number[] {
   return v.map((id, i) => checkId(pod, `${field}[${i}]`, id));
 }
 
-/** Pure: the kernel encoding of a sidecar pod. Throws PodConfigError naming pod/field/value. */
+/**
+ * Pure: the kernel encoding of a sidecar pod. Throws PodConfigError naming pod/field/value. Options
+ * the socket layer cannot honour are not encoded; enroll refuses those pods (assertPodSupported).
+ */
+/** Throws PodConfigError naming the first option of the pod the socket layer cannot honour. */
+export function assertPodSupported(pod: MeshPod): void {
+  const gap = socketLayerGaps(pod)[0];
+  if (gap) throw new PodConfigError(podName({ uid: pod.uid, namespace: pod.namespace, name: pod.name }), gap.setting, gap.value, gap.reason);
+}
+
 export function podProgram(pod: MeshPod, netnsCookie: bigint): PodProgram {
   const ref: PodRef = { uid: pod.uid, namespace: pod.namespace, name: pod.name };
-  // Options with no meaning at the socket layer: refuse the pod rather than silently ignore them.
-  const gap = socketLayerGaps(pod)[0];
-  if (gap) throw new PodConfigError(podName(ref), gap.setting, gap.value, gap.reason);
   textField(ref, 'uid', pod.uid);
   textField(ref, 'ns', pod.namespace);
   textField(ref, 'name', pod.name);

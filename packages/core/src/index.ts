@@ -50,6 +50,7 @@ export { parseMounts, findMount, type MountEntry } from './probe/mounts';
 export { SUPPORT_RULES, FEATURE_SINCE, supportFromRules, optionalFeatures, upstreamSince, type SupportRule, type RequiredFeature } from './selection/rules';
 export { BPF_FEATURE_PROBES, describeProbeCall, type BpfFeatureName, type BpfProbeCall, type BpfProbePart } from './probe/bpf-features';
 export { selectBackend, rulesBackend, type Selection, type SupportSource } from './selection/select';
+export { rejectPodsBackendCannotServe } from './selection/pod-support';
 export { CAPABILITY_FIXTURES, capabilitiesFor, type CapabilityFixtureName } from './selection/fixtures';
 export {
   Reconciler,

@@ -226,6 +226,11 @@ export interface RedirectBackend {
   readonly name: BackendName;
   /** Can it run on a node with these capabilities, and if not, why. Pure. */
   support(caps: NodeCapabilities): Support;
+  /**
+   * Can it capture this pod as the pod's settings ask (optional; absent = every pod). Pure. A pod
+   * it cannot serve is reported `rejected` with these reasons instead of being enrolled.
+   */
+  supportPod?(pod: MeshPod): Support;
   /** Load or adopt node-wide state; idempotent. */
   start(node: NodeContext): Promise<void>;
   /** Make this pod's traffic go via its proxy; idempotent. */

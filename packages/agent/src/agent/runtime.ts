@@ -11,6 +11,7 @@ import {
   podsFileSource,
   probeNode,
   Reconciler,
+  rejectPodsBackendCannotServe,
   selectBackend,
   type NodeCapabilities,
   type ProfileName,
@@ -174,6 +175,8 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
       };
     }
     const observedEvents = events.pipe(
+      // A pod the chosen backend cannot capture as asked (sockops: excludeInterfaces, …) is rejected, not retried.
+      rejectPodsBackendCannotServe(backend),
       tap((ev) => {
         if (ev.type !== 'synced') tracker.onEvent(ev);
       }),

@@ -35,13 +35,20 @@ function client(env: Record<string, string> = {}, annotations: Record<string, st
   return r.pod;
 }
 
-async function echo(host: string, port: number, msg: string, ids: { uid: number; gid?: number }, pod = 'client'): Promise<string> {
-  const res = await tb.run(pod, [process.execPath, '-e', ECHO_CLIENT, host, String(port), msg], { uid: ids.uid, gid: ids.gid ?? ids.uid, timeoutMs: 15_000 });
+type Ids = { uid: number; gid?: number; suppl?: number };
+
+async function echo(host: string, port: number, msg: string, ids: Ids, pod = 'client'): Promise<string> {
+  const argv = [process.execPath, '-e', ECHO_CLIENT, host, String(port), msg];
+  // With a supplementary group, setpriv runs here (as root) instead of the testbed's --clear-groups.
+  const res =
+    ids.suppl === undefined
+      ? await tb.run(pod, argv, { uid: ids.uid, gid: ids.gid ?? ids.uid, timeoutMs: 15_000 })
+      : await tb.run(pod, ['setpriv', `--reuid=${ids.uid}`, `--regid=${ids.gid ?? ids.uid}`, `--groups=${ids.suppl}`, '--', ...argv], { timeoutMs: 15_000 });
   return (JSON.parse(res.stdout) as { reply: string }).reply;
 }
 
 /** One connection from the client; the original destination its outbound sidecar logged, or null. */
-async function capturedOutbound(host: string, port: number, ids: { uid: number; gid?: number }): Promise<ProxyLogRecord['originalDst'] | null> {
+async function capturedOutbound(host: string, port: number, ids: Ids): Promise<ProxyLogRecord['originalDst'] | null> {
   const t = Date.now();
   const msg = `m${Math.random().toString(36).slice(2, 8)}`;
   expect(await echo(host, port, msg, ids)).toBe(msg);
@@ -98,6 +105,10 @@ test('ISTIO_OUTBOUND_OWNER_GROUPS=3000 captures only gid 3000; _EXCLUDE=3100 lea
   await backend.enroll(client({ ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE: '3100' }));
   expect(await capturedOutbound(plain, 9000, { uid: APP_UID, gid: 3100 })).toBeNull();
   expect(await capturedOutbound(plain, 9000, { uid: APP_UID })).toEqual({ address: plain, port: 9000 });
+  // `--gid-owner` without --suppl-groups (Istio never passes it): a supplementary 3100 does not match.
+  // (the caller really has it: gid 1000, groups 1000 3100)
+  expect((await tb.run('client', ['setpriv', `--reuid=${APP_UID}`, `--regid=${APP_UID}`, '--groups=3100', '--', 'id', '-G'])).stdout.trim().split(' ').sort()).toEqual(['1000', '3100']);
+  expect(await capturedOutbound(plain, 9000, { uid: APP_UID, suppl: 3100 })).toEqual({ address: plain, port: 9000 });
 });
 
 test('loopback range: with 127.0.0.1/32 the proxy to 127.0.0.2 goes inbound; with 127.0.0.1/8 it does not', async () => {

@@ -26,6 +26,8 @@ s.on('error', (e) => { process.stderr.write(String(e)); process.exit(2); });
 setTimeout(() => { process.stderr.write('timeout'); process.exit(3); }, 5000).unref();
 `;
 
+type Ids = { uid: number; gid?: number; suppl?: number };
+
 const outbound = (since: number) => (r: ProxyLogRecord) => r.at >= since - 1 && r.listener === 'outbound';
 const inbound = (since: number) => (r: ProxyLogRecord) => r.at >= since - 1 && r.listener === 'inbound';
 
@@ -45,13 +47,18 @@ describe('sockops: Istio capture options through HAProxy sidecars (testbed)', ()
     return r.pod;
   }
 
-  async function echo(host: string, port: number, msg: string, ids: { uid: number; gid?: number }): Promise<string> {
-    const res = await tb.run('client', [process.execPath, '-e', ECHO_CLIENT, host, String(port), msg], { uid: ids.uid, gid: ids.gid ?? ids.uid, timeoutMs: 15_000 });
+  async function echo(host: string, port: number, msg: string, ids: Ids): Promise<string> {
+    const argv = [process.execPath, '-e', ECHO_CLIENT, host, String(port), msg];
+    // With a supplementary group, setpriv runs here (as root) instead of the testbed's --clear-groups.
+    const res =
+      ids.suppl === undefined
+        ? await tb.run('client', argv, { uid: ids.uid, gid: ids.gid ?? ids.uid, timeoutMs: 15_000 })
+        : await tb.run('client', ['setpriv', `--reuid=${ids.uid}`, `--regid=${ids.gid ?? ids.uid}`, `--groups=${ids.suppl}`, '--', ...argv], { timeoutMs: 15_000 });
     return (JSON.parse(res.stdout) as { reply: string }).reply;
   }
 
   /** Sends one connection and says whether the client's outbound sidecar saw it (and with which original destination). */
-  async function capturedOutbound(host: string, port: number, ids: { uid: number; gid?: number }): Promise<ProxyLogRecord['originalDst'] | null> {
+  async function capturedOutbound(host: string, port: number, ids: Ids): Promise<ProxyLogRecord['originalDst'] | null> {
     const since = Date.now();
     const msg = `m${Math.random().toString(36).slice(2, 8)}`;
     expect(await echo(host, port, msg, ids)).toBe(msg);
@@ -126,6 +133,11 @@ describe('sockops: Istio capture options through HAProxy sidecars (testbed)', ()
     const plain = tb.pod('plain').ipv4;
     expect(await capturedOutbound(plain, 9000, { uid: APP_UID, gid: 3100 })).toBeNull();
     expect(await capturedOutbound(plain, 9000, { uid: APP_UID })).toEqual({ address: plain, port: 9000 });
+    // A supplementary group 3100 is not the caller's gid: captured, as under iptables' `--gid-owner`
+    // (Istio never passes --suppl-groups).
+    // (the caller really has it: gid 1000, groups 1000 3100)
+    expect((await tb.run('client', ['setpriv', `--reuid=${APP_UID}`, `--regid=${APP_UID}`, '--groups=3100', '--', 'id', '-G'])).stdout.trim().split(' ').sort()).toEqual(['1000', '3100']);
+    expect(await capturedOutbound(plain, 9000, { uid: APP_UID, suppl: 3100 })).toEqual({ address: plain, port: 9000 });
     const server = tb.pod('server').ipv4;
     const since = Date.now();
     expect(await capturedOutbound(server, 9000, { uid: APP_UID, gid: 3100 })).toBeNull();

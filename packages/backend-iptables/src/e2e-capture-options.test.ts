@@ -4,6 +4,7 @@
 // run with the uid/gid each case needs. Assertions are about the path: which sidecar logged what.
 
 import { ISTIO_SIDECAR, interpretPod, type KubePod, type MeshPod } from '@shunt/core';
+import { runCommand } from '@shunt/netlink';
 import { APP_UID, PROXY_UID, Testbed, type ProxyLogRecord } from '@shunt/testbed';
 import { IptablesBackend } from './backend';
 import { disposeStateDirs, nodeContext, tempStateDir } from './__fixtures__/node';
@@ -137,4 +138,56 @@ test('excludeInterfaces=eth0: nothing on eth0 is captured, either way', async ()
   // Back to no exclusion: both are captured again.
   await backend.enroll(client());
   expect(await capturedOutbound(plain, 9000, { uid: APP_UID })).toEqual({ address: plain, port: 9000 });
+});
+
+describe('istio.io/reroute-virtual-interfaces: a VM guest behind the pod', () => {
+  // A "VM" netns wired to the client pod by a veth (vnet0 in the pod), as KubeVirt's tap/bridge is.
+  let vmNs = '';
+  const ip = (args: string[], netns?: string) => runCommand(['ip', ...args], netns ? { netns } : {});
+  beforeAll(async () => {
+    vmNs = `${tb.prefix}-vm`;
+    const podNs = tb.pod('client').netnsPath;
+    const a = `${tb.prefix.slice(-6)}va`;
+    const b = `${tb.prefix.slice(-6)}vb`;
+    await ip(['netns', 'add', vmNs]);
+    await ip(['link', 'add', a, 'type', 'veth', 'peer', 'name', b]);
+    await ip(['link', 'set', a, 'netns', podNs]);
+    await ip(['link', 'set', b, 'netns', vmNs]);
+    await ip(['link', 'set', a, 'name', 'vnet0'], podNs);
+    await ip(['addr', 'add', '198.19.250.1/30', 'dev', 'vnet0'], podNs);
+    await ip(['link', 'set', 'vnet0', 'up'], podNs);
+    const vm = `/run/netns/${vmNs}`;
+    await ip(['addr', 'add', '198.19.250.2/30', 'dev', b], vm);
+    await ip(['link', 'set', b, 'up'], vm);
+    await ip(['link', 'set', 'lo', 'up'], vm);
+    await ip(['route', 'add', 'default', 'via', '198.19.250.1'], vm);
+  }, 30_000);
+  afterAll(async () => {
+    // The veth goes with the VM netns; the pod netns goes with the testbed.
+    if (vmNs) await ip(['netns', 'del', vmNs]).catch(() => undefined);
+  });
+
+  async function fromVm(host: string, port: number, msg: string): Promise<string | null> {
+    try {
+      const out = await runCommand([process.execPath, '-e', ECHO_CLIENT, host, String(port), msg], { netns: `/run/netns/${vmNs}`, timeoutMs: 15_000 });
+      return (JSON.parse(out) as { reply: string }).reply;
+    } catch {
+      return null;
+    }
+  }
+
+  test('TCP the guest sends through vnet0 goes to the pod sidecar as outbound traffic; without the annotation it is not captured', async () => {
+    const plain = tb.pod('plain').ipv4;
+    await backend.enroll(client({}, { 'istio.io/reroute-virtual-interfaces': 'vnet0' }));
+    let t = Date.now();
+    expect(await fromVm(plain, 9000, 'guest')).toBe('guest');
+    const out = await tb.waitProxyLog('client', since(t, 'outbound'));
+    expect(out[0]).toMatchObject({ client: { address: '198.19.250.2' }, originalDst: { address: plain, port: 9000 } });
+    // Without it the guest's packets are merely forwarded (no route back to the guest here): not captured.
+    await backend.enroll(client());
+    t = Date.now();
+    await fromVm(plain, 9000, 'plain');
+    await sleep(200);
+    expect(tb.proxyLog('client', { since: t })).toEqual([]);
+  });
 });

@@ -179,6 +179,7 @@ describe('mesh-wide capture settings in the agent config', () => {
       clusterDnsServers: [],
     });
     expect(load({ SHUNT_OUTBOUND_OWNER_GROUPS: '5, 6' }).ownerGroups).toEqual({ include: [5, 6], exclude: [] });
+    expect(load({ SHUNT_CLUSTER_DNS_SERVERS: '2001:DB8::a, 198.18.0.10,2001:db8::a' }).clusterDnsServers).toEqual(['2001:db8::a', '198.18.0.10']);
     expect(load({}, 'outboundOwnerGroups: [5, 6]\ndropInvalid: true\nclusterDnsServers: [198.18.0.10]\n')).toMatchObject({ ownerGroups: { include: [5, 6] }, dropInvalid: true, clusterDnsServers: ['198.18.0.10'] });
   });
 

@@ -327,7 +327,9 @@ function meshCaptureFrom(get: (key: ConfigKey) => Raw | undefined): MeshCaptureD
     const items = listText(dnsRaw, 'clusterDnsServers').split(',').filter((x) => x !== '');
     const a = splitAddresses(items);
     if (!a.ok) throw new ConfigError('clusterDnsServers', dnsRaw.where, a.error);
-    clusterDnsServers = [...a.value.v4, ...a.value.v6];
+    // Kept in the order given: kubelet writes them in that order and keeps the first three.
+    const canonical = new Set([...a.value.v4, ...a.value.v6]);
+    clusterDnsServers = items.map((i) => splitAddresses([i])).flatMap((r) => (r.ok ? [...r.value.v4, ...r.value.v6] : [])).filter((x) => canonical.delete(x));
   }
   return { ownerGroups, dropInvalid, hostLoopbackCidr, clusterDnsServers };
 }

@@ -24,9 +24,20 @@
 #define SHUNT_SEL_OUT_INCLUDE 2
 #define SHUNT_SEL_IN_EXCLUDE 3
 #define SHUNT_SEL_IN_INCLUDE 4
+#define SHUNT_SEL_DNS_SERVER 5 /* cidr4/cidr6 host entries: the pod's DNS servers (SHUNT_POD_DNS_LISTED) */
+
+/* owner_sel kinds: ids beyond pod_cfg's proxy_uid/proxy_gid, and the owner-group list. */
+#define SHUNT_OWNER_PROXY_UID 1
+#define SHUNT_OWNER_PROXY_GID 2
+#define SHUNT_OWNER_GROUP 3
 
 /* shunt_pod_cfg.flags */
 #define SHUNT_POD_INBOUND_ALL (1u << 0) /* inbound include '*' */
+#define SHUNT_POD_EXTRA_IDS (1u << 1)   /* owner_sel holds more proxy uids/gids (istio-iptables -u/-g lists) */
+#define SHUNT_POD_GROUPS_ONLY (1u << 2) /* ISTIO_OUTBOUND_OWNER_GROUPS list: only listed groups are captured */
+#define SHUNT_POD_GROUPS_EXCEPT (1u << 3) /* ..._EXCLUDE: listed groups are not captured */
+#define SHUNT_POD_LO_INCLUDED (1u << 4) /* an include CIDR is loopback (Istio drops its -o lo RETURN) */
+#define SHUNT_POD_DNS_LISTED (1u << 5)  /* DNS capture only to SHUNT_SEL_DNS_SERVER addresses */
 
 /* shunt_orig.flags */
 #define SHUNT_ORIG_SPLICE (1u << 0)  /* both ends of this connection go into the sockhash */
@@ -81,6 +92,11 @@ struct shunt_pod_cfg {
 	__u16 in_port;   /* proxy inbound listener (15006) */
 	__u16 dns_port;  /* proxy DNS listener (15053) for UDP/TCP :53 capture; 0 = off */
 	__u16 _pad;
+	/* Added for the Istio capture options (kept at the end so older fields keep their offsets). */
+	__u32 lo_net4;     /* host loopback network (ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR), host byte order */
+	__u8 lo_prefix4;   /* its prefix length, 8..32 */
+	__u8 _pad2;
+	__u16 tunnel_port; /* never sent to the inbound port by the proxy's loopback rule (15008) */
 };
 
 /* pod_meta: netns cookie -> who this pod is. Only user space reads it (observe()). */
@@ -111,6 +127,13 @@ struct shunt_cidr6_key {
 	__u32 gen;
 	__u32 kind;
 	__u8 addr[16];
+};
+
+/* owner_sel: (gen, id, kind) -> 1. Per generation like port_sel, so a config flip is one update. */
+struct shunt_owner_key {
+	__u32 gen;
+	__u32 id;
+	__u32 kind; /* SHUNT_OWNER_* */
 };
 
 /* A TCP connection as one of its sockets sees it. */
@@ -267,6 +290,15 @@ struct {
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } inbound_listener SEC(".maps");
+
+/* Extra proxy uids/gids and the owner-group list of each pod generation. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct shunt_owner_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} owner_sel SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

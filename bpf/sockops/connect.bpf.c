@@ -51,7 +51,7 @@ static __always_inline __u8 splice_flag(__u16 orig_port)
 	return bpf_map_lookup_elem(&splice_ports, &orig_port) ? SHUNT_ORIG_SPLICE : 0;
 }
 
-static __always_inline void record(void *ctx, const struct shunt_addr *dst, __u16 dport,
+static __always_inline void record(struct bpf_sock_addr *ctx, const struct shunt_addr *dst, __u16 dport,
 				   __u8 family, __u8 flags)
 {
 	struct shunt_orig o = {};
@@ -70,26 +70,65 @@ enum verdict {
 	V_INBOUND,   /* same address, destination pod's inbound port */
 };
 
+/* Bound to Istio's inbound passthrough source (127.0.0.6 / ::6): istio-iptables' first OUTPUT rule. */
+static __always_inline int bound_to_passthrough(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	if (!sk)
+		return 0;
+	/* Constant-offset loads: the verifier refuses arithmetic on a sock pointer (CTX_U32). */
+	if (CTX_U32(sk, family) == SHUNT_AF_INET)
+		return CTX_U32(sk, src_ip4) == bpf_htonl(0x7f000006);
+	__u32 a0 = CTX_U32(sk, src_ip6[0]), a1 = CTX_U32(sk, src_ip6[1]);
+	__u32 a2 = CTX_U32(sk, src_ip6[2]), a3 = CTX_U32(sk, src_ip6[3]);
+	return a0 == 0 && a1 == 0 &&
+	       ((a2 == 0 && a3 == bpf_htonl(6)) || (a2 == bpf_htonl(0x0000ffff) && a3 == bpf_htonl(0x7f000006)));
+}
+
 /*
  * Decides what happens to a connect to dst:dport from netns `netns`; returns the verdict and
  * the new port in *new_port. `family` is the family the application used (4 or 6).
  */
-static __always_inline enum verdict decide(void *ctx, __u64 netns, const struct shunt_addr *dst,
+static __always_inline enum verdict decide(struct bpf_sock_addr *ctx, __u64 netns, const struct shunt_addr *dst,
 					   __u16 dport, __u8 family, __u16 *new_port)
 {
 	struct shunt_pod_cfg *cfg = bpf_map_lookup_elem(&pod_cfg, &netns);
 	int is_proxy = 0;
+	int app_continues = 0; /* an app connect that istio-iptables would go on matching (loopback include) */
 
 	if (cfg)
 		is_proxy = current_is_proxy(cfg);
 	if (addr_is_loopback(dst)) {
-		if (cfg)
+		if (!cfg)
+			return V_NONE;
+		if (!addr_in_host_loopback(cfg, dst) && !bound_to_passthrough(ctx)) {
+			/* istio-iptables: `! -d <loopback cidr> -o lo -p tcp ! --dport 15008 -m owner
+			 * --uid-owner <proxy> -j ISTIO_IN_REDIRECT` (53 spared too with DNS capture): the
+			 * proxy's connect to a loopback address outside the host range goes inbound. */
+			if (is_proxy && dport != cfg->tunnel_port && !(cfg->dns_port && dport == SHUNT_DNS_PORT)) {
+				record(ctx, dst, dport, family, 0);
+				*new_port = cfg->in_port;
+				count(SHUNT_CNT_CONNECT_INBOUND, 1);
+				return V_OUTBOUND; /* to 127.0.0.1 / ::1, as REDIRECT on lo does */
+			}
+			/* An app's: returned by `-o lo ! --uid-owner` unless an include CIDR is loopback. */
+			if (!is_proxy && (cfg->flags & SHUNT_POD_LO_INCLUDED))
+				app_continues = 1;
+		}
+		if (!app_continues) {
 			count(is_proxy ? SHUNT_CNT_CONNECT_PROXY : SHUNT_CNT_CONNECT_BYPASSED, 1);
-		return V_NONE;
+			return V_NONE;
+		}
 	}
 
 	__u64 *dst_netns = bpf_map_lookup_elem(&pod_by_ip, dst);
-	if (cfg && dst_netns && *dst_netns == netns) {
+	int own = cfg && dst_netns && *dst_netns == netns;
+	/* With a loopback include CIDR Istio drops the app's `-o lo RETURN`: its connects to the
+	 * pod's own address go on to the CIDR rules (and are never captured inbound: nat PREROUTING
+	 * does not see locally generated packets). */
+	if (own && !is_proxy && (cfg->flags & SHUNT_POD_LO_INCLUDED))
+		app_continues = 1;
+	else if (own) {
 		/* To its own pod's address: never captured (iptables: -o lo RETURN). The proxy
 		 * delivering inbound traffic to its app is worth splicing, though. */
 		if (is_proxy) {
@@ -105,14 +144,16 @@ static __always_inline enum verdict decide(void *ctx, __u64 netns, const struct 
 		return V_NONE;
 	}
 
-	if (cfg && !is_proxy) {
+	/* Owner groups (Istio: after the proxy's uid/gid rules, before DNS and the CIDR rules). */
+	if (cfg && !is_proxy && !owner_group_bypassed(cfg)) {
 		/* istio-iptables: DNS capture comes before the outbound include/exclude rules. */
-		if (cfg->dns_port && dport == SHUNT_DNS_PORT) {
+		if (cfg->dns_port && dport == SHUNT_DNS_PORT && !app_continues && dns_server_selected(cfg, dst)) {
 			record(ctx, dst, dport, family, splice_flag(dport));
 			*new_port = cfg->dns_port;
 			count(SHUNT_CNT_DNS_REDIRECTED, 1);
 			return V_OUTBOUND;
 		}
+		/* `-d <loopback cidr> -j RETURN` was checked above; the rest is the CIDR/port rules. */
 		if (outbound_selected(cfg, dst, dport)) {
 			record(ctx, dst, dport, family, splice_flag(dport));
 			*new_port = cfg->out_port;
@@ -121,6 +162,10 @@ static __always_inline enum verdict decide(void *ctx, __u64 netns, const struct 
 		}
 		/* Not captured on the way out; the destination pod may still capture it on the
 		 * way in, as its own iptables would. */
+	}
+	if (app_continues) {
+		count(SHUNT_CNT_CONNECT_BYPASSED, 1);
+		return V_NONE;
 	}
 
 	/* The proxy's own upstream connect, an uncaptured app connect, or a caller outside

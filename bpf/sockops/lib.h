@@ -133,11 +133,73 @@ static __always_inline int inbound_selected(const struct shunt_pod_cfg *cfg, __u
 	return port_selected(cfg->gen, dport, SHUNT_SEL_IN_INCLUDE);
 }
 
-/* True when the current task is the pod's proxy (Istio matches uid or gid owner). */
+static __always_inline int owner_listed(__u32 gen, __u32 id, __u32 kind)
+{
+	struct shunt_owner_key k = { .gen = gen, .id = id, .kind = kind };
+	return bpf_map_lookup_elem(&owner_sel, &k) != NULL;
+}
+
+/*
+ * True when the current task is the pod's proxy (Istio matches uid or gid owner, once per id of
+ * its -u/-g lists). bpf_get_current_uid_gid() gives the task's real uid/gid in the initial user
+ * namespace; iptables' `-m owner` matches the socket file's fsuid/fsgid (without --suppl-groups,
+ * never a supplementary group). They agree for a proxy that neither runs setuid nor changes ids
+ * between socket() and connect(), and for pods without user namespaces.
+ */
 static __always_inline int current_is_proxy(const struct shunt_pod_cfg *cfg)
 {
 	__u64 ug = bpf_get_current_uid_gid();
-	return (__u32)ug == cfg->proxy_uid || (__u32)(ug >> 32) == cfg->proxy_gid;
+	__u32 uid = (__u32)ug, gid = (__u32)(ug >> 32);
+	if (uid == cfg->proxy_uid || gid == cfg->proxy_gid)
+		return 1;
+	if (!(cfg->flags & SHUNT_POD_EXTRA_IDS))
+		return 0;
+	return owner_listed(cfg->gen, uid, SHUNT_OWNER_PROXY_UID) || owner_listed(cfg->gen, gid, SHUNT_OWNER_PROXY_GID);
+}
+
+/*
+ * ISTIO_OUTBOUND_OWNER_GROUPS / _EXCLUDE: is the calling app's group one whose outbound traffic
+ * is left alone? Istio's rule matches `-m owner [!] --gid-owner G`: the socket's fsgid only, no
+ * supplementary groups; here the task's real gid (see current_is_proxy).
+ */
+static __always_inline int owner_group_bypassed(const struct shunt_pod_cfg *cfg)
+{
+	if (!(cfg->flags & (SHUNT_POD_GROUPS_ONLY | SHUNT_POD_GROUPS_EXCEPT)))
+		return 0;
+	__u32 gid = (__u32)(bpf_get_current_uid_gid() >> 32);
+	int listed = owner_listed(cfg->gen, gid, SHUNT_OWNER_GROUP);
+	return (cfg->flags & SHUNT_POD_GROUPS_ONLY) ? !listed : listed;
+}
+
+/*
+ * Inside the pod's "localhost" range (Istio: ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR, default
+ * 127.0.0.1/32; always ::1/128 for IPv6)? Other loopback addresses are treated like the pod's own
+ * address: the proxy's connects to them go to its inbound port.
+ */
+static __always_inline int addr_in_host_loopback(const struct shunt_pod_cfg *cfg, const struct shunt_addr *a)
+{
+	if (!addr_is_v4mapped(a))
+		return addr_is_loopback(a);
+	__u32 p = cfg->lo_prefix4;
+	if (p < 8 || p > 32) /* not written by this agent (older entry): the whole 127/8 */
+		return addr_is_loopback(a);
+	__u32 mask = p == 32 ? 0xffffffff : ~((1u << (32 - p)) - 1);
+	return (bpf_ntohl(a->a[3]) & mask) == (cfg->lo_net4 & mask);
+}
+
+/* DNS capture to dst: every server, or (SHUNT_POD_DNS_LISTED) only the pod's resolv.conf servers. */
+static __always_inline int dns_server_selected(const struct shunt_pod_cfg *cfg, const struct shunt_addr *dst)
+{
+	if (!(cfg->flags & SHUNT_POD_DNS_LISTED))
+		return 1;
+	if (addr_is_v4mapped(dst)) {
+		struct shunt_cidr4_key k = { .prefixlen = 64 + 32, .gen = cfg->gen, .kind = SHUNT_SEL_DNS_SERVER };
+		__builtin_memcpy(k.addr, &dst->a[3], 4);
+		return bpf_map_lookup_elem(&cidr4, &k) != NULL;
+	}
+	struct shunt_cidr6_key k6 = { .prefixlen = 64 + 128, .gen = cfg->gen, .kind = SHUNT_SEL_DNS_SERVER };
+	__builtin_memcpy(k6.addr, dst->a, 16);
+	return bpf_map_lookup_elem(&cidr6, &k6) != NULL;
 }
 
 /*
@@ -153,7 +215,7 @@ static __always_inline __u16 dns_capture(void *ctx, const struct shunt_addr *dst
 		return 0;
 	__u64 netns = bpf_get_netns_cookie(ctx);
 	struct shunt_pod_cfg *cfg = bpf_map_lookup_elem(&pod_cfg, &netns);
-	if (!cfg || cfg->dns_port == 0 || current_is_proxy(cfg))
+	if (!cfg || cfg->dns_port == 0 || current_is_proxy(cfg) || owner_group_bypassed(cfg) || !dns_server_selected(cfg, dst))
 		return 0;
 	__u64 *owner = bpf_map_lookup_elem(&pod_by_ip, dst);
 	if (owner && *owner == netns)

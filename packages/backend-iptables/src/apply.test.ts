@@ -120,7 +120,9 @@ describe.each(VARIANTS)('iptables-%s', (variant) => {
     const ns = await netnses.create('steps');
     const backend = await backendFor();
     const byName = new Map(GOLDEN_CASES.map((c) => [c.name, c.pod]));
-    const steps = ['defaults', 'dual-stack', 'tproxy-dual-stack', 'dns-capture-all', 'include-inbound-ports-empty', 'tproxy-dns-exclude-ports', 'exclude-outbound-cidrs', 'defaults'];
+    // tproxy -> drop-invalid-tproxy-exclude-interfaces puts a new jump before a kept one (order must
+    // end up as rendered); reroute-interfaces swaps the nat PREROUTING jump for SHUNT_PREROUTING's.
+    const steps = ['defaults', 'dual-stack', 'tproxy-dual-stack', 'dns-capture-all', 'include-inbound-ports-empty', 'tproxy-dns-exclude-ports', 'exclude-outbound-cidrs', 'tproxy', 'drop-invalid-tproxy-exclude-interfaces', 'reroute-interfaces', 'defaults'];
     for (const s of steps) {
       const pod: MeshPod = { ...byName.get(s)!, uid: 'uid-steps', netnsPath: ns };
       const r = await backend.enrollWithResult(pod);

@@ -74,6 +74,33 @@ describe('renderRules', () => {
     if (value !== undefined) expect((err as Error).message).toContain(String(value));
   });
 
+  test.each([
+    ['capture.excludeInterfaces[0]', sidecarPod({ capture: { excludeInterfaces: ['bad name'] } }), 'bad name'],
+    ['capture.rerouteInterfaces[1]', sidecarPod({ capture: { rerouteInterfaces: ['eth1', 'x'.repeat(16)] } }), 'x'.repeat(16)],
+    ['proxy.extraUids[0]', sidecarPod({ proxy: { uid: 1337, gid: 1337, outboundPort: 15001, inboundPort: 15006, extraUids: [-3] } }), -3],
+    ['capture.ownerGroups.include[0]', sidecarPod({ capture: { ownerGroups: { include: [1.5], exclude: [] } } }), 1.5],
+    ['capture.hostLoopbackCidr', sidecarPod({ capture: { hostLoopbackCidr: { family: 4, address: '10.0.0.0', prefix: 8 } } }), undefined],
+    ['capture.dnsServers.v4[0]', sidecarPod({ proxy: { uid: 1, gid: 1, outboundPort: 1, inboundPort: 2, dnsPort: 3 }, capture: { dnsServers: { v4: ['::1'], v6: [] } } }), '::1'],
+  ])('rejects bad %s naming the pod and field', (field, pod, value) => {
+    expect(() => renderRules(pod, opts)).toThrow(PodRulesError);
+    expect(() => renderRules(pod, opts)).toThrow(new RegExp(`pod default/golden: ${field.replace(/[.[\]]/g, '\\$&')}=`));
+    if (value !== undefined) expect(() => renderRules(pod, opts)).toThrow(JSON.stringify(value));
+  });
+
+  test('owner groups "" (set but empty) returns every app connection before any capture', () => {
+    const nat = renderRules(sidecarPod({ capture: { ownerGroups: { include: [], exclude: [] } } }), opts).v4.nat!.rules;
+    const ret = nat.indexOf('-A SHUNT_OUTPUT -j RETURN');
+    expect(ret).toBeGreaterThan(0);
+    expect(ret).toBeLessThan(nat.indexOf('-A SHUNT_OUTPUT -j SHUNT_REDIRECT'));
+  });
+
+  test('per-pod DNS servers replace the node-wide option', () => {
+    const pod = sidecarPod({ proxy: { uid: 1337, gid: 1337, outboundPort: 15001, inboundPort: 15006, dnsPort: 15053 }, capture: { dnsServers: { v4: ['198.18.0.53'], v6: [] } } });
+    const nat = renderRules(pod, renderOptionsFrom({ dnsServers: { v4: ['198.18.9.9'], v6: [] } })).v4.nat!.rules;
+    expect(nat).toContain('-A SHUNT_OUTPUT_DNS -d 198.18.0.53/32 -p udp -m udp --dport 53 -j REDIRECT --to-ports 15053');
+    expect(nat.join('\n')).not.toContain('198.18.9.9');
+  });
+
   test('ambient pods get the in-pod set (render-ambient.test.ts); sidecar-only settings on one are refused by field', () => {
     expect(() => renderRules(sidecarPod({ membership: 'ambient' }), opts)).toThrow(/^pod default\/golden: traffic\.inbound\.exclude=\[15008,15020,15021,15090\]: ambient pods exclude only the HBONE port 15008/);
   });

@@ -11,10 +11,16 @@
 //  - an explicit inbound port list drops the excluded ports (Istio ignores excludes for lists);
 //  - in TPROXY mode the tunnel port (15008) is skipped in mangle too (Istio only skips it in nat,
 //    where nothing jumps in TPROXY mode).
+// The options beyond ports and CIDRs (core CaptureOptions) follow run.go the same way, again inside
+// our own chains: excluded/rerouted interfaces (Istio: rules on nat PREROUTING/OUTPUT, mangle too in
+// TPROXY mode) sit at the head of SHUNT_PREROUTING (nat, created only when an interface option is
+// set, then jumped to instead of SHUNT_INBOUND) and SHUNT_OUTPUT; INVALID_DROP's ISTIO_DROP is
+// SHUNT_DROP, jumped to from mangle PREROUTING before any other jump of ours. The RETURNs Istio puts
+// in the built-in chains end that chain; ours return to it, which for capture is the same verdict.
 // Every line is written the way iptables-save prints it (`-m tcp`, hex marks, option order), so
 // the kernel's answer can be compared as text; the apply tests check this for every golden case.
 
-import type { Cidr, MeshPod } from '@shunt/core';
+import { captureOptionsOf, type Cidr, type MeshPod } from '@shunt/core';
 import { type Family, hostText, isLoopback, networkText } from './addr';
 import { checkPort, PodRulesError } from './errors';
 import { renderAmbientRules } from './render-ambient';
@@ -34,6 +40,7 @@ export const CHAINS = {
   DIVERT: 'SHUNT_DIVERT',
   TPROXY: 'SHUNT_TPROXY',
   PREROUTING: 'SHUNT_PREROUTING',
+  DROP: 'SHUNT_DROP',
 } as const;
 
 interface Checked {
@@ -47,6 +54,31 @@ interface Checked {
   };
   includesLoopback: boolean;
   dns: { port: number; servers: { v4: string[]; v6: string[] } } | undefined;
+  /** Proxy uid first, then the extra ones (Istio loops over -u's list in order); same for gids. */
+  uids: number[];
+  gids: number[];
+  excludeInterfaces: string[];
+  rerouteInterfaces: string[];
+  ownerGroups: { include: '*' | number[]; exclude: number[] };
+  dropInvalid: boolean;
+  /** The IPv4 "localhost" network (ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR), as iptables-save spells it. */
+  loopbackV4: string;
+}
+
+const IFACE_RE = /^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$/;
+
+function checkIfaces(pod: MeshPod, field: string, v: unknown): string[] {
+  if (!Array.isArray(v)) throw new PodRulesError(pod, field, v, 'not a list of interface names');
+  v.forEach((n, i) => {
+    if (typeof n !== 'string' || !IFACE_RE.test(n)) throw new PodRulesError(pod, `${field}[${i}]`, n, 'not an interface name (letter first, then [a-zA-Z0-9_.-], at most 15)');
+  });
+  return uniq(v as string[]);
+}
+
+function checkIds(pod: MeshPod, field: string, v: unknown): number[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw new PodRulesError(pod, field, v, 'not a list of ids');
+  return v.map((id, i) => checkId(pod, `${field}[${i}]`, id));
 }
 
 function checkId(pod: MeshPod, field: string, v: unknown): number {
@@ -115,7 +147,43 @@ function check(pod: MeshPod, opts: RenderOptions): Checked {
     }
   }
 
+  const cap = captureOptionsOf(pod);
+  const podServers = cap.dnsServers;
+  if (podServers !== undefined) {
+    servers.v4 = [];
+    servers.v6 = [];
+    for (const fam of [4, 6] as const) {
+      (fam === 4 ? podServers.v4 : podServers.v6).forEach((s, i) => {
+        try {
+          servers[fam === 4 ? 'v4' : 'v6'].push(hostText(s, fam));
+        } catch (e) {
+          throw new PodRulesError(pod, `capture.dnsServers.v${fam}[${i}]`, s, (e as Error).message);
+        }
+      });
+    }
+  }
+  const lo = cap.hostLoopbackCidr;
+  let loopbackV4: string;
+  try {
+    loopbackV4 = networkText(lo.address, lo.prefix, 4);
+  } catch (e) {
+    throw new PodRulesError(pod, 'capture.hostLoopbackCidr', lo, (e as Error).message);
+  }
+  if (!isLoopback(lo.address, 4) || lo.prefix < 8) throw new PodRulesError(pod, 'capture.hostLoopbackCidr', lo, 'not an IPv4 loopback network with 8..32 bits');
+  const og = cap.ownerGroups;
+  const ownerGroups = {
+    include: og.include === '*' ? ('*' as const) : checkIds(pod, 'capture.ownerGroups.include', og.include),
+    exclude: checkIds(pod, 'capture.ownerGroups.exclude', og.exclude),
+  };
+
   return {
+    uids: uniq([proxy.uid, ...checkIds(pod, 'proxy.extraUids', proxy.extraUids)]),
+    gids: uniq([proxy.gid, ...checkIds(pod, 'proxy.extraGids', proxy.extraGids)]),
+    excludeInterfaces: checkIfaces(pod, 'capture.excludeInterfaces', cap.excludeInterfaces),
+    rerouteInterfaces: checkIfaces(pod, 'capture.rerouteInterfaces', cap.rerouteInterfaces),
+    ownerGroups,
+    dropInvalid: cap.dropInvalid === true,
+    loopbackV4,
     tunnelPort,
     inbound: { include: inInclude, exclude: inExclude },
     outbound: {
@@ -139,17 +207,54 @@ interface FamilyConsts {
 const V4: FamilyConsts = { family: 4, loopback: '127.0.0.1/32', passthrough: '127.0.0.6/32', anyAddress: '0.0.0.0' };
 const V6: FamilyConsts = { family: 6, loopback: '::1/128', passthrough: '::6/128', anyAddress: '::' };
 
+/** Istio writes every "localhost" match with ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR for v4 and ::1/128 for v6. */
+function familyConsts(c: Checked, fam: Family): FamilyConsts {
+  return fam === 4 ? { ...V4, loopback: c.loopbackV4 } : V6;
+}
+
 function inboundCaptured(c: Checked): boolean {
   return c.inbound.include === '*' || c.inbound.include.length > 0;
+}
+
+/** The owner-group RETURN(s) of handleCaptureByOwnerGroup; nothing for the default "*" without excludes. */
+function ownerGroupRules(c: Checked): string[] {
+  const g = c.ownerGroups;
+  if (g.include === '*') return g.exclude.map((id) => `-m owner --gid-owner ${id} -j RETURN`);
+  // One rule, all groups combined (hence Istio's limit of 64); an empty list returns everything.
+  return [[...g.include.map((id) => `-m owner ! --gid-owner ${id}`), '-j RETURN'].join(' ')];
+}
+
+/**
+ * nat PREROUTING's interface rules (shortCircuitExcludeInterfaces, shortCircuitKubeInternalInterface,
+ * handleOutboundIncludeRules), in the order they end up in: the reroute REDIRECTs and the kubevirt
+ * RETURNs are inserted at position 1, so the last one inserted comes first.
+ */
+function preroutingInterfaceRules(c: Checked, f: FamilyConsts): string[] {
+  const out: string[] = [];
+  const reroute = c.rerouteInterfaces;
+  const inserted: string[] = [];
+  if (c.outbound.includeCidrs === '*') {
+    for (const i of reroute) inserted.push(`-i ${i} -j ${CHAINS.REDIRECT}`);
+  } else {
+    for (const cidr of f.family === 4 ? c.outbound.includeCidrs.v4 : c.outbound.includeCidrs.v6) {
+      for (const i of reroute) inserted.push(`-d ${cidr} -i ${i} -j ${CHAINS.REDIRECT}`);
+    }
+  }
+  out.push(...inserted.reverse());
+  out.push(...[...reroute].reverse().map((i) => `-i ${i} -j RETURN`));
+  out.push(...c.excludeInterfaces.map((i) => `-i ${i} -j RETURN`));
+  return out;
 }
 
 /** nat: outbound capture in both modes, inbound capture in REDIRECT mode (run.go Run + handleInboundPortsInclude). */
 function natTable(pod: MeshPod, c: Checked, f: FamilyConsts, tproxy: boolean): TableRules | undefined {
   const t = new TableBuilder();
-  const { uid, gid, outboundPort, inboundPort } = pod.proxy;
+  const { outboundPort, inboundPort } = pod.proxy;
   const tcpPort = (p: number, neg = false) => `-p tcp -m tcp ${neg ? '! ' : ''}--dport ${p}`;
+  const ifaceRules = preroutingInterfaceRules(c, f);
 
-  if (!tproxy && inboundCaptured(c)) {
+  const inbound = !tproxy && inboundCaptured(c);
+  if (inbound) {
     t.add(CHAINS.INBOUND, `${tcpPort(c.tunnelPort)} -j RETURN`);
     if (c.inbound.include === '*') {
       for (const p of c.inbound.exclude) if (p !== c.tunnelPort) t.add(CHAINS.INBOUND, `${tcpPort(p)} -j RETURN`);
@@ -157,12 +262,22 @@ function natTable(pod: MeshPod, c: Checked, f: FamilyConsts, tproxy: boolean): T
     } else {
       for (const p of c.inbound.include) if (p !== c.tunnelPort) t.add(CHAINS.INBOUND, `${tcpPort(p)} -j ${CHAINS.IN_REDIRECT}`);
     }
-    t.jump('PREROUTING', `-p tcp -j ${CHAINS.INBOUND}`);
   }
   t.add(CHAINS.REDIRECT, `-p tcp -j REDIRECT --to-ports ${outboundPort}`);
   t.add(CHAINS.IN_REDIRECT, `-p tcp -j REDIRECT --to-ports ${inboundPort}`);
+  if (ifaceRules.length > 0) {
+    // Istio's nat PREROUTING content, in a chain of ours (only when an interface option is set, so
+    // every other pod keeps the direct jump to SHUNT_INBOUND).
+    for (const r of ifaceRules) t.add(CHAINS.PREROUTING, r);
+    if (inbound) t.add(CHAINS.PREROUTING, `-p tcp -j ${CHAINS.INBOUND}`);
+    t.jump('PREROUTING', `-j ${CHAINS.PREROUTING}`);
+  } else if (inbound) {
+    t.jump('PREROUTING', `-p tcp -j ${CHAINS.INBOUND}`);
+  }
 
   const O = CHAINS.OUTPUT;
+  // Istio: `-A OUTPUT -o <nic> -j RETURN` ahead of the jump to ISTIO_OUTPUT.
+  for (const i of c.excludeInterfaces) t.add(O, `-o ${i} -j RETURN`);
   // Port excludes come first: they must win over the proxy-to-self redirect below.
   for (const p of c.outbound.excludePorts) {
     t.add(O, `${tcpPort(p)} -j RETURN`);
@@ -171,24 +286,30 @@ function natTable(pod: MeshPod, c: Checked, f: FamilyConsts, tproxy: boolean): T
   // The proxy's inbound passthrough connects to the app from 127.0.0.6 (::6); let it through.
   t.add(O, `-s ${f.passthrough} -o lo -j RETURN`);
   const dns = c.dns;
-  // uid block: proxy -> own pod IP over lo goes to the inbound listener; app -> lo is left alone;
-  // anything else from the proxy is its own upstream and must not loop.
-  t.add(
-    O,
-    dns
-      ? `! -d ${f.loopback} -o lo -p tcp -m multiport ! --dports ${DNS_PORT},${c.tunnelPort} -m owner --uid-owner ${uid} -j ${CHAINS.IN_REDIRECT}`
-      : `! -d ${f.loopback} -o lo ${tcpPort(c.tunnelPort, true)} -m owner --uid-owner ${uid} -j ${CHAINS.IN_REDIRECT}`,
-  );
-  if (!c.includesLoopback) {
-    t.add(O, dns ? `-o lo ${tcpPort(DNS_PORT, true)} -m owner ! --uid-owner ${uid} -j RETURN` : `-o lo -m owner ! --uid-owner ${uid} -j RETURN`);
+  // uid block, once per proxy uid: proxy -> own pod IP over lo goes to the inbound listener; app -> lo
+  // is left alone; anything else from the proxy is its own upstream and must not loop.
+  for (const uid of c.uids) {
+    t.add(
+      O,
+      dns
+        ? `! -d ${f.loopback} -o lo -p tcp -m multiport ! --dports ${DNS_PORT},${c.tunnelPort} -m owner --uid-owner ${uid} -j ${CHAINS.IN_REDIRECT}`
+        : `! -d ${f.loopback} -o lo ${tcpPort(c.tunnelPort, true)} -m owner --uid-owner ${uid} -j ${CHAINS.IN_REDIRECT}`,
+    );
+    if (!c.includesLoopback) {
+      t.add(O, dns ? `-o lo ${tcpPort(DNS_PORT, true)} -m owner ! --uid-owner ${uid} -j RETURN` : `-o lo -m owner ! --uid-owner ${uid} -j RETURN`);
+    }
+    t.add(O, `-m owner --uid-owner ${uid} -j RETURN`);
   }
-  t.add(O, `-m owner --uid-owner ${uid} -j RETURN`);
-  // gid block: Istio only spares port 53 in the uid variant of the first rule; kept as is.
-  t.add(O, `! -d ${f.loopback} -o lo ${tcpPort(c.tunnelPort, true)} -m owner --gid-owner ${gid} -j ${CHAINS.IN_REDIRECT}`);
-  if (!c.includesLoopback) {
-    t.add(O, dns ? `-o lo ${tcpPort(DNS_PORT, true)} -m owner ! --gid-owner ${gid} -j RETURN` : `-o lo -m owner ! --gid-owner ${gid} -j RETURN`);
+  // gid block, once per proxy gid: Istio only spares port 53 in the uid variant of the first rule; kept as is.
+  for (const gid of c.gids) {
+    t.add(O, `! -d ${f.loopback} -o lo ${tcpPort(c.tunnelPort, true)} -m owner --gid-owner ${gid} -j ${CHAINS.IN_REDIRECT}`);
+    if (!c.includesLoopback) {
+      t.add(O, dns ? `-o lo ${tcpPort(DNS_PORT, true)} -m owner ! --gid-owner ${gid} -j RETURN` : `-o lo -m owner ! --gid-owner ${gid} -j RETURN`);
+    }
+    t.add(O, `-m owner --gid-owner ${gid} -j RETURN`);
   }
-  t.add(O, `-m owner --gid-owner ${gid} -j RETURN`);
+  // Outbound owner groups (ISTIO_OUTBOUND_OWNER_GROUPS[_EXCLUDE]): before DNS, so they govern it too.
+  for (const r of ownerGroupRules(c)) t.add(O, r);
 
   if (dns) {
     const servers = f.family === 4 ? dns.servers.v4 : dns.servers.v6;
@@ -218,13 +339,26 @@ function natTable(pod: MeshPod, c: Checked, f: FamilyConsts, tproxy: boolean): T
   return t.build();
 }
 
-/** mangle: TPROXY inbound capture and the marks that route replies back to the proxy. */
-function mangleTable(pod: MeshPod, c: Checked, f: FamilyConsts, opts: RenderOptions): TableRules | undefined {
+/**
+ * mangle: INVALID_DROP (both modes), and in TPROXY mode the inbound capture and the marks that route
+ * replies back to the proxy.
+ */
+function mangleTable(pod: MeshPod, c: Checked, f: FamilyConsts, opts: RenderOptions, tproxy: boolean): TableRules | undefined {
   const t = new TableBuilder();
-  const { uid, gid, inboundPort } = pod.proxy;
+  const { inboundPort } = pod.proxy;
   const mark = hex(opts.tproxyMark);
   const outMark = hex(opts.outboundMark);
   const I = CHAINS.INBOUND;
+  // Istio adds the excluded NICs' RETURNs to mangle only in TPROXY mode, ahead of its DROP rule.
+  const mangleExcludes = tproxy ? c.excludeInterfaces : [];
+
+  if (c.dropInvalid) {
+    for (const i of mangleExcludes) t.add(CHAINS.DROP, `-i ${i} -j RETURN`);
+    t.add(CHAINS.DROP, '-j DROP');
+    // First of our mangle jumps, as Istio's rule comes before its ISTIO_INBOUND jump.
+    t.jump('PREROUTING', `-m conntrack --ctstate INVALID -j ${CHAINS.DROP}`);
+  }
+  if (!tproxy) return t.build();
 
   if (inboundCaptured(c)) {
     t.add(CHAINS.DIVERT, `-j MARK --set-xmark ${mark}/0xffffffff`);
@@ -238,6 +372,9 @@ function mangleTable(pod: MeshPod, c: Checked, f: FamilyConsts, opts: RenderOpti
     const established = `-m conntrack --ctstate RELATED,ESTABLISHED -j ${CHAINS.DIVERT}`;
     if (c.inbound.include === '*') {
       for (const p of c.inbound.exclude) t.add(I, `-p tcp -m tcp --dport ${p} -j RETURN`);
+      // Deliberate difference: Istio's TPROXY rules send inbound 15008 to 15006 (its "15008 RETURN"
+      // sits in the nat chain nothing jumps to in TPROXY mode). The tunnel port is meant to reach the
+      // proxy's HBONE listener directly, as in REDIRECT mode, so it is skipped here too (README).
       if (!c.inbound.exclude.includes(c.tunnelPort)) t.add(I, `-p tcp -m tcp --dport ${c.tunnelPort} -j RETURN`);
       t.add(I, `-p tcp ${established}`);
       t.add(I, `-p tcp -j ${CHAINS.TPROXY}`);
@@ -248,31 +385,35 @@ function mangleTable(pod: MeshPod, c: Checked, f: FamilyConsts, opts: RenderOpti
         t.add(I, `-p tcp -m tcp --dport ${p} -j ${CHAINS.TPROXY}`);
       }
     }
-    t.add(CHAINS.PREROUTING, `-p tcp -j ${I}`);
   }
+  // Istio: `-A PREROUTING -i <nic> -j RETURN` (mangle, TPROXY) ahead of everything else.
+  for (const i of mangleExcludes) t.add(CHAINS.PREROUTING, `-i ${i} -j RETURN`);
+  if (inboundCaptured(c)) t.add(CHAINS.PREROUTING, `-p tcp -j ${I}`);
   // Keep the proxy's original_src mark on the connection so the app's replies can be routed back.
   t.add(CHAINS.PREROUTING, `-p tcp -m mark --mark ${mark} -j CONNMARK --save-mark --nfmask 0xffffffff --ctmask 0xffffffff`);
   t.jump('PREROUTING', `-p tcp -j ${CHAINS.PREROUTING}`);
 
   const O = CHAINS.OUTPUT;
+  for (const i of mangleExcludes) t.add(O, `-o ${i} -j RETURN`);
   t.add(O, `-o lo -p tcp -m mark --mark ${mark} -j RETURN`);
-  t.add(O, `! -d ${f.loopback} -o lo -p tcp -m owner --uid-owner ${uid} -j MARK --set-xmark ${outMark}/0xffffffff`);
-  t.add(O, `! -d ${f.loopback} -o lo -p tcp -m owner --gid-owner ${gid} -j MARK --set-xmark ${outMark}/0xffffffff`);
+  for (const uid of c.uids) t.add(O, `! -d ${f.loopback} -o lo -p tcp -m owner --uid-owner ${uid} -j MARK --set-xmark ${outMark}/0xffffffff`);
+  for (const gid of c.gids) t.add(O, `! -d ${f.loopback} -o lo -p tcp -m owner --gid-owner ${gid} -j MARK --set-xmark ${outMark}/0xffffffff`);
   t.add(O, `-p tcp -m connmark --mark ${mark} -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff`);
   t.jump('OUTPUT', `-j ${O}`);
   return t.build();
 }
 
 /** raw: DNS conntrack zones, so the app's and the proxy's port-53 flows do not collide (addDNSConntrackZones). */
-function rawTable(pod: MeshPod, c: Checked, f: FamilyConsts): TableRules | undefined {
+function rawTable(c: Checked, f: FamilyConsts): TableRules | undefined {
   const dns = c.dns;
   if (!dns) return undefined;
   const t = new TableBuilder();
-  const { uid, gid } = pod.proxy;
   const D = CHAINS.OUTPUT_DNS;
-  for (const [kind, id] of [['uid', uid], ['gid', gid]] as const) {
-    t.add(D, `-p udp -m udp --dport ${DNS_PORT} -m owner --${kind}-owner ${id} -j CT --zone 1`);
-    t.add(D, `-p udp -m udp --sport ${dns.port} -m owner --${kind}-owner ${id} -j CT --zone 2`);
+  for (const [kind, ids] of [['uid', c.uids], ['gid', c.gids]] as const) {
+    for (const id of ids) {
+      t.add(D, `-p udp -m udp --dport ${DNS_PORT} -m owner --${kind}-owner ${id} -j CT --zone 1`);
+      t.add(D, `-p udp -m udp --sport ${dns.port} -m owner --${kind}-owner ${id} -j CT --zone 2`);
+    }
   }
   t.jump('OUTPUT', `-j ${D}`);
   const captureAll = dns.servers.v4.length === 0 && dns.servers.v6.length === 0;
@@ -315,12 +456,12 @@ export function renderRules(pod: MeshPod, opts: RenderOptions): RulePlan {
   const tproxy = pod.interceptionMode === 'TPROXY';
   const c = check(pod, opts);
   for (const fam of podFamilies(pod)) {
-    const f = fam === 4 ? V4 : V6;
+    const f = familyConsts(c, fam);
     const rules: FamilyRules = {};
-    const raw = rawTable(pod, c, f);
+    const raw = rawTable(c, f);
     if (raw) rules.raw = raw;
-    if (tproxy) {
-      const mangle = mangleTable(pod, c, f, opts);
+    if (tproxy || c.dropInvalid) {
+      const mangle = mangleTable(pod, c, f, opts, tproxy);
       if (mangle) rules.mangle = mangle;
     }
     const nat = natTable(pod, c, f, tproxy);

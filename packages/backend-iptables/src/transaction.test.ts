@@ -73,3 +73,21 @@ test('parseSave keeps only our chains, rules, built-in jumps and their counters'
   expect(s.nat?.all).toHaveLength(4);
   expect(Object.keys(s)).toEqual(['nat']);
 });
+
+test('a new jump that must precede a kept one re-adds that chain\'s jumps in the wanted order', () => {
+  const tproxy: TableRules = { chains: ['SHUNT_PREROUTING'], rules: ['-A SHUNT_PREROUTING -j RETURN'], jumps: ['-A PREROUTING -p tcp -j SHUNT_PREROUTING', '-A OUTPUT -j SHUNT_PREROUTING'] };
+  const withDrop: TableRules = {
+    chains: ['SHUNT_DROP', 'SHUNT_PREROUTING'],
+    rules: ['-A SHUNT_DROP -j DROP', '-A SHUNT_PREROUTING -j RETURN'],
+    jumps: ['-A PREROUTING -m conntrack --ctstate INVALID -j SHUNT_DROP', '-A PREROUTING -p tcp -j SHUNT_PREROUTING', '-A OUTPUT -j SHUNT_PREROUTING'],
+  };
+  const t = buildTransaction('mangle', tproxy, withDrop)!;
+  // PREROUTING's kept jump goes and comes back after the new one; OUTPUT's stays put.
+  expect(t.match(/^-[AD] (PREROUTING|OUTPUT) .*/gm)).toEqual([
+    '-D PREROUTING -p tcp -j SHUNT_PREROUTING',
+    '-A PREROUTING -m conntrack --ctstate INVALID -j SHUNT_DROP',
+    '-A PREROUTING -p tcp -j SHUNT_PREROUTING',
+  ]);
+  // Appending after a kept jump is fine as before.
+  expect(buildTransaction('mangle', withDrop, { ...withDrop, jumps: [...withDrop.jumps, '-A PREROUTING -i lo -j SHUNT_DROP'] })!.match(/^-[AD] PREROUTING .*/gm)).toEqual(['-A PREROUTING -i lo -j SHUNT_DROP']);
+});

@@ -8,7 +8,7 @@
 // `-D <exact rule>` when stale or duplicated; chains we no longer need are deleted after the flush.
 // iptables-restore commits a table all at once or not at all.
 
-import { canonicalTable, type Table, type TableRules, sameTable } from './plan';
+import { canonicalTable, chainOf, type Table, type TableRules, sameTable } from './plan';
 
 export function buildTransaction(table: Table, current: TableRules | undefined, desired: TableRules | undefined): string | null {
   if (sameTable(current, desired)) return null;
@@ -23,8 +23,21 @@ export function buildTransaction(table: Table, current: TableRules | undefined, 
   const wanted = new Set(want.jumps);
   const kept = new Set<string>();
   for (const j of cur.jumps) {
-    if (wanted.has(j) && !kept.has(j)) {
-      kept.add(j);
+    if (wanted.has(j) && !kept.has(j)) kept.add(j);
+  }
+  // New jumps are appended after the kept ones; when that would not give the wanted order within a
+  // built-in chain (e.g. INVALID_DROP's jump must precede the TPROXY one), that chain's jumps are all
+  // re-added, so the installed order always equals the rendered one.
+  for (const chain of new Set(want.jumps.map(chainOf))) {
+    const wantHere = want.jumps.filter((j) => chainOf(j) === chain);
+    const keptHere = [...new Set(cur.jumps.filter((j) => chainOf(j) === chain && kept.has(j)))];
+    const result = [...keptHere, ...wantHere.filter((j) => !kept.has(j))];
+    if (JSON.stringify(result) !== JSON.stringify(wantHere)) for (const j of keptHere) kept.delete(j);
+  }
+  const dropped = new Set<string>();
+  for (const j of cur.jumps) {
+    if (kept.has(j) && !dropped.has(j)) {
+      dropped.add(j);
       continue;
     }
     lines.push(`-D${j.slice(2)}`);

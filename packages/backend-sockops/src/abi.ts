@@ -11,6 +11,8 @@ export const SEL = {
   OUT_INCLUDE: 2,
   IN_EXCLUDE: 3,
   IN_INCLUDE: 4,
+  /** cidr4/cidr6 host entries: the pod's DNS servers (POD_FLAG.DNS_LISTED). */
+  DNS_SERVER: 5,
 } as const;
 export type SelKind = (typeof SEL)[keyof typeof SEL];
 export const SEL_NAMES: Record<number, string> = {
@@ -18,9 +20,23 @@ export const SEL_NAMES: Record<number, string> = {
   2: 'out-include',
   3: 'in-exclude',
   4: 'in-include',
+  5: 'dns-server',
 };
 
+/** owner_sel kinds (shunt_sockops.h SHUNT_OWNER_*). */
+export const OWNER = { PROXY_UID: 1, PROXY_GID: 2, GROUP: 3 } as const;
+export type OwnerKind = (typeof OWNER)[keyof typeof OWNER];
+
 export const POD_FLAG_INBOUND_ALL = 1;
+/** shunt_pod_cfg.flags beyond INBOUND_ALL (shunt_sockops.h SHUNT_POD_*). */
+export const POD_FLAG = {
+  INBOUND_ALL: 1,
+  EXTRA_IDS: 1 << 1,
+  GROUPS_ONLY: 1 << 2,
+  GROUPS_EXCEPT: 1 << 3,
+  LO_INCLUDED: 1 << 4,
+  DNS_LISTED: 1 << 5,
+} as const;
 
 export const ORIG_FLAG = { SPLICE: 1, NO_ANSWER: 2, INBOUND: 4, DNS: 8 } as const;
 
@@ -65,6 +81,10 @@ export const podCfg = struct({
   inPort: u16,
   dnsPort: u16,
   _pad: pad(2),
+  loNet4: u32,
+  loPrefix4: u8,
+  _pad2: pad(1),
+  tunnelPort: u16,
 });
 export type PodCfg = ReturnType<typeof podCfg.decode>;
 
@@ -77,6 +97,8 @@ export const podMeta = struct({
 
 export const netnsKey = u64;
 export const addr16 = bytes(16);
+
+export const ownerKey = struct({ gen: u32, id: u32, kind: u32 });
 
 export const portKey = struct({ gen: u32, port: u16, kind: u8, _pad: pad(1) });
 export type PortKey = ReturnType<typeof portKey.decode>;
@@ -127,6 +149,7 @@ export const MAP_NAMES = [
   'splice_ports',
   'inbound_listener',
   'counters',
+  'owner_sel',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 

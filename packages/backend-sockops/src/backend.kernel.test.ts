@@ -208,6 +208,28 @@ describe('sockops backend on the real kernel', () => {
       expect(dnsProxyA.events.slice(before)).toEqual([]);
     });
 
+    it("with the pod's DNS servers known (capture.dnsServers), only queries to them are captured", async () => {
+      await backend.enroll({ ...podA, capture: { dnsServers: { v4: ['198.18.0.2'], v6: [] } } });
+      try {
+        const before = dnsProxyA.events.length;
+        const listed = await dns(a, APP_UID, '198.18.0.2', 'sendto');
+        expect(listed).toMatchObject({ reply: `proxy|${listed.query}`, from: '198.18.0.2:53' });
+        const tcp = await dns(a, APP_UID, '198.18.0.2', 'tcp');
+        expect(tcp).toMatchObject({ reply: `proxy|${tcp.query}` });
+        const others: (string | undefined)[] = [];
+        for (const [host, mode] of [['198.18.0.3', 'sendto'], ['2001:db8::2', 'sendto'], ['198.18.0.3', 'tcp']] as const) {
+          const other = await dns(a, APP_UID, host, mode);
+          expect(other).toMatchObject({ reply: `upstream|${other.query}` });
+          others.push(other.query);
+        }
+        const seen = dnsProxyA.events.slice(before).map((e) => (e as { query?: string }).query);
+        expect(seen).toContain(listed.query);
+        expect(seen.filter((q) => others.includes(q))).toEqual([]);
+      } finally {
+        await backend.enroll(podA);
+      }
+    });
+
     it('forgets a socket once it is released', async () => {
       expect(await settledRecords()).toEqual(NO_RECORDS);
       const c = (await backend.observe()).counters;

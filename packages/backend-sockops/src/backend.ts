@@ -25,8 +25,9 @@ import type {
 } from '@shunt/core';
 import { SockopsMaps, type InstalledPodProgram } from './maps';
 import { DEFAULT_SPLICE, validSplice, type SpliceSetting } from './splice';
-import { PodConfigError, canonical, fingerprintOf, podProgram, type PodProgram } from './pod-program';
+import { PodConfigError, assertPodSupported, canonical, fingerprintOf, podProgram, type PodProgram } from './pod-program';
 import { sockopsSupport } from './support';
+import { sockopsPodSupport } from './pod-support';
 import { findListener, pidsInNetns, withBorrowedSocket } from './proxy-listener';
 
 export interface SockopsOptions {
@@ -117,6 +118,14 @@ export class SockopsBackend implements RedirectBackend {
 
   support(caps: NodeCapabilities): Support {
     return sockopsSupport(caps);
+  }
+
+  /**
+   * Can this backend capture this pod as its Istio settings ask? No for the options that have no
+   * meaning at the socket layer (pod-support.ts); enroll refuses such a pod with the same reasons.
+   */
+  supportPod(pod: MeshPod): Support {
+    return sockopsPodSupport(pod);
   }
 
   fingerprint(pod: MeshPod): string {
@@ -251,6 +260,8 @@ export class SockopsBackend implements RedirectBackend {
       throw new PodConfigError(who, 'membership', pod.membership, 'the sockops backend redirects sidecar pods only');
     if (pod.hostNetwork)
       throw new PodConfigError(who, 'hostNetwork', true, 'a host-network pod shares the node netns and cannot be redirected per pod');
+    // Options with no meaning at the socket layer: refuse the pod rather than capture it differently.
+    assertPodSupported(pod);
     const want = podProgram(pod, this.cookieOf(pod));
     const same = this.installed.get(want.netnsCookie);
     if (!same || canonical(same) !== canonical(want)) {

@@ -4,3 +4,4 @@ export { DEFAULT_SPLICE, validSplice, type SpliceSetting } from './splice';
 export { sockopsSupport } from './support';
 export { podProgram, fingerprintOf, PodConfigError, type PodProgram } from './pod-program';
 export { COUNTER_NAMES, type CounterName } from './abi';
+export { sockopsPodSupport, socketLayerGaps, type SocketLayerGap } from './pod-support';

@@ -23,6 +23,7 @@ import {
   listenerKey,
   netnsKey,
   orig,
+  ownerKey,
   podCfg,
   podMeta,
   portKey,
@@ -31,6 +32,7 @@ import {
   u16Key,
   u32Key,
   type MapName,
+  type OwnerKind,
   type PodCfg,
   type SelKind,
 } from './abi';
@@ -55,6 +57,7 @@ export class SockopsMaps {
   readonly spliceCfg: TypedMap<number, { mode: number }>;
   readonly splicePorts: TypedMap<number, number>;
   readonly counters: TypedMap<number, bigint>;
+  readonly ownerSel: TypedMap<{ gen: number; id: number; kind: number }, number>;
 
   private constructor(raw: Record<MapName, BpfMap>) {
     this.raw = raw;
@@ -73,6 +76,7 @@ export class SockopsMaps {
     this.splicePorts = raw.splice_ports.typed(u16Key, flagValue);
     this.counters = raw.counters.typed(u32Key, counterValue);
     raw.inbound_listener.typed(listenerKey, counterValue);
+    this.ownerSel = raw.owner_sel.typed(ownerKey, flagValue);
   }
 
   /** Puts a listening socket (an fd of ours) in as the pod's inbound listener for one family. */
@@ -134,6 +138,8 @@ export class SockopsMaps {
       push(cidrs, k.gen, { kind: k.kind as SelKind, family: 4, address: k.addr, prefix: k.prefixlen - LPM_HEADER_BITS });
     for (const k of this.cidr6.keys())
       push(cidrs, k.gen, { kind: k.kind as SelKind, family: 6, address: k.addr, prefix: k.prefixlen - LPM_HEADER_BITS });
+    const owners = new Map<number, PodProgram['owners']>();
+    for (const k of this.ownerSel.keys()) push(owners, k.gen, { kind: k.kind as OwnerKind, id: k.id });
     const ips = new Map<bigint, string[]>();
     for (const [ip, cookie] of this.podByIp.entries()) {
       const list = ips.get(cookie) ?? [];
@@ -158,6 +164,10 @@ export class SockopsMaps {
         ports: ports.get(cfg.gen) ?? [],
         cidrs: cidrs.get(cfg.gen) ?? [],
         ips: (ips.get(cookie) ?? []).sort(),
+        loNet4: cfg.loNet4,
+        loPrefix4: cfg.loPrefix4,
+        tunnelPort: cfg.tunnelPort,
+        owners: owners.get(cfg.gen) ?? [],
       });
     }
     return out;
@@ -169,6 +179,7 @@ export class SockopsMaps {
     for (const k of this.portSel.keys()) gens.add(k.gen);
     for (const k of this.cidr4.keys()) gens.add(k.gen);
     for (const k of this.cidr6.keys()) gens.add(k.gen);
+    for (const k of this.ownerSel.keys()) gens.add(k.gen);
     return gens;
   }
 
@@ -181,6 +192,7 @@ export class SockopsMaps {
    */
   writePod(p: PodProgram, gen: number, prev?: InstalledPodProgram): void {
     for (const e of p.ports) this.portSel.update({ gen, port: e.port, kind: e.kind }, 1);
+    for (const o of p.owners) this.ownerSel.update({ gen, id: o.id, kind: o.kind }, 1);
     for (const c of p.cidrs) {
       const key = { prefixlen: LPM_HEADER_BITS + c.prefix, gen, kind: c.kind, addr: c.address };
       (c.family === 4 ? this.cidr4 : this.cidr6).update(key, 1);
@@ -203,6 +215,9 @@ export class SockopsMaps {
       outPort: p.outPort,
       inPort: p.inPort,
       dnsPort: p.dnsPort,
+      loNet4: p.loNet4,
+      loPrefix4: p.loPrefix4,
+      tunnelPort: p.tunnelPort,
     });
   }
 
@@ -219,6 +234,7 @@ export class SockopsMaps {
   deleteSelections(p: InstalledPodProgram): void {
     const gen = p.gen;
     for (const e of p.ports) this.portSel.delete({ gen, port: e.port, kind: e.kind });
+    for (const o of p.owners) this.ownerSel.delete({ gen, id: o.id, kind: o.kind });
     for (const c of p.cidrs) {
       const key = { prefixlen: LPM_HEADER_BITS + c.prefix, gen, kind: c.kind, addr: c.address };
       (c.family === 4 ? this.cidr4 : this.cidr6).delete(key);
@@ -236,6 +252,7 @@ export class SockopsMaps {
     for (const k of this.portSel.keys()) if (k.gen === gen) this.portSel.delete(k);
     for (const k of this.cidr4.keys()) if (k.gen === gen) this.cidr4.delete(k);
     for (const k of this.cidr6.keys()) if (k.gen === gen) this.cidr6.delete(k);
+    for (const k of this.ownerSel.keys()) if (k.gen === gen) this.ownerSel.delete(k);
   }
 
   /**

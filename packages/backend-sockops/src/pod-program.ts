@@ -5,8 +5,9 @@
  */
 import { createHash } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
-import type { Cidr, MeshPod, PodRef } from '@shunt/core';
-import { POD_FLAG_INBOUND_ALL, POD_META_SIZES, SEL, decodeAddr, encodeAddr, type SelKind } from './abi';
+import { captureOptionsOf, type Cidr, type MeshPod, type PodRef } from '@shunt/core';
+import { socketLayerGaps } from './pod-support';
+import { OWNER, POD_FLAG, POD_FLAG_INBOUND_ALL, POD_META_SIZES, SEL, decodeAddr, encodeAddr, type OwnerKind, type SelKind } from './abi';
 
 export interface PortEntry {
   kind: SelKind;
@@ -19,6 +20,11 @@ export interface CidrEntry {
   /** Canonical network address (host bits zero), as decodeAddr prints it. */
   address: string;
   prefix: number;
+}
+
+export interface OwnerEntry {
+  kind: OwnerKind;
+  id: number;
 }
 
 export interface PodProgram {
@@ -34,6 +40,12 @@ export interface PodProgram {
   cidrs: CidrEntry[];
   /** Canonical pod addresses (IPv4 dotted, IPv6 compressed). */
   ips: string[];
+  /** Host loopback network (ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR) as a host-order u32, and its prefix. */
+  loNet4: number;
+  loPrefix4: number;
+  tunnelPort: number;
+  /** owner_sel entries: extra proxy uids/gids, the owner-group list. */
+  owners: OwnerEntry[];
 }
 
 export class PodConfigError extends Error {
@@ -83,7 +95,24 @@ function textField(pod: PodRef, field: keyof typeof POD_META_SIZES, v: string): 
     throw new PodConfigError(podName(pod), field, v, `longer than ${POD_META_SIZES[field]} bytes`);
 }
 
-/** Pure: the kernel encoding of a sidecar pod. Throws PodConfigError naming pod/field/value. */
+const DEFAULT_TUNNEL_PORT = 15008;
+
+function checkIds(pod: PodRef, field: string, v: unknown): number[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw new PodConfigError(podName(pod), field, v, 'not a list of ids');
+  return v.map((id, i) => checkId(pod, `${field}[${i}]`, id));
+}
+
+/**
+ * Pure: the kernel encoding of a sidecar pod. Throws PodConfigError naming pod/field/value. Options
+ * the socket layer cannot honour are not encoded; enroll refuses those pods (assertPodSupported).
+ */
+/** Throws PodConfigError naming the first option of the pod the socket layer cannot honour. */
+export function assertPodSupported(pod: MeshPod): void {
+  const gap = socketLayerGaps(pod)[0];
+  if (gap) throw new PodConfigError(podName({ uid: pod.uid, namespace: pod.namespace, name: pod.name }), gap.setting, gap.value, gap.reason);
+}
+
 export function podProgram(pod: MeshPod, netnsCookie: bigint): PodProgram {
   const ref: PodRef = { uid: pod.uid, namespace: pod.namespace, name: pod.name };
   textField(ref, 'uid', pod.uid);
@@ -114,6 +143,38 @@ export function podProgram(pod: MeshPod, netnsCookie: bigint): PodProgram {
     cidrs.push(canonicalCidr(ref, `traffic.outbound.excludeCidrs[${i}]`, SEL.OUT_EXCLUDE, c)),
   );
 
+  const cap = captureOptionsOf(pod);
+  const owners: OwnerEntry[] = [];
+  const proxy = pod.proxy;
+  for (const id of checkIds(ref, 'proxy.extraUids', proxy.extraUids)) owners.push({ kind: OWNER.PROXY_UID, id });
+  for (const id of checkIds(ref, 'proxy.extraGids', proxy.extraGids)) owners.push({ kind: OWNER.PROXY_GID, id });
+  if (owners.length > 0) flags |= POD_FLAG.EXTRA_IDS;
+  const groups = cap.ownerGroups;
+  if (groups.include !== '*') {
+    flags |= POD_FLAG.GROUPS_ONLY;
+    for (const id of checkIds(ref, 'capture.ownerGroups.include', groups.include)) owners.push({ kind: OWNER.GROUP, id });
+  } else if (groups.exclude.length > 0) {
+    flags |= POD_FLAG.GROUPS_EXCEPT;
+    for (const id of checkIds(ref, 'capture.ownerGroups.exclude', groups.exclude)) owners.push({ kind: OWNER.GROUP, id });
+  }
+  // Istio's HasLoopBackIP: an include CIDR whose address is loopback drops the app's `-o lo RETURN`.
+  if (cidrs.some((c) => c.kind === SEL.OUT_INCLUDE && (c.family === 4 ? c.address.startsWith('127.') : c.address === '::1')))
+    flags |= POD_FLAG.LO_INCLUDED;
+  if (cap.dnsServers !== undefined && proxy.dnsPort !== undefined) {
+    flags |= POD_FLAG.DNS_LISTED;
+    cap.dnsServers.v4.forEach((a, i) =>
+      cidrs.push(canonicalCidr(ref, `capture.dnsServers.v4[${i}]`, SEL.DNS_SERVER, { family: 4, address: a, prefix: 32 })),
+    );
+    cap.dnsServers.v6.forEach((a, i) =>
+      cidrs.push(canonicalCidr(ref, `capture.dnsServers.v6[${i}]`, SEL.DNS_SERVER, { family: 6, address: a, prefix: 128 })),
+    );
+  }
+  const lo = cap.hostLoopbackCidr;
+  const loParts = lo.family === 4 && isIPv4(lo.address) ? lo.address.split('.').map(Number) : [];
+  if (loParts[0] !== 127 || !Number.isInteger(lo.prefix) || lo.prefix < 8 || lo.prefix > 32)
+    throw new PodConfigError(podName(ref), 'capture.hostLoopbackCidr', lo, 'not an IPv4 loopback network with 8..32 bits');
+  const loNet4 = (((loParts[0]! << 24) | (loParts[1]! << 16) | (loParts[2]! << 8) | loParts[3]!) >>> 0) & (lo.prefix === 32 ? 0xffffffff : ~((1 << (32 - lo.prefix)) - 1)) >>> 0;
+
   const ips = [...pod.ips.v4, ...pod.ips.v6].map((ip) => {
     try {
       return decodeAddr(encodeAddr(ip));
@@ -122,7 +183,6 @@ export function podProgram(pod: MeshPod, netnsCookie: bigint): PodProgram {
     }
   });
 
-  const proxy = pod.proxy;
   return {
     ref,
     netnsCookie,
@@ -136,6 +196,10 @@ export function podProgram(pod: MeshPod, netnsCookie: bigint): PodProgram {
     ports: dedupe(ports, (p) => `${p.kind}:${p.port}`),
     cidrs: dedupe(cidrs, (c) => `${c.kind}:${c.address}/${c.prefix}`),
     ips: [...new Set(ips)].sort(),
+    loNet4: loNet4 >>> 0,
+    loPrefix4: lo.prefix,
+    tunnelPort: proxy.tunnelPort === undefined ? DEFAULT_TUNNEL_PORT : checkPort(ref, 'proxy.tunnelPort', proxy.tunnelPort),
+    owners: dedupe(owners, (o) => `${o.kind}:${o.id}`),
   };
 }
 
@@ -153,7 +217,8 @@ function dedupe<T>(items: T[], key: (t: T) => string): T[] {
 export function canonical(p: PodProgram): string {
   return JSON.stringify({
     pod: [p.ref.uid, p.ref.namespace, p.ref.name],
-    cfg: [p.flags, p.proxyUid, p.proxyGid, p.outPort, p.inPort, p.dnsPort],
+    cfg: [p.flags, p.proxyUid, p.proxyGid, p.outPort, p.inPort, p.dnsPort, p.loNet4 >>> 0, p.loPrefix4, p.tunnelPort],
+    owners: dedupe(p.owners, (o) => `${o.kind}:${o.id}`).map((o) => `${o.kind}:${o.id}`),
     ports: dedupe(p.ports, (x) => `${x.kind}:${x.port}`).map((x) => `${x.kind}:${x.port}`),
     cidrs: dedupe(p.cidrs, (c) => `${c.kind}:${c.address}/${c.prefix}`).map((c) => `${c.kind}:${c.address}/${c.prefix}`),
     ips: [...p.ips].sort(),

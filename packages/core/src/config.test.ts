@@ -43,6 +43,7 @@ describe('loadConfig', () => {
       splicePorts: [],
       // istio-cni's path: where ztunnel connects by default.
       zdsSocket: '/var/run/ztunnel/ztunnel.sock',
+      meshCapture: { ownerGroups: { include: '*', exclude: [] }, dropInvalid: false, hostLoopbackCidr: { family: 4, address: '127.0.0.1', prefix: 32 }, clusterDnsServers: [] },
     });
     expect(origins).toMatchObject({ nodeName: 'flag', podsFile: 'flag', mode: 'default', splicePorts: 'default', zdsSocket: 'default' });
     expect(pinRoot(config)).toBe('/sys/fs/bpf/shunt');

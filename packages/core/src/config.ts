@@ -4,6 +4,14 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, errorMessage } from './errors';
+import {
+  DEFAULT_MESH_CAPTURE,
+  parseLoopbackCidr,
+  parseOwnerGroups,
+  parseStrictBool,
+  splitAddresses,
+  type MeshCaptureDefaults,
+} from './capture-options';
 import { parseIp } from './netaddr';
 import type { ProfileName, RedirectMode } from './types';
 
@@ -43,6 +51,12 @@ export interface ShuntConfig {
   splicePorts: number[];
   /** The ZDS unix socket the agent serves for ztunnel (profile istio-ambient; istio-cni's default path). */
   zdsSocket: string;
+  /**
+   * Mesh-wide istio-iptables settings a pod's istio-proxy env may override (istio-cni reads them from
+   * its own environment): outboundOwnerGroups(+Exclude), dropInvalid, hostLoopbackCidr; and
+   * clusterDnsServers (kubelet --cluster-dns) so a ClusterFirst pod's DNS servers are known.
+   */
+  meshCapture: MeshCaptureDefaults;
 }
 
 export type ConfigOrigin = 'flag' | 'env' | 'file' | 'default';
@@ -53,7 +67,7 @@ export interface LoadedConfig {
   origins: Record<ConfigKey, ConfigOrigin>;
 }
 
-const KEYS = ['mode', 'profile', 'nodeName', 'kubeconfig', 'inCluster', 'podsFile', 'cgroupPath', 'bpffsPath', 'metricsAddress', 'logLevel', 'splicePorts', 'zdsSocket'] as const;
+const KEYS = ['mode', 'profile', 'nodeName', 'kubeconfig', 'inCluster', 'podsFile', 'cgroupPath', 'bpffsPath', 'metricsAddress', 'logLevel', 'splicePorts', 'zdsSocket', 'outboundOwnerGroups', 'outboundOwnerGroupsExclude', 'dropInvalid', 'hostLoopbackCidr', 'clusterDnsServers'] as const;
 export type ConfigKey = (typeof KEYS)[number];
 
 /** Environment variables read for each key (first one set wins). NODE_NAME is what the downward API sets. */
@@ -70,6 +84,12 @@ export const CONFIG_ENV: Record<ConfigKey, string[]> = {
   logLevel: ['SHUNT_LOG_LEVEL'],
   splicePorts: ['SHUNT_SPLICE_PORTS'],
   zdsSocket: ['SHUNT_ZDS_SOCKET'],
+  // Istio's own names second: istio-cni takes these from its environment, so a drop-in agent can too.
+  outboundOwnerGroups: ['SHUNT_OUTBOUND_OWNER_GROUPS', 'ISTIO_OUTBOUND_OWNER_GROUPS'],
+  outboundOwnerGroupsExclude: ['SHUNT_OUTBOUND_OWNER_GROUPS_EXCLUDE', 'ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE'],
+  dropInvalid: ['SHUNT_DROP_INVALID', 'INVALID_DROP'],
+  hostLoopbackCidr: ['SHUNT_HOST_LOOPBACK_CIDR', 'ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR'],
+  clusterDnsServers: ['SHUNT_CLUSTER_DNS_SERVERS'],
 };
 
 export const CONFIG_DEFAULTS = {
@@ -266,10 +286,60 @@ export function loadConfig(inputs: ConfigInputs = {}): LoadedConfig {
   // sockaddr_un.sun_path holds 107 bytes and a NUL.
   if (Buffer.byteLength(zdsSocket) > 107) throw new ConfigError('zdsSocket', zdsRaw.where, `${JSON.stringify(zdsSocket)} is longer than a unix socket path can be (107 bytes)`);
 
+  const meshCapture = meshCaptureFrom(get);
+
   return {
-    config: { mode, profile, nodeName: node, source, cgroupPath, bpffsPath, metricsAddress, logLevel, spliceMode: splice.mode, splicePorts: splice.ports, zdsSocket },
+    config: { mode, profile, nodeName: node, source, cgroupPath, bpffsPath, metricsAddress, logLevel, spliceMode: splice.mode, splicePorts: splice.ports, zdsSocket, meshCapture },
     origins,
   };
+}
+
+/** A list setting: comma/space-separated text, or a YAML list in the file. */
+function listText(r: Raw, key: string): string {
+  if (Array.isArray(r.value)) return r.value.map((v) => String(v).trim()).join(',');
+  return text(r, key).split(/[\s,]+/).filter((x) => x !== '').join(',');
+}
+
+function meshCaptureFrom(get: (key: ConfigKey) => Raw | undefined): MeshCaptureDefaults {
+  const d = DEFAULT_MESH_CAPTURE;
+  const incRaw = get('outboundOwnerGroups');
+  const excRaw = get('outboundOwnerGroupsExclude');
+  let ownerGroups = d.ownerGroups;
+  if (incRaw || excRaw) {
+    const inc = incRaw ? (incRaw.value === '*' || (typeof incRaw.value === 'string' && incRaw.value.trim() === '*') ? '*' : listText(incRaw, 'outboundOwnerGroups')) : '*';
+    const exc = excRaw ? listText(excRaw, 'outboundOwnerGroupsExclude') : '';
+    const g = parseOwnerGroups(inc, exc);
+    if (!g.ok) {
+      const bad = g.error.startsWith('ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE') ? excRaw : incRaw;
+      throw new ConfigError(bad === excRaw ? 'outboundOwnerGroupsExclude' : 'outboundOwnerGroups', bad?.where ?? 'default', g.error);
+    }
+    ownerGroups = g.value;
+  }
+  const dropRaw = get('dropInvalid');
+  let dropInvalid = d.dropInvalid;
+  if (dropRaw) {
+    const b = typeof dropRaw.value === 'boolean' ? { ok: true as const, value: dropRaw.value } : parseStrictBool(text(dropRaw, 'dropInvalid'));
+    if (!b.ok) throw new ConfigError('dropInvalid', dropRaw.where, `${JSON.stringify(dropRaw.value)}: ${b.error}`);
+    dropInvalid = b.value;
+  }
+  const loRaw = get('hostLoopbackCidr');
+  let hostLoopbackCidr = d.hostLoopbackCidr;
+  if (loRaw) {
+    const c = parseLoopbackCidr(text(loRaw, 'hostLoopbackCidr'));
+    if (!c.ok) throw new ConfigError('hostLoopbackCidr', loRaw.where, `${JSON.stringify(loRaw.value)}: ${c.error}`);
+    hostLoopbackCidr = c.value;
+  }
+  const dnsRaw = get('clusterDnsServers');
+  let clusterDnsServers = d.clusterDnsServers;
+  if (dnsRaw) {
+    const items = listText(dnsRaw, 'clusterDnsServers').split(',').filter((x) => x !== '');
+    const a = splitAddresses(items);
+    if (!a.ok) throw new ConfigError('clusterDnsServers', dnsRaw.where, a.error);
+    // Kept in the order given: kubelet writes them in that order and keeps the first three.
+    const canonical = new Set([...a.value.v4, ...a.value.v6]);
+    clusterDnsServers = items.map((i) => splitAddresses([i])).flatMap((r) => (r.ok ? [...r.value.v4, ...r.value.v6] : [])).filter((x) => canonical.delete(x));
+  }
+  return { ownerGroups, dropInvalid, hostLoopbackCidr, clusterDnsServers };
 }
 
 /** Where a backend's pins go: `<bpffs>/shunt/<backend>`. */

@@ -18,6 +18,23 @@ export {
   type PodCondition,
   type Interpretation,
 } from './profiles';
+export {
+  CAPTURE_ANNOTATIONS,
+  CAPTURE_ENV,
+  DEFAULT_MESH_CAPTURE,
+  DEFAULT_HOST_LOOPBACK,
+  MAX_OWNER_GROUPS_INCLUDE,
+  captureOptionsOf,
+  parseInterfaceList,
+  parseIdList,
+  parseOwnerGroups,
+  parseLoopbackCidr,
+  parseStrictBool,
+  podDnsServers,
+  splitAddresses,
+  type MeshCaptureDefaults,
+  type ResolvedCapture,
+} from './capture-options';
 export { stableStringify, meshPodFingerprint } from './fingerprint';
 export { backoffDelay, type BackoffPolicy } from './backoff';
 export { parseKernelRelease, compareKernel, formatKernel } from './kernel';
@@ -33,6 +50,7 @@ export { parseMounts, findMount, type MountEntry } from './probe/mounts';
 export { SUPPORT_RULES, FEATURE_SINCE, supportFromRules, optionalFeatures, upstreamSince, type SupportRule, type RequiredFeature } from './selection/rules';
 export { BPF_FEATURE_PROBES, describeProbeCall, type BpfFeatureName, type BpfProbeCall, type BpfProbePart } from './probe/bpf-features';
 export { selectBackend, rulesBackend, type Selection, type SupportSource } from './selection/select';
+export { rejectPodsBackendCannotServe } from './selection/pod-support';
 export { CAPABILITY_FIXTURES, capabilitiesFor, type CapabilityFixtureName } from './selection/fixtures';
 export {
   Reconciler,

@@ -2,11 +2,24 @@
 // and which backends may serve the mesh. `interpretPod` is the one piece of code that reads them, so a
 // further mesh is a new profile object, not a new code path.
 import { ISTIO_ANNOTATIONS, ISTIO_LABELS, parseGoBool, readSidecarAnnotations } from './annotations';
+import {
+  CAPTURE_ANNOTATIONS,
+  CAPTURE_ENV,
+  DEFAULT_MESH_CAPTURE,
+  parseIdList,
+  parseInterfaceList,
+  parseLoopbackCidr,
+  parseOwnerGroups,
+  parseStrictBool,
+  podDnsServers,
+  type MeshCaptureDefaults,
+} from './capture-options';
+import type { ListResult } from './annotations';
 import { PodRejectedError, errorMessage } from './errors';
 import { podRefOf } from './kube/normalise';
 import type { KubeContainer, KubePod, PodExtras } from './kube/types';
 import { canonicalPorts, formatIp, parseIp } from './netaddr';
-import type { BackendName, MeshPod, PodRef, ProfileName, ProxySettings, TrafficSelection } from './types';
+import type { BackendName, CaptureOptions, MeshPod, OwnerGroups, PodRef, ProfileName, ProxySettings, TrafficSelection } from './types';
 
 /** A fact about a pod that a membership rule can test. */
 export type PodCondition =
@@ -236,6 +249,84 @@ function validExtras(label: string, extras: PodExtras): PodExtras {
   return out;
 }
 
+function formatGroups(g: OwnerGroups): { include: string; exclude: string } {
+  return { include: g.include === '*' ? '*' : g.include.join(','), exclude: g.exclude.join(',') };
+}
+
+/**
+ * The istio-iptables options beyond ports and CIDRs (capture-options.ts says where Istio reads each),
+ * from the pod's annotations and its proxy container's env, else the mesh-wide defaults. Only the
+ * fields that differ from Istio's defaults are set, so a pod that uses none keeps its old shape.
+ */
+function readCaptureOptions(
+  label: string,
+  pod: KubePod,
+  profile: MeshProfile,
+  mesh: MeshCaptureDefaults,
+  proxy: ProxySettings,
+): CaptureOptions {
+  const annotations = pod.metadata?.annotations ?? {};
+  const A = CAPTURE_ANNOTATIONS;
+  const E = CAPTURE_ENV;
+  const fromAnnotation = <T>(key: string, parse: (v: string) => ListResult<T>): T | undefined => {
+    const raw = annotations[key];
+    if (raw === undefined) return undefined;
+    const r = parse(raw);
+    if (!r.ok) throw new PodRejectedError(label, key, raw, r.error);
+    return r.value;
+  };
+  const container = profile.proxyIdentityContainer ? findContainer(pod, profile.proxyIdentityContainer) : undefined;
+  const envOf = (name: string): string | undefined => container?.env?.find((e) => e.name === name)?.value;
+  const fromEnv = <T>(name: string, parse: (v: string) => ListResult<T>): T | undefined => {
+    const raw = envOf(name);
+    if (raw === undefined) return undefined;
+    const r = parse(raw);
+    if (!r.ok) throw new PodRejectedError(label, `${container!.name} env ${name}`, raw, r.error);
+    return r.value;
+  };
+
+  const out: CaptureOptions = {};
+  const exclude = fromAnnotation(A.excludeInterfaces, parseInterfaceList);
+  if (exclude && exclude.length > 0) out.excludeInterfaces = exclude;
+  // Both are validated; the newer annotation wins when both are set (sidecar_redirect.go, injection template).
+  const kubevirt = fromAnnotation(A.kubevirtInterfaces, parseInterfaceList);
+  const reroute = fromAnnotation(A.rerouteVirtualInterfaces, parseInterfaceList) ?? kubevirt;
+  if (reroute && reroute.length > 0) out.rerouteInterfaces = reroute;
+
+  const meshGroups = formatGroups(mesh.ownerGroups);
+  const incText = envOf(E.ownerGroups);
+  const excText = envOf(E.ownerGroupsExclude);
+  let groups = mesh.ownerGroups;
+  if (incText !== undefined || excText !== undefined) {
+    const g = parseOwnerGroups(incText ?? meshGroups.include, excText ?? meshGroups.exclude);
+    if (!g.ok) {
+      const field = g.error.startsWith(E.ownerGroupsExclude) ? E.ownerGroupsExclude : E.ownerGroups;
+      const value = field === E.ownerGroups ? (incText ?? meshGroups.include) : (excText ?? meshGroups.exclude);
+      throw new PodRejectedError(label, `${container!.name} env ${field}`, value, g.error);
+    }
+    groups = g.value;
+  }
+  if (groups.include !== '*' || groups.exclude.length > 0) out.ownerGroups = groups;
+
+  const drop = fromEnv(E.invalidDrop, parseStrictBool) ?? mesh.dropInvalid;
+  if (drop) out.dropInvalid = true;
+  const loopback = fromEnv(E.loopbackCidr, parseLoopbackCidr) ?? mesh.hostLoopbackCidr;
+  if (loopback.address !== '127.0.0.1' || loopback.prefix !== 32) out.hostLoopbackCidr = loopback;
+
+  const uids = fromEnv(E.proxyUid, (v) => parseIdList(v, 'uid')) ?? [];
+  const gids = fromEnv(E.proxyGid, (v) => parseIdList(v, 'gid')) ?? [];
+  const extraUids = uids.filter((u) => u !== proxy.uid).sort((a, b) => a - b);
+  const extraGids = gids.filter((g) => g !== proxy.gid).sort((a, b) => a - b);
+  if (extraUids.length > 0) proxy.extraUids = extraUids;
+  if (extraGids.length > 0) proxy.extraGids = extraGids;
+
+  if (proxy.dnsPort !== undefined) {
+    const servers = podDnsServers(label, pod.spec, mesh.clusterDnsServers);
+    if (servers) out.dnsServers = servers;
+  }
+  return out;
+}
+
 /**
  * A Kubernetes pod seen through a mesh profile. Bad annotations reject only member pods (as istio-cni
  * does: a non-member's annotations are never applied, so they cannot be wrong).
@@ -245,6 +336,7 @@ export function interpretPod(
   namespaceLabels: Record<string, string>,
   profile: MeshProfile,
   extras: PodExtras = {},
+  mesh: MeshCaptureDefaults = DEFAULT_MESH_CAPTURE,
 ): Interpretation {
   const ref = podRefOf(pod);
   const label = `${ref.namespace}/${ref.name || '<unnamed>'}`;
@@ -257,6 +349,7 @@ export function interpretPod(
     const identity = proxyIdentity(pod, profile);
     const proxy: ProxySettings = { ...profile.proxy, ...identity };
     let interceptionMode: MeshPod['interceptionMode'] = 'REDIRECT';
+    let capture: CaptureOptions = {};
     if (member) {
       if (profile.trafficAnnotations) {
         const a = readSidecarAnnotations(label, pod.metadata?.annotations ?? {});
@@ -277,8 +370,9 @@ export function interpretPod(
       const bypass = profile.inboundBypassAnnotation;
       if (bypass && annotations[bypass] !== undefined && parseGoBool(annotations[bypass]!) === true) traffic.inbound.include = [];
       if (profile.dnsCaptureWhen.some((c) => holds(c, pod, namespaceLabels))) proxy.dnsPort = profile.dnsCapturePort;
+      if (profile.trafficAnnotations) capture = readCaptureOptions(label, pod, profile, mesh, proxy);
     }
-    const mesh: MeshPod = {
+    const meshPod: MeshPod = {
       ...ref,
       profile: profile.name,
       membership: member ? profile.membership : 'none',
@@ -290,8 +384,9 @@ export function interpretPod(
       interceptionMode,
       proxy,
       traffic,
+      ...(Object.keys(capture).length > 0 ? { capture } : {}),
     };
-    return { ok: true, pod: mesh };
+    return { ok: true, pod: meshPod };
   } catch (err) {
     if (err instanceof PodRejectedError) return { ok: false, ref, error: err };
     return { ok: false, ref, error: new PodRejectedError(label, 'pod', '', errorMessage(err)) };

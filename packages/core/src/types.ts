@@ -54,6 +54,52 @@ export interface ProxySettings {
   tunnelPort?: number;
   /** DNS capture to this port when set (Istio: 15053). */
   dnsPort?: number;
+  /**
+   * Further proxy UIDs/GIDs whose traffic is the proxy's own (istio-iptables `-u`/`-g` take
+   * comma lists). Sorted, unique, never containing `uid`/`gid`; absent = none.
+   */
+  extraUids?: number[];
+  extraGids?: number[];
+}
+
+/**
+ * Which app groups' outbound traffic is captured (Istio ISTIO_OUTBOUND_OWNER_GROUPS[_EXCLUDE]):
+ * `include: '*'` captures every group except `exclude`; a list captures only those groups
+ * (`exclude` is then ignored, as in Istio; `[]` captures no outbound traffic at all).
+ * Numeric GIDs only: names would resolve against whichever /etc/group the agent sees.
+ */
+export interface OwnerGroups {
+  include: '*' | number[];
+  exclude: number[];
+}
+
+/**
+ * The istio-iptables options beyond ports and CIDRs. Every field is optional and absent means
+ * Istio's default, so older pod records and fixtures stay valid; `captureOptionsOf` fills them.
+ */
+export interface CaptureOptions {
+  /** `traffic.sidecar.istio.io/excludeInterfaces` (-c): nothing on these NICs is captured. */
+  excludeInterfaces?: string[];
+  /**
+   * `istio.io/reroute-virtual-interfaces` (or the deprecated `traffic.sidecar.istio.io/kubevirtInterfaces`)
+   * (-k): TCP entering on these NICs (VM guests) goes to the outbound port, as if the pod sent it.
+   */
+  rerouteInterfaces?: string[];
+  /** ISTIO_OUTBOUND_OWNER_GROUPS / _EXCLUDE; default `{ include: '*', exclude: [] }`. */
+  ownerGroups?: OwnerGroups;
+  /** INVALID_DROP: conntrack-INVALID packets are dropped (mangle) instead of answered with RST. */
+  dropInvalid?: boolean;
+  /**
+   * ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR: the IPv4 loopback range treated as "localhost" (default
+   * 127.0.0.1/32; Istio accepts prefixes 8..32 of a 127.x address). Kept as written (host bits
+   * not cleared), as istio-iptables passes it on.
+   */
+  hostLoopbackCidr?: Cidr;
+  /**
+   * The pod's DNS servers (its resolv.conf, as kubelet writes it from dnsPolicy/dnsConfig):
+   * DNS capture is limited to these. Absent: not known, the backend's node-wide choice applies.
+   */
+  dnsServers?: { v4: string[]; v6: string[] };
 }
 
 /** A pod interpreted by a mesh profile: everything a backend needs, nothing Kubernetes-specific. */
@@ -77,6 +123,8 @@ export interface MeshPod extends PodRef {
   interceptionMode: InterceptionMode;
   proxy: ProxySettings;
   traffic: TrafficSelection;
+  /** Options beyond ports and CIDRs; absent fields are Istio's defaults. */
+  capture?: CaptureOptions;
 }
 
 /** Events the reconciler consumes. A `reject` is a pod whose annotations could not be honoured. */
@@ -180,6 +228,11 @@ export interface RedirectBackend {
   readonly name: BackendName;
   /** Can it run on a node with these capabilities, and if not, why. Pure. */
   support(caps: NodeCapabilities): Support;
+  /**
+   * Can it capture this pod as the pod's settings ask (optional; absent = every pod). Pure. A pod
+   * it cannot serve is reported `rejected` with these reasons instead of being enrolled.
+   */
+  supportPod?(pod: MeshPod): Support;
   /** Load or adopt node-wide state; idempotent. */
   start(node: NodeContext): Promise<void>;
   /** Make this pod's traffic go via its proxy; idempotent. */

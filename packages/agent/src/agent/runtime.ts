@@ -4,11 +4,14 @@ import type { Observable } from 'rxjs';
 import { tap } from 'rxjs';
 import {
   BackendUnsupportedError,
+  DEFAULT_MESH_CAPTURE,
+  type MeshCaptureDefaults,
   interpret,
   kubernetesSource,
   podsFileSource,
   probeNode,
   Reconciler,
+  rejectPodsBackendCannotServe,
   selectBackend,
   type NodeCapabilities,
   type ProfileName,
@@ -52,6 +55,8 @@ export interface AgentSettings extends NodeStateOptions {
   zdsSocket?: string;
   /** ZDS Ack timeout (default 5 s, as istio-cni). */
   zdsAckTimeoutMs?: number;
+  /** Mesh-wide capture defaults (config meshCapture); Istio's defaults when absent. */
+  meshCapture?: MeshCaptureDefaults;
 }
 
 export interface AgentDeps {
@@ -95,7 +100,7 @@ function podEvents(settings: AgentSettings, log: AgentLogger): Observable<Reconc
     readCookie: netnsCookie,
     ...(settings.netnsPrefix ? { namePrefix: settings.netnsPrefix } : {}),
   });
-  return raw.pipe(withDiscoveredNetns(discovery, log, netnsCookie), interpret(settings.profile));
+  return raw.pipe(withDiscoveredNetns(discovery, log, netnsCookie), interpret(settings.profile, settings.meshCapture ?? DEFAULT_MESH_CAPTURE));
 }
 
 export async function startAgent(settings: AgentSettings, deps: AgentDeps): Promise<RunningAgent> {
@@ -195,6 +200,8 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
       };
     }
     const observedEvents = events.pipe(
+      // A pod the chosen backend cannot capture as asked (sockops: excludeInterfaces, …) is rejected, not retried.
+      rejectPodsBackendCannotServe(backend),
       tap((ev) => {
         if (ev.type !== 'synced') tracker.onEvent(ev);
       }),

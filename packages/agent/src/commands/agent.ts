@@ -59,6 +59,7 @@ export function agentSettings(o: AgentCommandOptions, env: NodeJS.ProcessEnv = p
     cleanupOnExit: !!o.cleanupOnExit,
     splice: config.spliceMode === 'listed' ? config.splicePorts : config.spliceMode,
     ...(config.profile === 'istio-ambient' ? { zdsSocket: config.zdsSocket } : {}),
+    meshCapture: config.meshCapture,
     ...(o.netnsPrefix ? { netnsPrefix: o.netnsPrefix } : {}),
     ...(o.stateDir ?? env['SHUNT_STATE_DIR'] ? { stateDir: o.stateDir ?? env['SHUNT_STATE_DIR'] } : {}),
   };

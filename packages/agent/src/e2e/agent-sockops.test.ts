@@ -141,6 +141,20 @@ it('removing the pods from the file unenrolls them: traffic goes direct again', 
   expect((await requestViaSidecars()).originalDst).toBe(`${tb.pod('server').ipv4}:${HTTP_PORT}`);
 }, 60_000);
 
+it('a pod asking for what sockops cannot do (reroute-virtual-interfaces) is reported rejected, naming the annotation, and left alone', async () => {
+  await tb.addPod({ name: 'vm', mesh: 'sidecar', annotations: { 'istio.io/reroute-virtual-interfaces': 'net1' } });
+  writePods(['client', 'server', 'vm']);
+  await eventually('vm rejected', async () => (await metric(port1, 'shunt_pods_rejected')) === 1);
+  expect(await metric(port1, 'shunt_pods_enrolled')).toBe(2);
+  const status = JSON.parse(runCli(['status', '--json', '--backend', 'sockops', ...nodeArgs()]));
+  const sockops = status.backends.find((b: { backend: string }) => b.backend === 'sockops');
+  expect(sockops.state.pods.map((p: { name: string }) => p.name).sort()).toEqual(['client', 'server']);
+  const rejected = agent1.logs.find((l) => l.state === 'rejected' && String(l.pod).endsWith('/vm'));
+  expect(String(rejected?.reason)).toMatch(/^backend sockops cannot serve this pod: istio\.io\/reroute-virtual-interfaces .*"net1": .*redirectMode=iptables/);
+  writePods(['client', 'server']);
+  await eventually('vm gone', async () => (await metric(port1, 'shunt_pods_rejected')) === 0);
+}, 60_000);
+
 it('SIGTERM stops the agent and leaves the redirect working', async () => {
   expect(await agent1.stop()).toBe(0);
   expect(await requestViaSidecars()).toEqual({ ok: true, originalDst: `${tb.pod('server').ipv4}:${HTTP_PORT}` });

@@ -43,6 +43,13 @@ export function withTraffic(pod: MeshPod, t: { inbound?: Partial<Traffic['inboun
 }
 
 const DUAL = { v4: ['198.18.0.10'], v6: ['2001:db8:1::a'] };
+const PROXY = { uid: 1337, gid: 1337, outboundPort: 15001, inboundPort: 15006 };
+
+/** Istio's run_test.go constructTestConfig: -b "" -i "" (no capture) unless the case sets more. */
+function istioTest(over: Partial<MeshPod> = {}, t: Parameters<typeof withTraffic>[1] = {}): MeshPod {
+  const base = withTraffic(sidecarPod(over), { inbound: { include: [], exclude: [] }, outbound: { includeCidrs: [] } });
+  return withTraffic(base, t);
+}
 
 export interface GoldenCase {
   name: string;
@@ -151,6 +158,73 @@ export const GOLDEN_CASES: GoldenCase[] = [
       { inbound: { exclude: [16008] } },
     ),
     opts: { tproxyMark: 0x100, outboundMark: 0x200, tproxyTable: 200 },
+  },
+  // The options beyond ports and CIDRs. Each case sets what the Istio test case sets on top of
+  // run_test.go's constructTestConfig (no inbound and no outbound capture unless set), so the golden
+  // compares rule by rule with tools/istio-iptables/pkg/capture/testdata/<istio golden> (istio/istio
+  // 86c9f01fd73); `why` names it, ISTIO_* is SHUNT_*, and lists how ours differs.
+  {
+    name: 'exclude-interfaces',
+    why: 'istio basic-exclude-nic (-c not-istio-nic): nat OUTPUT RETURN at the head of SHUNT_OUTPUT; PREROUTING RETURN in SHUNT_PREROUTING (no inbound capture, so nothing follows it)',
+    pod: istioTest({ capture: { excludeInterfaces: ['not-istio-nic'] } }),
+  },
+  {
+    name: 'exclude-interfaces-tproxy-dns-dual-stack',
+    why: 'istio tproxy (TPROXY, -b *, -x 1.1.0.0/16, -i 9.9.0.0/16, DNS to 127.0.0.53, -c not-istio-nic, IPv6): mangle RETURNs at the head of SHUNT_PREROUTING/SHUNT_OUTPUT; differs only in the 15008 RETURN in mangle SHUNT_INBOUND (README: TPROXY and 15008)',
+    pod: istioTest(
+      { interceptionMode: 'TPROXY', ips: DUAL, proxy: { ...PROXY, dnsPort: 15053 }, capture: { excludeInterfaces: ['not-istio-nic'], dnsServers: { v4: ['127.0.0.53'], v6: [] } } },
+      { inbound: { include: '*' }, outbound: { includeCidrs: [cidr('9.9.0.0/16')], excludeCidrs: [cidr('1.1.0.0/16')] } },
+    ),
+  },
+  {
+    name: 'reroute-interfaces',
+    why: 'istio kube-virt-interfaces (-k eth1,eth2, -i *): SHUNT_PREROUTING holds the reroute REDIRECTs then the RETURNs, last-inserted first as Istio -I 1 leaves them',
+    pod: istioTest({ capture: { rerouteInterfaces: ['eth1', 'eth2'] } }, { outbound: { includeCidrs: '*' } }),
+  },
+  {
+    name: 'reroute-interfaces-cidrs',
+    why: 'istio ipnets-with-kube-virt-interfaces (-k eth1,eth2, -i 10.0.0.0/8): per-CIDR reroute REDIRECTs (-d … -i …)',
+    pod: istioTest({ capture: { rerouteInterfaces: ['eth1', 'eth2'] } }, { outbound: { includeCidrs: [cidr('10.0.0.0/8')] } }),
+  },
+  {
+    name: 'reroute-interfaces-dual-stack',
+    why: 'istio ipv6-virt-interfaces (-b 4000,5000, -k eth0,eth1, IPv6): RETURNs, then the inbound jump, in SHUNT_PREROUTING of both families',
+    pod: istioTest({ ips: DUAL, capture: { rerouteInterfaces: ['eth0', 'eth1'] } }, { inbound: { include: [4000, 5000] } }),
+  },
+  {
+    name: 'proxy-uids-gids-dns-dual-stack',
+    why: 'istio dns-uid-gid (-u 3,4 -g 1,2, DNS to 127.0.0.53 and ::127.0.0.53, IPv6): the uid block per uid, the gid block per gid, CT zones per id',
+    pod: istioTest({ ips: DUAL, proxy: { ...PROXY, uid: 3, gid: 1, extraUids: [4], extraGids: [2], dnsPort: 15053 }, capture: { dnsServers: { v4: ['127.0.0.53'], v6: ['::127.0.0.53'] } } }),
+  },
+  {
+    name: 'loopback-include-proxy-uids-dns',
+    why: 'istio loopback-outbound-iprange (-i 127.1.2.3/32, -u 3,4 -g 1,2, DNS to 127.0.0.53): a loopback include drops the -o lo RETURNs of every id',
+    pod: istioTest({ proxy: { ...PROXY, uid: 3, gid: 1, extraUids: [4], extraGids: [2], dnsPort: 15053 }, capture: { dnsServers: { v4: ['127.0.0.53'], v6: [] } } }, { outbound: { includeCidrs: [cidr('127.1.2.3/32')] } }),
+  },
+  {
+    name: 'owner-groups-include',
+    why: 'istio outbound-owner-groups (ISTIO_OUTBOUND_OWNER_GROUPS=java,202): one RETURN for every group not listed; numeric 1001 stands in for the name java (names are refused)',
+    pod: istioTest({ capture: { ownerGroups: { include: [1001, 202], exclude: [] } } }),
+  },
+  {
+    name: 'owner-groups-exclude',
+    why: 'istio outbound-owner-groups-exclude (ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE=888,ftp): one RETURN per excluded group; 21 stands in for ftp',
+    pod: istioTest({ capture: { ownerGroups: { include: '*', exclude: [888, 21] } } }),
+  },
+  {
+    name: 'drop-invalid',
+    why: 'istio drop-invalid (INVALID_DROP=true): mangle PREROUTING ctstate INVALID -> SHUNT_DROP -> DROP',
+    pod: istioTest({ capture: { dropInvalid: true } }),
+  },
+  {
+    name: 'drop-invalid-tproxy-exclude-interfaces',
+    why: 'no Istio golden (INVALID_DROP + TPROXY + -c): Istio appends PREROUTING -i nic RETURN before the INVALID rule, so SHUNT_DROP returns excluded NICs first; the DROP jump precedes the TPROXY jump',
+    pod: sidecarPod({ interceptionMode: 'TPROXY', capture: { dropInvalid: true, excludeInterfaces: ['net1'] } }),
+  },
+  {
+    name: 'host-loopback-cidr',
+    why: 'istio host-ipv4-loopback-cidr (ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR=127.0.0.1/8): every v4 localhost match uses the range; iptables-save spells 127.0.0.1/8 as 127.0.0.0/8',
+    pod: istioTest({ capture: { hostLoopbackCidr: { family: 4, address: '127.0.0.0', prefix: 8 } } }),
   },
   { name: 'not-a-member', why: 'a pod without a sidecar gets nothing', pod: sidecarPod({ membership: 'none' }) },
   { name: 'interception-none', why: 'sidecar.istio.io/interceptionMode=NONE gets nothing', pod: sidecarPod({ interceptionMode: 'NONE' }) },

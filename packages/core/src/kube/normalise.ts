@@ -64,6 +64,9 @@ export function pickPod(o: unknown): KubePod {
       serviceAccountName: str(spec.serviceAccountName),
       containers: containers(spec.containers),
       initContainers: containers(spec.initContainers),
+      dnsPolicy: str(spec.dnsPolicy),
+      dnsConfig:
+        isObj(spec.dnsConfig) && Array.isArray(spec.dnsConfig.nameservers) ? { nameservers: spec.dnsConfig.nameservers.map(String) } : undefined,
     }),
     status: dropUndefined({
       phase: str(st.phase),

@@ -38,6 +38,9 @@ export interface KubePod {
     serviceAccountName?: string;
     containers?: KubeContainer[];
     initContainers?: KubeContainer[];
+    /** What kubelet builds the pod's resolv.conf from (per-pod DNS servers for DNS capture). */
+    dnsPolicy?: string;
+    dnsConfig?: { nameservers?: string[] };
   };
   status?: {
     phase?: string;

@@ -1,0 +1,193 @@
+// The Istio capture options beyond ports and CIDRs, end to end on the testbed with the real rules:
+// HAProxy sidecars (uid/gid 1337) that read SO_ORIGINAL_DST, the client pod's istio-proxy env and
+// annotations interpreted by the core, the client re-enrolled with each setting in turn. Callers
+// run with the uid/gid each case needs. Assertions are about the path: which sidecar logged what.
+
+import { ISTIO_SIDECAR, interpretPod, type KubePod, type MeshPod } from '@shunt/core';
+import { runCommand } from '@shunt/netlink';
+import { APP_UID, PROXY_UID, Testbed, type ProxyLogRecord } from '@shunt/testbed';
+import { IptablesBackend } from './backend';
+import { disposeStateDirs, nodeContext, tempStateDir } from './__fixtures__/node';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// A one-shot echo client; argv: host port message. Exits non-zero on error or after 5 s.
+const ECHO_CLIENT = String.raw`
+const net = require('node:net');
+const [host, port, msg] = process.argv.slice(1);
+const s = net.connect({ host, port: Number(port) }, () => s.write(msg));
+let got = '';
+s.on('data', (d) => { got += d; if (got.length >= msg.length) { process.stdout.write(JSON.stringify({ reply: got })); s.destroy(); } });
+s.on('error', (e) => { process.stderr.write(String(e)); process.exit(2); });
+setTimeout(() => { process.stderr.write('timeout'); process.exit(3); }, 5000).unref();
+`;
+
+const since = (t: number, listener: 'inbound' | 'outbound') => (r: ProxyLogRecord) => r.at >= t - 1 && r.listener === listener;
+
+let tb: Testbed;
+let backend: IptablesBackend;
+
+function client(env: Record<string, string> = {}, annotations: Record<string, string> = {}): MeshPod {
+  const kube = tb.kubePod('client') as unknown as KubePod & { shunt: Record<string, string> };
+  kube.metadata!.annotations = { ...kube.metadata!.annotations, ...annotations };
+  kube.spec!.containers!.find((c) => c.name === 'istio-proxy')!.env = Object.entries(env).map(([name, value]) => ({ name, value }));
+  const r = interpretPod(kube, {}, ISTIO_SIDECAR, kube.shunt);
+  if (!r.ok) throw r.error;
+  return r.pod;
+}
+
+type Ids = { uid: number; gid?: number; suppl?: number };
+
+async function echo(host: string, port: number, msg: string, ids: Ids, pod = 'client'): Promise<string> {
+  const argv = [process.execPath, '-e', ECHO_CLIENT, host, String(port), msg];
+  // With a supplementary group, setpriv runs here (as root) instead of the testbed's --clear-groups.
+  const res =
+    ids.suppl === undefined
+      ? await tb.run(pod, argv, { uid: ids.uid, gid: ids.gid ?? ids.uid, timeoutMs: 15_000 })
+      : await tb.run(pod, ['setpriv', `--reuid=${ids.uid}`, `--regid=${ids.gid ?? ids.uid}`, `--groups=${ids.suppl}`, '--', ...argv], { timeoutMs: 15_000 });
+  return (JSON.parse(res.stdout) as { reply: string }).reply;
+}
+
+/** One connection from the client; the original destination its outbound sidecar logged, or null. */
+async function capturedOutbound(host: string, port: number, ids: Ids): Promise<ProxyLogRecord['originalDst'] | null> {
+  const t = Date.now();
+  const msg = `m${Math.random().toString(36).slice(2, 8)}`;
+  expect(await echo(host, port, msg, ids)).toBe(msg);
+  const hits = await tb.waitProxyLog('client', since(t, 'outbound'), { timeoutMs: 1500 });
+  if (hits.length === 0) await sleep(150);
+  return (hits[0] ?? tb.proxyLog('client', { since: t }).find((r) => r.listener === 'outbound'))?.originalDst ?? null;
+}
+
+beforeAll(async () => {
+  tb = await Testbed.create({
+    pods: [
+      { name: 'client', mesh: 'sidecar' },
+      { name: 'server', mesh: 'sidecar' },
+      { name: 'plain', mesh: 'none' },
+    ],
+  });
+  await Promise.all([tb.startEchoServer('server', { port: 9000 }), tb.startEchoServer('plain', { port: 9000 }), tb.startEchoServer('client', { port: 9400 })]);
+  backend = new IptablesBackend({ stateDir: tempStateDir() });
+  await backend.start(await nodeContext());
+  await backend.enroll(client());
+  const server = tb.kubePod('server');
+  const s = interpretPod(server, {}, ISTIO_SIDECAR, server.shunt);
+  if (!s.ok) throw s.error;
+  await backend.enroll(s.pod);
+}, 120_000);
+
+afterAll(async () => {
+  await backend?.stop({ cleanup: true }).catch(() => undefined);
+  await tb?.dispose();
+  disposeStateDirs();
+});
+
+test('control: an app connect is captured, the proxy uid is not', async () => {
+  await backend.enroll(client());
+  const plain = tb.pod('plain').ipv4;
+  expect(await capturedOutbound(plain, 9000, { uid: APP_UID })).toEqual({ address: plain, port: 9000 });
+  expect(await capturedOutbound(plain, 9000, { uid: 2500 })).toEqual({ address: plain, port: 9000 });
+  expect(await capturedOutbound(plain, 9000, { uid: PROXY_UID })).toBeNull();
+});
+
+test('PROXY_UID=1337,2500 and PROXY_GID=1337,2600: those callers are the proxy too', async () => {
+  await backend.enroll(client({ PROXY_UID: '1337,2500', PROXY_GID: '1337,2600' }));
+  const plain = tb.pod('plain').ipv4;
+  expect(await capturedOutbound(plain, 9000, { uid: 2500 })).toBeNull();
+  expect(await capturedOutbound(plain, 9000, { uid: APP_UID, gid: 2600 })).toBeNull();
+  expect(await capturedOutbound(plain, 9000, { uid: APP_UID })).toEqual({ address: plain, port: 9000 });
+});
+
+test('ISTIO_OUTBOUND_OWNER_GROUPS=3000 captures only gid 3000; _EXCLUDE=3100 leaves gid 3100 alone', async () => {
+  const plain = tb.pod('plain').ipv4;
+  await backend.enroll(client({ ISTIO_OUTBOUND_OWNER_GROUPS: '3000' }));
+  expect(await capturedOutbound(plain, 9000, { uid: APP_UID, gid: 3000 })).toEqual({ address: plain, port: 9000 });
+  expect(await capturedOutbound(plain, 9000, { uid: APP_UID })).toBeNull();
+  await backend.enroll(client({ ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE: '3100' }));
+  expect(await capturedOutbound(plain, 9000, { uid: APP_UID, gid: 3100 })).toBeNull();
+  expect(await capturedOutbound(plain, 9000, { uid: APP_UID })).toEqual({ address: plain, port: 9000 });
+  // `--gid-owner` without --suppl-groups (Istio never passes it): a supplementary 3100 does not match.
+  // (the caller really has it: gid 1000, groups 1000 3100)
+  expect((await tb.run('client', ['setpriv', `--reuid=${APP_UID}`, `--regid=${APP_UID}`, '--groups=3100', '--', 'id', '-G'])).stdout.trim().split(' ').sort()).toEqual(['1000', '3100']);
+  expect(await capturedOutbound(plain, 9000, { uid: APP_UID, suppl: 3100 })).toEqual({ address: plain, port: 9000 });
+});
+
+test('loopback range: with 127.0.0.1/32 the proxy to 127.0.0.2 goes inbound; with 127.0.0.1/8 it does not', async () => {
+  await backend.enroll(client());
+  let t = Date.now();
+  expect(await echo('127.0.0.2', 9400, 'lo32', { uid: PROXY_UID })).toBe('lo32');
+  const inb = await tb.waitProxyLog('client', since(t, 'inbound'));
+  expect(inb.map((r) => r.originalDst)).toEqual([{ address: '127.0.0.2', port: 9400 }]);
+  await backend.enroll(client({ ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR: '127.0.0.1/8' }));
+  t = Date.now();
+  expect(await echo('127.0.0.2', 9400, 'lo8', { uid: PROXY_UID })).toBe('lo8');
+  await sleep(200);
+  expect(tb.proxyLog('client', { since: t })).toEqual([]);
+});
+
+test('excludeInterfaces=eth0: nothing on eth0 is captured, either way', async () => {
+  await backend.enroll(client({}, { 'traffic.sidecar.istio.io/excludeInterfaces': 'eth0' }));
+  const plain = tb.pod('plain').ipv4;
+  expect(await capturedOutbound(plain, 9000, { uid: APP_UID })).toBeNull();
+  const t = Date.now();
+  // server -> client:9400 arrives on the client's eth0: its inbound sidecar is skipped.
+  expect(await echo(tb.pod('client').ipv4, 9400, 'in', { uid: APP_UID }, 'server')).toBe('in');
+  await tb.waitProxyLog('server', since(t, 'outbound'));
+  await sleep(200);
+  expect(tb.proxyLog('client', { since: t })).toEqual([]);
+  // Back to no exclusion: both are captured again.
+  await backend.enroll(client());
+  expect(await capturedOutbound(plain, 9000, { uid: APP_UID })).toEqual({ address: plain, port: 9000 });
+});
+
+describe('istio.io/reroute-virtual-interfaces: a VM guest behind the pod', () => {
+  // A "VM" netns wired to the client pod by a veth (vnet0 in the pod), as KubeVirt's tap/bridge is.
+  let vmNs = '';
+  const ip = (args: string[], netns?: string) => runCommand(['ip', ...args], netns ? { netns } : {});
+  beforeAll(async () => {
+    vmNs = `${tb.prefix}-vm`;
+    const podNs = tb.pod('client').netnsPath;
+    const a = `${tb.prefix.slice(-6)}va`;
+    const b = `${tb.prefix.slice(-6)}vb`;
+    await ip(['netns', 'add', vmNs]);
+    await ip(['link', 'add', a, 'type', 'veth', 'peer', 'name', b]);
+    await ip(['link', 'set', a, 'netns', podNs]);
+    await ip(['link', 'set', b, 'netns', vmNs]);
+    await ip(['link', 'set', a, 'name', 'vnet0'], podNs);
+    await ip(['addr', 'add', '198.19.250.1/30', 'dev', 'vnet0'], podNs);
+    await ip(['link', 'set', 'vnet0', 'up'], podNs);
+    const vm = `/run/netns/${vmNs}`;
+    await ip(['addr', 'add', '198.19.250.2/30', 'dev', b], vm);
+    await ip(['link', 'set', b, 'up'], vm);
+    await ip(['link', 'set', 'lo', 'up'], vm);
+    await ip(['route', 'add', 'default', 'via', '198.19.250.1'], vm);
+  }, 30_000);
+  afterAll(async () => {
+    // The veth goes with the VM netns; the pod netns goes with the testbed.
+    if (vmNs) await ip(['netns', 'del', vmNs]).catch(() => undefined);
+  });
+
+  async function fromVm(host: string, port: number, msg: string): Promise<string | null> {
+    try {
+      const out = await runCommand([process.execPath, '-e', ECHO_CLIENT, host, String(port), msg], { netns: `/run/netns/${vmNs}`, timeoutMs: 15_000 });
+      return (JSON.parse(out) as { reply: string }).reply;
+    } catch {
+      return null;
+    }
+  }
+
+  test('TCP the guest sends through vnet0 goes to the pod sidecar as outbound traffic; without the annotation it is not captured', async () => {
+    const plain = tb.pod('plain').ipv4;
+    await backend.enroll(client({}, { 'istio.io/reroute-virtual-interfaces': 'vnet0' }));
+    let t = Date.now();
+    expect(await fromVm(plain, 9000, 'guest')).toBe('guest');
+    const out = await tb.waitProxyLog('client', since(t, 'outbound'));
+    expect(out[0]).toMatchObject({ client: { address: '198.19.250.2' }, originalDst: { address: plain, port: 9000 } });
+    // Without it the guest's packets are merely forwarded (no route back to the guest here): not captured.
+    await backend.enroll(client());
+    t = Date.now();
+    await fromVm(plain, 9000, 'plain');
+    await sleep(200);
+    expect(tb.proxyLog('client', { since: t })).toEqual([]);
+  });
+});

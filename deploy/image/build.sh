@@ -19,17 +19,15 @@ log() { printf '\033[1m[image]\033[0m %s\n' "$*"; }
 die() { printf '[image] error: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (mmdebstrap installs packages into a chroot)"
-for t in mmdebstrap umoci npm openssl; do command -v "$t" >/dev/null || die "$t is missing (apt-get install mmdebstrap umoci)"; done
+bash "$here/tools.sh"
+for t in mmdebstrap umoci npm node; do command -v "$t" >/dev/null || die "$t is missing"; done
 started=$(date +%s)
 
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || echo 0)}
 created=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
 
-# This machine's Debian mirrors as apt itself sees them (one-line and deb822 sources alike).
-mirrors=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 'Created-By: Packages' | sort -u)
-main_mirror=$(awk '$2 !~ /-/ { print $1; exit }' <<<"$mirrors")
-security_mirror=$(awk '$2 ~ /-security$/ { print $1; exit }' <<<"$mirrors")
-[ -n "$main_mirror" ] || die "no Debian mirror found in this machine's apt sources (apt-get indextargets)"
+eval "$("$here/mirrors.sh")"
+main_mirror=$MAIN_MIRROR security_mirror=$SECURITY_MIRROR
 sources="deb $main_mirror $DEBIAN_SUITE main
 deb $main_mirror $DEBIAN_SUITE-updates main
 deb $main_mirror $DEBIAN_SUITE-backports main"
@@ -57,7 +55,7 @@ mmdebstrap --quiet --mode=root --variant=essential --format=tar \
   --setup-hook='mkdir -p "$1"/var/cache/apt/archives' --setup-hook="sync-in $out/cache/debs /var/cache/apt/archives/" \
   --customize-hook="sync-out /var/cache/apt/archives $out/cache/debs" \
   --customize-hook='chroot "$1" dpkg-query -W -f="\${Package} \${Version}\n" > "$1/usr/share/shunt-image-packages.txt"' \
-  --customize-hook='rm -rf "$1"/var/cache/* "$1"/var/lib/apt/lists/* "$1"/var/log/* "$1"/etc/machine-id "$1"/var/lib/dbus/machine-id' \
+  --customize-hook='rm -rf "$1"/etc/apt/sources.list "$1"/etc/apt/sources.list.d/* "$1"/var/cache/* "$1"/var/lib/apt/lists/* "$1"/var/log/* "$1"/etc/machine-id "$1"/var/lib/dbus/machine-id' \
   "$DEBIAN_SUITE" "$work/os.tar" - <<<"$sources"
 tar -xOf "$work/os.tar" ./usr/share/shunt-image-packages.txt > "$out/packages.lock"
 # No compiler, assembler or linker in the runtime image (gcc-12-base, a dependency of libgcc-s1, is only docs).

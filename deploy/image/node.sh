@@ -12,7 +12,7 @@ if [ ! -s "$tgz" ]; then
   (cd "$tmp" && npm pack --silent "$NODE_PACKAGE" >/dev/null)
   mv "$tmp"/*.tgz "$tgz"; rmdir "$tmp"
 fi
-got="sha512-$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)"
+got="sha512-$(node -e 'process.stdout.write(require("crypto").createHash("sha512").update(require("fs").readFileSync(process.argv[1])).digest("base64"))' "$tgz")"
 [ "$got" = "$NODE_INTEGRITY" ] || { echo "node.sh: $tgz has integrity $got, expected $NODE_INTEGRITY" >&2; rm -f "$tgz"; exit 1; }
 tar -xzf "$tgz" -C "$out" --strip-components=2 package/bin/node
 "$out/node" --version >/dev/null

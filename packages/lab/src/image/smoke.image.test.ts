@@ -292,8 +292,10 @@ describe('dropping each capability the chart grants (README "Capabilities")', ()
     NET_RAW: [],
     SYS_ADMIN: ['doctor', 'sockops', 'iptables', 'cleanup iptables'],
     SYS_PTRACE: ['sockops'],
+    // This VM's root has no CAP_SYS_RESOURCE in its bounding set: podman cannot add it, so every
+    // run here is without it (kernel >= 5.11 charges BPF memory to the cgroup, not RLIMIT_MEMLOCK).
     SYS_RESOURCE: [],
-    'SYS_ADMIN, seccomp unconfined': ['doctor', 'sockops', 'iptables', 'cleanup iptables'],
+    'SYS_ADMIN, seccomp unconfined': ['sockops', 'iptables', 'cleanup iptables'],
   };
 
   it.each(scenarios)('without CAP_$label', async ({ label, drop, unconfined }) => {

@@ -25,6 +25,7 @@ started=$(date +%s)
 
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || echo 0)}
 created=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
+revision=$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)   # read once: a commit meanwhile must not change it
 
 eval "$("$here/mirrors.sh")"
 main_mirror=$MAIN_MIRROR security_mirror=$SECURITY_MIRROR
@@ -86,7 +87,7 @@ umoci config --image "$out/oci:$IMAGE_TAG" --created "$created" --author "shunt"
   --config.workingdir / \
   --config.label "org.opencontainers.image.title=$IMAGE_NAME" --config.label "org.opencontainers.image.version=$IMAGE_TAG" \
   --config.label "org.opencontainers.image.created=$created" \
-  --config.label "org.opencontainers.image.revision=$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)" \
+  --config.label "org.opencontainers.image.revision=$revision" \
   --history.created "$created" --history.created_by "umoci config"
 umoci gc --layout "$out/oci"
 archive=$out/$IMAGE_NAME-$IMAGE_TAG.oci.tar

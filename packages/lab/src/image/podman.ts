@@ -31,6 +31,8 @@ export interface RunSpec {
   mounts: ChartMounts;
   /** Arguments after the image (the entrypoint is `node …/cli.js`): e.g. ['doctor', '--json']. */
   args: string[];
+  /** Another entrypoint than the image's (`node …/cli.js`). */
+  entrypoint?: string;
   /** No seccomp filter instead of the runtime's default profile (to tell seccomp from capability checks). */
   seccompUnconfined?: boolean;
 }
@@ -120,6 +122,7 @@ export class Podman {
       '-v', `${spec.mounts.stateDir}:/run/shunt`,
       '-v', `${m.xtablesLock.host}:${m.xtablesLock.container}`,
       ...ro,
+      ...(spec.entrypoint ? ['--entrypoint', spec.entrypoint] : []),
       image,
       ...spec.args,
     ];

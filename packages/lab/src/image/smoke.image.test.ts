@@ -146,6 +146,25 @@ const expectedDst = () => `${tb.pod('server').ipv4}:${HTTP_PORT}`;
 describe('the image, with the chart capabilities', () => {
   let attached: number[];
 
+  it('holds the runtime only: no compiler, no package manager, no testbed or lab, Node 20, libbpf >= 1.3', async () => {
+    const probe = [
+      'for t in cc gcc g++ clang clang-16 make apt-get; do command -v $t && echo "found $t"; done',
+      'ls /opt/shunt/node_modules/@shunt',
+      'node --version',
+      'ls /usr/lib/x86_64-linux-gnu | grep "^libbpf.so.1\\."',
+      'ls /usr/sbin/iptables-legacy-restore /usr/sbin/iptables-nft-restore /usr/sbin/ip6tables-legacy-restore /usr/sbin/ip6tables-nft-restore /usr/bin/nsenter /usr/sbin/ip /sbin/ip 2>&1',
+    ].join('; ');
+    const r = await podman.runToEnd(image, { ...spec([]), args: ['-c', probe] , entrypoint: '/bin/sh' });
+    expect(r.stdout).not.toMatch(/^found /m);
+    const shuntPkgs = r.stdout.split('\n').filter((l) => /^(agent|backend-[a-z]+|core|libbpf|netlink|testbed|lab)$/.test(l));
+    expect(shuntPkgs.sort()).toEqual(['agent', 'backend-iptables', 'backend-sockops', 'backend-tc', 'core', 'libbpf', 'netlink']);
+    expect(r.stdout).toMatch(/^v20\./m);
+    const libbpf = /^libbpf\.so\.1\.(\d+)\.\d+$/m.exec(r.stdout);
+    expect(Number(libbpf?.[1])).toBeGreaterThanOrEqual(3);
+    expect(r.stdout).not.toMatch(/No such file/);
+    results['imageContents'] = r.stdout.trim().split('\n');
+  }, 120_000);
+
   it('`shunt doctor` inside picks a backend', async () => {
     const r = await podman.runToEnd(image, spec(['doctor', '--json', '--cgroup-search', '/host/sys/fs/cgroup']));
     const report = JSON.parse(r.stdout);

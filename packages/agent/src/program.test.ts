@@ -18,7 +18,7 @@ function parseOnly(program: Command, argv: string[]): Record<string, unknown> {
   return seen;
 }
 
-it.each(['agent', 'doctor', 'status', 'cleanup', 'demo', 'bench'])('`shunt %s --help` describes the command', (cmd) => {
+it.each(['agent', 'doctor', 'status', 'cleanup'])('`shunt %s --help` describes the command', (cmd) => {
   const io = capture();
   const program = buildProgram(io);
   program.exitOverride();

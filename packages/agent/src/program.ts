@@ -104,31 +104,5 @@ export function buildProgram(io: Io = processIo): Command {
     process.exitCode = await cleanupCommand(opts, io);
   });
 
-  program
-    .command('demo')
-    .description('run the real agent with a pods file on a simulated node (network namespaces, HAProxy sidecars) and show the path traffic takes')
-    .addOption(new Option('--redirect-mode <mode>', 'backend the agent runs (default: every backend this node can run)').choices(MODES))
-    .addOption(new Option('--requests <n>', 'requests per path').argParser(positiveInt('--requests')).default(20))
-    .addOption(new Option('--profile <name>', 'istio-sidecar: sidecar pods; istio-ambient: ambient pods with the ztunnel stand-in (tc, iptables)').choices(PROFILES).default('istio-sidecar'))
-    .option('--json', 'print the results as JSON', false)
-    .action(async (opts) => {
-      const { demoCommand } = await import('./commands/demo');
-      process.exitCode = await demoCommand(opts, io);
-    });
-
-  program
-    .command('bench')
-    .description('benchmark every available path (direct, iptables, sockops…) on the simulated node: latency, throughput, connection rate')
-    .option('--modes <list>', 'comma-separated modes (default: every available one)')
-    .addOption(new Option('--profile <name>', 'istio-sidecar: sidecar pods; istio-ambient: ambient pods with a ztunnel stand-in (direct / tc / iptables)').choices(PROFILES).default('istio-sidecar'))
-    .addOption(new Option('--rounds <n>', 'A-B-A-B rounds').argParser(positiveInt('--rounds')))
-    .addOption(new Option('--seconds <n>', 'seconds per measurement').argParser(positiveInt('--seconds')))
-    .option('--out-dir <dir>', 'where JSON, markdown and SVG results go')
-    .option('--json', 'print the report as JSON', false)
-    .action(async (opts) => {
-      const { benchCommand } = await import('./commands/bench');
-      process.exitCode = await benchCommand(opts, io);
-    });
-
   return program;
 }

@@ -94,7 +94,7 @@ describe('security', () => {
     expect(sc.allowPrivilegeEscalation).toBe(false);
     expect(sc.capabilities.drop).toEqual(['ALL']);
     expect([...sc.capabilities.add].sort()).toEqual(
-      ['BPF', 'NET_ADMIN', 'NET_RAW', 'PERFMON', 'SYS_ADMIN', 'SYS_PTRACE', 'SYS_RESOURCE'].sort(),
+      ['BPF', 'DAC_READ_SEARCH', 'NET_ADMIN', 'NET_RAW', 'PERFMON', 'SYS_ADMIN', 'SYS_PTRACE', 'SYS_RESOURCE'].sort(),
     );
     // Every capability the chart adds is explained in the README.
     const guide = readFileSync(path.join(repo, 'README.md'), 'utf8');

@@ -6,8 +6,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { BackendName, ProfileName } from '@shunt/core';
 import { startZtunnel, type ModePods, type PathMode, type Testbed, type ZtunnelStandIn } from '@shunt/testbed';
-import { spawnAgent, type AgentProcess } from '../agent/process';
-import { freePort } from './free-port';
+import { freePort, spawnAgent, type AgentProcess } from '@shunt/agent';
 
 function commonDir(a: string, b: string): string {
   const x = a.split('/');

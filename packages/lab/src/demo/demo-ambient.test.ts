@@ -3,7 +3,7 @@
 // istio-ambient and --zds-socket, the stand-in connected to it). The path is read from the
 // stand-in's log: direct never reaches it, the agent path crosses both pods' ztunnel.
 import { ambientDirectMode, runDemo } from '@shunt/testbed';
-import { agentMode } from '../demo/agent-mode';
+import { agentMode } from './agent-mode';
 
 it('direct bypasses ztunnel; agent-iptables crosses both legs with the original destination', async () => {
   const lines: string[] = [];

@@ -1,12 +1,10 @@
-// `shunt bench`: the testbed benchmark with every available mode: direct, and each backend this
+// `shunt-lab bench`: the testbed benchmark with every available mode: direct, and each backend this
 // node can run as the real agent process sets it up (`shunt agent` with a pods file), so the
 // numbers are what a user of the agent gets.
 import { probeNode, profileByName, type ProfileName } from '@shunt/core';
 import { ambientDirectMode, directMode, runBench, type PathMode } from '@shunt/testbed';
-import { createBackends } from '../backends';
+import { createBackends, DEFAULT_STATE_DIR, type Io } from '@shunt/agent';
 import { agentMode } from '../demo/agent-mode';
-import { DEFAULT_STATE_DIR } from '../node-state/context';
-import type { Io } from '../program';
 
 export interface BenchCommandOptions {
   modes?: string;
@@ -49,7 +47,7 @@ export async function benchCommand(o: BenchCommandOptions, io: Io): Promise<numb
     const want = o.modes.split(',').map((s) => s.trim()).filter(Boolean);
     const unknown = want.filter((w) => !modes.some((m) => m.name === w));
     if (unknown.length) {
-      io.err(`shunt bench: mode(s) ${unknown.join(', ')} not available here; available: ${modes.map((m) => m.name).join(', ')}\n`);
+      io.err(`shunt-lab bench: mode(s) ${unknown.join(', ')} not available here; available: ${modes.map((m) => m.name).join(', ')}\n`);
       return 2;
     }
     modes = modes.filter((m) => want.includes(m.name));

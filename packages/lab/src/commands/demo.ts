@@ -1,11 +1,9 @@
-// `shunt demo`: the testbed demo with the real agent: for each backend this node can run, the
+// `shunt-lab demo`: the testbed demo with the real agent: for each backend this node can run, the
 // agent process enrolls the demo pods from a pods file, and the demo shows the path taken.
 import { probeNode, profileByName, selectBackend, type BackendName, type ProfileName, type RedirectMode } from '@shunt/core';
 import { ambientDirectMode, directMode, runDemo } from '@shunt/testbed';
-import { createBackends } from '../backends';
+import { createBackends, DEFAULT_STATE_DIR, type Io } from '@shunt/agent';
 import { agentMode } from '../demo/agent-mode';
-import { DEFAULT_STATE_DIR } from '../node-state/context';
-import type { Io } from '../program';
 
 export interface DemoCommandOptions {
   redirectMode?: RedirectMode;

@@ -18,7 +18,7 @@ const ANN = {
   excludeOutboundIPRanges: 'traffic.sidecar.istio.io/excludeOutboundIPRanges',
   excludeInboundPorts: 'traffic.sidecar.istio.io/excludeInboundPorts',
 };
-const NO_RECORDS = { origByCookie: 0, origByTuple: 0, splicedSockets: 0, dnsSockets: 0 };
+const NO_RECORDS = { origByCookie: 0, origByTuple: 0, splicedSockets: 0, splicePeers: 0, dnsSockets: 0 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const MiB = 1 << 20;
 

@@ -15,7 +15,7 @@ import { Sandbox, type Helper, type Netns } from './test-support/sandbox';
 const APP_UID = 1000;
 const PROXY_UID = 1337;
 const DNS_PORT = 15053;
-const NO_RECORDS = { origByCookie: 0, origByTuple: 0, splicedSockets: 0, dnsSockets: 0 };
+const NO_RECORDS = { origByCookie: 0, origByTuple: 0, splicedSockets: 0, splicePeers: 0, dnsSockets: 0 };
 
 function meshPod(name: string, ns: Netns, v4: string, v6: string[], dnsPort?: number): MeshPod {
   return {

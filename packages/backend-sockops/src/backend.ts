@@ -24,7 +24,17 @@ import type {
   Support,
 } from '@shunt/core';
 import { SockopsMaps, type InstalledPodProgram } from './maps';
-import { DEFAULT_SPLICE, validSplice, type SpliceSetting } from './splice';
+import {
+  DEFAULT_SPLICE,
+  effectiveSplice,
+  probeSpliceGuard,
+  validGuard,
+  validSplice,
+  type EffectiveSplice,
+  type GuardProbe,
+  type SpliceGuard,
+  type SpliceSetting,
+} from './splice';
 import { PodConfigError, canonical, fingerprintOf, podProgram, type PodProgram } from './pod-program';
 import { sockopsSupport } from './support';
 import { findListener, pidsInNetns, withBorrowedSocket } from './proxy-listener';
@@ -32,10 +42,14 @@ import { findListener, pidsInNetns, withBorrowedSocket } from './proxy-listener'
 export interface SockopsOptions {
   /**
    * Which redirected connections are spliced, by the port of the destination the app asked for
-   * (for proxy -> app inbound legs: the app's port). Default: DEFAULT_SPLICE ('none'); see
-   * src/splice.ts for why.
+   * (for proxy -> app inbound legs: the app's port). Default: DEFAULT_SPLICE ('auto': every
+   * captured connection, guarded, where the guard loads); see src/splice.ts.
    */
   splice?: SpliceSetting;
+  /** The splice guard's bounds; default DEFAULT_GUARD. */
+  guard?: Partial<SpliceGuard>;
+  /** Replaces probeSpliceGuard() (tests). */
+  guardProbe?: () => GuardProbe;
 }
 
 interface ProgramSpec {
@@ -85,6 +99,10 @@ export class SockopsBackendError extends Error {
 export class SockopsBackend implements RedirectBackend {
   readonly name = 'sockops' as const;
   private readonly splice: SpliceSetting;
+  private readonly guard: SpliceGuard;
+  private readonly guardProbe: () => GuardProbe;
+  /** What the kernel was told at start(), and why ('auto' resolved by the probe). */
+  private spliceState: { splice: EffectiveSplice; reason: string; guard: GuardProbe } | null = null;
   private node: NodeContext | null = null;
   private dir = '';
   private maps: SockopsMaps | null = null;
@@ -110,9 +128,17 @@ export class SockopsBackend implements RedirectBackend {
   constructor(opts: SockopsOptions = {}) {
     try {
       this.splice = validSplice(opts.splice ?? DEFAULT_SPLICE);
+      this.guard = validGuard(opts.guard);
     } catch (err) {
       throw new SockopsBackendError(`sockops: ${(err as Error).message}`);
     }
+    this.guardProbe = opts.guardProbe ?? probeSpliceGuard;
+  }
+
+  /** Programs this node attaches: the sk_msg guard only where it can load (nothing splices otherwise). */
+  private programs(): readonly ProgramSpec[] {
+    const guard = this.guardProbe();
+    return guard.available ? PROGRAMS : PROGRAMS.filter((s) => s.attach !== 'sk_msg');
   }
 
   support(caps: NodeCapabilities): Support {
@@ -145,25 +171,38 @@ export class SockopsBackend implements RedirectBackend {
     this.readOnly = node.readOnly === true;
     this.dir = path.join(node.bpffsRoot, 'sockops');
     if (this.readOnly) return this.adoptReadOnly();
+    const guard = this.guardProbe();
+    let eff: { splice: EffectiveSplice; reason: string };
+    try {
+      eff = effectiveSplice(this.splice, () => guard);
+    } catch (err) {
+      this.node = null;
+      throw new SockopsBackendError(`sockops: ${(err as Error).message}`);
+    }
+    this.spliceState = { ...eff, guard };
+    if (this.splice === 'auto' && eff.splice === 'none') node.log.warn({ reason: eff.reason }, 'sockops: splicing off');
     const { mapsDir, linksDir } = this;
     fs.mkdirSync(mapsDir, { recursive: true });
     fs.mkdirSync(linksDir, { recursive: true });
     fs.mkdirSync(this.netnsDir, { recursive: true });
 
-    for (const spec of PROGRAMS) {
+    const programs = this.programs();
+    for (const spec of programs) {
       const pin = path.join(linksDir, spec.program);
       if (fs.existsSync(pin)) this.links.set(spec.program, BpfLink.fromPin(pin));
     }
-    const missing = PROGRAMS.filter((s) => !this.links.has(s.program));
+    const missing = programs.filter((s) => !this.links.has(s.program));
     if (missing.length > 0) this.attach(missing, mapsDir, linksDir, node.cgroupRoot);
-    if (missing.length < PROGRAMS.length)
-      node.log.info({ adopted: PROGRAMS.length - missing.length, attached: missing.length, dir: this.dir }, 'sockops: adopted pinned links');
+    if (missing.length < programs.length)
+      node.log.info({ adopted: programs.length - missing.length, attached: missing.length, dir: this.dir }, 'sockops: adopted pinned links');
     // Kept loaded for the per-pod netns links; loading it also pins any map an older
     // version's pins lack (inbound_listener), before the maps are opened.
     this.skLookup = BpfObject.open(bpfObjectPath(SK_LOOKUP.object), { pinMaps: mapsDir });
 
     this.maps = SockopsMaps.open(mapsDir);
-    this.maps.setSplice(this.splice);
+    // The guard's bounds first, then the mode that makes sockets splice.
+    this.maps.setGuard(this.guard);
+    this.maps.setSplice(eff.splice);
     const installed = this.maps.readPods();
     this.installed = new Map(installed.map((p) => [p.netnsCookie, p]));
     this.nextGen = Math.max(0, ...installed.map((p) => p.gen), ...this.maps.selectionGens()) + 1;
@@ -183,7 +222,7 @@ export class SockopsBackend implements RedirectBackend {
 
   /** readOnly: open what is pinned, create, attach and delete nothing. */
   private adoptReadOnly(): void {
-    for (const spec of PROGRAMS) {
+    for (const spec of this.programs()) {
       const pin = path.join(this.linksDir, spec.program);
       if (fs.existsSync(pin)) this.links.set(spec.program, BpfLink.fromPin(pin));
     }
@@ -354,7 +393,7 @@ export class SockopsBackend implements RedirectBackend {
     const maps = this.maps;
     const linksDir = path.join(this.dir, 'links');
     const links = Object.fromEntries(
-      PROGRAMS.map((s) => [s.program, this.links.has(s.program) || (this.dir !== '' && fs.existsSync(path.join(linksDir, s.program)))]),
+      this.programs().map((s) => [s.program, this.links.has(s.program) || (this.dir !== '' && fs.existsSync(path.join(linksDir, s.program)))]),
     );
     const nodeReady = maps !== null && Object.values(links).every(Boolean);
     const pods = maps?.readPods() ?? [];
@@ -369,6 +408,10 @@ export class SockopsBackend implements RedirectBackend {
         readOnly: this.readOnly,
         links,
         splice: maps?.spliceSetting() ?? null,
+        spliceSetting: this.splice,
+        spliceReason: this.spliceState?.reason ?? null,
+        spliceGuard: maps?.guard() ?? null,
+        guardProbe: this.spliceState?.guard ?? null,
       },
       pods: pods.map((p) => {
         const inbound = this.inboundState(p);

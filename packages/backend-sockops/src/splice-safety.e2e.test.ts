@@ -157,11 +157,26 @@ describe('splice guard: bulk safety with a memory-limited receiver (testbed, def
     const peaks: Peaks = new Map();
     const samplers = [startSampler(tb, 'client', peaks), startSampler(tb, 'server', peaks)];
     const before = serverLines.length;
+    const dbg = process.env.SPLICE_DEBUG
+      ? setTimeout(() => {
+          for (const pod of ['client', 'server'])
+            void tb.run(pod, ['ss', '-tmnieoa']).then((r) => console.log(pod, r.stdout));
+          for (const pod of ['client', 'server'])
+            for (const pid of cgroupPids(tb.pod(pod).cgroupPath)) {
+              const t0 = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ');
+              setTimeout(() => {
+                const t1 = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ');
+                console.log(pod, pid, fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').slice(0, 80), 'cpu ticks/s', Number(t1[13]) + Number(t1[14]) - Number(t0[13]) - Number(t0[14]), fs.readFileSync(`/proc/${pid}/wchan`, 'utf8'));
+              }, 1000);
+            }
+        }, 12_000)
+      : null;
     const res = await tb.run(
       'client',
       [process.execPath, path.join(SCRIPTS, 'pattern-client.js'), tb.pod('server').ipv4, String(PORT), JSON.stringify(phase), '40000'],
       { uid: APP_UID, timeoutMs: 45_000 },
     );
+    if (dbg) clearTimeout(dbg);
     // The server logs each connection at its EOF; bounded wait for all of them.
     for (let i = 0; i < 100 && serverLines.length - before < phase.flows.length; i++) await sleep(50);
     await Promise.all(samplers.map((s) => s.kill()));
@@ -205,8 +220,14 @@ describe('splice guard: bulk safety with a memory-limited receiver (testbed, def
     const c0 = (await backend.observe()).counters;
     const violations: string[] = [];
     let sent = 0;
-    for (const phase of PHASES) {
+    const only = process.env.SPLICE_PHASES?.split(',');
+    for (const phase of PHASES.filter((p) => !only || only.includes(p.name))) {
+      const f0 = memcg!.failures();
+      const k0 = (await backend.observe()).counters;
       violations.push(...(await runPhase(phase)));
+      const k1 = (await backend.observe()).counters;
+      if (process.env.SPLICE_DEBUG)
+        console.log(phase.name, 'memcg failures', memcg!.failures() - f0, Object.fromEntries(Object.entries(k1).filter(([k]) => k.startsWith('splice')).map(([k, v]) => [k, v - (k0[k] ?? 0)])));
       sent += phase.flows.reduce((a, f) => a + (f.mode === 'rr' ? f.rrSize! * f.rounds! : f.bytes! + (f.replyBytes ?? 0)), 0);
     }
     const c1 = (await backend.observe()).counters;

@@ -37,7 +37,7 @@ function runFlow(f) {
           r.sent += f.rrSize;
         };
         c.on('data', () => {
-          // counted by the generic handler below; one full reply -> next request
+          // counted by the handler registered first (below, before connect completes); one full reply -> next request
           while (r.received - got >= f.rrSize) {
             got += f.rrSize;
             round++;
@@ -52,7 +52,8 @@ function runFlow(f) {
         }, stall, f.burst || null);
       }
     });
-    c.prependListener('data', (d) => {
+    // on(), not prependListener(): only Readable's on('data') switches the stream to flowing mode.
+    c.on('data', (d) => {
       const b = check(d, r.received);
       if (b !== null && r.bad === null) r.bad = b;
       r.received += d.length;

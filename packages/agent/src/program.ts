@@ -60,9 +60,10 @@ export function buildProgram(io: Io = processIo): Command {
       .addOption(new Option('--log-level <level>', 'log level (default info)').choices(LEVELS))
       .addOption(new Option('--resync-seconds <n>', 'compare the kernel with the desired state this often and repair drift (default 60)').argParser(positiveInt('--resync-seconds')))
       .option(
-        '--splice-ports <list|all|none>',
-        'sockops: splice (sk_msg) connections to these original destination ports, e.g. 8080,9090 (env SHUNT_SPLICE_PORTS; default none). ' +
-          'Lower latency, but no backpressure: only for request/response ports, never bulk transfers; "all" is unsafe for bulk flows',
+        '--splice-ports <auto|all|none|list>',
+        'sockops: which connections are spliced (sk_msg straight to the peer socket, behind a guard that bounds the peer\'s queue and falls back to TCP): ' +
+          '"auto" (default; env SHUNT_SPLICE_PORTS) every captured connection where the guard can load (CAP_PERFMON, BTF), none elsewhere; "all" the same but refuses to start without the guard; ' +
+          'a port list, e.g. 8080,9090, only those original destination ports; "none" nothing',
       )
       .option('--cleanup-on-exit', 'remove everything this agent installed when it stops (uninstall); default: leave redirect in place', false),
   ).action(async (opts) => {

@@ -1,9 +1,32 @@
-import { DEFAULT_SPLICE, validSplice } from './splice';
+import { DEFAULT_GUARD, DEFAULT_SPLICE, effectiveSplice, probeSpliceGuard, validGuard, validSplice } from './splice';
 import { SockopsBackend, SockopsBackendError } from './backend';
 
 describe('splice setting', () => {
-  it('defaults to none: splicing is an opt-in (it takes backpressure away)', () => {
-    expect(DEFAULT_SPLICE).toBe('none');
+  it('defaults to auto: guarded splicing of every captured connection where the guard loads', () => {
+    expect(DEFAULT_SPLICE).toBe('auto');
+  });
+
+  it('auto becomes all where the guard loads and none elsewhere, saying why; all/ports refuse without it', () => {
+    const yes = () => ({ available: true, evidence: 'loaded' });
+    const no = () => ({ available: false, evidence: 'guard probe refused: EPERM' });
+    expect(effectiveSplice('auto', yes)).toMatchObject({ splice: 'all' });
+    expect(effectiveSplice('auto', no)).toEqual({ splice: 'none', reason: 'auto: nothing spliced: guard probe refused: EPERM' });
+    expect(effectiveSplice('none', no)).toMatchObject({ splice: 'none' });
+    expect(effectiveSplice([8080], yes)).toMatchObject({ splice: [8080] });
+    expect(() => effectiveSplice('all', no)).toThrow(/splice "all" needs the splice guard, which cannot load here: guard probe refused: EPERM/);
+    expect(() => effectiveSplice([8080], no)).toThrow(/splice \[8080\] needs the splice guard/);
+  });
+
+  it('the guard probe loads on this kernel (the bulk-safety e2e suite relies on it)', () => {
+    expect(probeSpliceGuard()).toMatchObject({ available: true });
+  });
+
+  it('guard bounds: defaults, overrides, and bad values named', () => {
+    expect(validGuard(undefined)).toEqual(DEFAULT_GUARD);
+    expect(validGuard({ queueCap: 4 << 20 })).toEqual({ ...DEFAULT_GUARD, queueCap: 4 << 20 });
+    expect(() => validGuard({ queueCap: 0 })).toThrow(/splice guard queueCap 0 is not a byte count/);
+    expect(() => validGuard({ smallMsg: 1.5 })).toThrow(/splice guard smallMsg 1.5 is not a byte count/);
+    expect(() => validGuard({ queueCap: 1024, smallQueue: 4096 })).toThrow(/smallQueue 4096 exceeds queueCap 1024/);
   });
 
   it('canonicalises port lists; an empty list is none', () => {
@@ -11,6 +34,7 @@ describe('splice setting', () => {
     expect(validSplice([])).toBe('none');
     expect(validSplice('all')).toBe('all');
     expect(validSplice('none')).toBe('none');
+    expect(validSplice('auto')).toBe('auto');
   });
 
   it.each<[string, unknown, RegExp]>([
@@ -18,7 +42,7 @@ describe('splice setting', () => {
     ['port 70000', [70000], /splice port 70000 is not a port/],
     ['a fraction', [80.5], /splice port 80.5 is not a port/],
     ['a string port', ['8080'], /splice port "8080" is not a port/],
-    ['an unknown word', 'some', /splice "some" is not 'all', 'none' or a list of ports/],
+    ['an unknown word', 'some', /splice "some" is not 'auto', 'all', 'none' or a list of ports/],
     ['1025 ports', Array.from({ length: 1025 }, (_, i) => i + 1), /1025 splice ports, at most 1024/],
   ])('rejects %s naming the value', (_what, bad, message) => {
     expect(() => validSplice(bad)).toThrow(message);

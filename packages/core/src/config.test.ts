@@ -38,8 +38,8 @@ describe('loadConfig', () => {
       bpffsPath: '/sys/fs/bpf',
       metricsAddress: '0.0.0.0:9464',
       logLevel: 'info',
-      // Splicing is opt-in: it takes backpressure away from bulk flows (see SpliceMode).
-      spliceMode: 'none',
+      // Guarded splicing of every captured connection where the guard loads (see SpliceMode).
+      spliceMode: 'auto',
       splicePorts: [],
     });
     expect(origins).toMatchObject({ nodeName: 'flag', podsFile: 'flag', mode: 'default', splicePorts: 'default' });
@@ -114,6 +114,8 @@ describe('loadConfig', () => {
     it('all and none, any case; empty means none', () => {
       expect(splice({ flags: { ...base, splicePorts: 'ALL' } })).toMatchObject({ mode: 'all', ports: [] });
       expect(splice({ flags: { ...base, splicePorts: 'none' } })).toMatchObject({ mode: 'none', ports: [] });
+      expect(splice({ flags: { ...base, splicePorts: 'auto' } })).toMatchObject({ mode: 'auto', ports: [] });
+      expect(splice({ flags: base })).toMatchObject({ mode: 'auto', ports: [], origin: 'default' });
       expect(splice({ flags: { ...base, splicePorts: '' } })).toMatchObject({ mode: 'none', ports: [] });
     });
 
@@ -132,7 +134,7 @@ describe('loadConfig', () => {
         /config splicePorts \(from file .*s5\.yaml\): "1\.5" is not a port/,
       );
       expect(configError(() => loadConfig({ flags: base, file: file('s6.yaml', 'splicePorts: true') })).message).toMatch(
-        /splicePorts.*expected "none", "all" or a list of ports, got true/,
+        /splicePorts.*expected "auto", "none", "all" or a list of ports, got true/,
       );
     });
 

@@ -14,12 +14,13 @@ const PROFILE_NAMES: readonly ProfileName[] = ['istio-sidecar', 'istio-ambient']
 
 /**
  * Which redirected connections the sockops backend splices (sk_msg hands data straight to the peer
- * socket), by the port of the destination the app asked for. `none` is the default: a spliced
- * socket has no backpressure (the peer's receive queue grows without bound while the reader lags,
- * until the node's TCP memory limit makes sends fail with ENOMEM), so splicing is an opt-in for
- * request/response ports. `listed` uses `splicePorts`; `all` splices every connection.
+ * socket), by the port of the destination the app asked for. Every splice is guarded (the sockops
+ * backend's redir.bpf.c bounds the peer's queue and moves a flow to TCP when it would exceed it).
+ * `auto` (the default) splices every captured connection where the guard can load, nothing
+ * elsewhere; `all` the same but refuses to start without the guard; `listed` uses `splicePorts`;
+ * `none` splices nothing.
  */
-export type SpliceMode = 'none' | 'all' | 'listed';
+export type SpliceMode = 'auto' | 'none' | 'all' | 'listed';
 /** Entries of the sockops backend's splice_ports map (bpf/include/shunt_sockops.h). */
 export const MAX_SPLICE_PORTS = 1024;
 
@@ -154,12 +155,13 @@ export function parseSplicePorts(value: unknown): { mode: SpliceMode; ports: num
     const t = value.trim().toLowerCase();
     if (t === '' || t === 'none') return { mode: 'none', ports: [] };
     if (t === 'all') return { mode: 'all', ports: [] };
+    if (t === 'auto') return { mode: 'auto', ports: [] };
     items = t.split(/[\s,]+/).filter((x) => x !== '');
-  } else return `expected "none", "all" or a list of ports, got ${JSON.stringify(value)}`;
+  } else return `expected "auto", "none", "all" or a list of ports, got ${JSON.stringify(value)}`;
   const ports = new Set<number>();
   for (const it of items) {
     const text = typeof it === 'number' ? String(it) : typeof it === 'string' ? it.trim() : JSON.stringify(it);
-    if (text === 'all' || text === 'none')
+    if (text === 'all' || text === 'none' || text === 'auto')
       return `${JSON.stringify(text)} cannot be combined with ports (got ${JSON.stringify(value)}); use it alone`;
     const port = /^[0-9]{1,5}$/.test(text) ? Number(text) : NaN;
     if (!(port >= 1 && port <= 65535)) return `${JSON.stringify(text)} is not a port (1-65535) in ${JSON.stringify(value)}`;
@@ -255,7 +257,7 @@ export function loadConfig(inputs: ConfigInputs = {}): LoadedConfig {
   if (typeof listen === 'string') throw new ConfigError('metricsAddress', metricsRaw.where, `${JSON.stringify(metricsAddress)}: ${listen}`);
   const logLevel = oneOf(orDefault('logLevel'), 'logLevel', LOG_LEVELS);
   const spliceRaw = get('splicePorts');
-  const splice = spliceRaw ? parseSplicePorts(spliceRaw.value) : { mode: 'none' as const, ports: [] };
+  const splice = spliceRaw ? parseSplicePorts(spliceRaw.value) : { mode: 'auto' as const, ports: [] };
   if (typeof splice === 'string') throw new ConfigError('splicePorts', spliceRaw!.where, splice);
 
   return {

@@ -66,7 +66,7 @@ app.kubernetes.io/component: node-agent
 {{- end -}}
 {{- end -}}
 
-{{/* sockops.splicePorts as the agent's --splice-ports text ("" = not set: the agent's default, none). */}}
+{{/* sockops.splicePorts as the agent's --splice-ports text ("" = not set: the agent's default, auto). */}}
 {{- define "shunt.splicePorts" -}}
 {{- $p := (.Values.sockops | default dict).splicePorts -}}
 {{- if kindIs "slice" $p -}}
@@ -78,7 +78,7 @@ app.kubernetes.io/component: node-agent
 {{- else if or (kindIs "float64" $p) (kindIs "int64" $p) (kindIs "int" $p) -}}
 {{- int $p -}}
 {{- else if not (kindIs "invalid" $p) -}}
-{{- fail (printf "sockops.splicePorts must be a list of ports, one port, \"all\" or \"none\", got %v" $p) -}}
+{{- fail (printf "sockops.splicePorts must be a list of ports, one port, \"auto\", \"all\" or \"none\", got %v" $p) -}}
 {{- end -}}
 {{- end -}}
 

@@ -159,12 +159,13 @@ describe('values', () => {
     expect(ds.spec.template.metadata.annotations['checksum/args']).not.toBe(base.spec.template.metadata.annotations['checksum/args']);
   });
 
-  it('sockops.splicePorts: unset by default (the agent splices nothing), a list or "all" becomes --splice-ports', () => {
+  it('sockops.splicePorts: unset by default (the agent\'s default: auto, guarded), a list, "auto" or "all" becomes --splice-ports', () => {
     const args = (extra: string[]) => find(render(extra), 'DaemonSet').spec.template.spec.containers[0].args as string[];
     expect(args([]).some((a) => a.startsWith('--splice-ports'))).toBe(false);
     expect(args(['--set', 'sockops.splicePorts={8080,9090}'])).toContain('--splice-ports=8080,9090');
     expect(args(['--set', 'sockops.splicePorts=8080'])).toContain('--splice-ports=8080');
     expect(args(['--set', 'sockops.splicePorts=all'])).toContain('--splice-ports=all');
+    expect(args(['--set', 'sockops.splicePorts=auto'])).toContain('--splice-ports=auto');
     const file = path.join(workDir, 'splice.yaml');
     writeFileSync(file, 'sockops:\n  splicePorts: [15010, 8080]\n');
     expect(args(['-f', file])).toContain('--splice-ports=15010,8080');

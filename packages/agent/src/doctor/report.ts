@@ -12,6 +12,8 @@ export interface DoctorReport {
   /** Why the selection failed, when it did. */
   error?: string;
   backends: { name: BackendName; ok: boolean; chosen: boolean; reasons: string[] }[];
+  /** sockops splicing: what the default setting ('auto') becomes here, and the guard probe behind it. */
+  splice?: { setting: string; effective: string; guard: { available: boolean; evidence: string } };
 }
 
 export interface SupportSourceLike {
@@ -92,6 +94,13 @@ export function formatDoctor(r: DoctorReport): string {
     // Supported by the kernel yet passed over (order, profile) reads as 'not chosen', never 'can run'.
     const verdict = b.chosen ? 'CHOSEN' : !b.ok ? 'cannot run' : b.reasons.length > 0 ? 'not chosen' : 'can run';
     lines.push(`  ${pad(b.name, 9)} ${pad(verdict, 11)} ${b.reasons.join('; ')}`.trimEnd());
+  }
+  if (r.splice) {
+    lines.push('');
+    lines.push(
+      `sockops splicing: ${r.splice.setting} → ${r.splice.effective} ` +
+        (r.splice.guard.available ? `(the splice guard loads: ${r.splice.guard.evidence})` : `(the splice guard cannot load, so nothing is spliced: ${r.splice.guard.evidence})`),
+    );
   }
   lines.push('');
   lines.push(r.choice ? `redirectMode=${r.mode} → ${r.choice}` : `no backend can run: ${r.error ?? 'unknown reason'}`);

@@ -17,12 +17,11 @@ export interface BenchCommandOptions {
 }
 
 /**
- * The bench's request/response ports: sockperf ping-pong and HTTP (wrk), not iperf3's 5201 (the
- * testbed's runBench serves them on these). `sockops+splice` splices exactly these, as a user would
- * list their request/response services, so the table shows both sides of the trade-off: splicing's
- * latency on these ports, and throughput on the unlisted bulk port as with the default.
+ * `sockops` runs the agent's defaults (splice 'auto': every connection, guarded); `sockops-nosplice`
+ * the same agent with --splice-ports=none, so the table shows what the guarded splice adds or costs
+ * per metric against sockops' connect-time redirect alone.
  */
-export const BENCH_SPLICE_PORTS = [11111, 8080] as const;
+export const NOSPLICE_MODE = 'sockops-nosplice';
 
 export async function availableBenchModes(): Promise<PathMode[]> {
   const caps = await probeNode({ iptablesScratch: true });
@@ -31,10 +30,7 @@ export async function availableBenchModes(): Promise<PathMode[]> {
   for (const b of createBackends({ profile: 'istio-sidecar', stateDir: DEFAULT_STATE_DIR })) {
     if (!b.support(caps).ok) continue;
     modes.push({ ...agentMode(b.name), name: b.name });
-    if (b.name === 'sockops') {
-      const splicePorts = BENCH_SPLICE_PORTS.join(',');
-      modes.push({ ...agentMode(b.name, { splicePorts }), name: 'sockops+splice' });
-    }
+    if (b.name === 'sockops') modes.push({ ...agentMode(b.name, { splicePorts: 'none' }), name: NOSPLICE_MODE });
   }
   return modes;
 }

@@ -153,7 +153,7 @@ struct shunt_listener_key {
  * splice_guard (ARRAY, 1 entry): the policy; all zero = built-in defaults (SHUNT_GUARD_*).
  */
 #define SHUNT_GUARD_QUEUE_CAP (1u << 20)   /* bound on a peer's queued bytes (min'd with its sk_rcvbuf) */
-#define SHUNT_GUARD_SMALL_MSG (16u << 10)  /* messages below this splice only onto a near-empty queue */
+#define SHUNT_GUARD_SMALL_MSG (8u << 10)   /* messages below this splice only onto a near-empty queue */
 #define SHUNT_GUARD_SMALL_QUEUE (64u << 10) /* "near-empty" for small messages */
 struct shunt_splice_guard {
 	__u32 queue_cap;   /* bytes; 0 = SHUNT_GUARD_QUEUE_CAP */
@@ -176,8 +176,10 @@ struct shunt_splice_guard {
 struct shunt_splice_sock {
 	__u64 sk;     /* struct sock * */
 	__u32 state;  /* SHUNT_FLOW_*, written by this socket's own sk_msg (under its socket lock) */
-	__u32 seen;   /* 1 once sk_msg ran for this socket */
+	__u32 flags;  /* SHUNT_SPLICE_F_* */
 };
+#define SHUNT_SPLICE_F_SEEN 1u      /* sk_msg ran for this socket (written by sk_msg) */
+#define SHUNT_SPLICE_F_OWNS_ORIG 2u /* passive side: its orig_by_tuple record goes at its close */
 
 /* Indices into the per-CPU splice_stats array; names in abi.ts SPLICE_STAT_NAMES (same order). */
 enum shunt_splice_stat {

@@ -158,8 +158,9 @@ int shunt_redir(struct sk_msg_md *msg)
 		return pass(size);
 	}
 	struct shunt_splice_sock *ps = bpf_map_lookup_elem(&splice_peer, &peer);
-	int first = !self->seen;
-	self->seen = 1;
+	int first = !(self->flags & SHUNT_SPLICE_F_SEEN);
+	if (first)
+		self->flags |= SHUNT_SPLICE_F_SEEN;
 	if (!ps) {
 		if (first) {
 			/* The peer joins later or never (other node, not marked): never splice this flow. */

@@ -37,7 +37,7 @@ static __always_inline void own_tuple(struct bpf_sock_ops *skops, struct shunt_t
 	tuple_scope(t, netns);
 }
 
-static __always_inline int splice(struct bpf_sock_ops *skops, struct shunt_tuple *t, __u64 netns)
+static __always_inline int splice(struct bpf_sock_ops *skops, struct shunt_tuple *t, __u64 netns, __u32 flags)
 {
 	/* Only sockets of enrolled pods are spliced; a host caller's half stays on the stack. */
 	if (!bpf_map_lookup_elem(&pod_cfg, &netns))
@@ -49,7 +49,7 @@ static __always_inline int splice(struct bpf_sock_ops *skops, struct shunt_tuple
 	/* The guard in redir.bpf.c reads the peer's queue through this (sk_msg cannot look up the
 	 * sockhash); a socket without it never splices. Deleted at TCP_CLOSE (watch_state). */
 	struct bpf_sock *sk = skops->sk;
-	struct shunt_splice_sock v = { .state = SHUNT_FLOW_SPLICE };
+	struct shunt_splice_sock v = { .state = SHUNT_FLOW_SPLICE, .flags = flags };
 	if (sk) {
 		v.sk = (__u64)sk;
 		bpf_map_update_elem(&splice_peer, t, &v, BPF_ANY);
@@ -87,14 +87,26 @@ int shunt_sockops(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] != BPF_TCP_CLOSE)
 			return 1;
-		cookie = bpf_get_socket_cookie(skops);
-		if (bpf_map_delete_elem(&orig_by_cookie, &cookie) == 0)
-			count(SHUNT_CNT_ORIG_RELEASED, 1);
+		/* Per-connection cost: delete only what this socket can own. A cookie record outlives
+		 * only a connect that never established (ACTIVE_ESTABLISHED moves it). */
+		if (skops->args[0] == BPF_TCP_SYN_SENT) {
+			cookie = bpf_get_socket_cookie(skops);
+			if (bpf_map_delete_elem(&orig_by_cookie, &cookie) == 0)
+				count(SHUNT_CNT_ORIG_RELEASED, 1);
+			return 1;
+		}
 		/* Runs before the kernel unhashes the socket, so its 4-tuple is still intact. */
 		own_tuple(skops, &t, bpf_get_netns_cookie(skops));
+		struct shunt_splice_sock *sp = bpf_map_lookup_elem(&splice_peer, &t);
+		if (sp) {
+			__u32 owns = sp->flags & SHUNT_SPLICE_F_OWNS_ORIG;
+			bpf_map_delete_elem(&splice_peer, &t);
+			/* An active spliced socket holds no tuple record (the accepting side does). */
+			if (!owns)
+				return 1;
+		}
 		if (bpf_map_delete_elem(&orig_by_tuple, &t) == 0)
 			count(SHUNT_CNT_ORIG_RELEASED, 1);
-		bpf_map_delete_elem(&splice_peer, &t);
 		return 1;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
@@ -120,7 +132,7 @@ int shunt_sockops(struct bpf_sock_ops *skops)
 		count(SHUNT_CNT_ORIG_RECORDED, 1);
 		/* The record now belongs to the accepting socket; this one needs no more callbacks
 		 * unless it is spliced (its splice_peer entry goes at close). */
-		if (!(copy.flags & SHUNT_ORIG_SPLICE) || !splice(skops, &t, netns))
+		if (!(copy.flags & SHUNT_ORIG_SPLICE) || !splice(skops, &t, netns, 0))
 			watch_state(skops, 0);
 		return 1;
 	}
@@ -131,6 +143,6 @@ int shunt_sockops(struct bpf_sock_ops *skops)
 		return 1;
 	watch_state(skops, 1);
 	if (o->flags & SHUNT_ORIG_SPLICE)
-		splice(skops, &t, netns);
+		splice(skops, &t, netns, SHUNT_SPLICE_F_OWNS_ORIG);
 	return 1;
 }

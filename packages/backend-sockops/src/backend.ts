@@ -187,12 +187,30 @@ export class SockopsBackend implements RedirectBackend {
     fs.mkdirSync(this.netnsDir, { recursive: true });
 
     const programs = this.programs();
+    // Pins of a version without the splice guard (no splice_peer map yet): its sk_msg program
+    // splices unguarded and its sockops program records no peers. Both are replaced: the sk_msg
+    // link goes first (until the new one is in, new sockets are not spliced: plain TCP); the old
+    // sockops link is kept until the new one is attached (cgroup links coexist), then detached.
+    const legacy = fs.existsSync(path.join(mapsDir, 'pod_cfg')) && !fs.existsSync(path.join(mapsDir, 'splice_peer'));
+    const replaced: BpfLink[] = [];
+    if (legacy) {
+      const redir = path.join(linksDir, 'shunt_redir');
+      if (fs.existsSync(redir)) BpfLink.fromPin(redir).detach();
+      const sockops = path.join(linksDir, 'shunt_sockops');
+      if (fs.existsSync(sockops)) {
+        const old = BpfLink.fromPin(sockops);
+        old.unpin();
+        replaced.push(old);
+      }
+      node.log.info({ dir: this.dir }, 'sockops: replacing the sk_msg and sockops programs of a version without the splice guard');
+    }
     for (const spec of programs) {
       const pin = path.join(linksDir, spec.program);
       if (fs.existsSync(pin)) this.links.set(spec.program, BpfLink.fromPin(pin));
     }
     const missing = programs.filter((s) => !this.links.has(s.program));
     if (missing.length > 0) this.attach(missing, mapsDir, linksDir, node.cgroupRoot);
+    for (const old of replaced) old.detach();
     if (missing.length < programs.length)
       node.log.info({ adopted: programs.length - missing.length, attached: missing.length, dir: this.dir }, 'sockops: adopted pinned links');
     // Kept loaded for the per-pod netns links; loading it also pins any map an older

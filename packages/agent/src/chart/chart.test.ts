@@ -200,7 +200,7 @@ describe('values', () => {
     [['--set', 'sockops.splicePorts={8080,70000}'], 'sockops.splicePorts.1: Must be less than or equal to 65535'],
     [['--set', 'sockops.splicePorts=0'], 'sockops.splicePorts: Must be greater than or equal to 1'],
     [['--set', 'sockops.splicePorts=http'], "sockops.splicePorts: Does not match pattern"],
-    [['--set', 'sockops.splicePorts=true'], 'sockops.splicePorts must be a list of ports, one port, "all" or "none", got true'],
+    [['--set', 'sockops.splicePorts=true'], 'sockops.splicePorts must be a list of ports, one port, "auto", "all" or "none", got true'],
     [['--set', 'serviceAccount.create=false'], 'serviceAccount.name is required when serviceAccount.create=false'],
     [['--set', 'securityContext.appArmorProfile.type=Localhost', '--kube-version', '1.29.0'], 'localhostProfile is required'],
   ])('rejects bad values %j with a message naming the value', (args, message) => {

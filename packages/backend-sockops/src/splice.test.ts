@@ -1,3 +1,6 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { DEFAULT_GUARD, DEFAULT_SPLICE, effectiveSplice, probeSpliceGuard, validGuard, validSplice } from './splice';
 import { SockopsBackend, SockopsBackendError } from './backend';
 
@@ -19,6 +22,20 @@ describe('splice setting', () => {
 
   it('the guard probe loads on this kernel (the bulk-safety e2e suite relies on it)', () => {
     expect(probeSpliceGuard()).toMatchObject({ available: true });
+  });
+
+  it('without CAP_PERFMON the guard probe refuses, and auto splices nothing, saying why', () => {
+    // A child without CAP_PERFMON (and CAP_SYS_ADMIN, which implies it) asks the built probe.
+    const dist = path.resolve(__dirname, '../dist/splice.js');
+    expect(fs.existsSync(dist)).toBe(true);
+    const js = `const s=require(${JSON.stringify(dist)});const p=s.probeSpliceGuard();console.log(JSON.stringify({p,e:s.effectiveSplice('auto',()=>p)}))`;
+    // setpriv (util-linux): root's capabilities at exec are its bounding set, so dropping from it is enough.
+    const r = spawnSync('setpriv', ['--bounding-set', '-perfmon,-sys_admin', '--', process.execPath, '-e', js], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as { p: { available: boolean; evidence: string }; e: { splice: string; reason: string } };
+    expect(out.p.available).toBe(false);
+    expect(out.p.evidence).toMatch(/guard probe refused: .*EPERM.*needs CAP_BPF \+ CAP_PERFMON/);
+    expect(out.e).toMatchObject({ splice: 'none', reason: expect.stringMatching(/^auto: nothing spliced: guard probe refused/) });
   });
 
   it('guard bounds: defaults, overrides, and bad values named', () => {

@@ -10,7 +10,7 @@ export interface BackendSettings {
   profile?: ProfileName;
   /** Node-local records directory (see NodePaths.stateDir). */
   stateDir: string;
-  /** sockops: which connections to splice (default: the backend's, auto). */
+  /** sockops: which connections to splice (default: the backend's, none). */
   splice?: SpliceSetting;
 }
 

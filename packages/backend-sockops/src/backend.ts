@@ -42,8 +42,8 @@ import { findListener, pidsInNetns, withBorrowedSocket } from './proxy-listener'
 export interface SockopsOptions {
   /**
    * Which redirected connections are spliced, by the port of the destination the app asked for
-   * (for proxy -> app inbound legs: the app's port). Default: DEFAULT_SPLICE ('auto': every
-   * captured connection, guarded, where the guard loads); see src/splice.ts.
+   * (for proxy -> app inbound legs: the app's port). Default: DEFAULT_SPLICE ('none'; 'auto' is
+   * the opt-in: every captured connection, guarded, where the guard loads); see src/splice.ts.
    */
   splice?: SpliceSetting;
   /** The splice guard's bounds; default DEFAULT_GUARD. */

@@ -3,6 +3,7 @@ export { SockopsBackend, SockopsBackendError, PROGRAMS, type SockopsOptions } fr
 export {
   DEFAULT_SPLICE,
   DEFAULT_GUARD,
+  SPLICE_DEFAULT_WHY,
   effectiveSplice,
   probeSpliceGuard,
   validGuard,

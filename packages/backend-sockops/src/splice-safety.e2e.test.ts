@@ -1,6 +1,7 @@
 /**
- * Bulk safety of the guarded splice, on the real kernel, through real HAProxy sidecars, with the
- * DEFAULT splice setting ('auto'): the receiving pod (its sidecar and the app) sits in a memory
+ * Bulk safety of the guarded splice, on the real kernel, through real sidecar proxies, with the
+ * splice setting 'auto' set explicitly. It is not the default (the default is 'none', see below
+ * and src/splice.ts DEFAULT_SPLICE), so the suite names it. The receiving pod (its sidecar and the app) sits in a memory
  * cgroup whose socket memory limit is far smaller than the data sent. Every leg of a connection is
  * spliced (app -> client sidecar, sidecar -> sidecar, server sidecar -> app), so without the guard
  * the receiving side's queues would grow until that limit refuses (ENOMEM, the proxy drops the
@@ -12,12 +13,15 @@
  * Controls, run here and expected to be flagged by the same checks: the unguarded program
  * (ENOMEM / loss / queue far over the buffer) and per-message toggling (reordered bytes).
  *
- * Known, real failure this suite reports intermittently (~2 in 7 runs here): "server received N
- * of M bytes" with the server sidecar reading less than the client sidecar forwarded. After a
- * switch to TCP the receiving socket holds older bytes in its psock queue and newer ones in its
- * TCP queue, and one recvmsg returns from one queue only; HAProxy 2.6 treats a short read with
- * EPOLLRDHUP as end of stream and drops the TCP-queued tail when the sender closes right then.
- * See packages/backend-sockops/README.md (Splicing, known limit).
+ * Sidecars: the testbed's Node proxy on IPv4 (ipv4Proxy 'node'), not HAProxy. After a guard switch
+ * to TCP the receiving socket holds older bytes in its psock queue and newer ones in its TCP queue,
+ * and one recvmsg returns from one queue only. HAProxy 2.6 takes such a short read plus EPOLLRDHUP
+ * as end of stream and drops the TCP-queued tail when the sender closes right then, so with HAProxy
+ * this suite failed in ~3 of 11 runs on timing alone ("server received N of M bytes"). That hazard
+ * is why 'auto' is opt-in; splice-short-read.e2e.test.ts shows it deterministically. libuv reads
+ * until read() returns 0 and ignores EPOLLRDHUP, so the result here depends on the guard only.
+ * (libuv does end a stream on a short read plus EPOLLHUP, i.e. on a socket whose own side is
+ * already shut: pattern-client.js therefore ends a bidi upload only after the reply has arrived.)
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -118,7 +122,7 @@ function nodeContext(tb: Testbed, bpffsRoot: string): NodeContext {
   return { nodeName: 'node0', profile: 'istio-sidecar', caps: {} as NodeCapabilities, cgroupRoot: tb.node('node0').cgroupPath, bpffsRoot, log: silentLog };
 }
 
-describe('splice guard: bulk safety with a memory-limited receiver (testbed, default splice setting)', () => {
+describe('splice guard: bulk safety with a memory-limited receiver (testbed, splice auto)', () => {
   let tb: Testbed;
   let backend: SockopsBackend;
   let bpffsRoot = '';
@@ -127,7 +131,7 @@ describe('splice guard: bulk safety with a memory-limited receiver (testbed, def
   const serverLines: ServerRecord[] = [];
 
   beforeAll(async () => {
-    tb = await Testbed.create({ ipv6Proxy: 'off', pods: [{ name: 'client', mesh: 'sidecar' }, { name: 'server', mesh: 'sidecar' }] });
+    tb = await Testbed.create({ ipv6Proxy: 'off', ipv4Proxy: 'node', pods: [{ name: 'client', mesh: 'sidecar' }, { name: 'server', mesh: 'sidecar' }] });
     server = tb.exec('server', [process.execPath, path.join(SCRIPTS, 'pattern-server.js'), String(PORT)], { uid: APP_UID });
     let buf = '';
     server.stdout.on('data', (d: Buffer) => {
@@ -139,13 +143,13 @@ describe('splice guard: bulk safety with a memory-limited receiver (testbed, def
     await tb.waitListening('server', [PORT], { watch: server });
     bpffsRoot = `/sys/fs/bpf/${tb.prefix}-splice`;
     fs.mkdirSync(bpffsRoot, { recursive: true });
-    backend = new SockopsBackend(); // the default setting: 'auto'
+    backend = new SockopsBackend({ splice: 'auto' }); // opt-in; the default is 'none'
     await backend.start(nodeContext(tb, bpffsRoot));
     for (const name of ['client', 'server']) await backend.enroll(interpretedMeshPod(tb, name));
     // The receiving pod, sidecar and app, into a memory cgroup far smaller than the data.
     memcg = createMemoryCgroup(`${tb.prefix}-recv`, MEMCG_LIMIT);
     const pids = cgroupPids(tb.pod('server').cgroupPath);
-    expect(pids.length).toBeGreaterThanOrEqual(2); // HAProxy and the pattern server at least
+    expect(pids.length).toBeGreaterThanOrEqual(2); // the sidecar proxy and the pattern server at least
     for (const pid of pids) memcg.add(pid);
   }, 90_000);
 
@@ -235,6 +239,10 @@ describe('splice guard: bulk safety with a memory-limited receiver (testbed, def
     expect(d('splice_to_tcp_queue') + d('splice_to_tcp_small') + d('splice_to_tcp_pressure')).toBeGreaterThan(0);
     expect(d('splice_back_to_splice')).toBeGreaterThan(0);
     expect(c1.splice_peak_queue_bytes).toBeLessThanOrEqual(DEFAULT_GUARD.queueCap);
+    // The Node proxies carried every flow (not HAProxy).
+    const proxies = ['client', 'server'].flatMap((pod) => tb.proxyLog(pod).map((r) => r.proxy));
+    expect(proxies.length).toBeGreaterThan(0);
+    expect([...new Set(proxies)]).toEqual(['node4']);
   }, 240_000);
 
   describe('controls: the same checks flag unsafe programs', () => {

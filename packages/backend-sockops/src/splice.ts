@@ -12,11 +12,11 @@
  * takes the TCP path (one-way, order-safe) and returns only when every byte sent that way was read.
  * All settings that splice are guarded; there is no unguarded mode.
  *
- *  - 'auto' (the default): every captured connection, where probeSpliceGuard() says the guard loads
+ *  - 'none' (the default, see DEFAULT_SPLICE): nothing is spliced.
+ *  - 'auto' (opt-in): every captured connection, where probeSpliceGuard() says the guard loads
  *    (bpf_rdonly_cast: CAP_BPF + CAP_PERFMON, BTF, kernel >= 6.2 kfuncs); elsewhere nothing.
  *  - 'all': every captured connection; refused at start where the guard cannot load.
  *  - a port list: only connections to those ports (same guard).
- *  - 'none': nothing is spliced.
  */
 import * as fs from 'node:fs';
 import { BpfObject, bpfObjectPath } from '@shunt/libbpf';
@@ -26,7 +26,16 @@ export type SpliceSetting = 'auto' | 'all' | 'none' | number[];
 /** What the kernel is told: 'auto' resolved by the probe. */
 export type EffectiveSplice = 'all' | 'none' | number[];
 
-export const DEFAULT_SPLICE: SpliceSetting = 'auto';
+/**
+ * 'none': a guarded flow that switched to TCP is split between the receiver's psock queue and its
+ * TCP queue, and one recvmsg returns from only one of them; readers that stop on a short read plus
+ * EPOLLRDHUP (HAProxy 2.6) can then lose the tail. 'auto' is the opt-in (README "Splicing").
+ */
+export const DEFAULT_SPLICE: SpliceSetting = 'none';
+/** Why DEFAULT_SPLICE is 'none', in one sentence (`shunt doctor`). */
+export const SPLICE_DEFAULT_WHY =
+  'splicing is opt-in because once the guard moves a flow to TCP the receiver holds bytes in two queues and one read returns from only one, ' +
+  'so a reader that treats a short read plus EPOLLRDHUP as end of stream (HAProxy 2.6) can lose the tail; readers that read until EAGAIN/EOF (Envoy, Node, Go) are safe.';
 
 /** Checks a splice setting and returns it canonical (ports sorted and unique; no ports = 'none'). */
 export function validSplice(setting: unknown): SpliceSetting {

@@ -38,8 +38,8 @@ describe('loadConfig', () => {
       bpffsPath: '/sys/fs/bpf',
       metricsAddress: '0.0.0.0:9464',
       logLevel: 'info',
-      // Guarded splicing of every captured connection where the guard loads (see SpliceMode).
-      spliceMode: 'auto',
+      // Splicing is opt-in: readers that stop on a short read + EPOLLRDHUP can lose data (see SpliceMode).
+      spliceMode: 'none',
       splicePorts: [],
     });
     expect(origins).toMatchObject({ nodeName: 'flag', podsFile: 'flag', mode: 'default', splicePorts: 'default' });
@@ -115,7 +115,7 @@ describe('loadConfig', () => {
       expect(splice({ flags: { ...base, splicePorts: 'ALL' } })).toMatchObject({ mode: 'all', ports: [] });
       expect(splice({ flags: { ...base, splicePorts: 'none' } })).toMatchObject({ mode: 'none', ports: [] });
       expect(splice({ flags: { ...base, splicePorts: 'auto' } })).toMatchObject({ mode: 'auto', ports: [] });
-      expect(splice({ flags: base })).toMatchObject({ mode: 'auto', ports: [], origin: 'default' });
+      expect(splice({ flags: base })).toMatchObject({ mode: 'none', ports: [], origin: 'default' });
       expect(splice({ flags: { ...base, splicePorts: '' } })).toMatchObject({ mode: 'none', ports: [] });
     });
 

@@ -66,7 +66,7 @@ app.kubernetes.io/component: node-agent
 {{- end -}}
 {{- end -}}
 
-{{/* sockops.splicePorts as the agent's --splice-ports text ("" = not set: the agent's default, auto). */}}
+{{/* sockops.splicePorts as the agent's --splice-ports text ("" = not set: the agent's default, none). */}}
 {{- define "shunt.splicePorts" -}}
 {{- $p := (.Values.sockops | default dict).splicePorts -}}
 {{- if kindIs "slice" $p -}}

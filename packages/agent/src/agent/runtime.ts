@@ -40,7 +40,7 @@ export interface AgentSettings extends NodeStateOptions {
   metricsAddress: string;
   resyncIntervalMs?: number;
   cleanupOnExit: boolean;
-  /** sockops: which connections to splice, by original destination port (default auto: guarded, all where the guard loads). */
+  /** sockops: which connections to splice, by original destination port (default none; 'auto' is the guarded opt-in). */
   splice?: SpliceSetting;
   /** Find pod netns only among named netns starting with this (tests sharing a machine). */
   netnsPrefix?: string;
@@ -137,7 +137,7 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
           profile: settings.profile,
           kernel: caps.kernelRelease,
           rejected: selection.rejected,
-          ...(backend.name === 'sockops' ? { splice: settings.splice ?? 'auto' } : {}),
+          ...(backend.name === 'sockops' ? { splice: settings.splice ?? 'none' } : {}),
         },
         'backend selected',
       );

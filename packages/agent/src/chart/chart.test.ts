@@ -159,7 +159,7 @@ describe('values', () => {
     expect(ds.spec.template.metadata.annotations['checksum/args']).not.toBe(base.spec.template.metadata.annotations['checksum/args']);
   });
 
-  it('sockops.splicePorts: unset by default (the agent\'s default: auto, guarded), a list, "auto" or "all" becomes --splice-ports', () => {
+  it('sockops.splicePorts: unset by default (the agent\'s default: none), a list, "auto" (opt-in) or "all" becomes --splice-ports', () => {
     const args = (extra: string[]) => find(render(extra), 'DaemonSet').spec.template.spec.containers[0].args as string[];
     expect(args([]).some((a) => a.startsWith('--splice-ports'))).toBe(false);
     expect(args(['--set', 'sockops.splicePorts={8080,9090}'])).toContain('--splice-ports=8080,9090');

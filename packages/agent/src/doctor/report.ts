@@ -12,8 +12,8 @@ export interface DoctorReport {
   /** Why the selection failed, when it did. */
   error?: string;
   backends: { name: BackendName; ok: boolean; chosen: boolean; reasons: string[] }[];
-  /** sockops splicing: what the default setting ('auto') becomes here, and the guard probe behind it. */
-  splice?: { setting: string; effective: string; guard: { available: boolean; evidence: string } };
+  /** sockops splicing: the default setting and why, what the opt-in 'auto' would become here, and the guard probe behind it. */
+  splice?: { setting: string; why: string; auto: string; guard: { available: boolean; evidence: string } };
 }
 
 export interface SupportSourceLike {
@@ -97,9 +97,11 @@ export function formatDoctor(r: DoctorReport): string {
   }
   if (r.splice) {
     lines.push('');
+    lines.push(`sockops splicing: default ${r.splice.setting}: ${r.splice.why}`);
     lines.push(
-      `sockops splicing: ${r.splice.setting} → ${r.splice.effective} ` +
-        (r.splice.guard.available ? `(the splice guard loads: ${r.splice.guard.evidence})` : `(the splice guard cannot load, so nothing is spliced: ${r.splice.guard.evidence})`),
+      r.splice.guard.available
+        ? `  --splice-ports=auto (opt-in) would work here → ${r.splice.auto} (the splice guard loads: ${r.splice.guard.evidence})`
+        : `  --splice-ports=auto (opt-in) would splice nothing here: the splice guard cannot load (${r.splice.guard.evidence})`,
     );
   }
   lines.push('');

@@ -46,9 +46,20 @@ function runFlow(f) {
         });
         send();
       } else {
+        // bidi: our side ends only once the server's stream has fully arrived. A socket whose own
+        // side is already shut gets EPOLLHUP at the peer's FIN, and libuv takes a short read plus
+        // EPOLLHUP as end of stream (uv__stream_io), which after a guard switch to TCP (bytes in
+        // two queues, one read returns from one) would drop the tail; see the README, Splicing.
+        const want = f.mode === 'bidi' ? f.replyBytes || 0 : 0;
         writeAll(c, f.bytes, f.writeSize, (sent) => {
           r.sent = sent;
-          c.end();
+          if (r.received >= want) return c.end();
+          const endWhenDone = () => {
+            if (r.received < want) return;
+            c.off('data', endWhenDone);
+            c.end();
+          };
+          c.on('data', endWhenDone);
         }, stall, f.burst || null);
       }
     });

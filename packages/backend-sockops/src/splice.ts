@@ -35,7 +35,7 @@ export const DEFAULT_SPLICE: SpliceSetting = 'none';
 /** Why DEFAULT_SPLICE is 'none', in one sentence (`shunt doctor`). */
 export const SPLICE_DEFAULT_WHY =
   'splicing is opt-in because once the guard moves a flow to TCP the receiver holds bytes in two queues and one read returns from only one, ' +
-  'so a reader that treats a short read plus EPOLLRDHUP as end of stream (HAProxy 2.6) can lose the tail; readers that read until EAGAIN/EOF (Envoy, Node, Go) are safe.';
+  'so a reader that treats a short read plus EPOLLRDHUP as end of stream (HAProxy 2.6, some epoll apps) can lose the tail; readers that read until EAGAIN and end only on read() == 0 (Envoy, Go, libuv/Node unless half-closed) are safe.';
 
 /** Checks a splice setting and returns it canonical (ports sorted and unique; no ports = 'none'). */
 export function validSplice(setting: unknown): SpliceSetting {

@@ -17,11 +17,11 @@ export interface BenchCommandOptions {
 }
 
 /**
- * `sockops` runs the agent's defaults (splice 'auto': every connection, guarded); `sockops-nosplice`
- * the same agent with --splice-ports=none, so the table shows what the guarded splice adds or costs
- * per metric against sockops' connect-time redirect alone.
+ * `sockops` runs the agent's defaults (splice 'none'); `sockops-auto` the same agent with the
+ * guarded opt-in --splice-ports=auto, so the table shows what the guarded splice adds or costs per
+ * metric against sockops' connect-time redirect alone.
  */
-export const NOSPLICE_MODE = 'sockops-nosplice';
+export const AUTO_SPLICE_MODE = 'sockops-auto';
 
 export async function availableBenchModes(): Promise<PathMode[]> {
   const caps = await probeNode({ iptablesScratch: true });
@@ -30,7 +30,7 @@ export async function availableBenchModes(): Promise<PathMode[]> {
   for (const b of createBackends({ profile: 'istio-sidecar', stateDir: DEFAULT_STATE_DIR })) {
     if (!b.support(caps).ok) continue;
     modes.push({ ...agentMode(b.name), name: b.name });
-    if (b.name === 'sockops') modes.push({ ...agentMode(b.name, { splicePorts: 'none' }), name: NOSPLICE_MODE });
+    if (b.name === 'sockops') modes.push({ ...agentMode(b.name, { splicePorts: 'auto' }), name: AUTO_SPLICE_MODE });
   }
   return modes;
 }

@@ -167,6 +167,60 @@ struct shunt_listener_key {
 	__u32 _pad;
 };
 
+
+/*
+ * The splice guard (redir.bpf.c). A spliced message is charged to the PEER's receive memory and
+ * never blocks the sender (bpf_tcp_ingress checks no sk_rcvbuf), so sk_msg redirects only while
+ * the peer's queue stays bounded; otherwise the flow takes the TCP path (SK_PASS), where TCP's
+ * own window pushes back, and returns only when no byte of the TCP path is unread.
+ * splice_guard (ARRAY, 1 entry): the policy; all zero = built-in defaults (SHUNT_GUARD_*).
+ */
+#define SHUNT_GUARD_QUEUE_CAP (1u << 20)   /* bound on a peer's queued bytes (min'd with its sk_rcvbuf) */
+#define SHUNT_GUARD_SMALL_MSG (8u << 10)   /* messages below this splice only onto a near-empty queue */
+#define SHUNT_GUARD_SMALL_QUEUE (64u << 10) /* "near-empty" for small messages */
+struct shunt_splice_guard {
+	__u32 queue_cap;   /* bytes; 0 = SHUNT_GUARD_QUEUE_CAP */
+	__u32 small_msg;   /* bytes; 0 = SHUNT_GUARD_SMALL_MSG */
+	__u32 small_queue; /* bytes; 0 = SHUNT_GUARD_SMALL_QUEUE */
+	__u32 _pad;
+};
+
+/* shunt_splice_sock.state: the flow's path for what this socket sends */
+#define SHUNT_FLOW_SPLICE 0  /* redirect to the peer (while the guard holds) */
+#define SHUNT_FLOW_TCP 1     /* TCP path; back to splice once order-safe */
+#define SHUNT_FLOW_TCP_ONLY 2 /* peer unknown at the first message: TCP for the flow's life */
+
+/*
+ * splice_peer: own view of a spliced socket (shunt_tuple) -> the socket, so sk_msg can read the
+ * PEER's queue (sockhash lookups are rejected in sk_msg). Written by sockops next to the sockhash
+ * insert, deleted at TCP_CLOSE. `sk` is a kernel address, only ever read through
+ * bpf_rdonly_cast (faulting reads are safe): a stale value is never dereferenced for writing.
+ */
+struct shunt_splice_sock {
+	__u64 sk;     /* struct sock * */
+	__u32 state;  /* SHUNT_FLOW_*, written by this socket's own sk_msg (under its socket lock) */
+	__u32 flags;  /* SHUNT_SPLICE_F_* */
+};
+#define SHUNT_SPLICE_F_SEEN 1u      /* sk_msg ran for this socket (written by sk_msg) */
+#define SHUNT_SPLICE_F_OWNS_ORIG 2u /* passive side: its orig_by_tuple record goes at its close */
+
+/* Indices into the per-CPU splice_stats array; names in abi.ts SPLICE_STAT_NAMES (same order). */
+enum shunt_splice_stat {
+	SHUNT_SST_MSGS_SPLICED = 0,  /* messages redirected to the peer */
+	SHUNT_SST_BYTES_SPLICED,
+	SHUNT_SST_MSGS_TCP,          /* messages sent on the TCP path by a spliced socket */
+	SHUNT_SST_BYTES_TCP,
+	SHUNT_SST_TO_TCP_QUEUE,      /* flow switched to TCP: peer queue + message over the cap */
+	SHUNT_SST_TO_TCP_SMALL,      /* flow switched to TCP: small message onto a non-empty queue */
+	SHUNT_SST_TO_TCP_PRESSURE,   /* flow switched to TCP: node or cgroup TCP memory pressure */
+	SHUNT_SST_TO_TCP_NO_PEER,    /* first message, peer unknown: TCP for this flow */
+	SHUNT_SST_PEER_GONE,         /* peer vanished mid-flow (closed): TCP */
+	SHUNT_SST_BACK_TO_SPLICE,    /* flow switched back: all TCP bytes read, queue <= cap/2 */
+	SHUNT_SST_NO_SELF,           /* sk_msg on a socket without its splice_peer entry: TCP */
+	SHUNT_SST_PEAK_QUEUE,        /* highest peer queue + message ever redirected (max, not a sum) */
+	SHUNT_SST_MAX = 16,
+};
+
 #ifdef __bpf__
 /* ---- map definitions (BPF side only) ---- */
 
@@ -307,6 +361,31 @@ struct {
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct shunt_splice_guard);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} splice_guard SEC(".maps");
+
+/* One entry per spliced socket, as splice_socks. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct shunt_tuple);
+	__type(value, struct shunt_splice_sock);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} splice_peer SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SHUNT_SST_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} splice_stats SEC(".maps");
 
 #endif /* __bpf__ */
 #endif /* SHUNT_SOCKOPS_H */

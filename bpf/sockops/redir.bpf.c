@@ -1,12 +1,120 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * sk_msg on the splice sockhash: data sent on a spliced socket goes straight onto the peer
- * socket's receive queue (BPF_F_INGRESS), skipping TCP/IP and loopback. When the peer is not
- * in the sockhash (other node, not marked, already closed) the data takes the normal stack.
+ * sk_msg on the splice sockhash, with a guard that keeps TCP's memory semantics.
+ *
+ * A redirect with BPF_F_INGRESS puts the data straight onto the peer socket's receive queue
+ * (bpf_tcp_ingress): it is charged to the PEER, the peer's sk_rcvbuf is never checked and the
+ * sender is uncharged at once, so an unguarded sender never blocks and a slow reader's queue grows
+ * until the memory cgroup or tcp_mem refuses (ENOMEM: the proxy drops the connection). So a message
+ * is redirected only while
+ *   - the peer is known (splice_peer, written by sockops beside the sockhash insert),
+ *   - the peer's queued bytes (sk_rmem_alloc) plus this message stay within the cap
+ *     min(peer sk_rcvbuf, splice_guard.queue_cap),
+ *   - a small message (< small_msg) finds the peer's queue near-empty (<= small_queue): spliced
+ *     small writes onto a backlog ran at ~0.4x plain TCP (one sk_msg per write at the reader),
+ *     while request/response (queue empty at each send) gains,
+ *   - neither the node (tcp_mem) nor the peer's memory cgroup is under TCP memory pressure.
+ * Otherwise the flow switches to the TCP path (SK_PASS): the window pushes back on the sender as
+ * TCP always does. The switch is one-way at that moment, which is order-safe: tcp_bpf_recvmsg
+ * drains the peer's psock queue (older bytes) before its TCP receive queue. The flow comes back
+ * only when that is order-safe too: every byte sent on the TCP path has been read (sender
+ * write_seq == peer copied_seq; spliced bytes move neither) and the peer's queue is at most cap/2.
+ * Never per-message toggling (reorders), never cork (bpf_msg_cork_bytes can drop data), never a
+ * sockhash delete (purges the receiver's queue). A flow whose peer is unknown at its first
+ * message stays on TCP for good.
+ *
+ * SHUNT_REDIR_CONTROL builds the failure controls of the bulk-safety suite from this same file
+ * (bpf/selftest/redir_*.bpf.c): 1 = unguarded redirect, 2 = the guard's checks per message
+ * without the one-way state. Production objects are built with 0.
  */
 #include "lib.h"
+#include <bpf/bpf_core_read.h>
+
+#ifndef SHUNT_REDIR_CONTROL
+#define SHUNT_REDIR_CONTROL 0
+#endif
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+static __always_inline void stat(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&splice_stats, &idx);
+	if (v)
+		*v += n; /* per-CPU slot */
+}
+
+static __always_inline void stat_max(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&splice_stats, &idx);
+	if (v && *v < n)
+		*v = n;
+}
+
+/* Node-wide TCP memory: in pressure, or above tcp_mem[1] (where the kernel enters it). */
+static __always_inline int node_pressure(struct sock *sk)
+{
+	struct proto *prot = sk->__sk_common.skc_prot;
+	unsigned long pressure = 0;
+	long allocated = 0, limit = 0;
+	unsigned long *pp = prot->memory_pressure;
+	atomic_long_t *ap = prot->memory_allocated;
+	long *lp = prot->sysctl_mem;
+
+	if (pp && bpf_probe_read_kernel(&pressure, sizeof(pressure), pp) == 0 && pressure)
+		return 1;
+	if (ap && lp && bpf_probe_read_kernel(&allocated, sizeof(allocated), ap) == 0 &&
+	    bpf_probe_read_kernel(&limit, sizeof(limit), lp + 1) == 0 && limit > 0 && allocated > limit)
+		return 1;
+	return 0;
+}
+
+/* Within 1/8 of a page counter's limit (pages) once `size` more bytes are charged. */
+static __always_inline int near_limit(struct page_counter *pc, __u32 size)
+{
+	__u64 max = pc->max;
+	__u64 usage = (__u64)pc->usage.counter + (size >> 12) + 1;
+	return max > 0 && max < (1ull << 50) && usage + (max >> 3) >= max;
+}
+
+/*
+ * The peer's memory cgroup: flagged in pressure (v2 socket_pressure, a jiffies deadline; v1
+ * tcpmem_pressure), or near its limit (v1: the tcp counter when tcp accounting is on; v2: the
+ * memory counter). A spliced message the memcg refuses is ENOMEM for the sender, so the flow
+ * leaves before that; TCP copes with a refused charge (drops, the sender retransmits).
+ */
+static __always_inline int memcg_pressure(struct sock *sk, __u32 size)
+{
+	struct mem_cgroup *mc = sk->sk_memcg;
+	if (!mc)
+		return 0;
+	if (bpf_core_field_exists(mc->tcpmem_pressure) && mc->tcpmem_pressure)
+		return 1;
+	if (bpf_core_field_exists(mc->socket_pressure)) {
+		__u64 until = mc->socket_pressure;
+		if (until && bpf_jiffies64() < until)
+			return 1;
+	}
+	if (bpf_core_field_exists(mc->tcpmem_active) && mc->tcpmem_active)
+		return near_limit(&mc->tcpmem, size);
+	return near_limit(&mc->memory, size);
+}
+
+static __always_inline void guard_cfg(__u32 *cap, __u32 *small_msg, __u32 *small_queue)
+{
+	__u32 zero = 0;
+	struct shunt_splice_guard *g = bpf_map_lookup_elem(&splice_guard, &zero);
+	*cap = g && g->queue_cap ? g->queue_cap : SHUNT_GUARD_QUEUE_CAP;
+	*small_msg = g && g->small_msg ? g->small_msg : SHUNT_GUARD_SMALL_MSG;
+	*small_queue = g && g->small_queue ? g->small_queue : SHUNT_GUARD_SMALL_QUEUE;
+}
+
+static __always_inline int pass(__u32 size)
+{
+	count(SHUNT_CNT_MSGS_PASSED, 1);
+	stat(SHUNT_SST_MSGS_TCP, 1);
+	stat(SHUNT_SST_BYTES_TCP, size);
+	return SK_PASS;
+}
 
 SEC("sk_msg")
 int shunt_redir(struct sk_msg_md *msg)
@@ -33,13 +141,94 @@ int shunt_redir(struct sk_msg_md *msg)
 	own.rport = port_from_ctx_be(CTX_U32(msg, remote_port));
 	tuple_scope(&own, bpf_get_netns_cookie(msg));
 	tuple_reverse(&peer, &own);
-
 	__u32 size = CTX_U32(msg, size);
+
+#if SHUNT_REDIR_CONTROL == 1
+	/* Control: the unguarded splice (what Merbridge does). */
 	if (bpf_msg_redirect_hash(msg, &splice_socks, &peer, BPF_F_INGRESS) == SK_PASS) {
-		count(SHUNT_CNT_MSGS_SPLICED, 1);
-		count(SHUNT_CNT_BYTES_SPLICED, size);
-	} else {
-		count(SHUNT_CNT_MSGS_PASSED, 1);
+		stat(SHUNT_SST_MSGS_SPLICED, 1);
+		stat(SHUNT_SST_BYTES_SPLICED, size);
+		return SK_PASS;
 	}
+	return pass(size);
+#else
+	struct shunt_splice_sock *self = bpf_map_lookup_elem(&splice_peer, &own);
+	if (!self) {
+		stat(SHUNT_SST_NO_SELF, 1);
+		return pass(size);
+	}
+	struct shunt_splice_sock *ps = bpf_map_lookup_elem(&splice_peer, &peer);
+	int first = !(self->flags & SHUNT_SPLICE_F_SEEN);
+	if (first)
+		self->flags |= SHUNT_SPLICE_F_SEEN;
+	if (!ps) {
+		if (first) {
+			/* The peer joins later or never (other node, not marked): never splice this flow. */
+			self->state = SHUNT_FLOW_TCP_ONLY;
+			stat(SHUNT_SST_TO_TCP_NO_PEER, 1);
+		} else if (self->state == SHUNT_FLOW_SPLICE) {
+			self->state = SHUNT_FLOW_TCP_ONLY;
+			stat(SHUNT_SST_PEER_GONE, 1);
+		}
+		return pass(size);
+	}
+	if (self->state == SHUNT_FLOW_TCP_ONLY)
+		return pass(size);
+
+	__u32 cap, small_msg, small_queue;
+	guard_cfg(&cap, &small_msg, &small_queue);
+	struct tcp_sock *ptp = bpf_core_cast((void *)ps->sk, struct tcp_sock);
+	struct sock *psk = (struct sock *)ptp;
+	__u32 rcvbuf = (__u32)psk->sk_rcvbuf;
+	if (rcvbuf < cap)
+		cap = rcvbuf;
+	__u32 queued = (__u32)psk->sk_backlog.rmem_alloc.counter;
+	__u64 after = (__u64)queued + size;
+
+#if SHUNT_REDIR_CONTROL == 2
+	/* Control: the same checks per message, no one-way state (reorders the stream). */
+	if (after <= cap && bpf_msg_redirect_hash(msg, &splice_socks, &peer, BPF_F_INGRESS) == SK_PASS) {
+		stat(SHUNT_SST_MSGS_SPLICED, 1);
+		stat(SHUNT_SST_BYTES_SPLICED, size);
+		return SK_PASS;
+	}
+	stat(SHUNT_SST_TO_TCP_QUEUE, 1);
+	return pass(size);
+#else
+	if (self->state == SHUNT_FLOW_TCP) {
+		/* Back only when nothing sent on the TCP path is unread, and with room to spare. */
+		struct tcp_sock *otp = bpf_core_cast((void *)msg->sk, struct tcp_sock);
+		if (otp->write_seq != ptp->copied_seq || after > cap / 2 || after > cap ||
+		    node_pressure(psk) || memcg_pressure(psk, size))
+			return pass(size);
+		self->state = SHUNT_FLOW_SPLICE;
+		stat(SHUNT_SST_BACK_TO_SPLICE, 1);
+	} else {
+		__u32 why = 0;
+		if (after > cap)
+			why = SHUNT_SST_TO_TCP_QUEUE;
+		else if (size < small_msg && queued > small_queue)
+			why = SHUNT_SST_TO_TCP_SMALL;
+		else if (node_pressure(psk) || memcg_pressure(psk, size))
+			why = SHUNT_SST_TO_TCP_PRESSURE;
+		if (why) {
+			self->state = SHUNT_FLOW_TCP;
+			stat(why, 1);
+			return pass(size);
+		}
+	}
+	if (bpf_msg_redirect_hash(msg, &splice_socks, &peer, BPF_F_INGRESS) != SK_PASS) {
+		/* In splice_peer but not in the sockhash: the peer is closing. */
+		self->state = SHUNT_FLOW_TCP_ONLY;
+		stat(SHUNT_SST_PEER_GONE, 1);
+		return pass(size);
+	}
+	count(SHUNT_CNT_MSGS_SPLICED, 1);
+	count(SHUNT_CNT_BYTES_SPLICED, size);
+	stat(SHUNT_SST_MSGS_SPLICED, 1);
+	stat(SHUNT_SST_BYTES_SPLICED, size);
+	stat_max(SHUNT_SST_PEAK_QUEUE, after);
 	return SK_PASS;
+#endif
+#endif
 }

@@ -10,7 +10,8 @@
  * moment for orig_by_tuple (a proxy may ask SO_ORIGINAL_DST any number of times, as with
  * conntrack, and a client that already closed must not take the answer away from a proxy
  * that has not accepted yet). Sockhash entries need nothing: the kernel unlinks a socket
- * from every sockmap/sockhash when it closes.
+ * from every sockmap/sockhash when it closes; a spliced socket's splice_peer entry (its address,
+ * for the guard in redir.bpf.c) is deleted at its TCP_CLOSE.
  */
 #include "lib.h"
 
@@ -36,15 +37,25 @@ static __always_inline void own_tuple(struct bpf_sock_ops *skops, struct shunt_t
 	tuple_scope(t, netns);
 }
 
-static __always_inline void splice(struct bpf_sock_ops *skops, struct shunt_tuple *t, __u64 netns)
+static __always_inline int splice(struct bpf_sock_ops *skops, struct shunt_tuple *t, __u64 netns, __u32 flags)
 {
 	/* Only sockets of enrolled pods are spliced; a host caller's half stays on the stack. */
 	if (!bpf_map_lookup_elem(&pod_cfg, &netns))
-		return;
-	if (bpf_sock_hash_update(skops, &splice_socks, t, BPF_ANY) == 0)
-		count(SHUNT_CNT_SOCKETS_SPLICED, 1);
-	else
+		return 0;
+	if (bpf_sock_hash_update(skops, &splice_socks, t, BPF_ANY) != 0) {
 		count(SHUNT_CNT_SPLICE_FAILED, 1);
+		return 0;
+	}
+	/* The guard in redir.bpf.c reads the peer's queue through this (sk_msg cannot look up the
+	 * sockhash); a socket without it never splices. Deleted at TCP_CLOSE (watch_state). */
+	struct bpf_sock *sk = skops->sk;
+	struct shunt_splice_sock v = { .state = SHUNT_FLOW_SPLICE, .flags = flags };
+	if (sk) {
+		v.sk = (__u64)sk;
+		bpf_map_update_elem(&splice_peer, t, &v, BPF_ANY);
+	}
+	count(SHUNT_CNT_SOCKETS_SPLICED, 1);
+	return 1;
 }
 
 static __always_inline void watch_state(struct bpf_sock_ops *skops, int on)
@@ -76,11 +87,24 @@ int shunt_sockops(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] != BPF_TCP_CLOSE)
 			return 1;
-		cookie = bpf_get_socket_cookie(skops);
-		if (bpf_map_delete_elem(&orig_by_cookie, &cookie) == 0)
-			count(SHUNT_CNT_ORIG_RELEASED, 1);
+		/* Per-connection cost: delete only what this socket can own. A cookie record outlives
+		 * only a connect that never established (ACTIVE_ESTABLISHED moves it). */
+		if (skops->args[0] == BPF_TCP_SYN_SENT) {
+			cookie = bpf_get_socket_cookie(skops);
+			if (bpf_map_delete_elem(&orig_by_cookie, &cookie) == 0)
+				count(SHUNT_CNT_ORIG_RELEASED, 1);
+			return 1;
+		}
 		/* Runs before the kernel unhashes the socket, so its 4-tuple is still intact. */
 		own_tuple(skops, &t, bpf_get_netns_cookie(skops));
+		struct shunt_splice_sock *sp = bpf_map_lookup_elem(&splice_peer, &t);
+		if (sp) {
+			__u32 owns = sp->flags & SHUNT_SPLICE_F_OWNS_ORIG;
+			bpf_map_delete_elem(&splice_peer, &t);
+			/* An active spliced socket holds no tuple record (the accepting side does). */
+			if (!owns)
+				return 1;
+		}
 		if (bpf_map_delete_elem(&orig_by_tuple, &t) == 0)
 			count(SHUNT_CNT_ORIG_RELEASED, 1);
 		return 1;
@@ -105,11 +129,11 @@ int shunt_sockops(struct bpf_sock_ops *skops)
 		/* Written before the ACK leaves, so the accepting side always finds it. */
 		bpf_map_update_elem(&orig_by_tuple, &peer, &copy, BPF_ANY);
 		bpf_map_delete_elem(&orig_by_cookie, &cookie);
-		/* The record now belongs to the accepting socket; this one needs no more callbacks. */
-		watch_state(skops, 0);
 		count(SHUNT_CNT_ORIG_RECORDED, 1);
-		if (copy.flags & SHUNT_ORIG_SPLICE)
-			splice(skops, &t, netns);
+		/* The record now belongs to the accepting socket; this one needs no more callbacks
+		 * unless it is spliced (its splice_peer entry goes at close). */
+		if (!(copy.flags & SHUNT_ORIG_SPLICE) || !splice(skops, &t, netns, 0))
+			watch_state(skops, 0);
 		return 1;
 	}
 
@@ -119,6 +143,6 @@ int shunt_sockops(struct bpf_sock_ops *skops)
 		return 1;
 	watch_state(skops, 1);
 	if (o->flags & SHUNT_ORIG_SPLICE)
-		splice(skops, &t, netns);
+		splice(skops, &t, netns, SHUNT_SPLICE_F_OWNS_ORIG);
 	return 1;
 }

@@ -60,9 +60,11 @@ export function buildProgram(io: Io = processIo): Command {
       .addOption(new Option('--log-level <level>', 'log level (default info)').choices(LEVELS))
       .addOption(new Option('--resync-seconds <n>', 'compare the kernel with the desired state this often and repair drift (default 60)').argParser(positiveInt('--resync-seconds')))
       .option(
-        '--splice-ports <list|all|none>',
-        'sockops: splice (sk_msg) connections to these original destination ports, e.g. 8080,9090 (env SHUNT_SPLICE_PORTS; default none). ' +
-          'Lower latency, but no backpressure: only for request/response ports, never bulk transfers; "all" is unsafe for bulk flows',
+        '--splice-ports <none|auto|all|list>',
+        'sockops: which connections are spliced (sk_msg straight to the peer socket, behind a guard that bounds the peer\'s queue and falls back to TCP): ' +
+          '"none" (default; env SHUNT_SPLICE_PORTS) nothing, because a reader that stops on a short read plus EPOLLRDHUP (HAProxy 2.6) can lose the tail of a flow the guard moved to TCP; ' +
+          '"auto" (opt-in) every captured connection where the guard can load (CAP_PERFMON, BTF), none elsewhere; "all" the same but refuses to start without the guard; ' +
+          'a port list, e.g. 8080,9090, only those original destination ports',
       )
       .option('--zds-socket <path>', 'profile istio-ambient: the ZDS unix socket served for ztunnel (env SHUNT_ZDS_SOCKET; default /var/run/ztunnel/ztunnel.sock)')
       .option('--cleanup-on-exit', 'remove everything this agent installed when it stops (uninstall); default: leave redirect in place', false),

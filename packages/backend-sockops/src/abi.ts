@@ -69,6 +69,31 @@ export const COUNTER_NAMES = [
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTER_SLOTS = 24;
 
+/** Same order as enum shunt_splice_stat (the splice guard's decisions, redir.bpf.c). */
+export const SPLICE_STAT_NAMES = [
+  'splice_msgs',
+  'splice_bytes',
+  'splice_tcp_msgs',
+  'splice_tcp_bytes',
+  'splice_to_tcp_queue',
+  'splice_to_tcp_small',
+  'splice_to_tcp_pressure',
+  'splice_to_tcp_no_peer',
+  'splice_peer_gone',
+  'splice_back_to_splice',
+  'splice_no_self',
+  'splice_peak_queue_bytes',
+] as const;
+export type SpliceStatName = (typeof SPLICE_STAT_NAMES)[number];
+export const SPLICE_STAT_SLOTS = 16;
+/** Stats that hold a maximum per CPU (reported as the maximum over CPUs, not the sum). */
+export const SPLICE_STAT_MAX: ReadonlySet<SpliceStatName> = new Set(['splice_peak_queue_bytes']);
+
+/** Built-in guard defaults (SHUNT_GUARD_*), used when splice_guard holds zeros. */
+export const GUARD_DEFAULTS = { queueCap: 1 << 20, smallMsg: 8 << 10, smallQueue: 64 << 10 } as const;
+export const spliceGuard = struct({ queueCap: u32, smallMsg: u32, smallQueue: u32, _pad: pad(4) });
+export const spliceSock = struct({ sk: u64, state: u32, flags: u32 });
+
 /** Prefix bits that gen + kind occupy in an LPM key before the address. */
 export const LPM_HEADER_BITS = 64;
 
@@ -150,6 +175,9 @@ export const MAP_NAMES = [
   'inbound_listener',
   'counters',
   'owner_sel',
+  'splice_guard',
+  'splice_peer',
+  'splice_stats',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 

@@ -2,7 +2,8 @@
  * End to end on the testbed: real HAProxy sidecars (uid 1337) that read SO_ORIGINAL_DST, pods in
  * their own netns and cgroups, the backend attached to the node's cgroup, MeshPods interpreted
  * from the testbed's Kubernetes-shaped pods by the core's istio-sidecar profile. The backend runs
- * with the default splice setting (none) except in 'splicing, opt-in per port'.
+ * with the default splice setting (none) except in 'splicing, a port list'. Bulk safety of the
+ * guarded opt-in ('auto') under memory limits is proven in splice-safety.e2e.test.ts.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -18,14 +19,14 @@ const ANN = {
   excludeOutboundIPRanges: 'traffic.sidecar.istio.io/excludeOutboundIPRanges',
   excludeInboundPorts: 'traffic.sidecar.istio.io/excludeInboundPorts',
 };
-const NO_RECORDS = { origByCookie: 0, origByTuple: 0, splicedSockets: 0, dnsSockets: 0 };
+const NO_RECORDS = { origByCookie: 0, origByTuple: 0, splicedSockets: 0, splicePeers: 0, dnsSockets: 0 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const MiB = 1 << 20;
 
 /**
  * Bytes for the bulk-transfer test: more than the node's hard TCP memory limit (tcp_mem[2] pages),
- * so that a path without backpressure (splicing) cannot queue the whole transfer in the lagging
- * reader's socket and must fail; capped to keep the test short on machines with a huge limit.
+ * so that a path without backpressure (unguarded splicing) cannot queue the whole transfer in the
+ * lagging reader's socket and must fail; capped to keep the test short on machines with a huge limit.
  */
 function bulkBytes(): number {
   const hard = Number(fs.readFileSync('/proc/sys/net/ipv4/tcp_mem', 'utf8').trim().split(/\s+/)[2]);
@@ -246,7 +247,7 @@ describe('sockops backend with HAProxy sidecars (testbed)', () => {
   });
 
   it('default (no splicing): a bulk transfer to a lagging reader pushes back on the sender and arrives whole', async () => {
-    expect((await backend.observe()).nodeDetail).toMatchObject({ splice: 'none' });
+    expect((await backend.observe()).nodeDetail).toMatchObject({ spliceSetting: 'none', splice: 'none' });
     const server = tb.pod('server');
     const bytes = bulkBytes();
     // Both scripts run as the app uid: the rendezvous file lives in a directory they can write.
@@ -262,9 +263,8 @@ describe('sockops backend with HAProxy sidecars (testbed)', () => {
       timeoutMs: 110_000,
     });
     const r = JSON.parse(res.stdout) as BulkResult;
-    // Spliced, this fails: the sender never blocks, the lagging reader's queue outgrows tcp_mem and a
-    // send gets ENOMEM (measured with splicing as the default: the app's own write failed with ENOMEM
-    // after 2.36 of 2.43 GB; in another run the proxy's, and the app saw EPIPE).
+    // Unguarded splicing fails here: the sender never blocks, the lagging reader's queue outgrows
+    // tcp_mem and a send gets ENOMEM (measured: the app's write failed after 2.36 of 2.43 GB).
     expect({ error: r.error, sent: r.sent, received: r.reply?.bytes }).toEqual({ error: undefined, sent: bytes, received: bytes });
     expect(r.reply?.sha256).toBe(r.sha256);
     // Backpressure: the sender stopped after socket and proxy buffers filled, not after gigabytes.
@@ -304,10 +304,11 @@ describe('sockops backend with HAProxy sidecars (testbed)', () => {
     const st = await backend.observe();
     expect(st.pods.map((p) => p.name).sort()).toEqual(['client', 'excl', 'late', 'server']);
     // The default path (no splicing) throughout: TCP's backpressure carried the transfer.
+    expect(st.nodeDetail).toMatchObject({ splice: 'none' });
     expect(st.counters.sockets_spliced ?? 0).toBe(spliced0);
   }, 60_000);
 
-  describe('splicing, opt-in per port', () => {
+  describe('splicing, a port list', () => {
     beforeAll(async () => {
       // An agent restarted with --splice-ports=9000: adopts the pins, changes only the setting.
       await backend.stop({ cleanup: false });

@@ -24,7 +24,17 @@ import type {
   Support,
 } from '@shunt/core';
 import { SockopsMaps, type InstalledPodProgram } from './maps';
-import { DEFAULT_SPLICE, validSplice, type SpliceSetting } from './splice';
+import {
+  DEFAULT_SPLICE,
+  effectiveSplice,
+  probeSpliceGuard,
+  validGuard,
+  validSplice,
+  type EffectiveSplice,
+  type GuardProbe,
+  type SpliceGuard,
+  type SpliceSetting,
+} from './splice';
 import { PodConfigError, assertPodSupported, canonical, fingerprintOf, podProgram, type PodProgram } from './pod-program';
 import { sockopsSupport } from './support';
 import { sockopsPodSupport } from './pod-support';
@@ -33,10 +43,14 @@ import { findListener, pidsInNetns, withBorrowedSocket } from './proxy-listener'
 export interface SockopsOptions {
   /**
    * Which redirected connections are spliced, by the port of the destination the app asked for
-   * (for proxy -> app inbound legs: the app's port). Default: DEFAULT_SPLICE ('none'); see
-   * src/splice.ts for why.
+   * (for proxy -> app inbound legs: the app's port). Default: DEFAULT_SPLICE ('none'; 'auto' is
+   * the opt-in: every captured connection, guarded, where the guard loads); see src/splice.ts.
    */
   splice?: SpliceSetting;
+  /** The splice guard's bounds; default DEFAULT_GUARD. */
+  guard?: Partial<SpliceGuard>;
+  /** Replaces probeSpliceGuard() (tests). */
+  guardProbe?: () => GuardProbe;
 }
 
 interface ProgramSpec {
@@ -86,6 +100,10 @@ export class SockopsBackendError extends Error {
 export class SockopsBackend implements RedirectBackend {
   readonly name = 'sockops' as const;
   private readonly splice: SpliceSetting;
+  private readonly guard: SpliceGuard;
+  private readonly guardProbe: () => GuardProbe;
+  /** What the kernel was told at start(), and why ('auto' resolved by the probe). */
+  private spliceState: { splice: EffectiveSplice; reason: string; guard: GuardProbe } | null = null;
   private node: NodeContext | null = null;
   private dir = '';
   private maps: SockopsMaps | null = null;
@@ -111,9 +129,17 @@ export class SockopsBackend implements RedirectBackend {
   constructor(opts: SockopsOptions = {}) {
     try {
       this.splice = validSplice(opts.splice ?? DEFAULT_SPLICE);
+      this.guard = validGuard(opts.guard);
     } catch (err) {
       throw new SockopsBackendError(`sockops: ${(err as Error).message}`);
     }
+    this.guardProbe = opts.guardProbe ?? probeSpliceGuard;
+  }
+
+  /** Programs this node attaches: the sk_msg guard only where it can load (nothing splices otherwise). */
+  private programs(): readonly ProgramSpec[] {
+    const guard = this.guardProbe();
+    return guard.available ? PROGRAMS : PROGRAMS.filter((s) => s.attach !== 'sk_msg');
   }
 
   support(caps: NodeCapabilities): Support {
@@ -154,25 +180,56 @@ export class SockopsBackend implements RedirectBackend {
     this.readOnly = node.readOnly === true;
     this.dir = path.join(node.bpffsRoot, 'sockops');
     if (this.readOnly) return this.adoptReadOnly();
+    const guard = this.guardProbe();
+    let eff: { splice: EffectiveSplice; reason: string };
+    try {
+      eff = effectiveSplice(this.splice, () => guard);
+    } catch (err) {
+      this.node = null;
+      throw new SockopsBackendError(`sockops: ${(err as Error).message}`);
+    }
+    this.spliceState = { ...eff, guard };
+    if (this.splice === 'auto' && eff.splice === 'none') node.log.warn({ reason: eff.reason }, 'sockops: splicing off');
     const { mapsDir, linksDir } = this;
     fs.mkdirSync(mapsDir, { recursive: true });
     fs.mkdirSync(linksDir, { recursive: true });
     fs.mkdirSync(this.netnsDir, { recursive: true });
 
-    for (const spec of PROGRAMS) {
+    const programs = this.programs();
+    // Pins of a version without the splice guard (no splice_peer map yet): its sk_msg program
+    // splices unguarded and its sockops program records no peers. Both are replaced: the sk_msg
+    // link goes first (until the new one is in, new sockets are not spliced: plain TCP); the old
+    // sockops link is kept until the new one is attached (cgroup links coexist), then detached.
+    const legacy = fs.existsSync(path.join(mapsDir, 'pod_cfg')) && !fs.existsSync(path.join(mapsDir, 'splice_peer'));
+    const replaced: BpfLink[] = [];
+    if (legacy) {
+      const redir = path.join(linksDir, 'shunt_redir');
+      if (fs.existsSync(redir)) BpfLink.fromPin(redir).detach();
+      const sockops = path.join(linksDir, 'shunt_sockops');
+      if (fs.existsSync(sockops)) {
+        const old = BpfLink.fromPin(sockops);
+        old.unpin();
+        replaced.push(old);
+      }
+      node.log.info({ dir: this.dir }, 'sockops: replacing the sk_msg and sockops programs of a version without the splice guard');
+    }
+    for (const spec of programs) {
       const pin = path.join(linksDir, spec.program);
       if (fs.existsSync(pin)) this.links.set(spec.program, BpfLink.fromPin(pin));
     }
-    const missing = PROGRAMS.filter((s) => !this.links.has(s.program));
+    const missing = programs.filter((s) => !this.links.has(s.program));
     if (missing.length > 0) this.attach(missing, mapsDir, linksDir, node.cgroupRoot);
-    if (missing.length < PROGRAMS.length)
-      node.log.info({ adopted: PROGRAMS.length - missing.length, attached: missing.length, dir: this.dir }, 'sockops: adopted pinned links');
+    for (const old of replaced) old.detach();
+    if (missing.length < programs.length)
+      node.log.info({ adopted: programs.length - missing.length, attached: missing.length, dir: this.dir }, 'sockops: adopted pinned links');
     // Kept loaded for the per-pod netns links; loading it also pins any map an older
     // version's pins lack (inbound_listener), before the maps are opened.
     this.skLookup = BpfObject.open(bpfObjectPath(SK_LOOKUP.object), { pinMaps: mapsDir });
 
     this.maps = SockopsMaps.open(mapsDir);
-    this.maps.setSplice(this.splice);
+    // The guard's bounds first, then the mode that makes sockets splice.
+    this.maps.setGuard(this.guard);
+    this.maps.setSplice(eff.splice);
     const installed = this.maps.readPods();
     this.installed = new Map(installed.map((p) => [p.netnsCookie, p]));
     this.nextGen = Math.max(0, ...installed.map((p) => p.gen), ...this.maps.selectionGens()) + 1;
@@ -192,7 +249,7 @@ export class SockopsBackend implements RedirectBackend {
 
   /** readOnly: open what is pinned, create, attach and delete nothing. */
   private adoptReadOnly(): void {
-    for (const spec of PROGRAMS) {
+    for (const spec of this.programs()) {
       const pin = path.join(this.linksDir, spec.program);
       if (fs.existsSync(pin)) this.links.set(spec.program, BpfLink.fromPin(pin));
     }
@@ -365,7 +422,7 @@ export class SockopsBackend implements RedirectBackend {
     const maps = this.maps;
     const linksDir = path.join(this.dir, 'links');
     const links = Object.fromEntries(
-      PROGRAMS.map((s) => [s.program, this.links.has(s.program) || (this.dir !== '' && fs.existsSync(path.join(linksDir, s.program)))]),
+      this.programs().map((s) => [s.program, this.links.has(s.program) || (this.dir !== '' && fs.existsSync(path.join(linksDir, s.program)))]),
     );
     const nodeReady = maps !== null && Object.values(links).every(Boolean);
     const pods = maps?.readPods() ?? [];
@@ -380,6 +437,10 @@ export class SockopsBackend implements RedirectBackend {
         readOnly: this.readOnly,
         links,
         splice: maps?.spliceSetting() ?? null,
+        spliceSetting: this.splice,
+        spliceReason: this.spliceState?.reason ?? null,
+        spliceGuard: maps?.guard() ?? null,
+        guardProbe: this.spliceState?.guard ?? null,
       },
       pods: pods.map((p) => {
         const inbound = this.inboundState(p);

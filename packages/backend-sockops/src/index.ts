@@ -1,7 +1,19 @@
 // @shunt/backend-sockops: Merbridge-style redirect: cgroup connect4/6 + getsockopt(SO_ORIGINAL_DST) + sockops + sk_msg socket splicing.
 export { SockopsBackend, SockopsBackendError, PROGRAMS, type SockopsOptions } from './backend';
-export { DEFAULT_SPLICE, validSplice, type SpliceSetting } from './splice';
+export {
+  DEFAULT_SPLICE,
+  DEFAULT_GUARD,
+  SPLICE_DEFAULT_WHY,
+  effectiveSplice,
+  probeSpliceGuard,
+  validGuard,
+  validSplice,
+  type EffectiveSplice,
+  type GuardProbe,
+  type SpliceGuard,
+  type SpliceSetting,
+} from './splice';
 export { sockopsSupport } from './support';
 export { podProgram, fingerprintOf, PodConfigError, type PodProgram } from './pod-program';
-export { COUNTER_NAMES, type CounterName } from './abi';
+export { COUNTER_NAMES, SPLICE_STAT_NAMES, type CounterName, type SpliceStatName } from './abi';
 export { sockopsPodSupport, socketLayerGaps, type SocketLayerGap } from './pod-support';

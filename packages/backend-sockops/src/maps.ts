@@ -11,6 +11,11 @@ import {
   LPM_HEADER_BITS,
   MAP_NAMES,
   SPLICE_MODE,
+  SPLICE_STAT_MAX,
+  SPLICE_STAT_NAMES,
+  SPLICE_STAT_SLOTS,
+  spliceGuard,
+  spliceSock,
   addr16,
   cidr4Key,
   cidr6Key,
@@ -58,6 +63,8 @@ export class SockopsMaps {
   readonly splicePorts: TypedMap<number, number>;
   readonly counters: TypedMap<number, bigint>;
   readonly ownerSel: TypedMap<{ gen: number; id: number; kind: number }, number>;
+  readonly spliceGuard: TypedMap<number, ReturnType<typeof spliceGuard.decode>>;
+  readonly spliceStats: TypedMap<number, bigint>;
 
   private constructor(raw: Record<MapName, BpfMap>) {
     this.raw = raw;
@@ -77,6 +84,32 @@ export class SockopsMaps {
     this.counters = raw.counters.typed(u32Key, counterValue);
     raw.inbound_listener.typed(listenerKey, counterValue);
     this.ownerSel = raw.owner_sel.typed(ownerKey, flagValue);
+    this.spliceGuard = raw.splice_guard.typed(u32Key, spliceGuard);
+    raw.splice_peer.typed(tuple, spliceSock);
+    this.spliceStats = raw.splice_stats.typed(u32Key, counterValue);
+  }
+
+  /** The splice guard's policy (bytes); 0 in a field = the built-in default (GUARD_DEFAULTS). */
+  setGuard(g: { queueCap: number; smallMsg: number; smallQueue: number }): void {
+    this.spliceGuard.update(0, g);
+  }
+
+  guard(): { queueCap: number; smallMsg: number; smallQueue: number } | null {
+    const g = this.spliceGuard.lookup(0);
+    return g ? { queueCap: g.queueCap, smallMsg: g.smallMsg, smallQueue: g.smallQueue } : null;
+  }
+
+  /** The guard's decision counters (sums over CPUs; maxima for SPLICE_STAT_MAX). */
+  readSpliceStats(): Record<string, number> {
+    const out: Record<string, number> = {};
+    SPLICE_STAT_NAMES.forEach((name, i) => {
+      if (i >= SPLICE_STAT_SLOTS) return;
+      const perCpu = this.spliceStats.lookupPerCpu(i) ?? [];
+      out[name] = SPLICE_STAT_MAX.has(name)
+        ? Number(perCpu.reduce((a, b) => (b > a ? b : a), 0n))
+        : Number(perCpu.reduce((a, b) => a + b, 0n));
+    });
+    return out;
   }
 
   /** Puts a listening socket (an fd of ours) in as the pod's inbound listener for one family. */
@@ -259,11 +292,12 @@ export class SockopsMaps {
    * Entries alive right now in the per-connection maps. Each should track open connections
    * only: records are deleted when their socket closes, sockets leave the sockhash on close.
    */
-  liveRecords(): { origByCookie: number; origByTuple: number; splicedSockets: number; dnsSockets: number } {
+  liveRecords(): { origByCookie: number; origByTuple: number; splicedSockets: number; splicePeers: number; dnsSockets: number } {
     return {
       origByCookie: this.raw.orig_by_cookie.keys().length,
       origByTuple: this.raw.orig_by_tuple.keys().length,
       splicedSockets: this.raw.splice_socks.keys().length,
+      splicePeers: this.raw.splice_peer.keys().length,
       dnsSockets: this.raw.dns_orig.keys().length,
     };
   }
@@ -275,7 +309,7 @@ export class SockopsMaps {
       const perCpu = this.counters.lookupPerCpu(i) ?? [];
       out[name] = Number(perCpu.reduce((a, b) => a + b, 0n));
     });
-    return out;
+    return { ...out, ...this.readSpliceStats() };
   }
 }
 

@@ -1,31 +1,46 @@
 /**
  * Which connections the sockops backend splices (sk_msg hands data straight to the peer socket's
- * receive queue), by the port of the destination the app asked for.
+ * receive queue), by the port of the destination the app asked for, and the probe for the guard
+ * that makes splicing safe.
  *
- * Default: none. A spliced socket has no backpressure: sk_msg with BPF_F_INGRESS charges the data
- * to the peer's receive memory (net/ipv4/tcp_bpf.c bpf_tcp_ingress, __sk_rmem_schedule) and
- * releases the sender's at once, so a sender faster than the peer's reader — app -> sidecar whose
- * upstream is slower, or sidecar -> an app that reads slowly — never blocks. The peer's queue grows
- * until the node's TCP memory limit (tcp_mem) is reached; then sends fail with ENOMEM and the proxy
- * drops the connection: data loss for the app, and memory pressure for every TCP socket on the
- * node. backend.e2e.test.ts reproduces it: 2.43 GB (more than tcp_mem's hard limit) to a reader that
- * lags — spliced, the app's write failed with ENOMEM after 2.36 GB (another run: EPIPE after 1.57 GB,
- * the proxy's send had failed); default, the sender blocked after 14 MiB and every byte arrived.
- * Moving a live connection between the spliced and the TCP path is not an option either
- * (tcp_bpf_recvmsg reads the psock queue before sk_receive_queue: reordering).
- * Splicing wins latency for request/response ports, so it is an opt-in per port list; 'all' is
- * only for nodes whose flows are all known to be small.
+ * An unguarded splice has no backpressure: sk_msg with BPF_F_INGRESS charges the data to the peer's
+ * receive memory (net/ipv4/tcp_bpf.c bpf_tcp_ingress) and releases the sender's at once, so a sender
+ * faster than the peer's reader never blocks; the peer's queue grows until the memory cgroup or
+ * tcp_mem refuses and the send fails with ENOMEM (the proxy drops the connection). Every spliced
+ * message therefore passes the guard in bpf/sockops/redir.bpf.c: redirect only while the peer's
+ * queue stays within min(its sk_rcvbuf, queueCap) and there is no TCP memory pressure, else the flow
+ * takes the TCP path (one-way, order-safe) and returns only when every byte sent that way was read.
+ * All settings that splice are guarded; there is no unguarded mode.
+ *
+ *  - 'none' (the default, see DEFAULT_SPLICE): nothing is spliced.
+ *  - 'auto' (opt-in): every captured connection, where probeSpliceGuard() says the guard loads
+ *    (bpf_rdonly_cast: CAP_BPF + CAP_PERFMON, BTF, kernel >= 6.2 kfuncs); elsewhere nothing.
+ *  - 'all': every captured connection; refused at start where the guard cannot load.
+ *  - a port list: only connections to those ports (same guard).
  */
+import * as fs from 'node:fs';
+import { BpfObject, bpfObjectPath } from '@shunt/libbpf';
 import { MAX_SPLICE_PORTS } from '@shunt/core';
 
-export type SpliceSetting = 'all' | 'none' | number[];
+export type SpliceSetting = 'auto' | 'all' | 'none' | number[];
+/** What the kernel is told: 'auto' resolved by the probe. */
+export type EffectiveSplice = 'all' | 'none' | number[];
 
+/**
+ * 'none': a guarded flow that switched to TCP is split between the receiver's psock queue and its
+ * TCP queue, and one recvmsg returns from only one of them; readers that stop on a short read plus
+ * EPOLLRDHUP (HAProxy 2.6) can then lose the tail. 'auto' is the opt-in (README "Splicing").
+ */
 export const DEFAULT_SPLICE: SpliceSetting = 'none';
+/** Why DEFAULT_SPLICE is 'none', in one sentence (`shunt doctor`). */
+export const SPLICE_DEFAULT_WHY =
+  'splicing is opt-in because once the guard moves a flow to TCP the receiver holds bytes in two queues and one read returns from only one, ' +
+  'so a reader that treats a short read plus EPOLLRDHUP as end of stream (HAProxy 2.6, some epoll apps) can lose the tail; readers that read until EAGAIN and end only on read() == 0 (Envoy, Go, libuv/Node unless half-closed) are safe.';
 
 /** Checks a splice setting and returns it canonical (ports sorted and unique; no ports = 'none'). */
 export function validSplice(setting: unknown): SpliceSetting {
-  if (setting === 'all' || setting === 'none') return setting;
-  if (!Array.isArray(setting)) throw new Error(`splice ${JSON.stringify(setting)} is not 'all', 'none' or a list of ports`);
+  if (setting === 'all' || setting === 'none' || setting === 'auto') return setting;
+  if (!Array.isArray(setting)) throw new Error(`splice ${JSON.stringify(setting)} is not 'auto', 'all', 'none' or a list of ports`);
   for (const p of setting as unknown[])
     if (typeof p !== 'number' || !Number.isInteger(p) || p < 1 || p > 65535)
       throw new Error(`splice port ${JSON.stringify(p)} is not a port (1-65535)`);
@@ -33,4 +48,65 @@ export function validSplice(setting: unknown): SpliceSetting {
   // The splice_ports map (bpf/include/shunt_sockops.h) holds this many.
   if (ports.length > MAX_SPLICE_PORTS) throw new Error(`${ports.length} splice ports, at most ${MAX_SPLICE_PORTS}`);
   return ports.length === 0 ? 'none' : ports;
+}
+
+/** The guard's bounds (bytes). queueCap is min'd with the peer's sk_rcvbuf in the kernel. */
+export interface SpliceGuard {
+  /** Most bytes a peer may have queued (plus the message) for a message to be spliced. */
+  queueCap: number;
+  /** Messages smaller than this are spliced only onto a near-empty queue (small bulk writes lose spliced). */
+  smallMsg: number;
+  /** "Near-empty" for small messages. */
+  smallQueue: number;
+}
+
+/** Defaults, from measurements (reference/splice-backpressure.md; README "Splicing"). */
+export const DEFAULT_GUARD: SpliceGuard = { queueCap: 1 << 20, smallMsg: 8 << 10, smallQueue: 64 << 10 };
+
+export function validGuard(g: Partial<SpliceGuard> | undefined): SpliceGuard {
+  const out = { ...DEFAULT_GUARD, ...(g ?? {}) };
+  for (const [k, v] of Object.entries(out))
+    if (!Number.isInteger(v) || v < 1 || v > 0xffffffff) throw new Error(`splice guard ${k} ${JSON.stringify(v)} is not a byte count (1-4294967295)`);
+  if (out.smallQueue > out.queueCap) throw new Error(`splice guard smallQueue ${out.smallQueue} exceeds queueCap ${out.queueCap}`);
+  return out;
+}
+
+export interface GuardProbe {
+  available: boolean;
+  evidence: string;
+}
+
+export const GUARD_PROBE_OBJECT = 'sockops/guard_probe.bpf.o';
+let guardProbeCache: GuardProbe | undefined;
+
+/**
+ * Can the splice guard load here? Loads (never attaches) bpf/sockops/guard_probe.bpf.c, which makes
+ * the guard's kernel reads with no maps. A refusal names the reason (verifier log or errno), for
+ * `shunt doctor` and the log line that says why 'auto' splices nothing.
+ */
+export function probeSpliceGuard(): GuardProbe {
+  if (guardProbeCache) return guardProbeCache;
+  const file = bpfObjectPath(GUARD_PROBE_OBJECT);
+  if (!fs.existsSync(file)) return (guardProbeCache = { available: false, evidence: `${file} missing (bpf not built?)` });
+  try {
+    BpfObject.open(file).close();
+    guardProbeCache = { available: true, evidence: 'sk_msg program with bpf_rdonly_cast of sockets and sk_prot/memcg reads loaded' };
+  } catch (err) {
+    const msg = (err as Error).message.split('\n').slice(0, 3).join(' ');
+    guardProbeCache = {
+      available: false,
+      evidence: `guard probe refused: ${msg} (the guard reads peer sockets through bpf_rdonly_cast: needs CAP_BPF + CAP_PERFMON and kernel BTF/kfuncs, >= 6.2)`,
+    };
+  }
+  return guardProbeCache;
+}
+
+/** The setting the kernel gets: 'auto' is every port where the guard loads, nothing elsewhere. */
+export function effectiveSplice(setting: SpliceSetting, probe: () => GuardProbe = probeSpliceGuard): { splice: EffectiveSplice; reason: string } {
+  if (setting === 'none') return { splice: 'none', reason: 'splice none' };
+  const p = probe();
+  if (setting === 'auto')
+    return p.available ? { splice: 'all', reason: `auto: guard loads (${p.evidence})` } : { splice: 'none', reason: `auto: nothing spliced: ${p.evidence}` };
+  if (!p.available) throw new Error(`splice ${JSON.stringify(setting)} needs the splice guard, which cannot load here: ${p.evidence}`);
+  return { splice: setting, reason: 'guarded' };
 }

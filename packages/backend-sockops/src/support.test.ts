@@ -53,6 +53,13 @@ const NO_PROBE: Record<string, string> = {
   bpf_sock_ops_cb_flags_set: 'sock_ops since 4.16, below the 4.18 floor',
   'sk_lookup:bpf_sk_assign': "part of prog:sk_lookup's probe",
   'sk_lookup:bpf_sk_release': 'comes with sk_lookup socket lookups (5.9)',
+  // The splice guard's reads: probed by probeSpliceGuard() (src/splice.ts, loads guard_probe.bpf.c),
+  // not a backend support feature: where it fails the sk_msg program is not attached, nothing splices.
+  'sk_msg:bpf_core_cast': 'bpf_rdonly_cast kfunc macro: the splice guard probe',
+  'sk_msg:bpf_rdonly_cast': 'kfunc: the splice guard probe',
+  'sk_msg:bpf_probe_read_kernel': 'the splice guard probe',
+  'sk_msg:bpf_jiffies64': 'the splice guard probe',
+  'sk_msg:bpf_core_type_id_kernel': 'CO-RE relocation, resolved by libbpf at load',
 };
 
 interface CFunction {

@@ -38,7 +38,7 @@ describe('loadConfig', () => {
       bpffsPath: '/sys/fs/bpf',
       metricsAddress: '0.0.0.0:9464',
       logLevel: 'info',
-      // Splicing is opt-in: it takes backpressure away from bulk flows (see SpliceMode).
+      // Splicing is opt-in: readers that stop on a short read + EPOLLRDHUP can lose data (see SpliceMode).
       spliceMode: 'none',
       splicePorts: [],
       // istio-cni's path: where ztunnel connects by default.
@@ -119,6 +119,8 @@ describe('loadConfig', () => {
     it('all and none, any case; empty means none', () => {
       expect(splice({ flags: { ...base, splicePorts: 'ALL' } })).toMatchObject({ mode: 'all', ports: [] });
       expect(splice({ flags: { ...base, splicePorts: 'none' } })).toMatchObject({ mode: 'none', ports: [] });
+      expect(splice({ flags: { ...base, splicePorts: 'auto' } })).toMatchObject({ mode: 'auto', ports: [] });
+      expect(splice({ flags: base })).toMatchObject({ mode: 'none', ports: [], origin: 'default' });
       expect(splice({ flags: { ...base, splicePorts: '' } })).toMatchObject({ mode: 'none', ports: [] });
     });
 
@@ -137,7 +139,7 @@ describe('loadConfig', () => {
         /config splicePorts \(from file .*s5\.yaml\): "1\.5" is not a port/,
       );
       expect(configError(() => loadConfig({ flags: base, file: file('s6.yaml', 'splicePorts: true') })).message).toMatch(
-        /splicePorts.*expected "none", "all" or a list of ports, got true/,
+        /splicePorts.*expected "auto", "none", "all" or a list of ports, got true/,
       );
     });
 

@@ -22,12 +22,15 @@ const PROFILE_NAMES: readonly ProfileName[] = ['istio-sidecar', 'istio-ambient']
 
 /**
  * Which redirected connections the sockops backend splices (sk_msg hands data straight to the peer
- * socket), by the port of the destination the app asked for. `none` is the default: a spliced
- * socket has no backpressure (the peer's receive queue grows without bound while the reader lags,
- * until the node's TCP memory limit makes sends fail with ENOMEM), so splicing is an opt-in for
- * request/response ports. `listed` uses `splicePorts`; `all` splices every connection.
+ * socket), by the port of the destination the app asked for. Every splice is guarded (the sockops
+ * backend's redir.bpf.c bounds the peer's queue and moves a flow to TCP when it would exceed it).
+ * `none` is the default: after such a switch the receiver holds older bytes in its psock queue and
+ * newer ones in its TCP queue, and one recvmsg returns from only one of them, so a reader that
+ * takes a short read plus EPOLLRDHUP as end of stream (HAProxy 2.6) can drop the tail. `auto`
+ * (opt-in) splices every captured connection where the guard can load, nothing elsewhere; `all`
+ * the same but refuses to start without the guard; `listed` uses `splicePorts`.
  */
-export type SpliceMode = 'none' | 'all' | 'listed';
+export type SpliceMode = 'auto' | 'none' | 'all' | 'listed';
 /** Entries of the sockops backend's splice_ports map (bpf/include/shunt_sockops.h). */
 export const MAX_SPLICE_PORTS = 1024;
 
@@ -178,12 +181,13 @@ export function parseSplicePorts(value: unknown): { mode: SpliceMode; ports: num
     const t = value.trim().toLowerCase();
     if (t === '' || t === 'none') return { mode: 'none', ports: [] };
     if (t === 'all') return { mode: 'all', ports: [] };
+    if (t === 'auto') return { mode: 'auto', ports: [] };
     items = t.split(/[\s,]+/).filter((x) => x !== '');
-  } else return `expected "none", "all" or a list of ports, got ${JSON.stringify(value)}`;
+  } else return `expected "auto", "none", "all" or a list of ports, got ${JSON.stringify(value)}`;
   const ports = new Set<number>();
   for (const it of items) {
     const text = typeof it === 'number' ? String(it) : typeof it === 'string' ? it.trim() : JSON.stringify(it);
-    if (text === 'all' || text === 'none')
+    if (text === 'all' || text === 'none' || text === 'auto')
       return `${JSON.stringify(text)} cannot be combined with ports (got ${JSON.stringify(value)}); use it alone`;
     const port = /^[0-9]{1,5}$/.test(text) ? Number(text) : NaN;
     if (!(port >= 1 && port <= 65535)) return `${JSON.stringify(text)} is not a port (1-65535) in ${JSON.stringify(value)}`;

@@ -13,7 +13,7 @@ export interface Endpoint {
 
 export interface ProxyLogRecord {
   /** Which stand-in wrote it. */
-  proxy: 'haproxy' | 'proxy6';
+  proxy: 'haproxy' | 'proxy6' | 'node4';
   listener: Listener;
   client: Endpoint;
   originalDst: Endpoint;
@@ -55,7 +55,7 @@ export function parseProxyLogLine(line: string): ProxyLogRecord | undefined {
   const originalDst = parseEndpoint(kv.get('dst'));
   if ((listener !== 'outbound' && listener !== 'inbound') || !client || !originalDst) return undefined;
   const rec: ProxyLogRecord = {
-    proxy: kv.get('proxy') === 'proxy6' ? 'proxy6' : 'haproxy',
+    proxy: kv.get('proxy') === 'proxy6' ? 'proxy6' : kv.get('proxy') === 'node4' ? 'node4' : 'haproxy',
     listener,
     client,
     originalDst,

@@ -60,6 +60,12 @@ export interface TestbedOptions {
   pods: PodSpec[];
   /** IPv6 sidecar stand-in: `auto` starts it when @shunt/libbpf is built, `on` requires it. Default auto. */
   ipv6Proxy?: 'auto' | 'on' | 'off';
+  /**
+   * IPv4 sidecar stand-in: `haproxy` (default) or `node`, the IPv6 stand-in's Node proxy on IPv4
+   * (needs @shunt/libbpf). `node` reads until read() returns 0, where HAProxy 2.6 takes a short
+   * read plus EPOLLRDHUP as end of stream (matters for guarded splicing; see backend-sockops README).
+   */
+  ipv4Proxy?: 'haproxy' | 'node';
   /** Fixed 4-hex run id (tests of gc); default random, checked against existing testbeds. */
   runId?: string;
 }
@@ -124,7 +130,8 @@ export const SIDECAR_PORTS = { outbound: 15001, inbound: 15006 } as const;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Sidecar {
-  haproxy?: ProcessHandle;
+  /** The IPv4 stand-in: HAProxy, or the Node proxy (TestbedOptions.ipv4Proxy). */
+  proxy4?: ProcessHandle;
   proxy6?: ProcessHandle;
   proxy6Unavailable?: string;
   log: ProxyLogCollector;
@@ -155,6 +162,7 @@ export class Testbed {
   private disposing: Promise<void> | undefined;
   private nextPodIndex = 0;
   private readonly ipv6Proxy: 'auto' | 'on' | 'off';
+  private readonly ipv4Proxy: 'haproxy' | 'node';
 
   private constructor(
     readonly runId: string,
@@ -165,6 +173,7 @@ export class Testbed {
     this.cgroupRoot = path.join(cgroup2Mount(), this.prefix);
     this.stateDir = path.join(os.tmpdir(), this.prefix);
     this.ipv6Proxy = opts.ipv6Proxy ?? 'auto';
+    this.ipv4Proxy = opts.ipv4Proxy ?? 'haproxy';
   }
 
   /** Builds nodes and pods; on any failure removes what it made and rethrows. */
@@ -404,20 +413,38 @@ export class Testbed {
 
   // ---- sidecars ----------------------------------------------------------------------------
 
-  /** Starts the proxy stand-ins in a pod (idempotent): HAProxy (IPv4) and the Node proxy (IPv6), as uid 1337. */
+  /** Starts the proxy stand-ins in a pod (idempotent): HAProxy or the Node proxy (IPv4, see ipv4Proxy) and the Node proxy (IPv6), as uid 1337. */
   async startSidecar(pod: string): Promise<SidecarStatus> {
     const p = this.pod(pod);
     const existing = this.sidecars.get(pod);
-    if (existing?.haproxy) return this.sidecarStatus(pod);
+    if (existing?.proxy4) return this.sidecarStatus(pod);
     const sc: Sidecar = existing ?? { log: new ProxyLogCollector() };
     this.sidecars.set(pod, sc);
-    const cfg = path.join(this.stateDir, `${p.name}-sidecar.cfg`);
-    await fs.writeFile(cfg, sidecarConfig(SIDECAR_PORTS), { mode: 0o644 });
-    const haproxy = this.exec(pod, ['haproxy', '-db', '-f', cfg], { uid: PROXY_UID, gid: PROXY_UID });
-    haproxy.stdout.setEncoding('utf8');
-    haproxy.stdout.on('data', (s: string) => sc.log.push(s));
-    sc.haproxy = haproxy;
-    await this.waitListening(pod, [SIDECAR_PORTS.outbound, SIDECAR_PORTS.inbound], { family: 4, watch: haproxy });
+    let proxy4: ProcessHandle;
+    if (this.ipv4Proxy === 'node') {
+      const lib = builtPackageMain('@shunt/libbpf');
+      if ('unavailable' in lib) throw new Error(`pod ${pod}: the Node IPv4 sidecar stand-in needs @shunt/libbpf: ${lib.unavailable}`);
+      proxy4 = this.exec(pod, [process.execPath, '-e', PROXY6_SOURCE], {
+        uid: PROXY_UID,
+        gid: PROXY_UID,
+        env: {
+          SHUNT_LIBBPF_MAIN: lib.path,
+          // Inbound connects from 127.0.0.6, like HAProxy's config and Envoy's inbound passthrough.
+          SHUNT_PROXY6_LISTENERS: JSON.stringify([
+            { name: 'outbound', port: SIDECAR_PORTS.outbound, family: 4 },
+            { name: 'inbound', port: SIDECAR_PORTS.inbound, family: 4, source: '127.0.0.6' },
+          ]),
+        },
+      });
+    } else {
+      const cfg = path.join(this.stateDir, `${p.name}-sidecar.cfg`);
+      await fs.writeFile(cfg, sidecarConfig(SIDECAR_PORTS), { mode: 0o644 });
+      proxy4 = this.exec(pod, ['haproxy', '-db', '-f', cfg], { uid: PROXY_UID, gid: PROXY_UID });
+    }
+    proxy4.stdout.setEncoding('utf8');
+    proxy4.stdout.on('data', (s: string) => sc.log.push(s));
+    sc.proxy4 = proxy4;
+    await this.waitListening(pod, [SIDECAR_PORTS.outbound, SIDECAR_PORTS.inbound], { family: 4, watch: proxy4 });
 
     if (this.ipv6Proxy !== 'off') {
       const lib = builtPackageMain('@shunt/libbpf');
@@ -454,8 +481,8 @@ export class Testbed {
   async stopSidecar(pod: string): Promise<void> {
     const sc = this.sidecars.get(pod);
     if (!sc) return;
-    await Promise.all([sc.haproxy?.kill(), sc.proxy6?.kill()]);
-    sc.haproxy = undefined;
+    await Promise.all([sc.proxy4?.kill(), sc.proxy6?.kill()]);
+    sc.proxy4 = undefined;
     sc.proxy6 = undefined;
   }
 
@@ -463,7 +490,7 @@ export class Testbed {
     const sc = this.sidecars.get(pod);
     const running = (h: ProcessHandle | undefined) => h !== undefined && this.processes.has(h);
     return {
-      ipv4: running(sc?.haproxy) ? 'running' : 'stopped',
+      ipv4: running(sc?.proxy4) ? 'running' : 'stopped',
       ipv6: sc?.proxy6Unavailable ? { unavailable: sc.proxy6Unavailable } : running(sc?.proxy6) ? 'running' : 'stopped',
     };
   }

@@ -78,7 +78,7 @@ app.kubernetes.io/component: node-agent
 {{- else if or (kindIs "float64" $p) (kindIs "int64" $p) (kindIs "int" $p) -}}
 {{- int $p -}}
 {{- else if not (kindIs "invalid" $p) -}}
-{{- fail (printf "sockops.splicePorts must be a list of ports, one port, \"all\" or \"none\", got %v" $p) -}}
+{{- fail (printf "sockops.splicePorts must be a list of ports, one port, \"auto\", \"all\" or \"none\", got %v" $p) -}}
 {{- end -}}
 {{- end -}}
 

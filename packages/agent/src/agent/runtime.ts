@@ -47,7 +47,7 @@ export interface AgentSettings extends NodeStateOptions {
   metricsAddress: string;
   resyncIntervalMs?: number;
   cleanupOnExit: boolean;
-  /** sockops: which connections to splice, by original destination port (default none). */
+  /** sockops: which connections to splice, by original destination port (default none; 'auto' is the guarded opt-in). */
   splice?: SpliceSetting;
   /** Find pod netns only among named netns starting with this (tests sharing a machine). */
   netnsPrefix?: string;

@@ -159,12 +159,13 @@ describe('values', () => {
     expect(ds.spec.template.metadata.annotations['checksum/args']).not.toBe(base.spec.template.metadata.annotations['checksum/args']);
   });
 
-  it('sockops.splicePorts: unset by default (the agent splices nothing), a list or "all" becomes --splice-ports', () => {
+  it('sockops.splicePorts: unset by default (the agent\'s default: none), a list, "auto" (opt-in) or "all" becomes --splice-ports', () => {
     const args = (extra: string[]) => find(render(extra), 'DaemonSet').spec.template.spec.containers[0].args as string[];
     expect(args([]).some((a) => a.startsWith('--splice-ports'))).toBe(false);
     expect(args(['--set', 'sockops.splicePorts={8080,9090}'])).toContain('--splice-ports=8080,9090');
     expect(args(['--set', 'sockops.splicePorts=8080'])).toContain('--splice-ports=8080');
     expect(args(['--set', 'sockops.splicePorts=all'])).toContain('--splice-ports=all');
+    expect(args(['--set', 'sockops.splicePorts=auto'])).toContain('--splice-ports=auto');
     const file = path.join(workDir, 'splice.yaml');
     writeFileSync(file, 'sockops:\n  splicePorts: [15010, 8080]\n');
     expect(args(['-f', file])).toContain('--splice-ports=15010,8080');
@@ -219,7 +220,7 @@ describe('values', () => {
     [['--set', 'sockops.splicePorts={8080,70000}'], 'sockops.splicePorts.1: Must be less than or equal to 65535'],
     [['--set', 'sockops.splicePorts=0'], 'sockops.splicePorts: Must be greater than or equal to 1'],
     [['--set', 'sockops.splicePorts=http'], "sockops.splicePorts: Does not match pattern"],
-    [['--set', 'sockops.splicePorts=true'], 'sockops.splicePorts must be a list of ports, one port, "all" or "none", got true'],
+    [['--set', 'sockops.splicePorts=true'], 'sockops.splicePorts must be a list of ports, one port, "auto", "all" or "none", got true'],
     [['--set', 'serviceAccount.create=false'], 'serviceAccount.name is required when serviceAccount.create=false'],
     [['--set', 'securityContext.appArmorProfile.type=Localhost', '--kube-version', '1.29.0'], 'localhostProfile is required'],
   ])('rejects bad values %j with a message naming the value', (args, message) => {

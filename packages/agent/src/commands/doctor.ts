@@ -1,5 +1,6 @@
 // `shunt doctor`: exit 0 when the mode can run here, 1 when no backend can.
 import { probeNode, selectBackend, type ProfileName, type RedirectMode } from '@shunt/core';
+import { DEFAULT_SPLICE, SPLICE_DEFAULT_WHY, effectiveSplice, probeSpliceGuard } from '@shunt/backend-sockops';
 import { createBackends } from '../backends';
 import { buildDoctorReport, formatDoctor } from '../doctor/report';
 import { DEFAULT_STATE_DIR } from '../node-state/context';
@@ -17,6 +18,15 @@ export async function doctorCommand(o: DoctorOptions, io: Io): Promise<number> {
   const caps = await probeNode({ iptablesScratch: true });
   const backends = createBackends({ profile: o.profile, stateDir: o.stateDir ?? DEFAULT_STATE_DIR });
   const report = buildDoctorReport(caps, o.redirectMode, o.profile, backends, () => selectBackend(o.redirectMode, caps, backends, { profile: o.profile }));
+  // The default splice setting, and what the opt-in 'auto' would become on this node.
+  const guard = probeSpliceGuard();
+  const auto = effectiveSplice('auto', () => guard);
+  report.splice = {
+    setting: DEFAULT_SPLICE === 'none' ? 'none' : String(DEFAULT_SPLICE),
+    why: SPLICE_DEFAULT_WHY,
+    auto: Array.isArray(auto.splice) ? auto.splice.join(',') : auto.splice,
+    guard,
+  };
   io.out(o.json ? JSON.stringify(report, null, 2) + '\n' : formatDoctor(report));
   return report.choice ? 0 : 1;
 }

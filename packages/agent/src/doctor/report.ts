@@ -14,6 +14,8 @@ export interface DoctorReport {
   /** Why the selection failed, when it did. */
   error?: string;
   backends: { name: BackendName; ok: boolean; chosen: boolean; reasons: string[] }[];
+  /** sockops splicing: the default setting and why, what the opt-in 'auto' would become here, and the guard probe behind it. */
+  splice?: { setting: string; why: string; auto: string; guard: { available: boolean; evidence: string } };
 }
 
 export interface SupportSourceLike {
@@ -97,6 +99,15 @@ export function formatDoctor(r: DoctorReport): string {
     // Supported by the kernel yet passed over (order, profile) reads as 'not chosen', never 'can run'.
     const verdict = b.chosen ? 'CHOSEN' : !b.ok ? 'cannot run' : b.reasons.length > 0 ? 'not chosen' : 'can run';
     lines.push(`  ${pad(b.name, 9)} ${pad(verdict, 11)} ${b.reasons.join('; ')}`.trimEnd());
+  }
+  if (r.splice) {
+    lines.push('');
+    lines.push(`sockops splicing: default ${r.splice.setting}: ${r.splice.why}`);
+    lines.push(
+      r.splice.guard.available
+        ? `  --splice-ports=auto (opt-in) would work here → ${r.splice.auto} (the splice guard loads: ${r.splice.guard.evidence})`
+        : `  --splice-ports=auto (opt-in) would splice nothing here: the splice guard cannot load (${r.splice.guard.evidence})`,
+    );
   }
   lines.push('');
   lines.push(r.choice ? `redirectMode=${r.mode} → ${r.choice}` : `no backend can run: ${r.error ?? 'unknown reason'}`);

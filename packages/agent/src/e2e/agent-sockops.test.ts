@@ -125,7 +125,7 @@ it('enrolls the pods of the pods file: the sidecars see the original destination
   const status = JSON.parse(runCli(['status', '--json', '--backend', 'sockops', ...nodeArgs()]));
   const sockops = status.backends.find((b: { backend: string }) => b.backend === 'sockops');
   expect(sockops.state.pods.map((p: { name: string }) => p.name).sort()).toEqual(['client', 'server']);
-  // Splicing is opt-in (--splice-ports): by default no connection is spliced.
+  // Splicing is opt-in (--splice-ports, e.g. auto): by default no connection is spliced.
   expect(sockops.state.nodeDetail.splice).toBe('none');
   expect(sockops.state.counters.sockets_spliced).toBe(0);
 }, 120_000);

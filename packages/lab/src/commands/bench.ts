@@ -17,12 +17,11 @@ export interface BenchCommandOptions {
 }
 
 /**
- * The bench's request/response ports: sockperf ping-pong and HTTP (wrk), not iperf3's 5201 (the
- * testbed's runBench serves them on these). `sockops+splice` splices exactly these, as a user would
- * list their request/response services, so the table shows both sides of the trade-off: splicing's
- * latency on these ports, and throughput on the unlisted bulk port as with the default.
+ * `sockops` runs the agent's defaults (splice 'none'); `sockops-auto` the same agent with the
+ * guarded opt-in --splice-ports=auto, so the table shows what the guarded splice adds or costs per
+ * metric against sockops' connect-time redirect alone.
  */
-export const BENCH_SPLICE_PORTS = [11111, 8080] as const;
+export const AUTO_SPLICE_MODE = 'sockops-auto';
 
 export async function availableBenchModes(profile: ProfileName = 'istio-sidecar'): Promise<PathMode[]> {
   const caps = await probeNode({ iptablesScratch: true });
@@ -32,10 +31,7 @@ export async function availableBenchModes(profile: ProfileName = 'istio-sidecar'
   for (const b of createBackends({ profile, stateDir: DEFAULT_STATE_DIR })) {
     if (!b.support(caps).ok || !profileByName(profile).backendOrder.includes(b.name)) continue;
     modes.push({ ...agentMode(b.name, profile === 'istio-sidecar' ? {} : { profile }), name: b.name });
-    if (b.name === 'sockops') {
-      const splicePorts = BENCH_SPLICE_PORTS.join(',');
-      modes.push({ ...agentMode(b.name, { splicePorts }), name: 'sockops+splice' });
-    }
+    if (b.name === 'sockops') modes.push({ ...agentMode(b.name, { splicePorts: 'auto' }), name: AUTO_SPLICE_MODE });
   }
   return modes;
 }

@@ -1,4 +1,4 @@
-export type MetricName = 'rttP50Us' | 'rttP99Us' | 'throughputGbps' | 'newConnsPerSec' | 'conntrackPerConn';
+export type MetricName = 'rttP50Us' | 'rttP99Us' | 'throughputGbps' | 'bulk64kGbps' | 'rr1kTps' | 'newConnsPerSec' | 'conntrackPerConn';
 
 export interface MetricInfo {
   name: MetricName;
@@ -13,6 +13,10 @@ export const METRICS: readonly MetricInfo[] = [
   { name: 'rttP50Us', label: 'RTT p50', unit: 'µs', higherIsBetter: false, digits: 1 },
   { name: 'rttP99Us', label: 'RTT p99', unit: 'µs', higherIsBetter: false, digits: 1 },
   { name: 'throughputGbps', label: 'throughput', unit: 'Gbit/s', higherIsBetter: true, digits: 2 },
+  // iperf3 -l 64K: the write size where splicing wins most (and the guard's queue cap is hit).
+  { name: 'bulk64kGbps', label: 'bulk 64 KiB writes', unit: 'Gbit/s', higherIsBetter: true, digits: 2 },
+  // sockperf ping-pong with 1 KiB messages: closed loop, one message in flight.
+  { name: 'rr1kTps', label: 'RR 1 KiB', unit: 'trans/s', higherIsBetter: true, digits: 0 },
   { name: 'newConnsPerSec', label: 'new conns/s', unit: '1/s', higherIsBetter: true, digits: 0 },
   { name: 'conntrackPerConn', label: 'conntrack entries/conn', unit: '', higherIsBetter: false, digits: 2 },
 ];

@@ -64,8 +64,9 @@ export function markdownTable(r: BenchReport): string {
   lines.push(
     '',
     `${r.settings.mesh === 'ambient' ? 'Ambient pods (no sidecars), every mode with the same ztunnel stand-in. ' : ''}` +
-      `${r.settings.rounds} rounds × ${r.settings.seconds} s per metric, modes alternated (${r.settings.order.join(' → ')}); ` +
-      `median [min–max]. RTT = sockperf TCP ping-pong round trip; throughput = iperf3 single stream; ` +
+    `${r.settings.rounds} rounds × ${r.settings.seconds} s per metric, modes alternated (${r.settings.order.join(' → ')}); ` +
+      `median [min–max]. RTT = sockperf TCP ping-pong round trip; throughput = iperf3 single stream (bulk: -l 64K); ` +
+      `RR 1 KiB = sockperf ping-pong -m 1024 round trips per second; ` +
       `new conns/s = wrk -c${r.settings.wrkConnections} with Connection: close; conntrack = entries added in both pods' netns per connection. ` +
       `Kernel ${r.machine.kernel}, ${r.machine.cpus} CPUs (${r.machine.cpuModel}).`,
   );

@@ -4,6 +4,8 @@ import path from 'node:path';
 import { BUILTIN_MODES, type ModePods, type PathMode } from '../modes';
 import { Testbed } from '../testbed';
 import type { Sample } from './metrics';
+import { parseIperf, parseSockperf } from '../workloads';
+import { APP_UID } from '../testbed';
 import { markdownTable, pickIptablesBaseline, summarizeMode, svgChart, type BenchReport } from './report';
 
 export interface BenchOptions {
@@ -54,6 +56,25 @@ async function conntrackSum(tb: Testbed, pods: ModePods): Promise<number> {
   return (a ?? 0) + (b ?? 0);
 }
 
+/** iperf3 single stream with 64 KiB writes (the default is 128 KiB). */
+async function bulk64k(tb: Testbed, pod: string, host: string, seconds: number) {
+  const res = await tb.run(pod, ['iperf3', '-c', host, '-p', String(PORTS.iperf), '-t', String(seconds), '-l', '65536', '-J'], {
+    uid: APP_UID,
+    timeoutMs: seconds * 1000 + 15_000,
+    allowFail: true,
+  });
+  return parseIperf(res.stdout);
+}
+
+/** sockperf TCP ping-pong with 1 KiB messages; transactions/s = round trips observed / seconds. */
+async function rr1k(tb: Testbed, pod: string, host: string, seconds: number) {
+  const res = await tb.run(pod, ['sockperf', 'ping-pong', '--tcp', '--full-rtt', '-m', '1024', '-i', host, '-p', String(PORTS.sockperf), '-t', String(seconds)], {
+    uid: APP_UID,
+    timeoutMs: seconds * 1000 + 15_000,
+  });
+  return parseSockperf(res.stdout + res.stderr);
+}
+
 /**
  * Runs every mode on fresh, identical client/server pods (both with sidecars) per round, so no
  * mode inherits another's netfilter state (an emptied nat table still costs conntrack), and
@@ -98,6 +119,10 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
           const sp = await tb.sockperfPingPong(pods.client, server.ipv4, { port: PORTS.sockperf, seconds });
           progress(`${tag} · iperf3 ${seconds}s`);
           const ip = await tb.iperf(pods.client, server.ipv4, { port: PORTS.iperf, seconds });
+          progress(`${tag} · iperf3 -l 64K ${seconds}s`);
+          const bulk = await bulk64k(tb, pods.client, server.ipv4, seconds);
+          progress(`${tag} · sockperf ping-pong 1 KiB ${seconds}s`);
+          const rr = await rr1k(tb, pods.client, server.ipv4, seconds);
           await tb.conntrackFlush(pods.client);
           await tb.conntrackFlush(pods.server);
           const ct0 = await conntrackSum(tb, pods);
@@ -112,6 +137,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
             rttP50Us: sp.p50Us,
             rttP99Us: sp.p99Us,
             throughputGbps: ip.bitsPerSecond / 1e9,
+            bulk64kGbps: bulk.bitsPerSecond / 1e9,
+            rr1kTps: rr.observations / seconds,
             newConnsPerSec: wrk.requestsPerSecond,
             conntrackPerConn: wrk.requests > 0 ? (ct1 - ct0) / wrk.requests : NaN,
           });

@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Feature probe for the splice guard (redir.bpf.c), loaded and never attached: the same kernel
+ * reads the guard makes (bpf_rdonly_cast of sockets, CO-RE field reads, bpf_probe_read_kernel of
+ * sk_prot's memory state, bpf_jiffies64), with no maps, so it is cheap to load. Loading needs what
+ * the guard needs (CAP_BPF + CAP_PERFMON, kfunc and BTF support); if it loads, so does the guard.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+SEC("sk_msg")
+int shunt_guard_probe(struct sk_msg_md *msg)
+{
+	struct bpf_sock *sk = msg->sk;
+	if (!sk)
+		return SK_PASS;
+	struct tcp_sock *tp = bpf_core_cast(sk, struct tcp_sock);
+	struct sock *s = (struct sock *)tp;
+	unsigned long pressure = 0;
+	unsigned long *pp = s->__sk_common.skc_prot->memory_pressure;
+	if (pp)
+		bpf_probe_read_kernel(&pressure, sizeof(pressure), pp);
+	struct mem_cgroup *mc = s->sk_memcg;
+	__u64 seq = tp->write_seq + tp->copied_seq + (__u32)s->sk_rcvbuf + (__u32)s->sk_backlog.rmem_alloc.counter;
+	if (mc)
+		seq += mc->memory.max;
+	return seq + pressure + bpf_jiffies64() == 42 ? SK_DROP : SK_PASS;
+}

@@ -10,7 +10,8 @@
         "src/native/links.cc",
         "src/native/probes.cc",
         "src/native/netns.cc",
-        "src/native/pidfd.cc"
+        "src/native/pidfd.cc",
+        "src/native/diag.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

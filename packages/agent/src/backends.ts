@@ -12,11 +12,13 @@ export interface BackendSettings {
   stateDir: string;
   /** sockops: which connections to splice (default: the backend's, none). */
   splice?: SpliceSetting;
+  /** sockops: pods the maps hold. */
+  maxPods?: number;
 }
 
 export function createBackends(s: BackendSettings): RedirectBackend[] {
   return [
-    new SockopsBackend(s.splice ? { splice: s.splice } : {}),
+    new SockopsBackend({ ...(s.splice ? { splice: s.splice } : {}), ...(s.maxPods ? { maxPods: s.maxPods } : {}) }),
     new IptablesBackend({
       stateDir: path.join(s.stateDir, 'iptables'),
       netnsCookie,

@@ -64,6 +64,11 @@ export function buildProgram(io: Io = processIo): Command {
         'sockops: splice (sk_msg) connections to these original destination ports, e.g. 8080,9090 (env SHUNT_SPLICE_PORTS; default none). ' +
           'Lower latency, but no backpressure: only for request/response ports, never bulk transfers; "all" is unsafe for bulk flows',
       )
+      .option(
+        '--max-pods <n>',
+        'pods the node\'s sockops maps hold; every map size derives from it (env SHUNT_MAX_PODS; default 1024). ' +
+          'A pod beyond it fails with a reason naming this setting. Pinned maps keep their size until a cleanup',
+      )
       .option('--cleanup-on-exit', 'remove everything this agent installed when it stops (uninstall); default: leave redirect in place', false),
   ).action(async (opts) => {
     const { agentCommand } = await import('./commands/agent');

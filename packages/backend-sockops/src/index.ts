@@ -4,3 +4,4 @@ export { DEFAULT_SPLICE, validSplice, type SpliceSetting } from './splice';
 export { sockopsSupport } from './support';
 export { podProgram, fingerprintOf, PodConfigError, type PodProgram } from './pod-program';
 export { COUNTER_NAMES, type CounterName } from './abi';
+export { CapacityError, DEFAULT_MAX_PODS, MAX_MAX_PODS, PER_POD, mapSizes, type Capacity, type MapSizes } from './capacity';

@@ -23,6 +23,14 @@ export type SpliceMode = 'none' | 'all' | 'listed';
 /** Entries of the sockops backend's splice_ports map (bpf/include/shunt_sockops.h). */
 export const MAX_SPLICE_PORTS = 1024;
 
+/**
+ * Pods one node's sockops maps hold; every map size derives from it (backend-sockops
+ * src/capacity.ts). 1,024 leaves head-room over the kubelet's default of 110 pods and the
+ * largest managed node pools (250-ish); raising it costs kernel memory, not CPU.
+ */
+export const DEFAULT_MAX_PODS = 1024;
+export const MAX_MAX_PODS = 65_536;
+
 export type PodSourceConfig = { kind: 'kubernetes'; kubeconfig?: string; inCluster: boolean } | { kind: 'podsFile'; path: string };
 
 export interface ShuntConfig {
@@ -41,6 +49,8 @@ export interface ShuntConfig {
   spliceMode: SpliceMode;
   /** Sorted, unique; non-empty exactly when spliceMode is `listed`. */
   splicePorts: number[];
+  /** See DEFAULT_MAX_PODS. */
+  maxPods: number;
 }
 
 export type ConfigOrigin = 'flag' | 'env' | 'file' | 'default';
@@ -51,7 +61,7 @@ export interface LoadedConfig {
   origins: Record<ConfigKey, ConfigOrigin>;
 }
 
-const KEYS = ['mode', 'profile', 'nodeName', 'kubeconfig', 'inCluster', 'podsFile', 'cgroupPath', 'bpffsPath', 'metricsAddress', 'logLevel', 'splicePorts'] as const;
+const KEYS = ['mode', 'profile', 'nodeName', 'kubeconfig', 'inCluster', 'podsFile', 'cgroupPath', 'bpffsPath', 'metricsAddress', 'logLevel', 'splicePorts', 'maxPods'] as const;
 export type ConfigKey = (typeof KEYS)[number];
 
 /** Environment variables read for each key (first one set wins). NODE_NAME is what the downward API sets. */
@@ -67,6 +77,7 @@ export const CONFIG_ENV: Record<ConfigKey, string[]> = {
   metricsAddress: ['SHUNT_METRICS_ADDRESS'],
   logLevel: ['SHUNT_LOG_LEVEL'],
   splicePorts: ['SHUNT_SPLICE_PORTS'],
+  maxPods: ['SHUNT_MAX_PODS'],
 };
 
 export const CONFIG_DEFAULTS = {
@@ -75,6 +86,7 @@ export const CONFIG_DEFAULTS = {
   bpffsPath: '/sys/fs/bpf',
   metricsAddress: '0.0.0.0:9464',
   logLevel: 'info',
+  maxPods: DEFAULT_MAX_PODS,
 } as const;
 
 export interface ConfigInputs {
@@ -258,8 +270,26 @@ export function loadConfig(inputs: ConfigInputs = {}): LoadedConfig {
   const splice = spliceRaw ? parseSplicePorts(spliceRaw.value) : { mode: 'none' as const, ports: [] };
   if (typeof splice === 'string') throw new ConfigError('splicePorts', spliceRaw!.where, splice);
 
+  const maxPodsRaw = orDefault('maxPods');
+  const maxPodsText = text(maxPodsRaw, 'maxPods');
+  const maxPods = /^[0-9]{1,6}$/.test(maxPodsText) ? Number(maxPodsText) : NaN;
+  if (!(maxPods >= 1 && maxPods <= MAX_MAX_PODS))
+    throw new ConfigError('maxPods', maxPodsRaw.where, `${JSON.stringify(maxPodsText)} is not a pod count (1-${MAX_MAX_PODS})`);
+
   return {
-    config: { mode, profile, nodeName: node, source, cgroupPath, bpffsPath, metricsAddress, logLevel, spliceMode: splice.mode, splicePorts: splice.ports },
+    config: {
+      mode,
+      profile,
+      nodeName: node,
+      source,
+      cgroupPath,
+      bpffsPath,
+      metricsAddress,
+      logLevel,
+      spliceMode: splice.mode,
+      splicePorts: splice.ports,
+      maxPods,
+    },
     origins,
   };
 }

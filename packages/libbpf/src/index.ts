@@ -36,7 +36,9 @@ export {
 } from './probe';
 export { netnsCookie, withNetns } from './netns';
 export { originalDst, type SocketAddress } from './sockopt';
-export { pidfdGetfd, listeningSockets, type ListeningSocket, type ListeningSocketQuery } from './proc-sockets';
+export { NetnsPidIndex, type NetnsPidIndexOptions } from './netns-pids';
+export { netnsTcpListeners, type NetnsListener } from './sock-diag';
+export { pidfdGetfd, listeningSockets, socketFds, type ListeningSocket, type ListeningSocketQuery } from './proc-sockets';
 export { bpfObjectPath, cgroup2Mount } from './paths';
 export { type KernelLinkInfo } from './native';
 

@@ -79,7 +79,7 @@ export interface NativeAddon {
   fdOf(h: FdHandle): number;
   dupFd(fd: number, target: string): FdHandle;
 
-  openObject(path: string, pinRoot?: string): ObjectHandle;
+  openObject(path: string, pinRoot?: string, maxEntries?: Record<string, number>): ObjectHandle;
   closeObject(h: ObjectHandle): void;
   objectPrograms(h: ObjectHandle): NativeProgramInfo[];
   objectMaps(h: ObjectHandle): NativeMapInfo[];
@@ -133,6 +133,7 @@ export interface NativeAddon {
   netnsCookie(path: string): bigint;
   originalDst(fd: number, family: number): { address: string; port: number };
   pidfdGetfd(pid: number, targetFd: number): number;
+  tcpListeners(port: number, family: number): Array<{ inode: number; address: string; port: number; family: 4 | 6 }>;
 }
 
 function load(): NativeAddon {

@@ -42,6 +42,8 @@ export interface AgentSettings extends NodeStateOptions {
   cleanupOnExit: boolean;
   /** sockops: which connections to splice, by original destination port (default none). */
   splice?: SpliceSetting;
+  /** sockops: pods the maps hold (every map size derives from it); default DEFAULT_MAX_PODS. */
+  maxPods?: number;
   /** Find pod netns only among named netns starting with this (tests sharing a machine). */
   netnsPrefix?: string;
 }
@@ -116,7 +118,12 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
     const caps = await (deps.probe ?? (() => probeNode({ iptablesScratch: true })))();
     const backends =
       deps.backends ??
-      createBackends({ profile: settings.profile, stateDir: paths.stateDir, ...(settings.splice ? { splice: settings.splice } : {}) });
+      createBackends({
+        profile: settings.profile,
+        stateDir: paths.stateDir,
+        ...(settings.splice ? { splice: settings.splice } : {}),
+        ...(settings.maxPods ? { maxPods: settings.maxPods } : {}),
+      });
     let selection: Selection<RedirectBackend> | null = null;
     try {
       selection = selectBackend(settings.mode, caps, backends, { profile: settings.profile });

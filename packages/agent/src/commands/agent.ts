@@ -23,6 +23,7 @@ export interface AgentCommandOptions {
   netnsPrefix?: string;
   stateDir?: string;
   splicePorts?: string;
+  maxPods?: string;
 }
 
 /** Flags, environment and config file through core's loadConfig, plus the agent-only flags. */
@@ -40,6 +41,7 @@ export function agentSettings(o: AgentCommandOptions, env: NodeJS.ProcessEnv = p
       metricsAddress: o.metricsAddress,
       logLevel: o.logLevel,
       splicePorts: o.splicePorts,
+      maxPods: o.maxPods,
     },
     env,
     ...(o.config ? { file: o.config } : {}),
@@ -56,6 +58,7 @@ export function agentSettings(o: AgentCommandOptions, env: NodeJS.ProcessEnv = p
     ...(o.resyncSeconds ? { resyncIntervalMs: o.resyncSeconds * 1000 } : {}),
     cleanupOnExit: !!o.cleanupOnExit,
     splice: config.spliceMode === 'listed' ? config.splicePorts : config.spliceMode,
+    maxPods: config.maxPods,
     ...(o.netnsPrefix ? { netnsPrefix: o.netnsPrefix } : {}),
     ...(o.stateDir ?? env['SHUNT_STATE_DIR'] ? { stateDir: o.stateDir ?? env['SHUNT_STATE_DIR'] } : {}),
   };

@@ -60,5 +60,6 @@ void InitLinks(Napi::Env env, Napi::Object exports);
 void InitProbes(Napi::Env env, Napi::Object exports);
 void InitNetns(Napi::Env env, Napi::Object exports);
 void InitPidfd(Napi::Env env, Napi::Object exports);
+void InitDiag(Napi::Env env, Napi::Object exports);
 
 }  // namespace shunt

@@ -193,12 +193,14 @@ async function main(): Promise<void> {
       '--state-dir', path.join(dir, 'state'), '--log-level', 'info', '--resync-seconds', '3600',
       '--max-pods', String(args.maxPods ?? Math.max(1024, total)),
     ];
-    const env = args.cpuProf ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${args.cpuProf}` } : {};
-    const cli = builtCliCommand();
+    const [node, ...rest] = builtCliCommand() as [string, ...string[]];
+    const cli = args.cpuProf ? [node, '--cpu-prof', `--cpu-prof-dir=${args.cpuProf}`, ...rest] : [node, ...rest];
+    const env = {};
 
     say(`cold start with ${args.n} pods (${args.mode})`);
     const t0 = performance.now();
     agent = spawnAgent(agentArgs, { cli, env });
+    agent.address.catch(() => undefined); // an early exit is reported by the log watch
     let watch = new LogWatch(agent);
     let enrolled = 0;
     let failed = 0;
@@ -235,6 +237,7 @@ async function main(): Promise<void> {
     const stopS = (performance.now() - tStop) / 1000;
     const t1 = performance.now();
     agent = spawnAgent([...agentArgs, '--cleanup-on-exit'], { cli, env });
+    agent.address.catch(() => undefined);
     watch = new LogWatch(agent);
     let reEnrollCalls = 0;
     await watch.until((l) => {

@@ -24,6 +24,10 @@ const isWildcard = (s: NetnsListener): boolean => s.address === '0.0.0.0' || s.a
  * shows it). The IPv6 dump is asked only when that fallback is needed.
  */
 export function listenerCandidates(netnsPath: string, port: number, family: 4 | 6): NetnsListener[] {
+  // The common case first, at a cost independent of the node's sockets: the wildcard listener
+  // a SYN to the port would reach (for IPv4 possibly a dual-stack [::] socket, as for a SYN).
+  const wildcard = netnsTcpListeners(netnsPath, port, family, { wildcardOnly: true });
+  if (wildcard.length > 0) return wildcard;
   const own = netnsTcpListeners(netnsPath, port, family);
   if (own.length > 0) return [...own.filter(isWildcard), ...own.filter((s) => !isWildcard(s))];
   if (family === 6) return [];

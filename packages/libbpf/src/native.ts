@@ -133,7 +133,7 @@ export interface NativeAddon {
   netnsCookie(path: string): bigint;
   originalDst(fd: number, family: number): { address: string; port: number };
   pidfdGetfd(pid: number, targetFd: number): number;
-  tcpListeners(port: number, family: number): Array<{ inode: number; address: string; port: number; family: 4 | 6 }>;
+  tcpListeners(port: number, family: number, wildcardOnly?: boolean): Array<{ inode: number; address: string; port: number; family: 4 | 6 }>;
 }
 
 function load(): NativeAddon {

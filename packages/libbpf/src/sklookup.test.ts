@@ -114,6 +114,10 @@ describe('sk_lookup on a netns: inbound connections for 8080 reach the 15006 lis
     expect(netnsTcpListeners(pathA, PROXY_PORT + 1, 4)).toEqual([]);
     // The other netns has no listener: the dump is per netns, not node-wide.
     expect(netnsTcpListeners(pathB, PROXY_PORT, 4)).toEqual([]);
+    // The exact lookup (what enroll asks first) finds the same socket, and nothing where none listens.
+    expect(netnsTcpListeners(pathA, PROXY_PORT, 4, { wildcardOnly: true })).toEqual(netnsTcpListeners(pathA, PROXY_PORT, 4));
+    expect(netnsTcpListeners(pathB, PROXY_PORT, 4, { wildcardOnly: true })).toEqual([]);
+    expect(netnsTcpListeners(pathA, PROXY_PORT + 1, 4, { wildcardOnly: true })).toEqual([]);
     expect(() => netnsTcpListeners(pathA, 0, 4)).toThrow(/port must be 1..65535/);
     const index = new NetnsPidIndex();
     expect(index.pidsIn(pathA)).toEqual([listenerInfo.pid]);

@@ -31,6 +31,10 @@ import type { AgentLogger } from '../observability/log';
 import { createAgentMetrics, type AgentMetrics } from '../observability/metrics';
 import { PodStateTracker } from '../observability/pod-states';
 import { reportPodsWithoutBackend } from './without-backend';
+import { firstSyncSettled, podCounts, readinessAnswer } from './readiness';
+
+/** How long stop() waits for backend calls already running (queued ones are dropped). */
+export const STOP_DRAIN_MS = 3000;
 
 export interface AgentSettings extends NodeStateOptions {
   nodeName: string;
@@ -105,10 +109,8 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
   const http = await startHttpServer(settings.metricsAddress, metrics.registry, {
     healthy: () => ({ ok: state !== 'stopping', detail: state }),
     ready: () => {
-      if (ready) return { ok: true, detail: 'backend started, first sync done' };
       if (unavailable) return { ok: false, detail: `no backend can run: ${unavailable}` };
-      const snap = reconciler?.snapshot();
-      return { ok: false, detail: !reconciler ? 'starting the backend' : !snap?.synced ? 'waiting for the first full pod listing' : 'enrolling the listed pods' };
+      return readinessAnswer(ready, reconciler?.snapshot());
     },
   });
   log.info({ address: http.address }, 'serving /metrics, /healthz, /readyz');
@@ -186,15 +188,22 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
     const checkReady = (): void => {
       if (ready) return;
       const snap = rec.snapshot();
-      if (snap.synced && snap.pods.every((p) => p.state !== 'pending')) {
+      if (firstSyncSettled(snap)) {
         ready = true;
-        log.info({ pods: snap.pods.length }, 'ready: first full sync done');
+        log.info({ pods: snap.pods.length, ...podCounts(snap) }, 'ready: first full sync done');
         markReady();
       }
     };
+    // A snapshot costs O(pods): checked at most once per 20 ms however many statuses arrive,
+    // not once per status (which made a start with N pods O(N²)).
+    let checkTimer: NodeJS.Timeout | undefined;
     rec.status$.subscribe((st) => {
       tracker.onStatus(st);
-      checkReady();
+      if (!ready && !checkTimer)
+        checkTimer = setTimeout(() => {
+          checkTimer = undefined;
+          checkReady();
+        }, 20);
     });
     await rec.start();
     // A node with no pods is synced without any status to trigger the check.
@@ -216,7 +225,10 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
         const cleanup = opts.cleanup ?? settings.cleanupOnExit;
         state = 'stopping';
         clearInterval(poll);
-        await rec.stop();
+        clearTimeout(checkTimer);
+        // Queued work and retries are dropped; calls in flight get a short drain (each is one pod's
+        // worth of work), so stopping costs the same with 10 or 10,000 pods.
+        await rec.stop({ drainTimeoutMs: STOP_DRAIN_MS });
         try {
           await backend.stop({ cleanup });
           log.info({ backend: backend.name, cleanup }, cleanup ? 'stopped; removed what this agent installed' : 'stopped; redirect left in place');

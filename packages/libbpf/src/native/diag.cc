@@ -27,11 +27,16 @@ struct Fd {
 };
 }  // namespace
 
-// tcpListeners(port, family 4|6) -> [{inode, address, port, family}] for the current netns.
+// tcpListeners(port, family 4|6, wildcardOnly) -> [{inode, address, port, family}] for the current
+// netns. wildcardOnly asks for the one socket a connection to this port with any address would
+// find (an exact request: the kernel looks it up in its listener hash, O(1) in the node's
+// sockets); otherwise a dump of every listener on the port (the kernel walks the node's
+// listening hash, filtered by netns and port).
 static Napi::Value TcpListeners(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int port = ArgInt(info, 0);
   int family = ArgInt(info, 1);
+  bool wildcardOnly = info.Length() > 2 && info[2].ToBoolean().Value();
   std::string target = "tcp listeners on port " + std::to_string(port);
   if (port < 1 || port > 65535) ThrowArg(env, "sock_diag", target, "port must be 1..65535");
   if (family != 4 && family != 6) ThrowArg(env, "sock_diag", target, "family must be 4 or 6");
@@ -44,7 +49,7 @@ static Napi::Value TcpListeners(const Napi::CallbackInfo& info) {
   } msg = {};
   msg.nlh.nlmsg_len = sizeof(msg);
   msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  msg.nlh.nlmsg_flags = wildcardOnly ? NLM_F_REQUEST : NLM_F_REQUEST | NLM_F_DUMP;
   msg.nlh.nlmsg_seq = 1;
   msg.req.sdiag_family = family == 4 ? AF_INET : AF_INET6;
   msg.req.sdiag_protocol = IPPROTO_TCP;
@@ -72,6 +77,8 @@ static Napi::Value TcpListeners(const Napi::CallbackInfo& info) {
       if (h->nlmsg_type == NLMSG_DONE) return out;
       if (h->nlmsg_type == NLMSG_ERROR) {
         auto* e = static_cast<nlmsgerr*>(NLMSG_DATA(h));
+        if (e->error == 0) return out;                          // ack
+        if (wildcardOnly && e->error == -ENOENT) return out;  // no such socket
         ThrowBpf(env, -e->error, "sock_diag dump", target);
       }
       auto* r = static_cast<inet_diag_msg*>(NLMSG_DATA(h));
@@ -82,8 +89,9 @@ static Napi::Value TcpListeners(const Napi::CallbackInfo& info) {
       o.Set("inode", static_cast<double>(r->idiag_inode));
       o.Set("address", text);
       o.Set("port", port);
-      o.Set("family", family);
+      o.Set("family", r->idiag_family == AF_INET6 ? 6 : 4);
       out.Set(n++, o);
+      if (wildcardOnly) return out;  // one answer, no NLMSG_DONE follows
     }
   }
   ThrowBpf(env, EOVERFLOW, "sock_diag dump", target, "dump did not end");

@@ -4,6 +4,8 @@
 
 #include <bpf/btf.h>
 #include <cerrno>
+#include <csignal>
+#include <pthread.h>
 
 namespace shunt {
 
@@ -123,7 +125,14 @@ static Napi::Value OpenObject(const Napi::CallbackInfo& info) {
     }
   }
 
+  // The verifier stops with EAGAIN when a signal is pending for this thread (a profiler's SIGPROF
+  // every millisecond makes a large program fail every time): hold signals back during the load;
+  // they are delivered when the mask is restored.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
   int err = bpf_object__load(obj);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (err) {
     std::string log = capture.text();
     std::string prog, verifier;

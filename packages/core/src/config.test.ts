@@ -41,9 +41,16 @@ describe('loadConfig', () => {
       // Splicing is opt-in: it takes backpressure away from bulk flows (see SpliceMode).
       spliceMode: 'none',
       splicePorts: [],
+      maxPods: 1024,
     });
-    expect(origins).toMatchObject({ nodeName: 'flag', podsFile: 'flag', mode: 'default', splicePorts: 'default' });
+    expect(origins).toMatchObject({ nodeName: 'flag', podsFile: 'flag', mode: 'default', splicePorts: 'default', maxPods: 'default' });
     expect(pinRoot(config)).toBe('/sys/fs/bpf/shunt');
+  });
+
+  it('maxPods from flag, env or file', () => {
+    expect(loadConfig({ flags: { nodeName: 'n', podsFile: pods, maxPods: '4096' } }).config.maxPods).toBe(4096);
+    expect(loadConfig({ env: { NODE_NAME: 'n', SHUNT_PODS_FILE: pods, SHUNT_MAX_PODS: '300' } }).config.maxPods).toBe(300);
+    expect(loadConfig({ flags: { nodeName: 'n', podsFile: pods }, file: file('mp.yaml', 'maxPods: 2048') }).config.maxPods).toBe(2048);
   });
 
   it('flags beat env, env beats file, file beats defaults', () => {
@@ -95,6 +102,9 @@ describe('loadConfig', () => {
     ['bad splice port', { flags: { nodeName: 'n', podsFile: pods, splicePorts: '80,http' } }, /config splicePorts \(from flag --splice-ports\): "http" is not a port \(1-65535\) in "80,http"/],
     ['splice port out of range', { env: { NODE_NAME: 'n', SHUNT_PODS_FILE: pods, SHUNT_SPLICE_PORTS: '70000' } }, /splicePorts \(from env SHUNT_SPLICE_PORTS\): "70000" is not a port/],
     ['splice port zero', { flags: { nodeName: 'n', podsFile: pods, splicePorts: '0' } }, /"0" is not a port/],
+    ['maxPods not a number', { flags: { nodeName: 'n', podsFile: pods, maxPods: 'lots' } }, /config maxPods \(from flag --max-pods\): "lots" is not a pod count \(1-65536\)/],
+    ['maxPods zero', { env: { NODE_NAME: 'n', SHUNT_PODS_FILE: pods, SHUNT_MAX_PODS: '0' } }, /maxPods \(from env SHUNT_MAX_PODS\): "0" is not a pod count/],
+    ['maxPods too large', { flags: { nodeName: 'n', podsFile: pods, maxPods: '100000' } }, /maxPods.*"100000" is not a pod count \(1-65536\)/],
     ['all mixed with ports', { flags: { nodeName: 'n', podsFile: pods, splicePorts: 'all,8080' } }, /splicePorts.*"all" cannot be combined with ports/],
   ])('%s → clear error', (_what, inputs, message) => {
     expect(configError(() => loadConfig(inputs)).message).toMatch(message);

@@ -30,6 +30,7 @@ import { startHttpServer, type AgentHttpServer } from '../observability/http';
 import type { AgentLogger } from '../observability/log';
 import { createAgentMetrics, type AgentMetrics } from '../observability/metrics';
 import { PodStateTracker } from '../observability/pod-states';
+import { ObservationCache } from '../observability/observation';
 import { reportPodsWithoutBackend } from './without-backend';
 import { firstSyncSettled, podCounts, readinessAnswer } from './readiness';
 
@@ -102,6 +103,7 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
   let markReady!: () => void;
   const readyPromise = new Promise<void>((r) => (markReady = r));
   let reconciler: Reconciler | undefined;
+  let observations: ObservationCache | undefined;
   /** Why no backend runs, when none can. */
   let unavailable: string | undefined;
 
@@ -151,7 +153,8 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
         'backend selected',
       );
       await backend.start(nodeContext(paths, caps, settings.nodeName, settings.profile, log));
-      metrics.setObserver(() => backend.observe());
+      observations = new ObservationCache(() => backend.observe());
+      metrics.setObserver(observations);
     }
     metrics.setBackend(backend?.name ?? 'none', caps.kernelRelease);
 
@@ -183,7 +186,8 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
         if (ev.type !== 'synced') tracker.onEvent(ev);
       }),
     );
-    reconciler = new Reconciler({ backend, events: observedEvents, log, ...(settings.resyncIntervalMs ? { resyncIntervalMs: settings.resyncIntervalMs } : {}) });
+    // Resyncs and scrapes share one reading of the kernel (see ObservationCache).
+    reconciler = new Reconciler({ backend: observations!.wrap(backend), events: observedEvents, log, ...(settings.resyncIntervalMs ? { resyncIntervalMs: settings.resyncIntervalMs } : {}) });
     const rec = reconciler;
     const checkReady = (): void => {
       if (ready) return;

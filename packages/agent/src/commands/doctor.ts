@@ -2,6 +2,8 @@
 import { probeNode, selectBackend, type ProfileName, type RedirectMode } from '@shunt/core';
 import { createBackends } from '../backends';
 import { buildDoctorReport, formatDoctor } from '../doctor/report';
+import { capacityOf, formatCapacity, type CapacityView } from '../observability/capacity';
+import { collectStatus } from './status';
 import { DEFAULT_STATE_DIR } from '../node-state/context';
 import type { NodeStateOptions } from '../node-state/context';
 import type { Io } from '../program';
@@ -17,6 +19,14 @@ export async function doctorCommand(o: DoctorOptions, io: Io): Promise<number> {
   const caps = await probeNode({ iptablesScratch: true });
   const backends = createBackends({ profile: o.profile, stateDir: o.stateDir ?? DEFAULT_STATE_DIR });
   const report = buildDoctorReport(caps, o.redirectMode, o.profile, backends, () => selectBackend(o.redirectMode, caps, backends, { profile: o.profile }));
-  io.out(o.json ? JSON.stringify(report, null, 2) + '\n' : formatDoctor(report));
+  // Capacity used/left, read back (read-only) from what a running or earlier agent installed.
+  let capacity: CapacityView | null = null;
+  try {
+    capacity = capacityOf((await collectStatus({ ...o, backend: 'sockops' })).backends[0]?.state);
+  } catch {
+    capacity = null; // nothing readable installed: doctor is about the node first
+  }
+  if (o.json) io.out(JSON.stringify({ ...report, capacity }, null, 2) + '\n');
+  else io.out(formatDoctor(report) + (capacity ? `\nsockops ${formatCapacity(capacity)}\n` : ''));
   return report.choice ? 0 : 1;
 }

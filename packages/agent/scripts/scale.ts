@@ -204,7 +204,16 @@ async function main(): Promise<void> {
     let watch = new LogWatch(agent);
     let enrolled = 0;
     let failed = 0;
+    const at = (l: Record<string, unknown>) => Date.parse(String(l['time']));
+    let firstEnrolled = NaN;
+    let lastEnrolled = NaN;
+    let selected = NaN;
     await watch.until((l) => {
+      if (l['msg'] === 'backend selected') selected = at(l);
+      if (isState(l, 'enrolled')) {
+        if (Number.isNaN(firstEnrolled)) firstEnrolled = at(l);
+        lastEnrolled = at(l);
+      }
       if (isState(l, 'enrolled')) enrolled++;
       if (isState(l, 'failed')) failed++;
       return l['msg'] === 'ready: first full sync done';
@@ -236,11 +245,16 @@ async function main(): Promise<void> {
     await agent.stop(60_000);
     const stopS = (performance.now() - tStop) / 1000;
     const t1 = performance.now();
+    const spawnedAt = Date.now();
     agent = spawnAgent([...agentArgs, '--cleanup-on-exit'], { cli, env });
     agent.address.catch(() => undefined);
     watch = new LogWatch(agent);
     let reEnrollCalls = 0;
+    const timeline: Record<string, number> = {};
     await watch.until((l) => {
+      const msg = String(l['msg']);
+      if (!(msg in timeline) && msg !== 'pod state changed') timeline[msg] = Date.parse(String(l['time'])) - spawnedAt;
+      if (msg === 'pod state changed' && !('first pod state' in timeline)) timeline['first pod state'] = Date.parse(String(l['time'])) - spawnedAt;
       if (l['msg'] === 'backend call failed') reEnrollCalls++;
       return l['msg'] === 'ready: first full sync done';
     }, 300_000, 'ready after restart');
@@ -261,7 +275,17 @@ async function main(): Promise<void> {
     const report = {
       pods: args.n,
       mode: args.mode,
-      coldStart: { enrolled, failed, seconds: r2(coldS), msPerPod: r2((coldS * 1000) / args.n) },
+      coldStart: {
+        enrolled,
+        failed,
+        seconds: r2(coldS),
+        msPerPod: r2((coldS * 1000) / args.n),
+        // From the agent's log timestamps: backend selected -> first pod enrolled (start-up, pod
+        // source's first listing), and first -> last enrolled (the enroll throughput).
+        selectedToFirstEnrolledS: r2((firstEnrolled - selected) / 1000),
+        firstToLastEnrolledS: r2((lastEnrolled - firstEnrolled) / 1000),
+        enrollPodsPerS: Math.round(args.n / Math.max(0.001, (lastEnrolled - firstEnrolled) / 1000)),
+      },
       incremental: {
         pods: args.incremental,
         enrollMs: { p50: r2(pct(incremental, 50)), p99: r2(pct(incremental, 99)), max: r2(Math.max(...incremental)) },
@@ -270,6 +294,7 @@ async function main(): Promise<void> {
       restart: {
         stopSeconds: r2(stopS),
         toReadySeconds: r2(restartS),
+        timelineMs: timeline,
         failedCalls: reEnrollCalls,
         ...(before && after ? { kernelStateUnchanged: before.digest === after.digest, podsInKernel: after.pods, digest: after.digest } : {}),
       },

@@ -15,7 +15,7 @@ const agents: RunningAgent[] = [];
 
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'shunt-runtime-'));
-  caps = await probeNode({});
+  caps = await probeNode({ iptablesScratch: true });
 }, 60_000);
 afterAll(async () => {
   for (const a of agents) await a.stop({ cleanup: false }).catch(() => undefined);

@@ -83,3 +83,41 @@ test('exited and reused pids never give a wrong answer', () => {
   expect(index.size).toBe(1);
   expect(index.namespaces()).toEqual([{ dev: fs.statSync(b).dev, inode: fs.statSync(b).ino, pid: 11 }]);
 });
+
+test('a miss looks only at the pids allocated since (ns_last_pid), skipping threads; a wrap lists /proc again', () => {
+  const a = netns('a');
+  const b = netns('b');
+  const lastPid = (n: number) => {
+    fs.mkdirSync(path.join(root, 'sys', 'kernel'), { recursive: true });
+    fs.writeFileSync(path.join(root, 'sys', 'kernel', 'ns_last_pid'), `${n}\n`);
+  };
+  const status = (pid: number, tgid: number) => fs.writeFileSync(path.join(root, String(pid), 'status'), `Name:\tx\nTgid:\t${tgid}\n`);
+  for (let pid = 100; pid < 150; pid++) {
+    proc(pid, a);
+    status(pid, pid);
+  }
+  lastPid(149);
+  let t = 1;
+  const index = new NetnsPidIndex({ procRoot: root, now: () => t });
+  expect(index.pidsIn(a)).toHaveLength(50);
+  proc(150, b);
+  status(150, 150);
+  proc(151, b); // a thread of 150: /proc/151 exists but is no process of its own
+  status(151, 150);
+  lastPid(151);
+  exit(100);
+  const stats = index.stats;
+  t = 2;
+  expect(index.pidsIn(b, 2)).toEqual([150]);
+  // 150 stat'ed to learn it and once more to verify the answer; 151 (a thread) not at all, and
+  // the 49 known pids not either; pid 100's exit is not noticed yet (no listing).
+  expect(index.stats - stats).toBe(2);
+  expect(index.size).toBe(51);
+  // pid numbers wrapped: the next refresh lists /proc, and drops what is gone. (A real /proc
+  // lists no threads; this fake one would, so the thread goes first.)
+  exit(151);
+  lastPid(5);
+  t = 3;
+  expect(index.pidsIn(netns('c'), 3)).toEqual([]);
+  expect(index.size).toBe(50);
+});

@@ -19,6 +19,33 @@ export interface NetnsPidIndexOptions {
 }
 
 const keyOf = (st: fs.Stats): NsKey => `${st.dev}:${st.ino}`;
+/** A full listing at least this often (prunes pids that exited without being asked about). */
+const FULL_EVERY = 256;
+/** More new pids than this since the last refresh: list /proc instead of probing each number. */
+const MAX_NEW = 4096;
+
+/** The last pid the kernel allocated in our pid namespace (threads count too). */
+function readLastPid(procRoot: string): number | null {
+  try {
+    const n = Number(fs.readFileSync(`${procRoot}/sys/kernel/ns_last_pid`, 'utf8').trim());
+    return Number.isSafeInteger(n) && n > 0 ? n : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether pid is a process (thread-group leader), not a thread: /proc/<tid> of a thread exists
+ * too (unlisted), and pidfd_open refuses a thread. Its status says Tgid.
+ */
+function isProcess(procRoot: string, pid: number): boolean {
+  try {
+    const m = /^Tgid:\s+(\d+)$/m.exec(fs.readFileSync(`${procRoot}/${pid}/status`, 'utf8'));
+    return m !== null && Number(m[1]) === pid;
+  } catch {
+    return false; // never allocated, or exited already
+  }
+}
 
 export class NetnsPidIndex {
   private readonly procRoot: string;
@@ -29,6 +56,9 @@ export class NetnsPidIndex {
   private lastRefresh = -Infinity;
   /** For tests and the capacity section of the README. */
   refreshes = 0;
+  /** ns_last_pid at the last refresh (null: unknown, the next refresh lists /proc). */
+  private lastPid: number | null = null;
+  private sinceFull = 0;
   stats = 0;
 
   constructor(opts: NetnsPidIndexOptions = {}) {
@@ -54,7 +84,26 @@ export class NetnsPidIndex {
   /** Refreshes unless a refresh started at or after `since`; true when it did. */
   refreshIfOlder(since: number): boolean {
     if (this.lastRefresh >= since) return false;
-    this.refresh();
+    if (!this.refreshNew()) this.refresh();
+    return true;
+  }
+
+  /**
+   * The cheap refresh: only the pids allocated since the last refresh, (last, ns_last_pid], which
+   * the kernel hands out in increasing order until it wraps at pid_max — O(processes started
+   * since), not O(processes on the node). Exited pids are pruned lazily (verified()) and by the
+   * full refresh every FULL_EVERY calls. false when it cannot tell (wrapped, unreadable, too many
+   * new pids): the caller does the full refresh.
+   */
+  private refreshNew(): boolean {
+    if (this.lastPid === null || this.sinceFull >= FULL_EVERY) return false;
+    const last = readLastPid(this.procRoot);
+    if (last === null || last < this.lastPid || last - this.lastPid > MAX_NEW) return false;
+    this.lastRefresh = this.now();
+    this.refreshes++;
+    this.sinceFull++;
+    for (let pid = this.lastPid + 1; pid <= last; pid++) if (!this.nsOfPid.has(pid) && isProcess(this.procRoot, pid)) this.learn(pid);
+    this.lastPid = last;
     return true;
   }
 
@@ -62,6 +111,9 @@ export class NetnsPidIndex {
   refresh(): void {
     this.lastRefresh = this.now();
     this.refreshes++;
+    this.sinceFull = 0;
+    // Read before listing: a pid allocated meanwhile is then seen by this listing or the next refresh.
+    this.lastPid = readLastPid(this.procRoot);
     const live = new Set<number>();
     for (const name of fs.readdirSync(this.procRoot)) {
       const c = name.charCodeAt(0);

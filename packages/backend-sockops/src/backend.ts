@@ -195,10 +195,15 @@ export class SockopsBackend implements RedirectBackend {
     this.maps.setSplice(this.splice);
     const installed = this.maps.readPods();
     this.setInstalled(installed);
-    this.nextGen = Math.max(0, ...installed.map((p) => p.gen), ...this.maps.selectionGens()) + 1;
+    // One scan of the selection maps (O(entries) syscalls: read once, not twice, at 10,000 pods).
+    const gens = this.maps.selectionGens();
+    let maxGen = 0;
+    for (const p of installed) maxGen = Math.max(maxGen, p.gen);
+    for (const g of gens) maxGen = Math.max(maxGen, g);
+    this.nextGen = maxGen + 1;
     // Selections of a generation no pod points at are leftovers of an interrupted write.
     const live = new Set(installed.map((p) => p.gen));
-    for (const gen of this.maps.selectionGens()) if (!live.has(gen)) this.maps.deleteGen(gen);
+    for (const gen of gens) if (!live.has(gen)) this.maps.deleteGen(gen);
 
     for (const name of fs.readdirSync(this.netnsDir)) {
       const pin = path.join(this.netnsDir, name);

@@ -56,3 +56,25 @@ test('a failed observation keeps the previous one and is reported once', async (
   expect((await cache.current())!.state.pods).toHaveLength(2);
   expect((cache.lastError as Error).message).toBe('observe timed out');
 });
+
+test('an enroll or unenroll through the wrapped backend makes the next scrape read again', async () => {
+  let calls = 0;
+  const backend = {
+    name: 'sockops' as const,
+    support: () => ({ ok: true as const }),
+    start: async () => undefined,
+    enroll: async () => undefined,
+    unenroll: async () => undefined,
+    observe: async () => (calls++, state(calls)),
+    fingerprint: () => 'f',
+    stop: async () => undefined,
+  };
+  const cache = new ObservationCache(() => backend.observe(), { maxAgeMs: 60_000 });
+  const wrapped = cache.wrap(backend);
+  await cache.current();
+  await cache.current();
+  expect(calls).toBe(1);
+  await wrapped.unenroll({ uid: 'u', namespace: 'n', name: 'p' });
+  expect((await cache.current())!.state.pods).toHaveLength(2);
+  expect(calls).toBe(2);
+});

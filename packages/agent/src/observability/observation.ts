@@ -1,7 +1,8 @@
 // One reading of the kernel state shared by the reconciler's resync and /metrics. A scrape must
 // cost the same at 10 or 10,000 pods and never wait on a slow backend: it takes the last
-// observation while it is fresh, else starts one (never two at once) and waits for it only
-// within a budget, answering from the previous one (with its age exported) when that runs out.
+// observation while it is fresh — younger than maxAgeMs and no enroll/unenroll finished since —
+// else starts one (never two at once) and waits for it only within a budget, answering from the
+// previous one (with its age exported) when that runs out.
 import type { InstalledState, RedirectBackend } from '@shunt/core';
 
 export interface ObservationOptions {
@@ -15,6 +16,8 @@ export interface ObservationOptions {
 export class ObservationCache {
   private last: { at: number; state: InstalledState } | null = null;
   private inflight: Promise<InstalledState> | null = null;
+  /** An enroll or unenroll finished since the last observation started: it may be out of date. */
+  private changed = true;
   private readonly maxAgeMs: number;
   private readonly budgetMs: number;
   private readonly now: () => number;
@@ -32,6 +35,7 @@ export class ObservationCache {
   refresh(): Promise<InstalledState> {
     if (!this.inflight) {
       const started = this.now();
+      this.changed = false;
       this.inflight = this.observe()
         .then((state) => {
           this.last = { at: started, state };
@@ -44,7 +48,7 @@ export class ObservationCache {
 
   /** For scrapes: see the file comment. null when nothing was ever observed (or the first one failed). */
   async current(): Promise<{ state: InstalledState; ageMs: number } | null> {
-    const fresh = this.last && this.now() - this.last.at <= this.maxAgeMs;
+    const fresh = this.last && !this.changed && this.now() - this.last.at <= this.maxAgeMs;
     if (!fresh) {
       let timer: NodeJS.Timeout | undefined;
       const budget = new Promise<void>((r) => (timer = setTimeout(r, this.budgetMs)));
@@ -70,8 +74,8 @@ export class ObservationCache {
       name: backend.name,
       support: (caps) => backend.support(caps),
       start: (node) => backend.start(node),
-      enroll: (pod) => backend.enroll(pod),
-      unenroll: (pod) => backend.unenroll(pod),
+      enroll: (pod) => backend.enroll(pod).finally(() => (this.changed = true)),
+      unenroll: (pod) => backend.unenroll(pod).finally(() => (this.changed = true)),
       observe: () => this.refresh(),
       fingerprint: (pod) => backend.fingerprint(pod),
       stop: (opts) => backend.stop(opts),

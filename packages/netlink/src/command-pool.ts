@@ -164,7 +164,12 @@ export class CommandPool {
   }
 
   private pick(): Helper {
-    this.dir ??= fs.mkdtempSync(path.join(os.tmpdir(), 'shunt-cmd-'));
+    if (!this.dir) {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shunt-cmd-'));
+      this.dir = dir;
+      // Job files are removed as jobs end; the directory goes with the process.
+      process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+    }
     if (this.helpers.length < this.size) {
       const idle = this.helpers.find((h) => h.load === 0);
       if (idle) return idle;

@@ -1,24 +1,62 @@
-// Scale measurement: the real agent (iptables backend) with N sidecar pods in a pods file.
-// Each pod is a bare network namespace (no proxy needed to install rules). Reports the agent's
-// RSS and the event → enrolled latency (from the agent's per-pod log lines), for all N pods
-// arriving at once, then for pods added one at a time to a node that already has N.
-//   node -r ./tools/ts-register.js scripts/scale.ts [N]
-import { mkdtempSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
+// Scale benchmark: the real built agent with N meshed pods, each in its own network namespace
+// with a listener stand-in on the sidecar's inbound port (a `sleep` holding the socket, see
+// listeners.py: no proxy processes). Reports, for one run:
+//   - cold start: agent start -> ready with N pods in the pods file (all enrolled), s and ms/pod
+//   - incremental enroll with N present: event -> enrolled latency p50/p99 (agent's own log)
+//   - restart to ready with N enrolled, and whether the kernel state was rewritten (map
+//     contents incl. config generations, map and program ids compared before/after)
+//   - SIGTERM -> exit with N enrolled
+//   - unenroll of everything: s and ms/pod
+//   - agent RSS (now and peak) and CPU seconds
+// Everything it creates (netns, stand-ins, cgroup, bpffs pins, temp files) is removed at the
+// end, also on failure and on Ctrl-C.
+//
+//   npm run bench:scale -- [N] [--mode sockops|iptables] [--incremental K] [--cpu-prof DIR]
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { BpfLink, BpfMap, cgroup2Mount } from '@shunt/libbpf';
 import { runCommand } from '@shunt/netlink';
-import { spawnAgent } from '../src/agent/process';
+import { builtCliCommand, spawnAgent, type AgentProcess } from '../src/agent/process';
 import { freePort } from '../src/demo/free-port';
 
-const N = Number(process.argv[2] ?? 1000);
-const INCREMENTAL = 50;
-const run = `shunt-scale-${randomBytes(2).toString('hex')}`;
+interface Args {
+  n: number;
+  mode: 'sockops' | 'iptables';
+  incremental: number;
+  cpuProf?: string;
+  maxPods?: number;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { n: 1000, mode: 'sockops', incremental: 50 };
+  for (let i = 0; i < argv.length; i++) {
+    const v = argv[i]!;
+    if (v === '--mode') a.mode = argv[++i] as Args['mode'];
+    else if (v === '--incremental') a.incremental = Number(argv[++i]);
+    else if (v === '--cpu-prof') a.cpuProf = path.resolve(argv[++i]!);
+    else if (v === '--max-pods') a.maxPods = Number(argv[++i]);
+    else if (/^\d+$/.test(v)) a.n = Number(v);
+    else throw new Error(`unknown argument ${v}`);
+  }
+  if (a.mode !== 'sockops' && a.mode !== 'iptables') throw new Error(`--mode must be sockops or iptables, got ${a.mode}`);
+  if (!(a.n >= 1 && a.n <= 20_000)) throw new Error(`N must be 1..20000, got ${a.n}`);
+  return a;
+}
+
+const args = parseArgs(process.argv.slice(2));
+const run = `shscale${randomBytes(2).toString('hex')}`;
+const IN_PORT = 15006;
+const total = args.n + args.incremental;
+const say = (m: string): void => void process.stderr.write(`[scale ${run}] ${m}\n`);
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? NaN;
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
 }
+const r2 = (x: number): number => Math.round(x * 100) / 100;
 
 function pod(i: number): Record<string, unknown> {
   const ip = `198.18.${Math.floor(i / 250)}.${(i % 250) + 1}`;
@@ -32,63 +70,249 @@ function pod(i: number): Record<string, unknown> {
   };
 }
 
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
+function procStat(pid: number): { rssMiB: number; peakMiB: number; cpuS: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) / 1024;
+  // utime and stime are fields 14 and 15, after the parenthesised comm (which may hold spaces).
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(f[11]) + Number(f[12]);
+  return { rssMiB: r2(kb('VmRSS')), peakMiB: r2(kb('VmHWM')), cpuS: r2(ticks / 100) };
 }
 
+/** Everything the sockops backend pinned, as one digest: map contents (incl. generations), map ids, link program ids. */
+function kernelDigest(bpffs: string): { digest: string; pods: number } {
+  const dir = path.join(bpffs, 'shunt', 'sockops');
+  const h = createHash('sha256');
+  let pods = 0;
+  for (const name of ['pod_cfg', 'pod_meta', 'pod_by_ip', 'port_sel', 'cidr4', 'cidr6', 'inbound_listener']) {
+    const m = BpfMap.fromPin(path.join(dir, 'maps', name));
+    try {
+      h.update(`${name} id ${m.id}\n`);
+      const keys = m.keys().map((k) => k.toString('hex')).sort();
+      if (name === 'pod_cfg') pods = keys.length;
+      for (const k of keys) {
+        const v = name === 'inbound_listener' ? String(m.socketCookie(Buffer.from(k, 'hex'))) : m.lookup(Buffer.from(k, 'hex'))?.toString('hex');
+        h.update(`${k}=${v}\n`);
+      }
+    } finally {
+      m.close();
+    }
+  }
+  for (const sub of ['links', 'netns']) {
+    for (const name of readdirSync(path.join(dir, sub)).sort()) {
+      const l = BpfLink.fromPin(path.join(dir, sub, name));
+      try {
+        const info = l.info();
+        h.update(`${sub}/${name} ${info.id} ${info.progId}\n`);
+      } finally {
+        l.close();
+      }
+    }
+  }
+  return { digest: h.digest('hex').slice(0, 16), pods };
+}
+
+/** Reads the agent's log lines as they come, with a cursor (no rescans of the whole log). */
+class LogWatch {
+  private cursor = 0;
+  constructor(private readonly agent: AgentProcess) {}
+  /** Calls fn on each new line until it returns true, polling every 10 ms; bounded by timeoutMs. */
+  async until(fn: (l: Record<string, unknown>) => boolean, timeoutMs: number, what: string): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const logs = this.agent.logs;
+      while (this.cursor < logs.length) if (fn(logs[this.cursor++]!)) return;
+      if (this.agent.child.exitCode !== null)
+        throw new Error(`agent exited while waiting for ${what}; last log: ${logs.slice(-3).map((l) => JSON.stringify(l)).join(' ')}`);
+      if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+}
+
+const isState = (l: Record<string, unknown>, s: string) => l['msg'] === 'pod state changed' && l['state'] === s;
+
 async function main(): Promise<void> {
-  const total = N + INCREMENTAL;
   const dir = mkdtempSync(path.join(tmpdir(), 'shunt-scale-'));
   const podsFile = path.join(dir, 'pods.json');
-  const created: number[] = [];
-  let agent: ReturnType<typeof spawnAgent> | undefined;
-  try {
-    process.stderr.write(`creating ${total} network namespaces…\n`);
-    const batch = ['netns add'].length;
-    void batch;
-    const lines = Array.from({ length: total }, (_, i) => `netns add ${run}-${i}`).join('\n') + '\n';
-    await runCommand(['ip', '-batch', '-'], { input: lines, timeoutMs: 300_000 });
-    for (let i = 0; i < total; i++) created.push(i);
-    writeFileSync(podsFile, '[]');
-    const port = await freePort();
-    agent = spawnAgent(['--pods-file', podsFile, '--node-name', 'scale-node', '--redirect-mode', 'iptables', '--metrics-address', `127.0.0.1:${port}`, '--bpffs-path', path.join(dir, 'bpffs'), '--state-dir', path.join(dir, 'state'), '--log-level', 'info']);
-    await agent.waitLog((l) => l['msg'] === 'ready: first full sync done', 120_000);
-    const pid = agent.child.pid!;
-    const idleRss = rssMiB(pid);
-
-    const t0 = Date.now();
-    writeFileSync(podsFile, JSON.stringify(Array.from({ length: N }, (_, i) => pod(i))));
-    const enrolledOf = (l: Record<string, unknown>) => l['msg'] === 'pod state changed' && l['state'] === 'enrolled';
-    await agent.waitLog(() => agent!.logs.filter(enrolledOf).length >= N, 600_000).catch(() => undefined);
-    const bulkWall = (Date.now() - t0) / 1000;
-    const bulk = agent.logs.filter(enrolledOf).map((l) => Number(l['ms']));
-    const failed = agent.logs.filter((l) => l['msg'] === 'pod state changed' && l['state'] === 'failed').length;
-    const bulkRss = rssMiB(pid);
-
-    const incremental: number[] = [];
-    for (let k = 0; k < INCREMENTAL; k++) {
-      const before = agent.logs.filter(enrolledOf).length;
-      writeFileSync(podsFile, JSON.stringify(Array.from({ length: N + k + 1 }, (_, i) => pod(i))));
-      await agent.waitLog(() => agent!.logs.filter(enrolledOf).length > before, 60_000);
-      const last = agent.logs.filter(enrolledOf).at(-1)!;
-      incremental.push(Number(last['ms']));
+  const bpffs = `/sys/fs/bpf/${run}`;
+  const cgroup = path.join(cgroup2Mount(), run);
+  let netnsMade = 0;
+  let standIns: ChildProcess | undefined;
+  let agent: AgentProcess | undefined;
+  let cleaned = false;
+  const cleanup = async (): Promise<void> => {
+    if (cleaned) return;
+    cleaned = true;
+    await agent?.stop(20_000).catch(() => undefined);
+    standIns?.stdin?.end();
+    standIns?.kill('SIGTERM');
+    // Unpinning detaches the links (the agent is gone, so nothing else holds them).
+    rmSync(bpffs, { recursive: true, force: true });
+    try {
+      if (existsSync(cgroup)) rmdirSync(cgroup);
+    } catch (e) {
+      say(`cleanup: cgroup ${cgroup}: ${(e as Error).message}`);
     }
-    const finalRss = rssMiB(pid);
+    if (netnsMade > 0) {
+      const lines = Array.from({ length: netnsMade }, (_, i) => `netns delete ${run}-${i}`).join('\n') + '\n';
+      await runCommand(['ip', '-force', '-batch', '-'], { input: lines, timeoutMs: 600_000 }).catch((e: Error) => say(`cleanup: ${e.message}`));
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const onSignal = (): void => {
+    say('interrupted: cleaning up');
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    say(`creating ${total} network namespaces`);
+    const tNs = Date.now();
+    netnsMade = total; // a partial batch is cleaned up with -force
+    const lines = Array.from({ length: total }, (_, i) => `netns add ${run}-${i}`).join('\n') + '\n';
+    await runCommand(['ip', '-batch', '-'], { input: lines, timeoutMs: 900_000 });
+    say(`listener stand-ins on :${IN_PORT} (netns took ${((Date.now() - tNs) / 1000).toFixed(1)} s)`);
+    standIns = spawn('python3', [path.join(__dirname, 'listeners.py'), String(IN_PORT)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const ready = new Promise<void>((resolve, reject) => {
+      standIns!.stdout!.setEncoding('utf8').on('data', (d: string) => (d.startsWith('ready') ? resolve() : undefined));
+      standIns!.once('exit', (c) => reject(new Error(`listener stand-ins exited ${c}`)));
+    });
+    standIns.stdin!.write(Array.from({ length: total }, (_, i) => `/var/run/netns/${run}-${i}`).join('\n') + '\n\n');
+    await ready;
+    mkdirSync(cgroup);
+    mkdirSync(bpffs);
+
+    writeFileSync(podsFile, JSON.stringify(Array.from({ length: args.n }, (_, i) => pod(i))));
+    const port = await freePort();
+    const agentArgs = [
+      '--pods-file', podsFile, '--node-name', 'scale-node', '--redirect-mode', args.mode,
+      '--metrics-address', `127.0.0.1:${port}`, '--bpffs-path', bpffs, '--cgroup-path', cgroup,
+      '--state-dir', path.join(dir, 'state'), '--log-level', 'info', '--resync-seconds', '3600',
+      '--max-pods', String(args.maxPods ?? Math.max(1024, total)),
+    ];
+    const [node, ...rest] = builtCliCommand() as [string, ...string[]];
+    const cli = args.cpuProf ? [node, '--cpu-prof', `--cpu-prof-dir=${args.cpuProf}`, ...rest] : [node, ...rest];
+    const env = {};
+
+    say(`cold start with ${args.n} pods (${args.mode})`);
+    const t0 = performance.now();
+    agent = spawnAgent(agentArgs, { cli, env });
+    agent.address.catch(() => undefined); // an early exit is reported by the log watch
+    let watch = new LogWatch(agent);
+    let enrolled = 0;
+    let failed = 0;
+    const at = (l: Record<string, unknown>) => Date.parse(String(l['time']));
+    let firstEnrolled = NaN;
+    let lastEnrolled = NaN;
+    let selected = NaN;
+    await watch.until((l) => {
+      if (l['msg'] === 'backend selected') selected = at(l);
+      if (isState(l, 'enrolled')) {
+        if (Number.isNaN(firstEnrolled)) firstEnrolled = at(l);
+        lastEnrolled = at(l);
+      }
+      if (isState(l, 'enrolled')) enrolled++;
+      if (isState(l, 'failed')) failed++;
+      return l['msg'] === 'ready: first full sync done';
+    }, 900_000, 'ready');
+    const coldS = (performance.now() - t0) / 1000;
+    const afterCold = procStat(agent.child.pid!);
+
+    say(`incremental: ${args.incremental} pods, one at a time, with ${args.n} present`);
+    const incremental: number[] = [];
+    const incrementalWall: number[] = [];
+    for (let k = 0; k < args.incremental; k++) {
+      const uid = `${run}-${args.n + k}`;
+      const t = performance.now();
+      writeFileSync(podsFile, JSON.stringify(Array.from({ length: args.n + k + 1 }, (_, i) => pod(i))));
+      await watch.until((l) => {
+        if (l['uid'] !== uid) return false;
+        if (isState(l, 'failed')) throw new Error(`pod ${uid} failed: ${String(l['reason'])}`);
+        if (!isState(l, 'enrolled')) return false;
+        incremental.push(Number(l['ms']));
+        return true;
+      }, 60_000, `pod ${uid} enrolled`);
+      incrementalWall.push(performance.now() - t);
+    }
+    const running = procStat(agent.child.pid!);
+
+    say('restart with everything enrolled');
+    const before = args.mode === 'sockops' ? kernelDigest(bpffs) : null;
+    const tStop = performance.now();
+    await agent.stop(60_000);
+    const stopS = (performance.now() - tStop) / 1000;
+    const t1 = performance.now();
+    const spawnedAt = Date.now();
+    agent = spawnAgent([...agentArgs, '--cleanup-on-exit'], { cli, env });
+    agent.address.catch(() => undefined);
+    watch = new LogWatch(agent);
+    let reEnrollCalls = 0;
+    const timeline: Record<string, number> = {};
+    await watch.until((l) => {
+      const msg = String(l['msg']);
+      if (!(msg in timeline) && msg !== 'pod state changed') timeline[msg] = Date.parse(String(l['time'])) - spawnedAt;
+      if (msg === 'pod state changed' && !('first pod state' in timeline)) timeline['first pod state'] = Date.parse(String(l['time'])) - spawnedAt;
+      if (l['msg'] === 'backend call failed') reEnrollCalls++;
+      return l['msg'] === 'ready: first full sync done';
+    }, 300_000, 'ready after restart');
+    const restartS = (performance.now() - t1) / 1000;
+    const after = args.mode === 'sockops' ? kernelDigest(bpffs) : null;
+
+    say('unenroll everything');
+    const t2 = performance.now();
+    writeFileSync(podsFile, '[]');
+    let removed = 0;
+    await watch.until((l) => isState(l, 'removed') && ++removed >= total, 900_000, 'all removed');
+    const unenrollS = (performance.now() - t2) / 1000;
+    const end = procStat(agent.child.pid!);
+    const tStop2 = performance.now();
+    await agent.stop(60_000);
+    const stopCleanupS = (performance.now() - tStop2) / 1000;
+
     const report = {
-      pods: N,
-      rssMiB: { idle: +idleRss.toFixed(1), afterBulk: +bulkRss.toFixed(1), final: +finalRss.toFixed(1) },
-      bulk: { enrolled: bulk.length, failed, wallSeconds: bulkWall, latencyMs: { p50: pct(bulk, 50), p99: pct(bulk, 99), max: Math.max(...bulk) } },
-      incremental: { pods: INCREMENTAL, latencyMs: { p50: pct(incremental, 50), p99: pct(incremental, 99), max: Math.max(...incremental) } },
-      note: 'latency = pods-file event seen by the agent → iptables rules installed (ms); the pods-file source debounces file changes before emitting',
+      pods: args.n,
+      mode: args.mode,
+      coldStart: {
+        enrolled,
+        failed,
+        seconds: r2(coldS),
+        msPerPod: r2((coldS * 1000) / args.n),
+        // From the agent's log timestamps: backend selected -> first pod enrolled (start-up, pod
+        // source's first listing), and first -> last enrolled (the enroll throughput).
+        selectedToFirstEnrolledS: r2((firstEnrolled - selected) / 1000),
+        firstToLastEnrolledS: r2((lastEnrolled - firstEnrolled) / 1000),
+        enrollPodsPerS: Math.round(args.n / Math.max(0.001, (lastEnrolled - firstEnrolled) / 1000)),
+      },
+      incremental: {
+        pods: args.incremental,
+        enrollMs: { p50: r2(pct(incremental, 50)), p99: r2(pct(incremental, 99)), max: r2(Math.max(...incremental)) },
+        fileWriteToEnrolledMs: { p50: r2(pct(incrementalWall, 50)), p99: r2(pct(incrementalWall, 99)) },
+      },
+      restart: {
+        stopSeconds: r2(stopS),
+        toReadySeconds: r2(restartS),
+        timelineMs: timeline,
+        failedCalls: reEnrollCalls,
+        ...(before && after ? { kernelStateUnchanged: before.digest === after.digest, podsInKernel: after.pods, digest: after.digest } : {}),
+      },
+      unenroll: { pods: total, seconds: r2(unenrollS), msPerPod: r2((unenrollS * 1000) / total) },
+      stopWithCleanupSeconds: r2(stopCleanupS),
+      agent: {
+        afterColdStart: afterCold,
+        afterIncremental: running,
+        secondRunEnd: end,
+      },
+      notes: [
+        'enrollMs = the agent\'s own event -> enrolled latency (log field ms); fileWriteToEnrolledMs adds the pods-file watch, debounce and parse',
+        'cpuS = user+system seconds of the agent process (first run: cold start + incremental; second run: restart + unenroll)',
+      ],
     };
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   } finally {
-    await agent?.stop().catch(() => undefined);
-    // The agent stopped without cleanup: the namespaces (and our rules in them) go together.
-    const lines = created.map((i) => `netns delete ${run}-${i}`).join('\n') + '\n';
-    if (created.length) await runCommand(['ip', '-batch', '-'], { input: lines, timeoutMs: 300_000 }).catch((e) => process.stderr.write(`cleanup: ${e.message}\n`));
-    rmSync(dir, { recursive: true, force: true });
+    await cleanup();
   }
 }
 

@@ -13,11 +13,13 @@ export interface BackendSettings {
   stateDir: string;
   /** sockops: which connections to splice (default: the backend's, none). */
   splice?: SpliceSetting;
+  /** sockops: pods the maps hold. */
+  maxPods?: number;
 }
 
 export function createBackends(s: BackendSettings): RedirectBackend[] {
   return [
-    new SockopsBackend(s.splice ? { splice: s.splice } : {}),
+    new SockopsBackend({ ...(s.splice ? { splice: s.splice } : {}), ...(s.maxPods ? { maxPods: s.maxPods } : {}) }),
     // Ambient pods: tcx programs on each pod's eth0 inside its netns (pins under <bpffsRoot>/tc).
     new TcBackend(),
     new IptablesBackend({

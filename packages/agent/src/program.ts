@@ -67,6 +67,11 @@ export function buildProgram(io: Io = processIo): Command {
           'a port list, e.g. 8080,9090, only those original destination ports',
       )
       .option('--zds-socket <path>', 'profile istio-ambient: the ZDS unix socket served for ztunnel (env SHUNT_ZDS_SOCKET; default /var/run/ztunnel/ztunnel.sock)')
+      .option(
+        '--max-pods <n>',
+        'pods the node\'s sockops maps hold; every map size derives from it (env SHUNT_MAX_PODS; default 1024). ' +
+          'A pod beyond it fails with a reason naming this setting. Pinned maps keep their size until a cleanup',
+      )
       .option('--cleanup-on-exit', 'remove everything this agent installed when it stops (uninstall); default: leave redirect in place', false),
   ).action(async (opts) => {
     const { agentCommand } = await import('./commands/agent');

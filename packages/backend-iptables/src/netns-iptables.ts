@@ -2,7 +2,9 @@
 // Entered with `nsenter --net=<path>` (through @shunt/netlink's runner), never `ip netns exec`,
 // which remounts /sys.
 
-import { NetlinkError, runCommand } from '@shunt/netlink';
+// Run through @shunt/netlink's command pool: a spawn from the agent forks the whole agent on its
+// main thread (several ms each at scale); the pool's small shell helpers fork for us.
+import { NetlinkError, runPooled as runCommand } from '@shunt/netlink';
 import type { Family } from './addr';
 import type { IptablesVariant } from './options';
 

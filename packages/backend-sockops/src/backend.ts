@@ -13,7 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isIPv4 } from 'node:net';
-import { BpfLink, BpfObject, bpfObjectPath, netnsCookie } from '@shunt/libbpf';
+import { BpfError, BpfLink, BpfMap, BpfObject, NetnsPidIndex, bpfObjectPath, netnsCookie } from '@shunt/libbpf';
 import type {
   InstalledState,
   MeshPod,
@@ -38,7 +38,9 @@ import {
 import { PodConfigError, assertPodSupported, canonical, fingerprintOf, podProgram, type PodProgram } from './pod-program';
 import { sockopsSupport } from './support';
 import { sockopsPodSupport } from './pod-support';
-import { findListener, pidsInNetns, withBorrowedSocket } from './proxy-listener';
+import { findListener, withBorrowedSocket } from './proxy-listener';
+import { CapacityError, DEFAULT_MAX_PODS, mapSizes, type Capacity, type MapSizes } from './capacity';
+import { MAP_NAMES } from './abi';
 
 export interface SockopsOptions {
   /**
@@ -51,6 +53,13 @@ export interface SockopsOptions {
   guard?: Partial<SpliceGuard>;
   /** Replaces probeSpliceGuard() (tests). */
   guardProbe?: () => GuardProbe;
+  /**
+   * How many pods this node's maps hold; every map size derives from it (src/capacity.ts).
+   * Default DEFAULT_MAX_PODS. Pinned maps keep the size they were created with.
+   */
+  maxPods?: number;
+  /** Replaces the process index (tests). */
+  pidIndex?: NetnsPidIndex;
 }
 
 interface ProgramSpec {
@@ -104,6 +113,12 @@ export class SockopsBackend implements RedirectBackend {
   private readonly guardProbe: () => GuardProbe;
   /** What the kernel was told at start(), and why ('auto' resolved by the probe). */
   private spliceState: { splice: EffectiveSplice; reason: string; guard: GuardProbe } | null = null;
+  private readonly wantMaxPods: number;
+  /** max_entries the maps really have (from the pins when adopted); maxPods is sizes.pod_cfg. */
+  private sizes: MapSizes = {};
+  private readonly pidIndex: NetnsPidIndex;
+  /** uid -> netns cookies installed for it (a replaced sandbox briefly has two), so enroll and unenroll never scan every pod. */
+  private byUid = new Map<string, Set<bigint>>();
   private node: NodeContext | null = null;
   private dir = '';
   private maps: SockopsMaps | null = null;
@@ -118,7 +133,12 @@ export class SockopsBackend implements RedirectBackend {
   private readOnly = false;
   /** The loaded sk_lookup program, attached to each enrolled pod's netns (not in read-only mode). */
   private skLookup: BpfObject | null = null;
-  private netnsLinks = new Map<bigint, BpfLink>();
+  /**
+   * Pod netns with an sk_lookup link. The pin under netns/ keeps each link alive, so no fd per
+   * pod is held (10,000 pods would otherwise cost 10,000 fds); a link is opened from its pin
+   * only to detach it.
+   */
+  private netnsLinked = new Set<bigint>();
   /**
    * Families whose proxy listener a pod's steering needs: those found at its last enroll, or
    * present in the sockhash when this process adopted the pod. A family the proxy never listened
@@ -130,16 +150,24 @@ export class SockopsBackend implements RedirectBackend {
     try {
       this.splice = validSplice(opts.splice ?? DEFAULT_SPLICE);
       this.guard = validGuard(opts.guard);
+      this.wantMaxPods = opts.maxPods ?? DEFAULT_MAX_PODS;
+      mapSizes(this.wantMaxPods);
     } catch (err) {
       throw new SockopsBackendError(`sockops: ${(err as Error).message}`);
     }
     this.guardProbe = opts.guardProbe ?? probeSpliceGuard;
+    this.pidIndex = opts.pidIndex ?? new NetnsPidIndex();
   }
 
   /** Programs this node attaches: the sk_msg guard only where it can load (nothing splices otherwise). */
   private programs(): readonly ProgramSpec[] {
     const guard = this.guardProbe();
     return guard.available ? PROGRAMS : PROGRAMS.filter((s) => s.attach !== 'sk_msg');
+  }
+
+  /** How many pods the maps hold (the pinned size when the maps were adopted). */
+  get maxPods(): number {
+    return this.sizes.pod_cfg ?? this.wantMaxPods;
   }
 
   support(caps: NodeCapabilities): Support {
@@ -194,6 +222,7 @@ export class SockopsBackend implements RedirectBackend {
     fs.mkdirSync(mapsDir, { recursive: true });
     fs.mkdirSync(linksDir, { recursive: true });
     fs.mkdirSync(this.netnsDir, { recursive: true });
+    this.sizes = this.effectiveSizes(node);
 
     const programs = this.programs();
     // Pins of a version without the splice guard (no splice_peer map yet): its sk_msg program
@@ -224,25 +253,30 @@ export class SockopsBackend implements RedirectBackend {
       node.log.info({ adopted: programs.length - missing.length, attached: missing.length, dir: this.dir }, 'sockops: adopted pinned links');
     // Kept loaded for the per-pod netns links; loading it also pins any map an older
     // version's pins lack (inbound_listener), before the maps are opened.
-    this.skLookup = BpfObject.open(bpfObjectPath(SK_LOOKUP.object), { pinMaps: mapsDir });
+    this.skLookup = BpfObject.open(bpfObjectPath(SK_LOOKUP.object), { pinMaps: mapsDir, maxEntries: this.sizes });
 
     this.maps = SockopsMaps.open(mapsDir);
     // The guard's bounds first, then the mode that makes sockets splice.
     this.maps.setGuard(this.guard);
     this.maps.setSplice(eff.splice);
     const installed = this.maps.readPods();
-    this.installed = new Map(installed.map((p) => [p.netnsCookie, p]));
-    this.nextGen = Math.max(0, ...installed.map((p) => p.gen), ...this.maps.selectionGens()) + 1;
+    this.setInstalled(installed);
+    // One scan of the selection maps (O(entries) syscalls: read once, not twice, at 10,000 pods).
+    const gens = this.maps.selectionGens();
+    let maxGen = 0;
+    for (const p of installed) maxGen = Math.max(maxGen, p.gen);
+    for (const g of gens) maxGen = Math.max(maxGen, g);
+    this.nextGen = maxGen + 1;
     // Selections of a generation no pod points at are leftovers of an interrupted write.
     const live = new Set(installed.map((p) => p.gen));
-    for (const gen of this.maps.selectionGens()) if (!live.has(gen)) this.maps.deleteGen(gen);
+    for (const gen of gens) if (!live.has(gen)) this.maps.deleteGen(gen);
 
     for (const name of fs.readdirSync(this.netnsDir)) {
       const pin = path.join(this.netnsDir, name);
       const cookie = /^[0-9]+$/.test(name) ? BigInt(name) : null;
       // A link of a pod no longer enrolled: an unenroll interrupted between map and link.
       if (cookie === null || !this.installed.has(cookie)) BpfLink.fromPin(pin).detach();
-      else this.netnsLinks.set(cookie, BpfLink.fromPin(pin));
+      else this.netnsLinked.add(cookie);
     }
     for (const p of installed) this.listenerFamilies.set(p.netnsCookie, this.presentListeners(p));
   }
@@ -261,8 +295,9 @@ export class SockopsBackend implements RedirectBackend {
       this.node?.log.warn({ dir: this.mapsDir, err: (err as Error).message }, 'sockops: pinned maps not readable (read-only)');
       return;
     }
+    this.sizes = Object.fromEntries(MAP_NAMES.map((n) => [n, this.maps!.raw[n].maxEntries]));
     const installed = this.maps.readPods();
-    this.installed = new Map(installed.map((p) => [p.netnsCookie, p]));
+    this.setInstalled(installed);
     for (const p of installed) this.listenerFamilies.set(p.netnsCookie, this.presentListeners(p));
   }
 
@@ -272,7 +307,7 @@ export class SockopsBackend implements RedirectBackend {
       for (const spec of specs) {
         let obj = objects.get(spec.object);
         if (!obj) {
-          obj = BpfObject.open(bpfObjectPath(spec.object), { pinMaps: mapsDir });
+          obj = BpfObject.open(bpfObjectPath(spec.object), { pinMaps: mapsDir, maxEntries: this.sizes });
           objects.set(spec.object, obj);
         }
         const prog = obj.program(spec.program);
@@ -319,19 +354,129 @@ export class SockopsBackend implements RedirectBackend {
       throw new PodConfigError(who, 'hostNetwork', true, 'a host-network pod shares the node netns and cannot be redirected per pod');
     // Options with no meaning at the socket layer: refuse the pod rather than capture it differently.
     assertPodSupported(pod);
+    const since = Date.now();
     const want = podProgram(pod, this.cookieOf(pod));
     const same = this.installed.get(want.netnsCookie);
+    const fresh = !same;
     if (!same || canonical(same) !== canonical(want)) {
       // The same pod under another netns (sandbox replaced): drop the old enrolment first.
-      for (const p of [...this.installed.values()])
-        if (p.ref.uid === want.ref.uid && p.netnsCookie !== want.netnsCookie) this.dropPod(maps, p);
+      for (const p of this.podsOf(want.ref.uid)) if (p.netnsCookie !== want.netnsCookie) this.dropPod(maps, p);
+      if (!same && this.installed.size >= this.maxPods)
+        throw new CapacityError(who, 'pod_cfg', this.maxPods, `${this.installed.size} of ${this.maxPods} pods enrolled`);
       const gen = this.nextGen++;
-      maps.writePod(want, gen, same);
-      this.installed.set(want.netnsCookie, { ...want, gen });
+      try {
+        // All or nothing: a failed write removes what it wrote (maps.writePod undoes itself).
+        maps.writePod(want, gen, same);
+      } catch (err) {
+        throw this.asCapacity(err, who);
+      }
+      this.addInstalled({ ...want, gen });
       if (same) maps.deleteSelections(same);
     }
-    // Last, after everything the pod's own connects need: this part may wait for the proxy.
-    this.ensureInboundSteering(pod, want, maps, who);
+    try {
+      this.ensureNetnsLink(pod, want, who);
+    } catch (err) {
+      // A pod enrolled by this call leaves no entries behind when its link cannot be made.
+      if (fresh) this.dropPod(maps, this.installed.get(want.netnsCookie)!);
+      throw this.asCapacity(err, who);
+    }
+    // Last, after everything the pod's own connects need: this part may wait for the proxy. Its
+    // config is complete and stays (app connects go to the proxy, as with Istio's rules installed
+    // before the proxy runs); only connections from outside wait for the listener.
+    this.ensureInboundListeners(pod, want, maps, who, since);
+  }
+
+  /** A full map (E2BIG from hash/sockhash maps, ENOSPC from LPM tries) as the error naming maxPods. */
+  private asCapacity(err: unknown, who: string): unknown {
+    if (!(err instanceof BpfError) || (err.code !== 'E2BIG' && err.code !== 'ENOSPC')) return err;
+    const map = /map[ :]+([a-z0-9_]+)/.exec(err.message)?.[1] ?? err.target;
+    return new CapacityError(who, map, this.maxPods, err.message);
+  }
+
+  private podsOf(uid: string): InstalledPodProgram[] {
+    const out: InstalledPodProgram[] = [];
+    for (const c of this.byUid.get(uid) ?? []) {
+      const p = this.installed.get(c);
+      if (p) out.push(p);
+    }
+    return out;
+  }
+
+  private setInstalled(pods: readonly InstalledPodProgram[]): void {
+    this.installed = new Map();
+    this.byUid = new Map();
+    for (const p of pods) this.addInstalled(p);
+  }
+
+  private addInstalled(p: InstalledPodProgram): void {
+    const old = this.installed.get(p.netnsCookie);
+    if (old) this.removeInstalled(old);
+    this.installed.set(p.netnsCookie, p);
+    let set = this.byUid.get(p.ref.uid);
+    if (!set) this.byUid.set(p.ref.uid, (set = new Set()));
+    set.add(p.netnsCookie);
+  }
+
+  private removeInstalled(p: InstalledPodProgram): void {
+    this.installed.delete(p.netnsCookie);
+    const set = this.byUid.get(p.ref.uid);
+    set?.delete(p.netnsCookie);
+    if (set && set.size === 0) this.byUid.delete(p.ref.uid);
+  }
+
+  /**
+   * The map sizes to load with: maxPods-derived, except for maps already pinned, which keep
+   * theirs (libbpf cannot reuse a pin of another size, and resizing means rewriting every
+   * pod's state: a changed maxPods takes effect after a restart with cleanup).
+   */
+  private effectiveSizes(node: NodeContext): MapSizes {
+    const want = mapSizes(this.wantMaxPods);
+    const out: MapSizes = { ...want };
+    const kept: string[] = [];
+    for (const name of MAP_NAMES) {
+      const pin = path.join(this.mapsDir, name);
+      if (!fs.existsSync(pin)) continue;
+      const m = BpfMap.fromPin(pin);
+      try {
+        if (want[name] !== undefined && m.maxEntries !== want[name]) kept.push(`${name}=${m.maxEntries}`);
+        if (want[name] !== undefined) out[name] = m.maxEntries;
+      } finally {
+        m.close();
+      }
+    }
+    if (kept.length > 0)
+      node.log.warn(
+        { maxPods: this.wantMaxPods, pinned: kept },
+        'sockops: pinned maps keep their size; the new maxPods takes effect after `shunt cleanup` (or a stop with cleanup) and a restart',
+      );
+    return out;
+  }
+
+  /** Used and left of every per-pod map, from what the kernel holds (an observe() reading). */
+  capacity(pods: readonly InstalledPodProgram[] = [...this.installed.values()]): Capacity {
+    let ips = 0;
+    let ports = 0;
+    let c4 = 0;
+    let c6 = 0;
+    for (const p of pods) {
+      ips += p.ips.length;
+      ports += p.ports.length;
+      for (const c of p.cidrs) c.family === 4 ? c4++ : c6++;
+    }
+    const max = (n: keyof MapSizes) => this.sizes[n] ?? 0;
+    return {
+      maxPods: this.maxPods,
+      pods: pods.length,
+      podsLeft: Math.max(0, this.maxPods - pods.length),
+      maps: {
+        pod_cfg: { used: pods.length, max: max('pod_cfg') },
+        pod_meta: { used: pods.length, max: max('pod_meta') },
+        pod_by_ip: { used: ips, max: max('pod_by_ip') },
+        port_sel: { used: ports, max: max('port_sel') },
+        cidr4: { used: c4, max: max('cidr4') },
+        cidr6: { used: c6, max: max('cidr6') },
+      },
+    };
   }
 
   /**
@@ -340,35 +485,52 @@ export class SockopsBackend implements RedirectBackend {
    * listener at all yet (proxy not started) throws a retryable error; until then connections
    * from outside the pod to captured ports are refused, as under iptables.
    */
-  private ensureInboundSteering(pod: MeshPod, want: PodProgram, maps: SockopsMaps, who: string): void {
+  private ensureNetnsLink(pod: MeshPod, want: PodProgram, who: string): void {
     const cookie = want.netnsCookie;
     const netnsPath = pod.netnsPath;
     if (!netnsPath)
       throw new PodConfigError(who, 'netnsPath', netnsPath, 'inbound capture attaches sk_lookup to the pod netns, which needs its path');
-    if (!this.netnsLinks.has(cookie)) {
+    if (!this.netnsLinked.has(cookie)) {
       if (pod.netnsCookie !== undefined && netnsCookie(netnsPath) !== cookie)
         throw new PodConfigError(who, 'netnsPath', netnsPath, `is not the netns of netnsCookie ${cookie}`);
       const pin = path.join(this.netnsDir, cookie.toString());
-      let link: BpfLink;
-      if (fs.existsSync(pin)) link = BpfLink.fromPin(pin);
-      else {
+      if (!fs.existsSync(pin)) {
         if (!this.skLookup) throw new SockopsBackendError('sockops: sk_lookup program not loaded (start() not called?)');
-        link = this.skLookup.program(SK_LOOKUP.program).attachNetns(netnsPath);
-        link.pin(pin);
+        const link = this.skLookup.program(SK_LOOKUP.program).attachNetns(netnsPath);
+        try {
+          link.pin(pin);
+        } catch (err) {
+          link.detach();
+          throw err;
+        }
+        link.close(); // the pin keeps it
       }
-      this.netnsLinks.set(cookie, link);
+      this.netnsLinked.add(cookie);
     }
+  }
 
+  /**
+   * Puts the proxy's inbound listener in the sockhash for every family the pod has addresses of
+   * and whose entry is missing. No listener at all yet (proxy not started) throws a retryable
+   * error; until then connections from outside the pod to captured ports are refused, as under
+   * iptables.
+   */
+  private ensureInboundListeners(pod: MeshPod, want: PodProgram, maps: SockopsMaps, who: string, since: number): void {
+    const cookie = want.netnsCookie;
+    const netnsPath = pod.netnsPath!;
     const families = podFamilies(want);
     if (families.length === 0) return; // no address to steer to
     const have = this.presentListeners(want);
     const absent = families.filter((f) => !have.has(f));
     if (absent.length > 0) {
-      const pids = pidsInNetns(netnsPath);
       for (const family of absent) {
-        const l = findListener(pids, want.inPort, family);
+        const l = findListener(this.pidIndex, netnsPath, want.inPort, family, since);
         if (!l) continue;
-        withBorrowedSocket(l, (fd) => maps.setInboundListener(cookie, family, fd));
+        try {
+          withBorrowedSocket(l, (fd) => maps.setInboundListener(cookie, family, fd));
+        } catch (err) {
+          throw this.asCapacity(err, who);
+        }
         have.add(family);
       }
     }
@@ -392,23 +554,21 @@ export class SockopsBackend implements RedirectBackend {
   /** Map entries first (the programs stop capturing), then the netns link. */
   private dropPod(maps: SockopsMaps, p: InstalledPodProgram): void {
     maps.deletePod(p);
-    this.installed.delete(p.netnsCookie);
+    this.removeInstalled(p);
     this.listenerFamilies.delete(p.netnsCookie);
-    const link = this.netnsLinks.get(p.netnsCookie);
     const pin = path.join(this.netnsDir, p.netnsCookie.toString());
-    if (link) link.detach();
-    else if (fs.existsSync(pin)) BpfLink.fromPin(pin).detach();
-    this.netnsLinks.delete(p.netnsCookie);
+    if (fs.existsSync(pin)) BpfLink.fromPin(pin).detach();
+    this.netnsLinked.delete(p.netnsCookie);
   }
 
   async unenroll(pod: PodRef): Promise<void> {
     const maps = this.requireWritable('unenroll');
-    for (const p of [...this.installed.values()]) if (p.ref.uid === pod.uid) this.dropPod(maps, p);
+    for (const p of this.podsOf(pod.uid)) this.dropPod(maps, p);
   }
 
   /** Whether connections from outside the pod reach its proxy: link attached, listeners in. */
   private inboundState(p: InstalledPodProgram): { link: boolean; listeners: Record<string, boolean>; ready: boolean } {
-    const link = this.netnsLinks.has(p.netnsCookie) || (this.dir !== '' && fs.existsSync(path.join(this.netnsDir, p.netnsCookie.toString())));
+    const link = this.netnsLinked.has(p.netnsCookie) || (this.dir !== '' && fs.existsSync(path.join(this.netnsDir, p.netnsCookie.toString())));
     const families = podFamilies(p);
     const present = this.presentListeners(p);
     const expected = this.listenerFamilies.get(p.netnsCookie) ?? new Set<Family>();
@@ -427,7 +587,7 @@ export class SockopsBackend implements RedirectBackend {
     const nodeReady = maps !== null && Object.values(links).every(Boolean);
     const pods = maps?.readPods() ?? [];
     // The kernel is the truth: a drifted map shows up here, and the next enroll repairs it.
-    if (maps) this.installed = new Map(pods.map((p) => [p.netnsCookie, p]));
+    if (maps) this.setInstalled(pods);
     return {
       backend: 'sockops',
       nodeReady,
@@ -441,6 +601,7 @@ export class SockopsBackend implements RedirectBackend {
         spliceReason: this.spliceState?.reason ?? null,
         spliceGuard: maps?.guard() ?? null,
         guardProbe: this.spliceState?.guard ?? null,
+        capacity: maps ? this.capacity(pods) : null,
       },
       pods: pods.map((p) => {
         const inbound = this.inboundState(p);
@@ -464,7 +625,6 @@ export class SockopsBackend implements RedirectBackend {
       throw new SockopsBackendError('sockops: stop({cleanup: true}) refused: the backend was started read-only, it removes nothing');
     if (opts.cleanup) {
       // detach() also removes the link's pin; netns links first, while their pods' maps exist.
-      for (const link of this.netnsLinks.values()) link.detach();
       if (this.dir !== '' && fs.existsSync(this.netnsDir))
         for (const name of fs.readdirSync(this.netnsDir)) BpfLink.fromPin(path.join(this.netnsDir, name)).detach();
       for (const link of this.links.values()) link.detach();
@@ -473,9 +633,10 @@ export class SockopsBackend implements RedirectBackend {
     this.maps = null;
     this.installed.clear();
     this.listenerFamilies.clear();
-    for (const link of [...this.links.values(), ...this.netnsLinks.values()]) link.close();
+    for (const link of this.links.values()) link.close();
     this.links.clear();
-    this.netnsLinks.clear();
+    this.netnsLinked.clear();
+    this.byUid.clear();
     this.skLookup?.close();
     this.skLookup = null;
     this.node = null;

@@ -17,3 +17,4 @@ export { sockopsSupport } from './support';
 export { podProgram, fingerprintOf, PodConfigError, type PodProgram } from './pod-program';
 export { COUNTER_NAMES, SPLICE_STAT_NAMES, type CounterName, type SpliceStatName } from './abi';
 export { sockopsPodSupport, socketLayerGaps, type SocketLayerGap } from './pod-support';
+export { CapacityError, DEFAULT_MAX_PODS, MAX_MAX_PODS, PER_POD, mapSizes, type Capacity, type MapSizes } from './capacity';

@@ -224,34 +224,68 @@ export class SockopsMaps {
    * grow with the number of pods.
    */
   writePod(p: PodProgram, gen: number, prev?: InstalledPodProgram): void {
-    for (const e of p.ports) this.portSel.update({ gen, port: e.port, kind: e.kind }, 1);
-    for (const o of p.owners) this.ownerSel.update({ gen, id: o.id, kind: o.kind }, 1);
-    for (const c of p.cidrs) {
-      const key = { prefixlen: LPM_HEADER_BITS + c.prefix, gen, kind: c.kind, addr: c.address };
-      (c.family === 4 ? this.cidr4 : this.cidr6).update(key, 1);
-    }
-    if (prev && prev.netnsCookie === p.netnsCookie) {
+    // All or nothing: every write registers how to take it back; a failing write (a full map)
+    // undoes the ones before it, newest first, so a failed enroll leaves the maps as they were.
+    const undo: Array<() => void> = [];
+    try {
+      for (const e of p.ports) {
+        const key = { gen, port: e.port, kind: e.kind };
+        this.portSel.update(key, 1);
+        undo.push(() => this.portSel.delete(key));
+      }
+      for (const o of p.owners) {
+        const key = { gen, id: o.id, kind: o.kind };
+        this.ownerSel.update(key, 1);
+        undo.push(() => this.ownerSel.delete(key));
+      }
+      for (const c of p.cidrs) {
+        const key = { prefixlen: LPM_HEADER_BITS + c.prefix, gen, kind: c.kind, addr: c.address };
+        const map = c.family === 4 ? this.cidr4 : this.cidr6;
+        map.update(key, 1);
+        undo.push(() => map.delete(key));
+      }
+      const had = new Set(prev && prev.netnsCookie === p.netnsCookie ? prev.ips : []);
       const want = new Set(p.ips);
-      for (const ip of prev.ips) if (!want.has(ip)) this.deleteIpOf(ip, p.netnsCookie);
+      for (const ip of had) {
+        if (want.has(ip)) continue;
+        if (this.deleteIpOf(ip, p.netnsCookie)) undo.push(() => this.podByIp.update(encodeAddr(ip), p.netnsCookie));
+      }
+      for (const ip of p.ips) {
+        const key = encodeAddr(ip);
+        const before = had.has(ip) ? undefined : this.podByIp.lookup(key);
+        this.podByIp.update(key, p.netnsCookie);
+        if (!had.has(ip)) undo.push(() => (before == null ? this.podByIp.delete(key) : this.podByIp.update(key, before)));
+      }
+      const prevMeta = prev ? this.podMeta.lookup(p.netnsCookie) : null;
+      this.podMeta.update(p.netnsCookie, {
+        uid: encodeText(p.ref.uid, 48),
+        ns: encodeText(p.ref.namespace, 64),
+        name: encodeText(p.ref.name, 256),
+      });
+      undo.push(() => (prevMeta ? this.podMeta.update(p.netnsCookie, prevMeta) : this.podMeta.delete(p.netnsCookie)));
+      // The flip: one update, so the programs see the old config or the new one, never a mix.
+      this.podCfg.update(p.netnsCookie, {
+        gen,
+        flags: p.flags,
+        proxyUid: p.proxyUid,
+        proxyGid: p.proxyGid,
+        outPort: p.outPort,
+        inPort: p.inPort,
+        dnsPort: p.dnsPort,
+        loNet4: p.loNet4,
+        loPrefix4: p.loPrefix4,
+        tunnelPort: p.tunnelPort,
+      });
+    } catch (err) {
+      for (const u of undo.reverse()) {
+        try {
+          u();
+        } catch {
+          // best effort: start() also removes selections of generations no pod points at
+        }
+      }
+      throw err;
     }
-    for (const ip of p.ips) this.podByIp.update(encodeAddr(ip), p.netnsCookie);
-    this.podMeta.update(p.netnsCookie, {
-      uid: encodeText(p.ref.uid, 48),
-      ns: encodeText(p.ref.namespace, 64),
-      name: encodeText(p.ref.name, 256),
-    });
-    this.podCfg.update(p.netnsCookie, {
-      gen,
-      flags: p.flags,
-      proxyUid: p.proxyUid,
-      proxyGid: p.proxyGid,
-      outPort: p.outPort,
-      inPort: p.inPort,
-      dnsPort: p.dnsPort,
-      loNet4: p.loNet4,
-      loPrefix4: p.loPrefix4,
-      tunnelPort: p.tunnelPort,
-    });
   }
 
   /** Un-enrolls an installed pod: pod_cfg goes first so no connect sees a partial pod. */
@@ -275,9 +309,9 @@ export class SockopsMaps {
   }
 
   /** An address leaves pod_by_ip only while it still points at this pod (it may be reused already). */
-  private deleteIpOf(ip: string, cookie: bigint): void {
+  private deleteIpOf(ip: string, cookie: bigint): boolean {
     const key = encodeAddr(ip);
-    if (this.podByIp.lookup(key) === cookie) this.podByIp.delete(key);
+    return this.podByIp.lookup(key) === cookie && this.podByIp.delete(key);
   }
 
   /** Removes every selection entry of a generation (full scan: for start-up repair only). */

@@ -43,10 +43,17 @@ describe('loadConfig', () => {
       splicePorts: [],
       // istio-cni's path: where ztunnel connects by default.
       zdsSocket: '/var/run/ztunnel/ztunnel.sock',
+      maxPods: 1024,
       meshCapture: { ownerGroups: { include: '*', exclude: [] }, dropInvalid: false, hostLoopbackCidr: { family: 4, address: '127.0.0.1', prefix: 32 }, clusterDnsServers: [] },
     });
-    expect(origins).toMatchObject({ nodeName: 'flag', podsFile: 'flag', mode: 'default', splicePorts: 'default', zdsSocket: 'default' });
+    expect(origins).toMatchObject({ nodeName: 'flag', podsFile: 'flag', mode: 'default', splicePorts: 'default', zdsSocket: 'default', maxPods: 'default' });
     expect(pinRoot(config)).toBe('/sys/fs/bpf/shunt');
+  });
+
+  it('maxPods from flag, env or file', () => {
+    expect(loadConfig({ flags: { nodeName: 'n', podsFile: pods, maxPods: '4096' } }).config.maxPods).toBe(4096);
+    expect(loadConfig({ env: { NODE_NAME: 'n', SHUNT_PODS_FILE: pods, SHUNT_MAX_PODS: '300' } }).config.maxPods).toBe(300);
+    expect(loadConfig({ flags: { nodeName: 'n', podsFile: pods }, file: file('mp.yaml', 'maxPods: 2048') }).config.maxPods).toBe(2048);
   });
 
   it('flags beat env, env beats file, file beats defaults', () => {
@@ -98,6 +105,9 @@ describe('loadConfig', () => {
     ['bad splice port', { flags: { nodeName: 'n', podsFile: pods, splicePorts: '80,http' } }, /config splicePorts \(from flag --splice-ports\): "http" is not a port \(1-65535\) in "80,http"/],
     ['splice port out of range', { env: { NODE_NAME: 'n', SHUNT_PODS_FILE: pods, SHUNT_SPLICE_PORTS: '70000' } }, /splicePorts \(from env SHUNT_SPLICE_PORTS\): "70000" is not a port/],
     ['splice port zero', { flags: { nodeName: 'n', podsFile: pods, splicePorts: '0' } }, /"0" is not a port/],
+    ['maxPods not a number', { flags: { nodeName: 'n', podsFile: pods, maxPods: 'lots' } }, /config maxPods \(from flag --max-pods\): "lots" is not a pod count \(1-65536\)/],
+    ['maxPods zero', { env: { NODE_NAME: 'n', SHUNT_PODS_FILE: pods, SHUNT_MAX_PODS: '0' } }, /maxPods \(from env SHUNT_MAX_PODS\): "0" is not a pod count/],
+    ['maxPods too large', { flags: { nodeName: 'n', podsFile: pods, maxPods: '100000' } }, /maxPods.*"100000" is not a pod count \(1-65536\)/],
     ['all mixed with ports', { flags: { nodeName: 'n', podsFile: pods, splicePorts: 'all,8080' } }, /splicePorts.*"all" cannot be combined with ports/],
     ['relative zds socket', { env: { NODE_NAME: 'n', SHUNT_PODS_FILE: pods, SHUNT_ZDS_SOCKET: 'ztunnel.sock' } }, /zdsSocket \(from env SHUNT_ZDS_SOCKET\): "ztunnel.sock" must be an absolute path/],
     ['zds socket path too long', { flags: { nodeName: 'n', podsFile: pods, zdsSocket: '/' + 'x'.repeat(120) } }, /zdsSocket \(from flag --zds-socket\): .* longer than a unix socket path can be/],

@@ -34,6 +34,14 @@ export type SpliceMode = 'auto' | 'none' | 'all' | 'listed';
 /** Entries of the sockops backend's splice_ports map (bpf/include/shunt_sockops.h). */
 export const MAX_SPLICE_PORTS = 1024;
 
+/**
+ * Pods one node's sockops maps hold; every map size derives from it (backend-sockops
+ * src/capacity.ts). 1,024 leaves head-room over the kubelet's default of 110 pods and the
+ * largest managed node pools (250-ish); raising it costs kernel memory, not CPU.
+ */
+export const DEFAULT_MAX_PODS = 1024;
+export const MAX_MAX_PODS = 65_536;
+
 export type PodSourceConfig = { kind: 'kubernetes'; kubeconfig?: string; inCluster: boolean } | { kind: 'podsFile'; path: string };
 
 export interface ShuntConfig {
@@ -60,6 +68,8 @@ export interface ShuntConfig {
    * clusterDnsServers (kubelet --cluster-dns) so a ClusterFirst pod's DNS servers are known.
    */
   meshCapture: MeshCaptureDefaults;
+  /** See DEFAULT_MAX_PODS. */
+  maxPods: number;
 }
 
 export type ConfigOrigin = 'flag' | 'env' | 'file' | 'default';
@@ -70,7 +80,7 @@ export interface LoadedConfig {
   origins: Record<ConfigKey, ConfigOrigin>;
 }
 
-const KEYS = ['mode', 'profile', 'nodeName', 'kubeconfig', 'inCluster', 'podsFile', 'cgroupPath', 'bpffsPath', 'metricsAddress', 'logLevel', 'splicePorts', 'zdsSocket', 'outboundOwnerGroups', 'outboundOwnerGroupsExclude', 'dropInvalid', 'hostLoopbackCidr', 'clusterDnsServers'] as const;
+const KEYS = ['mode', 'profile', 'nodeName', 'kubeconfig', 'inCluster', 'podsFile', 'cgroupPath', 'bpffsPath', 'metricsAddress', 'logLevel', 'splicePorts', 'maxPods', 'zdsSocket', 'outboundOwnerGroups', 'outboundOwnerGroupsExclude', 'dropInvalid', 'hostLoopbackCidr', 'clusterDnsServers'] as const;
 export type ConfigKey = (typeof KEYS)[number];
 
 /** Environment variables read for each key (first one set wins). NODE_NAME is what the downward API sets. */
@@ -93,6 +103,7 @@ export const CONFIG_ENV: Record<ConfigKey, string[]> = {
   dropInvalid: ['SHUNT_DROP_INVALID', 'INVALID_DROP'],
   hostLoopbackCidr: ['SHUNT_HOST_LOOPBACK_CIDR', 'ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR'],
   clusterDnsServers: ['SHUNT_CLUSTER_DNS_SERVERS'],
+  maxPods: ['SHUNT_MAX_PODS'],
 };
 
 export const CONFIG_DEFAULTS = {
@@ -102,6 +113,7 @@ export const CONFIG_DEFAULTS = {
   metricsAddress: '0.0.0.0:9464',
   logLevel: 'info',
   zdsSocket: '/var/run/ztunnel/ztunnel.sock',
+  maxPods: DEFAULT_MAX_PODS,
 } as const;
 
 export interface ConfigInputs {
@@ -292,8 +304,14 @@ export function loadConfig(inputs: ConfigInputs = {}): LoadedConfig {
 
   const meshCapture = meshCaptureFrom(get);
 
+  const maxPodsRaw = orDefault('maxPods');
+  const maxPodsText = text(maxPodsRaw, 'maxPods');
+  const maxPods = /^[0-9]{1,6}$/.test(maxPodsText) ? Number(maxPodsText) : NaN;
+  if (!(maxPods >= 1 && maxPods <= MAX_MAX_PODS))
+    throw new ConfigError('maxPods', maxPodsRaw.where, `${JSON.stringify(maxPodsText)} is not a pod count (1-${MAX_MAX_PODS})`);
+
   return {
-    config: { mode, profile, nodeName: node, source, cgroupPath, bpffsPath, metricsAddress, logLevel, spliceMode: splice.mode, splicePorts: splice.ports, zdsSocket, meshCapture },
+    config: { mode, profile, nodeName: node, source, cgroupPath, bpffsPath, metricsAddress, logLevel, spliceMode: splice.mode, splicePorts: splice.ports, maxPods, zdsSocket, meshCapture },
     origins,
   };
 }

@@ -61,7 +61,7 @@ export {
   type PodView,
   type ResyncReport,
 } from './reconciler/reconciler';
-export { loadConfig, parseListenAddress, parseSplicePorts, pinRoot, MAX_SPLICE_PORTS, CONFIG_ENV, CONFIG_DEFAULTS, LOG_LEVELS, type ShuntConfig, type LoadedConfig, type ConfigInputs, type ConfigKey, type ConfigOrigin, type LogLevel, type PodSourceConfig, type SpliceMode } from './config';
+export { loadConfig, parseListenAddress, parseSplicePorts, pinRoot, MAX_SPLICE_PORTS, DEFAULT_MAX_PODS, MAX_MAX_PODS, CONFIG_ENV, CONFIG_DEFAULTS, LOG_LEVELS, type ShuntConfig, type LoadedConfig, type ConfigInputs, type ConfigKey, type ConfigOrigin, type LogLevel, type PodSourceConfig, type SpliceMode } from './config';
 export { RecordingBackend, type RecordedCall } from './testing/recording-backend';
 export { testMeshPod } from './testing/mesh-pod';
 export { collect, eventually, type Collector } from './testing/collect';

@@ -63,7 +63,9 @@ export {
   type SocketInfo,
 } from './sockets';
 export { MessageSocket, UnixListener, type ReceivedMessage, type UnixListenOptions, type UnixSocketType } from './unix';
-export { pidfdGetfd, listeningSockets, type ListeningSocket, type ListeningSocketQuery } from './proc-sockets';
+export { NetnsPidIndex, type NetnsPidIndexOptions } from './netns-pids';
+export { netnsTcpListeners, type NetnsListener } from './sock-diag';
+export { pidfdGetfd, listeningSockets, socketFds, type ListeningSocket, type ListeningSocketQuery } from './proc-sockets';
 export { bpfObjectPath, cgroup2Mount } from './paths';
 export { type KernelLinkInfo } from './native';
 

@@ -90,7 +90,7 @@ export interface NativeAddon {
   fdOf(h: FdHandle): number;
   dupFd(fd: number, target: string): FdHandle;
 
-  openObject(path: string, pinRoot?: string): ObjectHandle;
+  openObject(path: string, pinRoot?: string, maxEntries?: Record<string, number>): ObjectHandle;
   closeObject(h: ObjectHandle): void;
   objectPrograms(h: ObjectHandle): NativeProgramInfo[];
   objectMaps(h: ObjectHandle): NativeMapInfo[];
@@ -170,6 +170,7 @@ export interface NativeAddon {
   unixListen(path: string, type: string, backlog: number, mode: number): number;
   unixConnect(path: string, type: string): number;
   unixSocketPair(type: string): [number, number];
+  tcpListeners(port: number, family: number, wildcardOnly?: boolean): Array<{ inode: number; address: string; port: number; family: 4 | 6 }>;
 }
 
 function load(): NativeAddon {

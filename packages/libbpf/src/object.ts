@@ -12,6 +12,11 @@ import { BpfProgram } from './program';
 export interface OpenOptions {
   /** bpffs directory for maps declared with pinning; created if missing. */
   pinMaps?: string;
+  /**
+   * max_entries per map name, replacing the compiled-in sizes before load. A map reused from
+   * a pin must be given its pinned size (libbpf refuses to reuse a pin of another size).
+   */
+  maxEntries?: Record<string, number>;
 }
 
 export class BpfObject {
@@ -34,7 +39,7 @@ export class BpfObject {
   static open(path: string, opts: OpenOptions = {}): BpfObject {
     if (!fs.existsSync(path)) throw notFound('open', path, 'no such BPF object file (is bpf/ built? run `make -C bpf`)');
     if (opts.pinMaps !== undefined) fs.mkdirSync(opts.pinMaps, { recursive: true });
-    return new BpfObject(path, native.openObject(path, opts.pinMaps));
+    return new BpfObject(path, native.openObject(path, opts.pinMaps, opts.maxEntries));
   }
 
   /** Program by function name (not section name). */

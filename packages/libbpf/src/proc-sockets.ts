@@ -149,7 +149,7 @@ function compressIpv6(groups: string[]): string {
 }
 
 /** [fd, socket inode] for every socket fd of pid; a process that exited has none, fds closed while we look are skipped. */
-function socketFds(pid: number): Array<[number, number]> {
+export function socketFds(pid: number): Array<[number, number]> {
   const dir = `/proc/${pid}/fd`;
   let names: string[];
   try {

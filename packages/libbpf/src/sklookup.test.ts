@@ -8,6 +8,8 @@ import {
   BpfObject,
   bpfObjectPath,
   listeningSockets,
+  NetnsPidIndex,
+  netnsTcpListeners,
   pidfdGetfd,
   probeProgType,
   probeSkLookup,
@@ -103,6 +105,23 @@ describe('sk_lookup on a netns: inbound connections for 8080 reach the 15006 lis
     expect(p.available).toBe(true);
     expect(p.evidence).toMatch(/bpf_sk_assign #\d+ from sk_lookup/);
     expect(p.evidence).toMatch(/netns fd -1, sk_lookup\): EBADF/);
+  });
+
+  test('sock_diag inside the netns names the listener; the pid index finds its process', () => {
+    const found = listeningSockets({ pids: [listenerInfo.pid], port: PROXY_PORT, family: 4 });
+    expect(netnsTcpListeners(pathA, PROXY_PORT, 4)).toEqual([{ inode: found[0]!.inode, address: '0.0.0.0', port: PROXY_PORT, family: 4 }]);
+    expect(netnsTcpListeners(pathA, PROXY_PORT, 6)).toEqual([]);
+    expect(netnsTcpListeners(pathA, PROXY_PORT + 1, 4)).toEqual([]);
+    // The other netns has no listener: the dump is per netns, not node-wide.
+    expect(netnsTcpListeners(pathB, PROXY_PORT, 4)).toEqual([]);
+    // The exact lookup (what enroll asks first) finds the same socket, and nothing where none listens.
+    expect(netnsTcpListeners(pathA, PROXY_PORT, 4, { wildcardOnly: true })).toEqual(netnsTcpListeners(pathA, PROXY_PORT, 4));
+    expect(netnsTcpListeners(pathB, PROXY_PORT, 4, { wildcardOnly: true })).toEqual([]);
+    expect(netnsTcpListeners(pathA, PROXY_PORT + 1, 4, { wildcardOnly: true })).toEqual([]);
+    expect(() => netnsTcpListeners(pathA, 0, 4)).toThrow(/port must be 1..65535/);
+    const index = new NetnsPidIndex();
+    expect(index.pidsIn(pathA)).toEqual([listenerInfo.pid]);
+    expect(index.pidsIn(pathB)).toEqual([]);
   });
 
   test('the listener process is found from /proc and its socket borrowed with pidfd_getfd', () => {

@@ -4,5 +4,6 @@ export { Netlink } from './netlink';
 export { NetlinkError } from './errors';
 export { createNetns, deleteNetns, listNetns, netnsPath, NETNS_RUN_DIR } from './netns';
 export { runCommand, runIp, runIpJson } from './run';
+export { CommandPool, closeSharedPool, runPooled, shellQuote, type CommandPoolOptions } from './command-pool';
 export type { RunOptions } from './run';
 export type { Address, Family, Link, LinkCounters, LinkStats, Route, RouteSpec, Rule, RuleSpec } from './types';

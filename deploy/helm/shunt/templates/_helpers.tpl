@@ -91,6 +91,7 @@ app.kubernetes.io/component: node-agent
 - --metrics-address={{ .Values.metrics.bindAddress }}:{{ .Values.metrics.port }}
 - --bpffs-path=/sys/fs/bpf
 - --state-dir=/run/shunt
+- --max-pods={{ .Values.maxPods }}
 {{- if .Values.cgroupPath }}
 - --cgroup-path={{ .Values.cgroupPath }}
 {{- else }}

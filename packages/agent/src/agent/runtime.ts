@@ -35,9 +35,14 @@ import { startHttpServer, type AgentHttpServer } from '../observability/http';
 import type { AgentLogger } from '../observability/log';
 import { createAgentMetrics, type AgentMetrics } from '../observability/metrics';
 import { PodStateTracker } from '../observability/pod-states';
+import { ObservationCache } from '../observability/observation';
 import { reportPodsWithoutBackend } from './without-backend';
 import { ZdsAnnouncingBackend } from '../zds/announcing-backend';
 import { registerZdsMetrics } from '../zds/metrics';
+import { firstSyncSettled, podCounts, readinessAnswer } from './readiness';
+
+/** How long stop() waits for backend calls already running (queued ones are dropped). */
+export const STOP_DRAIN_MS = 3000;
 
 export interface AgentSettings extends NodeStateOptions {
   nodeName: string;
@@ -49,6 +54,8 @@ export interface AgentSettings extends NodeStateOptions {
   cleanupOnExit: boolean;
   /** sockops: which connections to splice, by original destination port (default none; 'auto' is the guarded opt-in). */
   splice?: SpliceSetting;
+  /** sockops: pods the maps hold (every map size derives from it); default DEFAULT_MAX_PODS. */
+  maxPods?: number;
   /** Find pod netns only among named netns starting with this (tests sharing a machine). */
   netnsPrefix?: string;
   /** istio-ambient: serve ZDS for ztunnel on this unix socket (every ambient pod is announced after its redirect). */
@@ -111,6 +118,7 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
   let markReady!: () => void;
   const readyPromise = new Promise<void>((r) => (markReady = r));
   let reconciler: Reconciler | undefined;
+  let observations: ObservationCache | undefined;
   /** Why no backend runs, when none can. */
   let unavailable: string | undefined;
 
@@ -118,10 +126,8 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
   const http = await startHttpServer(settings.metricsAddress, metrics.registry, {
     healthy: () => ({ ok: state !== 'stopping', detail: state }),
     ready: () => {
-      if (ready) return { ok: true, detail: 'backend started, first sync done' };
       if (unavailable) return { ok: false, detail: `no backend can run: ${unavailable}` };
-      const snap = reconciler?.snapshot();
-      return { ok: false, detail: !reconciler ? 'starting the backend' : !snap?.synced ? 'waiting for the first full pod listing' : 'enrolling the listed pods' };
+      return readinessAnswer(ready, reconciler?.snapshot());
     },
   });
   log.info({ address: http.address }, 'serving /metrics, /healthz, /readyz');
@@ -132,7 +138,12 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
     const caps = await (deps.probe ?? (() => probeNode({ iptablesScratch: true })))();
     const backends =
       deps.backends ??
-      createBackends({ profile: settings.profile, stateDir: paths.stateDir, ...(settings.splice ? { splice: settings.splice } : {}) });
+      createBackends({
+        profile: settings.profile,
+        stateDir: paths.stateDir,
+        ...(settings.splice ? { splice: settings.splice } : {}),
+        ...(settings.maxPods ? { maxPods: settings.maxPods } : {}),
+      });
     let selection: Selection<RedirectBackend> | null = null;
     try {
       selection = selectBackend(settings.mode, caps, backends, { profile: settings.profile });
@@ -171,7 +182,8 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
         'backend selected',
       );
       await backend.start(nodeContext(paths, caps, settings.nodeName, settings.profile, log));
-      metrics.setObserver(() => backend.observe());
+      observations = new ObservationCache(() => backend.observe());
+      metrics.setObserver(observations);
     }
     metrics.setBackend(backend?.name ?? 'none', caps.kernelRelease);
 
@@ -206,14 +218,15 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
         if (ev.type !== 'synced') tracker.onEvent(ev);
       }),
     );
-    reconciler = new Reconciler({ backend, events: observedEvents, log, ...(settings.resyncIntervalMs ? { resyncIntervalMs: settings.resyncIntervalMs } : {}) });
+    // Resyncs and scrapes share one reading of the kernel (see ObservationCache).
+    reconciler = new Reconciler({ backend: observations!.wrap(backend), events: observedEvents, log, ...(settings.resyncIntervalMs ? { resyncIntervalMs: settings.resyncIntervalMs } : {}) });
     const rec = reconciler;
     const checkReady = (): void => {
       if (ready) return;
       const snap = rec.snapshot();
-      if (snap.synced && snap.pods.every((p) => p.state !== 'pending')) {
+      if (firstSyncSettled(snap)) {
         ready = true;
-        log.info({ pods: snap.pods.length }, 'ready: first full sync done');
+        log.info({ pods: snap.pods.length, ...podCounts(snap) }, 'ready: first full sync done');
         markReady();
         // Workloads saved by a previous agent that no pod of this node wants any more: tell ztunnel.
         if (zds) {
@@ -224,9 +237,16 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
         }
       }
     };
+    // A snapshot costs O(pods): checked at most once per 20 ms however many statuses arrive,
+    // not once per status (which made a start with N pods O(N²)).
+    let checkTimer: NodeJS.Timeout | undefined;
     rec.status$.subscribe((st) => {
       tracker.onStatus(st);
-      checkReady();
+      if (!ready && !checkTimer)
+        checkTimer = setTimeout(() => {
+          checkTimer = undefined;
+          checkReady();
+        }, 20);
     });
     await rec.start();
     // A node with no pods is synced without any status to trigger the check.
@@ -249,7 +269,10 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
         const cleanup = opts.cleanup ?? settings.cleanupOnExit;
         state = 'stopping';
         clearInterval(poll);
-        await rec.stop();
+        clearTimeout(checkTimer);
+        // Queued work and retries are dropped; calls in flight get a short drain (each is one pod's
+        // worth of work), so stopping costs the same with 10 or 10,000 pods.
+        await rec.stop({ drainTimeoutMs: STOP_DRAIN_MS });
         try {
           // Uninstall: ztunnel drops the pods before their redirect goes. Otherwise the workloads
           // stay in ztunnel (and in the saved state) for the next agent to re-announce.

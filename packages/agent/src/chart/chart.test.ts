@@ -159,6 +159,12 @@ describe('values', () => {
     expect(ds.spec.template.metadata.annotations['checksum/args']).not.toBe(base.spec.template.metadata.annotations['checksum/args']);
   });
 
+  it('maxPods: 1024 by default, passed as --max-pods', () => {
+    const args = (extra: string[]) => find(render(extra), 'DaemonSet').spec.template.spec.containers[0].args as string[];
+    expect(args([])).toContain('--max-pods=1024');
+    expect(args(['--set', 'maxPods=10000'])).toContain('--max-pods=10000');
+  });
+
   it('sockops.splicePorts: unset by default (the agent\'s default: none), a list, "auto" (opt-in) or "all" becomes --splice-ports', () => {
     const args = (extra: string[]) => find(render(extra), 'DaemonSet').spec.template.spec.containers[0].args as string[];
     expect(args([]).some((a) => a.startsWith('--splice-ports'))).toBe(false);
@@ -219,6 +225,7 @@ describe('values', () => {
     [['--set', 'redirectmode=tc'], 'Additional property redirectmode is not allowed'],
     [['--set', 'sockops.splicePorts={8080,70000}'], 'sockops.splicePorts.1: Must be less than or equal to 65535'],
     [['--set', 'sockops.splicePorts=0'], 'sockops.splicePorts: Must be greater than or equal to 1'],
+    [['--set', 'maxPods=0'], 'maxPods: Must be greater than or equal to 1'],
     [['--set', 'sockops.splicePorts=http'], "sockops.splicePorts: Does not match pattern"],
     [['--set', 'sockops.splicePorts=true'], 'sockops.splicePorts must be a list of ports, one port, "auto", "all" or "none", got true'],
     [['--set', 'serviceAccount.create=false'], 'serviceAccount.name is required when serviceAccount.create=false'],

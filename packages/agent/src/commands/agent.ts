@@ -5,6 +5,9 @@ import { startAgent, type AgentSettings } from '../agent/runtime';
 import { createLogger } from '../observability/log';
 import type { Io } from '../program';
 
+/** SIGTERM to exit, at most (inside the chart's 30 s terminationGracePeriodSeconds). */
+export const STOP_BUDGET_MS = Number(process.env['SHUNT_STOP_BUDGET_MS'] ?? 20_000);
+
 export interface AgentCommandOptions {
   config?: string;
   nodeName?: string;
@@ -24,6 +27,7 @@ export interface AgentCommandOptions {
   stateDir?: string;
   splicePorts?: string;
   zdsSocket?: string;
+  maxPods?: string;
 }
 
 /** Flags, environment and config file through core's loadConfig, plus the agent-only flags. */
@@ -42,6 +46,7 @@ export function agentSettings(o: AgentCommandOptions, env: NodeJS.ProcessEnv = p
       logLevel: o.logLevel,
       splicePorts: o.splicePorts,
       zdsSocket: o.zdsSocket,
+      maxPods: o.maxPods,
     },
     env,
     ...(o.config ? { file: o.config } : {}),
@@ -60,6 +65,7 @@ export function agentSettings(o: AgentCommandOptions, env: NodeJS.ProcessEnv = p
     splice: config.spliceMode === 'listed' ? config.splicePorts : config.spliceMode,
     ...(config.profile === 'istio-ambient' ? { zdsSocket: config.zdsSocket } : {}),
     meshCapture: config.meshCapture,
+    maxPods: config.maxPods,
     ...(o.netnsPrefix ? { netnsPrefix: o.netnsPrefix } : {}),
     ...(o.stateDir ?? env['SHUNT_STATE_DIR'] ? { stateDir: o.stateDir ?? env['SHUNT_STATE_DIR'] } : {}),
   };
@@ -90,9 +96,20 @@ export async function agentCommand(o: AgentCommandOptions, io: Io): Promise<numb
       if (stopping) return;
       stopping = true;
       log.info({ signal: sig, cleanup: settings.cleanupOnExit }, 'stopping');
+      // The kubelet kills the container after its grace period (the chart's default: 30 s); exit on
+      // our own well before, with the kernel state as it is (the next agent adopts it).
+      const budget = setTimeout(() => {
+        log.error({ budgetMs: STOP_BUDGET_MS }, 'stop took longer than its budget; exiting now (the redirect stays; the next agent adopts it)');
+        process.exit(1);
+      }, STOP_BUDGET_MS);
+      budget.unref();
       running.stop().then(
-        () => resolve(0),
+        () => {
+          clearTimeout(budget);
+          resolve(0);
+        },
         (e: Error) => {
+          clearTimeout(budget);
           log.error({ err: e.message }, 'stop failed');
           resolve(1);
         },

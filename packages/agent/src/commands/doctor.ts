@@ -3,6 +3,8 @@ import { probeNode, selectBackend, type ProfileName, type RedirectMode } from '@
 import { DEFAULT_SPLICE, SPLICE_DEFAULT_WHY, effectiveSplice, probeSpliceGuard } from '@shunt/backend-sockops';
 import { createBackends } from '../backends';
 import { buildDoctorReport, formatDoctor } from '../doctor/report';
+import { capacityOf, formatCapacity, type CapacityView } from '../observability/capacity';
+import { collectStatus } from './status';
 import { DEFAULT_STATE_DIR } from '../node-state/context';
 import type { NodeStateOptions } from '../node-state/context';
 import type { Io } from '../program';
@@ -27,6 +29,14 @@ export async function doctorCommand(o: DoctorOptions, io: Io): Promise<number> {
     auto: Array.isArray(auto.splice) ? auto.splice.join(',') : auto.splice,
     guard,
   };
-  io.out(o.json ? JSON.stringify(report, null, 2) + '\n' : formatDoctor(report));
+  // Capacity used/left, read back (read-only) from what a running or earlier agent installed.
+  let capacity: CapacityView | null = null;
+  try {
+    capacity = capacityOf((await collectStatus({ ...o, backend: 'sockops' })).backends[0]?.state);
+  } catch {
+    capacity = null; // nothing readable installed: doctor is about the node first
+  }
+  if (o.json) io.out(JSON.stringify({ ...report, capacity }, null, 2) + '\n');
+  else io.out(formatDoctor(report) + (capacity ? `\nsockops ${formatCapacity(capacity)}\n` : ''));
   return report.choice ? 0 : 1;
 }

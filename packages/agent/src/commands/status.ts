@@ -5,6 +5,7 @@
 import { probeNode, type BackendName, type InstalledState } from '@shunt/core';
 import { createBackends } from '../backends';
 import { hasInstalledState, nodeContext, nodePaths, type NodeStateOptions } from '../node-state/context';
+import { capacityOf, formatCapacity } from '../observability/capacity';
 import { createLogger } from '../observability/log';
 import type { Io } from '../program';
 
@@ -48,6 +49,8 @@ export function formatStatus(r: StatusReport): string {
       continue;
     }
     lines.push(`${b.backend}: node ${b.state.nodeReady ? 'ready' : 'NOT ready'}, ${b.state.pods.length} pod(s) installed`);
+    const cap = capacityOf(b.state);
+    if (cap) lines.push(`  ${formatCapacity(cap)}`);
     for (const p of b.state.pods) lines.push(`  ${p.namespace}/${p.name}  ${p.uid}`);
     const counters = Object.entries(b.state.counters);
     if (counters.length) lines.push(`  counters: ${counters.map(([k, v]) => `${k}=${v}`).join(' ')}`);

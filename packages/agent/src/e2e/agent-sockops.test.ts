@@ -107,6 +107,10 @@ it('enrolls the pods of the pods file: the sidecars see the original destination
   agent1 = await startAgent(port1);
   expect(await metric(port1, 'shunt_pods_enrolled')).toBe(2);
   expect(await metric(port1, 'shunt_backend_info', { backend: 'sockops' })).toBe(1);
+  // Capacity from the (cached) kernel reading: maxPods default, two pods in.
+  expect(await metric(port1, 'shunt_capacity_max_pods')).toBe(1024);
+  expect(await metric(port1, 'shunt_capacity_pods_left')).toBe(1022);
+  expect(await metric(port1, 'shunt_capacity_map_entries', { map: 'pod_cfg', of: 'used' })).toBe(2);
   const since = Date.now();
   expect(await requestViaSidecars()).toEqual({ ok: true, originalDst: `${tb.pod('server').ipv4}:${HTTP_PORT}` });
   // The server's sidecar got it on its inbound port, with the server's own address as original destination.
@@ -176,6 +180,8 @@ it('a restarted agent adopts the pinned links and maps: the same programs stay a
     (b: { backend: string }) => b.backend === 'sockops',
   );
   expect(sockops.state.nodeDetail.splice).toEqual([HTTP_PORT]);
+  expect(sockops.state.nodeDetail.capacity).toMatchObject({ maxPods: 1024, pods: 2, podsLeft: 1022 });
+  expect(runCli(['status', '--backend', 'sockops', ...nodeArgs()])).toMatch(/capacity: 2 of 1024 pods \(1022 left; raise with maxPods/);
   // App and sidecar sockets of the request above (both pods), spliced.
   expect(sockops.state.counters.sockets_spliced).toBeGreaterThanOrEqual(2);
   expect(await agent2.stop()).toBe(0);

@@ -8,7 +8,7 @@ import { NetnsDiscovery, NetnsNotFoundError } from './discovery';
 import { listNetnsIps } from './ips';
 
 const run = `shunt${randomBytes(3).toString('hex')}`;
-const named = [`${run}-a`, `${run}-b`];
+const named = [`${run}-a`, `${run}-b`, `${run}-c`];
 let holder: ChildProcess | undefined;
 const octet = 1 + (randomBytes(1)[0]! % 200);
 
@@ -79,6 +79,21 @@ it('rescans when a pod sandbox is recreated with the same IP', async () => {
   // The kernel may hand the new netns the old one's inode number; the cookie is never reused.
   expect(second.cookie).not.toBe(first.cookie);
   expect(d.scans).toBe(2);
+});
+
+it('a new pod costs one address listing, not one per netns on the node', async () => {
+  // Scoped to this test's netns: other helpers create namespaces on this machine meanwhile.
+  const d = new NetnsDiscovery({ listIps: listNetnsIps, readCookie: netnsCookie, namePrefix: run });
+  await d.resolve([`198.18.${octet}.1`]);
+  const before = d.listings;
+  expect(before).toBeGreaterThanOrEqual(2);
+  const c = await createNetns(named[2]!);
+  await addDummy(c, `198.18.${octet}.4/32`);
+  expect((await d.resolve([`198.18.${octet}.4`])).path).toBe(`/var/run/netns/${named[2]}`);
+  expect(d.scans).toBe(2);
+  expect(d.listings).toBe(before + 1);
+  // The namespaces listed before are still found (from the kept listing).
+  expect((await d.resolve([`198.18.${octet}.2`])).path).toBe(`/var/run/netns/${named[1]}`);
 });
 
 it('says which IP it could not find', async () => {

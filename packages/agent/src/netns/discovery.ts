@@ -1,8 +1,13 @@
 // Finds a pod's network namespace from its IP, the way node agents without a CNI hook do:
 // every netns on the node is reachable through /proc/<pid>/ns/net of a process in it, or a
 // bind mount under /var/run/netns; the one whose interfaces carry the pod's IP is the pod's.
+//
+// Cost: a scan lists the namespaces (named mounts, and the processes' netns through an index
+// that stats only pids it has not seen) and lists the addresses only of namespaces it has not
+// seen before (one child process each), so a new pod costs its own netns, not the node's.
 import { promises as fs, statSync } from 'node:fs';
 import path from 'node:path';
+import { NetnsPidIndex } from '@shunt/libbpf';
 
 /** One network namespace on the node, reachable at `path`. */
 export interface NetnsEntry {
@@ -54,6 +59,11 @@ export class NetnsDiscovery {
   private readonly maxNetns: number;
   private readonly now: () => number;
   private byIp = new Map<string, NetnsEntry>();
+  /** Namespaces listed by the last scan, by nsfs inode, with what was learnt of them. */
+  private known = new Map<number, NetnsEntry>();
+  private readonly pids: NetnsPidIndex;
+  /** Address listings done (one child process each), for tests and the README's capacity section. */
+  listings = 0;
   /** Start time of the last completed scan. */
   private lastScanStart = -Infinity;
   private lastScanCount = 0;
@@ -67,6 +77,7 @@ export class NetnsDiscovery {
     this.concurrency = opts.concurrency ?? 16;
     this.maxNetns = opts.maxNetns ?? 20_000;
     this.now = opts.now ?? Date.now;
+    this.pids = new NetnsPidIndex({ procRoot: this.procRoot });
   }
 
   /**
@@ -113,6 +124,8 @@ export class NetnsDiscovery {
       if (!e) continue;
       if (inodeOf(e.path) === e.inode && this.sameCookie(e)) return e;
       this.byIp.delete(ip); // the process exited or the sandbox was recreated
+      // A recreated netns may get the freed one's inode: list it afresh next scan.
+      if (this.known.get(e.inode) === e) this.known.delete(e.inode);
     }
     return null;
   }
@@ -153,12 +166,10 @@ export class NetnsDiscovery {
       }
     }
     if (this.opts.namePrefix) return [...seen].map(([inode, p]) => ({ path: p, inode }));
-    const pids = (await fs.readdir(this.procRoot)).filter((n) => /^\d+$/.test(n));
-    for (const pid of pids) {
+    this.pids.refresh();
+    for (const ns of this.pids.namespaces()) {
       if (seen.size >= this.maxNetns) break;
-      const p = path.join(this.procRoot, pid, 'ns', 'net');
-      const ino = inodeOf(p);
-      if (ino !== null && ino !== own && !seen.has(ino)) seen.set(ino, p);
+      if (ns.inode !== own && !seen.has(ns.inode)) seen.set(ns.inode, path.join(this.procRoot, String(ns.pid), 'ns', 'net'));
     }
     return [...seen].map(([inode, p]) => ({ path: p, inode }));
   }
@@ -167,12 +178,25 @@ export class NetnsDiscovery {
     this.scans++;
     const namespaces = await this.listNamespaces();
     const next = new Map<string, NetnsEntry>();
+    const known = new Map<number, NetnsEntry>();
+    // Seen by the last scan too, with addresses: a pod's IPs do not change while its netns
+    // lives, so they are not listed again (a netns without addresses yet, before CNI ADD, is).
+    const fresh: typeof namespaces = [];
+    for (const ns of namespaces) {
+      const old = this.known.get(ns.inode);
+      if (old && old.ips.some((ip) => !isLoopback(ip))) {
+        const entry = old.path === ns.path ? old : { ...old, path: ns.path };
+        known.set(ns.inode, entry);
+        for (const ip of entry.ips) if (!isLoopback(ip)) next.set(ip, entry);
+      } else fresh.push(ns);
+    }
     let i = 0;
     const worker = async (): Promise<void> => {
-      while (i < namespaces.length) {
-        const ns = namespaces[i++]!;
+      while (i < fresh.length) {
+        const ns = fresh[i++]!;
         let ips: string[];
         try {
+          this.listings++;
           ips = await this.opts.listIps(ns.path);
         } catch {
           continue; // the process exited during the scan
@@ -185,11 +209,13 @@ export class NetnsDiscovery {
             continue;
           }
         }
+        known.set(ns.inode, entry);
         for (const ip of ips) if (!isLoopback(ip)) next.set(ip, entry);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.concurrency, namespaces.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(this.concurrency, fresh.length) }, worker));
     this.byIp = next;
+    this.known = known;
     this.lastScanCount = namespaces.length;
   }
 }

@@ -3,6 +3,8 @@
 // and never come from the agent's memory.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { InstalledState, PodStatus } from '@shunt/core';
+import { capacityOf } from './capacity';
+import type { ObservationCache } from './observation';
 
 export type PodState = PodStatus['state'];
 
@@ -13,8 +15,8 @@ export interface AgentMetrics {
   /** Time from the pod event to its status (enroll/unenroll/reject). */
   observeReconcile(seconds: number, result: PodState): void;
   setBackend(backend: string, kernelRelease: string): void;
-  /** Where scrape-time kernel counters come from (the running backend's observe()). */
-  setObserver(observe: (() => Promise<InstalledState>) | null): void;
+  /** Where scrape-time kernel state comes from (the running backend's observations, cached). */
+  setObserver(observations: ObservationCache | null): void;
 }
 
 export function createAgentMetrics(opts: { defaultMetrics?: boolean } = {}): AgentMetrics {
@@ -45,7 +47,7 @@ export function createAgentMetrics(opts: { defaultMetrics?: boolean } = {}): Age
     labelNames: ['backend', 'kernel'],
     registers: [registry],
   });
-  let observe: (() => Promise<InstalledState>) | null = null;
+  let observations: ObservationCache | null = null;
   const observeErrors = new Counter({ name: 'shunt_observe_errors_total', help: 'Failed reads of the kernel state at scrape time.', registers: [registry] });
   new Gauge({
     name: 'shunt_pods_installed',
@@ -54,6 +56,48 @@ export function createAgentMetrics(opts: { defaultMetrics?: boolean } = {}): Age
     async collect() {
       const s = await readState();
       if (s) this.set(s.pods.length);
+    },
+  });
+  new Gauge({
+    name: 'shunt_observation_age_seconds',
+    help: 'Age of the kernel reading the scrape-time gauges come from (a scrape reuses a fresh one and never waits long for a new one).',
+    registers: [registry],
+    async collect() {
+      await readState();
+      if (lastAgeMs !== null) this.set(lastAgeMs / 1000);
+    },
+  });
+  new Gauge({
+    name: 'shunt_capacity_max_pods',
+    help: 'Pods the redirect maps hold (the maxPods setting, or the pinned maps\' size).',
+    registers: [registry],
+    async collect() {
+      const c = capacityOf(await readState());
+      if (c) this.set(c.maxPods);
+    },
+  });
+  new Gauge({
+    name: 'shunt_capacity_pods_left',
+    help: 'Pods that can still be enrolled before maxPods is reached.',
+    registers: [registry],
+    async collect() {
+      const c = capacityOf(await readState());
+      if (c) this.set(c.podsLeft);
+    },
+  });
+  new Gauge({
+    name: 'shunt_capacity_map_entries',
+    help: 'Entries of each per-pod map: used, and max (max_entries, sized from maxPods).',
+    labelNames: ['map', 'of'],
+    registers: [registry],
+    async collect() {
+      const c = capacityOf(await readState());
+      this.reset();
+      if (c)
+        for (const [map, m] of Object.entries(c.maps)) {
+          this.set({ map, of: 'used' }, m.used);
+          this.set({ map, of: 'max' }, m.max);
+        }
     },
   });
   new Gauge({
@@ -68,16 +112,22 @@ export function createAgentMetrics(opts: { defaultMetrics?: boolean } = {}): Age
     },
   });
 
-  // One kernel read per scrape, shared by the gauges that need it.
+  // One (cached, bounded) kernel reading per scrape, shared by the gauges that need it.
   let pending: Promise<InstalledState | null> | null = null;
+  let lastAgeMs: number | null = null;
   function readState(): Promise<InstalledState | null> {
-    if (!observe) return Promise.resolve(null);
+    if (!observations) return Promise.resolve(null);
     if (!pending) {
-      const fn = observe;
-      pending = fn()
-        .catch(() => {
-          observeErrors.inc();
-          return null;
+      const cache = observations;
+      pending = cache
+        .current()
+        .then((r) => {
+          if (cache.lastError !== undefined) {
+            observeErrors.inc();
+            cache.lastError = undefined;
+          }
+          lastAgeMs = r ? r.ageMs : null;
+          return r?.state ?? null;
         })
         .finally(() => setImmediate(() => (pending = null)));
     }
@@ -98,8 +148,8 @@ export function createAgentMetrics(opts: { defaultMetrics?: boolean } = {}): Age
       info.reset();
       info.set({ backend, kernel: kernelRelease }, 1);
     },
-    setObserver(fn) {
-      observe = fn;
+    setObserver(cache) {
+      observations = cache;
     },
   };
 }

@@ -55,6 +55,23 @@ describe('Reconciler', () => {
     expect(s.backend.installed.get('uid-a')!.fingerprint).toBe(s.backend.fingerprint(mp('a', { annotations: { 'traffic.sidecar.istio.io/excludeOutboundPorts': '5432' } })));
   });
 
+  it('a failure marked non-retryable (a full map) waits the long delay, not the usual backoff', async () => {
+    const s = await started(setup({ nonRetryableDelayMs: 60_000 }));
+    s.backend.fail({ uid: 'uid-full', times: 100, message: 'map pod_cfg is full; raise maxPods', retryable: false });
+    s.backend.fail({ uid: 'uid-flaky', times: 3, message: 'transient' });
+    s.events.next(upsert('full'));
+    s.events.next(upsert('flaky'));
+    // The retryable pod goes through its backoff (5, 10, 20 ms) and gets in.
+    await s.statuses.until((i) => lastState(i, 'flaky') === 'enrolled');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(s.backend.callsFor('uid-full', 'enroll')).toHaveLength(1);
+    const full = s.r.snapshot().pods.find((p) => p.pod.name === 'full')!;
+    expect(full).toMatchObject({ state: 'failed', attempts: 1, reason: expect.stringMatching(/raise maxPods/) });
+    // A new desired state retries at once, as for any failure.
+    s.events.next(upsert('full', { annotations: { 'traffic.sidecar.istio.io/excludeOutboundPorts': '5432' } }));
+    await eventually(() => s.backend.callsFor('uid-full', 'enroll').length === 2);
+  });
+
   it('unenrolls on delete and on losing membership, then forgets the pod', async () => {
     const s = await started(setup());
     s.events.next(upsert('a'));

@@ -31,6 +31,12 @@ export interface ReconcilerOptions {
   resyncIntervalMs?: number;
   log?: Logger;
   random?: () => number;
+  /**
+   * Wait before retrying a call that failed with an error marked `retryable: false` (e.g. a full
+   * map: retrying cannot help until a pod leaves or the setting is raised). A new desired state
+   * retries at once, as always. Default 5 minutes.
+   */
+  nonRetryableDelayMs?: number;
 }
 
 type Desired = { kind: 'enrolled'; pod: MeshPod; fingerprint: string } | { kind: 'absent' };
@@ -50,6 +56,8 @@ interface PodState {
   rejected?: string;
   attempts: number;
   lastError?: string;
+  /** The last failure said retrying would not help (long backoff instead of the usual one). */
+  permanent?: boolean;
   phase: Phase;
   hung: boolean;
   retryTimer?: NodeJS.Timeout;
@@ -368,7 +376,7 @@ export class Reconciler {
     }
     const outcome = call.then(
       () => ({ ok: true as const }),
-      (err: unknown) => ({ ok: false as const, reason: errorMessage(err) }),
+      (err: unknown) => ({ ok: false as const, reason: errorMessage(err), permanent: isNonRetryable(err) }),
     );
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), this.opTimeoutMs)));
@@ -398,6 +406,7 @@ export class Reconciler {
       }
     } else {
       st.applied = UNKNOWN;
+      st.permanent = first.permanent;
       this.recordFailure(st, first.reason);
     }
     st.phase = 'idle';
@@ -424,7 +433,8 @@ export class Reconciler {
       this.kick(st);
       return;
     }
-    const delay = backoffDelay(st.attempts - 1, this.retry, this.random);
+    const delay = st.permanent ? (this.options.nonRetryableDelayMs ?? 300_000) : backoffDelay(st.attempts - 1, this.retry, this.random);
+    st.permanent = false;
     st.phase = 'backoff';
     st.retryTimer = setTimeout(() => {
       st.retryTimer = undefined;
@@ -515,6 +525,11 @@ export class Reconciler {
       busy,
     };
   }
+}
+
+/** Errors that say so (`retryable: false`, e.g. a backend's capacity error) are not retried soon. */
+function isNonRetryable(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { retryable?: unknown }).retryable === false;
 }
 
 function sameDesired(a: Desired, b: Desired): boolean {

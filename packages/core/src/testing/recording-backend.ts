@@ -19,7 +19,7 @@ export class RecordingBackend implements RedirectBackend {
   maxConcurrentPerPod = 0;
   private running = 0;
   private readonly runningPerPod = new Map<string, number>();
-  private readonly failures: { uid?: string; op?: Op; remaining: number; message: string }[] = [];
+  private readonly failures: { uid?: string; op?: Op; remaining: number; message: string; retryable?: boolean }[] = [];
   private readonly hangs = new Map<string, { op?: Op; waiters: (() => void)[]; released: boolean }>();
   private observeFailure?: string;
 
@@ -44,9 +44,15 @@ export class RecordingBackend implements RedirectBackend {
     this.record('stop');
   }
 
-  /** The next `times` calls (for `uid`, or any pod; of `op`, or either) throw `message`. */
-  fail(opts: { uid?: string; op?: Op; times?: number; message?: string }): void {
-    this.failures.push({ uid: opts.uid, op: opts.op, remaining: opts.times ?? 1, message: opts.message ?? 'injected failure' });
+  /** The next `times` calls (for `uid`, or any pod; of `op`, or either) throw `message` (marked `retryable: false` when asked). */
+  fail(opts: { uid?: string; op?: Op; times?: number; message?: string; retryable?: boolean }): void {
+    this.failures.push({
+      uid: opts.uid,
+      op: opts.op,
+      remaining: opts.times ?? 1,
+      message: opts.message ?? 'injected failure',
+      ...(opts.retryable !== undefined ? { retryable: opts.retryable } : {}),
+    });
   }
 
   /** Calls for `uid` block until the returned function is called. */
@@ -118,7 +124,7 @@ export class RecordingBackend implements RedirectBackend {
       const f = this.failures.find((x) => x.remaining > 0 && (!x.uid || x.uid === uid) && (!x.op || x.op === op));
       if (f) {
         f.remaining--;
-        throw new Error(f.message);
+        throw f.retryable === undefined ? new Error(f.message) : Object.assign(new Error(f.message), { retryable: f.retryable });
       }
       apply();
     } finally {

@@ -64,5 +64,6 @@ void InitSockets(Napi::Env env, Napi::Object exports);
 void InitUnix(Napi::Env env, Napi::Object exports);
 void InitRtnl(Napi::Env env, Napi::Object exports);
 void InitTcx(Napi::Env env, Napi::Object exports);
+void InitDiag(Napi::Env env, Napi::Object exports);
 
 }  // namespace shunt

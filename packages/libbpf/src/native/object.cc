@@ -4,6 +4,8 @@
 
 #include <bpf/btf.h>
 #include <cerrno>
+#include <csignal>
+#include <pthread.h>
 
 namespace shunt {
 
@@ -101,7 +103,36 @@ static Napi::Value OpenObject(const Napi::CallbackInfo& info) {
     }
   }
 
+  // Map sizes chosen at run time (e.g. from the agent's maxPods) replace the compiled-in ones;
+  // a map reused from a pin keeps the pinned size (libbpf refuses a mismatch: the caller sizes
+  // from the pin when one exists).
+  if (info.Length() > 2 && info[2].IsObject()) {
+    Napi::Object sizes = info[2].As<Napi::Object>();
+    bpf_map* m;
+    bpf_object__for_each_map(m, obj) {
+      const char* name = bpf_map__name(m);
+      if (!sizes.Has(name)) continue;
+      Napi::Value v = sizes.Get(name);
+      if (!v.IsNumber()) {
+        bpf_object__close(obj);
+        ThrowArg(env, "open", path, std::string("max entries of map '") + name + "' must be a number");
+      }
+      int r = bpf_map__set_max_entries(m, v.As<Napi::Number>().Uint32Value());
+      if (r) {
+        bpf_object__close(obj);
+        ThrowBpf(env, -r, "set max entries", path + " map " + name);
+      }
+    }
+  }
+
+  // The verifier stops with EAGAIN when a signal is pending for this thread (a profiler's SIGPROF
+  // every millisecond makes a large program fail every time): hold signals back during the load;
+  // they are delivered when the mask is restored.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
   int err = bpf_object__load(obj);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (err) {
     std::string log = capture.text();
     std::string prog, verifier;

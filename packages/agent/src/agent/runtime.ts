@@ -171,7 +171,12 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
     }
     const observedEvents = events.pipe(
       tap((ev) => {
-        if (ev.type !== 'synced') tracker.onEvent(ev);
+        // Bookkeeping only: whatever it throws must not end the event stream (tap would error it).
+        try {
+          if (ev.type !== 'synced') tracker.onEvent(ev);
+        } catch (err) {
+          log.error({ err: (err as Error).message }, 'pod state tracking failed');
+        }
       }),
     );
     reconciler = new Reconciler({ backend, events: observedEvents, log, ...(settings.resyncIntervalMs ? { resyncIntervalMs: settings.resyncIntervalMs } : {}) });
@@ -186,8 +191,13 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
       }
     };
     rec.status$.subscribe((st) => {
-      tracker.onStatus(st);
-      checkReady();
+      // rxjs rethrows a subscriber's exception asynchronously, which would end the process.
+      try {
+        tracker.onStatus(st);
+        checkReady();
+      } catch (err) {
+        log.error({ err: (err as Error).message }, 'pod status handling failed');
+      }
     });
     await rec.start();
     // A node with no pods is synced without any status to trigger the check.

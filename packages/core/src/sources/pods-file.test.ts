@@ -25,29 +25,32 @@ const upserts = (items: ReconcilerInput[]) => items.filter((e): e is Extract<Pod
 const names = (items: ReconcilerInput[], type: string) =>
   items.filter((e) => e.type === type).map((e) => (e as { pod: { name: string } }).pod.name).sort();
 
+const okPods = (c: ReturnType<typeof parsePodsFile>) => c.pods.map((p) => (p.ok ? p : undefined)).filter((p) => p !== undefined);
+
 describe('parsePodsFile', () => {
   it('accepts a JSON list, a List object and multi-document YAML, with namespaces and extras', () => {
     const a = parsePodsFile(JSON.stringify([meshPod('a')]), 'x.json');
-    expect(a.pods).toHaveLength(1);
-    expect(a.pods[0]!.extras).toEqual({ netnsPath: '/var/run/netns/shunt-a', hostVeth: 'veth-a' });
+    expect(okPods(a)).toHaveLength(1);
+    expect(okPods(a)[0]!.extras).toEqual({ netnsPath: '/var/run/netns/shunt-a', hostVeth: 'veth-a' });
     const b = parsePodsFile(JSON.stringify({ kind: 'List', items: [meshPod('a'), meshPod('b')] }), 'x.json');
-    expect(b.pods.map((p) => p.pod.metadata?.name)).toEqual(['a', 'b']);
+    expect(okPods(b).map((p) => p.pod.metadata?.name)).toEqual(['a', 'b']);
     const c = parsePodsFile(
       [stringify({ kind: 'Namespace', metadata: { name: 'shop', labels: { 'istio.io/dataplane-mode': 'ambient' } } }), stringify(meshPod('c'))].join('---\n'),
       'x.yaml',
     );
-    expect(c.namespaces[0]!.metadata?.labels).toEqual({ 'istio.io/dataplane-mode': 'ambient' });
-    expect(c.pods[0]!.pod.metadata?.name).toBe('c');
+    const ns = c.namespaces[0]!;
+    expect(ns.ok && ns.namespace.metadata?.labels).toEqual({ 'istio.io/dataplane-mode': 'ambient' });
+    expect(okPods(c)[0]!.pod.metadata?.name).toBe('c');
   });
 
-  it('reports entries it skips and throws on syntax errors naming the file', () => {
+  it('rejects bad entries naming entry, field and value, and throws on syntax errors naming the file', () => {
     const r = parsePodsFile(JSON.stringify([42, { kind: 'Service', metadata: { name: 's' } }, { metadata: {} }]), 'p.json');
-    expect(r.problems).toEqual([
-      'document 1 item 1: not an object',
-      'document 1 item 2: kind "Service" ignored (only Pod and Namespace)',
-      'document 1 item 3: Pod without metadata.name',
+    expect(r.problems).toEqual(['item 2: kind "Service" ignored (only Pod and Namespace)']);
+    expect(r.pods.map((p) => (p.ok ? 'ok' : `${p.where}: ${p.error.message}`))).toEqual([
+      'item 1: pod default/<item 1>: pod="42" rejected: not an object',
+      expect.stringMatching(/^item 3: pod default\/<item 3>: metadata\.name="undefined" rejected: /),
     ]);
-    expect(() => parsePodsFile('[{"a": ', 'broken.json')).toThrow(/broken\.json/);
+    expect(() => parsePodsFile('[{"a": ', 'broken.json')).toThrow(/broken\.json.*JSON/);
   });
 });
 

@@ -70,7 +70,8 @@ const annotations = z.record(key, z.string().refine(isWellFormed, 'not valid Uni
   if (size > MAX_ANNOTATIONS_BYTES) ctx.addIssue({ code: 'custom', message: `annotations total ${size} bytes, more than ${MAX_ANNOTATIONS_BYTES}` });
 });
 
-const timestamp = z.union([text(64), z.date()]);
+// client-node gives Date objects, watch JSON and files give RFC 3339 text.
+const timestamp = z.unknown().refine((v) => v === undefined || v === null || v instanceof Date || (typeof v === 'string' && v.length <= 64 && isWellFormed(v)), 'not a timestamp');
 const id = z.int(`not an integer uid/gid`).min(0, 'must be 0..2147483647').max(MAX_ID, 'must be 0..2147483647');
 const ipText = text(64).refine((s) => parseIp(s).ok, 'not an IP address');
 
@@ -132,13 +133,18 @@ const extrasSchema = z
     netnsPath: absPath.nullish(),
     cgroupPath: absPath.nullish(),
     hostVeth: text(15).regex(IFNAME, 'not an interface name (1..15 characters, no space, "/" or ":")').nullish(),
+    // A decimal string (a u64 does not fit a JSON number) or a safe non-negative integer.
     netnsCookie: z
-      .union([
-        text(20).regex(/^[0-9]+$/, 'must be a decimal number'),
-        z.int('must be a decimal number').min(0, 'must be a decimal number'),
-      ])
-      .refine((v) => BigInt(v) <= 0xffff_ffff_ffff_ffffn, 'larger than 2^64-1')
-      .nullish(),
+      .unknown()
+      .refine(
+        (v) =>
+          v === undefined ||
+          v === null ||
+          (typeof v === 'string' && /^[0-9]{1,20}$/.test(v) && BigInt(v) <= 0xffff_ffff_ffff_ffffn) ||
+          (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0),
+        'must be a decimal number 0..2^64-1',
+      )
+      .optional(),
   })
   .nullish();
 
@@ -165,8 +171,21 @@ export function displayValue(v: unknown): string {
   return s.length > 80 ? `${s.slice(0, 80)}… (${s.length} chars)` : s;
 }
 
+/** `spec.containers[1].securityContext.runAsUser`, `metadata.annotations["sidecar.istio.io/status"]`. */
 function fieldPath(path: readonly PropertyKey[]): string {
-  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${displayValue(String(p))}`)).join('');
+  return path
+    .map((p, i) => {
+      if (typeof p === 'number') return `[${p}]`;
+      const k = displayValue(String(p));
+      return /^[A-Za-z0-9_]+$/.test(k) ? `${i === 0 ? '' : '.'}${k}` : `[${JSON.stringify(k)}]`;
+    })
+    .join('');
+}
+
+/** zod nests the reason of a bad record key inside an `invalid_key` issue; surface it. */
+function issueMessage(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'invalid_key' && issue.issues.length > 0) return issue.issues[0]!.message;
+  return issue.message;
 }
 
 function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
@@ -197,7 +216,7 @@ function firstIssue(err: z.ZodError, raw: unknown, prefix: string): { field: str
   const path = [...issue.path];
   const value = valueAt(raw, path);
   const more = err.issues.length > 1 ? ` (and ${err.issues.length - 1} more problem${err.issues.length > 2 ? 's' : ''})` : '';
-  return { field: `${prefix}${fieldPath(path)}` || 'pod', value: displayValue(value), reason: `${issue.message}${more}` };
+  return { field: `${prefix}${fieldPath(path)}` || 'pod', value: displayValue(value), reason: `${issueMessage(issue)}${more}` };
 }
 
 /**

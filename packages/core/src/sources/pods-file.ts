@@ -26,9 +26,9 @@ import { basename, dirname } from 'node:path';
 import { Observable } from 'rxjs';
 import { parseAllDocuments } from 'yaml';
 import { ShuntError, errorMessage } from '../errors';
-import { bestEffortRef, displayValue, validateNamespace, validatePod, type NamespaceValidation, type PodValidation } from '../kube/validate';
+import { displayValue, validateNamespace, validatePod, type NamespaceValidation, type PodValidation } from '../kube/validate';
 import { SYNCED, type RawPodEvent } from './events';
-import { PodNamespaceJoin } from './join';
+import { PodsFileDiff, type PodsFileEntry } from './pods-file-diff';
 
 /** A pods file larger than this is refused whole (10,000 realistic pods are ~15 MiB). */
 export const MAX_PODS_FILE_BYTES = 128 * 1024 * 1024;
@@ -45,15 +45,7 @@ export interface PodsFileSourceOptions {
   onError?: (err: ShuntError) => void;
 }
 
-/** One top-level entry of the file, not yet validated. */
-export interface PodsFileEntry {
-  /** Position for messages: `item 3`, or `document 2 item 3` in a multi-document file. */
-  where: string;
-  kind: 'pod' | 'namespace' | 'ignored';
-  raw: unknown;
-  /** Canonical JSON of the entry: equal text means nothing changed. */
-  text: string;
-}
+export type { PodsFileEntry } from './pods-file-diff';
 
 export interface PodsFileContent {
   pods: (PodValidation & { where: string })[];
@@ -101,7 +93,12 @@ function parseDocuments(text: string, path: string): unknown[] {
 
 /** Splits the file into entries; throws (keep the last good state) when the file as a whole is unusable. */
 export function readPodsFileEntries(text: string, path: string): PodsFileEntry[] {
-  const docs = parseDocuments(text, path).filter((d) => d !== null && d !== undefined);
+  return podsFileEntries(parseDocuments(text, path), path);
+}
+
+/** The entries of already parsed documents (the property tests feed values JSON cannot carry, e.g. NaN). */
+export function podsFileEntries(parsed: unknown[], path: string): PodsFileEntry[] {
+  const docs = parsed.filter((d) => d !== null && d !== undefined);
   if (docs.length === 0) {
     throw new ShuntError('SOURCE', `pods file ${path}: the file is empty; keeping the last known pods (write [] to remove every pod)`);
   }
@@ -164,18 +161,13 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
   };
 
   return new Observable<RawPodEvent>((subscriber) => {
-    const join = new PodNamespaceJoin();
-    /** Entry text of every pod (valid or rejected) and namespace we announced, by key. */
-    const podText = new Map<string, string>();
-    const nsText = new Map<string, string>();
+    const diff = new PodsFileDiff(path, opts.nodeName);
     let synced = false;
     let closed = false;
     let reading = false;
     let again = false;
     let lastStat = '';
     let lastError = '';
-    /** Entry problems of the previous read: each is reported once, when it appears. */
-    let lastProblems = new Set<string>();
     let debounce: NodeJS.Timeout | undefined;
     let watcher: FSWatcher | undefined;
 
@@ -188,72 +180,6 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
       if (err.message === lastError) return;
       lastError = err.message;
       report(err);
-    };
-
-    const ours = (raw: unknown): boolean => {
-      if (!opts.nodeName || !isObj(raw) || !isObj(raw.spec)) return true;
-      const node = raw.spec.nodeName;
-      return typeof node !== 'string' || node === '' || node === opts.nodeName;
-    };
-
-    /** Keys the entries; returns the pods this read would remove. */
-    const plan = (entries: PodsFileEntry[]) => {
-      const pods = new Map<string, PodsFileEntry>();
-      const namespaces = new Map<string, PodsFileEntry>();
-      const problems: string[] = [];
-      for (const e of entries) {
-        if (e.kind === 'ignored') {
-          problems.push(`${e.where}: kind ${JSON.stringify(displayValue((e.raw as { kind?: unknown }).kind))} ignored (only Pod and Namespace)`);
-        } else if (e.kind === 'namespace') {
-          const name = bestEffortRef(e.raw, `<${e.where}>`).name;
-          if (namespaces.has(name)) problems.push(`${e.where}: namespace ${name} appears again (first at ${namespaces.get(name)!.where}); this entry is ignored`);
-          else namespaces.set(name, e);
-        } else if (ours(e.raw)) {
-          const ref = bestEffortRef(e.raw, `<${e.where}>`);
-          const first = pods.get(ref.uid);
-          if (first) problems.push(`${e.where}: pod ${ref.namespace}/${ref.name}: metadata.uid=${JSON.stringify(ref.uid)} appears again (first at ${first.where}); this entry is ignored`);
-          else pods.set(ref.uid, e);
-        }
-      }
-      const removed = [...podText.keys()].filter((k) => !pods.has(k));
-      return { pods, namespaces, problems, removed };
-    };
-
-    const apply = ({ pods, namespaces, problems }: ReturnType<typeof plan>) => {
-      for (const [name, e] of namespaces) {
-        if (nsText.get(name) === e.text) continue;
-        const v = validateNamespace(e.raw);
-        if (!v.ok) {
-          // Keep its last good labels (the pods keep their membership) and say why.
-          problems.push(`${e.where}: namespace ${v.name}: ${v.reason}; keeping its last known labels`);
-          continue;
-        }
-        nsText.set(name, e.text);
-        emit(join.upsertNamespace(v.namespace));
-      }
-      for (const name of [...nsText.keys()]) {
-        if (namespaces.has(name)) continue;
-        nsText.delete(name);
-        emit(join.deleteNamespace(name));
-      }
-      for (const [key, e] of pods) {
-        if (podText.get(key) === e.text) continue; // unchanged: no validation, no event
-        podText.set(key, e.text);
-        const v = validatePod(e.raw, { fallbackName: `<${e.where}>`, sizeBytes: e.text.length });
-        emit(v.ok ? join.upsertPod(v.pod, v.extras) : join.rejectPod(v.ref, `pods file ${path}: ${e.where}: ${v.error.message}`));
-      }
-      for (const key of [...podText.keys()]) {
-        if (pods.has(key)) continue;
-        podText.delete(key);
-        emit(join.deletePod(key));
-      }
-      const now = new Set(problems);
-      for (const p of now) if (!lastProblems.has(p)) report(new ShuntError('SOURCE', `pods file ${path}: ${p}`));
-      lastProblems = now;
-      if (!synced) {
-        synced = true;
-        emit([SYNCED]);
-      }
     };
 
     const readOnce = async (): Promise<{ stat: string; entries: PodsFileEntry[] } | undefined> => {
@@ -287,7 +213,7 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
           again = false;
           const got = await readOnce();
           if (!got || closed) continue;
-          const p = plan(got.entries);
+          const p = diff.plan(got.entries);
           if (p.removed.length > 0 && synced && settleRounds < MAX_SETTLE_ROUNDS) {
             // Removing pods on a half-written file would unenroll them: apply only a file that stood still.
             await sleep(debounceMs);
@@ -300,7 +226,13 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
           }
           if (closed) return;
           lastError = '';
-          apply(p);
+          const { events, newProblems } = diff.apply(p);
+          emit(events);
+          for (const problem of newProblems) report(new ShuntError('SOURCE', `pods file ${path}: ${problem}`));
+          if (!synced) {
+            synced = true;
+            emit([SYNCED]);
+          }
         } while (again && !closed);
       } catch (err) {
         fail(new ShuntError('SOURCE', `pods file ${path}: ${errorMessage(err)}; keeping the last known pods`));

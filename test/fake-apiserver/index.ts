@@ -139,6 +139,8 @@ export interface FakeApiServer {
   sendBookmarks(): void;
   /** The next `count` requests (of `kind`, default any) fail with `status`. */
   failNextRequests(count: number, status?: number, kind?: 'list' | 'watch' | 'any'): void;
+  /** Every request fails with `status` (an API server down behind its load balancer) until called with null. */
+  setUnavailable(status: number | null): void;
   requests: RecordedRequest[];
   openWatches(resource?: Resource): number;
   resourceVersion(): string;
@@ -184,6 +186,7 @@ export async function startFakeApiServer(opts: { token?: string; tls?: boolean }
   const failures: { status: number; kind: 'list' | 'watch' | 'any' }[] = [];
   const continuations = new Map<string, { items: Obj[]; rv: number }>();
   const requests: RecordedRequest[] = [];
+  let unavailable: number | null = null;
 
   const matches = (w: { resource: Resource; namespace?: string; nodeName?: string }, o: Obj | undefined): boolean => {
     if (!o) return false;
@@ -339,6 +342,7 @@ export async function startFakeApiServer(opts: { token?: string; tls?: boolean }
     const q = Object.fromEntries(url.searchParams.entries());
     const isWatch = q.watch === 'true' || q.watch === '1';
     requests.push({ method: req.method ?? 'GET', path: url.pathname, query: q, watch: isWatch, authorization: req.headers.authorization, accept: req.headers.accept });
+    if (unavailable !== null) return json(res, unavailable, status(unavailable, 'ServiceUnavailable', 'the fake API server is down'));
     const failAt = failures.findIndex((f) => f.kind === 'any' || f.kind === (isWatch ? 'watch' : 'list'));
     if (failAt >= 0) {
       const f = failures.splice(failAt, 1)[0] as { status: number };
@@ -399,7 +403,9 @@ export async function startFakeApiServer(opts: { token?: string; tls?: boolean }
     updateNamespace: (ns) => put('namespaces', ns, 'update'),
     deleteNamespace: (name) => remove('namespaces', `/${name}`),
     expireResourceVersions() {
-      compactedBefore = rv + 1;
+      // Like an etcd compaction at the current revision: older versions are gone, the current one is still
+      // watchable (a list right after compaction must be able to start a watch from its own version).
+      compactedBefore = rv;
       history.length = 0;
     },
     dropWatches() {
@@ -412,6 +418,9 @@ export async function startFakeApiServer(opts: { token?: string; tls?: boolean }
       for (const w of watches) {
         if (w.bookmarks) send(w, 'BOOKMARK', { kind: w.resource === 'pods' ? 'Pod' : 'Namespace', apiVersion: 'v1', metadata: { resourceVersion: String(rv) } });
       }
+    },
+    setUnavailable(code) {
+      unavailable = code;
     },
     failNextRequests(count, code = 500, kind = 'any') {
       for (let i = 0; i < count; i++) failures.push({ status: code, kind });

@@ -1,4 +1,5 @@
-// Shared jest set-up: ts-jest (transpile only; `tsc` does the type checking in build/lint),
+// Shared jest set-up: ts-jest (transpile only; each package's `test` script runs `tsc --noEmit` over
+// sources and test files first, so a type error in a test fails `npm test`),
 // and @shunt/* resolved to sources so a test never depends on a stale dist/.
 const path = require('node:path');
 module.exports = (dir) => ({

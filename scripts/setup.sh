@@ -21,6 +21,9 @@ libbpf_ok() {
 
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
+# kubectl checks test/fake-apiserver in core's tests (Debian's kubernetes-client); any kubectl already
+# on PATH will do, and installing Debian's over another package's /usr/bin/kubectl would conflict.
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
 if [ ${#missing[@]} -gt 0 ] || ! libbpf_ok || ! command -v bpftool >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")

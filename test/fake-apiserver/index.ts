@@ -4,9 +4,13 @@
 // replay from a resourceVersion, 410 Gone for compacted versions, the spec.nodeName field selector with
 // the ADDED/DELETED transitions a real apiserver synthesises, dropped connections and injected failures.
 // Only node built-ins are used so any package's tests can import it.
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo, Socket } from 'node:net';
 
 type Obj = { apiVersion?: string; kind?: string; metadata?: Record<string, any>; spec?: Record<string, any>; [k: string]: any };
@@ -21,11 +25,77 @@ interface Change {
   previous?: Obj;
 }
 
+/** What the client asked for in Accept: kubectl asks for server-side printing (meta.k8s.io Table). */
+type Format = 'object' | 'table';
+const TABLE_CONTENT_TYPE = 'application/json;as=Table;v=v1;g=meta.k8s.io';
+function wantedFormat(accept: string | undefined): Format {
+  // The first acceptable type wins, as the apiserver's negotiation does; kubectl lists Table first.
+  for (const part of (accept ?? '').split(',')) {
+    const t = part.trim();
+    if (/;\s*as=Table/.test(t) && /g=meta\.k8s\.io/.test(t) && /v=v1(;|$|\s)/.test(t + ';')) return 'table';
+    if (/^(application\/json|\*\/\*)\s*(;|$)/.test(t) && !/as=/.test(t)) return 'object';
+  }
+  return 'object';
+}
+
+function age(created: string | undefined): string {
+  const ms = created ? Date.now() - Date.parse(created) : 0;
+  const sec = Math.max(0, Math.floor(ms / 1000));
+  return sec < 120 ? `${sec}s` : sec < 7200 ? `${Math.floor(sec / 60)}m` : `${Math.floor(sec / 3600)}h`;
+}
+
+const TABLE_COLUMNS: Record<Resource, { name: string; type: string; format: string; description: string; priority: number }[]> = {
+  pods: [
+    { name: 'Name', type: 'string', format: 'name', description: 'Name of the pod', priority: 0 },
+    { name: 'Ready', type: 'string', format: '', description: 'ready containers / containers', priority: 0 },
+    { name: 'Status', type: 'string', format: '', description: 'The aggregate status of the containers in this pod.', priority: 0 },
+    { name: 'Restarts', type: 'string', format: '', description: 'restarts', priority: 0 },
+    { name: 'Age', type: 'string', format: '', description: 'creation timestamp', priority: 0 },
+    { name: 'IP', type: 'string', format: '', description: 'pod IP', priority: 1 },
+    { name: 'Node', type: 'string', format: '', description: 'spec.nodeName', priority: 1 },
+  ],
+  namespaces: [
+    { name: 'Name', type: 'string', format: 'name', description: 'Name of the namespace', priority: 0 },
+    { name: 'Status', type: 'string', format: '', description: 'phase', priority: 0 },
+    { name: 'Age', type: 'string', format: '', description: 'creation timestamp', priority: 0 },
+  ],
+};
+
+/** One Table row, as the apiserver's pod/namespace printers produce it (includeObject=Metadata). */
+function tableRow(resource: Resource, o: Obj): Obj {
+  const m = o.metadata ?? {};
+  const cells =
+    resource === 'pods'
+      ? [m.name, `0/${(o.spec?.containers ?? []).length}`, o.status?.phase ?? 'Pending', '0', age(m.creationTimestamp), o.status?.podIP ?? '<none>', o.spec?.nodeName ?? '<none>']
+      : [m.name, o.status?.phase ?? 'Active', age(m.creationTimestamp)];
+  return { cells, object: { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: m } };
+}
+
+function table(resource: Resource, items: Obj[], metadata: Obj, withColumns = true): Obj {
+  return { kind: 'Table', apiVersion: 'meta.k8s.io/v1', metadata, ...(withColumns ? { columnDefinitions: TABLE_COLUMNS[resource] } : {}), rows: items.map((o) => tableRow(resource, o)) };
+}
+
+// Discovery documents: what kubectl reads before it lists anything (legacy, non-aggregated form).
+const API_VERSIONS = (server: string): Obj => ({ kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: server }] });
+const API_GROUPS: Obj = { kind: 'APIGroupList', apiVersion: 'v1', groups: [] };
+const CORE_RESOURCES: Obj = {
+  kind: 'APIResourceList',
+  groupVersion: 'v1',
+  resources: [
+    { name: 'pods', singularName: 'pod', namespaced: true, kind: 'Pod', verbs: ['get', 'list', 'watch'], shortNames: ['po'], categories: ['all'] },
+    { name: 'namespaces', singularName: 'namespace', namespaced: false, kind: 'Namespace', verbs: ['get', 'list', 'watch'], shortNames: ['ns'] },
+  ],
+};
+const VERSION: Obj = { major: '1', minor: '32', gitVersion: 'v1.32.0-fake', gitCommit: '', gitTreeState: 'clean', buildDate: '2026-01-01T00:00:00Z', goVersion: 'go1.23', compiler: 'gc', platform: 'linux/amd64' };
+
 interface LiveWatch {
   resource: Resource;
   namespace?: string;
   nodeName?: string;
   bookmarks: boolean;
+  format: Format;
+  /** Table watches carry the column definitions in their first event only. */
+  sentColumns?: boolean;
   res: http.ServerResponse;
   socket: Socket;
   timer?: NodeJS.Timeout;
@@ -37,6 +107,7 @@ export interface RecordedRequest {
   query: Record<string, string>;
   watch: boolean;
   authorization?: string;
+  accept?: string;
 }
 
 /** Options for `KubeConfig.loadFromOptions()` pointing at the fake server. */
@@ -68,6 +139,8 @@ export interface FakeApiServer {
   sendBookmarks(): void;
   /** The next `count` requests (of `kind`, default any) fail with `status`. */
   failNextRequests(count: number, status?: number, kind?: 'list' | 'watch' | 'any'): void;
+  /** Every request fails with `status` (an API server down behind its load balancer) until called with null. */
+  setUnavailable(status: number | null): void;
   requests: RecordedRequest[];
   openWatches(resource?: Resource): number;
   resourceVersion(): string;
@@ -88,7 +161,22 @@ function parseFieldSelector(sel: string | undefined): { nodeName?: string; error
   return { nodeName: m[2] };
 }
 
-export async function startFakeApiServer(opts: { token?: string } = {}): Promise<FakeApiServer> {
+/** A throwaway self-signed certificate for 127.0.0.1 (openssl CLI), for the TLS listener. */
+function selfSignedCert(): { key: Buffer; cert: Buffer } {
+  const dir = mkdtempSync(join(tmpdir(), 'shunt-fake-apiserver-'));
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore', timeout: 30_000 });
+    return { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * `tls: true` serves HTTPS with a self-signed certificate: client-go (kubectl) never sends a bearer
+ * token over plain HTTP, so a faithful token check needs TLS; client-node sends it either way.
+ */
+export async function startFakeApiServer(opts: { token?: string; tls?: boolean } = {}): Promise<FakeApiServer> {
   const token = opts.token ?? 'fake-token';
   const store: Record<Resource, Map<string, Obj>> = { pods: new Map(), namespaces: new Map() };
   const history: Change[] = [];
@@ -98,6 +186,7 @@ export async function startFakeApiServer(opts: { token?: string } = {}): Promise
   const failures: { status: number; kind: 'list' | 'watch' | 'any' }[] = [];
   const continuations = new Map<string, { items: Obj[]; rv: number }>();
   const requests: RecordedRequest[] = [];
+  let unavailable: number | null = null;
 
   const matches = (w: { resource: Resource; namespace?: string; nodeName?: string }, o: Obj | undefined): boolean => {
     if (!o) return false;
@@ -119,7 +208,13 @@ export async function startFakeApiServer(opts: { token?: string } = {}): Promise
   };
 
   const send = (w: LiveWatch, type: string, object: Obj) => {
-    if (!w.res.writableEnded) w.res.write(JSON.stringify({ type, object }) + '\n');
+    if (w.res.writableEnded) return;
+    let out = object;
+    if (w.format === 'table' && (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED')) {
+      out = table(w.resource, [object], { resourceVersion: object.metadata?.resourceVersion }, !w.sentColumns);
+      w.sentColumns = true;
+    }
+    w.res.write(JSON.stringify({ type, object: out }) + '\n');
   };
 
   const record = (resource: Resource, type: WatchType, object: Obj, previous?: Obj) => {
@@ -167,9 +262,9 @@ export async function startFakeApiServer(opts: { token?: string } = {}): Promise
     record(resource, 'DELETED', gone, prev);
   };
 
-  const json = (res: http.ServerResponse, code: number, body: Obj) => {
+  const json = (res: http.ServerResponse, code: number, body: Obj, contentType = 'application/json') => {
     const text = JSON.stringify(body);
-    res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+    res.writeHead(code, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(text) });
     res.end(text);
   };
 
@@ -180,7 +275,7 @@ export async function startFakeApiServer(opts: { token?: string } = {}): Promise
     return m ? { resource: 'pods', namespace: decodeURIComponent(m[1] as string) } : null;
   };
 
-  const handleList = (res: http.ServerResponse, target: { resource: Resource; namespace?: string; nodeName?: string }, q: Record<string, string>) => {
+  const handleList = (res: http.ServerResponse, target: { resource: Resource; namespace?: string; nodeName?: string }, q: Record<string, string>, format: Format) => {
     const limit = q.limit ? Number(q.limit) : 0;
     let items: Obj[];
     let listRv: number;
@@ -199,6 +294,8 @@ export async function startFakeApiServer(opts: { token?: string } = {}): Promise
     const page = limit > 0 ? items.slice(offset, offset + limit) : items.slice(offset);
     const next = limit > 0 && offset + limit < items.length ? `${randomUUID()}:${offset + limit}` : undefined;
     if (next) continuations.set(next, { items, rv: listRv });
+    const metadata = { resourceVersion: String(listRv), ...(next ? { continue: next } : {}) };
+    if (format === 'table') return json(res, 200, table(target.resource, page, metadata), TABLE_CONTENT_TYPE);
     json(res, 200, {
       apiVersion: 'v1',
       kind: target.resource === 'pods' ? 'PodList' : 'NamespaceList',
@@ -207,11 +304,11 @@ export async function startFakeApiServer(opts: { token?: string } = {}): Promise
     });
   };
 
-  const handleWatch = (req: http.IncomingMessage, res: http.ServerResponse, target: { resource: Resource; namespace?: string; nodeName?: string }, q: Record<string, string>) => {
-    res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
+  const handleWatch = (req: http.IncomingMessage, res: http.ServerResponse, target: { resource: Resource; namespace?: string; nodeName?: string }, q: Record<string, string>, format: Format) => {
+    res.writeHead(200, { 'Content-Type': format === 'table' ? TABLE_CONTENT_TYPE : 'application/json', 'Transfer-Encoding': 'chunked' });
     // Without this the client's fetch() waits for the first byte and the watch promise never resolves.
     res.flushHeaders();
-    const w: LiveWatch = { ...target, bookmarks: q.allowWatchBookmarks === 'true', res, socket: req.socket };
+    const w: LiveWatch = { ...target, bookmarks: q.allowWatchBookmarks === 'true', format, res, socket: req.socket };
     const from = q.resourceVersion;
     if (from && from !== '0') {
       const since = Number(from);
@@ -240,11 +337,12 @@ export async function startFakeApiServer(opts: { token?: string } = {}): Promise
     req.on('close', forget);
   };
 
-  const server = http.createServer((req, res) => {
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://fake');
     const q = Object.fromEntries(url.searchParams.entries());
     const isWatch = q.watch === 'true' || q.watch === '1';
-    requests.push({ method: req.method ?? 'GET', path: url.pathname, query: q, watch: isWatch, authorization: req.headers.authorization });
+    requests.push({ method: req.method ?? 'GET', path: url.pathname, query: q, watch: isWatch, authorization: req.headers.authorization, accept: req.headers.accept });
+    if (unavailable !== null) return json(res, unavailable, status(unavailable, 'ServiceUnavailable', 'the fake API server is down'));
     const failAt = failures.findIndex((f) => f.kind === 'any' || f.kind === (isWatch ? 'watch' : 'list'));
     if (failAt >= 0) {
       const f = failures.splice(failAt, 1)[0] as { status: number };
@@ -252,14 +350,22 @@ export async function startFakeApiServer(opts: { token?: string } = {}): Promise
     }
     if (req.headers.authorization !== `Bearer ${token}`) return json(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
     if (req.method !== 'GET') return json(res, 405, status(405, 'MethodNotAllowed', 'the fake only serves GET'));
+    // Discovery and version, as kubectl reads them first (legacy discovery: kubectl falls back to it
+    // when the answer is plain application/json rather than an aggregated APIGroupDiscoveryList).
+    if (url.pathname === '/version') return json(res, 200, VERSION);
+    if (url.pathname === '/api') return json(res, 200, API_VERSIONS(`127.0.0.1:${(server.address() as AddressInfo).port}`));
+    if (url.pathname === '/apis') return json(res, 200, API_GROUPS);
+    if (url.pathname === '/api/v1') return json(res, 200, CORE_RESOURCES);
     const r = route(url.pathname);
     if (!r) return json(res, 404, status(404, 'NotFound', `no route for ${url.pathname}`));
     const sel = parseFieldSelector(q.fieldSelector);
     if (sel.error) return json(res, 400, status(400, 'BadRequest', sel.error));
     const target = { ...r, nodeName: r.resource === 'pods' ? sel.nodeName : undefined };
-    if (isWatch) handleWatch(req, res, target, q);
-    else handleList(res, target, q);
-  });
+    const format = wantedFormat(req.headers.accept);
+    if (isWatch) handleWatch(req, res, target, q, format);
+    else handleList(res, target, q, format);
+  };
+  const server = opts.tls ? https.createServer(selfSignedCert(), handler) : http.createServer(handler);
 
   const sockets = new Set<Socket>();
   server.on('connection', (s) => {
@@ -267,7 +373,7 @@ export async function startFakeApiServer(opts: { token?: string } = {}): Promise
     s.on('close', () => sockets.delete(s));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const kubeconfig: KubeconfigOptions = {
     clusters: [{ name: 'fake', server: url, skipTLSVerify: true }],
     users: [{ name: 'fake', token }],
@@ -297,7 +403,9 @@ export async function startFakeApiServer(opts: { token?: string } = {}): Promise
     updateNamespace: (ns) => put('namespaces', ns, 'update'),
     deleteNamespace: (name) => remove('namespaces', `/${name}`),
     expireResourceVersions() {
-      compactedBefore = rv + 1;
+      // Like an etcd compaction at the current revision: older versions are gone, the current one is still
+      // watchable (a list right after compaction must be able to start a watch from its own version).
+      compactedBefore = rv;
       history.length = 0;
     },
     dropWatches() {
@@ -310,6 +418,9 @@ export async function startFakeApiServer(opts: { token?: string } = {}): Promise
       for (const w of watches) {
         if (w.bookmarks) send(w, 'BOOKMARK', { kind: w.resource === 'pods' ? 'Pod' : 'Namespace', apiVersion: 'v1', metadata: { resourceVersion: String(rv) } });
       }
+    },
+    setUnavailable(code) {
+      unavailable = code;
     },
     failNextRequests(count, code = 500, kind = 'any') {
       for (let i = 0; i < count; i++) failures.push({ status: code, kind });

@@ -2,6 +2,11 @@
 // @kubernetes/client-node's generated models: every field must exist in the model (unknown
 // fields are errors, like `kubectl apply --validate=strict`), have the model's type, and the
 // fields the OpenAPI spec marks required (non-optional in the model's .d.ts) must be present.
+// Then the values: enums and formats (imagePullPolicy, resource quantities, …) from the Kubernetes
+// OpenAPI schema as shipped in `kubernetes-models` (its ajv validators are generated from the
+// release's OpenAPI v3 spec; client-node's models carry types only), and the two rules the API
+// server enforces in code, not in the schema: ports are 1..65535, and a workload's selector
+// matches its pod template's labels.
 // Prints a JSON array of {object, problems[]}. ESM because client-node 1.x is ESM-only.
 import * as k8s from '@kubernetes/client-node';
 import { readFileSync } from 'node:fs';
@@ -84,13 +89,80 @@ function checkType(type, value, at, problems, attrName) {
   }
 }
 
+/** enums, formats, patterns: kubernetes-models' validator for the kind (throws listing every violation). */
+async function schemaProblems(obj, at) {
+  const groupVersion = obj.apiVersion.includes('/') ? obj.apiVersion : `v1`;
+  let mod;
+  try {
+    mod = await import(`kubernetes-models/${groupVersion}/${obj.kind}`);
+  } catch {
+    return [`${at}: no schema for ${obj.apiVersion} ${obj.kind} in kubernetes-models`];
+  }
+  const Model = mod[obj.kind] ?? mod.default;
+  try {
+    new Model(obj).validate();
+    return [];
+  } catch (e) {
+    // "data/spec/…/imagePullPolicy must be equal to one of the allowed values, data/… must match format "quantity", …"
+    return String(e.message)
+      .split(/, (?=data\/)/)
+      .filter((m) => !/must match exactly one schema in "oneOf"|must be number$|must be integer$/.test(m))
+      .map((m) => `${at}: ${m.replace(/^data\//, '').replace(/\//g, '.')}${valueHint(obj, m)}`);
+  }
+}
+
+function valueHint(obj, message) {
+  const path = /^data\/(\S+)/.exec(message)?.[1];
+  if (!path) return '';
+  let v = obj;
+  for (const k of path.split('/')) v = v?.[k];
+  return v === undefined || typeof v === 'object' ? '' : ` (got ${JSON.stringify(v)})`;
+}
+
+const PORT_FIELDS = new Set(['containerPort', 'hostPort', 'port', 'nodePort']);
+/** Every numeric port field anywhere in the object is 1..65535 (targetPort too when it is a number). */
+function portProblems(v, at, out) {
+  if (Array.isArray(v)) return v.forEach((x, i) => portProblems(x, `${at}[${i}]`, out));
+  if (!v || typeof v !== 'object') return;
+  for (const [k, x] of Object.entries(v)) {
+    if ((PORT_FIELDS.has(k) || k === 'targetPort') && typeof x === 'number' && !(Number.isInteger(x) && x >= 1 && x <= 65535)) {
+      out.push(`${at}.${k}: ${x} is not a port (1..65535)`);
+    } else portProblems(x, `${at}.${k}`, out);
+  }
+}
+
+/** Deployment/DaemonSet/StatefulSet/ReplicaSet: spec.selector must select spec.template's labels. */
+function selectorProblems(obj, at) {
+  const sel = obj.spec?.selector;
+  const labels = obj.spec?.template?.metadata?.labels ?? {};
+  if (!sel || !obj.spec?.template) return [];
+  const out = [];
+  for (const [k, v] of Object.entries(sel.matchLabels ?? {})) {
+    if (labels[k] !== v) out.push(`${at}: spec.selector.matchLabels ${k}=${v} does not match the template's labels (${k}=${labels[k] ?? '<unset>'}): the workload would select no pod of its own`);
+  }
+  for (const e of sel.matchExpressions ?? []) {
+    const has = e.key in labels;
+    const ok = e.operator === 'In' ? has && e.values.includes(labels[e.key]) : e.operator === 'NotIn' ? !has || !e.values.includes(labels[e.key]) : e.operator === 'Exists' ? has : !has;
+    if (!ok) out.push(`${at}: spec.selector.matchExpressions ${e.key} ${e.operator} does not match the template's labels`);
+  }
+  return out;
+}
+
 const objects = JSON.parse(readFileSync(0, 'utf8'));
-const results = objects.map((obj) => {
+const results = [];
+for (const obj of objects) {
   const key = `${obj.apiVersion}/${obj.kind}`;
   const model = KIND_MODELS[key];
-  if (!model) return { object: key, problems: [], unchecked: true };
+  if (!model) {
+    results.push({ object: key, problems: [], unchecked: true });
+    continue;
+  }
   const problems = [];
-  checkType(model, obj, `${obj.kind}/${obj.metadata?.name ?? '?'}`, problems);
-  return { object: key, problems };
-});
+  const at = `${obj.kind}/${obj.metadata?.name ?? '?'}`;
+  checkType(model, obj, at, problems);
+  problems.push(...(await schemaProblems(obj, at)));
+  portProblems(obj, at, problems);
+  problems.push(...selectorProblems(obj, at));
+  results.push({ object: key, problems });
+}
 process.stdout.write(JSON.stringify(results));

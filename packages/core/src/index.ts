@@ -45,7 +45,7 @@ export { podsFileSource, parsePodsFile, type PodsFileSourceOptions, type PodsFil
 export { kubernetesSource, type KubernetesSourceOptions } from './sources/kubernetes';
 export { KubeApiError, type KubeApi, type KubeConnection, type KubeconfigOptions, type KubeListPage } from './sources/kube-client';
 export { probeNode, type ProbeNodeOptions } from './probe/node';
-export { probeIptables, chooseVariant, type IptablesProbe, type IptablesVariant } from './probe/iptables';
+export { probeIptables, chooseVariant, removeOrphanedProbeNetns, PROBE_NETNS_PREFIX, type IptablesProbe, type IptablesVariant } from './probe/iptables';
 export { parseMounts, findMount, type MountEntry } from './probe/mounts';
 export { SUPPORT_RULES, FEATURE_SINCE, supportFromRules, optionalFeatures, upstreamSince, type SupportRule, type RequiredFeature } from './selection/rules';
 export { BPF_FEATURE_PROBES, describeProbeCall, type BpfFeatureName, type BpfProbeCall, type BpfProbePart } from './probe/bpf-features';

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BpfObject, bpfObjectPath, u32, u64 } from './index';
@@ -62,13 +63,31 @@ describe('pinning: a second process adopts maps and links; unpin cleans up', () 
     await runNode('socket-workout.js', [], { cgroup });
     expect(connectCount()).toBeGreaterThan(before);
 
-    await runNode('adopt.js', ['cleanup', objectPath, pinDir]);
-    expect(fs.existsSync(path.join(pinDir, 'connect4_link'))).toBe(false);
-    expect(fs.existsSync(path.join(mapsDir, 'pinned_state'))).toBe(false);
+    // Hold the very map the program counts into, so it can be read after its pin is gone (a fresh
+    // load would create a fresh, empty map and read 0 whether the program still ran or not).
+    const held = BpfObject.open(objectPath, { pinMaps: mapsDir });
+    try {
+      const heldState = held.map('pinned_state');
+      expect(heldState.id).toBe(mapId);
+      const counted = () => heldState.typed(u32, u64).lookup(1) ?? 0n;
+      // Positive control: while attached, a connect in the cgroup counts in the held map.
+      const c0 = counted();
+      await runNode('socket-workout.js', [], { cgroup });
+      const c1 = counted();
+      expect(c1).toBeGreaterThan(c0);
 
-    // Detached: the program no longer runs. (A fresh load creates a fresh, empty map.)
-    await runNode('socket-workout.js', [], { cgroup });
-    expect(connectCount()).toBe(0n);
+      await runNode('adopt.js', ['cleanup', objectPath, pinDir]);
+      expect(fs.existsSync(path.join(pinDir, 'connect4_link'))).toBe(false);
+      expect(fs.existsSync(path.join(mapsDir, 'pinned_state'))).toBe(false);
+
+      // Detached: the same connects no longer reach the program, and the kernel lists nothing on the cgroup.
+      await runNode('socket-workout.js', [], { cgroup });
+      expect(counted()).toBe(c1);
+      const attached = execFileSync('bpftool', ['-j', 'cgroup', 'show', cgroup], { encoding: 'utf8', timeout: 10_000 }).trim();
+      expect(attached ? JSON.parse(attached) : []).toEqual([]);
+    } finally {
+      held.close();
+    }
     fs.rmSync(path.join(mapsDir, 'pinned_state'), { force: true });
   });
 });

@@ -523,6 +523,28 @@ export class Testbed {
     return this.proxyLog(pod).filter(filter);
   }
 
+  /**
+   * Every record matching `filter`, read once the log has stopped growing for `quietMs` (HAProxy
+   * logs a connection when it closes, so a loop or a late hop shows up as more records later):
+   * "exactly one record" checks must read the whole log, not return at its first line. Bounded;
+   * at the deadline it returns what it has (a log that never settles fails a count check anyway).
+   */
+  async settledProxyLog(pod: string, filter: (r: ProxyLogRecord) => boolean, opts: { quietMs?: number; timeoutMs?: number; atLeast?: number } = {}): Promise<ProxyLogRecord[]> {
+    const quietMs = opts.quietMs ?? 300;
+    const deadline = Date.now() + (opts.timeoutMs ?? 5000);
+    let last = -1;
+    let stableSince = Date.now();
+    for (let i = 0; i < 1000 && Date.now() < deadline; i++) {
+      const n = this.proxyLog(pod).filter(filter).length;
+      if (n !== last) {
+        last = n;
+        stableSince = Date.now();
+      } else if (n >= (opts.atLeast ?? 1) && Date.now() - stableSince >= quietMs) break;
+      await sleep(20);
+    }
+    return this.proxyLog(pod).filter(filter);
+  }
+
   clearProxyLog(pod: string): void {
     const sc = this.sidecars.get(pod);
     if (sc) sc.log.records.length = 0;

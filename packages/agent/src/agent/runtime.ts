@@ -215,7 +215,12 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
       // A pod the chosen backend cannot capture as asked (sockops: excludeInterfaces, …) is rejected, not retried.
       rejectPodsBackendCannotServe(backend),
       tap((ev) => {
-        if (ev.type !== 'synced') tracker.onEvent(ev);
+        // Bookkeeping only: whatever it throws must not end the event stream (tap would error it).
+        try {
+          if (ev.type !== 'synced') tracker.onEvent(ev);
+        } catch (err) {
+          log.error({ err: (err as Error).message }, 'pod state tracking failed');
+        }
       }),
     );
     // Resyncs and scrapes share one reading of the kernel (see ObservationCache).
@@ -241,11 +246,20 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
     // not once per status (which made a start with N pods O(N²)).
     let checkTimer: NodeJS.Timeout | undefined;
     rec.status$.subscribe((st) => {
-      tracker.onStatus(st);
+      // rxjs rethrows a subscriber's exception asynchronously, which would end the process.
+      try {
+        tracker.onStatus(st);
+      } catch (err) {
+        log.error({ err: (err as Error).message }, 'pod status handling failed');
+      }
       if (!ready && !checkTimer)
         checkTimer = setTimeout(() => {
           checkTimer = undefined;
-          checkReady();
+          try {
+            checkReady();
+          } catch (err) {
+            log.error({ err: (err as Error).message }, 'readiness check failed');
+          }
         }, 20);
     });
     await rec.start();

@@ -266,3 +266,41 @@ describe('NOTES.txt', () => {
     expect(r.stdout).toContain('shunt cleanup');
   });
 });
+
+// A template mistake the values schema cannot see (a hard-coded value, a typo in a template): the
+// rendered objects are checked against the Kubernetes schema's enums, formats and ranges, and against
+// the selector rule the API server enforces. One test per mistake class.
+describe('the Kubernetes validator catches real mistakes in rendered objects', () => {
+  const broken = (edit: (ds: Any) => void): string[] => {
+    const objects = render();
+    edit(find(objects, 'DaemonSet'));
+    return k8sProblems(objects).flatMap((r) => r.problems);
+  };
+  const agentOf = (ds: Any) => ds.spec.template.spec.containers.find((c: Any) => c.name === 'agent');
+
+  it('positive control: the default rendering has no problem at all', () => {
+    expect(broken(() => undefined)).toEqual([]);
+  });
+
+  it('an enum value outside the schema (imagePullPolicy: Sometimes)', () => {
+    expect(broken((ds) => (agentOf(ds).imagePullPolicy = 'Sometimes'))).toEqual([
+      expect.stringMatching(/^DaemonSet\/shunt: spec\.template\.spec\.containers\.0\.imagePullPolicy must be equal to one of the allowed values \(got "Sometimes"\)$/),
+    ]);
+  });
+
+  it('a malformed format (memory: lots is not a resource quantity)', () => {
+    expect(broken((ds) => (agentOf(ds).resources.limits.memory = 'lots'))).toEqual([
+      expect.stringMatching(/resources\.limits\.memory must match format "quantity" \(got "lots"\)$/),
+    ]);
+  });
+
+  it('a number out of range (containerPort 99999)', () => {
+    expect(broken((ds) => (agentOf(ds).ports[0].containerPort = 99999))).toEqual([expect.stringMatching(/ports\[0\]\.containerPort: 99999 is not a port \(1\.\.65535\)$/)]);
+  });
+
+  it('a selector that does not match the template labels', () => {
+    expect(broken((ds) => (ds.spec.template.metadata.labels['app.kubernetes.io/name'] = 'other'))).toEqual([
+      expect.stringMatching(/spec\.selector\.matchLabels app\.kubernetes\.io\/name=shunt does not match the template's labels \(app\.kubernetes\.io\/name=other\)/),
+    ]);
+  });
+});

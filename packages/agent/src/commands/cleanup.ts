@@ -5,7 +5,7 @@
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { IptablesBackend } from '@shunt/backend-iptables';
-import { probeNode, type NodeCapabilities } from '@shunt/core';
+import { probeNode, removeOrphanedProbeNetns, type NodeCapabilities } from '@shunt/core';
 import { createBackends } from '../backends';
 import { hasInstalledState, nodeContext, nodePaths, type NodeStateOptions } from '../node-state/context';
 import { removePins } from '../node-state/pins';
@@ -24,13 +24,17 @@ export interface CleanupReport {
   pins: { links: string[]; others: string[] };
   /** The ZDS workloads a restarted agent would re-announce to ztunnel (<state-dir>/zds), removed. */
   zdsState: boolean;
+  /** Scratch netns of node probes killed before they could remove them (`shunt-probe-<pid>-…`). */
+  probeNetns: string[];
   errors: string[];
 }
 
 export async function runCleanup(o: NodeStateOptions & { netnsPrefix?: string }): Promise<CleanupReport> {
   const log = createLogger('warn', process.stderr);
   const paths = nodePaths(o);
-  const report: CleanupReport = { backends: [], iptables: [], pins: { links: [], others: [] }, zdsState: false, errors: [] };
+  const report: CleanupReport = { backends: [], iptables: [], pins: { links: [], others: [] }, zdsState: false, probeNetns: [], errors: [] };
+  // Before the probe below (which would remove them silently): report what a killed agent leaked.
+  report.probeNetns = await removeOrphanedProbeNetns();
   const caps: NodeCapabilities = await probeNode({ iptablesScratch: true });
   const backends = createBackends({ stateDir: paths.stateDir });
   // eBPF backends only when they left pins: start() on a node without any would attach programs first.
@@ -78,6 +82,7 @@ export async function cleanupCommand(o: CleanupOptions, io: Io): Promise<number>
     for (const b of r.backends) io.out(`${b.backend}: ${b.ok ? 'stopped with cleanup' : `stop failed (${b.error}); swept below`}\n`);
     for (const n of r.iptables) io.out(`iptables: removed leftovers from ${n.netnsPath} (${[...n.tables, ...n.routing].join(', ')})\n`);
     io.out(`bpffs: detached ${r.pins.links.length} link(s), removed ${r.pins.links.length + r.pins.others.length} pin(s)\n`);
+    if (r.probeNetns.length) io.out(`netns: removed ${r.probeNetns.length} orphaned probe netns (${r.probeNetns.join(', ')})\n`);
     for (const e of r.errors) io.err(`error: ${e}\n`);
   }
   return r.errors.length ? 1 : 0;

@@ -52,23 +52,25 @@ export function parseShuntState(save: string): { tables: Record<string, { chains
   return { tables, redirectedPackets };
 }
 
-async function save(netnsPath: string, variant: Variant, family: IpFamily): Promise<string | null> {
+// A read that fails throws: "no SHUNT_ chains" must never be the answer to "iptables-save failed"
+// (the old `null` made every "nothing left" check pass when the tool could not run).
+async function save(netnsPath: string, variant: Variant, family: IpFamily): Promise<string> {
   const bin = tool(variant, family, 'save');
-  if (!bin) return null;
+  if (!bin) throw new Error(`${family === 4 ? 'iptables' : 'ip6tables'}-${variant}-save not found in ${SBIN.join(', ')}: cannot read SHUNT_ chains`);
   try {
     return await runCommand([bin, '-c'], { netns: netnsPath, timeoutMs: 15_000 });
-  } catch {
-    return null; // e.g. ip6tables in a netns without IPv6, or a netns that just went away
+  } catch (err) {
+    throw new Error(`${bin} -c in ${netnsPath} failed: ${(err as Error).message}`, { cause: err });
   }
 }
 
-/** Our chains in one netns, for every variant and family that has any. */
+/** Our chains in one netns, for every variant and family that has any; throws when any read fails. */
 export async function readShuntChains(netnsPath: string): Promise<ShuntChains[]> {
   const found: ShuntChains[] = [];
   for (const variant of ['legacy', 'nft'] as const) {
     for (const family of [4, 6] as const) {
       const text = await save(netnsPath, variant, family);
-      if (!text || !text.includes(':SHUNT_')) continue;
+      if (!text.includes(':SHUNT_')) continue;
       const parsed = parseShuntState(text);
       const tables = Object.fromEntries(Object.entries(parsed.tables).map(([t, v]) => [t, v.chains]));
       if (Object.keys(tables).length) found.push({ variant, family, tables, redirectedPackets: parsed.redirectedPackets });

@@ -28,7 +28,14 @@ export function withDiscoveredNetns<E extends { type: string }>(
   readCookie: (netnsPath: string) => bigint,
 ): OperatorFunction<E, E> {
   // concatMap keeps each pod's events in order; a cache hit costs one stat().
-  return concatMap(async (ev: E): Promise<E> => {
+  // Never errors the stream: a pod this step cannot read passes on unchanged (validation and the
+  // profile judge it), since one rejected promise here would end the events for every pod.
+  return concatMap((ev: E): Promise<E> => enrich(ev).catch((e: unknown) => {
+    log.warn({ err: e instanceof Error ? e.message : String(e) }, 'pod netns lookup failed');
+    return ev;
+  }));
+
+  async function enrich(ev: E): Promise<E> {
     if (ev.type !== 'upsert') return ev;
     const up = ev as unknown as UpsertLike;
     if (up.pod.spec?.hostNetwork) return ev;
@@ -53,5 +60,5 @@ export function withDiscoveredNetns<E extends { type: string }>(
       log.warn({ pod, ips, err: (e as Error).message }, 'pod netns not found');
       return ev;
     }
-  });
+  }
 }

@@ -4,6 +4,7 @@
 // the mangle-table TPROXY target is accepted there. The variant choice then follows Istio: legacy when
 // the host already has legacy rules (kube-proxy or the CNI chose it), else nft, else legacy.
 import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
 import type { Feature } from '../types';
 import { firstLine, run, type RunResult } from './run';
 
@@ -35,6 +36,37 @@ async function versionOf(v: IptablesVariant): Promise<{ ok: boolean; text: strin
   return { ok: r.code === 0, text };
 }
 
+export const PROBE_NETNS_PREFIX = 'shunt-probe-';
+
+/** Scratch netns of probes whose process is gone (`shunt-probe-<pid>-<rand>`); returns the names removed. */
+export async function removeOrphanedProbeNetns(dir = '/var/run/netns'): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = new RegExp(`^${PROBE_NETNS_PREFIX}(\\d+)-[0-9a-f]+$`).exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || processAlive(pid)) continue;
+    const del = await run('ip', ['netns', 'del', name]);
+    if (del.code === 0) removed.push(name);
+  }
+  return removed;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export async function probeIptables(opts: { scratch: boolean }): Promise<IptablesProbe> {
   const versions = { legacy: await versionOf('legacy'), nft: await versionOf('nft') };
   const hostLegacy = versions.legacy.ok ? ruleLines(await run('iptables-legacy-save', [])) : 0;
@@ -54,7 +86,10 @@ export async function probeIptables(opts: { scratch: boolean }): Promise<Iptable
     };
   }
 
-  const ns = `shunt-probe-${randomBytes(4).toString('hex')}`;
+  // The creator's pid is in the name, so a probe killed before its `finally` (SIGKILL during start-up)
+  // leaves a netns the next probe (or `shunt cleanup`) can tell is orphaned and remove.
+  await removeOrphanedProbeNetns();
+  const ns = `${PROBE_NETNS_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`;
   const nsPath = `/var/run/netns/${ns}`;
   const inNs = (file: string, args: string[]) => run('nsenter', [`--net=${nsPath}`, file, ...args]);
   const add = await run('ip', ['netns', 'add', ns]);

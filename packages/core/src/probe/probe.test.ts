@@ -90,3 +90,38 @@ describe('probe helpers', () => {
     expect(chooseVariant(false, false, 0)).toEqual({ variant: null, why: expect.stringContaining('neither') });
   });
 });
+
+describe('a probe killed mid-way (SIGKILL during agent start-up) leaks no scratch netns', () => {
+  it('the next probe removes the orphan of a dead process, and never one of a live process', async () => {
+    const { spawn } = await import('node:child_process');
+    const { existsSync, readdirSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { probeIptables } = await import('./iptables');
+    // A real probe in a child process, SIGKILLed while its scratch netns exists.
+    const dist = join(__dirname, '..', '..', 'dist', 'probe', 'iptables.js');
+    expect(existsSync(dist)).toBe(true); // npm test builds first; by hand: npx tsc -p tsconfig.build.json
+    const child = spawn(process.execPath, ['-e', `require(${JSON.stringify(dist)}).probeIptables({ scratch: true })`], { stdio: 'ignore' });
+    const mine = () => readdirSync('/var/run/netns').filter((n) => n.startsWith(`shunt-probe-${child.pid}-`));
+    const t0 = Date.now();
+    while (mine().length === 0 && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 2));
+    expect(mine()).toHaveLength(1);
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    const leaked = mine();
+    // A live process's scratch netns (this pid's sibling: a sleeping child) must survive.
+    const live = spawn('sleep', ['30'], { stdio: 'ignore' });
+    const liveName = `shunt-probe-${live.pid}-0123abcd`;
+    execFileSync('ip', ['netns', 'add', liveName]);
+    try {
+      // Positive control: the kill really leaked it (the probe's finally never ran).
+      expect(leaked).toHaveLength(1);
+      await probeIptables({ scratch: true });
+      expect(mine()).toEqual([]);
+      expect(readdirSync('/var/run/netns')).toContain(liveName);
+    } finally {
+      execFileSync('ip', ['netns', 'del', liveName]);
+      live.kill('SIGKILL');
+      for (const n of mine()) execFileSync('ip', ['netns', 'del', n]);
+    }
+  }, 60_000);
+});

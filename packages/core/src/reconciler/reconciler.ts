@@ -14,6 +14,10 @@
 // - Resync: `observe()` is compared with what we believe is installed; drifted or missing pods are
 //   re-enrolled, and installed pods nobody wants are unenrolled — the latter only once the source has
 //   said `synced`, so a half-listed start never removes anybody.
+// - Unbreakable by construction: nothing a pod, an operator or the backend throws escapes into the
+//   event subscription, a timer or a promise nobody awaits. A throwing `fingerprint()` rejects that
+//   pod (it keeps its last good state), a throwing `enroll()` fails that pod (retried), and an
+//   unexpected error while handling one event is reported against that pod; the others go on.
 import { Subject, type Observable, type Subscription } from 'rxjs';
 import { backoffDelay, type BackoffPolicy } from '../backoff';
 import { errorMessage } from '../errors';
@@ -168,14 +172,14 @@ export class Reconciler {
     }
     if (this.stopped) return;
     this.subscription = this.options.events.subscribe({
-      next: (ev) => this.onEvent(ev),
+      next: (ev) => this.onEventSafely(ev),
       error: (err) => {
         this.sourceError = errorMessage(err);
         this.log.error({ err: this.sourceError }, 'pod source failed; keeping the installed state');
       },
     });
     if (this.resyncIntervalMs > 0) {
-      this.resyncTimer = setInterval(() => void this.resync(), this.resyncIntervalMs);
+      this.resyncTimer = setInterval(() => void this.resync().catch((err) => this.log.error({ err: errorMessage(err) }, 'resync failed')), this.resyncIntervalMs);
       this.resyncTimer.unref?.();
     }
   }
@@ -212,11 +216,36 @@ export class Reconciler {
 
   /** Compares observe() with our view and schedules repairs. Concurrent calls share one run. */
   resync(): Promise<ResyncReport> {
-    this.resyncing ??= this.doResync().finally(() => (this.resyncing = undefined));
+    this.resyncing ??= this.doResync()
+      .catch((err): ResyncReport => {
+        // A malformed observe() answer or a bug must not kill the timer's promise chain.
+        const report: ResyncReport = { at: Date.now(), nodeReady: false, drifted: [], extra: [], error: errorMessage(err) };
+        this.log.error({ err: report.error }, 'resync failed');
+        this.lastResync = report;
+        return report;
+      })
+      .finally(() => (this.resyncing = undefined));
     return this.resyncing;
   }
 
   // --- events ---------------------------------------------------------------------------------------
+
+  /** One event's failure is that pod's failure: it never reaches the subscription (which would end it). */
+  private onEventSafely(ev: ReconcilerInput): void {
+    try {
+      this.onEvent(ev);
+    } catch (err) {
+      const ref = eventRef(ev);
+      const reason = `cannot handle ${ev.type} event: ${errorMessage(err)}`;
+      this.log.error({ pod: ref ? `${ref.namespace}/${ref.name}` : undefined, uid: ref?.uid, err: reason }, 'event failed');
+      if (!ref) return;
+      try {
+        this.onReject(ref, reason);
+      } catch {
+        // nothing more we can do for a pod whose very reference is unusable; the log line above says it
+      }
+    }
+  }
 
   private onEvent(ev: ReconcilerInput): void {
     if (this.stopped) return;
@@ -233,7 +262,22 @@ export class Reconciler {
   }
 
   private onUpsert(pod: MeshPod): void {
-    const desired: Desired = wantsRedirect(pod) ? { kind: 'enrolled', pod, fingerprint: this.backend.fingerprint(pod) } : { kind: 'absent' };
+    let desired: Desired;
+    if (wantsRedirect(pod)) {
+      let fingerprint: string;
+      try {
+        fingerprint = this.backend.fingerprint(pod);
+        if (typeof fingerprint !== 'string') throw new Error(`fingerprint is ${typeof fingerprint}, not a string`);
+      } catch (err) {
+        // The backend cannot encode this pod: a configuration problem retrying will not fix, so the
+        // pod is rejected and keeps its last good state, like a bad annotation.
+        this.onReject(pod, `${this.backend.name} backend cannot serve pod ${pod.namespace}/${pod.name}: ${errorMessage(err)}`);
+        return;
+      }
+      desired = { kind: 'enrolled', pod, fingerprint };
+    } else {
+      desired = { kind: 'absent' };
+    }
     let st = this.states.get(pod.uid);
     if (!st) {
       const adopted = this.adopted.get(pod.uid);
@@ -347,7 +391,16 @@ export class Reconciler {
     while (!this.stopped && this.inFlight < this.maxInFlight && this.queue.length > 0) {
       const st = this.queue.shift()!;
       if (this.states.get(st.ref.uid) !== st) continue;
-      const p = this.runLane(st).finally(() => this.running.delete(p));
+      const p = this.runLane(st)
+        .catch((err) => {
+          // runLane handles backend failures itself; this is a bug guard, so the lane must not stay stuck.
+          this.log.error({ pod: `${st.ref.namespace}/${st.ref.name}`, err: errorMessage(err) }, 'pod lane failed');
+          if (st.phase === 'running') {
+            st.phase = 'idle';
+            st.applied = UNKNOWN;
+          }
+        })
+        .finally(() => this.running.delete(p));
       this.running.add(p);
     }
   }
@@ -370,7 +423,8 @@ export class Reconciler {
 
     let call: Promise<void>;
     try {
-      call = target.kind === 'enrolled' ? this.backend.enroll(target.pod) : this.backend.unenroll(st.ref);
+      // Promise.resolve: a backend that throws synchronously or returns a non-promise still gives one outcome.
+      call = Promise.resolve(target.kind === 'enrolled' ? this.backend.enroll(target.pod) : this.backend.unenroll(st.ref));
     } catch (err) {
       call = Promise.reject(err);
     }
@@ -446,7 +500,12 @@ export class Reconciler {
 
   private setStatus(st: PodState, status: PodStatus): void {
     st.status = status;
-    this.statusSubject.next(status);
+    try {
+      this.statusSubject.next(status);
+    } catch (err) {
+      // Only with rxjs' deprecated synchronous error handling; a status consumer must not stop a lane.
+      this.log.error({ err: errorMessage(err) }, 'status subscriber failed');
+    }
   }
 
   // --- resync ---------------------------------------------------------------------------------------
@@ -530,6 +589,16 @@ export class Reconciler {
 /** Errors that say so (`retryable: false`, e.g. a backend's capacity error) are not retried soon. */
 function isNonRetryable(err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as { retryable?: unknown }).retryable === false;
+}
+
+function eventRef(ev: ReconcilerInput): PodRef | undefined {
+  try {
+    if (ev.type === 'synced') return undefined;
+    const p = ev.pod as Partial<PodRef> | undefined;
+    return p && typeof p.uid === 'string' ? { uid: p.uid, namespace: String(p.namespace ?? ''), name: String(p.name ?? '') } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function sameDesired(a: Desired, b: Desired): boolean {

@@ -10,8 +10,10 @@ const ALL = (['sockops', 'tc', 'iptables'] as BackendName[]).map(rulesBackend);
 const pick = (mode: RedirectMode, caps: NodeCapabilities, profile: 'istio-sidecar' | 'istio-ambient'): BackendName | 'none' => {
   try {
     return selectBackend(mode, caps, ALL, { profile }).chosen.name;
-  } catch {
-    return 'none';
+  } catch (err) {
+    // Only "no backend can serve this" means none; any other exception is a bug the table must show.
+    if (err instanceof BackendUnsupportedError && /no backend can run on this node/.test(err.message)) return 'none';
+    throw err;
   }
 };
 

@@ -11,6 +11,8 @@ export const SYNCED: SyncedEvent = Object.freeze({ type: 'synced' }) as SyncedEv
 export type RawPodEvent =
   | { type: 'upsert'; pod: KubePod; namespaceLabels: Record<string, string>; extras: PodExtras }
   | { type: 'delete'; pod: PodRef }
+  /** The source's validation step refused the object (kube/validate.ts); `reason` names pod, field and value. */
+  | { type: 'reject'; pod: PodRef; reason: string }
   | SyncedEvent;
 
 /** What the reconciler consumes: pod events plus the sync marker (plain `Observable<PodEvent>` is accepted too). */

@@ -1,6 +1,9 @@
 // The one operator that turns raw pod events from either source into PodEvents through a mesh profile.
+// It never errors the stream: whatever one pod's interpretation throws becomes that pod's `reject`.
 import { map, type OperatorFunction } from 'rxjs';
 import { DEFAULT_MESH_CAPTURE, type MeshCaptureDefaults } from '../capture-options';
+import { errorMessage } from '../errors';
+import { podRefOf } from '../kube/normalise';
 import { interpretPod, profileByName, type MeshProfile } from '../profiles';
 import type { ProfileName } from '../types';
 import type { RawPodEvent, ReconcilerInput } from './events';
@@ -13,7 +16,12 @@ export function interpret(
   const p = typeof profile === 'string' ? profileByName(profile) : profile;
   return map((ev: RawPodEvent): ReconcilerInput => {
     if (ev.type !== 'upsert') return ev;
-    const r = interpretPod(ev.pod, ev.namespaceLabels, p, ev.extras, mesh);
-    return r.ok ? { type: 'upsert', pod: r.pod } : { type: 'reject', pod: r.ref, reason: r.error.message };
+    try {
+      const r = interpretPod(ev.pod, ev.namespaceLabels, p, ev.extras, mesh);
+      return r.ok ? { type: 'upsert', pod: r.pod } : { type: 'reject', pod: r.ref, reason: r.error.message };
+    } catch (err) {
+      const ref = podRefOf(ev.pod);
+      return { type: 'reject', pod: ref, reason: `pod ${ref.namespace}/${ref.name}: cannot be interpreted: ${errorMessage(err)}` };
+    }
   });
 }

@@ -2,10 +2,13 @@
 // a namespace label change re-announces that namespace's pods. Shared by both sources.
 import { podRefOf } from '../kube/normalise';
 import type { KubeNamespace, KubePod, PodExtras } from '../kube/types';
+import type { PodRef } from '../types';
 import type { RawPodEvent } from './events';
 
 interface Entry {
-  pod: KubePod;
+  ref: PodRef;
+  /** Absent while the pod's latest object was rejected: nothing to re-announce. */
+  pod?: KubePod;
   extras: PodExtras;
 }
 
@@ -27,15 +30,21 @@ export class PodNamespaceJoin {
 
   upsertPod(pod: KubePod, extras: PodExtras = {}): RawPodEvent[] {
     const ref = podRefOf(pod);
-    this.pods.set(ref.uid, { pod, extras });
+    this.pods.set(ref.uid, { ref, pod, extras });
     return [{ type: 'upsert', pod, namespaceLabels: this.labelsOf(ref.namespace), extras }];
+  }
+
+  /** The pod's latest object failed validation: announce the rejection, remember the pod for its delete. */
+  rejectPod(ref: PodRef, reason: string): RawPodEvent[] {
+    this.pods.set(ref.uid, { ref, extras: {} });
+    return [{ type: 'reject', pod: ref, reason }];
   }
 
   deletePod(uid: string): RawPodEvent[] {
     const e = this.pods.get(uid);
     if (!e) return [];
     this.pods.delete(uid);
-    return [{ type: 'delete', pod: podRefOf(e.pod) }];
+    return [{ type: 'delete', pod: e.ref }];
   }
 
   upsertNamespace(ns: KubeNamespace): RawPodEvent[] {
@@ -58,8 +67,8 @@ export class PodNamespaceJoin {
 
   private reannounce(namespace: string): RawPodEvent[] {
     const out: RawPodEvent[] = [];
-    for (const { pod, extras } of this.pods.values()) {
-      if (podRefOf(pod).namespace === namespace) out.push({ type: 'upsert', pod, namespaceLabels: this.labelsOf(namespace), extras });
+    for (const { ref, pod, extras } of this.pods.values()) {
+      if (pod && ref.namespace === namespace) out.push({ type: 'upsert', pod, namespaceLabels: this.labelsOf(namespace), extras });
     }
     return out;
   }

@@ -10,7 +10,8 @@
 import { Observable } from 'rxjs';
 import { backoffDelay, type BackoffPolicy } from '../backoff';
 import { ShuntError, errorMessage } from '../errors';
-import { pickExtras, pickNamespace, pickPod, podRefOf } from '../kube/normalise';
+import { pickNamespace } from '../kube/normalise';
+import { bestEffortRef, validateNamespace, validatePod } from '../kube/validate';
 import { SYNCED, type RawPodEvent } from './events';
 import { PodNamespaceJoin } from './join';
 import { createKubeApi, KubeApiError, type KubeApi, type KubeConnection, type KubeWatchPath } from './kube-client';
@@ -269,7 +270,12 @@ export function kubernetesSource(options: KubernetesSourceOptions): Observable<R
           query: {},
           list: (o) => api.listNamespaces(o),
           keyOf: (obj) => pickNamespace(obj).metadata?.name,
-          upsert: (obj) => emit(join.upsertNamespace(pickNamespace(obj))),
+          upsert: (obj) => {
+            const v = validateNamespace(obj);
+            // A namespace we cannot read keeps its last good labels (its pods keep their membership).
+            if (v.ok) emit(join.upsertNamespace(v.namespace));
+            else report(new ShuntError('SOURCE', `namespace ${v.name}: ${v.reason}; keeping its last known labels`));
+          },
           remove: (key) => emit(join.deleteNamespace(key)),
         },
         settings,
@@ -285,10 +291,13 @@ export function kubernetesSource(options: KubernetesSourceOptions): Observable<R
           query: { fieldSelector },
           list: (o) => api.listPods({ ...o, fieldSelector }),
           keyOf: (obj) => {
-            const pod = pickPod(obj);
-            return pod.metadata?.name ? podRefOf(pod).uid : undefined;
+            const ref = bestEffortRef(obj, '');
+            return ref.name ? ref.uid : undefined;
           },
-          upsert: (obj) => emit(join.upsertPod(pickPod(obj), pickExtras(obj))),
+          upsert: (obj) => {
+            const v = validatePod(obj, { extras: false });
+            emit(v.ok ? join.upsertPod(v.pod, v.extras) : join.rejectPod(v.ref, v.error.message));
+          },
           remove: (key) => emit(join.deletePod(key)),
         },
         settings,

@@ -7,20 +7,33 @@
 //   - node-local facts go under a top-level `shunt:` key of each pod:
 //       shunt: { netnsPath: /var/run/netns/x, cgroupPath: /sys/fs/cgroup/…, hostVeth: veth1, netnsCookie: "4097" }
 //   - a pod without `metadata.uid` is keyed by namespace/name; without namespace it is in `default`.
-// The file is re-read on fs.watch events (debounced) and on a periodic stat (fs.watch misses changes on
-// some filesystems and across atomic renames); each read emits only the difference. A missing or
-// unparsable file keeps the last good state (an editor mid-save must not unenroll the node) and is
-// reported through `onError`; write an empty list to remove every pod.
+//
+// Robustness (a broken file never unenrolls anything):
+//   - a file that is missing, unreadable, not UTF-8, too large, empty, unparsable (e.g. truncated JSON),
+//     or whose top level is not a list/object (a scalar) keeps the last good state and is reported
+//     through `onError`; write `[]` to remove every pod;
+//   - a read that would remove pods is applied only once the file has stood still for `debounceMs`
+//     (a writer mid-save, or a truncated YAML list, is read again instead of trusted);
+//   - each entry goes through kube/validate.ts: a bad pod becomes that pod's `reject` event (pod, field,
+//     value), the others are unaffected; a duplicate uid is reported and the first entry wins.
+//
+// Cost (10,000 pods): JSON is parsed with JSON.parse (the YAML parser is ~60× slower and far larger in
+// memory; YAML remains the fallback for YAML files and JSON with comments), and each entry is compared
+// by its JSON text with the previous read, so only entries that changed are validated and emitted.
 import { readFile, stat } from 'node:fs/promises';
 import { watch as fsWatch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { Observable } from 'rxjs';
 import { parseAllDocuments } from 'yaml';
 import { ShuntError, errorMessage } from '../errors';
-import { pickExtras, pickNamespace, pickPod, podRefOf } from '../kube/normalise';
-import type { KubeNamespace, KubePod, PodExtras } from '../kube/types';
+import { displayValue, validateNamespace, validatePod, type NamespaceValidation, type PodValidation } from '../kube/validate';
 import { SYNCED, type RawPodEvent } from './events';
-import { PodNamespaceJoin } from './join';
+import { PodsFileDiff, type PodsFileEntry } from './pods-file-diff';
+
+/** A pods file larger than this is refused whole (10,000 realistic pods are ~15 MiB). */
+export const MAX_PODS_FILE_BYTES = 128 * 1024 * 1024;
+/** How often a read that removes pods waits for the file to stand still before it is applied anyway. */
+const MAX_SETTLE_ROUNDS = 5;
 
 export interface PodsFileSourceOptions {
   /** Only pods with this spec.nodeName (or none) are emitted. */
@@ -32,61 +45,123 @@ export interface PodsFileSourceOptions {
   onError?: (err: ShuntError) => void;
 }
 
+export type { PodsFileEntry } from './pods-file-diff';
+
 export interface PodsFileContent {
-  pods: { pod: KubePod; extras: PodExtras }[];
-  namespaces: KubeNamespace[];
+  pods: (PodValidation & { where: string })[];
+  namespaces: NamespaceValidation[];
   /** Entries that were skipped, with why. */
   problems: string[];
 }
 
-function itemsOf(doc: unknown): unknown[] {
-  if (doc === null || doc === undefined) return [];
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function topLevelItems(doc: unknown, where: string): unknown[] {
   if (Array.isArray(doc)) return doc;
-  if (typeof doc === 'object' && Array.isArray((doc as { items?: unknown }).items)) return (doc as { items: unknown[] }).items;
-  return [doc];
+  if (isObj(doc)) {
+    if (Array.isArray(doc.items)) return doc.items;
+    if ('metadata' in doc || 'kind' in doc || 'spec' in doc) return [doc];
+  }
+  // A scalar (or an object that is neither a list nor a pod) is a broken file, not "no pods".
+  throw new ShuntError('SOURCE', `${where} is ${doc === null ? 'null' : Array.isArray(doc) ? 'a list' : typeof doc} (${displayValue(doc)}), not a list of pods, a List or a Pod`);
 }
 
-/** Parses the text of a pods file; throws on syntax errors, collects per-entry problems. */
-export function parsePodsFile(text: string, path: string): PodsFileContent {
-  const docs = parseAllDocuments(text);
+/** The documents of the file: JSON.parse when it is JSON, else YAML (a superset). Throws on syntax errors. */
+function parseDocuments(text: string, path: string): unknown[] {
+  const first = text.trimStart()[0];
+  let jsonError: unknown;
+  if (first === '[' || first === '{') {
+    try {
+      return [JSON.parse(text)];
+    } catch (err) {
+      jsonError = err; // maybe YAML flow syntax or JSON with comments: let YAML try
+    }
+  }
+  const docs = parseAllDocuments(text, { intAsBigInt: false });
   const list = Array.isArray(docs) ? docs : [docs];
-  const out: PodsFileContent = { pods: [], namespaces: [], problems: [] };
+  const out: unknown[] = [];
   list.forEach((doc, di) => {
     if (doc.errors.length > 0) {
-      throw new ShuntError('SOURCE', `pods file ${path}: document ${di + 1}: ${doc.errors[0]?.message ?? 'parse error'}`);
+      const msg = jsonError !== undefined ? errorMessage(jsonError) : (doc.errors[0]?.message ?? 'parse error');
+      throw new ShuntError('SOURCE', `pods file ${path}: document ${di + 1}: ${msg}`);
     }
-    itemsOf(doc.toJS()).forEach((item, i) => {
-      const where = `document ${di + 1} item ${i + 1}`;
-      if (typeof item !== 'object' || item === null || Array.isArray(item)) {
-        out.problems.push(`${where}: not an object`);
-        return;
-      }
-      const kind = (item as { kind?: unknown }).kind;
-      if (kind === 'Namespace') {
-        const ns = pickNamespace(item);
-        if (ns.metadata?.name) out.namespaces.push(ns);
-        else out.problems.push(`${where}: Namespace without metadata.name`);
-      } else if (kind === undefined || kind === 'Pod') {
-        const pod = pickPod(item);
-        if (!pod.metadata?.name) out.problems.push(`${where}: Pod without metadata.name`);
-        else out.pods.push({ pod, extras: pickExtras(item) });
-      } else {
-        out.problems.push(`${where}: kind ${JSON.stringify(kind)} ignored (only Pod and Namespace)`);
-      }
-    });
+    out.push(doc.toJS({ maxAliasCount: 100 }));
   });
   return out;
 }
 
+/** Splits the file into entries; throws (keep the last good state) when the file as a whole is unusable. */
+export function readPodsFileEntries(text: string, path: string): PodsFileEntry[] {
+  return podsFileEntries(parseDocuments(text, path), path);
+}
+
+/** The entries of already parsed documents (the property tests feed values JSON cannot carry, e.g. NaN). */
+export function podsFileEntries(parsed: unknown[], path: string): PodsFileEntry[] {
+  const docs = parsed.filter((d) => d !== null && d !== undefined);
+  if (docs.length === 0) {
+    throw new ShuntError('SOURCE', `pods file ${path}: the file is empty; keeping the last known pods (write [] to remove every pod)`);
+  }
+  const entries: PodsFileEntry[] = [];
+  docs.forEach((doc, di) => {
+    const docWhere = docs.length > 1 ? `document ${di + 1}` : 'the file';
+    let items: unknown[];
+    try {
+      items = topLevelItems(doc, docWhere);
+    } catch (err) {
+      throw new ShuntError('SOURCE', `pods file ${path}: ${errorMessage(err)}; keeping the last known pods`);
+    }
+    items.forEach((raw, i) => {
+      const where = docs.length > 1 ? `document ${di + 1} item ${i + 1}` : `item ${i + 1}`;
+      const kind = isObj(raw) ? raw.kind : undefined;
+      let text: string;
+      try {
+        text = JSON.stringify(raw) ?? 'undefined';
+      } catch {
+        text = `unserialisable ${where}`; // cycles or BigInt: validation rejects it below
+      }
+      entries.push({ where, raw, text, kind: kind === 'Namespace' ? 'namespace' : kind === undefined || kind === 'Pod' ? 'pod' : 'ignored' });
+    });
+  });
+  return entries;
+}
+
+/** Parses and validates a whole pods file (tools and tests; the source validates only what changed). */
+export function parsePodsFile(text: string, path: string): PodsFileContent {
+  const out: PodsFileContent = { pods: [], namespaces: [], problems: [] };
+  for (const e of readPodsFileEntries(text, path)) {
+    if (e.kind === 'pod') out.pods.push({ ...validatePod(e.raw, { fallbackName: `<${e.where}>`, sizeBytes: e.text.length }), where: e.where });
+    else if (e.kind === 'namespace') out.namespaces.push(validateNamespace(e.raw));
+    else out.problems.push(`${e.where}: kind ${JSON.stringify(displayValue((e.raw as { kind?: unknown }).kind))} ignored (only Pod and Namespace)`);
+  }
+  return out;
+}
+
+function decode(buf: Buffer, path: string): string {
+  if (buf.length > MAX_PODS_FILE_BYTES) throw new ShuntError('SOURCE', `pods file ${path}: ${buf.length} bytes, more than ${MAX_PODS_FILE_BYTES}; keeping the last known pods`);
+  try {
+    return utf8.decode(buf).replace(/^\uFEFF/, '');
+  } catch {
+    throw new ShuntError('SOURCE', `pods file ${path}: not valid UTF-8; keeping the last known pods`);
+  }
+}
+
+const statKey = (st: { ino: number; size: number; mtimeMs: number }) => `${st.ino}:${st.size}:${st.mtimeMs}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): Observable<RawPodEvent> {
   const debounceMs = opts.debounceMs ?? 100;
   const pollMs = opts.pollMs ?? 1000;
-  const report = (err: ShuntError) => opts.onError?.(err);
+  const report = (err: ShuntError) => {
+    try {
+      opts.onError?.(err);
+    } catch {
+      // a throwing error handler must not stop the source
+    }
+  };
 
   return new Observable<RawPodEvent>((subscriber) => {
-    const join = new PodNamespaceJoin();
-    const podText = new Map<string, string>();
-    const nsText = new Map<string, string>();
+    const diff = new PodsFileDiff(path, opts.nodeName);
     let synced = false;
     let closed = false;
     let reading = false;
@@ -101,49 +176,28 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
     };
 
     const fail = (err: ShuntError) => {
-      // Report each distinct problem once, not on every poll.
+      // Report each distinct file-level problem once, not on every poll.
       if (err.message === lastError) return;
       lastError = err.message;
       report(err);
     };
 
-    const apply = (content: PodsFileContent) => {
-      const seenNs = new Set<string>();
-      for (const ns of content.namespaces) {
-        const name = ns.metadata!.name!;
-        seenNs.add(name);
-        const text = JSON.stringify(ns.metadata?.labels ?? {});
-        if (nsText.get(name) === text) continue;
-        nsText.set(name, text);
-        emit(join.upsertNamespace(ns));
+    const readOnce = async (): Promise<{ stat: string; entries: PodsFileEntry[] } | undefined> => {
+      let text: string;
+      let st: string;
+      try {
+        st = statKey(await stat(path));
+        lastStat = st;
+        text = decode(await readFile(path), path);
+      } catch (err) {
+        fail(err instanceof ShuntError ? err : new ShuntError('SOURCE', `pods file ${path}: ${errorMessage(err)}; keeping the last known pods`, { cause: err }));
+        return undefined;
       }
-      for (const name of [...nsText.keys()]) {
-        if (seenNs.has(name)) continue;
-        nsText.delete(name);
-        emit(join.deleteNamespace(name));
-      }
-      const seenPods = new Set<string>();
-      for (const { pod, extras } of content.pods) {
-        if (opts.nodeName && pod.spec?.nodeName && pod.spec.nodeName !== opts.nodeName) continue;
-        const uid = podRefOf(pod).uid;
-        if (seenPods.has(uid)) {
-          fail(new ShuntError('SOURCE', `pods file ${path}: pod ${uid} appears twice; the last entry wins`));
-        }
-        seenPods.add(uid);
-        const text = JSON.stringify([pod, extras]);
-        if (podText.get(uid) === text) continue;
-        podText.set(uid, text);
-        emit(join.upsertPod(pod, extras));
-      }
-      for (const uid of [...podText.keys()]) {
-        if (seenPods.has(uid)) continue;
-        podText.delete(uid);
-        emit(join.deletePod(uid));
-      }
-      for (const p of content.problems) fail(new ShuntError('SOURCE', `pods file ${path}: ${p}`));
-      if (!synced) {
-        synced = true;
-        emit([SYNCED]);
+      try {
+        return { stat: st, entries: readPodsFileEntries(text, path) };
+      } catch (err) {
+        fail(err instanceof ShuntError ? err : new ShuntError('SOURCE', `pods file ${path}: ${errorMessage(err)}; keeping the last known pods`));
+        return undefined;
       }
     };
 
@@ -154,28 +208,34 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
       }
       reading = true;
       try {
+        let settleRounds = 0;
         do {
           again = false;
-          let text: string;
-          try {
-            const st = await stat(path);
-            lastStat = `${st.ino}:${st.size}:${st.mtimeMs}`;
-            text = await readFile(path, 'utf8');
-          } catch (err) {
-            fail(new ShuntError('SOURCE', `pods file ${path}: ${errorMessage(err)}; keeping the last known pods`, { cause: err }));
-            continue;
-          }
-          let content: PodsFileContent;
-          try {
-            content = parsePodsFile(text, path);
-          } catch (err) {
-            fail(err instanceof ShuntError ? err : new ShuntError('SOURCE', `pods file ${path}: ${errorMessage(err)}`));
-            continue;
+          const got = await readOnce();
+          if (!got || closed) continue;
+          const p = diff.plan(got.entries);
+          if (p.removed.length > 0 && synced && settleRounds < MAX_SETTLE_ROUNDS) {
+            // Removing pods on a half-written file would unenroll them: apply only a file that stood still.
+            await sleep(debounceMs);
+            const now = await stat(path).then(statKey, () => 'missing');
+            if (now !== got.stat) {
+              settleRounds++;
+              again = true;
+              continue;
+            }
           }
           if (closed) return;
           lastError = '';
-          apply(content);
+          const { events, newProblems } = diff.apply(p);
+          emit(events);
+          for (const problem of newProblems) report(new ShuntError('SOURCE', `pods file ${path}: ${problem}`));
+          if (!synced) {
+            synced = true;
+            emit([SYNCED]);
+          }
         } while (again && !closed);
+      } catch (err) {
+        fail(new ShuntError('SOURCE', `pods file ${path}: ${errorMessage(err)}; keeping the last known pods`));
       } finally {
         reading = false;
       }
@@ -202,7 +262,7 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
     const poll = setInterval(() => {
       stat(path).then(
         (st) => {
-          if (`${st.ino}:${st.size}:${st.mtimeMs}` !== lastStat) schedule();
+          if (statKey(st) !== lastStat) schedule();
         },
         () => {
           if (lastStat !== 'missing') {

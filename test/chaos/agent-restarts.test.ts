@@ -1,0 +1,151 @@
+// Chaos suite (bounded): the real, built agent on the testbed with HAProxy sidecars, both backends,
+// a request stream client → server through the sidecars while the agent is SIGTERMed, SIGKILLed,
+// and SIGKILLed during start-up (the node probe). Every request is checked: sent, failed (no reply),
+// bypassed (a reply, but the client's sidecar never saw it). Afterwards the node converges and a
+// scoped `shunt cleanup` leaves nothing (no SHUNT_ chains, no pins, no orphaned probe netns).
+// Prints the table. Run: cd packages/agent && npx jest ../../test/chaos (part of the agent's tests).
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Testbed } from '@shunt/testbed';
+import { builtCliCommand, spawnAgent, type AgentProcess } from '../../packages/agent/src/agent/process';
+import { freePort } from '../../packages/agent/src/demo/free-port';
+import { readShuntChains } from '../../packages/agent/src/e2e/iptables-read';
+import { eventually, metric, podNetnsPrefix, runCli, startBuiltAgent } from '../../packages/agent/src/e2e/support';
+import { removePins } from '../../packages/agent/src/node-state/pins';
+
+const HTTP_PORT = 8080;
+const BACKENDS = ['sockops', 'iptables'] as const;
+let tb: Testbed;
+let dir: string;
+const bpffs = `/sys/fs/bpf/shunt-chaos-${randomBytes(4).toString('hex')}`;
+const agents: AgentProcess[] = [];
+const table: { backend: string; scenario: string; sent: number; failed: number; bypassed: number }[] = [];
+
+beforeAll(async () => {
+  tb = await Testbed.create({ pods: [{ name: 'client', mesh: 'sidecar' }, { name: 'server', mesh: 'sidecar' }] });
+  await tb.startHttpServer('server', { port: HTTP_PORT, body: 'hello' });
+  dir = mkdtempSync(path.join(tmpdir(), 'shunt-chaos-'));
+  mkdirSync(bpffs);
+  writeFileSync(path.join(dir, 'pods.json'), JSON.stringify([tb.kubePod('client'), tb.kubePod('server')]));
+}, 120_000);
+
+afterAll(async () => {
+  for (const a of agents) await a.stop().catch(() => undefined);
+  await removePins(path.join(bpffs, 'shunt')).catch(() => undefined);
+  rmSync(bpffs, { recursive: true, force: true });
+  await tb?.dispose();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+  // eslint-disable-next-line no-console
+  console.log(
+    ['backend   scenario                          sent  failed  bypassed', ...table.map((r) => `${r.backend.padEnd(9)} ${r.scenario.padEnd(33)} ${String(r.sent).padStart(4)}  ${String(r.failed).padStart(6)}  ${String(r.bypassed).padStart(8)}`)].join('\n'),
+  );
+}, 60_000);
+
+const args = (backend: string, port: number) => [
+  '--pods-file', path.join(dir, 'pods.json'),
+  '--node-name', tb.kubePod('client').spec.nodeName,
+  '--redirect-mode', backend,
+  '--metrics-address', `127.0.0.1:${port}`,
+  '--bpffs-path', bpffs,
+  '--cgroup-path', tb.cgroupRoot,
+  '--state-dir', path.join(dir, `state-${backend}`),
+  '--netns-prefix', podNetnsPrefix(tb),
+];
+
+/** Sequential requests until `stop()`; each is judged by the client's sidecar log (bounded). */
+function requestStream() {
+  let running = true;
+  const stats = { sent: 0, failed: 0, bypassed: 0 };
+  const done = (async () => {
+    for (let i = 0; i < 2000 && running; i++) {
+      const since = Date.now();
+      stats.sent++;
+      const res = await tb.httpGet('client', `http://${tb.pod('server').ipv4}:${HTTP_PORT}/`, { count: 1 }).catch(() => [{ ok: false }]);
+      if (res[0]?.ok !== true) {
+        stats.failed++;
+        continue;
+      }
+      const seen = await tb.waitProxyLog('client', (r) => r.at >= since - 1 && r.originalDst.port === HTTP_PORT, { count: 1, timeoutMs: 3000 });
+      if (seen.length === 0) stats.bypassed++;
+      tb.clearProxyLog('client');
+    }
+  })();
+  return { stats, stop: async () => ((running = false), await done) };
+}
+
+async function scenario(backend: string, name: string, chaos: () => Promise<void>): Promise<void> {
+  const stream = requestStream();
+  await new Promise((r) => setTimeout(r, 1500));
+  await chaos();
+  await new Promise((r) => setTimeout(r, 1500));
+  await stream.stop();
+  table.push({ backend, scenario: name, ...stream.stats });
+  expect({ scenario: name, failed: stream.stats.failed, bypassed: stream.stats.bypassed }).toEqual({ scenario: name, failed: 0, bypassed: 0 });
+  expect(stream.stats.sent).toBeGreaterThan(5);
+}
+
+describe.each(BACKENDS)('%s backend', (backend) => {
+  let agent: AgentProcess;
+  let port: number;
+  const start = async () => {
+    port = await freePort();
+    agent = await startBuiltAgent(args(backend, port));
+    agents.push(agent);
+    expect(await metric(port, 'shunt_pods_enrolled')).toBe(2);
+  };
+
+  it('SIGTERM restart under a request stream', async () => {
+    await start();
+    await scenario(backend, 'SIGTERM + restart', async () => {
+      expect(await agent.stop()).toBe(0);
+      await start();
+    });
+  }, 120_000);
+
+  it('SIGKILL restart under a request stream', async () => {
+    await scenario(backend, 'SIGKILL + restart', async () => {
+      agent.child.kill('SIGKILL');
+      await agent.exited;
+      await start();
+    });
+  }, 120_000);
+
+  it('SIGKILL during start-up (node probe), then a clean start', async () => {
+    await scenario(backend, 'SIGKILL during start-up + restart', async () => {
+      agent.child.kill('SIGKILL');
+      await agent.exited;
+      const early = spawnAgent(args(backend, await freePort()), { cli: builtCliCommand() });
+      agents.push(early);
+      // Killed while the probe's scratch netns exists (or as soon as it logs anything).
+      const t0 = Date.now();
+      const probeNs = () => (existsSync('/var/run/netns') ? readdirSync('/var/run/netns').filter((n) => n.startsWith(`shunt-probe-`)) : []);
+      while (Date.now() - t0 < 20_000 && probeNs().length === 0 && early.logs.length === 0) await new Promise((r) => setTimeout(r, 2));
+      early.child.kill('SIGKILL');
+      await early.exited;
+      await start();
+    });
+  }, 120_000);
+
+  it('converges, then a scoped `shunt cleanup` leaves nothing', async () => {
+    expect(await agent.stop()).toBe(0);
+    const report = JSON.parse(runCli(['cleanup', '--json', '--bpffs-path', bpffs, '--state-dir', path.join(dir, `state-${backend}`), '--cgroup-path', tb.cgroupRoot, '--netns-prefix', podNetnsPrefix(tb)])) as { errors: string[] };
+    expect(report.errors).toEqual([]);
+    for (const p of ['client', 'server']) expect(await readShuntChains(tb.pod(p).netnsPath)).toEqual([]);
+    expect(existsSync(path.join(bpffs, 'shunt'))).toBe(false);
+    // No probe netns of a dead process is left (a live helper's probe may be running right now).
+    const orphans = readdirSync('/var/run/netns').filter((n) => {
+      const m = /^shunt-probe-(\d+)-/.exec(n);
+      if (!m) return false;
+      try {
+        process.kill(Number(m[1]), 0);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    expect(orphans).toEqual([]);
+    await eventually('direct again', async () => (await tb.httpGet('client', `http://${tb.pod('server').ipv4}:${HTTP_PORT}/`, { count: 1 }))[0]?.ok === true);
+  }, 120_000);
+});

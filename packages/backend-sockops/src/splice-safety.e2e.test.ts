@@ -26,7 +26,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { APP_UID, Testbed } from '@shunt/testbed';
-import { BpfLink, BpfObject, bpfObjectPath } from '@shunt/libbpf';
+import { BpfLink, BpfMap, BpfObject, bpfObjectPath } from '@shunt/libbpf';
 import type { NodeCapabilities, NodeContext } from '@shunt/core';
 import { SockopsBackend } from './backend';
 import { DEFAULT_GUARD } from './splice';
@@ -249,11 +249,23 @@ describe('splice guard: bulk safety with a memory-limited receiver (testbed, spl
     let control: BpfLink | null = null;
     const linkPin = () => path.join(bpffsRoot, 'sockops', 'links', 'shunt_redir');
     const mapsDir = () => path.join(bpffsRoot, 'sockops', 'maps');
+    /** The pinned maps' sizes (the backend sizes them from maxPods): a control must reuse them as they are. */
+    const pinnedSizes = (): Record<string, number> =>
+      Object.fromEntries(
+        fs.readdirSync(mapsDir()).map((name) => {
+          const m = BpfMap.fromPin(path.join(mapsDir(), name));
+          try {
+            return [name, m.maxEntries];
+          } finally {
+            m.close();
+          }
+        }),
+      );
 
     /** Replaces the guarded sk_msg program on the splice sockhash with a control built from it. */
     function swapIn(object: string): void {
       BpfLink.fromPin(linkPin()).detach();
-      const obj = BpfObject.open(bpfObjectPath(object), { pinMaps: mapsDir() });
+      const obj = BpfObject.open(bpfObjectPath(object), { pinMaps: mapsDir(), maxEntries: pinnedSizes() });
       try {
         control = obj.program('shunt_redir').attachSkMsg(obj.map('splice_socks'));
       } finally {
@@ -266,7 +278,7 @@ describe('splice guard: bulk safety with a memory-limited receiver (testbed, spl
       control?.detach();
       control = null;
       if (!fs.existsSync(linkPin())) {
-        const obj = BpfObject.open(bpfObjectPath('sockops/redir.bpf.o'), { pinMaps: mapsDir() });
+        const obj = BpfObject.open(bpfObjectPath('sockops/redir.bpf.o'), { pinMaps: mapsDir(), maxEntries: pinnedSizes() });
         try {
           obj.program('shunt_redir').attachSkMsg(obj.map('splice_socks')).pin(linkPin());
         } finally {

@@ -109,8 +109,24 @@ describe('ZdsAnnouncingBackend', () => {
     client.close();
     await until(() => !server.connected, 'disconnect');
     const inner = new RecordingBackend();
-    const b = new ZdsAnnouncingBackend(inner, server);
+    const b = new ZdsAnnouncingBackend(inner, server, 300);
     await expect(b.enroll(mesh('a'))).rejects.toThrow(/NOT_CONNECTED .*no ztunnel is connected to/);
     expect(inner.installed.has('uid-a')).toBe(true);
+  });
+
+  test('a ztunnel that connects while enroll waits gets the pod in its snapshot: enroll succeeds', async () => {
+    client.close();
+    await until(() => !server.connected, 'disconnect');
+    const b = new ZdsAnnouncingBackend(new RecordingBackend(), server, 5000);
+    const enrolled = b.enroll(mesh('a'));
+    await new Promise((r) => setTimeout(r, 200));
+    client = ZdsClient.connect(path.join(dir, 'zt.sock'), (req: WorkloadRequest, fd?: number) => {
+      if (fd !== undefined) closeFd(fd);
+      if (req.type !== 'snapshotSent') events.push(`zds ${req.type} ${'uid' in req ? req.uid : ''}`);
+      return '';
+    });
+    await enrolled;
+    expect(server.isAcked('uid-a')).toBe(true);
+    expect(events).toContain('zds add uid-a');
   });
 });

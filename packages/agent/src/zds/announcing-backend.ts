@@ -12,7 +12,14 @@
 // (installed fingerprint = desired): the redirect is never torn down or rewritten for a
 // re-announcement.
 import type { BackendName, InstalledState, MeshPod, NodeCapabilities, NodeContext, PodRef, RedirectBackend, Support } from '@shunt/core';
-import type { ZdsServer } from '@shunt/zds';
+import { ZdsError, type ZdsServer, type ZdsWorkload } from '@shunt/zds';
+
+/**
+ * How long an enroll waits for ztunnel when none is connected. ztunnel (re)connects moments after
+ * the agent starts or restarts; failing the pod into the reconciler's backoff at once would leave
+ * it `failed` for seconds after ztunnel has in fact acked it in the snapshot.
+ */
+export const ZTUNNEL_CONNECT_WAIT_MS = 5_000;
 
 export class ZdsAnnouncingBackend implements RedirectBackend {
   readonly name: BackendName;
@@ -22,6 +29,7 @@ export class ZdsAnnouncingBackend implements RedirectBackend {
   constructor(
     private readonly inner: RedirectBackend,
     private readonly zds: ZdsServer,
+    private readonly connectWaitMs: number = ZTUNNEL_CONNECT_WAIT_MS,
   ) {
     this.name = inner.name;
   }
@@ -47,11 +55,34 @@ export class ZdsAnnouncingBackend implements RedirectBackend {
     }
     if (pod.membership !== 'ambient') return;
     if (!pod.netnsPath) throw new Error(`pod ${pod.namespace}/${pod.name}: no netns path, cannot hand ztunnel its network namespace`);
-    await this.zds.add({
+    const w: ZdsWorkload = {
       uid: pod.uid,
       info: { name: pod.name, namespace: pod.namespace, serviceAccount: pod.serviceAccount ?? 'default' },
       netnsPath: pod.netnsPath,
       ...(pod.netnsCookie ? { netnsCookie: pod.netnsCookie } : {}),
+    };
+    try {
+      await this.zds.add(w);
+    } catch (err) {
+      if (!(err instanceof ZdsError) || err.code !== 'NOT_CONNECTED' || !(await this.ztunnelSnapshot())) throw err;
+      // The workload was kept and went out in the new connection's snapshot: this confirms its Ack.
+      await this.zds.add(w);
+    }
+  }
+
+  /** Resolves true once a ztunnel connects and has been sent the snapshot, false after the wait. */
+  private ztunnelSnapshot(): Promise<boolean> {
+    if (this.connectWaitMs <= 0) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const done = (ok: boolean): void => {
+        clearTimeout(timer);
+        this.zds.off('snapshot', onSnapshot);
+        resolve(ok);
+      };
+      const onSnapshot = (): void => done(true);
+      const timer = setTimeout(() => done(false), this.connectWaitMs);
+      timer.unref();
+      this.zds.on('snapshot', onSnapshot);
     });
   }
 

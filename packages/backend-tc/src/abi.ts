@@ -3,7 +3,6 @@
  * encoding. map.typed() checks every codec's size against the loaded map, so a change on one
  * side only fails loudly.
  */
-import { isIPv4, isIPv6 } from 'node:net';
 import { struct, u8, u16, u32, u64, bytes, pad, ipv4, ipv6 } from '@shunt/libbpf';
 
 /** skb->mark of hairpinned packets (under MARK_MASK) and the policy route that delivers them locally. */
@@ -100,28 +99,5 @@ export const dnsOrig = struct({ server: bytes(16), port: u16, _pad: pad(2) });
 export const MAP_NAMES = ['tc_pod', 'tc_pod_meta', 'tc_port_sel', 'tc_counters', 'tc_dns', 'tc_listeners'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
-const V4_MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
-
-/** 16-byte address as the BPF side keys it: IPv4 becomes ::ffff:a.b.c.d. */
-export function encodeAddr(text: string): Buffer {
-  if (isIPv4(text)) return Buffer.concat([V4_MAPPED_PREFIX, ipv4.encode(text)]);
-  if (isIPv6(text)) return ipv6.encode(text);
-  throw new Error(`'${text}' is not an IP address`);
-}
-
-export function decodeAddr(buf: Buffer): string {
-  if (buf.subarray(0, 12).equals(V4_MAPPED_PREFIX)) return ipv4.decode(buf.subarray(12));
-  return ipv6.decode(buf);
-}
-
-/** Fixed-size NUL-padded text field; longer text is an error (the caller names the field). */
-export function encodeText(text: string, size: number): Buffer {
-  const b = Buffer.from(text, 'utf8');
-  if (b.length > size) throw new Error(`'${text}' is ${b.length} bytes, the field holds ${size}`);
-  return b;
-}
-
-export function decodeText(buf: Buffer): string {
-  const end = buf.indexOf(0);
-  return buf.subarray(0, end < 0 ? buf.length : end).toString('utf8');
-}
+// Address and text fields as the BPF side keys them: shared codecs in @shunt/libbpf.
+export { encodeAddr, decodeAddr, encodeText, decodeText } from '@shunt/libbpf';

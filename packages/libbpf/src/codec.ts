@@ -212,3 +212,29 @@ export function struct<S extends FieldMap>(fields: S): StructCodec<StructValue<S
   };
   return { ...field(kind, size, read, write), offsets };
 }
+
+const V4_MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+
+/** 16-byte address as our BPF programs key it: IPv4 becomes ::ffff:a.b.c.d. */
+export function encodeAddr(text: string): Buffer {
+  if (isIPv4(text)) return Buffer.concat([V4_MAPPED_PREFIX, ipv4.encode(text)]);
+  if (isIPv6(text)) return ipv6.encode(text);
+  throw new Error(`'${text}' is not an IP address`);
+}
+
+export function decodeAddr(buf: Buffer): string {
+  if (buf.subarray(0, 12).equals(V4_MAPPED_PREFIX)) return ipv4.decode(buf.subarray(12));
+  return ipv6.decode(buf);
+}
+
+/** Fixed-size NUL-padded text field; longer text is an error (the caller names the field). */
+export function encodeText(text: string, size: number): Buffer {
+  const b = Buffer.from(text, 'utf8');
+  if (b.length > size) throw new Error(`'${text}' is ${b.length} bytes, the field holds ${size}`);
+  return b;
+}
+
+export function decodeText(buf: Buffer): string {
+  const end = buf.indexOf(0);
+  return buf.subarray(0, end < 0 ? buf.length : end).toString('utf8');
+}

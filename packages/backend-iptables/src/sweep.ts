@@ -133,6 +133,19 @@ async function sweepRouting(netnsPath: string, pairs: SweepOptions['routing']): 
   return removed;
 }
 
+function firstLine(e: unknown): string {
+  const m = e instanceof NetlinkError ? e.stderr.trim() || e.message : (e as Error).message;
+  return m.split('\n')[0] ?? m;
+}
+
+/** A save that failed because there is nothing to read: the netns is gone, or the kernel lacks the family/table support. */
+function unreadableBecauseAbsent(e: unknown, ns: { path: string; id: string }): boolean {
+  if (idOf(ns.path) !== ns.id) return true;
+  const text = e instanceof NetlinkError ? `${e.stderr}\n${e.message}` : String((e as Error)?.message ?? e);
+  if (/permission denied|operation not permitted|you must be root|timed out/i.test(text)) return false;
+  return /(address family|protocol) not supported|not supported by (the )?kernel|table does not exist/i.test(text);
+}
+
 async function sweepOne(ns: { path: string; id: string }, o: SweepOptions, variants: IptablesVariant[], recorded: Set<string>): Promise<SweptNetns> {
   const out: SweptNetns = { netnsPath: ns.path, tables: [], routing: [] };
   let istio = false;
@@ -142,8 +155,12 @@ async function sweepOne(ns: { path: string; id: string }, o: SweepOptions, varia
       let text: string;
       try {
         text = await ipt.save(family);
-      } catch {
-        continue; // no such family or variant in this netns, or the netns went away
+      } catch (e) {
+        // A family or variant this kernel lacks, or a netns that went away, holds none of our
+        // chains; any other failure (no CAP_NET_ADMIN, a timeout) leaves this netns unread, which
+        // must not pass for clean: the caller reports it and exits non-zero.
+        if (unreadableBecauseAbsent(e, ns)) continue;
+        throw new Error(`${commandsFor(variant, family).save} failed, SHUNT_* chains there may remain: ${firstLine(e)}`);
       }
       if (text.includes(':ISTIO_')) istio = true;
       if (!text.includes('SHUNT_')) continue;

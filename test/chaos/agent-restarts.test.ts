@@ -12,7 +12,7 @@ import { Testbed } from '@shunt/testbed';
 import { builtCliCommand, spawnAgent, type AgentProcess } from '../../packages/agent/src/agent/process';
 import { freePort } from '../../packages/agent/src/demo/free-port';
 import { readShuntChains } from '../../packages/agent/src/e2e/iptables-read';
-import { eventually, metric, podNetnsPrefix, runCli, startBuiltAgent } from '../../packages/agent/src/e2e/support';
+import { eventually, metric, podNetnsPrefix, requestViaSidecars, runCli, startBuiltAgent } from '../../packages/agent/src/e2e/support';
 import { removePins } from '../../packages/agent/src/node-state/pins';
 
 const HTTP_PORT = 8080;
@@ -21,7 +21,7 @@ let tb: Testbed;
 let dir: string;
 const bpffs = `/sys/fs/bpf/shunt-chaos-${randomBytes(4).toString('hex')}`;
 const agents: AgentProcess[] = [];
-const table: { backend: string; scenario: string; sent: number; failed: number; bypassed: number }[] = [];
+const table: { backend: string; scenario: string; sent: number; failed: number; bypassed: number; stateChanges?: number }[] = [];
 
 beforeAll(async () => {
   tb = await Testbed.create({ pods: [{ name: 'client', mesh: 'sidecar' }, { name: 'server', mesh: 'sidecar' }] });
@@ -39,7 +39,7 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
   // eslint-disable-next-line no-console
   console.log(
-    ['backend   scenario                          sent  failed  bypassed', ...table.map((r) => `${r.backend.padEnd(9)} ${r.scenario.padEnd(33)} ${String(r.sent).padStart(4)}  ${String(r.failed).padStart(6)}  ${String(r.bypassed).padStart(8)}`)].join('\n'),
+    ['backend   scenario                            sent  failed  bypassed  pod-state-changes', ...table.map((r) => `${r.backend.padEnd(9)} ${r.scenario.padEnd(35)} ${String(r.sent).padStart(4)}  ${String(r.failed).padStart(6)}  ${String(r.bypassed).padStart(8)}  ${String(r.stateChanges ?? '-').padStart(17)}`)].join('\n'),
   );
 }, 60_000);
 
@@ -127,6 +127,38 @@ describe.each(BACKENDS)('%s backend', (backend) => {
       await start();
     });
   }, 120_000);
+
+  // Fail-closed when the client's sidecar dies (both backends): its traffic keeps being sent to the
+  // proxy's ports, so with nothing listening there every request fails, and none reaches the server
+  // around it (the server's sidecar logs no inbound connection). Once the sidecar is back, requests
+  // flow through it again with no agent action needed beyond what it does by itself (drift repair).
+  it('client sidecar killed: fail closed (requests fail, none bypass); restarted: through it again', async () => {
+    const url = `http://${tb.pod('server').ipv4}:${HTTP_PORT}/`;
+    const logsBefore = agent.logs.length;
+    await tb.stopSidecar('client');
+    expect(tb.sidecarStatus('client').ipv4).toBe('stopped');
+    const since = Date.now();
+    const down = { sent: 0, failed: 0, bypassed: 0 };
+    for (let i = 0; i < 10; i++) {
+      down.sent++;
+      const res = await tb.httpGet('client', url, { count: 1, timeoutMs: 3000 }).catch(() => [{ ok: false }]);
+      if (res[0]?.ok === true) down.bypassed++;
+      else down.failed++;
+    }
+    // Anything that got around the dead client sidecar would show up at the server's inbound sidecar.
+    const reachedServer = (await tb.settledProxyLog('server', (r) => r.at >= since - 1 && r.originalDst.port === HTTP_PORT, { atLeast: 0, quietMs: 500, timeoutMs: 3000 })).length;
+    const changesDown = agent.logs.slice(logsBefore).filter((l) => l['msg'] === 'pod state changed').length;
+    table.push({ backend, scenario: 'client sidecar down (fail closed)', ...down, bypassed: down.bypassed + reachedServer, stateChanges: changesDown });
+    expect({ ...down, reachedServer }).toEqual({ sent: 10, failed: 10, bypassed: 0, reachedServer: 0 });
+    await tb.startSidecar('client');
+    tb.clearProxyLog('client');
+    // Back through the sidecar (bounded: the agent's drift repair may need a resync to re-register it).
+    await eventually('requests through the restarted sidecar', async () => (await requestViaSidecars(tb, 'client', 'server', HTTP_PORT).catch(() => ({ ok: false, originalDst: undefined }))).originalDst !== undefined, 60_000);
+    const logsUp = agent.logs.length;
+    await scenario(backend, 'client sidecar restarted', async () => undefined);
+    table[table.length - 1]!.stateChanges = agent.logs.slice(logsUp).filter((l) => l['msg'] === 'pod state changed').length;
+    expect(agent.child.exitCode).toBeNull();
+  }, 150_000);
 
   it('converges, then a scoped `shunt cleanup` leaves nothing', async () => {
     expect(await agent.stop()).toBe(0);

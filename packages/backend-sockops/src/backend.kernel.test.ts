@@ -6,9 +6,10 @@
  *   netns b (pod B: app server + proxy)             ──veth──  netns s
  */
 import * as fs from 'node:fs';
+import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import type { MeshPod } from '@shunt/core';
-import { BpfLink } from '@shunt/libbpf';
+import { BpfLink, BpfMap, netnsCookie } from '@shunt/libbpf';
 import { INBOUND_PENDING, SockopsBackend } from './backend';
 import { Sandbox, type Helper, type Netns } from './test-support/sandbox';
 
@@ -498,6 +499,48 @@ describe('sockops backend on the real kernel', () => {
     const r = await client(a, '198.18.0.2', 9000, [String(n)]);
     expect(r.reply).toBe(`sink|${n}`);
     expect(sb.loopbackPackets(a) - lo0).toBeLessThan(40);
+  });
+
+  it('a restart after an unenroll killed between its map writes removes what that pod left (pod_by_ip, pod_meta, listeners)', async () => {
+    await backend.enroll(podA); // idempotent: enrolled, its proxy listening
+    const cookie = netnsCookie(a.path);
+    const maps = path.join(backend.pinDir, 'maps');
+    const open = (name: string) => BpfMap.fromPin(path.join(maps, name));
+    const key = Buffer.alloc(8);
+    key.writeBigUInt64LE(cookie);
+    const ofA = () => {
+      const byIp = open('pod_by_ip');
+      const meta = open('pod_meta');
+      const lst = open('inbound_listener');
+      try {
+        return {
+          ips: byIp.entries().filter(([, v]) => v.readBigUInt64LE(0) === cookie).length,
+          meta: meta.lookup(key) ? 1 : 0,
+          listeners: lst.keys().filter((k) => k.readBigUInt64LE(0) === cookie).length,
+        };
+      } finally {
+        byIp.close();
+        meta.close();
+        lst.close();
+      }
+    };
+    const enrolled = ofA();
+    expect(enrolled).toEqual({ ips: podA.ips.v4.length + podA.ips.v6.length, meta: 1, listeners: expect.any(Number) });
+    expect(enrolled.listeners).toBeGreaterThan(0);
+    // What an agent SIGKILLed right after unenroll's first write (pod_cfg) leaves in the pins.
+    const cfg = open('pod_cfg');
+    expect(cfg.delete(key)).toBe(true);
+    cfg.close();
+    await backend.stop({ cleanup: false });
+    backend = new SockopsBackend({ splice: 'all' });
+    await backend.start(sb.node());
+    expect(ofA()).toEqual({ ips: 0, meta: 0, listeners: 0 });
+    const pods = (await backend.observe()).pods;
+    expect(pods.map((p) => p.uid)).not.toContain('uid-pod-a');
+    // The others are untouched, and pod A can be enrolled again.
+    expect(pods.find((p) => p.uid === 'uid-pod-b')?.fingerprint).toBe(backend.fingerprint(podB));
+    await backend.enroll(podA);
+    expect(ofA()).toEqual(enrolled);
   });
 
   it('removes links and pins on stop({cleanup: true})', async () => {

@@ -270,6 +270,9 @@ export class SockopsBackend implements RedirectBackend {
     // Selections of a generation no pod points at are leftovers of an interrupted write.
     const live = new Set(installed.map((p) => p.gen));
     for (const gen of gens) if (!live.has(gen)) this.maps.deleteGen(gen);
+    // Addresses, names and listeners of a netns with no pod_cfg: an enroll or unenroll interrupted between its writes.
+    const orphans = this.maps.deleteOrphans();
+    if (orphans.ips + orphans.meta + orphans.listeners > 0) node.log.info(orphans, 'sockops: removed entries of pods an interrupted enroll/unenroll left');
 
     for (const name of fs.readdirSync(this.netnsDir)) {
       const pin = path.join(this.netnsDir, name);

@@ -297,6 +297,25 @@ export class SockopsMaps {
     this.deleteSelections(p);
   }
 
+  /**
+   * Start-up repair: removes pod_by_ip, pod_meta and inbound_listener entries of netns that have no
+   * pod_cfg. An enroll writes those before its pod_cfg flip and an unenroll deletes pod_cfg first,
+   * so an agent killed in between leaves them behind, and readPods() (keyed by pod_cfg) would never
+   * see them again. Returns how many of each went.
+   */
+  deleteOrphans(): { ips: number; meta: number; listeners: number } {
+    const live = new Set<bigint>([...this.podCfg.entries()].map(([cookie]) => cookie));
+    let ips = 0;
+    let meta = 0;
+    let listeners = 0;
+    for (const [ip, cookie] of this.podByIp.entries()) if (!live.has(cookie) && this.podByIp.delete(ip)) ips++;
+    for (const cookie of this.podMeta.keys()) if (!live.has(cookie) && this.podMeta.delete(cookie)) meta++;
+    for (const raw of this.raw.inbound_listener.keys()) {
+      if (!live.has(listenerKey.decode(raw).netns) && this.raw.inbound_listener.delete(raw)) listeners++;
+    }
+    return { ips, meta, listeners };
+  }
+
   /** Removes exactly the selection entries of p's generation. */
   deleteSelections(p: InstalledPodProgram): void {
     const gen = p.gen;

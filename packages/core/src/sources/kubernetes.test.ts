@@ -96,6 +96,26 @@ describe('kubernetesSource against the fake API server', () => {
     expect(errors.some((e) => /503|Service Unavailable/.test(e.message))).toBe(true);
   });
 
+  it('after an outage, a watch that was up and then drops is retried at the initial backoff, not the outage\'s', async () => {
+    api.addPod(pod('a'));
+    const s = start('istio-sidecar', { backoff: { initialMs: 20, maxMs: 4000 } });
+    await s.until((i) => i.some((e) => e.type === 'synced'), 10_000);
+    await until(() => api.openWatches('pods') === 1, 'pod watch open');
+    // An outage: seven failed watch requests (pods and namespaces) grow the backoff (20, 40, 80, … ms).
+    api.failNextRequests(7, 503, 'watch');
+    api.dropWatches();
+    await until(() => errors.filter((e) => /503/.test(e.message)).length === 7, 'seven failed reconnects', 15_000);
+    await until(() => api.openWatches('pods') === 1, 'pod watch open again', 15_000);
+    await new Promise((r) => setTimeout(r, 1200)); // up for more than a second
+    const before = errors.length;
+    api.dropWatches();
+    await until(() => errors.length > before, 'the drop reported');
+    const delay = Number(/retrying in (\d+) ms/.exec(errors[before]!.message)?.[1]);
+    // backoffDelay(0, initial 20 ms) is 10..20 ms; without the reset it goes on from the outage's (seen: 605 ms).
+    expect(delay).toBeLessThanOrEqual(20);
+    await until(() => api.openWatches('pods') === 1, 'pod watch open after the drop');
+  });
+
   it('bookmarks advance the resume point', async () => {
     api.addPod(pod('a'));
     const s = start();

@@ -78,6 +78,8 @@ class Reflector {
   private resourceVersion = '';
   /** key → resourceVersion of the object as last emitted. */
   private readonly known = new Map<string, string>();
+  /** When the current watch was established (the server answered), or null while none is. */
+  private watchConnectedAt: number | null = null;
 
   constructor(
     private readonly spec: ReflectorSpec,
@@ -120,6 +122,11 @@ class Reflector {
       } catch (err) {
         if (this.stopper.stopped) return;
         if (err instanceof KubeApiError && err.status === 410) needList = true;
+        // A watch that was up for a while and then failed is a new failure, not the next of a run:
+        // retrying it after the backoff an earlier outage reached would leave the pods stale for
+        // up to maxMs after every later drop.
+        if (this.watchConnectedAt !== null && Date.now() - this.watchConnectedAt >= 1000) attempt = 0;
+        this.watchConnectedAt = null;
         const delay = backoffDelay(attempt++, this.opts.backoff);
         this.report(new ShuntError('SOURCE', `kubernetes ${this.spec.name}: ${errorMessage(err)}; retrying in ${delay} ms`, { cause: err }));
         await this.stopper.sleep(delay);
@@ -175,6 +182,7 @@ class Reflector {
   private watchOnce(): Promise<{ outcome: WatchOutcome; events: number }> {
     const timeoutSeconds = this.opts.watchTimeoutSeconds + Math.floor(Math.random() * this.opts.watchTimeoutSeconds);
     const idleMs = timeoutSeconds * 1000 + this.opts.idleGraceMs;
+    this.watchConnectedAt = null;
     return new Promise((resolve, reject) => {
       let settled = false;
       let events = 0;
@@ -236,6 +244,7 @@ class Reflector {
         .watch(this.spec.path, { ...this.spec.query, resourceVersion: this.resourceVersion, allowWatchBookmarks: true, timeoutSeconds }, onEvent, onDone)
         .then((h) => {
           handle = h;
+          if (!settled) this.watchConnectedAt = Date.now();
           if (settled) h.abort();
         }, onDone);
     });

@@ -99,6 +99,8 @@ interface LiveWatch {
   res: http.ServerResponse;
   socket: Socket;
   timer?: NodeJS.Timeout;
+  /** With latency set: when this watch's last delayed event goes out (events keep their order). */
+  lastAt?: number;
 }
 
 export interface RecordedRequest {
@@ -141,8 +143,15 @@ export interface FakeApiServer {
   failNextRequests(count: number, status?: number, kind?: 'list' | 'watch' | 'any'): void;
   /** Every request fails with `status` (an API server down behind its load balancer) until called with null. */
   setUnavailable(status: number | null): void;
+  /**
+   * A slow API server (overloaded, or far away): every request is answered after a delay drawn
+   * uniformly from [minMs, maxMs], and every event on an open watch reaches the client that much
+   * later (in order). null: answer at once again.
+   */
+  setLatency(latency: { minMs: number; maxMs: number } | null): void;
   requests: RecordedRequest[];
-  openWatches(resource?: Resource): number;
+  /** Open watches, optionally of one resource and one `spec.nodeName` field selector (one agent's). */
+  openWatches(resource?: Resource, nodeName?: string): number;
   resourceVersion(): string;
   close(): Promise<void>;
 }
@@ -187,6 +196,8 @@ export async function startFakeApiServer(opts: { token?: string; tls?: boolean }
   const continuations = new Map<string, { items: Obj[]; rv: number }>();
   const requests: RecordedRequest[] = [];
   let unavailable: number | null = null;
+  let latency: { minMs: number; maxMs: number } | null = null;
+  const delay = () => (latency ? latency.minMs + Math.random() * (latency.maxMs - latency.minMs) : 0);
 
   const matches = (w: { resource: Resource; namespace?: string; nodeName?: string }, o: Obj | undefined): boolean => {
     if (!o) return false;
@@ -207,8 +218,15 @@ export async function startFakeApiServer(opts: { token?: string; tls?: boolean }
     return null;
   };
 
-  const send = (w: LiveWatch, type: string, object: Obj) => {
-    if (w.res.writableEnded) return;
+  const send = (w: LiveWatch, type: string, object: Obj, delayed = false) => {
+    const d = delayed ? delay() : 0;
+    if (d > 0) {
+      const at = Math.max(Date.now() + d, w.lastAt ?? 0);
+      w.lastAt = at;
+      setTimeout(() => send(w, type, object), at - Date.now());
+      return;
+    }
+    if (w.res.writableEnded || w.res.destroyed) return;
     let out = object;
     if (w.format === 'table' && (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED')) {
       out = table(w.resource, [object], { resourceVersion: object.metadata?.resourceVersion }, !w.sentColumns);
@@ -222,7 +240,7 @@ export async function startFakeApiServer(opts: { token?: string; tls?: boolean }
     history.push(change);
     for (const w of watches) {
       const ev = eventFor(w, change);
-      if (ev) send(w, ev.type, ev.object);
+      if (ev) send(w, ev.type, ev.object, true);
     }
   };
 
@@ -342,6 +360,12 @@ export async function startFakeApiServer(opts: { token?: string; tls?: boolean }
     const q = Object.fromEntries(url.searchParams.entries());
     const isWatch = q.watch === 'true' || q.watch === '1';
     requests.push({ method: req.method ?? 'GET', path: url.pathname, query: q, watch: isWatch, authorization: req.headers.authorization, accept: req.headers.accept });
+    const d = delay();
+    if (d > 0) setTimeout(() => serve(req, res, url, q, isWatch), d);
+    else serve(req, res, url, q, isWatch);
+  };
+  const serve = (req: http.IncomingMessage, res: http.ServerResponse, url: URL, q: Record<string, string>, isWatch: boolean) => {
+    if (res.destroyed) return; // the client gave up while the slow server was thinking
     if (unavailable !== null) return json(res, unavailable, status(unavailable, 'ServiceUnavailable', 'the fake API server is down'));
     const failAt = failures.findIndex((f) => f.kind === 'any' || f.kind === (isWatch ? 'watch' : 'list'));
     if (failAt >= 0) {
@@ -422,11 +446,15 @@ export async function startFakeApiServer(opts: { token?: string; tls?: boolean }
     setUnavailable(code) {
       unavailable = code;
     },
+    setLatency(l) {
+      if (l && !(l.minMs >= 0 && l.maxMs >= l.minMs)) throw new Error(`fake apiserver: latency needs 0 <= minMs <= maxMs, got ${JSON.stringify(l)}`);
+      latency = l;
+    },
     failNextRequests(count, code = 500, kind = 'any') {
       for (let i = 0; i < count; i++) failures.push({ status: code, kind });
     },
     requests,
-    openWatches: (resource) => [...watches].filter((w) => !resource || w.resource === resource).length,
+    openWatches: (resource, nodeName) => [...watches].filter((w) => (!resource || w.resource === resource) && (nodeName === undefined || w.nodeName === nodeName)).length,
     resourceVersion: () => String(rv),
     close() {
       for (const w of [...watches]) w.res.end();

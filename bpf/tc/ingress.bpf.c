@@ -105,6 +105,13 @@ static __always_inline int dns_to_proxy(struct __sk_buff *skb, struct pkt *p, __
 
 static __always_inline int hairpinned(struct __sk_buff *skb, struct pkt *p)
 {
+	if (p->proto == IPPROTO_TCP_ && !is_syn(p)) {
+		/* A segment of a connection ztunnel already owns: the fwmark route delivers it locally
+		 * and the stack's own 4-tuple lookup finds that socket (what bpf_sk_assign would hand
+		 * it, at the cost of a second lookup per packet). A stray one is answered by the stack. */
+		count(SHUNT_TC_CNT_OUT_ESTABLISHED);
+		return TCX_NEXT;
+	}
 	struct shunt_tc_pod *cfg = bpf_map_lookup_elem(&tc_pod, &p->src);
 	if (!cfg)
 		return TCX_NEXT; /* marked by someone else, or the pod was unenrolled meanwhile */
@@ -117,11 +124,7 @@ static __always_inline int hairpinned(struct __sk_buff *skb, struct pkt *p)
 	int tw;
 	struct bpf_sock *sk = owner_socket_tw(skb, p, &tw);
 	if (sk)
-		return assign(skb, sk, SHUNT_TC_CNT_OUT_ESTABLISHED);
-	if (!is_syn(p)) {
-		count(SHUNT_TC_CNT_OUT_ORPHAN);
-		return TCX_NEXT; /* its socket is gone: the stack drops it like any stray segment */
-	}
+		return assign(skb, sk, SHUNT_TC_CNT_OUT_ESTABLISHED); /* a retransmitted SYN */
 	sk = listener_socket(skb, p, out_port);
 	if (sk && tw) {
 		/* ztunnel's side of an earlier connection with this very 4-tuple is in TIME_WAIT (it
@@ -154,6 +157,13 @@ int shunt_tc_ingress(struct __sk_buff *skb)
 		return TCX_NEXT;
 	if (is_proxy_mark(mark))
 		return TCX_NEXT;
+	if (!is_syn(&p)) {
+		/* Inbound to a local address: the stack's own lookup finds the socket owning the
+		 * connection (ztunnel's accepted one for a captured connection), exactly what an
+		 * assign would give; only a connection-opening SYN needs steering. */
+		count(SHUNT_TC_CNT_IN_ESTABLISHED);
+		return TCX_NEXT;
+	}
 
 	struct shunt_tc_pod *cfg = bpf_map_lookup_elem(&tc_pod, &p.dst);
 	if (!cfg)
@@ -174,9 +184,7 @@ int shunt_tc_ingress(struct __sk_buff *skb)
 	int tw;
 	struct bpf_sock *sk = owner_socket_tw(skb, &p, &tw);
 	if (sk)
-		return assign(skb, sk, SHUNT_TC_CNT_IN_ESTABLISHED);
-	if (!is_syn(&p))
-		return TCX_NEXT; /* no connection to give it to: the stack answers as it would */
+		return assign(skb, sk, SHUNT_TC_CNT_IN_ESTABLISHED); /* a retransmitted SYN */
 	sk = listener_socket(skb, &p, in_port);
 	if (sk && tw) {
 		/* As for hairpinned SYNs: ztunnel's TIME_WAIT of this 4-tuple blocks its listener; the

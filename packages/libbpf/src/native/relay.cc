@@ -61,6 +61,7 @@ constexpr size_t CHUNK = 65536;
 constexpr size_t HIGH = 256 * 1024;  // stop reading a side while the other has this much unsent
 constexpr size_t MAX_FRAME = 1 << 20;
 constexpr size_t LOG_FLUSH_BYTES = 64 * 1024;
+constexpr size_t MAX_IDLE_PER_DST = 64;  // idle tunnels kept per destination; more are closed
 constexpr int LOG_FLUSH_MS = 20;  // a line is in the file at most this long after its connection
 
 struct Ep {
@@ -507,7 +508,7 @@ struct Relay {
       Side& t = c->up;
       if (t.registered) Ctl(EPOLL_CTL_DEL, t.fd, 0, nullptr);
       t.registered = false;
-      if (t.in.empty()) {
+      if (t.in.empty() && idle.count(AddrStr(c->orig) + (c->orig.fam == 6 ? "/6" : "/4")) < MAX_IDLE_PER_DST) {
         auto* i = new Idle();
         i->r = this;
         i->fd = t.fd;

@@ -68,6 +68,7 @@ enum shunt_tc_counter {
 	SHUNT_TC_CNT_DNS_REPLIES,       /* DNS reply source rewritten back to the server the app asked */
 	SHUNT_TC_CNT_TW_STEERED,        /* sk_lookup: a SYN that met a TIME_WAIT handed to ztunnel's listener */
 	SHUNT_TC_CNT_TW_LOST,           /* sk_lookup: such a SYN whose listener was gone: dropped (fail closed) */
+	SHUNT_TC_CNT_DNS_TCP,           /* hairpinned TCP SYN to :53 assigned to ztunnel's TCP DNS listener */
 	SHUNT_TC_CNT_MAX = 32,
 };
 

@@ -125,6 +125,21 @@ static __always_inline int hairpinned(struct __sk_buff *skb, struct pkt *p)
 	struct bpf_sock *sk = owner_socket_tw(skb, p, &tw);
 	if (sk)
 		return assign(skb, sk, SHUNT_TC_CNT_OUT_ESTABLISHED); /* a retransmitted SYN */
+	/* DNS over TCP (the pod asked for DNS capture): a connection to any :53 goes to ztunnel's
+	 * TCP DNS listener on loopback (its SYN-ACK comes from the server asked: the accepted socket
+	 * keeps that address, which ztunnel's transparent listeners allow). No such listener:
+	 * dropped like a UDP query, never sent around ztunnel. */
+	int dns = p->dport == SHUNT_TC_DNS_PORT && cfg->dns_port != 0;
+	if (dns) {
+		sk = dns_listener_socket(skb, p, cfg->dns_port);
+		if (!sk) {
+			count(SHUNT_TC_CNT_DNS_NO_SOCKET);
+			return TC_ACT_SHOT;
+		}
+		if (tw)
+			return tw_handoff(p, sk);
+		return assign(skb, sk, SHUNT_TC_CNT_DNS_TCP);
+	}
 	sk = listener_socket(skb, p, out_port);
 	if (sk && tw) {
 		/* ztunnel's side of an earlier connection with this very 4-tuple is in TIME_WAIT (it

@@ -45,6 +45,7 @@ export const COUNTER_NAMES = [
   'dns_replies_rewritten',
   'timewait_steered',
   'timewait_lost',
+  'dns_tcp_to_proxy',
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTER_SLOTS = 32;

@@ -327,6 +327,30 @@ describe('tc backend: tcx + sk_assign to ztunnel sockets inside the pod netns', 
     expect(tcxPrograms(pod.netnsPath, 'lo')).toEqual({ ingress: [], egress: [] });
   });
 
+  test.each([4, 6] as const)("DNS over TCP v%i (proxy.dnsPort): a connection to any :53 reaches ztunnel's loopback TCP DNS listener, the server asked as its local address; without DNS capture it is an ordinary outbound connection", async (family) => {
+    const pod = tb.pod('amb2');
+    const server = family === 4 ? tb.pod('peer').ipv4 : tb.pod('peer').ipv6;
+    const dnsTcp = new Service('zt-dns-tcp');
+    const z2 = await ZtunnelSockets.open(pod.netnsPath, ['outbound']);
+    try {
+      // ztunnel's TCP DNS listener: loopback, mark 1337, transparent like its other listeners.
+      await dnsTcp.listen({ netns: pod.netnsPath, family, mark: ZTUNNEL_MARK, reuseAddr: true, reusePort: true, transparent: true, v6Only: family === 6, bind: { address: family === 4 ? '127.0.0.1' : '::1', port: 15053 } });
+      await backend.enroll({ ...meshPod(tb, 'amb2'), proxy: { ...meshPod(tb, 'amb2').proxy, dnsPort: 15053 } });
+      const c0 = await counters();
+      const r = await talk({ netns: pod.netnsPath, family, to: { address: server, port: 53 } });
+      expect(r.reply).toBe('zt-dns-tcp');
+      expect(dnsTcp.accepted.at(-1)!.local).toEqual({ address: server, port: 53 });
+      expect(delta(c0, await counters(), 'dns_tcp_to_proxy')).toBeGreaterThanOrEqual(1);
+      // DNS capture off: TCP :53 is an outbound connection like any other (to ztunnel's 15001).
+      await backend.enroll(meshPod(tb, 'amb2'));
+      expect((await talk({ netns: pod.netnsPath, family, to: { address: server, port: 53 } })).reply).toBe('ztunnel-15001');
+    } finally {
+      await dnsTcp.close();
+      await z2.close();
+      await backend.unenroll(meshPod(tb, 'amb2'));
+    }
+  });
+
   test('a pod that is not enrolled is untouched; a sidecar pod is refused with a reason naming it', async () => {
     const plain = tb.pod('plain');
     const before = peerSvc.accepted.length;

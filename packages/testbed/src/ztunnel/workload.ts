@@ -14,6 +14,7 @@
 // it went). DNS (light) stays here in Node.
 // Runs inside the stand-in process only (it needs @shunt/libbpf's addon).
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import type * as LibNs from '@shunt/libbpf';
 import type { ZtEndpoint, ZtunnelLeg, ZtunnelLogEntry, ZtunnelLogInput } from './log';
 
@@ -43,6 +44,7 @@ function refused(q: Buffer): Buffer | undefined {
 export class WorkloadProxy {
   private relay: LibNs.Relay | undefined;
   private readonly dns: LibNs.MessageSocket[] = [];
+  private readonly servers: net.Server[] = [];
   private closed = false;
   readonly netnsIno: number;
 
@@ -88,6 +90,27 @@ export class WorkloadProxy {
         this.dns.push(sock);
         sockets.push({ leg: 'dns', address, port: ZTUNNEL_INPOD_PORTS.dns, mark: ZTUNNEL_MARK, reusePort: true, transparent: false });
       }
+      // DNS over TCP (captured to the same port): loopback listeners, transparent like ztunnel's
+      // other listeners (a captured connection keeps the server it asked as its local address).
+      for (const [family, address] of [
+        [4, '127.0.0.1'],
+        [6, '::1'],
+      ] as const) {
+        const fd = this.lib.netnsListen({ netns: this.netnsFd, family, mark: ZTUNNEL_MARK, reusePort: true, transparent: true, v6Only: family === 6, bind: { address, port: ZTUNNEL_INPOD_PORTS.dns } });
+        fds.push(fd);
+        const server = net.createServer((c) => this.dnsTcp(c));
+        this.servers.push(server);
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen({ fd }, () => {
+            server.off('error', reject);
+            resolve();
+          });
+        });
+        fds.pop(); // Node owns it now
+        server.on('error', () => undefined);
+        sockets.push({ leg: 'dns', address, port: ZTUNNEL_INPOD_PORTS.dns, mark: ZTUNNEL_MARK, reusePort: true, transparent: true });
+      }
       // From here the engine owns the listener fds.
       this.relay = this.lib.startRelay({
         netns: this.netnsFd,
@@ -114,6 +137,7 @@ export class WorkloadProxy {
     this.closed = true;
     this.relay?.stop();
     for (const d of this.dns) d.close();
+    for (const srv of this.servers) srv.close();
     try {
       fs.closeSync(this.netnsFd);
     } catch {
@@ -136,6 +160,29 @@ export class WorkloadProxy {
 
   private emit(leg: ZtunnelLeg, c: Omit<Extract<ZtunnelLogEntry, { event: 'conn' }>, 'at' | 'zt' | 'event' | 'pod' | 'uid'>): void {
     this.log({ event: 'conn', pod: this.pod, uid: this.uid, ...c, leg });
+  }
+
+  /** DNS over TCP: 2-byte length-prefixed messages, each answered REFUSED. */
+  private dnsTcp(c: net.Socket): void {
+    c.on('error', () => undefined);
+    const local = ep({ address: c.localAddress ?? '', port: c.localPort ?? 0 });
+    this.emit('dns', { leg: 'dns', client: ep({ address: c.remoteAddress ?? '', port: c.remotePort ?? 0 }), local, origDst: local, how: 'local-address', via: 'dns-reply' });
+    let buf = Buffer.alloc(0);
+    c.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        const q = buf.subarray(2, 2 + buf.readUInt16BE(0));
+        buf = buf.subarray(2 + q.length);
+        const r = refused(Buffer.from(q));
+        if (!r) return void c.destroy();
+        const len = Buffer.alloc(2);
+        len.writeUInt16BE(r.length);
+        c.write(Buffer.concat([len, r]));
+      }
+      if (buf.length > 65537) c.destroy();
+    });
+    c.on('end', () => c.end());
+    c.setTimeout(10_000, () => c.destroy());
   }
 
   private dnsQuery(sock: LibNs.MessageSocket, m: LibNs.ReceivedMessage, local: ZtEndpoint): void {

@@ -38,6 +38,8 @@ describe('ztunnel stand-in', () => {
         { leg: 'hbone', address: '::', port: 15008, mark: 1337, reusePort: true, transparent: true },
         { leg: 'dns', address: '127.0.0.1', port: 15053, mark: 1337, reusePort: true },
         { leg: 'dns', address: '::1', port: 15053, mark: 1337, reusePort: true },
+        { leg: 'dns', address: '127.0.0.1', port: 15053, mark: 1337, reusePort: true, transparent: true },
+        { leg: 'dns', address: '::1', port: 15053, mark: 1337, reusePort: true, transparent: true },
       ],
     });
     const ss = await listeners('a');
@@ -119,5 +121,11 @@ describe('ztunnel stand-in', () => {
     expect(reply.readUInt16BE(0)).toBe(0x1234);
     expect(reply[3]! & 0x0f).toBe(5);
     await h.zt.waitFor((e) => e.event === 'conn' && e.leg === 'dns' && e.pod === 'a' && e.client.address === '127.0.0.1');
+    // The same over TCP (2-byte length prefix), on the same port.
+    const tcp = `const s=require('net').connect(15053,'::1',()=>{const q=Buffer.from('${q.toString('hex')}','hex');const l=Buffer.alloc(2);l.writeUInt16BE(q.length);s.write(Buffer.concat([l,q]));});let b=Buffer.alloc(0);s.on('data',d=>{b=Buffer.concat([b,d]);if(b.length>=2&&b.length>=2+b.readUInt16BE(0)){console.log(b.subarray(2).toString('hex'));process.exit(0)}});setTimeout(()=>process.exit(3),3000)`;
+    const rt = Buffer.from((await tb.run('a', [process.execPath, '-e', tcp])).stdout.trim(), 'hex');
+    expect(rt.readUInt16BE(0)).toBe(0x1234);
+    expect(rt[3]! & 0x0f).toBe(5);
+    await h.zt.waitFor((e) => e.event === 'conn' && e.leg === 'dns' && e.pod === 'a' && e.client.address === '::1');
   });
 });

@@ -61,12 +61,14 @@ enum shunt_tc_counter {
 	SHUNT_TC_CNT_OUT_BYPASSED,      /* egress SYN to an uncaptured destination */
 	SHUNT_TC_CNT_ASSIGN_FAILED,     /* bpf_sk_assign refused: dropped */
 	SHUNT_TC_CNT_REDIRECT_FAILED,   /* MAC rewrite or bpf_redirect failed: passed unchanged */
-	SHUNT_TC_CNT_TW_COLLISION,      /* captured SYN whose 4-tuple is in TIME_WAIT on ztunnel's side: dropped */
+	SHUNT_TC_CNT_TW_COLLISION,      /* captured SYN whose 4-tuple is in TIME_WAIT on ztunnel's side: handed to sk_lookup */
 	SHUNT_TC_CNT_DNS_CAPTURED,      /* app UDP query to :53 hairpinned (DNS capture on) */
 	SHUNT_TC_CNT_DNS_TO_PROXY,      /* hairpinned query assigned to ztunnel's DNS socket */
 	SHUNT_TC_CNT_DNS_NO_SOCKET,     /* hairpinned query, no DNS socket: dropped */
 	SHUNT_TC_CNT_DNS_REPLIES,       /* DNS reply source rewritten back to the server the app asked */
-	SHUNT_TC_CNT_TW_STEERED,        /* sk_lookup: a hairpinned SYN that met a TIME_WAIT handed to ztunnel's listener */
+	SHUNT_TC_CNT_TW_STEERED,        /* sk_lookup: a SYN that met a TIME_WAIT handed to ztunnel's listener */
+	SHUNT_TC_CNT_TW_LOST,           /* sk_lookup: such a SYN whose listener was gone: dropped (fail closed) */
+	SHUNT_TC_CNT_DNS_TCP,           /* hairpinned TCP SYN to :53 assigned to ztunnel's TCP DNS listener */
 	SHUNT_TC_CNT_MAX = 32,
 };
 
@@ -145,15 +147,45 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } tc_port_sel SEC(".maps");
 
-/* tc_listeners: pod address -> ztunnel's outbound listener of that pod (and family), put in by
- * ingress.bpf.c whenever it hands a SYN to it; read by sk_lookup.bpf.c for the TIME_WAIT path. */
+/*
+ * TIME_WAIT handoff (ingress.bpf.c -> sk_lookup.bpf.c). bpf_sk_assign keeps the 4-tuple, so
+ * ztunnel's accepted socket and the app's socket of one connection share it in one netns; when
+ * ztunnel's side closed first and sits in TIME_WAIT, a SYN reusing the tuple cannot be queued
+ * by ztunnel's listener (duplicate in the established hash). ingress then leaves the SYN to the
+ * stack: the TIME_WAIT socket takes it (TCP_TW_SYN), ends itself and asks for a listener of the
+ * packet's own port, and sk_lookup answers with ztunnel's listener. An sk_lookup program cannot
+ * tell which pod's netns it runs in (no netns cookie helper there), and a same-node packet
+ * looks alike in the sender's netns (hairpinned) and the receiver's (inbound), so ingress hands
+ * over the exact decision: the packet's tuple in this CPU's tc_tw_handoff slot and the listener
+ * in tc_tw_sock[cpu]. Both run in the same softirq pass on the same CPU (tc ingress -> ip_rcv
+ * -> tcp_v4_rcv -> TIME_WAIT -> listener lookup), nothing else runs on that CPU in between; the
+ * slot is matched by tuple and age and consumed once.
+ */
+struct shunt_tc_tw {
+	struct shunt_tc_addr local;  /* the SYN's destination (the lookup's local address) */
+	struct shunt_tc_addr remote; /* its source */
+	__u64 at_ns;                 /* bpf_ktime_get_ns() when armed; 0 = empty */
+	__u16 lport;                 /* host order */
+	__u16 rport;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct shunt_tc_tw);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tc_tw_handoff SEC(".maps");
+
+/* CPU id -> the listener ingress chose for the SYN in that CPU's tc_tw_handoff slot. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
-	__uint(max_entries, 16384);
-	__type(key, struct shunt_tc_addr);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} tc_listeners SEC(".maps");
+} tc_tw_sock SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -80,6 +80,10 @@ int shunt_tc_egress(struct __sk_buff *skb)
 	if (p.proto == IPPROTO_UDP_)
 		return dns_query(skb, &p, cfg);
 	if (is_syn(&p)) {
+		/* DNS over TCP is captured with DNS capture on, whatever the port selection says (as
+		 * the UDP queries; istio-cni redirects both to 15053). */
+		if (p.dport == SHUNT_TC_DNS_PORT && cfg->dns_port != 0)
+			return hairpin(skb, SHUNT_TC_CNT_DNS_CAPTURED);
 		if (!outbound_selected(cfg, p.dport)) {
 			count(SHUNT_TC_CNT_OUT_BYPASSED);
 			return TCX_NEXT;

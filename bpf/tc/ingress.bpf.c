@@ -28,6 +28,32 @@ static __always_inline int assign(struct __sk_buff *skb, struct bpf_sock *sk, __
 	return TC_ACT_OK;
 }
 
+/*
+ * A captured SYN met ztunnel's TIME_WAIT of its tuple: arm this CPU's handoff slot with the tuple
+ * and the listener, and let the stack (TIME_WAIT -> listener lookup -> sk_lookup.bpf.c) go on.
+ * Armed only after every lookup of this program (they run sk_lookup too). A slot that cannot be
+ * armed: the SYN is dropped (the client retransmits), never left to reach the app.
+ */
+static __always_inline int tw_handoff(struct pkt *p, struct bpf_sock *sk)
+{
+	__u32 zero = 0;
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct shunt_tc_tw *h = bpf_map_lookup_elem(&tc_tw_handoff, &zero);
+	long err = h ? bpf_map_update_elem(&tc_tw_sock, &cpu, sk, BPF_ANY) : -1;
+	bpf_sk_release(sk);
+	count(SHUNT_TC_CNT_TW_COLLISION);
+	if (err || !h) {
+		count(SHUNT_TC_CNT_ASSIGN_FAILED);
+		return TC_ACT_SHOT;
+	}
+	h->local = p->dst;
+	h->remote = p->src;
+	h->lport = p->dport;
+	h->rport = p->sport;
+	h->at_ns = bpf_ktime_get_ns();
+	return TCX_NEXT;
+}
+
 static __always_inline int probe_source(const struct pkt *p)
 {
 	if (p->family == 4)
@@ -79,6 +105,13 @@ static __always_inline int dns_to_proxy(struct __sk_buff *skb, struct pkt *p, __
 
 static __always_inline int hairpinned(struct __sk_buff *skb, struct pkt *p)
 {
+	if (p->proto == IPPROTO_TCP_ && !is_syn(p)) {
+		/* A segment of a connection ztunnel already owns: the fwmark route delivers it locally
+		 * and the stack's own 4-tuple lookup finds that socket (what bpf_sk_assign would hand
+		 * it, at the cost of a second lookup per packet). A stray one is answered by the stack. */
+		count(SHUNT_TC_CNT_OUT_ESTABLISHED);
+		return TCX_NEXT;
+	}
 	struct shunt_tc_pod *cfg = bpf_map_lookup_elem(&tc_pod, &p->src);
 	if (!cfg)
 		return TCX_NEXT; /* marked by someone else, or the pod was unenrolled meanwhile */
@@ -91,21 +124,31 @@ static __always_inline int hairpinned(struct __sk_buff *skb, struct pkt *p)
 	int tw;
 	struct bpf_sock *sk = owner_socket_tw(skb, p, &tw);
 	if (sk)
-		return assign(skb, sk, SHUNT_TC_CNT_OUT_ESTABLISHED);
-	if (!is_syn(p)) {
-		count(SHUNT_TC_CNT_OUT_ORPHAN);
-		return TCX_NEXT; /* its socket is gone: the stack drops it like any stray segment */
-	}
-	if (tw) {
-		/* ztunnel's side of an earlier connection with this very 4-tuple is in TIME_WAIT (it
-		 * closed first): ztunnel's listener could not queue the SYN (duplicate in the
-		 * established hash). Left to the stack (the mark routes it locally): the TIME_WAIT
-		 * socket takes the SYN (TCP_TW_SYN), ends itself and asks for a listener, and
-		 * sk_lookup.bpf.c answers with ztunnel's (as iptables TPROXY kills the TIME_WAIT). */
-		count(SHUNT_TC_CNT_TW_COLLISION);
-		return TCX_NEXT;
+		return assign(skb, sk, SHUNT_TC_CNT_OUT_ESTABLISHED); /* a retransmitted SYN */
+	/* DNS over TCP (the pod asked for DNS capture): a connection to any :53 goes to ztunnel's
+	 * TCP DNS listener on loopback (its SYN-ACK comes from the server asked: the accepted socket
+	 * keeps that address, which ztunnel's transparent listeners allow). No such listener:
+	 * dropped like a UDP query, never sent around ztunnel. */
+	int dns = p->dport == SHUNT_TC_DNS_PORT && cfg->dns_port != 0;
+	if (dns) {
+		sk = dns_listener_socket(skb, p, cfg->dns_port);
+		if (!sk) {
+			count(SHUNT_TC_CNT_DNS_NO_SOCKET);
+			return TC_ACT_SHOT;
+		}
+		if (tw)
+			return tw_handoff(p, sk);
+		return assign(skb, sk, SHUNT_TC_CNT_DNS_TCP);
 	}
 	sk = listener_socket(skb, p, out_port);
+	if (sk && tw) {
+		/* ztunnel's side of an earlier connection with this very 4-tuple is in TIME_WAIT (it
+		 * closed first): its listener could not queue the SYN (duplicate in the established
+		 * hash). Left to the stack (the mark routes it locally): the TIME_WAIT socket takes the
+		 * SYN (TCP_TW_SYN), ends itself and asks for a listener, and sk_lookup.bpf.c answers
+		 * with this one (as iptables TPROXY kills the TIME_WAIT). shunt_tc.h has the handoff. */
+		return tw_handoff(p, sk);
+	}
 	if (!sk) {
 		/* No ztunnel yet: dropped, the app's connect retries until ztunnel listens. (Left to
 		 * the stack it would be dropped too: a RST from a non-local source cannot be routed.)
@@ -113,8 +156,6 @@ static __always_inline int hairpinned(struct __sk_buff *skb, struct pkt *p)
 		count(SHUNT_TC_CNT_OUT_NO_LISTENER);
 		return TC_ACT_SHOT;
 	}
-	/* Remembered for sk_lookup.bpf.c (TIME_WAIT path); a refused update changes nothing here. */
-	bpf_map_update_elem(&tc_listeners, &p->src, sk, BPF_ANY);
 	return assign(skb, sk, SHUNT_TC_CNT_OUT_LISTENER);
 }
 
@@ -131,6 +172,13 @@ int shunt_tc_ingress(struct __sk_buff *skb)
 		return TCX_NEXT;
 	if (is_proxy_mark(mark))
 		return TCX_NEXT;
+	if (!is_syn(&p)) {
+		/* Inbound to a local address: the stack's own lookup finds the socket owning the
+		 * connection (ztunnel's accepted one for a captured connection), exactly what an
+		 * assign would give; only a connection-opening SYN needs steering. */
+		count(SHUNT_TC_CNT_IN_ESTABLISHED);
+		return TCX_NEXT;
+	}
 
 	struct shunt_tc_pod *cfg = bpf_map_lookup_elem(&tc_pod, &p.dst);
 	if (!cfg)
@@ -151,16 +199,15 @@ int shunt_tc_ingress(struct __sk_buff *skb)
 	int tw;
 	struct bpf_sock *sk = owner_socket_tw(skb, &p, &tw);
 	if (sk)
-		return assign(skb, sk, SHUNT_TC_CNT_IN_ESTABLISHED);
-	if (!is_syn(&p))
-		return TCX_NEXT; /* no connection to give it to: the stack answers as it would */
-	if (tw) {
-		/* As for hairpinned SYNs: ztunnel's TIME_WAIT of this 4-tuple blocks the listener, and
-		 * handing the SYN to the TIME_WAIT socket would give it to the app's listener. */
-		count(SHUNT_TC_CNT_TW_COLLISION);
-		return TC_ACT_SHOT;
-	}
+		return assign(skb, sk, SHUNT_TC_CNT_IN_ESTABLISHED); /* a retransmitted SYN */
 	sk = listener_socket(skb, &p, in_port);
+	if (sk && tw) {
+		/* As for hairpinned SYNs: ztunnel's TIME_WAIT of this 4-tuple blocks its listener; the
+		 * TIME_WAIT socket takes the SYN and sk_lookup.bpf.c hands it to this listener (never to
+		 * the app's: with no handoff slot to match, sk_lookup drops nothing and the TIME_WAIT
+		 * answers with an ACK, the client retries). */
+		return tw_handoff(&p, sk);
+	}
 	if (!sk) {
 		count(SHUNT_TC_CNT_IN_NO_LISTENER);
 		return TC_ACT_SHOT; /* fail closed: never deliver a captured connection to the app */

@@ -81,4 +81,28 @@ static __always_inline struct bpf_sock *listener_socket(struct __sk_buff *skb, s
 	return sk;
 }
 
+/* ztunnel's TCP DNS listener on the family's loopback address (127.0.0.1 / ::1):port, or NULL. */
+static __always_inline struct bpf_sock *dns_listener_socket(struct __sk_buff *skb, struct pkt *p, __u16 port)
+{
+	struct bpf_sock_tuple t = p->tuple;
+	if (p->family == 4) {
+		t.ipv4.daddr = bpf_htonl(0x7f000001);
+		t.ipv4.dport = bpf_htons(port);
+	} else {
+		t.ipv6.daddr[0] = 0;
+		t.ipv6.daddr[1] = 0;
+		t.ipv6.daddr[2] = 0;
+		t.ipv6.daddr[3] = bpf_htonl(1);
+		t.ipv6.dport = bpf_htons(port);
+	}
+	struct bpf_sock *sk = lookup(skb, &t, p->family);
+	if (!sk)
+		return NULL;
+	if (sk->state != BPF_TCP_LISTEN) {
+		bpf_sk_release(sk);
+		return NULL;
+	}
+	return sk;
+}
+
 #endif /* SHUNT_TC_LIB_H */

@@ -44,6 +44,8 @@ export const COUNTER_NAMES = [
   'dns_no_socket',
   'dns_replies_rewritten',
   'timewait_steered',
+  'timewait_lost',
+  'dns_tcp_to_proxy',
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTER_SLOTS = 32;
@@ -96,7 +98,10 @@ export const counterValue = u64;
 export const dnsKey = struct({ client: bytes(16), port: u16, _pad: pad(2) });
 export const dnsOrig = struct({ server: bytes(16), port: u16, _pad: pad(2) });
 
-export const MAP_NAMES = ['tc_pod', 'tc_pod_meta', 'tc_port_sel', 'tc_counters', 'tc_dns', 'tc_listeners'] as const;
+/** tc_tw_handoff: one per-CPU slot, ingress -> sk_lookup (shunt_tc.h: the TIME_WAIT handoff). */
+export const twHandoff = struct({ local: bytes(16), remote: bytes(16), atNs: u64, lport: u16, rport: u16, _pad: pad(4) });
+
+export const MAP_NAMES = ['tc_pod', 'tc_pod_meta', 'tc_port_sel', 'tc_counters', 'tc_dns', 'tc_tw_handoff', 'tc_tw_sock'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
 // Address and text fields as the BPF side keys them: shared codecs in @shunt/libbpf.

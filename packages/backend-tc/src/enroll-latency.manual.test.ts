@@ -9,7 +9,8 @@
 import * as fs from 'node:fs';
 import { Testbed } from '@shunt/testbed';
 import type { MeshPod } from '@shunt/core';
-import { TcBackend } from './backend';
+import { BpfObject, attachTcxAsync, bpfObjectPath, detachLinkAsync } from '@shunt/libbpf';
+import { PROGRAMS, TcBackend } from './backend';
 import { Service, ZtunnelSockets, talk } from './test-support/sockets';
 import { meshPod, nodeContext } from './test-support/env';
 
@@ -85,5 +86,35 @@ run('tc enroll latency (manual)', () => {
     console.log(
       [`attach mode ${ATTACH}`, `tc enroll() duration:            ${fmt(enrollMs)}`, `tc enroll -> first redirected:   ${fmt(firstMs)}`, `tc unenroll() duration:          ${fmt(unenrollMs)}`].join('\n'),
     );
+  }, 600_000);
+
+  // Where enroll's time goes: one tcx attach alone (what each of enroll's two costs), and one
+  // sk_lookup netns link alone, attached and detached in the same pod netns, not enrolled.
+  test(`breakdown: ${ENROLLS} single tcx attaches and netns (sk_lookup) link attaches`, async () => {
+    await backend.unenroll(amb).catch(() => undefined);
+    const ing = BpfObject.open(bpfObjectPath(PROGRAMS.ingress.object), { pinMaps: `${bpffsRoot}/tc/maps` });
+    const skl = BpfObject.open(bpfObjectPath(PROGRAMS.lookup.object), { pinMaps: `${bpffsRoot}/tc/maps` });
+    try {
+      const tcx: number[] = [];
+      const tcxDetach: number[] = [];
+      const netns: number[] = [];
+      for (let i = 0; i < ENROLLS; i++) {
+        const t0 = performance.now();
+        const link = await attachTcxAsync(ing.program(PROGRAMS.ingress.program), 'eth0', 'ingress', { netns: amb.netnsPath!, position: 'last' });
+        tcx.push(performance.now() - t0);
+        const t1 = performance.now();
+        await detachLinkAsync(link);
+        tcxDetach.push(performance.now() - t1);
+        const t2 = performance.now();
+        const nl = skl.program(PROGRAMS.lookup.program).attachNetns(amb.netnsPath!);
+        netns.push(performance.now() - t2);
+        nl.detach();
+      }
+      // eslint-disable-next-line no-console
+      console.log([`one tcx attach:                  ${fmt(tcx)}`, `one tcx detach:                  ${fmt(tcxDetach)}`, `one sk_lookup netns link attach: ${fmt(netns)}`].join('\n'));
+    } finally {
+      ing.close();
+      skl.close();
+    }
   }, 600_000);
 });

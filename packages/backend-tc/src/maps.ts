@@ -24,6 +24,7 @@ import {
   podValue,
   portKey,
   u32Key,
+  twHandoff,
   type MapName,
   type PodMetaValue,
   type PodValue,
@@ -63,7 +64,8 @@ export class TcMaps {
     this.portSel = raw.tc_port_sel.typed(portKey, flagValue);
     this.counters = raw.tc_counters.typed(u32Key, counterValue);
     raw.tc_dns.typed(dnsKey, dnsOrig); // size check only: the programs alone read and write it
-    raw.tc_listeners.typed(addr16, counterValue); // sockhash filled by ingress.bpf.c
+    raw.tc_tw_handoff.typed(u32Key, twHandoff); // per-CPU slot: the programs alone use it
+    raw.tc_tw_sock.typed(u32Key, counterValue); // sockhash filled by ingress.bpf.c
   }
 
   /** Opens every map pinned in dir; throws naming the first one missing or mis-sized. */

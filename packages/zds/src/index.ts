@@ -13,5 +13,5 @@ export {
   type Ack,
 } from './codec';
 export { ZdsError, type ZdsErrorCode } from './errors';
-export { ZdsServer, DEFAULT_ZDS_SOCKET, type ZdsServerOptions, type ZdsWorkload, type ZdsWorkloadStatus, type ZdsLogger } from './server';
+export { ZdsServer, DEFAULT_ZDS_SOCKET, readZdsStatus, type ZdsServerOptions, type ZdsWorkload, type ZdsWorkloadStatus, type ZdsStatusFile, type ZdsLogger } from './server';
 export { ZdsClient, type ZdsRequestHandler } from './client';

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { MessageSocket, UnixListener, closeFd, netnsCookie, type ReceivedMessage } from '@shunt/libbpf';
-import { ZdsClient, ZdsError, ZdsServer, encodeRequest, decodeResponse, type WorkloadRequest } from './index';
+import { ZdsClient, ZdsError, ZdsServer, encodeRequest, decodeResponse, readZdsStatus, type WorkloadRequest } from './index';
 
 const info = (name: string) => ({ name, namespace: 'ns1', serviceAccount: 'sa1' });
 
@@ -91,6 +91,36 @@ describe('ZdsServer with a ZdsClient over a real SEQPACKET socket', () => {
     expect(server.isAcked('good')).toBe(true);
     expect(server.isAcked('bad')).toBe(false);
     expect(server.status().find((s) => s.uid === 'bad')?.error).toBe('failed to create proxy: address in use');
+  });
+
+  test('statusPath: other processes read whether ztunnel is connected and each Ack state; closed on close()', async () => {
+    const file = path.join(dir, 'zds', 'status.json');
+    const server = start({ statusPath: file, statusDelayMs: 10 });
+    const read = () => readZdsStatus(file);
+    const c = connect((req) => (req.type === 'add' && req.uid === 'bad' ? 'no room' : ''));
+    await until(() => server.connected, 'connection');
+    await server.add({ uid: 'good', info: info('good'), netnsPath: nsPath[0]! });
+    await server.add({ uid: 'bad', info: info('bad'), netnsPath: nsPath[1]! }).catch(() => undefined);
+    await until(() => read()?.workloads.length === 2, 'both workloads in the status file');
+    expect(read()).toMatchObject({
+      pid: process.pid,
+      socket: sockPath,
+      connected: true,
+      closed: false,
+      connectedSince: expect.any(String),
+      workloads: expect.arrayContaining([
+        { uid: 'good', name: 'good', namespace: 'ns1', acked: true },
+        { uid: 'bad', name: 'bad', namespace: 'ns1', acked: false, error: 'no room' },
+      ]),
+    });
+    c.client.close();
+    await until(() => read()?.connected === false, 'ztunnel gone in the status file');
+    expect(read()!.workloads.every((w) => !w.acked)).toBe(true);
+    await server.close();
+    expect(read()).toMatchObject({ connected: false, closed: true });
+    fs.writeFileSync(file, '{"not":"it"}');
+    expect(() => read()).toThrow(/not a ZDS status file/);
+    expect(readZdsStatus(path.join(dir, 'none.json'))).toBeUndefined();
   });
 
   test('no ztunnel: NOT_CONNECTED; when one connects, the snapshot carries the workload', async () => {

@@ -48,6 +48,13 @@ export interface ZdsServerOptions {
   helloTimeoutMs?: number;
   /** Where the announced workloads are kept across restarts; none: not kept. */
   statePath?: string;
+  /**
+   * Where the live state is written for other processes (`shunt status`): ztunnel connected or
+   * not, and each workload's Ack state. Rewritten (coalesced, at most every statusDelayMs) on
+   * every change; none: not written.
+   */
+  statusPath?: string;
+  statusDelayMs?: number;
   /** File mode of the socket (ztunnel runs as root; default 0o600). */
   socketMode?: number;
   log?: ZdsLogger;
@@ -69,6 +76,34 @@ export interface ZdsWorkloadStatus {
   error?: string;
 }
 
+/** The file ZdsServerOptions.statusPath holds (readZdsStatus reads it back). */
+export interface ZdsStatusFile {
+  /** The agent process that wrote it, and when. */
+  pid: number;
+  updatedAt: string;
+  socket: string;
+  /** false also after the server closed (then `closed` is true). */
+  connected: boolean;
+  closed: boolean;
+  /** When the current ztunnel connection came (past its hello), if any. */
+  connectedSince?: string;
+  workloads: ZdsWorkloadStatus[];
+}
+
+/** Reads a status file written by a ZdsServer; undefined if there is none. Throws on a corrupt one, naming it. */
+export function readZdsStatus(file: string): ZdsStatusFile | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  const v = JSON.parse(text) as ZdsStatusFile;
+  if (typeof v?.pid !== 'number' || typeof v.connected !== 'boolean' || !Array.isArray(v.workloads)) throw new Error(`${file}: not a ZDS status file`);
+  return v;
+}
+
 const silent: ZdsLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
 export class ZdsServer extends EventEmitter {
@@ -81,6 +116,8 @@ export class ZdsServer extends EventEmitter {
   private readonly conns: ZdsConnection[] = [];
   private listener: UnixListener | undefined;
   private closed = false;
+  private statusTimer: NodeJS.Timeout | undefined;
+  private connectedSince = new Map<number, string>();
 
   private constructor(private readonly opts: ZdsServerOptions) {
     super();
@@ -180,6 +217,42 @@ export class ZdsServer extends EventEmitter {
     this.listener?.close();
     for (const c of this.conns) c.close('the agent is stopping');
     this.conns.length = 0;
+    if (this.statusTimer) clearTimeout(this.statusTimer);
+    this.writeStatus();
+  }
+
+  /** Coalesces status writes: many Acks in a burst (an agent start) give one write. */
+  private statusChanged(): void {
+    if (!this.opts.statusPath || this.statusTimer || this.closed) return;
+    this.statusTimer = setTimeout(() => {
+      this.statusTimer = undefined;
+      this.writeStatus();
+    }, this.opts.statusDelayMs ?? 100);
+    this.statusTimer.unref();
+  }
+
+  private writeStatus(): void {
+    const file = this.opts.statusPath;
+    if (!file) return;
+    const latest = this.latest();
+    const since = latest ? this.connectedSince.get(latest.id) : undefined;
+    const st: ZdsStatusFile = {
+      pid: process.pid,
+      updatedAt: new Date().toISOString(),
+      socket: this.socketPath,
+      connected: !this.closed && this.connected,
+      closed: this.closed,
+      ...(since ? { connectedSince: since } : {}),
+      workloads: this.status(),
+    };
+    try {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      const tmp = `${file}.tmp`;
+      fs.writeFileSync(tmp, JSON.stringify(st));
+      fs.renameSync(tmp, file);
+    } catch (err) {
+      this.log.warn({ file, err: (err as Error).message }, 'cannot write the ZDS status file');
+    }
   }
 
   private latest(): ZdsConnection | undefined {
@@ -192,6 +265,8 @@ export class ZdsServer extends EventEmitter {
     conn.on('close', (reason: string) => {
       const i = this.conns.indexOf(conn);
       if (i >= 0) this.conns.splice(i, 1);
+      this.connectedSince.delete(conn.id);
+      this.statusChanged();
       this.log.info({ conn: conn.id, reason, connected: this.conns.length }, 'ztunnel disconnected');
       this.emit('disconnected', conn.id, reason);
     });
@@ -204,6 +279,8 @@ export class ZdsServer extends EventEmitter {
     }
     if (this.closed) return conn.close('the agent is stopping');
     this.conns.push(conn);
+    this.connectedSince.set(conn.id, new Date().toISOString());
+    this.statusChanged();
     this.log.info({ conn: conn.id, version, workloads: this.entries.size }, 'ztunnel connected; sending snapshot');
     this.emit('connected', conn.id);
     try {
@@ -258,11 +335,13 @@ export class ZdsServer extends EventEmitter {
     if (ack.error) {
       entry.nack = ack.error;
       entry.ackedOn = undefined;
+      this.statusChanged();
       this.log.warn({ uid: w.uid, pod: `${w.info.namespace}/${w.info.name}`, error: ack.error }, 'ztunnel NACKed AddWorkload');
       throw new ZdsError('NACK', w.uid, `ztunnel refused the workload: ${ack.error}`);
     }
     entry.nack = undefined;
     entry.ackedOn = conn.id;
+    this.statusChanged();
     this.log.debug({ uid: w.uid, pod: `${w.info.namespace}/${w.info.name}`, conn: conn.id }, 'ztunnel acked AddWorkload');
   }
 
@@ -304,6 +383,7 @@ export class ZdsServer extends EventEmitter {
   }
 
   private saveState(): void {
+    this.statusChanged();
     const file = this.opts.statePath;
     if (!file) return;
     try {

@@ -24,7 +24,6 @@ import {
 } from '@shunt/core';
 import { netnsCookie } from '@shunt/libbpf';
 import { ZdsServer } from '@shunt/zds';
-import path from 'node:path';
 import type { SpliceSetting } from '@shunt/backend-sockops';
 import { createBackends } from '../backends';
 import { NetnsDiscovery } from '../netns/discovery';
@@ -39,6 +38,7 @@ import { ObservationCache } from '../observability/observation';
 import { reportPodsWithoutBackend } from './without-backend';
 import { ZdsAnnouncingBackend } from '../zds/announcing-backend';
 import { registerZdsMetrics } from '../zds/metrics';
+import { zdsStatePath, zdsStatusPath } from '../zds/paths';
 import { firstSyncSettled, podCounts, readinessAnswer } from './readiness';
 
 /** How long stop() waits for backend calls already running (queued ones are dropped). */
@@ -161,7 +161,8 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
       chosen && settings.profile === 'istio-ambient' && settings.zdsSocket
         ? ZdsServer.start({
             socketPath: settings.zdsSocket,
-            statePath: path.join(paths.stateDir, 'zds', 'workloads.json'),
+            statePath: zdsStatePath(paths.stateDir),
+            statusPath: zdsStatusPath(paths.stateDir),
             ...(settings.zdsAckTimeoutMs ? { ackTimeoutMs: settings.zdsAckTimeoutMs } : {}),
             log: log.child({ component: 'zds' }),
           })

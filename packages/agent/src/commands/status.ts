@@ -3,6 +3,8 @@
 // is started read-only (NodeContext.readOnly: it adopts and reports, and attaches, installs or
 // removes nothing) and answers observe(). status never changes the node.
 import { probeNode, type BackendName, type InstalledState } from '@shunt/core';
+import { readZdsStatus, type ZdsStatusFile } from '@shunt/zds';
+import { zdsStatusPath } from '../zds/paths';
 import { createBackends } from '../backends';
 import { hasInstalledState, nodeContext, nodePaths, type NodeStateOptions } from '../node-state/context';
 import { capacityOf, formatCapacity } from '../observability/capacity';
@@ -16,12 +18,52 @@ export interface StatusOptions extends NodeStateOptions {
 
 export interface StatusReport {
   backends: { backend: BackendName; state: InstalledState | null; error?: string }[];
+  /** The ZDS side (ambient): as the agent last wrote it, and whether that agent still runs. */
+  zds?: (ZdsStatusFile & { agentRunning: boolean }) | { error: string };
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The agent's last ZDS status, if an ambient agent ran here. */
+export function readZdsState(stateDir: string): StatusReport['zds'] {
+  const file = zdsStatusPath(stateDir);
+  try {
+    const st = readZdsStatus(file);
+    return st ? { ...st, agentRunning: !st.closed && pidAlive(st.pid) } : undefined;
+  } catch (err) {
+    return { error: `${file}: ${(err as Error).message}` };
+  }
+}
+
+export function formatZds(z: NonNullable<StatusReport['zds']>): string[] {
+  if ('error' in z) return [`zds: status unreadable: ${z.error}`];
+  const acked = z.workloads.filter((w) => w.acked).length;
+  const failed = z.workloads.filter((w) => !w.acked && w.error).length;
+  const pending = z.workloads.length - acked - failed;
+  const who = z.closed
+    ? `agent pid ${z.pid} stopped`
+    : z.agentRunning
+      ? `agent pid ${z.pid} running`
+      : `agent pid ${z.pid} NOT running (state as it left it)`;
+  const conn = z.connected ? `ztunnel connected${z.connectedSince ? ` since ${z.connectedSince}` : ''}` : 'ztunnel NOT connected';
+  const lines = [`zds: ${conn} on ${z.socket}; ${z.workloads.length} workload(s): ${acked} acked, ${failed} failed, ${pending} not acked; ${who}, as of ${z.updatedAt}`];
+  for (const w of z.workloads) lines.push(`  ${w.namespace}/${w.name}  ${w.uid}  ${w.acked ? 'acked' : w.error ? `NACK: ${w.error}` : 'not acked'}`);
+  return lines;
 }
 
 export async function collectStatus(o: StatusOptions): Promise<StatusReport> {
   const log = createLogger('warn', process.stderr);
   const paths = nodePaths(o);
   const report: StatusReport = { backends: [] };
+  const zds = readZdsState(paths.stateDir);
+  if (zds) report.zds = zds;
   const present = createBackends({ stateDir: paths.stateDir }).filter(
     (b) => (!o.backend || o.backend === b.name) && hasInstalledState(paths, b.name),
   );
@@ -55,6 +97,7 @@ export function formatStatus(r: StatusReport): string {
     const counters = Object.entries(b.state.counters);
     if (counters.length) lines.push(`  counters: ${counters.map(([k, v]) => `${k}=${v}`).join(' ')}`);
   }
+  if (r.zds) lines.push(...formatZds(r.zds));
   if (!lines.length) lines.push('nothing installed by shunt on this node');
   return lines.join('\n') + '\n';
 }
@@ -62,5 +105,5 @@ export function formatStatus(r: StatusReport): string {
 export async function statusCommand(o: StatusOptions, io: Io): Promise<number> {
   const report = await collectStatus(o);
   io.out(o.json ? JSON.stringify(report, null, 2) + '\n' : formatStatus(report));
-  return report.backends.some((b) => b.error) ? 1 : 0;
+  return report.backends.some((b) => b.error) || (report.zds && 'error' in report.zds) ? 1 : 0;
 }

@@ -235,6 +235,13 @@ it('a restarted ztunnel gets its pods back; a NACK fails that pod with ztunnel\'
   const failed = await agent.waitLog((l) => l['msg'] === 'pod state changed' && String(l['pod']).endsWith('/c') && l['state'] === 'failed', 30_000);
   expect(String(failed['reason'])).toContain('injected: cannot create the workload proxy');
   expect(await metric(port, 'shunt_pods_enrolled')).toBe(2);
+  // `shunt status` (a fresh process) shows the ZDS side: connected, a and b acked, c NACKed.
+  await eventually('status shows the NACK', () => {
+    const z = JSON.parse(runCli(['status', '--json', ...nodeArgs()])).zds as { connected: boolean; agentRunning: boolean; workloads: { name: string; acked: boolean; error?: string }[] };
+    const by = Object.fromEntries(z.workloads.map((w) => [w.name, w]));
+    return z.connected && z.agentRunning && by['a']?.acked === true && by['b']?.acked === true && by['c']?.acked === false && by['c']?.error === 'injected: cannot create the workload proxy';
+  });
+  expect(runCli(['status', ...nodeArgs()])).toMatch(/zds: ztunnel connected .* 2 acked, 1 failed, 0 not acked; agent pid \d+ running[\s\S]*\S+\/c .* NACK: injected: cannot create the workload proxy/);
   await viaZtunnel('b', 'a', 6); // the others are fine
   listed = ['a', 'b', 'plain', 'd'];
   writePods();

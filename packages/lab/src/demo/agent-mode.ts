@@ -54,7 +54,9 @@ export function agentMode(backend: BackendName, opts: AgentModeOptions = {}): Pa
       const port = await freePort();
       const zdsSocket = path.join(dir, 'ztunnel.sock');
       // It retries the connect until the agent serves the socket.
-      if (ambient) zt = await startZtunnel({ socketPath: zdsSocket, logPath: path.join(dir, 'ztunnel.log') });
+      // The log not next to the pods file: the agent watches that directory, and the stand-in's
+      // appends would wake it (inotify) all through a benchmark.
+      if (ambient) zt = await startZtunnel({ socketPath: zdsSocket, logPath: path.join(dir, 'ztunnel', 'ztunnel.log') });
       agent = spawnAgent(
         [
           '--pods-file', podsFile,

@@ -55,7 +55,7 @@ function main(): void {
           log({ event: 'add', uid: req.uid, pod, namespace, netnsIno: ino, reused: false, error: injected });
           return injected;
         }
-        const w = new WorkloadProxy(lib, req.uid, pod, fd!, log);
+        const w = new WorkloadProxy(lib, req.uid, pod, fd!, log, cfg.logPath, cfg.name);
         try {
           await w.start();
         } catch (err) {

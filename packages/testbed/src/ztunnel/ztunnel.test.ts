@@ -38,6 +38,8 @@ describe('ztunnel stand-in', () => {
         { leg: 'hbone', address: '::', port: 15008, mark: 1337, reusePort: true, transparent: true },
         { leg: 'dns', address: '127.0.0.1', port: 15053, mark: 1337, reusePort: true },
         { leg: 'dns', address: '::1', port: 15053, mark: 1337, reusePort: true },
+        { leg: 'dns', address: '127.0.0.1', port: 15053, mark: 1337, reusePort: true, transparent: true },
+        { leg: 'dns', address: '::1', port: 15053, mark: 1337, reusePort: true, transparent: true },
       ],
     });
     const ss = await listeners('a');
@@ -92,6 +94,25 @@ describe('ztunnel stand-in', () => {
     expect(pt).toMatchObject({ how: 'SO_ORIGINAL_DST', via: 'passthrough', origDst: { address: c.ipv4, port: 9000 } });
   });
 
+  test('relay: a 4 MiB upload comes back intact after a half-close; the next connection reuses the pooled tunnel', async () => {
+    const b = tb.pod('b');
+    // Upload, then end (half-close); the echo server answers everything and ends too.
+    const src = `const net=require('net');const crypto=require('crypto');const data=crypto.randomBytes(4*1024*1024);
+      const s=net.connect(9000,process.argv[1],()=>{s.end(data);});const got=[];s.on('data',(d)=>got.push(d));
+      s.on('end',()=>{const all=Buffer.concat(got);console.log(JSON.stringify({sent:data.length,got:all.length,same:all.equals(data)}));process.exit(0);});
+      s.on('error',(e)=>{console.log(JSON.stringify({error:e.message}));process.exit(1);});setTimeout(()=>{console.log(JSON.stringify({error:'timeout'}));process.exit(2);},20000);`;
+    const r = await tb.run('a', [process.execPath, '-e', src, b.ipv4], { timeoutMs: 30_000 });
+    expect(JSON.parse(r.stdout.trim())).toEqual({ sent: 4 * 1024 * 1024, got: 4 * 1024 * 1024, same: true });
+    const hbone = (): Conn[] => h.zt.entries().filter((e): e is Conn => e.event === 'conn' && e.leg === 'hbone' && e.pod === 'b' && !e.error);
+    const before = hbone().length;
+    expect(await tb.echo('a', b.ipv4, 9000, 'one')).toBe('one');
+    expect(await tb.echo('a', b.ipv4, 9000, 'two')).toBe('two');
+    await h.zt.waitFor((e) => e.event === 'conn' && e.leg === 'hbone' && e.pod === 'b', { count: before + 2 });
+    const [one, two] = hbone().slice(-2);
+    // One tunnel connection (same source port) carried both streams, one after the other.
+    expect(two!.client).toEqual(one!.client);
+  });
+
   test('DNS on localhost:15053 answers (REFUSED) and logs the client', async () => {
     const q = Buffer.from('123401000001000000000000076578616d706c6503636f6d0000010001', 'hex');
     const src = `const d=require('dgram').createSocket('udp4');d.on('message',m=>{console.log(m.toString('hex'));process.exit(0)});d.send(Buffer.from('${q.toString('hex')}','hex'),15053,'127.0.0.1');setTimeout(()=>process.exit(3),3000)`;
@@ -100,5 +121,11 @@ describe('ztunnel stand-in', () => {
     expect(reply.readUInt16BE(0)).toBe(0x1234);
     expect(reply[3]! & 0x0f).toBe(5);
     await h.zt.waitFor((e) => e.event === 'conn' && e.leg === 'dns' && e.pod === 'a' && e.client.address === '127.0.0.1');
+    // The same over TCP (2-byte length prefix), on the same port.
+    const tcp = `const s=require('net').connect(15053,'::1',()=>{const q=Buffer.from('${q.toString('hex')}','hex');const l=Buffer.alloc(2);l.writeUInt16BE(q.length);s.write(Buffer.concat([l,q]));});let b=Buffer.alloc(0);s.on('data',d=>{b=Buffer.concat([b,d]);if(b.length>=2&&b.length>=2+b.readUInt16BE(0)){console.log(b.subarray(2).toString('hex'));process.exit(0)}});setTimeout(()=>process.exit(3),3000)`;
+    const rt = Buffer.from((await tb.run('a', [process.execPath, '-e', tcp])).stdout.trim(), 'hex');
+    expect(rt.readUInt16BE(0)).toBe(0x1234);
+    expect(rt[3]! & 0x0f).toBe(5);
+    await h.zt.waitFor((e) => e.event === 'conn' && e.leg === 'dns' && e.pod === 'a' && e.client.address === '::1');
   });
 });

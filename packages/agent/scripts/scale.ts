@@ -11,10 +11,12 @@
 // Everything it creates (netns, stand-ins, cgroup, bpffs pins, temp files) is removed at the
 // end, also on failure and on Ctrl-C.
 //
-//   npm run bench:scale -- [N] [--mode sockops|iptables] [--incremental K] [--cpu-prof DIR]
+//   npm run bench:scale -- [N] [--mode sockops|iptables] [--incremental K] [--cpu-prof DIR] [--heap-snapshot DIR]
+// --heap-snapshot writes the agent's V8 heap after the cold start and after the incremental
+// phase (SIGUSR2, --heapsnapshot-signal) into DIR, for finding what holds memory.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BpfLink, BpfMap, cgroup2Mount } from '@shunt/libbpf';
@@ -27,6 +29,7 @@ interface Args {
   mode: 'sockops' | 'iptables';
   incremental: number;
   cpuProf?: string;
+  heapSnapshot?: string;
   maxPods?: number;
 }
 
@@ -37,6 +40,7 @@ function parseArgs(argv: string[]): Args {
     if (v === '--mode') a.mode = argv[++i] as Args['mode'];
     else if (v === '--incremental') a.incremental = Number(argv[++i]);
     else if (v === '--cpu-prof') a.cpuProf = path.resolve(argv[++i]!);
+    else if (v === '--heap-snapshot') a.heapSnapshot = path.resolve(argv[++i]!);
     else if (v === '--max-pods') a.maxPods = Number(argv[++i]);
     else if (/^\d+$/.test(v)) a.n = Number(v);
     else throw new Error(`unknown argument ${v}`);
@@ -194,7 +198,34 @@ async function main(): Promise<void> {
       '--max-pods', String(args.maxPods ?? Math.max(1024, total)),
     ];
     const [node, ...rest] = builtCliCommand() as [string, ...string[]];
-    const cli = args.cpuProf ? [node, '--cpu-prof', `--cpu-prof-dir=${args.cpuProf}`, ...rest] : [node, ...rest];
+    const flags = [
+      ...(args.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${args.cpuProf}`] : []),
+      ...(args.heapSnapshot ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${args.heapSnapshot}`] : []),
+    ];
+    const cli = [node, ...flags, ...rest];
+    /** Asks the agent for a heap snapshot and waits (bounded) until V8 has written it. */
+    const heapSnapshot = async (label: string): Promise<void> => {
+      if (!args.heapSnapshot || !agent) return;
+      mkdirSync(args.heapSnapshot, { recursive: true });
+      const before = new Set(readdirSync(args.heapSnapshot));
+      agent.child.kill('SIGUSR2');
+      const end = Date.now() + 120_000;
+      for (;;) {
+        const fresh = readdirSync(args.heapSnapshot).filter((f) => !before.has(f) && f.endsWith('.heapsnapshot'));
+        const file = fresh[0] ? path.join(args.heapSnapshot, fresh[0]) : undefined;
+        // V8 writes the file in one go; a size that stops growing over 0.5 s means it is done.
+        if (file) {
+          const size = (): number => statSync(file).size;
+          const s0 = size();
+          await new Promise((r) => setTimeout(r, 500));
+          if (s0 > 0 && size() === s0) {
+            say(`heap snapshot ${label}: ${file}`);
+            return;
+          }
+        } else await new Promise((r) => setTimeout(r, 100));
+        if (Date.now() > end) throw new Error(`no heap snapshot written into ${args.heapSnapshot} within 120 s`);
+      }
+    };
     const env = {};
 
     say(`cold start with ${args.n} pods (${args.mode})`);
@@ -220,6 +251,7 @@ async function main(): Promise<void> {
     }, 900_000, 'ready');
     const coldS = (performance.now() - t0) / 1000;
     const afterCold = procStat(agent.child.pid!);
+    await heapSnapshot('after cold start');
 
     say(`incremental: ${args.incremental} pods, one at a time, with ${args.n} present`);
     const incremental: number[] = [];
@@ -238,6 +270,7 @@ async function main(): Promise<void> {
       incrementalWall.push(performance.now() - t);
     }
     const running = procStat(agent.child.pid!);
+    await heapSnapshot('after incremental');
 
     say('restart with everything enrolled');
     const before = args.mode === 'sockops' ? kernelDigest(bpffs) : null;

@@ -84,6 +84,19 @@ function procStat(pid: number): { rssMiB: number; peakMiB: number; cpuS: number 
   return { rssMiB: r2(kb('VmRSS')), peakMiB: r2(kb('VmHWM')), cpuS: r2(ticks / 100) };
 }
 
+/** The agent's own memory figures from its /metrics (prom-client default metrics), MiB: where RSS goes. */
+async function agentMemory(port: number): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(30_000) })).text();
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const m = /^(nodejs_heap_size_total_bytes|nodejs_heap_size_used_bytes|nodejs_external_memory_bytes|nodejs_heap_space_size_total_bytes\{space="(\w+)"\})\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const key = m[2] ? `space_${m[2]}_total` : m[1]!.replace(/^nodejs_/, '').replace(/_bytes$/, '');
+    out[key] = r2(Number(m[3]) / 1048576);
+  }
+  return out;
+}
+
 /** Everything the sockops backend pinned, as one digest: map contents (incl. generations), map ids, link program ids. */
 function kernelDigest(bpffs: string): { digest: string; pods: number } {
   const dir = path.join(bpffs, 'shunt', 'sockops');
@@ -250,7 +263,7 @@ async function main(): Promise<void> {
       return l['msg'] === 'ready: first full sync done';
     }, 900_000, 'ready');
     const coldS = (performance.now() - t0) / 1000;
-    const afterCold = procStat(agent.child.pid!);
+    const afterCold = { ...procStat(agent.child.pid!), memory: await agentMemory(port) };
     await heapSnapshot('after cold start');
 
     say(`incremental: ${args.incremental} pods, one at a time, with ${args.n} present`);
@@ -269,7 +282,7 @@ async function main(): Promise<void> {
       }, 60_000, `pod ${uid} enrolled`);
       incrementalWall.push(performance.now() - t);
     }
-    const running = procStat(agent.child.pid!);
+    const running = { ...procStat(agent.child.pid!), memory: await agentMemory(port) };
     await heapSnapshot('after incremental');
 
     say('restart with everything enrolled');

@@ -305,6 +305,8 @@ async function main(): Promise<void> {
       return l['msg'] === 'ready: first full sync done';
     }, 300_000, 'ready after restart');
     const restartS = (performance.now() - t1) / 1000;
+    // The restart's own CPU (start-up to ready), less load-sensitive than the wall time.
+    const atReady = procStat(agent.child.pid!);
     const after = args.mode === 'sockops' ? kernelDigest(bpffs) : null;
 
     say('unenroll everything');
@@ -340,6 +342,7 @@ async function main(): Promise<void> {
       restart: {
         stopSeconds: r2(stopS),
         toReadySeconds: r2(restartS),
+        agentAtReady: atReady,
         timelineMs: timeline,
         failedCalls: reEnrollCalls,
         ...(before && after ? { kernelStateUnchanged: before.digest === after.digest, podsInKernel: after.pods, digest: after.digest } : {}),

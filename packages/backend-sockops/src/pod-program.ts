@@ -206,7 +206,13 @@ export function podProgram(pod: MeshPod, netnsCookie: bigint): PodProgram {
 function dedupe<T>(items: T[], key: (t: T) => string): T[] {
   const m = new Map<string, T>();
   for (const it of items) m.set(key(it), it);
-  return [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v);
+  // The default sort orders strings by UTF-16 code units, as `<` does.
+  return [...m.keys()].sort().map((k) => m.get(k)!);
+}
+
+/** The distinct keys of items, sorted: dedupe(items, key).map(key) without the intermediate objects. */
+function sortedKeys<T>(items: readonly T[], key: (t: T) => string): string[] {
+  return [...new Set(items.map(key))].sort();
 }
 
 /**
@@ -218,9 +224,9 @@ export function canonical(p: PodProgram): string {
   return JSON.stringify({
     pod: [p.ref.uid, p.ref.namespace, p.ref.name],
     cfg: [p.flags, p.proxyUid, p.proxyGid, p.outPort, p.inPort, p.dnsPort, p.loNet4 >>> 0, p.loPrefix4, p.tunnelPort],
-    owners: dedupe(p.owners, (o) => `${o.kind}:${o.id}`).map((o) => `${o.kind}:${o.id}`),
-    ports: dedupe(p.ports, (x) => `${x.kind}:${x.port}`).map((x) => `${x.kind}:${x.port}`),
-    cidrs: dedupe(p.cidrs, (c) => `${c.kind}:${c.address}/${c.prefix}`).map((c) => `${c.kind}:${c.address}/${c.prefix}`),
+    owners: sortedKeys(p.owners, (o) => `${o.kind}:${o.id}`),
+    ports: sortedKeys(p.ports, (x) => `${x.kind}:${x.port}`),
+    cidrs: sortedKeys(p.cidrs, (c) => `${c.kind}:${c.address}/${c.prefix}`),
     ips: [...p.ips].sort(),
   });
 }

@@ -3,7 +3,7 @@
  * number), in canonical order. The same shape is rebuilt from the maps by observe(), so
  * fingerprint(desired) === fingerprint(observed) exactly when the kernel holds what we want.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import { captureOptionsOf, type Cidr, type MeshPod, type PodRef } from '@shunt/core';
 import { socketLayerGaps } from './pod-support';
@@ -232,5 +232,6 @@ export function canonical(p: PodProgram): string {
 }
 
 export function fingerprintOf(p: PodProgram): string {
-  return 'sockops:' + createHash('sha256').update(canonical(p)).digest('hex').slice(0, 16);
+  // One-shot hash (no Hash object): computed for every pod at every start and observe.
+  return 'sockops:' + hash('sha256', canonical(p), 'hex').slice(0, 16);
 }

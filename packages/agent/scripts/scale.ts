@@ -11,7 +11,7 @@
 // Everything it creates (netns, stand-ins, cgroup, bpffs pins, temp files) is removed at the
 // end, also on failure and on Ctrl-C.
 //
-//   npm run bench:scale -- [N] [--mode sockops|iptables] [--incremental K] [--cpu-prof DIR] [--heap-snapshot DIR]
+//   npm run bench:scale -- [N] [--mode sockops|iptables] [--incremental K] [--cpu-prof DIR] [--heap-snapshot DIR] [--state-on-disk]
 // --heap-snapshot writes the agent's V8 heap after the cold start and after the incremental
 // phase (SIGUSR2, --heapsnapshot-signal) into DIR, for finding what holds memory.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -31,6 +31,7 @@ interface Args {
   cpuProf?: string;
   heapSnapshot?: string;
   maxPods?: number;
+  stateOnDisk?: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -41,6 +42,7 @@ function parseArgs(argv: string[]): Args {
     else if (v === '--incremental') a.incremental = Number(argv[++i]);
     else if (v === '--cpu-prof') a.cpuProf = path.resolve(argv[++i]!);
     else if (v === '--heap-snapshot') a.heapSnapshot = path.resolve(argv[++i]!);
+    else if (v === '--state-on-disk') a.stateOnDisk = true;
     else if (v === '--max-pods') a.maxPods = Number(argv[++i]);
     else if (/^\d+$/.test(v)) a.n = Number(v);
     else throw new Error(`unknown argument ${v}`);
@@ -159,6 +161,7 @@ async function main(): Promise<void> {
   let standIns: ChildProcess | undefined;
   let agent: AgentProcess | undefined;
   let cleaned = false;
+  const extraDirs: string[] = [];
   const cleanup = async (): Promise<void> => {
     if (cleaned) return;
     cleaned = true;
@@ -177,6 +180,7 @@ async function main(): Promise<void> {
       await runCommand(['ip', '-force', '-batch', '-'], { input: lines, timeoutMs: 600_000 }).catch((e: Error) => say(`cleanup: ${e.message}`));
     }
     rmSync(dir, { recursive: true, force: true });
+    for (const d of extraDirs) rmSync(d, { recursive: true, force: true });
   };
   const onSignal = (): void => {
     say('interrupted: cleaning up');
@@ -203,11 +207,15 @@ async function main(): Promise<void> {
     mkdirSync(bpffs);
 
     writeFileSync(podsFile, JSON.stringify(Array.from({ length: args.n }, (_, i) => pod(i))));
+    // The agent's state dir where a node has it: /run is a tmpfs there (records need no fsync);
+    // --state-on-disk keeps it in the temp dir instead.
+    const stateDir = args.stateOnDisk || !existsSync('/dev/shm') ? path.join(dir, 'state') : mkdtempSync(path.join('/dev/shm', `${run}-state-`));
+    if (!stateDir.startsWith(dir)) extraDirs.push(stateDir);
     const port = await freePort();
     const agentArgs = [
       '--pods-file', podsFile, '--node-name', 'scale-node', '--redirect-mode', args.mode,
       '--metrics-address', `127.0.0.1:${port}`, '--bpffs-path', bpffs, '--cgroup-path', cgroup,
-      '--state-dir', path.join(dir, 'state'), '--log-level', 'info', '--resync-seconds', '3600',
+      '--state-dir', stateDir, '--log-level', 'info', '--resync-seconds', '3600',
       '--max-pods', String(args.maxPods ?? Math.max(1024, total)),
     ];
     const [node, ...rest] = builtCliCommand() as [string, ...string[]];

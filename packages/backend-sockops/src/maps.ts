@@ -235,15 +235,6 @@ export class SockopsMaps {
     return this.scan().pods;
   }
 
-  /** Generations referenced by selection entries (including orphans of a crashed write). */
-  selectionGens(): Set<number> {
-    const gens = new Set<number>();
-    for (const k of this.portSel.keys()) gens.add(k.gen);
-    for (const k of this.cidr4.keys()) gens.add(k.gen);
-    for (const k of this.cidr6.keys()) gens.add(k.gen);
-    for (const k of this.ownerSel.keys()) gens.add(k.gen);
-    return gens;
-  }
 
   /**
    * Installs p under generation gen: selections, addresses, meta, then the pod_cfg flip. `prev`

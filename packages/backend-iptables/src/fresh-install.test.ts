@@ -11,7 +11,7 @@ import type { IptablesVariant } from './options';
 import { canonicalTable, FAMILIES, familyRules, TABLES } from './plan';
 import { podFamilies } from './render';
 import { parseSave } from './save';
-import { sidecarPod } from './__fixtures__/pods';
+import { GOLDEN_CASES, sidecarPod } from './__fixtures__/pods';
 import { disposeStateDirs, Netnses, nodeContext, tempStateDir } from './__fixtures__/node';
 
 const VARIANTS: IptablesVariant[] = ['legacy', 'nft'];
@@ -65,6 +65,27 @@ describe.each(VARIANTS)('iptables-%s: fresh install', (variant) => {
       save.mockRestore();
       restore.mockRestore();
     }
+  });
+
+  test('a pod whose rules span two tables (DNS capture: raw and nat) takes the read-and-diff path', async () => {
+    const ns = await netnses.create('two-tables');
+    const backend = await backendFor();
+    // A golden case with more than one IPv4 table and no routing: a refusal there could follow a commit.
+    const c = GOLDEN_CASES.find((g) => {
+      const plan = backend.render({ ...g.pod, netnsPath: ns });
+      const r = plan.routing;
+      return !g.opts && g.pod.ips.v6.length === 0 && r.policyRules.length + r.localRoutes.length + r.loopbackAddresses.length === 0 && Object.keys(familyRules(plan, 4)).length > 1;
+    })!;
+    expect(c).toBeDefined();
+    const pod = { ...c.pod, uid: 'uid-two-tables', netnsPath: ns };
+    const save = jest.spyOn(NetnsIptables.prototype, 'save');
+    try {
+      expect((await backend.enrollWithResult(pod)).changed).toBe(true);
+      expect(save).toHaveBeenCalled();
+    } finally {
+      save.mockRestore();
+    }
+    await expectExactly(ns, backend, pod);
   });
 
   test('our rules without a record (state dir lost): the guarded restore is refused, the netns ends up exactly as rendered', async () => {

@@ -106,10 +106,10 @@ export class PodNetns {
 
   /**
    * For a pod with no record (nothing of ours should be in its netns): installs `desired` with one
-   * guarded restore per family and no read first (see guardedFreshTransaction). Undefined when it
-   * does not apply (routing wanted: TPROXY, IPv6's passthrough address) or when a restore is
-   * refused — then the caller runs apply(), which reads what is there (including any table this
-   * committed) and makes it right, with its rollback.
+   * guarded restore and no read first (see guardedFreshTransaction). Undefined when it does not
+   * apply (more than one table or family, routing wanted: TPROXY, IPv6's passthrough address) or
+   * when the restore is refused (nothing committed) — then the caller runs apply(), which reads
+   * what is there and makes it right, with its rollback.
    */
   async installFresh(desired: RulePlan, families: Family[]): Promise<ApplyResult | undefined> {
     const r = desired.routing;
@@ -123,15 +123,17 @@ export class PodNetns {
       });
       if (tables.length > 0) txs.push({ family, text: tables.map((t) => guardedFreshTransaction(t, rules[t]!)).join(''), tables: tables.length });
     }
-    if (txs.length === 0) return undefined;
-    for (const tx of txs) {
-      try {
-        await this.ipt.restore(tx.family, tx.text);
-      } catch {
-        return undefined;
-      }
+    // One table of one family only (an IPv4 REDIRECT pod: nat): a refused run then has committed
+    // nothing. With more, a refusal after a committed table would leave part of a rule set if the
+    // fallback failed too (apply() rolls back to what it read), so those take the usual path.
+    if (txs.length !== 1 || txs[0]!.tables !== 1) return undefined;
+    const tx = txs[0]!;
+    try {
+      await this.ipt.restore(tx.family, tx.text);
+    } catch {
+      return undefined;
     }
-    return { changed: true, transactions: txs.reduce((n, t) => n + t.tables, 0) };
+    return { changed: true, transactions: 1 };
   }
 
   /** Makes our state in this netns equal `desired` for `families` (an empty plan removes everything of ours). */

@@ -11,7 +11,7 @@
 // Everything it creates (netns, stand-ins, cgroup, bpffs pins, temp files) is removed at the
 // end, also on failure and on Ctrl-C.
 //
-//   npm run bench:scale -- [N] [--mode sockops|iptables] [--incremental K] [--cpu-prof DIR] [--heap-snapshot DIR] [--state-on-disk]
+//   npm run bench:scale -- [N] [--mode sockops|iptables] [--incremental K] [--cpu-prof DIR] [--heap-snapshot DIR] [--state-on-disk] [--node-flag F]…
 // --heap-snapshot writes the agent's V8 heap after the cold start and after the incremental
 // phase (SIGUSR2, --heapsnapshot-signal) into DIR, for finding what holds memory.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -32,10 +32,11 @@ interface Args {
   heapSnapshot?: string;
   maxPods?: number;
   stateOnDisk?: boolean;
+  nodeFlags: string[];
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { n: 1000, mode: 'sockops', incremental: 50 };
+  const a: Args = { n: 1000, mode: 'sockops', incremental: 50, nodeFlags: [] };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i]!;
     if (v === '--mode') a.mode = argv[++i] as Args['mode'];
@@ -43,6 +44,7 @@ function parseArgs(argv: string[]): Args {
     else if (v === '--cpu-prof') a.cpuProf = path.resolve(argv[++i]!);
     else if (v === '--heap-snapshot') a.heapSnapshot = path.resolve(argv[++i]!);
     else if (v === '--state-on-disk') a.stateOnDisk = true;
+    else if (v === '--node-flag') a.nodeFlags.push(argv[++i]!);
     else if (v === '--max-pods') a.maxPods = Number(argv[++i]);
     else if (/^\d+$/.test(v)) a.n = Number(v);
     else throw new Error(`unknown argument ${v}`);
@@ -220,6 +222,7 @@ async function main(): Promise<void> {
     ];
     const [node, ...rest] = builtCliCommand() as [string, ...string[]];
     const flags = [
+      ...args.nodeFlags,
       ...(args.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${args.cpuProf}`] : []),
       ...(args.heapSnapshot ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${args.heapSnapshot}`] : []),
     ];

@@ -11,10 +11,12 @@
 // Everything it creates (netns, stand-ins, cgroup, bpffs pins, temp files) is removed at the
 // end, also on failure and on Ctrl-C.
 //
-//   npm run bench:scale -- [N] [--mode sockops|iptables] [--incremental K] [--cpu-prof DIR]
+//   npm run bench:scale -- [N] [--mode sockops|iptables] [--incremental K] [--cpu-prof DIR] [--heap-snapshot DIR] [--state-on-disk] [--node-flag F]…
+// --heap-snapshot writes the agent's V8 heap after the cold start and after the incremental
+// phase (SIGUSR2, --heapsnapshot-signal) into DIR, for finding what holds memory.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BpfLink, BpfMap, cgroup2Mount } from '@shunt/libbpf';
@@ -27,16 +29,22 @@ interface Args {
   mode: 'sockops' | 'iptables';
   incremental: number;
   cpuProf?: string;
+  heapSnapshot?: string;
   maxPods?: number;
+  stateOnDisk?: boolean;
+  nodeFlags: string[];
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { n: 1000, mode: 'sockops', incremental: 50 };
+  const a: Args = { n: 1000, mode: 'sockops', incremental: 50, nodeFlags: [] };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i]!;
     if (v === '--mode') a.mode = argv[++i] as Args['mode'];
     else if (v === '--incremental') a.incremental = Number(argv[++i]);
     else if (v === '--cpu-prof') a.cpuProf = path.resolve(argv[++i]!);
+    else if (v === '--heap-snapshot') a.heapSnapshot = path.resolve(argv[++i]!);
+    else if (v === '--state-on-disk') a.stateOnDisk = true;
+    else if (v === '--node-flag') a.nodeFlags.push(argv[++i]!);
     else if (v === '--max-pods') a.maxPods = Number(argv[++i]);
     else if (/^\d+$/.test(v)) a.n = Number(v);
     else throw new Error(`unknown argument ${v}`);
@@ -78,6 +86,19 @@ function procStat(pid: number): { rssMiB: number; peakMiB: number; cpuS: number 
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const ticks = Number(f[11]) + Number(f[12]);
   return { rssMiB: r2(kb('VmRSS')), peakMiB: r2(kb('VmHWM')), cpuS: r2(ticks / 100) };
+}
+
+/** The agent's own memory figures from its /metrics (prom-client default metrics), MiB: where RSS goes. */
+async function agentMemory(port: number): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(30_000) })).text();
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const m = /^(nodejs_heap_size_total_bytes|nodejs_heap_size_used_bytes|nodejs_external_memory_bytes|nodejs_heap_space_size_total_bytes\{space="(\w+)"\})\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const key = m[2] ? `space_${m[2]}_total` : m[1]!.replace(/^nodejs_/, '').replace(/_bytes$/, '');
+    out[key] = r2(Number(m[3]) / 1048576);
+  }
+  return out;
 }
 
 /** Everything the sockops backend pinned, as one digest: map contents (incl. generations), map ids, link program ids. */
@@ -142,6 +163,7 @@ async function main(): Promise<void> {
   let standIns: ChildProcess | undefined;
   let agent: AgentProcess | undefined;
   let cleaned = false;
+  const extraDirs: string[] = [];
   const cleanup = async (): Promise<void> => {
     if (cleaned) return;
     cleaned = true;
@@ -160,6 +182,7 @@ async function main(): Promise<void> {
       await runCommand(['ip', '-force', '-batch', '-'], { input: lines, timeoutMs: 600_000 }).catch((e: Error) => say(`cleanup: ${e.message}`));
     }
     rmSync(dir, { recursive: true, force: true });
+    for (const d of extraDirs) rmSync(d, { recursive: true, force: true });
   };
   const onSignal = (): void => {
     say('interrupted: cleaning up');
@@ -186,15 +209,47 @@ async function main(): Promise<void> {
     mkdirSync(bpffs);
 
     writeFileSync(podsFile, JSON.stringify(Array.from({ length: args.n }, (_, i) => pod(i))));
+    // The agent's state dir where a node has it: /run is a tmpfs there (records need no fsync);
+    // --state-on-disk keeps it in the temp dir instead.
+    const stateDir = args.stateOnDisk || !existsSync('/dev/shm') ? path.join(dir, 'state') : mkdtempSync(path.join('/dev/shm', `${run}-state-`));
+    if (!stateDir.startsWith(dir)) extraDirs.push(stateDir);
     const port = await freePort();
     const agentArgs = [
       '--pods-file', podsFile, '--node-name', 'scale-node', '--redirect-mode', args.mode,
       '--metrics-address', `127.0.0.1:${port}`, '--bpffs-path', bpffs, '--cgroup-path', cgroup,
-      '--state-dir', path.join(dir, 'state'), '--log-level', 'info', '--resync-seconds', '3600',
+      '--state-dir', stateDir, '--log-level', 'info', '--resync-seconds', '3600',
       '--max-pods', String(args.maxPods ?? Math.max(1024, total)),
     ];
     const [node, ...rest] = builtCliCommand() as [string, ...string[]];
-    const cli = args.cpuProf ? [node, '--cpu-prof', `--cpu-prof-dir=${args.cpuProf}`, ...rest] : [node, ...rest];
+    const flags = [
+      ...args.nodeFlags,
+      ...(args.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${args.cpuProf}`] : []),
+      ...(args.heapSnapshot ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${args.heapSnapshot}`] : []),
+    ];
+    const cli = [node, ...flags, ...rest];
+    /** Asks the agent for a heap snapshot and waits (bounded) until V8 has written it. */
+    const heapSnapshot = async (label: string): Promise<void> => {
+      if (!args.heapSnapshot || !agent) return;
+      mkdirSync(args.heapSnapshot, { recursive: true });
+      const before = new Set(readdirSync(args.heapSnapshot));
+      agent.child.kill('SIGUSR2');
+      const end = Date.now() + 120_000;
+      for (;;) {
+        const fresh = readdirSync(args.heapSnapshot).filter((f) => !before.has(f) && f.endsWith('.heapsnapshot'));
+        const file = fresh[0] ? path.join(args.heapSnapshot, fresh[0]) : undefined;
+        // V8 writes the file in one go; a size that stops growing over 0.5 s means it is done.
+        if (file) {
+          const size = (): number => statSync(file).size;
+          const s0 = size();
+          await new Promise((r) => setTimeout(r, 500));
+          if (s0 > 0 && size() === s0) {
+            say(`heap snapshot ${label}: ${file}`);
+            return;
+          }
+        } else await new Promise((r) => setTimeout(r, 100));
+        if (Date.now() > end) throw new Error(`no heap snapshot written into ${args.heapSnapshot} within 120 s`);
+      }
+    };
     const env = {};
 
     say(`cold start with ${args.n} pods (${args.mode})`);
@@ -219,7 +274,8 @@ async function main(): Promise<void> {
       return l['msg'] === 'ready: first full sync done';
     }, 900_000, 'ready');
     const coldS = (performance.now() - t0) / 1000;
-    const afterCold = procStat(agent.child.pid!);
+    const afterCold = { ...procStat(agent.child.pid!), memory: await agentMemory(port) };
+    await heapSnapshot('after cold start');
 
     say(`incremental: ${args.incremental} pods, one at a time, with ${args.n} present`);
     const incremental: number[] = [];
@@ -237,7 +293,8 @@ async function main(): Promise<void> {
       }, 60_000, `pod ${uid} enrolled`);
       incrementalWall.push(performance.now() - t);
     }
-    const running = procStat(agent.child.pid!);
+    const running = { ...procStat(agent.child.pid!), memory: await agentMemory(port) };
+    await heapSnapshot('after incremental');
 
     say('restart with everything enrolled');
     const before = args.mode === 'sockops' ? kernelDigest(bpffs) : null;
@@ -259,6 +316,8 @@ async function main(): Promise<void> {
       return l['msg'] === 'ready: first full sync done';
     }, 300_000, 'ready after restart');
     const restartS = (performance.now() - t1) / 1000;
+    // The restart's own CPU (start-up to ready), less load-sensitive than the wall time.
+    const atReady = procStat(agent.child.pid!);
     const after = args.mode === 'sockops' ? kernelDigest(bpffs) : null;
 
     say('unenroll everything');
@@ -294,6 +353,7 @@ async function main(): Promise<void> {
       restart: {
         stopSeconds: r2(stopS),
         toReadySeconds: r2(restartS),
+        agentAtReady: atReady,
         timelineMs: timeline,
         failedCalls: reEnrollCalls,
         ...(before && after ? { kernelStateUnchanged: before.digest === after.digest, podsInKernel: after.pods, digest: after.digest } : {}),

@@ -228,7 +228,11 @@ export class IptablesBackend implements RedirectBackend {
       const intent: PodRecord = { ...base, families, policyRouting: policy, inpodRouting: inpod, pending: true, fingerprint: known?.fingerprint ?? '', updatedAt: new Date().toISOString() };
       if (!known || scopeOf(known) !== scopeOf(intent)) await this.saveRecord(intent);
     }
-    const result = await this.netnsOf(base).apply(pod, desired, families, { families, policy, inpod, passthrough: desired.routing.loopbackAddresses.length > 0 });
+    const netnsOps = this.netnsOf(base);
+    // No record: nothing of ours should be there, so one guarded restore (no save first) usually does it.
+    const result =
+      (!known && !nothingWanted ? await netnsOps.installFresh(desired, families) : undefined) ??
+      (await netnsOps.apply(pod, desired, families, { families, policy, inpod, passthrough: desired.routing.loopbackAddresses.length > 0 }));
     if (nothingWanted) {
       await this.forget(pod.uid);
     } else {

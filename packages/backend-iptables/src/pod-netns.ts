@@ -14,7 +14,7 @@ import type { RenderOptions } from './options';
 import { emptyRouting, type FamilyRules, familyRules, type RulePlan, type Table, TABLES, type TableRules } from './plan';
 import { applyRoutingAdditions, applyRoutingDeletions, readRouting, type RoutingRead, routingChange } from './routing';
 import { parseSave, type SavedFamily } from './save';
-import { buildTransaction } from './transaction';
+import { buildTransaction, guardedFreshTransaction } from './transaction';
 
 export interface Installed {
   plan: RulePlan;
@@ -102,6 +102,38 @@ export class PodNetns {
     }
     plan.routing = await readRouting(this.nl, routing, this.renderOpts);
     return { plan, saved };
+  }
+
+  /**
+   * For a pod with no record (nothing of ours should be in its netns): installs `desired` with one
+   * guarded restore and no read first (see guardedFreshTransaction). Undefined when it does not
+   * apply (more than one table or family, routing wanted: TPROXY, IPv6's passthrough address) or
+   * when the restore is refused (nothing committed) — then the caller runs apply(), which reads
+   * what is there and makes it right, with its rollback.
+   */
+  async installFresh(desired: RulePlan, families: Family[]): Promise<ApplyResult | undefined> {
+    const r = desired.routing;
+    if (r.policyRules.length + r.localRoutes.length + r.loopbackAddresses.length > 0) return undefined;
+    const txs: Array<{ family: Family; text: string; tables: number }> = [];
+    for (const family of families) {
+      const rules = familyRules(desired, family);
+      const tables = TABLES.filter((t) => {
+        const tr = rules[t];
+        return tr !== undefined && (tr.chains.length > 0 || tr.rules.length > 0 || tr.jumps.length > 0);
+      });
+      if (tables.length > 0) txs.push({ family, text: tables.map((t) => guardedFreshTransaction(t, rules[t]!)).join(''), tables: tables.length });
+    }
+    // One table of one family only (an IPv4 REDIRECT pod: nat): a refused run then has committed
+    // nothing. With more, a refusal after a committed table would leave part of a rule set if the
+    // fallback failed too (apply() rolls back to what it read), so those take the usual path.
+    if (txs.length !== 1 || txs[0]!.tables !== 1) return undefined;
+    const tx = txs[0]!;
+    try {
+      await this.ipt.restore(tx.family, tx.text);
+    } catch {
+      return undefined;
+    }
+    return { changed: true, transactions: 1 };
   }
 
   /** Makes our state in this netns equal `desired` for `families` (an empty plan removes everything of ours). */

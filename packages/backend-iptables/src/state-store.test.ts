@@ -77,3 +77,28 @@ test('validation names the first bad field and value', () => {
   expect(() => validateRecord({ ...record('x'), netns: { dev: 1, inode: 2, cookie: 'abc' } })).toThrow('netns.cookie="abc" is not valid');
   expect(() => validateRecord({ ...record('x'), netnsPath: 'relative' })).toThrow('netnsPath="relative" is not valid');
 });
+
+test('records are fsync\'ed on a disk-backed state dir, not on tmpfs; a directory removed meanwhile is made again', async () => {
+  const probe = await import('node:fs/promises').then((fsp) => fsp.open(path.join(dir, 'probe'), 'w'));
+  const proto = Object.getPrototypeOf(probe) as { sync: () => Promise<void> };
+  await probe.close();
+  const sync = jest.spyOn(proto, 'sync');
+  const shm = '/dev/shm';
+  const tmpfsDir = mkdtempSync(path.join(shm, 'shunt-ipt-store-'));
+  try {
+    const { statfsSync } = await import('node:fs');
+    const onDisk = statfsSync(dir).type !== 0x01021994;
+    await new StateStore(path.join(dir, 'disk')).write(record('a'));
+    expect(sync).toHaveBeenCalledTimes(onDisk ? 1 : 0);
+    sync.mockClear();
+    const store = new StateStore(path.join(tmpfsDir, 'iptables'));
+    await store.write(record('b'));
+    expect(sync).not.toHaveBeenCalled();
+    rmSync(path.join(tmpfsDir, 'iptables'), { recursive: true, force: true });
+    await store.write(record('c'));
+    expect((await store.list()).records.map((r) => r.pod.uid)).toEqual(['c']);
+  } finally {
+    sync.mockRestore();
+    rmSync(tmpfsDir, { recursive: true, force: true });
+  }
+});

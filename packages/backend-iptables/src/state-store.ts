@@ -77,8 +77,28 @@ export function validateRecord(v: unknown): PodRecord {
   return r as unknown as PodRecord;
 }
 
+/** statfs f_type of tmpfs (linux/magic.h). */
+const TMPFS_MAGIC = 0x01021994;
+
 export class StateStore {
+  /** The directory exists (made once; a write that finds it gone makes it again). */
+  private dirMade = false;
+  /**
+   * Whether a record is fsync'ed before its rename. Not on tmpfs (the default /run): fsync makes a
+   * file survive a power loss, which a tmpfs does not, nor do the netns and rules it describes;
+   * it cost a disk-backed state dir a flush per record, two per enrolled pod.
+   */
+  private syncs: Promise<boolean> | undefined;
+
   constructor(readonly dir: string) {}
+
+  private needsSync(): Promise<boolean> {
+    this.syncs ??= fs.statfs(this.dir).then(
+      (st) => st.type !== TMPFS_MAGIC,
+      () => true,
+    );
+    return this.syncs;
+  }
 
   fileOf(uid: string): string {
     return path.join(this.dir, recordFileName(uid));
@@ -86,13 +106,24 @@ export class StateStore {
 
   /** Replaces the pod's record atomically (temp file in the same directory, fsync, rename). */
   async write(rec: PodRecord): Promise<void> {
-    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    if (!this.dirMade) {
+      await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+      this.dirMade = true;
+    }
     const file = this.fileOf(rec.pod.uid);
     const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-    const fh = await fs.open(tmp, 'w', 0o600);
+    let fh: fs.FileHandle;
+    try {
+      fh = await fs.open(tmp, 'w', 0o600);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      // Someone removed the directory since: make it again, once.
+      await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+      fh = await fs.open(tmp, 'w', 0o600);
+    }
     try {
       await fh.writeFile(`${JSON.stringify(rec, null, 2)}\n`);
-      await fh.sync();
+      if (await this.needsSync()) await fh.sync();
     } finally {
       await fh.close();
     }

@@ -54,3 +54,14 @@ export function buildTransaction(table: Table, current: TableRules | undefined, 
 export function freshRestoreText(table: Table, desired: TableRules): string {
   return buildTransaction(table, undefined, desired) ?? '';
 }
+
+/**
+ * Installs `desired` into a table that must hold none of our chains: each chain is created with
+ * `-N`, which iptables-restore refuses (for the whole table: nothing of it is committed) when the
+ * chain exists, where `:SHUNT_X` would create or flush it. A table with none of our chains has no
+ * jump to them either, so no read of the table is needed first: a new pod costs one restore run,
+ * not a save and a restore. Refused means something of ours is there after all: read and diff.
+ */
+export function guardedFreshTransaction(table: Table, desired: TableRules): string {
+  return [`*${table}`, ...desired.chains.map((c) => `-N ${c}`), ...desired.rules, ...desired.jumps, 'COMMIT', ''].join('\n');
+}

@@ -145,6 +145,12 @@ export class SockopsBackend implements RedirectBackend {
    * on (a v4-only proxy in a dual-stack pod) is not drift; one that vanished (restart) is.
    */
   private listenerFamilies = new Map<bigint, Set<Family>>();
+  /**
+   * start() has just read every map and nothing was written since: the next observe() (the
+   * reconciler's first, right after start) answers from that scan instead of reading 10,000
+   * pods' entries a second time. Any enroll or unenroll clears it; later observes read the kernel.
+   */
+  private scanFresh = false;
 
   constructor(opts: SockopsOptions = {}) {
     try {
@@ -259,10 +265,9 @@ export class SockopsBackend implements RedirectBackend {
     // The guard's bounds first, then the mode that makes sockets splice.
     this.maps.setGuard(this.guard);
     this.maps.setSplice(eff.splice);
-    const installed = this.maps.readPods();
+    // One batch scan of every map: the pods and the generations selections reference.
+    const { pods: installed, gens } = this.maps.scan();
     this.setInstalled(installed);
-    // One scan of the selection maps (O(entries) syscalls: read once, not twice, at 10,000 pods).
-    const gens = this.maps.selectionGens();
     let maxGen = 0;
     for (const p of installed) maxGen = Math.max(maxGen, p.gen);
     for (const g of gens) maxGen = Math.max(maxGen, g);
@@ -281,7 +286,14 @@ export class SockopsBackend implements RedirectBackend {
       if (cookie === null || !this.installed.has(cookie)) BpfLink.fromPin(pin).detach();
       else this.netnsLinked.add(cookie);
     }
-    for (const p of installed) this.listenerFamilies.set(p.netnsCookie, this.presentListeners(p));
+    this.rememberListeners(installed);
+    this.scanFresh = true;
+  }
+
+  /** The listener families present now become the ones each installed pod is expected to keep. */
+  private rememberListeners(installed: readonly InstalledPodProgram[]): void {
+    const present = this.requireMaps('rememberListeners').inboundListeners();
+    for (const p of installed) this.listenerFamilies.set(p.netnsCookie, present.get(p.netnsCookie) ?? new Set());
   }
 
   /** readOnly: open what is pinned, create, attach and delete nothing. */
@@ -301,7 +313,7 @@ export class SockopsBackend implements RedirectBackend {
     this.sizes = Object.fromEntries(MAP_NAMES.map((n) => [n, this.maps!.raw[n].maxEntries]));
     const installed = this.maps.readPods();
     this.setInstalled(installed);
-    for (const p of installed) this.listenerFamilies.set(p.netnsCookie, this.presentListeners(p));
+    this.rememberListeners(installed);
   }
 
   private attach(specs: readonly ProgramSpec[], mapsDir: string, linksDir: string, cgroupRoot: string): void {
@@ -348,6 +360,7 @@ export class SockopsBackend implements RedirectBackend {
   }
 
   async enroll(pod: MeshPod): Promise<void> {
+    this.scanFresh = false;
     const maps = this.requireWritable('enroll');
     const who = `${pod.namespace}/${pod.name} (uid ${pod.uid})`;
     if (pod.membership === 'none' || pod.interceptionMode === 'NONE') return this.unenroll(pod);
@@ -565,15 +578,18 @@ export class SockopsBackend implements RedirectBackend {
   }
 
   async unenroll(pod: PodRef): Promise<void> {
+    this.scanFresh = false;
     const maps = this.requireWritable('unenroll');
     for (const p of this.podsOf(pod.uid)) this.dropPod(maps, p);
   }
 
   /** Whether connections from outside the pod reach its proxy: link attached, listeners in. */
-  private inboundState(p: InstalledPodProgram): { link: boolean; listeners: Record<string, boolean>; ready: boolean } {
+  private inboundState(
+    p: InstalledPodProgram,
+    present: ReadonlySet<Family> = this.presentListeners(p),
+  ): { link: boolean; listeners: Record<string, boolean>; ready: boolean } {
     const link = this.netnsLinked.has(p.netnsCookie) || (this.dir !== '' && fs.existsSync(path.join(this.netnsDir, p.netnsCookie.toString())));
     const families = podFamilies(p);
-    const present = this.presentListeners(p);
     const expected = this.listenerFamilies.get(p.netnsCookie) ?? new Set<Family>();
     const listeners = Object.fromEntries(families.map((f) => [`ipv${f}`, present.has(f)]));
     const needed = families.filter((f) => expected.has(f));
@@ -588,9 +604,12 @@ export class SockopsBackend implements RedirectBackend {
       this.programs().map((s) => [s.program, this.links.has(s.program) || (this.dir !== '' && fs.existsSync(path.join(linksDir, s.program)))]),
     );
     const nodeReady = maps !== null && Object.values(links).every(Boolean);
-    const pods = maps?.readPods() ?? [];
+    const reuse = this.scanFresh && maps !== null;
+    this.scanFresh = false;
+    const pods = reuse ? [...this.installed.values()] : (maps?.readPods() ?? []);
+    const listening = reuse ? this.listenerFamilies : (maps?.inboundListeners() ?? new Map<bigint, Set<Family>>());
     // The kernel is the truth: a drifted map shows up here, and the next enroll repairs it.
-    if (maps) this.setInstalled(pods);
+    if (maps && !reuse) this.setInstalled(pods);
     return {
       backend: 'sockops',
       nodeReady,
@@ -607,7 +626,7 @@ export class SockopsBackend implements RedirectBackend {
         capacity: maps ? this.capacity(pods) : null,
       },
       pods: pods.map((p) => {
-        const inbound = this.inboundState(p);
+        const inbound = this.inboundState(p, listening.get(p.netnsCookie) ?? new Set());
         return {
           ...p.ref,
           fingerprint: fingerprintOf(p) + (inbound.ready ? '' : INBOUND_PENDING),
@@ -634,6 +653,7 @@ export class SockopsBackend implements RedirectBackend {
     }
     this.maps?.close();
     this.maps = null;
+    this.scanFresh = false;
     this.installed.clear();
     this.listenerFamilies.clear();
     for (const link of this.links.values()) link.close();

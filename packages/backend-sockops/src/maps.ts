@@ -162,8 +162,30 @@ export class SockopsMaps {
     return 'none';
   }
 
-  /** Pods as the kernel holds them, selections grouped by their generation. */
-  readPods(): InstalledPodProgram[] {
+  /**
+   * Families whose inbound listener is in the sockhash now, by netns cookie: one walk of the
+   * sockhash (one syscall per entry present) instead of two lookups per pod.
+   */
+  inboundListeners(): Map<bigint, Set<4 | 6>> {
+    const out = new Map<bigint, Set<4 | 6>>();
+    for (const k of this.raw.inbound_listener.keys()) {
+      const { netns, family } = listenerKey.decode(k);
+      if (family !== 4 && family !== 6) continue;
+      let set = out.get(netns);
+      if (!set) out.set(netns, (set = new Set()));
+      set.add(family);
+    }
+    return out;
+  }
+
+  /**
+   * Pods as the kernel holds them, selections grouped by their generation, and every generation
+   * a selection entry references (orphans of a crashed write included). Every map is read whole
+   * in batch (one syscall per chunk where the map type allows, one per key for the LPM tries):
+   * the cost of a start or an observe at 10,000 pods is a few scans, not 10,000 lookups.
+   */
+  scan(): { pods: InstalledPodProgram[]; gens: Set<number> } {
+    const gens = new Set<number>();
     const ports = new Map<number, Array<{ kind: SelKind; port: number }>>();
     for (const k of this.portSel.keys()) push(ports, k.gen, { kind: k.kind as SelKind, port: k.port });
     const cidrs = new Map<number, PodProgram['cidrs']>();
@@ -173,15 +195,17 @@ export class SockopsMaps {
       push(cidrs, k.gen, { kind: k.kind as SelKind, family: 6, address: k.addr, prefix: k.prefixlen - LPM_HEADER_BITS });
     const owners = new Map<number, PodProgram['owners']>();
     for (const k of this.ownerSel.keys()) push(owners, k.gen, { kind: k.kind as OwnerKind, id: k.id });
+    for (const m of [ports, cidrs, owners]) for (const g of m.keys()) gens.add(g);
     const ips = new Map<bigint, string[]>();
     for (const [ip, cookie] of this.podByIp.entries()) {
       const list = ips.get(cookie) ?? [];
       list.push(decodeAddr(ip));
       ips.set(cookie, list);
     }
+    const metas = new Map(this.podMeta.entries());
     const out: InstalledPodProgram[] = [];
     for (const [cookie, cfg] of this.podCfg.entries()) {
-      const meta = this.podMeta.lookup(cookie);
+      const meta = metas.get(cookie);
       out.push({
         ref: meta
           ? { uid: decodeText(meta.uid), namespace: decodeText(meta.ns), name: decodeText(meta.name) }
@@ -203,18 +227,14 @@ export class SockopsMaps {
         owners: owners.get(cfg.gen) ?? [],
       });
     }
-    return out;
+    return { pods: out, gens };
   }
 
-  /** Generations referenced by selection entries (including orphans of a crashed write). */
-  selectionGens(): Set<number> {
-    const gens = new Set<number>();
-    for (const k of this.portSel.keys()) gens.add(k.gen);
-    for (const k of this.cidr4.keys()) gens.add(k.gen);
-    for (const k of this.cidr6.keys()) gens.add(k.gen);
-    for (const k of this.ownerSel.keys()) gens.add(k.gen);
-    return gens;
+  /** Pods as the kernel holds them (see scan()). */
+  readPods(): InstalledPodProgram[] {
+    return this.scan().pods;
   }
+
 
   /**
    * Installs p under generation gen: selections, addresses, meta, then the pod_cfg flip. `prev`

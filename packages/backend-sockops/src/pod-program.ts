@@ -3,7 +3,7 @@
  * number), in canonical order. The same shape is rebuilt from the maps by observe(), so
  * fingerprint(desired) === fingerprint(observed) exactly when the kernel holds what we want.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import { captureOptionsOf, type Cidr, type MeshPod, type PodRef } from '@shunt/core';
 import { socketLayerGaps } from './pod-support';
@@ -206,7 +206,13 @@ export function podProgram(pod: MeshPod, netnsCookie: bigint): PodProgram {
 function dedupe<T>(items: T[], key: (t: T) => string): T[] {
   const m = new Map<string, T>();
   for (const it of items) m.set(key(it), it);
-  return [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v);
+  // The default sort orders strings by UTF-16 code units, as `<` does.
+  return [...m.keys()].sort().map((k) => m.get(k)!);
+}
+
+/** The distinct keys of items, sorted: dedupe(items, key).map(key) without the intermediate objects. */
+function sortedKeys<T>(items: readonly T[], key: (t: T) => string): string[] {
+  return [...new Set(items.map(key))].sort();
 }
 
 /**
@@ -218,13 +224,14 @@ export function canonical(p: PodProgram): string {
   return JSON.stringify({
     pod: [p.ref.uid, p.ref.namespace, p.ref.name],
     cfg: [p.flags, p.proxyUid, p.proxyGid, p.outPort, p.inPort, p.dnsPort, p.loNet4 >>> 0, p.loPrefix4, p.tunnelPort],
-    owners: dedupe(p.owners, (o) => `${o.kind}:${o.id}`).map((o) => `${o.kind}:${o.id}`),
-    ports: dedupe(p.ports, (x) => `${x.kind}:${x.port}`).map((x) => `${x.kind}:${x.port}`),
-    cidrs: dedupe(p.cidrs, (c) => `${c.kind}:${c.address}/${c.prefix}`).map((c) => `${c.kind}:${c.address}/${c.prefix}`),
+    owners: sortedKeys(p.owners, (o) => `${o.kind}:${o.id}`),
+    ports: sortedKeys(p.ports, (x) => `${x.kind}:${x.port}`),
+    cidrs: sortedKeys(p.cidrs, (c) => `${c.kind}:${c.address}/${c.prefix}`),
     ips: [...p.ips].sort(),
   });
 }
 
 export function fingerprintOf(p: PodProgram): string {
-  return 'sockops:' + createHash('sha256').update(canonical(p)).digest('hex').slice(0, 16);
+  // One-shot hash (no Hash object): computed for every pod at every start and observe.
+  return 'sockops:' + hash('sha256', canonical(p), 'hex').slice(0, 16);
 }

@@ -247,7 +247,11 @@ export interface RedirectBackend {
 }
 
 export type PodStatus =
-  | { pod: PodRef; state: 'enrolled'; at: number }
+  /**
+   * `unchanged`: no backend call was made: the kernel already held this config when the pod was
+   * first seen (a pod adopted at start). Loggers may summarise these instead of a line per pod.
+   */
+  | { pod: PodRef; state: 'enrolled'; at: number; unchanged?: true }
   | { pod: PodRef; state: 'failed'; reason: string; attempts: number; at: number }
   | { pod: PodRef; state: 'rejected'; reason: string; at: number }
   | { pod: PodRef; state: 'removed'; at: number };

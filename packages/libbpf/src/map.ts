@@ -210,8 +210,22 @@ export class BpfMap {
     return native.mapDelete(this.fd, key, this.target);
   }
 
-  /** All keys (array maps list every index). Bounded by maxEntries. */
+  /**
+   * All keys (array maps list every index). Bounded by maxEntries. Where the map type has batch
+   * lookup, one syscall per chunk instead of one get_next_key per key (a 160,000-entry map is read
+   * in milliseconds, not a quarter second); the keys are views into one buffer.
+   */
   keys(): Buffer[] {
+    if (BATCH_TYPES.has(this.type)) {
+      try {
+        const r = native.mapLookupBatch(this.fd, this.keySize, this.valueBytes, this.maxEntries, this.target);
+        const out = new Array<Buffer>(r.count);
+        for (let i = 0; i < r.count; i++) out[i] = r.keys.subarray(i * this.keySize, (i + 1) * this.keySize);
+        return out;
+      } catch (err) {
+        if (!(err instanceof BpfError) || !['EINVAL', 'ENOTSUPP', 'EOPNOTSUPP'].includes(err.code)) throw err;
+      }
+    }
     return native.mapKeys(this.fd, this.keySize, this.maxEntries, this.target);
   }
 

@@ -232,7 +232,7 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
       const snap = rec.snapshot();
       if (firstSyncSettled(snap)) {
         ready = true;
-        log.info({ pods: snap.pods.length, ...podCounts(snap) }, 'ready: first full sync done');
+        log.info({ pods: snap.pods.length, ...podCounts(snap), adoptedUnchanged: tracker.adoptedUnchanged() }, 'ready: first full sync done');
         markReady();
         // Workloads saved by a previous agent that no pod of this node wants any more: tell ztunnel.
         if (zds) {

@@ -38,7 +38,7 @@ export class ObservationCache {
       this.changed = false;
       this.inflight = this.observe()
         .then((state) => {
-          this.last = { at: started, state };
+          this.last = { at: started, state: forScrapes(state) };
           return state;
         })
         .finally(() => (this.inflight = null));
@@ -81,4 +81,13 @@ export class ObservationCache {
       stop: (opts) => backend.stop(opts),
     };
   }
+}
+
+/**
+ * What a scrape reads of an observation (pod count, node detail, counters), without each pod's
+ * detail: the cache holds it between resyncs, and at 10,000 pods the per-pod details (netns,
+ * addresses, inbound state) are a few MB nobody reads there. The reconciler gets the full answer.
+ */
+function forScrapes(state: InstalledState): InstalledState {
+  return { ...state, pods: state.pods.map((p) => ({ uid: p.uid, namespace: p.namespace, name: p.name, fingerprint: p.fingerprint })) };
 }

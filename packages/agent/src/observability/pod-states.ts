@@ -1,5 +1,8 @@
 // Turns the reconciler's per-pod status stream into one log line per state change (with the
 // reason) and the pod metrics, and measures event → status latency.
+// A pod first seen already enrolled as wanted (adopted at a restart: no backend call, nothing
+// changed in the kernel) is logged at debug and counted instead: a restart with 10,000 pods
+// writes one summary line (`adoptedUnchanged` in the ready line), not 10,000 info lines.
 import type { PodEvent, PodStatus } from '@shunt/core';
 import type { AgentLogger } from './log';
 import type { AgentMetrics, PodState } from './metrics';
@@ -14,6 +17,7 @@ export class PodStateTracker {
   /** When the latest not-yet-answered event of each pod arrived (monotonic ms). */
   private readonly pendingSince = new Map<string, number>();
   private readonly latencies: number[] = [];
+  private adopted = 0;
 
   constructor(
     private readonly log: AgentLogger,
@@ -52,9 +56,17 @@ export class PodStateTracker {
       // Event → this state, so enroll latency can be read from the logs.
       ...(ms !== undefined ? { ms: Math.round(ms * 100) / 100 } : {}),
     };
-    if (st.state === 'failed') this.log.warn(fields, 'pod state changed');
+    if (st.state === 'enrolled' && st.unchanged && !prev) {
+      this.adopted++;
+      this.log.debug(fields, 'pod state changed');
+    } else if (st.state === 'failed') this.log.warn(fields, 'pod state changed');
     else if (st.state === 'rejected') this.log.warn(fields, 'pod state changed');
     else this.log.info(fields, 'pod state changed');
+  }
+
+  /** Pods first seen already enrolled as wanted (no backend call), logged at debug only. */
+  adoptedUnchanged(): number {
+    return this.adopted;
   }
 
   states(): Map<string, Known> {

@@ -17,9 +17,13 @@ function stringMap(v: unknown): Record<string, string> | undefined {
   return out;
 }
 
+// A copy without the undefined fields, not `delete` on the object itself: a deleted property
+// turns a V8 object into a dictionary (~450 bytes for a 3-field object instead of ~40), and
+// the pod sources keep these objects for every pod of the node.
 function dropUndefined<T extends object>(o: T): T {
-  for (const k of Object.keys(o) as (keyof T)[]) if (o[k] === undefined) delete o[k];
-  return o;
+  const out = {} as T;
+  for (const k of Object.keys(o) as (keyof T)[]) if (o[k] !== undefined) out[k] = o[k];
+  return out;
 }
 
 function meta(m: Loose): KubeObjectMeta {

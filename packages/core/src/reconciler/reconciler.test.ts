@@ -234,8 +234,13 @@ describe('Reconciler', () => {
     backend.plant(ref('gone'), 'old');
     const s = await started(setup({ backend }));
     s.events.next(upsert('a'));
-    await s.statuses.until((i) => lastState(i, 'a') === 'enrolled');
+    s.events.next(upsert('b'));
+    await s.statuses.until((i) => lastState(i, 'a') === 'enrolled' && lastState(i, 'b') === 'enrolled');
     expect(backend.callsFor('uid-a', 'enroll')).toEqual([]);
+    // Adopted as it was (no call) says so, for a log summary; an enroll that made a call does not.
+    const enrolled = (name: string) => s.statuses.items.find((st) => st.pod.name === name && st.state === 'enrolled');
+    expect(enrolled('a')).toMatchObject({ unchanged: true });
+    expect(enrolled('b')).not.toHaveProperty('unchanged');
     expect(backend.installed.has('uid-gone')).toBe(true);
     s.events.next({ type: 'synced' });
     await eventually(() => !backend.installed.has('uid-gone'));

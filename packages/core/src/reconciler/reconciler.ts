@@ -370,14 +370,17 @@ export class Reconciler {
     }
   }
 
-  /** Nothing to do for this pod: finish a removal, or record that it already matches. */
-  private settleIdle(st: PodState): void {
+  /**
+   * Nothing (more) to do for this pod: finish a removal, or record that it matches. `afterCall`:
+   * a backend call just made it match; otherwise it already did (adopted, or back to what is in).
+   */
+  private settleIdle(st: PodState, afterCall = false): void {
     if (st.desired.kind === 'absent' && (st.deleted || !st.rejected)) {
       this.forget(st);
       return;
     }
     if (st.desired.kind === 'enrolled' && !st.rejected && st.status?.state !== 'enrolled') {
-      this.setStatus(st, { pod: st.ref, state: 'enrolled', at: Date.now() });
+      this.setStatus(st, { pod: st.ref, state: 'enrolled', at: Date.now(), ...(afterCall ? {} : { unchanged: true as const }) });
     }
   }
 
@@ -480,7 +483,7 @@ export class Reconciler {
     if (!this.needsWork(st)) {
       st.attempts = 0;
       st.lastError = undefined;
-      this.settleIdle(st);
+      this.settleIdle(st, true);
       return;
     }
     if (ok || st.version !== versionAtStart) {

@@ -1,8 +1,10 @@
 // Successive readings of a pods file → the RawPodEvents of what changed. Pure (no I/O, no timers), so
 // the property tests drive exactly the code the source runs.
 //
-// Each entry is compared with the previous reading by its JSON text: an unchanged entry costs one
-// string comparison (no validation, no event), so a change to one of 10,000 pods validates one pod.
+// Each entry is compared with the previous reading by the digest of its text: an unchanged entry
+// costs one string comparison (no parse when the reader could skip it, no validation, no event), so
+// a change to one of 10,000 pods validates one pod. What an entry is (pod or namespace, its key,
+// whether it is this node's) is remembered by digest, for the entries the reader did not parse.
 // Each changed entry goes through kube/validate.ts: a bad pod becomes its `reject` (it keeps whatever
 // it had), the others are unaffected. A uid seen twice is reported and the first entry wins, so an
 // appended duplicate can never take over a running pod.
@@ -14,11 +16,26 @@ import { PodNamespaceJoin } from './join';
 export interface PodsFileEntry {
   /** Position for messages: `item 3`, or `document 2 item 3` in a multi-document file. */
   where: string;
-  kind: 'pod' | 'namespace' | 'ignored';
+  /** `known`: the same text was in the previous reading; the reader did not parse it (raw is undefined). */
+  kind: 'pod' | 'namespace' | 'ignored' | 'known';
   raw: unknown;
-  /** Canonical JSON of the entry: equal text means nothing changed. */
+  /**
+   * Digest of the entry's canonical JSON (JSON.stringify of the parsed value): equal means nothing
+   * changed, whatever the formatting. Empty for a `known` entry until plan() fills it in.
+   */
   text: string;
+  /** Digest of the entry's text as written: how the next reading recognises it without parsing. */
+  digest: string;
+  /** Size of the entry's text (validation refuses oversized pods). */
+  sizeBytes: number;
 }
+
+/** What an entry is, remembered by its digest from one reading to the next. */
+type Identity = { canon: string } & (
+  | { kind: 'pod'; ours: boolean; ref: { uid: string; namespace: string; name: string }; positional: boolean }
+  | { kind: 'namespace'; name: string }
+  | { kind: 'ignored'; problem: string }
+);
 
 export interface PodsFilePlan {
   pods: Map<string, PodsFileEntry>;
@@ -26,6 +43,8 @@ export interface PodsFilePlan {
   problems: string[];
   /** Keys of pods this reading would delete. */
   removed: string[];
+  /** Identities of this reading's entries, by digest (kept by apply for the next reading). */
+  identities: Map<string, Identity>;
 }
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -37,6 +56,9 @@ export class PodsFileDiff {
   private readonly nsText = new Map<string, string>();
   /** Entry problems of the previous reading: each is reported once, when it appears. */
   private lastProblems = new Set<string>();
+  private identities = new Map<string, Identity>();
+  /** Digests announced now (podText and nsText values): entries the next reading may leave unparsed. */
+  private announced = new Set<string>();
 
   constructor(
     private readonly path: string,
@@ -49,37 +71,79 @@ export class PodsFileDiff {
     return typeof node !== 'string' || node === '' || node === this.nodeName;
   }
 
+  /**
+   * Whether the reader may leave an entry with this digest unparsed: it was in the last applied
+   * reading and needs no validation if it comes again — it is what its pod or namespace was
+   * announced with, or it is skipped anyway (another node's pod, a kind we ignore). Not: a second
+   * entry of a duplicate uid or an invalid namespace (they are validated when they take over), a
+   * pod keyed by its position (no uid, no name).
+   */
+  knows(digest: string): boolean {
+    const id = this.identities.get(digest);
+    if (!id) return false;
+    if (id.kind === 'ignored') return true;
+    if (id.kind === 'pod' && !id.ours) return true;
+    if (id.kind === 'pod' && id.positional) return false;
+    return this.announced.has(id.canon);
+  }
+
+  private identify(e: PodsFileEntry): Identity {
+    if (e.kind === 'known') {
+      const id = this.identities.get(e.digest);
+      if (!id) throw new Error(`${e.where}: entry marked known but its digest was not in the previous reading`);
+      return id;
+    }
+    const canon = e.text;
+    if (e.kind === 'ignored') return { canon, kind: 'ignored', problem: `kind ${JSON.stringify(displayValue((e.raw as { kind?: unknown }).kind))} ignored (only Pod and Namespace)` };
+    if (e.kind === 'namespace') return { canon, kind: 'namespace', name: bestEffortRef(e.raw, `<${e.where}>`).name };
+    const fallback = `<${e.where}>`;
+    const ref = bestEffortRef(e.raw, fallback);
+    // A pod without a name is keyed by its position, which a digest does not carry: always parsed.
+    return { canon, kind: 'pod', ours: this.ours(e.raw), ref, positional: ref.name === fallback };
+  }
+
   /** Keys the entries and says what would be removed; changes nothing. */
   plan(entries: PodsFileEntry[]): PodsFilePlan {
     const pods = new Map<string, PodsFileEntry>();
     const namespaces = new Map<string, PodsFileEntry>();
     const problems: string[] = [];
+    const identities = new Map<string, Identity>();
     for (const e of entries) {
-      if (e.kind === 'ignored') {
-        problems.push(`${e.where}: kind ${JSON.stringify(displayValue((e.raw as { kind?: unknown }).kind))} ignored (only Pod and Namespace)`);
-      } else if (e.kind === 'namespace') {
-        const name = bestEffortRef(e.raw, `<${e.where}>`).name;
+      const id = this.identify(e);
+      identities.set(e.digest, id);
+      if (e.kind === 'known') e.text = id.canon;
+      if (id.kind === 'ignored') {
+        problems.push(`${e.where}: ${id.problem}`);
+      } else if (id.kind === 'namespace') {
+        const name = id.name;
         const first = namespaces.get(name);
         if (first) problems.push(`${e.where}: namespace ${name} appears again (first at ${first.where}); this entry is ignored`);
         else namespaces.set(name, e);
-      } else if (this.ours(e.raw)) {
-        const ref = bestEffortRef(e.raw, `<${e.where}>`);
+      } else if (id.ours) {
+        const ref = id.ref;
         const first = pods.get(ref.uid);
         if (first) problems.push(`${e.where}: pod ${ref.namespace}/${ref.name}: metadata.uid=${JSON.stringify(ref.uid)} appears again (first at ${first.where}); this entry is ignored`);
         else pods.set(ref.uid, e);
       }
     }
     const removed = [...this.podText.keys()].filter((k) => !pods.has(k));
-    return { pods, namespaces, problems, removed };
+    return { pods, namespaces, problems, removed, identities };
+  }
+
+  /** An entry that differs from what was announced under its key must have been parsed. */
+  private rawOf(e: PodsFileEntry): unknown {
+    if (e.kind === 'known') throw new Error(`${e.where}: changed entry was not parsed`);
+    return e.raw;
   }
 
   /** Applies a plan: the events to emit, and the problems not reported at the previous reading. */
   apply(plan: PodsFilePlan): { events: RawPodEvent[]; newProblems: string[] } {
     const events: RawPodEvent[] = [];
     const problems = [...plan.problems];
+    this.identities = plan.identities;
     for (const [name, e] of plan.namespaces) {
       if (this.nsText.get(name) === e.text) continue;
-      const v = validateNamespace(e.raw);
+      const v = validateNamespace(this.rawOf(e));
       if (!v.ok) {
         // Keep its last good labels (its pods keep their membership) and say why.
         problems.push(`${e.where}: namespace ${v.name}: ${v.reason}; keeping its last known labels`);
@@ -96,7 +160,7 @@ export class PodsFileDiff {
     for (const [key, e] of plan.pods) {
       if (this.podText.get(key) === e.text) continue; // unchanged: no validation, no event
       this.podText.set(key, e.text);
-      const v = validatePod(e.raw, { fallbackName: `<${e.where}>`, sizeBytes: e.text.length });
+      const v = validatePod(this.rawOf(e), { fallbackName: `<${e.where}>`, sizeBytes: e.sizeBytes });
       events.push(...(v.ok ? this.join.upsertPod(v.pod, v.extras) : this.join.rejectPod(v.ref, `pods file ${this.path}: ${e.where}: ${v.error.message}`)));
     }
     for (const key of [...this.podText.keys()]) {
@@ -104,6 +168,7 @@ export class PodsFileDiff {
       this.podText.delete(key);
       events.push(...this.join.deletePod(key));
     }
+    this.announced = new Set([...this.podText.values(), ...this.nsText.values()]);
     const now = new Set(problems);
     const newProblems = [...now].filter((p) => !this.lastProblems.has(p));
     this.lastProblems = now;

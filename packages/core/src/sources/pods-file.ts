@@ -17,9 +17,13 @@
 //   - each entry goes through kube/validate.ts: a bad pod becomes that pod's `reject` event (pod, field,
 //     value), the others are unaffected; a duplicate uid is reported and the first entry wins.
 //
-// Cost (10,000 pods): JSON is parsed with JSON.parse (the YAML parser is ~60× slower and far larger in
-// memory; YAML remains the fallback for YAML files and JSON with comments), and each entry is compared
-// by its JSON text with the previous read, so only entries that changed are validated and emitted.
+// Cost (10,000 pods): a file that is a JSON list is split into its items' texts (json-items.ts) and
+// each item is known by a digest of its text: an item seen at the previous reading is neither parsed
+// nor validated again, so a one-pod change parses one pod and the garbage of a reading is the text,
+// not 40 MB of objects. Other JSON is parsed with JSON.parse (the YAML parser is ~60× slower and far
+// larger in memory; YAML remains the fallback for YAML files and JSON with comments), entries digested
+// by their JSON text. Only entries that changed are validated and emitted; only digests are kept.
+import { hash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { watch as fsWatch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
@@ -28,6 +32,7 @@ import { parseAllDocuments } from 'yaml';
 import { ShuntError, errorMessage } from '../errors';
 import { displayValue, validateNamespace, validatePod, type NamespaceValidation, type PodValidation } from '../kube/validate';
 import { SYNCED, type RawPodEvent } from './events';
+import { jsonArrayItems } from './json-items';
 import { PodsFileDiff, type PodsFileEntry } from './pods-file-diff';
 
 /** A pods file larger than this is refused whole (10,000 realistic pods are ~15 MiB). */
@@ -91,9 +96,51 @@ function parseDocuments(text: string, path: string): unknown[] {
   return out;
 }
 
-/** Splits the file into entries; throws (keep the last good state) when the file as a whole is unusable. */
-export function readPodsFileEntries(text: string, path: string): PodsFileEntry[] {
-  return podsFileEntries(parseDocuments(text, path), path);
+/** Digest of an entry's text: what the previous reading is compared with (never the text itself, to keep memory small). */
+export function entryDigest(text: string): string {
+  // One-shot crypto.hash: 5× cheaper than a Hash object per entry (10,000 per reading).
+  return hash('sha1', text, 'base64');
+}
+
+/**
+ * Splits the file into entries; throws (keep the last good state) when the file as a whole is
+ * unusable. `known(digest)`: the entry was in the previous reading (a plain JSON list's item with
+ * that digest is then neither parsed nor returned with its value: kind `known`).
+ */
+export function readPodsFileEntries(text: string, path: string, known: (digest: string) => boolean = () => false): PodsFileEntry[] {
+  return jsonListEntries(text, known) ?? podsFileEntries(parseDocuments(text, path), path);
+}
+
+/** The fast path for a file that is a plain JSON list; undefined sends it down the full parse. */
+function jsonListEntries(text: string, known: (digest: string) => boolean): PodsFileEntry[] | undefined {
+  const spans = jsonArrayItems(text);
+  if (!spans) return undefined;
+  const entries: PodsFileEntry[] = [];
+  for (let i = 0; i < spans.length; i++) {
+    const [start, end] = spans[i]!;
+    const itemText = text.slice(start, end);
+    const digest = entryDigest(itemText);
+    const where = `item ${i + 1}`;
+    if (known(digest)) {
+      entries.push({ where, kind: 'known', raw: undefined, text: '', digest, sizeBytes: itemText.length });
+      continue;
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(itemText);
+    } catch {
+      return undefined; // the whole-file parse reports it (or YAML accepts it)
+    }
+    // Canonical form too, so a file only reformatted changes nothing (as with the plain path).
+    const canon = entryDigest(JSON.stringify(raw) ?? 'undefined');
+    entries.push({ where, kind: entryKind(raw), raw, text: canon, digest, sizeBytes: itemText.length });
+  }
+  return entries;
+}
+
+function entryKind(raw: unknown): 'pod' | 'namespace' | 'ignored' {
+  const kind = isObj(raw) ? raw.kind : undefined;
+  return kind === 'Namespace' ? 'namespace' : kind === undefined || kind === 'Pod' ? 'pod' : 'ignored';
 }
 
 /** The entries of already parsed documents (the property tests feed values JSON cannot carry, e.g. NaN). */
@@ -113,14 +160,14 @@ export function podsFileEntries(parsed: unknown[], path: string): PodsFileEntry[
     }
     items.forEach((raw, i) => {
       const where = docs.length > 1 ? `document ${di + 1} item ${i + 1}` : `item ${i + 1}`;
-      const kind = isObj(raw) ? raw.kind : undefined;
       let text: string;
       try {
         text = JSON.stringify(raw) ?? 'undefined';
       } catch {
         text = `unserialisable ${where}`; // cycles or BigInt: validation rejects it below
       }
-      entries.push({ where, raw, text, kind: kind === 'Namespace' ? 'namespace' : kind === undefined || kind === 'Pod' ? 'pod' : 'ignored' });
+      const digest = entryDigest(text);
+      entries.push({ where, raw, text: digest, digest, sizeBytes: text.length, kind: entryKind(raw) });
     });
   });
   return entries;
@@ -130,7 +177,7 @@ export function podsFileEntries(parsed: unknown[], path: string): PodsFileEntry[
 export function parsePodsFile(text: string, path: string): PodsFileContent {
   const out: PodsFileContent = { pods: [], namespaces: [], problems: [] };
   for (const e of readPodsFileEntries(text, path)) {
-    if (e.kind === 'pod') out.pods.push({ ...validatePod(e.raw, { fallbackName: `<${e.where}>`, sizeBytes: e.text.length }), where: e.where });
+    if (e.kind === 'pod') out.pods.push({ ...validatePod(e.raw, { fallbackName: `<${e.where}>`, sizeBytes: e.sizeBytes }), where: e.where });
     else if (e.kind === 'namespace') out.namespaces.push(validateNamespace(e.raw));
     else out.problems.push(`${e.where}: kind ${JSON.stringify(displayValue((e.raw as { kind?: unknown }).kind))} ignored (only Pod and Namespace)`);
   }
@@ -182,6 +229,7 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
       report(err);
     };
 
+    const known = (digest: string) => diff.knows(digest);
     const readOnce = async (): Promise<{ stat: string; entries: PodsFileEntry[] } | undefined> => {
       let text: string;
       let st: string;
@@ -194,7 +242,7 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
         return undefined;
       }
       try {
-        return { stat: st, entries: readPodsFileEntries(text, path) };
+        return { stat: st, entries: readPodsFileEntries(text, path, known) };
       } catch (err) {
         fail(err instanceof ShuntError ? err : new ShuntError('SOURCE', `pods file ${path}: ${errorMessage(err)}; keeping the last known pods`));
         return undefined;

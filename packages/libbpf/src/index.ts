@@ -66,7 +66,6 @@ export {
   type SocketEndpoint,
   type SocketInfo,
 } from './sockets';
-export { startRelay, type Relay, type RelayOptions, type RelayListener } from './relay';
 export { MessageSocket, UnixListener, type ReceivedMessage, type UnixListenOptions, type UnixSocketType } from './unix';
 export { NetnsPidIndex, type NetnsPidIndexOptions } from './netns-pids';
 export { netnsTcpListeners, type NetnsListener } from './sock-diag';

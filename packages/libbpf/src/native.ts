@@ -7,11 +7,6 @@ import * as path from 'node:path';
 import { BpfError } from './errors';
 
 /** Opaque handle owning a kernel fd (closed on closeFd or when collected). */
-/** Opaque handle of a running relay engine (relay.cc). */
-export interface RelayHandleNative {
-  readonly __relayHandle: unique symbol;
-}
-
 export interface FdHandle {
   readonly __fdHandle: unique symbol;
 }
@@ -164,8 +159,6 @@ export interface NativeAddon {
   getPeerName(fd: number): { family: number; address: string; port: number };
   socketInfo(fd: number): Record<string, unknown>;
   closeRawFd(fd: number): void;
-  relayStart(opts: Record<string, unknown>): RelayHandleNative;
-  relayStop(h: RelayHandleNative): void;
 
   FdReader: new (
     fd: number,

@@ -65,6 +65,5 @@ void InitUnix(Napi::Env env, Napi::Object exports);
 void InitRtnl(Napi::Env env, Napi::Object exports);
 void InitTcx(Napi::Env env, Napi::Object exports);
 void InitDiag(Napi::Env env, Napi::Object exports);
-void InitRelay(Napi::Env env, Napi::Object exports);
 
 }  // namespace shunt

@@ -3,7 +3,7 @@
 // [::]:15006 (plaintext inbound), [::]:15008 (HBONE) and DNS on localhost:15053; every socket
 // SO_MARK 1337 and SO_REUSEPORT, listeners IP(V6)_TRANSPARENT. The original destination comes
 // from SO_ORIGINAL_DST, else from the accepted socket's local address (sk_assign/TPROXY delivery).
-// The TCP legs run in a native relay engine (@shunt/libbpf startRelay: one thread inside the pod
+// The TCP legs run in a native relay engine (relay-engine.ts, the testbed's own addon: one thread inside the pod
 // netns, as ztunnel's workers run natively), so that the stand-in is not what bounds a benchmark:
 //  - 15001 → a tunnel to <original dst>:15008 carrying the original destination (an HBONE-like
 //    CONNECT with a light framing instead of HTTP/2, no mTLS; tunnels pooled per destination, as
@@ -16,6 +16,7 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import type * as LibNs from '@shunt/libbpf';
+import { startRelay, type Relay, type RelayListener } from './relay-engine';
 import type { ZtEndpoint, ZtunnelLeg, ZtunnelLogEntry, ZtunnelLogInput } from './log';
 
 type Lib = typeof LibNs;
@@ -42,7 +43,7 @@ function refused(q: Buffer): Buffer | undefined {
 }
 
 export class WorkloadProxy {
-  private relay: LibNs.Relay | undefined;
+  private relay: Relay | undefined;
   private readonly dns: LibNs.MessageSocket[] = [];
   private readonly servers: net.Server[] = [];
   private closed = false;
@@ -67,7 +68,7 @@ export class WorkloadProxy {
     const fds: number[] = [];
     try {
       const sockets: Extract<ZtunnelLogEntry, { event: 'listening' }>['sockets'] = [];
-      const listeners: LibNs.RelayListener[] = [];
+      const listeners: RelayListener[] = [];
       for (const [leg, port] of [
         ['outbound', ZTUNNEL_INPOD_PORTS.outbound],
         ['inbound', ZTUNNEL_INPOD_PORTS.inbound],
@@ -112,7 +113,7 @@ export class WorkloadProxy {
         sockets.push({ leg: 'dns', address, port: ZTUNNEL_INPOD_PORTS.dns, mark: ZTUNNEL_MARK, reusePort: true, transparent: true });
       }
       // From here the engine owns the listener fds.
-      this.relay = this.lib.startRelay({
+      this.relay = startRelay({
         netns: this.netnsFd,
         listeners,
         logPath: this.logPath,

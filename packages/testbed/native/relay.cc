@@ -18,7 +18,9 @@
 // Tunnel framing ("HBONE-lite", both directions): 1 byte type + 4 bytes big-endian length +
 // payload. OPEN(authority) -> OK | FAIL(text); then DATA* and one FIN per direction; when both
 // FINs are through, the tunnel carries the next OPEN. A tunnel closed mid-stream aborts it.
-#include "common.h"
+#include <napi.h>
+
+#include <string.h>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -54,6 +56,21 @@
 
 namespace shunt {
 namespace {
+
+// Errors into JS: plain Errors named by errno (this addon is test-only, without @shunt/libbpf's
+// BpfError factory).
+std::string ErrnoName(int err) {
+  const char* n = strerrorname_np(err);
+  return n ? n : ("errno " + std::to_string(err));
+}
+[[noreturn]] void ThrowArg(Napi::Env env, const std::string& op, const std::string& target, const std::string& detail) {
+  throw Napi::TypeError::New(env, op + " " + target + ": " + detail);
+}
+[[noreturn]] void ThrowBpf(Napi::Env env, int err, const std::string& op, const std::string& target) {
+  Napi::Error e = Napi::Error::New(env, op + " " + target + ": " + ErrnoName(err) + " " + strerror(err));
+  e.Set("code", Napi::String::New(env, ErrnoName(err)));
+  throw e;
+}
 
 constexpr uint8_t FR_OPEN = 1, FR_DATA = 2, FR_FIN = 3, FR_OK = 4, FR_FAIL = 5;
 constexpr size_t HDR = 5;
@@ -941,9 +958,12 @@ Napi::Value RelayStop(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-void InitRelay(Napi::Env env, Napi::Object exports) {
-  exports.Set("relayStart", Napi::Function::New(env, RelayStart));
-  exports.Set("relayStop", Napi::Function::New(env, RelayStop));
+}  // namespace shunt
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("relayStart", Napi::Function::New(env, shunt::RelayStart));
+  exports.Set("relayStop", Napi::Function::New(env, shunt::RelayStop));
+  return exports;
 }
 
-}  // namespace shunt
+NODE_API_MODULE(shunt_relay, Init)

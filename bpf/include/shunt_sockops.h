@@ -187,7 +187,7 @@ struct shunt_splice_guard {
 
 /* shunt_splice_sock.state: the flow's path for what this socket sends */
 #define SHUNT_FLOW_SPLICE 0  /* redirect to the peer (while the guard holds) */
-#define SHUNT_FLOW_TCP 1     /* TCP path; back to splice once order-safe */
+#define SHUNT_FLOW_TCP 1     /* TCP path; back to splice once order-safe (every TCP byte in the peer's psock queue) */
 #define SHUNT_FLOW_TCP_ONLY 2 /* peer unknown at the first message: TCP for the flow's life */
 
 /*
@@ -218,6 +218,9 @@ enum shunt_splice_stat {
 	SHUNT_SST_BACK_TO_SPLICE,    /* flow switched back: all TCP bytes read, queue <= cap/2 */
 	SHUNT_SST_NO_SELF,           /* sk_msg on a socket without its splice_peer entry: TCP */
 	SHUNT_SST_PEAK_QUEUE,        /* highest peer queue + message ever redirected (max, not a sum) */
+	SHUNT_SST_SKBS_QUEUED,       /* TCP-path skbs the sk_skb verdict put into a spliced socket's psock queue */
+	SHUNT_SST_BYTES_QUEUED,
+	SHUNT_SST_BACK_TWO_QUEUES,   /* of BACK_TO_SPLICE: peer without the verdict (spliced before it was attached) */
 	SHUNT_SST_MAX = 16,
 };
 

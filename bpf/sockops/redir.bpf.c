@@ -15,13 +15,28 @@
  *     while request/response (queue empty at each send) gains,
  *   - neither the node (tcp_mem) nor the peer's memory cgroup is under TCP memory pressure.
  * Otherwise the flow switches to the TCP path (SK_PASS): the window pushes back on the sender as
- * TCP always does. The switch is one-way at that moment, which is order-safe: tcp_bpf_recvmsg
- * drains the peer's psock queue (older bytes) before its TCP receive queue. The flow comes back
- * only when that is order-safe too: every byte sent on the TCP path has been read (sender
- * write_seq == peer copied_seq; spliced bytes move neither) and the peer's queue is at most cap/2.
- * Never per-message toggling (reorders), never cork (bpf_msg_cork_bytes can drop data), never a
- * sockhash delete (purges the receiver's queue). A flow whose peer is unknown at its first
- * message stays on TCP for good.
+ * TCP always does. The switch is one-way at that moment, which is order-safe.
+ *
+ * One receive queue (shunt_splice_verdict below): the sk_skb verdict program on the same sockhash
+ * returns SK_PASS for every skb a spliced socket receives on the TCP path, so the kernel moves it
+ * (tcp_read_skb -> sk_psock_verdict_apply -> sk_psock_skb_ingress_self) into the socket's psock
+ * queue behind the messages the peer's sk_msg already put there, under the receiver's socket lock
+ * and in sequence order. One recvmsg (tcp_bpf_recvmsg_parser) then returns everything available;
+ * without it the bytes sit in two queues, one read returns from one of them only, and a reader
+ * that takes "short read + EPOLLRDHUP" as end of stream (HAProxy 2.6) loses the tail. The skbs
+ * stay charged to sk_rmem_alloc (skb_set_owner_r), so the TCP window still closes while the reader
+ * is paused (the sender blocks); a FIN is queued as an empty message after all data (EOF last);
+ * copied_seq moves only for TCP-path bytes (copied_from_self) and FIONREAD counts the psock queue.
+ *
+ * The flow comes back to splicing only when that is order-safe: with one queue, every byte sent on
+ * the TCP path has arrived (sender write_seq == peer rcv_nxt) and been moved into the psock queue
+ * (the peer's sk_receive_queue and psock ingress_skb backlog empty); a redirected message takes
+ * the receiver's socket lock, so it lands after any skb being moved right then. A peer spliced
+ * before the verdict program was attached (pins of an older version) still has two queues: there
+ * every TCP byte must have been read (write_seq == peer copied_seq). And the peer's queue must be
+ * at most cap/2. Never per-message toggling (reorders), never cork (bpf_msg_cork_bytes can drop
+ * data), never a sockhash delete (purges the receiver's queue). A flow whose peer is unknown at
+ * its first message stays on TCP for good.
  *
  * SHUNT_REDIR_CONTROL builds the failure controls of the bulk-safety suite from this same file
  * (bpf/selftest/redir_*.bpf.c): 1 = unguarded redirect, 2 = the guard's checks per message
@@ -97,6 +112,30 @@ static __always_inline int memcg_pressure(struct sock *sk, __u32 size)
 	if (bpf_core_field_exists(mc->tcpmem_active) && mc->tcpmem_active)
 		return near_limit(&mc->tcpmem, size);
 	return near_limit(&mc->memory, size);
+}
+
+/* sk_user_data flag bits (include/net/sock.h SK_USER_DATA_*): the pointer is a psock when PSOCK is set. */
+#define SHUNT_SK_USER_DATA_FLAGS 7ull
+#define SHUNT_SK_USER_DATA_PSOCK 4ull
+
+/*
+ * Has every byte this socket sent on the TCP path reached the peer's one receive queue (or, for a
+ * peer with two queues, been read)? Then a redirected message lands behind all of them.
+ * *two = 1 when the peer has no verdict program (the copied_seq rule applied).
+ */
+static __always_inline int tcp_part_queued(struct tcp_sock *otp, struct tcp_sock *ptp, int *two)
+{
+	struct sock *psk = (struct sock *)ptp;
+	__u64 ud = (__u64)psk->sk_user_data;
+	*two = 1;
+	if (ud & SHUNT_SK_USER_DATA_PSOCK) {
+		struct sk_psock *pp = bpf_core_cast((void *)(ud & ~SHUNT_SK_USER_DATA_FLAGS), struct sk_psock);
+		if (pp->progs.skb_verdict || pp->progs.stream_verdict) {
+			*two = 0;
+			return otp->write_seq == ptp->rcv_nxt && psk->sk_receive_queue.qlen == 0 && pp->ingress_skb.qlen == 0;
+		}
+	}
+	return otp->write_seq == ptp->copied_seq;
 }
 
 static __always_inline void guard_cfg(__u32 *cap, __u32 *small_msg, __u32 *small_queue)
@@ -198,11 +237,13 @@ int shunt_redir(struct sk_msg_md *msg)
 	if (self->state == SHUNT_FLOW_TCP) {
 		/* Back only when nothing sent on the TCP path is unread, and with room to spare. */
 		struct tcp_sock *otp = bpf_core_cast((void *)msg->sk, struct tcp_sock);
-		if (otp->write_seq != ptp->copied_seq || after > cap / 2 || after > cap ||
-		    node_pressure(psk) || memcg_pressure(psk, size))
+		int two = 0;
+		if (after > cap / 2 || !tcp_part_queued(otp, ptp, &two) || node_pressure(psk) || memcg_pressure(psk, size))
 			return pass(size);
 		self->state = SHUNT_FLOW_SPLICE;
 		stat(SHUNT_SST_BACK_TO_SPLICE, 1);
+		if (two)
+			stat(SHUNT_SST_BACK_TWO_QUEUES, 1);
 	} else {
 		__u32 why = 0;
 		if (after > cap)
@@ -231,4 +272,18 @@ int shunt_redir(struct sk_msg_md *msg)
 	return SK_PASS;
 #endif
 #endif
+}
+
+/*
+ * The one receive queue (see the top of this file): attached as BPF_SK_SKB_VERDICT (no strparser)
+ * on splice_socks, so every socket put there gets it at insertion. SK_PASS without a redirect =
+ * "keep it on this socket", which the kernel does by queueing the skb into the socket's own psock
+ * queue in order. Counted so tests can see the TCP path went through it.
+ */
+SEC("sk_skb/verdict")
+int shunt_splice_verdict(struct __sk_buff *skb)
+{
+	stat(SHUNT_SST_SKBS_QUEUED, 1);
+	stat(SHUNT_SST_BYTES_QUEUED, skb->len);
+	return SK_PASS;
 }

@@ -5,8 +5,8 @@ import { DEFAULT_GUARD, DEFAULT_SPLICE, effectiveSplice, probeSpliceGuard, valid
 import { SockopsBackend, SockopsBackendError } from './backend';
 
 describe('splice setting', () => {
-  it('defaults to none: auto (guarded) is opt-in, because short-read+RDHUP readers can lose a tail after a switch', () => {
-    expect(DEFAULT_SPLICE).toBe('none');
+  it('defaults to auto: guarded, one receive queue per spliced socket (splice-short-read / splice-safety e2e suites)', () => {
+    expect(DEFAULT_SPLICE).toBe('auto');
   });
 
   it('auto becomes all where the guard loads and none elsewhere, saying why; all/ports refuse without it', () => {

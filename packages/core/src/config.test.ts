@@ -130,7 +130,7 @@ describe('loadConfig', () => {
       expect(splice({ flags: { ...base, splicePorts: 'ALL' } })).toMatchObject({ mode: 'all', ports: [] });
       expect(splice({ flags: { ...base, splicePorts: 'none' } })).toMatchObject({ mode: 'none', ports: [] });
       expect(splice({ flags: { ...base, splicePorts: 'auto' } })).toMatchObject({ mode: 'auto', ports: [] });
-      expect(splice({ flags: base })).toMatchObject({ mode: 'none', ports: [], origin: 'default' });
+      expect(splice({ flags: base })).toMatchObject({ mode: 'auto', ports: [], origin: 'default' });
       expect(splice({ flags: { ...base, splicePorts: '' } })).toMatchObject({ mode: 'none', ports: [] });
     });
 

@@ -39,7 +39,7 @@ describe('loadConfig', () => {
       metricsAddress: '0.0.0.0:9464',
       logLevel: 'info',
       // Splicing is opt-in: readers that stop on a short read + EPOLLRDHUP can lose data (see SpliceMode).
-      spliceMode: 'none',
+      spliceMode: 'auto',
       splicePorts: [],
       // istio-cni's path: where ztunnel connects by default.
       zdsSocket: '/var/run/ztunnel/ztunnel.sock',

@@ -23,7 +23,7 @@ import { APP_UID, Testbed } from '@shunt/testbed';
 import { BpfLink } from '@shunt/libbpf';
 import type { NodeCapabilities, NodeContext } from '@shunt/core';
 import { SockopsBackend } from './backend';
-import { DEFAULT_SPLICE, type SpliceSetting } from './splice';
+import { DEFAULT_SPLICE, type SpliceGuard, type SpliceSetting } from './splice';
 import { SCRIPTS, silentLog } from './test-support/sandbox';
 import { interpretedMeshPod } from './test-support/mesh';
 
@@ -37,7 +37,7 @@ const PY = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface ReadResult {
-  policy: 'rdhup' | 'drain';
+  policy: 'rdhup' | 'drain' | 'late';
   bytes: number;
   reads: number[];
   bad: number | null;
@@ -71,23 +71,24 @@ describe('splice (default auto): one receive queue, so a short-read+RDHUP reader
   });
 
   /** A backend with the given setting (undefined = the default); adopts the pins, attaching what is missing. */
-  async function useBackend(splice?: SpliceSetting): Promise<SockopsBackend> {
+  async function useBackend(splice?: SpliceSetting, guard: Partial<SpliceGuard> = GUARD): Promise<SockopsBackend> {
     await backend?.stop({ cleanup: false });
-    backend = new SockopsBackend({ ...(splice ? { splice } : {}), guard: GUARD });
+    backend = new SockopsBackend({ ...(splice ? { splice } : {}), guard });
     await backend.start(nodeContext(tb, bpffsRoot));
     for (const name of ['client', 'server']) await backend.enroll(interpretedMeshPod(tb, name));
     return backend;
   }
 
   /** One connection per policy, in order; the reader's result for each, and the guard counters' deltas. */
-  async function readWith(b: SockopsBackend, policies: ReadResult['policy'][]) {
+  async function readWith(b: SockopsBackend, policies: ReadResult['policy'][], sizes?: number[]) {
     const c0 = (await b.observe()).counters;
     const reader = tb.exec('server', [PY, path.join(SCRIPTS, 'short-read-reader.py'), String(PORT), policies.join(',')], { uid: APP_UID });
     try {
       await tb.waitListening('server', [PORT], { watch: reader });
       const sent: { sent: number; error?: string }[] = [];
       for (let i = 0; i < policies.length; i++) {
-        const r = await tb.run('client', [PY, path.join(SCRIPTS, 'paced-sender.py'), tb.pod('server').ipv4, String(PORT), String(MSGS), String(MSG), '30'], {
+        const argv = [PY, path.join(SCRIPTS, 'paced-sender.py'), tb.pod('server').ipv4, String(PORT), String(MSGS), String(MSG), sizes ? '100' : '30'];
+        const r = await tb.run('client', sizes ? [...argv, sizes.join(',')] : argv, {
           uid: APP_UID,
           timeoutMs: 30_000,
         });
@@ -148,6 +149,21 @@ describe('splice (default auto): one receive queue, so a short-read+RDHUP reader
       await useBackend();
       expect(fs.existsSync(verdictPin())).toBe(true);
     }
+  }, 90_000);
+
+  it('a socket not yet accepted: TCP-path bytes wait in its TCP queue, and the flow stays on TCP until they are read', async () => {
+    // Server sidecar -> app leg, app not accepting yet: 32 KiB spliced (queue above smallQueue),
+    // 1 KiB moved to TCP by the small-write rule (its skb stays in sk_receive_queue: no sk_socket,
+    // so the verdict cannot run), then 16 KiB with every TCP byte arrived (write_seq == rcv_nxt) and
+    // the queue under cap/2. Switching back now would put the 16 KiB ahead of the 1 KiB; the guard
+    // sees the non-empty TCP queue and stays on TCP.
+    const b = await useBackend(undefined, { queueCap: 256 * KiB, smallQueue: 16 * KiB });
+    const sizes = [32 * KiB, KiB, 16 * KiB];
+    const total = sizes.reduce((a, n) => a + n, 0);
+    const { reads, sent, d } = await readWith(b, ['late'], sizes);
+    expect(sent).toEqual([{ sent: total }]);
+    expect(d('splice_to_tcp_small')).toBeGreaterThanOrEqual(1);
+    expect(reads).toEqual([expect.objectContaining({ policy: 'late', bad: null, bytes: total })]);
   }, 90_000);
 
   it('control: with splicing off (none) the same short-read+RDHUP reader gets every byte', async () => {

@@ -5,6 +5,9 @@
 #   'rdhup': one recv per readiness event, and a short read with EPOLLRDHUP set ends the stream
 #            (HAProxy 2.6's heuristic: "the peer closed and this read did not fill the buffer").
 #   'drain': recv until EAGAIN per event, end of stream only when recv returns 0 (Envoy, libuv, Go).
+#   'late':  as 'drain', but accept() only 2 s after the connection is queued, so everything the
+#            peer sends arrives before the socket is accepted (kernel: no sk_socket, TCP-path skbs
+#            stay in sk_receive_queue until the first read).
 # Prints one JSON line per connection: {policy, bytes, reads, bad, rdhupFirst, inq}; bad = offset of
 # the first byte != offset % 251, or null; inq = FIONREAD when EPOLLRDHUP was first seen (before any
 # read), or null if the ioctl failed. Bounded in time everywhere.
@@ -30,6 +33,9 @@ def check(data, offset, bad):
 
 for policy in policies:
     ls.settimeout(20)
+    if policy == 'late':
+        select.select([ls], [], [], 20)
+        time.sleep(2)
     c, _ = ls.accept()
     c.setblocking(False)
     ep = select.epoll()

@@ -218,10 +218,11 @@ enum shunt_splice_stat {
 	SHUNT_SST_BACK_TO_SPLICE,    /* flow switched back: all TCP bytes read, queue <= cap/2 */
 	SHUNT_SST_NO_SELF,           /* sk_msg on a socket without its splice_peer entry: TCP */
 	SHUNT_SST_PEAK_QUEUE,        /* highest peer queue + message ever redirected (max, not a sum) */
-	SHUNT_SST_SKBS_QUEUED,       /* TCP-path skbs the sk_skb verdict put into a spliced socket's psock queue */
-	SHUNT_SST_BYTES_QUEUED,
+	SHUNT_SST_BYTES_QUEUED,      /* TCP-path bytes the sk_skb verdict put into spliced sockets' psock queues */
 	SHUNT_SST_BACK_TWO_QUEUES,   /* of BACK_TO_SPLICE: peer without the verdict (spliced before it was attached) */
-	SHUNT_SST_MAX = 16,
+	SHUNT_SST_RX_OVERLAP,        /* TCP-path skbs whose head repeated bytes already queued (partial retransmission): trimmed */
+	SHUNT_SST_RX_TRIM_FAILED,    /* ... of those, ones that could not be trimmed (they pass as they are) */
+	SHUNT_SST_MAX = 16,          /* slots of the pinned splice_stats map: every index above must stay below it */
 };
 
 #ifdef __bpf__

@@ -37,8 +37,15 @@ int shunt_guard_probe(struct sk_msg_md *msg)
 	return seq + pressure + bpf_jiffies64() == 42 ? SK_DROP : SK_PASS;
 }
 
+/* What the one-receive-queue verdict does: read TCP_SKB_CB through the kernel skb, trim a head. */
 SEC("sk_skb/verdict")
 int shunt_guard_probe_verdict(struct __sk_buff *skb)
 {
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	__u32 cb[2] = {};
+	if (bpf_probe_read_kernel(cb, sizeof(cb), kskb->cb) != 0)
+		return SK_PASS;
+	if (cb[0] == 42 && bpf_get_socket_cookie(skb) == 42)
+		bpf_skb_adjust_room(skb, -1, 0, 0);
 	return SK_PASS;
 }

@@ -51,6 +51,9 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* A stat index at or past the map's size would never count (lookups fail): refuse to build. */
+_Static_assert(SHUNT_SST_RX_TRIM_FAILED < SHUNT_SST_MAX, "splice_stats has too few slots");
+
 static __always_inline void stat(__u32 idx, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&splice_stats, &idx);
@@ -279,11 +282,68 @@ int shunt_redir(struct sk_msg_md *msg)
  * on splice_socks, so every socket put there gets it at insertion. SK_PASS without a redirect =
  * "keep it on this socket", which the kernel does by queueing the skb into the socket's own psock
  * queue in order. Counted so tests can see the TCP path went through it.
+ *
+ * Partial overlaps: TCP queues a retransmitted segment whose head repeats bytes it already has
+ * (seq < rcv_nxt < end_seq, e.g. an out-of-order segment overlapping a retransmission after a drop
+ * under memory pressure) as it is, because tcp_recvmsg skips the head by copied_seq. tcp_read_skb,
+ * which feeds this program, hands over whole skbs and does not, so the psock queue would get those
+ * bytes twice. The program therefore remembers, per socket, the sequence number after the last skb
+ * it passed and trims a repeated head (bpf_skb_adjust_room pops at most 0xfff bytes per call).
  */
+struct shunt_rx_seq {
+	__u32 next;  /* TCP sequence number after the last byte passed to the psock queue */
+	__u32 valid;
+};
+
+/*
+ * Socket cookie -> shunt_rx_seq, created at a socket's first TCP-path skb (sk_skb programs cannot
+ * use socket-local storage). LRU, never deleted: a closed socket's entry ages out, so closing costs
+ * nothing; an entry evicted while its socket still gets TCP-path data starts again at the next skb
+ * (only an overlap in that very skb would then be missed). Not pinned: it belongs to the loaded
+ * verdict program, which its link keeps alive.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct shunt_rx_seq);
+} splice_rx SEC(".maps");
+
+#define SHUNT_TRIM_STEP 0xfffu
+#define SHUNT_TRIM_STEPS 48 /* 48 x 4095 > a 64 KiB GSO segment's head, and > 128 KiB */
+
 SEC("sk_skb/verdict")
 int shunt_splice_verdict(struct __sk_buff *skb)
 {
-	stat(SHUNT_SST_SKBS_QUEUED, 1);
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	__u32 cb[2] = {}; /* TCP_SKB_CB(skb)->seq, ->end_seq: the first bytes of skb->cb */
+
+	if (bpf_probe_read_kernel(cb, sizeof(cb), kskb->cb) != 0)
+		goto pass;
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	struct shunt_rx_seq *rx = bpf_map_lookup_elem(&splice_rx, &cookie);
+	if (!rx) {
+		struct shunt_rx_seq init = { .next = cb[1], .valid = 1 };
+		bpf_map_update_elem(&splice_rx, &cookie, &init, BPF_NOEXIST);
+		goto pass;
+	}
+	if (rx->valid && (__s32)(rx->next - cb[0]) > 0) {
+		__u32 over = rx->next - cb[0];
+		stat(SHUNT_SST_RX_OVERLAP, 1);
+		for (int i = 0; i < SHUNT_TRIM_STEPS && over && over < skb->len + 1; i++) {
+			__u32 n = over > SHUNT_TRIM_STEP ? SHUNT_TRIM_STEP : over;
+			if (bpf_skb_adjust_room(skb, -(__s32)n, 0, 0) != 0)
+				break;
+			over -= n;
+		}
+		if (over)
+			stat(SHUNT_SST_RX_TRIM_FAILED, 1);
+	}
+	if (!rx->valid || (__s32)(cb[1] - rx->next) > 0) {
+		rx->next = cb[1];
+		rx->valid = 1;
+	}
+pass:
 	stat(SHUNT_SST_BYTES_QUEUED, skb->len);
 	return SK_PASS;
 }

@@ -82,9 +82,10 @@ export const SPLICE_STAT_NAMES = [
   'splice_back_to_splice',
   'splice_no_self',
   'splice_peak_queue_bytes',
-  'splice_verdict_skbs',
   'splice_verdict_bytes',
   'splice_back_two_queues',
+  'splice_rx_overlaps',
+  'splice_rx_trim_failed',
 ] as const;
 export type SpliceStatName = (typeof SPLICE_STAT_NAMES)[number];
 export const SPLICE_STAT_SLOTS = 16;

@@ -72,6 +72,8 @@ interface Phase {
   flows: Flow[];
   /** The receiver pauses: the sender must block (longest wait >= this, having written little). */
   expectBlock?: boolean;
+  /** Drop this fraction of TCP packets arriving in the receiving pod (iptables statistic): retransmissions. */
+  loss?: number;
 }
 
 const sink = (o: Partial<Flow>): Flow => ({ mode: 'sink', bytes: 32 * MiB, writeSize: 64 * KiB, ...o });
@@ -82,6 +84,9 @@ const PHASES: Phase[] = [
   { name: 'small writes', flows: [sink({ bytes: 8 * MiB, writeSize: 4 * KiB })] },
   { name: 'request/response', flows: [{ mode: 'rr', rrSize: KiB, rounds: 2000 }] },
   { name: 'bidirectional bulk', flows: [{ mode: 'bidi', bytes: 24 * MiB, writeSize: 64 * KiB, replyBytes: 24 * MiB, slowMs: 1 }] },
+  // Retransmissions on the TCP path (after drops), some overlapping data already received: the
+  // verdict trims those repeated heads (tcp_read_skb would queue them twice).
+  { name: 'lossy TCP path', flows: [sink({ bytes: 16 * MiB, slowMs: 1 }), sink({ bytes: 8 * MiB, writeSize: 16 * KiB, pauseMs: 300 })], loss: 0.02 },
   {
     name: 'many flows at once',
     flows: Array.from({ length: 16 }, (_, i) => sink({ bytes: 4 * MiB, pauseMs: i % 2 ? 400 : 0, slowMs: i % 3 === 0 ? 1 : 0 })),
@@ -162,6 +167,16 @@ describe.each(['haproxy', 'node'] as const)('splice guard: bulk safety with a me
 
   /** Runs one phase; returns every violation of the safety claims it saw (empty = safe). */
   async function runPhase(phase: Phase): Promise<string[]> {
+    const drop = phase.loss ? ['INPUT', '-p', 'tcp', '-m', 'statistic', '--mode', 'random', '--probability', String(phase.loss), '-j', 'DROP'] : null;
+    if (drop) await tb.run('server', ['iptables', '-w', '-A', ...drop]);
+    try {
+      return await runPhaseOnce(phase);
+    } finally {
+      if (drop) await tb.run('server', ['iptables', '-w', '-D', ...drop]);
+    }
+  }
+
+  async function runPhaseOnce(phase: Phase): Promise<string[]> {
     const peaks: Peaks = new Map();
     const samplers = [startSampler(tb, 'client', peaks), startSampler(tb, 'server', peaks)];
     const before = serverLines.length;
@@ -240,6 +255,9 @@ describe.each(['haproxy', 'node'] as const)('splice guard: bulk safety with a me
     // one-queue rule (no socket spliced before the verdict was attached).
     expect(d('splice_verdict_bytes')).toBeGreaterThan(0);
     expect(d('splice_back_two_queues')).toBe(0);
+    // A partially retransmitted segment (after a drop under the memcg's pressure) has its repeated
+    // head trimmed by the verdict, never passed twice (tcp_read_skb hands over whole skbs).
+    expect(d('splice_rx_trim_failed')).toBe(0);
     expect(c1.splice_peak_queue_bytes).toBeLessThanOrEqual(DEFAULT_GUARD.queueCap);
     // The sidecar this suite names carried every flow.
     const proxies = ['client', 'server'].flatMap((pod) => tb.proxyLog(pod).map((r) => r.proxy));

@@ -33,6 +33,8 @@ const MSGS = 8;
 const MSG = 16 * KiB;
 const TOTAL = MSGS * MSG;
 const GUARD = { queueCap: 64 * KiB, smallQueue: 16 * KiB };
+/** The sidecar's outbound listener: where the redirect sends the client app's connection. */
+const SIDECAR_OUTBOUND_PORT = 15001;
 const PY = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -164,6 +166,37 @@ describe('splice (default auto): one receive queue, so a short-read+RDHUP reader
     expect(sent).toEqual([{ sent: total }]);
     expect(d('splice_to_tcp_small')).toBeGreaterThanOrEqual(1);
     expect(reads).toEqual([expect.objectContaining({ policy: 'late', bad: null, bytes: total })]);
+  }, 90_000);
+
+  it('a partially retransmitted segment (head repeats queued bytes) reaches the reader once: the verdict trims the head', async () => {
+    // Every byte of the app -> sidecar leg on the TCP path (a cap of 1 byte), timestamps off in the
+    // client pod so a crafted segment needs no options; overlap-sender.py injects a segment that
+    // repeats 3000 received bytes and carries 2000 new ones, then its kernel sends from where it
+    // was (repeating those 2000). tcp_read_skb hands both skbs over whole; without the trim the
+    // reader would get 5000 bytes twice.
+    await tb.run('client', ['sysctl', '-qw', 'net.ipv4.tcp_timestamps=0']);
+    try {
+      const b = await useBackend(undefined, { queueCap: 1, smallQueue: 1 });
+      const c0 = (await b.observe()).counters;
+      const reader = tb.exec('server', [PY, path.join(SCRIPTS, 'short-read-reader.py'), String(PORT), 'drain'], { uid: APP_UID });
+      try {
+        await tb.waitListening('server', [PORT], { watch: reader });
+        const r = await tb.run('client', [PY, path.join(SCRIPTS, 'overlap-sender.py'), tb.pod('server').ipv4, String(PORT), String(SIDECAR_OUTBOUND_PORT)], { timeoutMs: 40_000 });
+        const sent = JSON.parse(r.stdout) as { sent: number; injected: boolean; error?: string };
+        expect(sent).toEqual({ sent: 256 * KiB, injected: true });
+        const lines = () => reader.stdoutText().split('\n').filter((l) => l.startsWith('{"policy"'));
+        for (let i = 0; i < 200 && lines().length < 1; i++) await sleep(50);
+        const c1 = (await b.observe()).counters;
+        const d = (k: string) => (c1[k] ?? 0) - (c0[k] ?? 0);
+        expect(lines().map((l) => JSON.parse(l) as ReadResult)).toEqual([expect.objectContaining({ policy: 'drain', bad: null, bytes: 256 * KiB })]);
+        expect(d('splice_rx_overlaps')).toBeGreaterThanOrEqual(1);
+        expect(d('splice_rx_trim_failed')).toBe(0);
+      } finally {
+        await reader.kill();
+      }
+    } finally {
+      await tb.run('client', ['sysctl', '-qw', 'net.ipv4.tcp_timestamps=1']);
+    }
   }, 90_000);
 
   it('control: with splicing off (none) the same short-read+RDHUP reader gets every byte', async () => {

@@ -69,6 +69,11 @@ const NO_PROBE: Record<string, string> = {
   'sk_msg:bpf_probe_read_kernel': 'the splice guard probe',
   'sk_msg:bpf_jiffies64': 'the splice guard probe',
   'sk_msg:bpf_core_type_id_kernel': 'CO-RE relocation, resolved by libbpf at load',
+  // The one-receive-queue verdict (a GUARD_SECTIONS hook): guard_probe.bpf.c makes the same calls.
+  'sk_skb:bpf_cast_to_kern_ctx': 'kfunc: the splice guard probe',
+  'sk_skb:bpf_probe_read_kernel': 'the splice guard probe',
+  'sk_skb:bpf_get_socket_cookie': 'the splice guard probe',
+  'sk_skb:bpf_skb_adjust_room': 'the splice guard probe',
 };
 
 interface CFunction {

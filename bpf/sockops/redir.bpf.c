@@ -318,7 +318,8 @@ int shunt_splice_verdict(struct __sk_buff *skb)
 	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
 	__u32 cb[2] = {}; /* TCP_SKB_CB(skb)->seq, ->end_seq: the first bytes of skb->cb */
 
-	if (bpf_probe_read_kernel(cb, sizeof(cb), kskb->cb) != 0)
+	/* A bare FIN (every closing spliced flow sends one over TCP) has no bytes to repeat: no map work. */
+	if (skb->len == 0 || bpf_probe_read_kernel(cb, sizeof(cb), kskb->cb) != 0)
 		goto pass;
 	__u64 cookie = bpf_get_socket_cookie(skb);
 	struct shunt_rx_seq *rx = bpf_map_lookup_elem(&splice_rx, &cookie);

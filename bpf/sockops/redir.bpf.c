@@ -9,7 +9,7 @@
  * is redirected only while
  *   - the peer is known (splice_peer, written by sockops beside the sockhash insert),
  *   - the peer's queued bytes (sk_rmem_alloc) plus this message stay within the cap
- *     min(peer sk_rcvbuf, splice_guard.queue_cap),
+ *     min(splice_guard.queue_cap, peer sk_rcvbuf if the app set it, else max(sk_rcvbuf, tcp_rmem[2])),
  *   - a small message (< small_msg) finds the peer's queue near-empty (<= small_queue): spliced
  *     small writes onto a backlog ran at ~0.4x plain TCP (one sk_msg per write at the reader),
  *     while request/response (queue empty at each send) gains,
@@ -141,6 +141,30 @@ static __always_inline int tcp_part_queued(struct tcp_sock *otp, struct tcp_sock
 	return otp->write_seq == ptp->copied_seq;
 }
 
+#define SHUNT_SOCK_RCVBUF_LOCK 2 /* include/net/sock.h: the app set SO_RCVBUF */
+
+/*
+ * The bound on the peer's queue. A receive buffer the app set (SO_RCVBUF) is a limit it asked for:
+ * cap = min(bound, sk_rcvbuf). Otherwise sk_rcvbuf is only where TCP autotuning started (a spliced
+ * socket never autotunes: tcp_rmem[1], 128 KiB here) and TCP itself would let the buffer grow to
+ * tcp_rmem[2]: cap = min(bound, max(sk_rcvbuf, tcp_rmem[2])). A cap above sk_rcvbuf also keeps the
+ * TCP window open while the flow is on the TCP path (TCP fills the queue only to sk_rcvbuf), so
+ * the flow can come back as soon as its TCP bytes have arrived and the queue is under cap/2;
+ * memory pressure (node, cgroup) still sends every flow to TCP first.
+ */
+static __always_inline __u32 queue_cap(struct sock *psk, __u32 bound)
+{
+	__u32 rcvbuf = (__u32)psk->sk_rcvbuf;
+	__u32 limit = rcvbuf;
+	if (!(psk->sk_userlocks & SHUNT_SOCK_RCVBUF_LOCK)) {
+		struct net *net = psk->__sk_common.skc_net.net;
+		__u32 max = net ? (__u32)net->ipv4.sysctl_tcp_rmem[2] : 0;
+		if (max > limit)
+			limit = max;
+	}
+	return limit < bound ? limit : bound;
+}
+
 static __always_inline void guard_cfg(__u32 *cap, __u32 *small_msg, __u32 *small_queue)
 {
 	__u32 zero = 0;
@@ -221,9 +245,7 @@ int shunt_redir(struct sk_msg_md *msg)
 	guard_cfg(&cap, &small_msg, &small_queue);
 	struct tcp_sock *ptp = bpf_core_cast((void *)ps->sk, struct tcp_sock);
 	struct sock *psk = (struct sock *)ptp;
-	__u32 rcvbuf = (__u32)psk->sk_rcvbuf;
-	if (rcvbuf < cap)
-		cap = rcvbuf;
+	cap = queue_cap(psk, cap);
 	__u32 queued = (__u32)psk->sk_backlog.rmem_alloc.counter;
 	__u64 after = (__u64)queued + size;
 

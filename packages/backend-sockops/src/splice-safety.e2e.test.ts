@@ -8,7 +8,8 @@
  * paused reader, slow reader, bursts, small writes, request/response, bidirectional bulk, many
  * flows at once. Checked for every phase: no socket error, every byte arrives in order (byte i ==
  * i mod 251, checked by the receiver), the sender blocks while the reader is paused, no socket's
- * queue exceeds its receive buffer plus one message (sampled with ss in both pods), and the
+ * queue exceeds max(its receive buffer, the guard's cap) plus one message (sampled with ss in both
+ * pods), and the
  * guard's switch counters moved both ways, the TCP part through the one-queue verdict.
  * Controls, run here and expected to be flagged by the same checks: the unguarded program
  * (ENOMEM / loss / queue far over the buffer) and per-message toggling (reordered bytes).
@@ -217,12 +218,15 @@ describe.each(['haproxy', 'node'] as const)('splice guard: bulk safety with a me
       v.push(`${phase.name}: server received ${gotTotal} of ${sentTotal} bytes (${hops.join(', ')})`);
     }
     if (peaks.size === 0) v.push(`${phase.name}: the ss sampler saw no socket (a read that fails must fail)`);
-    // TCP's memory semantics: no socket holds more than its receive buffer plus one message. A
-    // message is counted at its memory cost: TCP admits an skb while rmem <= rcvbuf, and a 64 KiB
-    // loopback skb's truesize is its payload + ~0.8 KiB of sk_buff and shared info (seen: 66315).
+    // Bounded queues: no socket holds more than the larger of its receive buffer (TCP's bound) and
+    // the guard's cap (queueCap; the cap exceeds sk_rcvbuf only for a buffer the app did not set,
+    // up to tcp_rmem[2], as TCP autotuning could), plus one message. A message is counted at its
+    // memory cost: TCP admits an skb while rmem <= rcvbuf, and a 64 KiB loopback skb's truesize is
+    // its payload + ~0.8 KiB of sk_buff and shared info (seen: 66315).
     const SKB_OVERHEAD = 4 * KiB;
     const msg = Math.max(...phase.flows.map((f) => f.writeSize ?? f.rrSize ?? 64 * KiB), 64 * KiB) + SKB_OVERHEAD;
-    for (const [sock, p] of peaks) if (p.r > p.rb + msg) v.push(`${phase.name}: ${sock} queued ${p.r} bytes, receive buffer ${p.rb}`);
+    for (const [sock, p] of peaks)
+      if (p.r > Math.max(p.rb, DEFAULT_GUARD.queueCap) + msg) v.push(`${phase.name}: ${sock} queued ${p.r} bytes, receive buffer ${p.rb}, cap ${DEFAULT_GUARD.queueCap}`);
     return v;
   }
 

@@ -8,7 +8,7 @@
  * faster than the peer's reader never blocks; the peer's queue grows until the memory cgroup or
  * tcp_mem refuses and the send fails with ENOMEM (the proxy drops the connection). Every spliced
  * message therefore passes the guard in bpf/sockops/redir.bpf.c: redirect only while the peer's
- * queue stays within min(its sk_rcvbuf, queueCap) and there is no TCP memory pressure, else the flow
+ * queue stays within the cap (queueCap; the peer's sk_rcvbuf when the app set SO_RCVBUF) and there is no TCP memory pressure, else the flow
  * takes the TCP path and returns when that is order-safe. An sk_skb verdict program on the same
  * sockhash keeps ONE receive queue per spliced socket: TCP-path skbs are queued behind the spliced
  * messages in the psock queue, so a read returns everything available and EOF comes after all data
@@ -38,7 +38,7 @@ export type EffectiveSplice = 'all' | 'none' | number[];
 export const DEFAULT_SPLICE: SpliceSetting = 'auto';
 /** Why DEFAULT_SPLICE is what it is, in one sentence (`shunt doctor`; the probe says whether it splices here). */
 export const SPLICE_DEFAULT_WHY =
-  'every captured connection is spliced behind the guard (the peer\'s queue stays within min(its receive buffer, the cap), else the flow continues over TCP with TCP\'s backpressure) ' +
+  'every captured connection is spliced behind the guard (the peer\'s queue stays within the cap, or the receive buffer the app set, else the flow continues over TCP with TCP\'s backpressure) ' +
   'and one receive queue per socket (an sk_skb verdict queues TCP-path data behind the spliced data, so a read returns everything and EOF comes last), where the guard can load; nothing elsewhere.';
 
 /** Checks a splice setting and returns it canonical (ports sorted and unique; no ports = 'none'). */
@@ -54,7 +54,7 @@ export function validSplice(setting: unknown): SpliceSetting {
   return ports.length === 0 ? 'none' : ports;
 }
 
-/** The guard's bounds (bytes). queueCap is min'd with the peer's sk_rcvbuf in the kernel. */
+/** The guard's bounds (bytes). queueCap is min'd in the kernel with a peer sk_rcvbuf the app set, else with tcp_rmem[2]. */
 export interface SpliceGuard {
   /** Most bytes a peer may have queued (plus the message) for a message to be spliced. */
   queueCap: number;

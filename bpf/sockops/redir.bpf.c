@@ -245,13 +245,21 @@ int shunt_redir(struct sk_msg_md *msg)
 	guard_cfg(&cap, &small_msg, &small_queue);
 	struct tcp_sock *ptp = bpf_core_cast((void *)ps->sk, struct tcp_sock);
 	struct sock *psk = (struct sock *)ptp;
+#if SHUNT_REDIR_CONTROL == 2
+	/* The toggling control caps at sk_rcvbuf: the TCP window is then closed at each switch, so a
+	 * spliced message overtakes the TCP bytes still waiting (the reorder the suite must flag). */
+	if ((__u32)psk->sk_rcvbuf < cap)
+		cap = (__u32)psk->sk_rcvbuf;
+#else
 	cap = queue_cap(psk, cap);
+#endif
 	__u32 queued = (__u32)psk->sk_backlog.rmem_alloc.counter;
 	__u64 after = (__u64)queued + size;
 
 #if SHUNT_REDIR_CONTROL == 2
 	/* Control: the same checks per message, no one-way state (reorders the stream). */
-	if (after <= cap && bpf_msg_redirect_hash(msg, &splice_socks, &peer, BPF_F_INGRESS) == SK_PASS) {
+	if (after <= cap && !(size < small_msg && queued > small_queue) &&
+	    bpf_msg_redirect_hash(msg, &splice_socks, &peer, BPF_F_INGRESS) == SK_PASS) {
 		stat(SHUNT_SST_MSGS_SPLICED, 1);
 		stat(SHUNT_SST_BYTES_SPLICED, size);
 		return SK_PASS;

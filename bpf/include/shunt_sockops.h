@@ -175,7 +175,7 @@ struct shunt_listener_key {
  * own window pushes back, and returns only when no byte of the TCP path is unread.
  * splice_guard (ARRAY, 1 entry): the policy; all zero = built-in defaults (SHUNT_GUARD_*).
  */
-#define SHUNT_GUARD_QUEUE_CAP (1u << 20)   /* bound on a peer's queued bytes (and by its sk_rcvbuf if set by the app) */
+#define SHUNT_GUARD_QUEUE_CAP (4u << 20)   /* bound on a peer's queued bytes (and by its sk_rcvbuf if set by the app) */
 #define SHUNT_GUARD_SMALL_MSG (8u << 10)   /* messages below this splice only onto a near-empty queue */
 #define SHUNT_GUARD_SMALL_QUEUE (64u << 10) /* "near-empty" for small messages */
 struct shunt_splice_guard {

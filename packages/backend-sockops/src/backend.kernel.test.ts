@@ -252,7 +252,7 @@ describe('sockops backend on the real kernel', () => {
   beforeAll(() => restartWith());
 
   it('splices app<->proxy sockets: a transfer within the guard\'s queue cap never touches loopback', async () => {
-    // 96 KiB: below the guard's cap (1 MiB; at least the peer's sk_rcvbuf = tcp_rmem[1]), so the whole
+    // 96 KiB: below the guard's cap (4 MiB; at least the peer's sk_rcvbuf = tcp_rmem[1]), so the whole
     // payload is spliced whatever the reader's pace; larger bulk flows move to TCP while the reader
     // lags (splice-safety.e2e.test.ts).
     const n = 96 << 10;

@@ -40,7 +40,7 @@ describe('splice setting', () => {
 
   it('guard bounds: defaults, overrides, and bad values named', () => {
     expect(validGuard(undefined)).toEqual(DEFAULT_GUARD);
-    expect(validGuard({ queueCap: 4 << 20 })).toEqual({ ...DEFAULT_GUARD, queueCap: 4 << 20 });
+    expect(validGuard({ queueCap: 8 << 20 })).toEqual({ ...DEFAULT_GUARD, queueCap: 8 << 20 });
     expect(() => validGuard({ queueCap: 0 })).toThrow(/splice guard queueCap 0 is not a byte count/);
     expect(() => validGuard({ smallMsg: 1.5 })).toThrow(/splice guard smallMsg 1.5 is not a byte count/);
     expect(() => validGuard({ queueCap: 1024, smallQueue: 4096 })).toThrow(/smallQueue 4096 exceeds queueCap 1024/);

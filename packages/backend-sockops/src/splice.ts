@@ -65,7 +65,7 @@ export interface SpliceGuard {
 }
 
 /** Defaults, from measurements (reference/splice-backpressure.md; README "Splicing"). */
-export const DEFAULT_GUARD: SpliceGuard = { queueCap: 1 << 20, smallMsg: 8 << 10, smallQueue: 64 << 10 };
+export const DEFAULT_GUARD: SpliceGuard = { queueCap: 4 << 20, smallMsg: 8 << 10, smallQueue: 64 << 10 };
 
 export function validGuard(g: Partial<SpliceGuard> | undefined): SpliceGuard {
   const out = { ...DEFAULT_GUARD, ...(g ?? {}) };

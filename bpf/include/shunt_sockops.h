@@ -175,7 +175,7 @@ struct shunt_listener_key {
  * own window pushes back, and returns only when no byte of the TCP path is unread.
  * splice_guard (ARRAY, 1 entry): the policy; all zero = built-in defaults (SHUNT_GUARD_*).
  */
-#define SHUNT_GUARD_QUEUE_CAP (1u << 20)   /* bound on a peer's queued bytes (min'd with its sk_rcvbuf) */
+#define SHUNT_GUARD_QUEUE_CAP (4u << 20)   /* bound on a peer's queued bytes (and by its sk_rcvbuf if set by the app) */
 #define SHUNT_GUARD_SMALL_MSG (8u << 10)   /* messages below this splice only onto a near-empty queue */
 #define SHUNT_GUARD_SMALL_QUEUE (64u << 10) /* "near-empty" for small messages */
 struct shunt_splice_guard {
@@ -187,7 +187,7 @@ struct shunt_splice_guard {
 
 /* shunt_splice_sock.state: the flow's path for what this socket sends */
 #define SHUNT_FLOW_SPLICE 0  /* redirect to the peer (while the guard holds) */
-#define SHUNT_FLOW_TCP 1     /* TCP path; back to splice once order-safe */
+#define SHUNT_FLOW_TCP 1     /* TCP path; back to splice once order-safe (every TCP byte in the peer's psock queue) */
 #define SHUNT_FLOW_TCP_ONLY 2 /* peer unknown at the first message: TCP for the flow's life */
 
 /*
@@ -218,7 +218,11 @@ enum shunt_splice_stat {
 	SHUNT_SST_BACK_TO_SPLICE,    /* flow switched back: all TCP bytes read, queue <= cap/2 */
 	SHUNT_SST_NO_SELF,           /* sk_msg on a socket without its splice_peer entry: TCP */
 	SHUNT_SST_PEAK_QUEUE,        /* highest peer queue + message ever redirected (max, not a sum) */
-	SHUNT_SST_MAX = 16,
+	SHUNT_SST_BYTES_QUEUED,      /* TCP-path bytes the sk_skb verdict put into spliced sockets' psock queues */
+	SHUNT_SST_BACK_TWO_QUEUES,   /* of BACK_TO_SPLICE: peer without the verdict (spliced before it was attached) */
+	SHUNT_SST_RX_OVERLAP,        /* TCP-path skbs whose head repeated bytes already queued (partial retransmission): trimmed */
+	SHUNT_SST_RX_TRIM_FAILED,    /* ... of those, ones that could not be trimmed (they pass as they are) */
+	SHUNT_SST_MAX = 16,          /* slots of the pinned splice_stats map: every index above must stay below it */
 };
 
 #ifdef __bpf__

@@ -2,8 +2,10 @@
 /*
  * Feature probe for the splice guard (redir.bpf.c), loaded and never attached: the same kernel
  * reads the guard makes (bpf_rdonly_cast of sockets, CO-RE field reads, bpf_probe_read_kernel of
- * sk_prot's memory state, bpf_jiffies64), with no maps, so it is cheap to load. Loading needs what
- * the guard needs (CAP_BPF + CAP_PERFMON, kfunc and BTF support); if it loads, so does the guard.
+ * sk_prot's memory state, the peer's psock through sk_user_data, bpf_jiffies64) and an sk_skb
+ * verdict program like the one-receive-queue verdict, with no maps, so it is cheap to load. Loading
+ * needs what the guard needs (CAP_BPF + CAP_PERFMON, kfunc and BTF support); if it loads, so does
+ * the guard.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -27,5 +29,23 @@ int shunt_guard_probe(struct sk_msg_md *msg)
 	__u64 seq = tp->write_seq + tp->copied_seq + (__u32)s->sk_rcvbuf + (__u32)s->sk_backlog.rmem_alloc.counter;
 	if (mc)
 		seq += mc->memory.max;
+	__u64 ud = (__u64)s->sk_user_data;
+	if (ud & 4) {
+		struct sk_psock *ps = bpf_core_cast((void *)(ud & ~7ull), struct sk_psock);
+		seq += ps->ingress_skb.qlen + s->sk_receive_queue.qlen + tp->rcv_nxt + (ps->progs.skb_verdict ? 1 : 0);
+	}
 	return seq + pressure + bpf_jiffies64() == 42 ? SK_DROP : SK_PASS;
+}
+
+/* What the one-receive-queue verdict does: read TCP_SKB_CB through the kernel skb, trim a head. */
+SEC("sk_skb/verdict")
+int shunt_guard_probe_verdict(struct __sk_buff *skb)
+{
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	__u32 cb[2] = {};
+	if (bpf_probe_read_kernel(cb, sizeof(cb), kskb->cb) != 0)
+		return SK_PASS;
+	if (cb[0] == 42 && bpf_get_socket_cookie(skb) == 42)
+		bpf_skb_adjust_room(skb, -1, 0, 0);
+	return SK_PASS;
 }

@@ -11,7 +11,7 @@ export interface BackendSettings {
   profile?: ProfileName;
   /** Node-local records directory (see NodePaths.stateDir). */
   stateDir: string;
-  /** sockops: which connections to splice (default: the backend's, none). */
+  /** sockops: which connections to splice (default: the backend's, auto). */
   splice?: SpliceSetting;
   /** sockops: pods the maps hold. */
   maxPods?: number;

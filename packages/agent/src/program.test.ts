@@ -56,10 +56,10 @@ it('serves ZDS only for the ambient profile: --zds-socket / SHUNT_ZDS_SOCKET, is
   expect(() => parse(['--profile=istio-ambient', '--zds-socket', 'rel.sock'])).toThrow(/zdsSocket \(from flag --zds-socket\): "rel.sock" must be an absolute path/);
 });
 
-it('turns --splice-ports into the sockops splice setting; none by default, auto opt-in; a bad port is named', () => {
+it('turns --splice-ports into the sockops splice setting; auto by default; a bad port is named', () => {
   const env = { NODE_NAME: 'node-a', KUBERNETES_SERVICE_HOST: '10.96.0.1' };
   const parse = (argv: string[]) => agentSettings(parseOnly(buildProgram(capture()), ['agent', ...argv]), env).settings.splice;
-  expect(parse([])).toBe('none');
+  expect(parse([])).toBe('auto');
   expect(parse(['--splice-ports', 'auto'])).toBe('auto');
   expect(parse(['--splice-ports', 'none'])).toBe('none');
   expect(parse(['--splice-ports=9090,8080'])).toEqual([8080, 9090]);

@@ -60,11 +60,10 @@ export function buildProgram(io: Io = processIo): Command {
       .addOption(new Option('--log-level <level>', 'log level (default info)').choices(LEVELS))
       .addOption(new Option('--resync-seconds <n>', 'compare the kernel with the desired state this often and repair drift (default 60)').argParser(positiveInt('--resync-seconds')))
       .option(
-        '--splice-ports <none|auto|all|list>',
-        'sockops: which connections are spliced (sk_msg straight to the peer socket, behind a guard that bounds the peer\'s queue and falls back to TCP): ' +
-          '"none" (default; env SHUNT_SPLICE_PORTS) nothing, because a reader that stops on a short read plus EPOLLRDHUP (HAProxy 2.6) can lose the tail of a flow the guard moved to TCP; ' +
-          '"auto" (opt-in) every captured connection where the guard can load (CAP_PERFMON, BTF), none elsewhere; "all" the same but refuses to start without the guard; ' +
-          'a port list, e.g. 8080,9090, only those original destination ports',
+        '--splice-ports <auto|none|all|list>',
+        'sockops: which connections are spliced (sk_msg straight to the peer socket, behind a guard that bounds the peer\'s queue and falls back to TCP, one receive queue per socket): ' +
+          '"auto" (default; env SHUNT_SPLICE_PORTS) every captured connection where the guard can load (CAP_PERFMON, BTF), none elsewhere (shunt doctor says which); ' +
+          '"all" the same but refuses to start without the guard; a port list, e.g. 8080,9090, only those original destination ports; "none" nothing',
       )
       .option('--zds-socket <path>', 'profile istio-ambient: the ZDS unix socket served for ztunnel (env SHUNT_ZDS_SOCKET; default /var/run/ztunnel/ztunnel.sock)')
       .option(

@@ -82,6 +82,10 @@ export const SPLICE_STAT_NAMES = [
   'splice_back_to_splice',
   'splice_no_self',
   'splice_peak_queue_bytes',
+  'splice_verdict_bytes',
+  'splice_back_two_queues',
+  'splice_rx_overlaps',
+  'splice_rx_trim_failed',
 ] as const;
 export type SpliceStatName = (typeof SPLICE_STAT_NAMES)[number];
 export const SPLICE_STAT_SLOTS = 16;
@@ -89,7 +93,7 @@ export const SPLICE_STAT_SLOTS = 16;
 export const SPLICE_STAT_MAX: ReadonlySet<SpliceStatName> = new Set(['splice_peak_queue_bytes']);
 
 /** Built-in guard defaults (SHUNT_GUARD_*), used when splice_guard holds zeros. */
-export const GUARD_DEFAULTS = { queueCap: 1 << 20, smallMsg: 8 << 10, smallQueue: 64 << 10 } as const;
+export const GUARD_DEFAULTS = { queueCap: 4 << 20, smallMsg: 8 << 10, smallQueue: 64 << 10 } as const;
 export const spliceGuard = struct({ queueCap: u32, smallMsg: u32, smallQueue: u32, _pad: pad(4) });
 export const spliceSock = struct({ sk: u64, state: u32, flags: u32 });
 

@@ -99,8 +99,8 @@ describe('sockops backend on the real kernel', () => {
     podB = meshPod('pod-b', b, '198.18.1.1', []);
     // Pod C is enrolled but its proxy never started: every redirected connect is refused.
     podC = meshPod('pod-c', c, '198.18.2.1', []);
-    // The default splice setting (none), as the agent runs unless told otherwise; only the tests
-    // about splicing turn it on (see 'with splicing on').
+    // The default splice setting (auto: guarded splicing of every captured connection), as the
+    // agent runs unless told otherwise; one test turns it off ('with splice none').
     backend = new SockopsBackend();
     await backend.start(sb.node());
     await backend.enroll(podA);
@@ -242,19 +242,18 @@ describe('sockops backend on the real kernel', () => {
   });
 
   /** Restarts the backend with another splice setting; it adopts the installed state. */
-  const restartWith = async (splice?: 'all'): Promise<void> => {
+  const restartWith = async (splice?: 'none'): Promise<void> => {
     await backend.stop({ cleanup: false });
     backend = new SockopsBackend(splice ? { splice } : {});
     await backend.start(sb.node());
-    expect((await backend.observe()).nodeDetail).toMatchObject({ splice: splice ?? 'none' });
+    expect((await backend.observe()).nodeDetail).toMatchObject({ splice: splice ?? 'all' });
   };
 
-  describe('with splicing on (splice: all)', () => {
-  beforeAll(() => restartWith('all'));
-  afterAll(() => restartWith());
+  describe('with splicing on (the default, auto)', () => {
+  beforeAll(() => restartWith());
 
   it('splices app<->proxy sockets: a transfer within the guard\'s queue cap never touches loopback', async () => {
-    // 96 KiB: below the guard's cap (min(peer sk_rcvbuf = tcp_rmem[1], 1 MiB)), so the whole
+    // 96 KiB: below the guard's cap (4 MiB; at least the peer's sk_rcvbuf = tcp_rmem[1]), so the whole
     // payload is spliced whatever the reader's pace; larger bulk flows move to TCP while the reader
     // lags (splice-safety.e2e.test.ts).
     const n = 96 << 10;
@@ -297,13 +296,18 @@ describe('sockops backend on the real kernel', () => {
   });
   });
 
-  it('does not splice with the default setting: a bulk transfer goes over loopback', async () => {
-    const c0 = (await backend.observe()).counters;
-    const lo0 = sb.loopbackPackets(a);
-    const r = await client(a, '198.18.0.2', 9000, [String(4 << 20)]);
-    expect(r.reply).toBe(`sink|${4 << 20}`);
-    expect(sb.loopbackPackets(a) - lo0).toBeGreaterThan(40);
-    expect(((await backend.observe()).counters.sockets_spliced ?? 0) - (c0.sockets_spliced ?? 0)).toBe(0);
+  it('does not splice with splice none: a bulk transfer goes over loopback', async () => {
+    await restartWith('none');
+    try {
+      const c0 = (await backend.observe()).counters;
+      const lo0 = sb.loopbackPackets(a);
+      const r = await client(a, '198.18.0.2', 9000, [String(4 << 20)]);
+      expect(r.reply).toBe(`sink|${4 << 20}`);
+      expect(sb.loopbackPackets(a) - lo0).toBeGreaterThan(40);
+      expect(((await backend.observe()).counters.sockets_spliced ?? 0) - (c0.sockets_spliced ?? 0)).toBe(0);
+    } finally {
+      await restartWith();
+    }
   });
 
   it('leaves unrelated getsockopt calls as the kernel answered them', async () => {
@@ -385,7 +389,7 @@ describe('sockops backend on the real kernel', () => {
         const st = await ro.observe();
         const live = await backend.observe();
         expect(st.nodeReady).toBe(true);
-        expect(st.nodeDetail).toMatchObject({ readOnly: true, splice: 'none' });
+        expect(st.nodeDetail).toMatchObject({ readOnly: true, splice: 'all' });
         expect(st.pods.map((p) => [p.uid, p.fingerprint]).sort()).toEqual(live.pods.map((p) => [p.uid, p.fingerprint]).sort());
         expect(st.counters.connects_redirected).toBeGreaterThan(0);
         await expect(ro.enroll(podA)).rejects.toThrow(/enroll refused: the backend was started read-only/);

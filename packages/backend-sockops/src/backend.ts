@@ -45,8 +45,8 @@ import { MAP_NAMES } from './abi';
 export interface SockopsOptions {
   /**
    * Which redirected connections are spliced, by the port of the destination the app asked for
-   * (for proxy -> app inbound legs: the app's port). Default: DEFAULT_SPLICE ('none'; 'auto' is
-   * the opt-in: every captured connection, guarded, where the guard loads); see src/splice.ts.
+   * (for proxy -> app inbound legs: the app's port). Default: DEFAULT_SPLICE ('auto':
+   * every captured connection, guarded, where the guard loads; none elsewhere); see src/splice.ts.
    */
   splice?: SpliceSetting;
   /** The splice guard's bounds; default DEFAULT_GUARD. */
@@ -65,7 +65,8 @@ export interface SockopsOptions {
 interface ProgramSpec {
   object: string;
   program: string;
-  attach: 'cgroup' | 'sk_msg';
+  /** sk_msg / sk_skb: on the splice sockhash (the guard and the one-receive-queue verdict). */
+  attach: 'cgroup' | 'sk_msg' | 'sk_skb';
 }
 
 const DNS_OBJECT = 'sockops/dns.bpf.o';
@@ -75,6 +76,9 @@ export const PROGRAMS: readonly ProgramSpec[] = [
   { object: 'sockops/connect.bpf.o', program: 'shunt_connect6', attach: 'cgroup' },
   { object: 'sockops/sockops.bpf.o', program: 'shunt_sockops', attach: 'cgroup' },
   { object: 'sockops/getsockopt.bpf.o', program: 'shunt_getsockopt', attach: 'cgroup' },
+  // Before shunt_redir: a socket gets the map's programs when it is inserted, and every spliced
+  // socket needs the verdict (one receive queue, redir.bpf.c) from its first byte.
+  { object: 'sockops/redir.bpf.o', program: 'shunt_splice_verdict', attach: 'sk_skb' },
   { object: 'sockops/redir.bpf.o', program: 'shunt_redir', attach: 'sk_msg' },
   // DNS capture: inert unless a pod's config has a DNS port (see dns.bpf.c).
   { object: DNS_OBJECT, program: 'shunt_sendmsg4', attach: 'cgroup' },
@@ -165,10 +169,10 @@ export class SockopsBackend implements RedirectBackend {
     this.pidIndex = opts.pidIndex ?? new NetnsPidIndex();
   }
 
-  /** Programs this node attaches: the sk_msg guard only where it can load (nothing splices otherwise). */
+  /** Programs this node attaches: the sk_msg guard and its verdict only where the guard loads (nothing splices otherwise). */
   private programs(): readonly ProgramSpec[] {
     const guard = this.guardProbe();
-    return guard.available ? PROGRAMS : PROGRAMS.filter((s) => s.attach !== 'sk_msg');
+    return guard.available ? PROGRAMS : PROGRAMS.filter((s) => s.attach === 'cgroup');
   }
 
   /** How many pods the maps hold (the pinned size when the maps were adopted). */
@@ -327,8 +331,12 @@ export class SockopsBackend implements RedirectBackend {
         }
         const prog = obj.program(spec.program);
         const link =
-          spec.attach === 'cgroup' ? prog.attachCgroup(cgroupRoot) : prog.attachSkMsg(obj.map('splice_socks'));
-        // A pre-6.10 sk_msg attachment is not a bpf_link: it lives on the pinned sockhash.
+          spec.attach === 'cgroup'
+            ? prog.attachCgroup(cgroupRoot)
+            : spec.attach === 'sk_msg'
+              ? prog.attachSkMsg(obj.map('splice_socks'))
+              : prog.attachSkSkbVerdict(obj.map('splice_socks'));
+        // A pre-6.10 sockmap attachment is not a bpf_link: it lives on the pinned sockhash.
         if (link.kind === 'link') link.pin(path.join(linksDir, spec.program));
         this.links.set(spec.program, link);
       }

@@ -5,8 +5,8 @@ import { DEFAULT_GUARD, DEFAULT_SPLICE, effectiveSplice, probeSpliceGuard, valid
 import { SockopsBackend, SockopsBackendError } from './backend';
 
 describe('splice setting', () => {
-  it('defaults to none: auto (guarded) is opt-in, because short-read+RDHUP readers can lose a tail after a switch', () => {
-    expect(DEFAULT_SPLICE).toBe('none');
+  it('defaults to auto: guarded, one receive queue per spliced socket (splice-short-read / splice-safety e2e suites)', () => {
+    expect(DEFAULT_SPLICE).toBe('auto');
   });
 
   it('auto becomes all where the guard loads and none elsewhere, saying why; all/ports refuse without it', () => {
@@ -40,7 +40,7 @@ describe('splice setting', () => {
 
   it('guard bounds: defaults, overrides, and bad values named', () => {
     expect(validGuard(undefined)).toEqual(DEFAULT_GUARD);
-    expect(validGuard({ queueCap: 4 << 20 })).toEqual({ ...DEFAULT_GUARD, queueCap: 4 << 20 });
+    expect(validGuard({ queueCap: 8 << 20 })).toEqual({ ...DEFAULT_GUARD, queueCap: 8 << 20 });
     expect(() => validGuard({ queueCap: 0 })).toThrow(/splice guard queueCap 0 is not a byte count/);
     expect(() => validGuard({ smallMsg: 1.5 })).toThrow(/splice guard smallMsg 1.5 is not a byte count/);
     expect(() => validGuard({ queueCap: 1024, smallQueue: 4096 })).toThrow(/smallQueue 4096 exceeds queueCap 1024/);

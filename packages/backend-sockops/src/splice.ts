@@ -8,13 +8,18 @@
  * faster than the peer's reader never blocks; the peer's queue grows until the memory cgroup or
  * tcp_mem refuses and the send fails with ENOMEM (the proxy drops the connection). Every spliced
  * message therefore passes the guard in bpf/sockops/redir.bpf.c: redirect only while the peer's
- * queue stays within min(its sk_rcvbuf, queueCap) and there is no TCP memory pressure, else the flow
- * takes the TCP path (one-way, order-safe) and returns only when every byte sent that way was read.
- * All settings that splice are guarded; there is no unguarded mode.
+ * queue stays within the cap (queueCap; the peer's sk_rcvbuf when the app set SO_RCVBUF) and there is no TCP memory pressure, else the flow
+ * takes the TCP path and returns when that is order-safe. An sk_skb verdict program on the same
+ * sockhash keeps ONE receive queue per spliced socket: TCP-path skbs are queued behind the spliced
+ * messages in the psock queue, so a read returns everything available and EOF comes after all data
+ * (without it, one read returned from one of two queues and readers that stop on a short read plus
+ * EPOLLRDHUP, HAProxy 2.6, lost the tail). All settings that splice are guarded; there is no
+ * unguarded mode.
  *
- *  - 'none' (the default, see DEFAULT_SPLICE): nothing is spliced.
- *  - 'auto' (opt-in): every captured connection, where probeSpliceGuard() says the guard loads
- *    (bpf_rdonly_cast: CAP_BPF + CAP_PERFMON, BTF, kernel >= 6.2 kfuncs); elsewhere nothing.
+ *  - 'auto' (the default, see DEFAULT_SPLICE): every captured connection, where probeSpliceGuard()
+ *    says the guard and its verdict load (bpf_rdonly_cast: CAP_BPF + CAP_PERFMON, BTF, kernel >= 6.2
+ *    kfuncs); elsewhere nothing, and `shunt doctor` says why.
+ *  - 'none': nothing is spliced.
  *  - 'all': every captured connection; refused at start where the guard cannot load.
  *  - a port list: only connections to those ports (same guard).
  */
@@ -27,15 +32,14 @@ export type SpliceSetting = 'auto' | 'all' | 'none' | number[];
 export type EffectiveSplice = 'all' | 'none' | number[];
 
 /**
- * 'none': a guarded flow that switched to TCP is split between the receiver's psock queue and its
- * TCP queue, and one recvmsg returns from only one of them; readers that stop on a short read plus
- * EPOLLRDHUP (HAProxy 2.6) can then lose the tail. 'auto' is the opt-in (README "Splicing").
+ * 'auto': guarded splicing with one receive queue is safe for every reader (splice-safety and
+ * splice-short-read e2e suites), so it is on wherever the guard loads; elsewhere 'auto' is 'none'.
  */
-export const DEFAULT_SPLICE: SpliceSetting = 'none';
-/** Why DEFAULT_SPLICE is 'none', in one sentence (`shunt doctor`). */
+export const DEFAULT_SPLICE: SpliceSetting = 'auto';
+/** Why DEFAULT_SPLICE is what it is, in one sentence (`shunt doctor`; the probe says whether it splices here). */
 export const SPLICE_DEFAULT_WHY =
-  'splicing is opt-in because once the guard moves a flow to TCP the receiver holds bytes in two queues and one read returns from only one, ' +
-  'so a reader that treats a short read plus EPOLLRDHUP as end of stream (HAProxy 2.6, some epoll apps) can lose the tail; readers that read until EAGAIN and end only on read() == 0 (Envoy, Go, libuv/Node unless half-closed) are safe.';
+  'every captured connection is spliced behind the guard (the peer\'s queue stays within the cap, or the receive buffer the app set, else the flow continues over TCP with TCP\'s backpressure) ' +
+  'and one receive queue per socket (an sk_skb verdict queues TCP-path data behind the spliced data, so a read returns everything and EOF comes last), where the guard can load; nothing elsewhere.';
 
 /** Checks a splice setting and returns it canonical (ports sorted and unique; no ports = 'none'). */
 export function validSplice(setting: unknown): SpliceSetting {
@@ -50,7 +54,7 @@ export function validSplice(setting: unknown): SpliceSetting {
   return ports.length === 0 ? 'none' : ports;
 }
 
-/** The guard's bounds (bytes). queueCap is min'd with the peer's sk_rcvbuf in the kernel. */
+/** The guard's bounds (bytes). queueCap is min'd in the kernel with a peer sk_rcvbuf the app set, else with tcp_rmem[2]. */
 export interface SpliceGuard {
   /** Most bytes a peer may have queued (plus the message) for a message to be spliced. */
   queueCap: number;
@@ -61,7 +65,7 @@ export interface SpliceGuard {
 }
 
 /** Defaults, from measurements (reference/splice-backpressure.md; README "Splicing"). */
-export const DEFAULT_GUARD: SpliceGuard = { queueCap: 1 << 20, smallMsg: 8 << 10, smallQueue: 64 << 10 };
+export const DEFAULT_GUARD: SpliceGuard = { queueCap: 4 << 20, smallMsg: 8 << 10, smallQueue: 64 << 10 };
 
 export function validGuard(g: Partial<SpliceGuard> | undefined): SpliceGuard {
   const out = { ...DEFAULT_GUARD, ...(g ?? {}) };
@@ -90,7 +94,7 @@ export function probeSpliceGuard(): GuardProbe {
   if (!fs.existsSync(file)) return (guardProbeCache = { available: false, evidence: `${file} missing (bpf not built?)` });
   try {
     BpfObject.open(file).close();
-    guardProbeCache = { available: true, evidence: 'sk_msg program with bpf_rdonly_cast of sockets and sk_prot/memcg reads loaded' };
+    guardProbeCache = { available: true, evidence: 'sk_msg program with bpf_rdonly_cast of sockets, psock and sk_prot/memcg reads, and an sk_skb verdict program loaded' };
   } catch (err) {
     const msg = (err as Error).message.split('\n').slice(0, 3).join(' ');
     guardProbeCache = {

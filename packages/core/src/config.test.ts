@@ -39,7 +39,7 @@ describe('loadConfig', () => {
       metricsAddress: '0.0.0.0:9464',
       logLevel: 'info',
       // Splicing is opt-in: readers that stop on a short read + EPOLLRDHUP can lose data (see SpliceMode).
-      spliceMode: 'none',
+      spliceMode: 'auto',
       splicePorts: [],
       // istio-cni's path: where ztunnel connects by default.
       zdsSocket: '/var/run/ztunnel/ztunnel.sock',
@@ -130,7 +130,7 @@ describe('loadConfig', () => {
       expect(splice({ flags: { ...base, splicePorts: 'ALL' } })).toMatchObject({ mode: 'all', ports: [] });
       expect(splice({ flags: { ...base, splicePorts: 'none' } })).toMatchObject({ mode: 'none', ports: [] });
       expect(splice({ flags: { ...base, splicePorts: 'auto' } })).toMatchObject({ mode: 'auto', ports: [] });
-      expect(splice({ flags: base })).toMatchObject({ mode: 'none', ports: [], origin: 'default' });
+      expect(splice({ flags: base })).toMatchObject({ mode: 'auto', ports: [], origin: 'default' });
       expect(splice({ flags: { ...base, splicePorts: '' } })).toMatchObject({ mode: 'none', ports: [] });
     });
 

@@ -24,11 +24,10 @@ const PROFILE_NAMES: readonly ProfileName[] = ['istio-sidecar', 'istio-ambient']
  * Which redirected connections the sockops backend splices (sk_msg hands data straight to the peer
  * socket), by the port of the destination the app asked for. Every splice is guarded (the sockops
  * backend's redir.bpf.c bounds the peer's queue and moves a flow to TCP when it would exceed it).
- * `none` is the default: after such a switch the receiver holds older bytes in its psock queue and
- * newer ones in its TCP queue, and one recvmsg returns from only one of them, so a reader that
- * takes a short read plus EPOLLRDHUP as end of stream (HAProxy 2.6) can drop the tail. `auto`
- * (opt-in) splices every captured connection where the guard can load, nothing elsewhere; `all`
- * the same but refuses to start without the guard; `listed` uses `splicePorts`.
+ * `auto` (the default) splices every captured connection where the guard can load, nothing
+ * elsewhere (each spliced socket keeps one receive queue, so readers see TCP's semantics); `all`
+ * the same but refuses to start without the guard; `listed` uses `splicePorts`; `none` splices
+ * nothing.
  */
 export type SpliceMode = 'auto' | 'none' | 'all' | 'listed';
 /** Entries of the sockops backend's splice_ports map (bpf/include/shunt_sockops.h). */
@@ -295,7 +294,7 @@ export function loadConfig(inputs: ConfigInputs = {}): LoadedConfig {
   if (typeof listen === 'string') throw new ConfigError('metricsAddress', metricsRaw.where, `${JSON.stringify(metricsAddress)}: ${listen}`);
   const logLevel = oneOf(orDefault('logLevel'), 'logLevel', LOG_LEVELS);
   const spliceRaw = get('splicePorts');
-  const splice = spliceRaw ? parseSplicePorts(spliceRaw.value) : { mode: 'none' as const, ports: [] };
+  const splice = spliceRaw ? parseSplicePorts(spliceRaw.value) : { mode: 'auto' as const, ports: [] };
   if (typeof splice === 'string') throw new ConfigError('splicePorts', spliceRaw!.where, splice);
   const zdsRaw = orDefault('zdsSocket');
   const zdsSocket = absolutePath(zdsRaw, 'zdsSocket');

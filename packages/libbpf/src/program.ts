@@ -131,19 +131,32 @@ export class BpfProgram {
    * kernel has sockmap links (6.10+), else bpf_prog_attach (not pinnable).
    */
   attachSkMsg(map: BpfMap, opts: { legacy?: boolean } = {}): BpfLink {
-    if (this.type !== 'sk_msg') throw invalidArgument('attach sk_msg', this.target, `program type is ${this.type}, not sk_msg`);
+    return this.attachSockmap(map, 'sk_msg', 'sk_msg_verdict', opts);
+  }
+
+  /**
+   * Attaches an sk_skb verdict program (SEC("sk_skb/verdict"), BPF_SK_SKB_VERDICT: no stream
+   * parser) to a sockmap/sockhash; sockets added to the map afterwards get it. Link or legacy
+   * attachment as attachSkMsg.
+   */
+  attachSkSkbVerdict(map: BpfMap, opts: { legacy?: boolean } = {}): BpfLink {
+    return this.attachSockmap(map, 'sk_skb', 'sk_skb_verdict', opts);
+  }
+
+  private attachSockmap(map: BpfMap, progType: string, attachType: string, opts: { legacy?: boolean }): BpfLink {
+    if (this.type !== progType) throw invalidArgument(`attach ${progType}`, this.target, `program type is ${this.type}, not ${progType}`);
     if (map.type !== 'sockhash' && map.type !== 'sockmap')
-      throw invalidArgument('attach sk_msg', this.target, `map ${map.name} is a ${map.type}, not a sockhash/sockmap`);
-    const description = `${this.target} (sk_msg_verdict) on map ${map.name}`;
+      throw invalidArgument(`attach ${progType}`, this.target, `map ${map.name} is a ${map.type}, not a sockhash/sockmap`);
+    const description = `${this.target} (${attachType}) on map ${map.name}`;
     const legacy = opts.legacy ?? !probeSockmapLink().available;
-    if (!legacy) return new BpfLink({ kind: 'link', handle: native.linkMap(this.fd, map.fd, 'sk_msg_verdict', this.target) }, description);
-    native.progAttachLegacy(this.fd, map.fd, 'sk_msg_verdict', this.target);
+    if (!legacy) return new BpfLink({ kind: 'link', handle: native.linkMap(this.fd, map.fd, attachType, this.target) }, description);
+    native.progAttachLegacy(this.fd, map.fd, attachType, this.target);
     return new BpfLink(
       {
         kind: 'prog-legacy',
         prog: native.dupFd(this.fd, this.target),
         target: native.dupFd(map.fd, map.name),
-        attachType: 'sk_msg_verdict',
+        attachType,
       },
       description,
     );

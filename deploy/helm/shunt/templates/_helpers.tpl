@@ -66,10 +66,12 @@ app.kubernetes.io/component: node-agent
 {{- end -}}
 {{- end -}}
 
-{{/* sockops.splicePorts as the agent's --splice-ports text ("" = not set: the agent's default, none). */}}
+{{/* sockops.splicePorts as the agent's --splice-ports text ([] = none; "" = not set: the agent's default, auto). */}}
 {{- define "shunt.splicePorts" -}}
 {{- $p := (.Values.sockops | default dict).splicePorts -}}
-{{- if kindIs "slice" $p -}}
+{{- if and (kindIs "slice" $p) (empty $p) -}}
+none
+{{- else if kindIs "slice" $p -}}
 {{- $ports := list -}}
 {{- range $p }}{{ $ports = append $ports (int .) }}{{ end -}}
 {{- join "," $ports -}}

@@ -52,7 +52,7 @@ export interface AgentSettings extends NodeStateOptions {
   metricsAddress: string;
   resyncIntervalMs?: number;
   cleanupOnExit: boolean;
-  /** sockops: which connections to splice, by original destination port (default none; 'auto' is the guarded opt-in). */
+  /** sockops: which connections to splice, by original destination port (default auto: guarded, every captured connection where the guard loads). */
   splice?: SpliceSetting;
   /** sockops: pods the maps hold (every map size derives from it); default DEFAULT_MAX_PODS. */
   maxPods?: number;
@@ -178,7 +178,7 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
           profile: settings.profile,
           kernel: caps.kernelRelease,
           rejected: selection.rejected,
-          ...(backend.name === 'sockops' ? { splice: settings.splice ?? 'none' } : {}),
+          ...(backend.name === 'sockops' ? { splice: settings.splice ?? 'auto' } : {}),
         },
         'backend selected',
       );

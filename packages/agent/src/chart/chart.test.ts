@@ -165,13 +165,15 @@ describe('values', () => {
     expect(args(['--set', 'maxPods=10000'])).toContain('--max-pods=10000');
   });
 
-  it('sockops.splicePorts: unset by default (the agent\'s default: none), a list, "auto" (opt-in) or "all" becomes --splice-ports', () => {
+  it('sockops.splicePorts: "auto" by default (guarded), a list, [] or "none", or "all" becomes --splice-ports', () => {
     const args = (extra: string[]) => find(render(extra), 'DaemonSet').spec.template.spec.containers[0].args as string[];
-    expect(args([]).some((a) => a.startsWith('--splice-ports'))).toBe(false);
+    expect(args([]).filter((a) => a.startsWith('--splice-ports'))).toEqual(['--splice-ports=auto']);
+    expect(args(['--set', 'sockops.splicePorts={}'])).toContain('--splice-ports=none');
     expect(args(['--set', 'sockops.splicePorts={8080,9090}'])).toContain('--splice-ports=8080,9090');
     expect(args(['--set', 'sockops.splicePorts=8080'])).toContain('--splice-ports=8080');
     expect(args(['--set', 'sockops.splicePorts=all'])).toContain('--splice-ports=all');
     expect(args(['--set', 'sockops.splicePorts=auto'])).toContain('--splice-ports=auto');
+    expect(args(['--set', 'sockops.splicePorts=none'])).toContain('--splice-ports=none');
     const file = path.join(workDir, 'splice.yaml');
     writeFileSync(file, 'sockops:\n  splicePorts: [15010, 8080]\n');
     expect(args(['-f', file])).toContain('--splice-ports=15010,8080');

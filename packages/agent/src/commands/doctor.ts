@@ -20,11 +20,11 @@ export async function doctorCommand(o: DoctorOptions, io: Io): Promise<number> {
   const caps = await probeNode({ iptablesScratch: true });
   const backends = createBackends({ profile: o.profile, stateDir: o.stateDir ?? DEFAULT_STATE_DIR });
   const report = buildDoctorReport(caps, o.redirectMode, o.profile, backends, () => selectBackend(o.redirectMode, caps, backends, { profile: o.profile }));
-  // The default splice setting, and what the opt-in 'auto' would become on this node.
+  // The default splice setting, and what it ('auto') becomes on this node.
   const guard = probeSpliceGuard();
   const auto = effectiveSplice('auto', () => guard);
   report.splice = {
-    setting: DEFAULT_SPLICE === 'none' ? 'none' : String(DEFAULT_SPLICE),
+    setting: Array.isArray(DEFAULT_SPLICE) ? DEFAULT_SPLICE.join(',') : DEFAULT_SPLICE,
     why: SPLICE_DEFAULT_WHY,
     auto: Array.isArray(auto.splice) ? auto.splice.join(',') : auto.splice,
     guard,

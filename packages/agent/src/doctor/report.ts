@@ -14,7 +14,7 @@ export interface DoctorReport {
   /** Why the selection failed, when it did. */
   error?: string;
   backends: { name: BackendName; ok: boolean; chosen: boolean; reasons: string[] }[];
-  /** sockops splicing: the default setting and why, what the opt-in 'auto' would become here, and the guard probe behind it. */
+  /** sockops splicing: the default setting and why, what 'auto' (the default) becomes here, and the guard probe behind it. */
   splice?: { setting: string; why: string; auto: string; guard: { available: boolean; evidence: string } };
 }
 
@@ -105,8 +105,8 @@ export function formatDoctor(r: DoctorReport): string {
     lines.push(`sockops splicing: default ${r.splice.setting}: ${r.splice.why}`);
     lines.push(
       r.splice.guard.available
-        ? `  --splice-ports=auto (opt-in) would work here → ${r.splice.auto} (the splice guard loads: ${r.splice.guard.evidence})`
-        : `  --splice-ports=auto (opt-in) would splice nothing here: the splice guard cannot load (${r.splice.guard.evidence})`,
+        ? `  here: auto → ${r.splice.auto} (the splice guard loads: ${r.splice.guard.evidence})`
+        : `  here: auto → none, nothing is spliced: the splice guard cannot load (${r.splice.guard.evidence})`,
     );
   }
   lines.push('');

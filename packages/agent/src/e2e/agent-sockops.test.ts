@@ -129,9 +129,9 @@ it('enrolls the pods of the pods file: the sidecars see the original destination
   const status = JSON.parse(runCli(['status', '--json', '--backend', 'sockops', ...nodeArgs()]));
   const sockops = status.backends.find((b: { backend: string }) => b.backend === 'sockops');
   expect(sockops.state.pods.map((p: { name: string }) => p.name).sort()).toEqual(['client', 'server']);
-  // Splicing is opt-in (--splice-ports, e.g. auto): by default no connection is spliced.
-  expect(sockops.state.nodeDetail.splice).toBe('none');
-  expect(sockops.state.counters.sockets_spliced).toBe(0);
+  // Default splice setting 'auto': every connection spliced behind the guard (it loads here).
+  expect(sockops.state.nodeDetail.splice).toBe('all');
+  expect(sockops.state.counters.sockets_spliced).toBeGreaterThan(0);
 }, 120_000);
 
 it('removing the pods from the file unenrolls them: traffic goes direct again', async () => {

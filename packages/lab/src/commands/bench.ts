@@ -17,11 +17,11 @@ export interface BenchCommandOptions {
 }
 
 /**
- * `sockops` runs the agent's defaults (splice 'none'); `sockops-auto` the same agent with the
- * guarded opt-in --splice-ports=auto, so the table shows what the guarded splice adds or costs per
+ * `sockops` runs the agent's defaults (splice 'auto': guarded, one receive queue); `sockops-nosplice`
+ * the same agent with --splice-ports=none, so the table shows what splicing adds or costs per
  * metric against sockops' connect-time redirect alone.
  */
-export const AUTO_SPLICE_MODE = 'sockops-auto';
+export const NO_SPLICE_MODE = 'sockops-nosplice';
 
 export async function availableBenchModes(profile: ProfileName = 'istio-sidecar'): Promise<PathMode[]> {
   const caps = await probeNode({ iptablesScratch: true });
@@ -31,7 +31,7 @@ export async function availableBenchModes(profile: ProfileName = 'istio-sidecar'
   for (const b of createBackends({ profile, stateDir: DEFAULT_STATE_DIR })) {
     if (!b.support(caps).ok || !profileByName(profile).backendOrder.includes(b.name)) continue;
     modes.push({ ...agentMode(b.name, profile === 'istio-sidecar' ? {} : { profile }), name: b.name });
-    if (b.name === 'sockops') modes.push({ ...agentMode(b.name, { splicePorts: 'auto' }), name: AUTO_SPLICE_MODE });
+    if (b.name === 'sockops') modes.push({ ...agentMode(b.name, { splicePorts: 'none' }), name: NO_SPLICE_MODE });
   }
   return modes;
 }

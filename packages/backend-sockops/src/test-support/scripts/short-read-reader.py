@@ -5,9 +5,13 @@
 #   'rdhup': one recv per readiness event, and a short read with EPOLLRDHUP set ends the stream
 #            (HAProxy 2.6's heuristic: "the peer closed and this read did not fill the buffer").
 #   'drain': recv until EAGAIN per event, end of stream only when recv returns 0 (Envoy, libuv, Go).
-# Prints one JSON line per connection: {policy, bytes, reads, bad, rdhupFirst}; bad = offset of the
-# first byte != offset % 251, or null. Bounded in time everywhere.
-import json, select, socket, sys, time
+#   'late':  as 'drain', but accept() only 2 s after the connection is queued, so everything the
+#            peer sends arrives before the socket is accepted (kernel: no sk_socket, TCP-path skbs
+#            stay in sk_receive_queue until the first read).
+# Prints one JSON line per connection: {policy, bytes, reads, bad, rdhupFirst, inq}; bad = offset of
+# the first byte != offset % 251, or null; inq = FIONREAD when EPOLLRDHUP was first seen (before any
+# read), or null if the ioctl failed. Bounded in time everywhere.
+import array, fcntl, json, select, socket, sys, termios, time
 
 port, policies = int(sys.argv[1]), sys.argv[2].split(',')
 BUF = 256 * 1024
@@ -29,16 +33,26 @@ def check(data, offset, bad):
 
 for policy in policies:
     ls.settimeout(20)
+    if policy == 'late':
+        select.select([ls], [], [], 20)
+        time.sleep(2)
     c, _ = ls.accept()
     c.setblocking(False)
     ep = select.epoll()
     ep.register(c.fileno(), select.EPOLLIN | select.EPOLLRDHUP)
     rdhup_first = False
+    inq = None
     deadline = time.time() + 15
     while time.time() < deadline:
         ev = ep.poll(0)
         if ev and ev[0][1] & select.EPOLLRDHUP:
             rdhup_first = True
+            try:
+                a = array.array('i', [0])
+                fcntl.ioctl(c.fileno(), termios.FIONREAD, a, True)
+                inq = a[0]
+            except OSError:
+                inq = None
             break
         time.sleep(0.02)
     total, reads, bad, done = 0, [], None, False
@@ -65,4 +79,4 @@ for policy in policies:
                 break
     c.close()
     ep.close()
-    print(json.dumps({'policy': policy, 'bytes': total, 'reads': reads, 'bad': bad, 'rdhupFirst': rdhup_first}), flush=True)
+    print(json.dumps({'policy': policy, 'bytes': total, 'reads': reads, 'bad': bad, 'rdhupFirst': rdhup_first, 'inq': inq}), flush=True)

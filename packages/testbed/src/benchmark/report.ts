@@ -16,6 +16,8 @@ export interface BenchReport {
   modes: ModeResult[];
   /** Name of the mode ratios are taken against besides `direct` (an iptables mode), if any. */
   iptablesBaseline?: string;
+  /** Measurements whose tool failed once and were run again (label: error). */
+  retries?: string[];
 }
 
 export function summarizeMode(mode: string, description: string, samples: Sample[]): ModeResult {

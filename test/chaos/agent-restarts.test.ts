@@ -14,6 +14,7 @@ import { freePort } from '../../packages/agent/src/demo/free-port';
 import { readShuntChains } from '../../packages/agent/src/e2e/iptables-read';
 import { eventually, metric, podNetnsPrefix, requestViaSidecars, runCli, startBuiltAgent } from '../../packages/agent/src/e2e/support';
 import { removePins } from '../../packages/agent/src/node-state/pins';
+import { requestStream } from './request-stream';
 
 const HTTP_PORT = 8080;
 const BACKENDS = ['sockops', 'iptables'] as const;
@@ -54,29 +55,9 @@ const args = (backend: string, port: number) => [
   '--netns-prefix', podNetnsPrefix(tb),
 ];
 
-/** Sequential requests until `stop()`; each is judged by the client's sidecar log (bounded). */
-function requestStream() {
-  let running = true;
-  const stats = { sent: 0, failed: 0, bypassed: 0 };
-  const done = (async () => {
-    for (let i = 0; i < 2000 && running; i++) {
-      const since = Date.now();
-      stats.sent++;
-      const res = await tb.httpGet('client', `http://${tb.pod('server').ipv4}:${HTTP_PORT}/`, { count: 1 }).catch(() => [{ ok: false }]);
-      if (res[0]?.ok !== true) {
-        stats.failed++;
-        continue;
-      }
-      const seen = await tb.waitProxyLog('client', (r) => r.at >= since - 1 && r.originalDst.port === HTTP_PORT, { count: 1, timeoutMs: 3000 });
-      if (seen.length === 0) stats.bypassed++;
-      tb.clearProxyLog('client');
-    }
-  })();
-  return { stats, stop: async () => ((running = false), await done) };
-}
 
 async function scenario(backend: string, name: string, chaos: () => Promise<void>): Promise<void> {
-  const stream = requestStream();
+  const stream = requestStream(tb, { port: HTTP_PORT, maxRequests: 2000 });
   await new Promise((r) => setTimeout(r, 1500));
   await chaos();
   await new Promise((r) => setTimeout(r, 1500));

@@ -16,6 +16,7 @@ import type { AgentProcess } from '../../packages/agent/src/agent/process';
 import { freePort } from '../../packages/agent/src/demo/free-port';
 import { eventually, metric, podNetnsPrefix, startBuiltAgent } from '../../packages/agent/src/e2e/support';
 import { removePins } from '../../packages/agent/src/node-state/pins';
+import { requestStream } from './request-stream';
 
 const HTTP_PORT = 8080;
 const BACKENDS = ['sockops', 'iptables'] as const;
@@ -88,25 +89,6 @@ afterAll(async () => {
   expect(codes).toEqual(agents.map(() => 0));
 }, 60_000);
 
-function requestStream(tb: Testbed) {
-  let running = true;
-  const stats = { sent: 0, failed: 0, bypassed: 0 };
-  const done = (async () => {
-    for (let i = 0; i < 3000 && running; i++) {
-      const since = Date.now();
-      stats.sent++;
-      const res = await tb.httpGet('client', `http://${tb.pod('server').ipv4}:${HTTP_PORT}/`, { count: 1 }).catch(() => [{ ok: false }]);
-      if (res[0]?.ok !== true) {
-        stats.failed++;
-        continue;
-      }
-      const seen = await tb.waitProxyLog('client', (r) => r.at >= since - 1 && r.originalDst.port === HTTP_PORT, { count: 1, timeoutMs: 3000 });
-      if (seen.length === 0) stats.bypassed++;
-      tb.clearProxyLog('client');
-    }
-  })();
-  return { stats, stop: async () => ((running = false), await done) };
-}
 
 /** Pod lists (not watches) one agent made: its requests carry its node's field selector. */
 const listsOf = (node: string) => api.requests.filter((q) => q.path === '/api/v1/pods' && !q.watch && (q.query['fieldSelector'] ?? '').endsWith(`=${node}`)).length;
@@ -149,7 +131,7 @@ const scenarios: [string, () => Promise<void>][] = [
 
 it.each(scenarios)('%s (both backends at once): no healthy pod unenrolled or re-enrolled; every request through the sidecar', async (name, chaos) => {
   const logsBefore = sides.map((s) => s.agent.logs.length);
-  const streams = sides.map((s) => requestStream(s.tb));
+  const streams = sides.map((s) => requestStream(s.tb, { port: HTTP_PORT, maxRequests: 3000 }));
   try {
     await new Promise((r) => setTimeout(r, 1000));
     await chaos();

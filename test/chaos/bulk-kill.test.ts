@@ -19,6 +19,7 @@ import { freePort } from '../../packages/agent/src/demo/free-port';
 import { readShuntChains } from '../../packages/agent/src/e2e/iptables-read';
 import { metric, podNetnsPrefix, runCli, startBuiltAgent } from '../../packages/agent/src/e2e/support';
 import { removePins } from '../../packages/agent/src/node-state/pins';
+import { requestStream } from './request-stream';
 
 const HTTP_PORT = 8080;
 const BULK = 150;
@@ -86,26 +87,6 @@ function bulkPod(i: number): Omit<KubePod, 'shunt'> & { shunt: { netnsPath: stri
   };
 }
 
-/** Sequential requests until `stop()`; each is judged by the client's sidecar log (bounded). */
-function requestStream() {
-  let running = true;
-  const stats = { sent: 0, failed: 0, bypassed: 0 };
-  const done = (async () => {
-    for (let i = 0; i < 3000 && running; i++) {
-      const since = Date.now();
-      stats.sent++;
-      const res = await tb.httpGet('client', `http://${tb.pod('server').ipv4}:${HTTP_PORT}/`, { count: 1 }).catch(() => [{ ok: false }]);
-      if (res[0]?.ok !== true) {
-        stats.failed++;
-        continue;
-      }
-      const seen = await tb.waitProxyLog('client', (r) => r.at >= since - 1 && r.originalDst.port === HTTP_PORT, { count: 1, timeoutMs: 3000 });
-      if (seen.length === 0) stats.bypassed++;
-      tb.clearProxyLog('client');
-    }
-  })();
-  return { stats, stop: async () => ((running = false), await done) };
-}
 
 /** Runs `fn` over `items`, `limit` at a time. */
 async function pooled<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
@@ -228,7 +209,7 @@ describe.each(['sockops', 'iptables'] as const)('%s backend', (backend) => {
     writePods(false);
     let agent = await start();
     await expectConverged(agent, false);
-    const s = requestStream();
+    const s = requestStream(tb, { port: HTTP_PORT, maxRequests: 3000 });
     try {
       await new Promise((r) => setTimeout(r, 1000));
 

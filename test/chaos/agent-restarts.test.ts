@@ -55,7 +55,6 @@ const args = (backend: string, port: number) => [
   '--netns-prefix', podNetnsPrefix(tb),
 ];
 
-
 async function scenario(backend: string, name: string, chaos: () => Promise<void>): Promise<void> {
   const stream = requestStream(tb, { port: HTTP_PORT, maxRequests: 2000 });
   await new Promise((r) => setTimeout(r, 1500));

@@ -89,7 +89,6 @@ afterAll(async () => {
   expect(codes).toEqual(agents.map(() => 0));
 }, 60_000);
 
-
 /** Pod lists (not watches) one agent made: its requests carry its node's field selector. */
 const listsOf = (node: string) => api.requests.filter((q) => q.path === '/api/v1/pods' && !q.watch && (q.query['fieldSelector'] ?? '').endsWith(`=${node}`)).length;
 

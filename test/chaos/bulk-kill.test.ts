@@ -87,7 +87,6 @@ function bulkPod(i: number): Omit<KubePod, 'shunt'> & { shunt: { netnsPath: stri
   };
 }
 
-
 /** Runs `fn` over `items`, `limit` at a time. */
 async function pooled<T, R>(items: T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);

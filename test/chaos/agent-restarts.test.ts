@@ -14,6 +14,7 @@ import { freePort } from '../../packages/agent/src/demo/free-port';
 import { readShuntChains } from '../../packages/agent/src/e2e/iptables-read';
 import { eventually, metric, podNetnsPrefix, requestViaSidecars, runCli, startBuiltAgent } from '../../packages/agent/src/e2e/support';
 import { removePins } from '../../packages/agent/src/node-state/pins';
+import { orphanedProbeNetns } from './probe-orphans';
 import { requestStream } from './request-stream';
 
 const HTTP_PORT = 8080;
@@ -147,17 +148,7 @@ describe.each(BACKENDS)('%s backend', (backend) => {
     for (const p of ['client', 'server']) expect(await readShuntChains(tb.pod(p).netnsPath)).toEqual([]);
     expect(existsSync(path.join(bpffs, 'shunt'))).toBe(false);
     // No probe netns of a dead process is left (a live helper's probe may be running right now).
-    const orphans = readdirSync('/var/run/netns').filter((n) => {
-      const m = /^shunt-probe-(\d+)-/.exec(n);
-      if (!m) return false;
-      try {
-        process.kill(Number(m[1]), 0);
-        return false;
-      } catch {
-        return true;
-      }
-    });
-    expect(orphans).toEqual([]);
+    expect(orphanedProbeNetns()).toEqual([]);
     await eventually('direct again', async () => (await tb.httpGet('client', `http://${tb.pod('server').ipv4}:${HTTP_PORT}/`, { count: 1 }))[0]?.ok === true);
   }, 120_000);
 });

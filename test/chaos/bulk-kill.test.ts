@@ -19,6 +19,7 @@ import { freePort } from '../../packages/agent/src/demo/free-port';
 import { readShuntChains } from '../../packages/agent/src/e2e/iptables-read';
 import { metric, podNetnsPrefix, runCli, startBuiltAgent } from '../../packages/agent/src/e2e/support';
 import { removePins } from '../../packages/agent/src/node-state/pins';
+import { orphanedProbeNetns } from './probe-orphans';
 import { requestStream } from './request-stream';
 
 const HTTP_PORT = 8080;
@@ -259,16 +260,6 @@ describe.each(['sockops', 'iptables'] as const)('%s backend', (backend) => {
     const left = (await pooled(all, 6, async (p) => ({ p, chains: await readShuntChains(p) }))).filter((c) => c.chains.length > 0);
     expect(left).toEqual([]);
     expect(existsSync(path.join(bpffs, 'shunt'))).toBe(false);
-    const orphans = readdirSync('/var/run/netns').filter((n) => {
-      const m = /^shunt-probe-(\d+)-/.exec(n);
-      if (!m) return false;
-      try {
-        process.kill(Number(m[1]), 0);
-        return false;
-      } catch {
-        return true;
-      }
-    });
-    expect(orphans).toEqual([]);
+    expect(orphanedProbeNetns()).toEqual([]);
   }, 240_000);
 });

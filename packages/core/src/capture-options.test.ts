@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_MESH_CAPTURE, captureOptionsOf, parseLoopbackCidr, podDnsServers, type MeshCaptureDefaults } from './capture-options';
@@ -165,6 +165,7 @@ describe('mesh-wide capture settings in the agent config', () => {
   const dir = mkdtempSync(join(tmpdir(), 'shunt-capcfg-'));
   const pods = join(dir, 'pods.yaml');
   writeFileSync(pods, '');
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const load = (env: Record<string, string>, fileText?: string) => {
     const file = fileText === undefined ? undefined : join(dir, `c${Math.random()}.yaml`);
     if (file) writeFileSync(file, fileText!);

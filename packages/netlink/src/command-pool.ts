@@ -127,16 +127,55 @@ class Helper {
 export interface CommandPoolOptions {
   /** Helpers running jobs in parallel (default 4). */
   size?: number;
+  /** Where the job directory is made (default os.tmpdir()). */
+  tmpRoot?: string;
+}
+
+const JOB_DIR_PREFIX = 'shunt-cmd-';
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the job directories of processes that are gone. A SIGKILLed agent never runs its exit
+ * handler, so without this every kill (OOM, a failed liveness probe) leaves one behind. The pid
+ * is in the name; a reused pid only keeps a dead directory a little longer.
+ */
+export function removeStaleJobDirs(root: string): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = fs.readdirSync(root);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    const m = /^shunt-cmd-(\d+)-/.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || processAlive(pid)) continue;
+    fs.rmSync(path.join(root, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
 }
 
 export class CommandPool {
   private readonly size: number;
+  private readonly tmpRoot: string;
   private helpers: Helper[] = [];
   private dir: string | null = null;
   private nextId = 1;
 
   constructor(opts: CommandPoolOptions = {}) {
     this.size = Math.max(1, opts.size ?? 4);
+    this.tmpRoot = opts.tmpRoot ?? os.tmpdir();
   }
 
   /** runCommand's contract, run by a helper. */
@@ -165,7 +204,8 @@ export class CommandPool {
 
   private pick(): Helper {
     if (!this.dir) {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shunt-cmd-'));
+      removeStaleJobDirs(this.tmpRoot);
+      const dir = fs.mkdtempSync(path.join(this.tmpRoot, `${JOB_DIR_PREFIX}${process.pid}-`));
       this.dir = dir;
       // Job files are removed as jobs end; the directory goes with the process.
       process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));

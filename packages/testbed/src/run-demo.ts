@@ -2,6 +2,7 @@ import { BUILTIN_MODES, type ModePods, type PathMode } from './modes';
 import type { ProxyLogRecord } from './proxy-log';
 import { summarize } from './benchmark/stats';
 import { Testbed } from './testbed';
+import { withTeardown } from './signals';
 import type { ZtunnelLogEntry } from './ztunnel/log';
 
 type ZtConn = Extract<ZtunnelLogEntry, { event: 'conn' }>;
@@ -117,8 +118,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoPathResult[]>
     }
     out('');
     for (const mode of modes) {
-      await mode.setup(tb, pods);
-      try {
+      await withTeardown(() => mode.teardown(tb, pods), async () => {
+        await mode.setup(tb, pods);
         const before = { c: await tb.counters('client'), s: await tb.counters('server') };
         const since = Date.now();
         const res = await tb.httpGet('client', `http://${s.ipv4}:${HTTP_PORT}/`, { count: requests });
@@ -164,9 +165,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoPathResult[]>
           out(`  ⚠ expected ${mode.expectsProxy ? `${ambient ? 'ztunnel' : 'the sidecars'} to see the traffic` : 'no proxy on this path'}, but ${r.viaProxy ? 'it did' : 'nothing was seen'}`);
         }
         out('');
-      } finally {
-        await mode.teardown(tb, pods);
-      }
+      });
     }
     const caps = opts.capabilities ?? (await probeCapabilities(results.find((x) => x.mode.startsWith('iptables'))));
     out(`what this node could run (${caps.source}):`);

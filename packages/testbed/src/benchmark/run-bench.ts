@@ -6,6 +6,7 @@ import { Testbed } from '../testbed';
 import type { Sample } from './metrics';
 import { parseIperf, parseSockperf } from '../workloads';
 import { APP_UID } from '../testbed';
+import { withTeardown } from '../signals';
 import { markdownTable, pickIptablesBaseline, summarizeMode, svgChart, type BenchReport } from './report';
 
 export interface BenchOptions {
@@ -132,8 +133,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
         await tb.startSockperfServer(pods.server, { port: PORTS.sockperf });
         await tb.startIperfServer(pods.server, { port: PORTS.iperf });
         progress(`${tag} · setup`);
-        await mode.setup(tb, pods);
-        try {
+        await withTeardown(() => mode.teardown(tb, pods), async () => {
+          await mode.setup(tb, pods);
           progress(`${tag} · sockperf ping-pong ${seconds}s`);
           const sp = await withRetry(`${tag} · sockperf ping-pong`, retries, progress, () => tb.sockperfPingPong(pods.client, server.ipv4, { port: PORTS.sockperf, seconds }));
           progress(`${tag} · iperf3 ${seconds}s`);
@@ -161,11 +162,10 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
             newConnsPerSec: wrk.requestsPerSecond,
             conntrackPerConn: wrk.requests > 0 ? (ct1 - ct0) / wrk.requests : NaN,
           });
-        } finally {
-          await mode.teardown(tb, pods);
+        }).finally(async () => {
           await tb.removePod(pods.client);
           await tb.removePod(pods.server);
-        }
+        });
       }
     }
   } finally {

@@ -411,6 +411,12 @@ export class Testbed {
     throw new Error(`pod ${pod}: ports ${ports.join(',')} not listening after ${opts.timeoutMs ?? 10_000} ms; ss says:\n${last}`);
   }
 
+  /** Socket inodes of the pod's TCP listeners on `port` (a server that re-creates its listener gets a new one). */
+  async listenerInodes(pod: string, port: number): Promise<string[]> {
+    const out = await runCommand(['ss', '-Hltne', 'sport', '=', `:${port}`], { netns: this.pod(pod).netnsPath });
+    return [...out.matchAll(/\bino:(\d+)/g)].map((m) => m[1]!);
+  }
+
   // ---- sidecars ----------------------------------------------------------------------------
 
   /** Starts the proxy stand-ins in a pod (idempotent): HAProxy or the Node proxy (IPv4, see ipv4Proxy) and the Node proxy (IPv6), as uid 1337. */

@@ -7,6 +7,7 @@ import type { Sample } from './metrics';
 import { parseIperf, parseSockperf } from '../workloads';
 import { APP_UID } from '../testbed';
 import { withTeardown } from '../signals';
+import { iperfTurns } from './iperf-turns';
 import { markdownTable, pickIptablesBaseline, summarizeMode, svgChart, type BenchReport } from './report';
 
 export interface BenchOptions {
@@ -138,9 +139,16 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
           progress(`${tag} · sockperf ping-pong ${seconds}s`);
           const sp = await withRetry(`${tag} · sockperf ping-pong`, retries, progress, () => tb.sockperfPingPong(pods.client, server.ipv4, { port: PORTS.sockperf, seconds }));
           progress(`${tag} · iperf3 ${seconds}s`);
-          const ip = await withRetry(`${tag} · iperf3`, retries, progress, () => tb.iperf(pods.client, server.ipv4, { port: PORTS.iperf, seconds }));
+          const iperfReady = iperfTurns(tb, pods.server, PORTS.iperf);
+          const ip = await withRetry(`${tag} · iperf3`, retries, progress, async () => {
+            await iperfReady();
+            return tb.iperf(pods.client, server.ipv4, { port: PORTS.iperf, seconds });
+          });
           progress(`${tag} · iperf3 -l 64K ${seconds}s`);
-          const bulk = await withRetry(`${tag} · iperf3 -l 64K`, retries, progress, () => bulk64k(tb, pods.client, server.ipv4, seconds));
+          const bulk = await withRetry(`${tag} · iperf3 -l 64K`, retries, progress, async () => {
+            await iperfReady();
+            return bulk64k(tb, pods.client, server.ipv4, seconds);
+          });
           progress(`${tag} · sockperf ping-pong 1 KiB ${seconds}s`);
           const rr = await withRetry(`${tag} · sockperf 1 KiB`, retries, progress, () => rr1k(tb, pods.client, server.ipv4, seconds));
           await tb.conntrackFlush(pods.client);

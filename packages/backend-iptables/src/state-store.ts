@@ -12,6 +12,7 @@ import type { PodRef } from '@shunt/core';
 import type { Family } from './addr';
 import type { NetnsIdentity } from './netns-identity';
 import type { IptablesVariant } from './options';
+import { processAlive } from '@shunt/netlink';
 
 export const DEFAULT_STATE_DIR = '/run/shunt/iptables';
 export const RECORD_FORMAT = 'shunt-iptables-pod/1';
@@ -189,11 +190,3 @@ export class StateStore {
   }
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

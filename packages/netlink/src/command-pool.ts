@@ -19,6 +19,7 @@ import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { NetlinkError } from './errors';
 import { runCommand, type RunOptions } from './run';
+import { processAlive } from './process-alive';
 
 const NSENTER = process.env.SHUNT_NSENTER_BIN ?? 'nsenter';
 const DEFAULT_TIMEOUT_MS = 15_000;
@@ -133,14 +134,6 @@ export interface CommandPoolOptions {
 
 const JOB_DIR_PREFIX = 'shunt-cmd-';
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Removes the job directories of processes that are gone. A SIGKILLed agent never runs its exit

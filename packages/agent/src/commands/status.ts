@@ -10,6 +10,7 @@ import { hasInstalledState, nodeContext, nodePaths, type NodeStateOptions } from
 import { capacityOf, formatCapacity } from '../observability/capacity';
 import { createLogger } from '../observability/log';
 import type { Io } from '../program';
+import { processAlive } from '@shunt/netlink';
 
 export interface StatusOptions extends NodeStateOptions {
   backend?: BackendName;
@@ -22,21 +23,13 @@ export interface StatusReport {
   zds?: (ZdsStatusFile & { agentRunning: boolean }) | { error: string };
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** The agent's last ZDS status, if an ambient agent ran here. */
 export function readZdsState(stateDir: string): StatusReport['zds'] {
   const file = zdsStatusPath(stateDir);
   try {
     const st = readZdsStatus(file);
-    return st ? { ...st, agentRunning: !st.closed && pidAlive(st.pid) } : undefined;
+    return st ? { ...st, agentRunning: !st.closed && processAlive(st.pid) } : undefined;
   } catch (err) {
     return { error: `${file}: ${(err as Error).message}` };
   }

@@ -318,6 +318,7 @@ describe('tc backend: tcx + sk_assign to ztunnel sockets inside the pod netns', 
       expect(await ask(amb.netnsPath!)).toBe('real');
       // DNS capture turned off: the lo link goes, queries go to the server again.
       await backend.enroll(meshPod(tb, 'amb2'));
+      await backend.settled(); // the DNS link no longer needed is detached after enroll returned
       expect(tcxPrograms(pod.netnsPath, 'lo').egress).toEqual([]);
       expect(await ask(pod.netnsPath)).toBe('real');
     } finally {

@@ -432,7 +432,9 @@ export class TcBackend implements RedirectBackend {
 
       const links = this.links.get(cookie) ?? {};
       const keys = linkKeys(want);
-      const missing = keys.filter((d) => !(links[d] && this.linkLive(links[d], d, place)));
+      // Each tcx link info read takes rtnl_lock (tcx_link_fill_info): the ifindex is kept from the liveness check.
+      const seen: { ifindex?: number } = {};
+      const missing = keys.filter((d) => !(links[d] && this.linkLive(links[d], d, place, d === 'ingress' ? seen : undefined)));
       for (const d of missing) {
         // Defunct (the interface was replaced) or removed behind our back: drop the stale handle.
         try {
@@ -455,24 +457,26 @@ export class TcBackend implements RedirectBackend {
           delete links[d];
         });
       }
-      // A link the pod no longer needs (DNS capture turned off, or prepared for a pod without
-      // it): inert already (its programs read dns_port 0), so detached after this enroll
-      // returns, off its path. Unpinned now: a later enroll that wants it pins a new one.
-      for (const d of DIRECTIONS.filter((x) => !keys.includes(x) && links[x])) {
-        const l = links[d]!;
-        delete links[d];
-        if (l.pinPath) l.unpin();
-        this.background(detachLinkAsync(l).catch(() => l.close()));
-      }
-      this.links.set(cookie, links);
-      this.prepared.delete(cookie); // claimed
-      const ifindex = legacy ? 0 : links.ingress?.info().ifindex ?? 0;
+      const ifindex = legacy ? 0 : missing.includes('ingress') || seen.ifindex === undefined ? links.ingress?.info().ifindex ?? 0 : seen.ifindex;
       place.ifindex = ifindex;
       maps.writeMeta(cookie, want.ref, place);
       if (same) maps.deleteSelections(same.gen, same.ports);
+      // A link the pod no longer needs (DNS capture turned off, or prepared for a pod without
+      // it): inert already (its programs read dns_port 0), so detached after this enroll
+      // returns, off its path (the detach holds rtnl_lock for a grace period). Unpinned now: a
+      // later enroll that wants it pins a new one.
+      const unneeded = DIRECTIONS.filter((x) => !keys.includes(x) && links[x]).map((d) => {
+        const l = links[d]!;
+        delete links[d];
+        if (l.pinPath) l.unpin();
+        return l;
+      });
+      this.links.set(cookie, links);
+      this.prepared.delete(cookie); // claimed
       this.installed.set(cookie, { ...want, netnsCookie: cookie, gen, place });
       // Where an enroll's time goes (README "Enroll latency"): netns rules/routes/sysctl, maps, link attaches.
       this.node?.log.debug({ pod: who, setupMs: +(tSetup - t0).toFixed(3), mapsMs: +(tMaps - tSetup).toFixed(3), linksMs: +(performance.now() - tMaps).toFixed(3), attached: missing }, 'tc: enrolled');
+      for (const l of unneeded) this.background(detachLinkAsync(l).catch(() => l.close()));
     } catch (err) {
       for (const u of undo.reverse()) {
         try {
@@ -529,12 +533,14 @@ export class TcBackend implements RedirectBackend {
   }
 
   /** A tcx link is live while its device exists; a cls_bpf filter while the kernel still has it. */
-  private linkLive(link: BpfLink, d: Direction, place: PodPlace): boolean {
+  private linkLive(link: BpfLink, d: Direction, place: PodPlace, seen?: { ifindex?: number }): boolean {
     try {
       if (d === 'lookup') return (link.info().netnsIno ?? 0) !== 0;
       const h = this.hook(d, place.ifname);
       if (link.kind === 'tc-legacy') return clsactProgId(h.ifname, h.dir, { netns: place.netnsPath, handle: CLSACT_HANDLE, priority: CLSACT_PRIORITY }) !== 0;
-      return (link.info().ifindex ?? 0) !== 0;
+      const ifindex = link.info().ifindex ?? 0;
+      if (seen) seen.ifindex = ifindex;
+      return ifindex !== 0;
     } catch {
       return false;
     }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * tcx/egress on the pod's eth0, inside the pod netns (one link per enrolled pod). Hairpins to
+ * tcx/egress on the pod's eth0, inside the pod netns (one link per enrolled or prepared pod;
+ * a prepared one is idle until enroll writes the pod's tc_pod entry). Hairpins to
  * eth0's own ingress, marked SHUNT_TC_MARK (ingress.bpf.c then hands them to ztunnel):
  *  - an app's connection-opening SYN (not ztunnel's: its sockets carry mark 0x539) to a
  *    captured destination: ztunnel's outbound listener takes it there;

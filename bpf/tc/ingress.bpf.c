@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * tcx/ingress on the pod's eth0, inside the pod netns (one link per enrolled pod):
+ * tcx/ingress on the pod's eth0, inside the pod netns (one link per enrolled or prepared pod;
+ * prepared = attached before the pod's enroll, idle: no tc_pod entry, every packet TCX_NEXT):
  *  - a packet the egress program hairpinned (mark SHUNT_TC_MARK): the app's outbound connection
  *    or the app's reply to one of ztunnel's spoofed-source connections -> ztunnel's socket of
  *    that connection, else (a SYN) ztunnel's outbound listener (15001);

@@ -29,7 +29,7 @@ import { createBackends } from '../backends';
 import { NetnsDiscovery } from '../netns/discovery';
 import { withDiscoveredNetns } from '../netns/enrich';
 import { listNetnsIps } from '../netns/ips';
-import { NetnsPreparer, isPreparingBackend } from '../netns/preparer';
+import { NetnsPreparer, isPodAddress, isPreparingBackend } from '../netns/preparer';
 import { nodeContext, nodePaths, type NodeStateOptions } from '../node-state/context';
 import { startHttpServer, type AgentHttpServer } from '../observability/http';
 import type { AgentLogger } from '../observability/log';
@@ -194,6 +194,7 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
           log: log.child({ component: 'netns-prepare' }),
           registry: metrics.registry,
           ...(settings.netnsPrefix ? { namePrefix: settings.netnsPrefix } : {}),
+          ready: async (p) => (await listNetnsIps(p)).some(isPodAddress),
           ...settings.netnsPrepare,
         });
         await preparer.start();

@@ -97,8 +97,8 @@ describe('NetnsPreparer', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const start = async (o: { graceMs?: number; maxPrepared?: number; namePrefix?: string; sweepMs?: number } = {}): Promise<NetnsPreparer> => {
-    prep = new NetnsPreparer({ backend, log, registry, runDirs: [dir], sweepMs: o.sweepMs ?? 50, graceMs: o.graceMs ?? 60_000, ...(o.maxPrepared ? { maxPrepared: o.maxPrepared } : {}), ...(o.namePrefix ? { namePrefix: o.namePrefix } : {}) });
+  const start = async (o: { graceMs?: number; maxPrepared?: number; namePrefix?: string; sweepMs?: number; ready?: (p: string) => Promise<boolean> } = {}): Promise<NetnsPreparer> => {
+    prep = new NetnsPreparer({ backend, log, registry, runDirs: [dir], sweepMs: o.sweepMs ?? 50, ...(o.ready ? { ready: o.ready } : {}), graceMs: o.graceMs ?? 60_000, ...(o.maxPrepared ? { maxPrepared: o.maxPrepared } : {}), ...(o.namePrefix ? { namePrefix: o.namePrefix } : {}) });
     await prep.start();
     return prep;
   };
@@ -146,6 +146,18 @@ describe('NetnsPreparer', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(backend.calls.filter((c) => c === 'prepare never').length).toBe(n); // bounded: no more tries
     expect((await counted())['gave_up']).toBe(1);
+  });
+
+  test('not configured by the CNI yet (no pod address): nothing attached until it is', async () => {
+    let addressed = false;
+    let asked = 0;
+    await start({ ready: async () => (asked++, addressed) });
+    add('cni');
+    await until('asked a few times', () => asked >= 3);
+    expect(backend.calls).toEqual([]);
+    addressed = true;
+    await until('prepared', () => backend.prepared.size === 1);
+    expect(backend.calls).toEqual(['prepare cni']);
   });
 
   test('a cap on prepared-but-unclaimed netns: beyond it, new netns are not prepared (they enroll cold)', async () => {

@@ -28,6 +28,12 @@ export interface PreparingBackend {
   preparedNetns(): Array<{ cookie: string; netnsPath?: string; since: number; adopted: boolean }>;
 }
 
+/** An address a CNI gives a pod (not loopback, not link-local). */
+export function isPodAddress(ip: string): boolean {
+  const l = ip.toLowerCase();
+  return !(l === '::1' || l.startsWith('127.') || l.startsWith('fe80:') || l.startsWith('169.254.'));
+}
+
 export function isPreparingBackend(b: unknown): b is PreparingBackend {
   const x = b as Partial<PreparingBackend> | null;
   return !!x && typeof x.prepare === 'function' && typeof x.release === 'function' && typeof x.preparedNetns === 'function';
@@ -50,6 +56,12 @@ export interface NetnsPreparerOptions {
   maxPrepared?: number;
   /** Re-read of the dirs and grace check (default 1 s). */
   sweepMs?: number;
+  /**
+   * Whether the CNI is done with the netns (e.g. it has a pod address); not ready yet is
+   * retried like a missing eth0. Attaching only then also puts ours after programs the CNI
+   * attaches in the pod during its ADD (a later one comes after ours: README, attach position).
+   */
+  ready?: (netnsPath: string) => Promise<boolean>;
   now?: () => number;
 }
 
@@ -231,6 +243,7 @@ export class NetnsPreparer {
     const t0 = performance.now();
     let why = '';
     try {
+      if (this.opts.ready && !(await this.opts.ready(t.path))) return this.retry(t, 'the CNI has not configured it yet');
       const r = await this.opts.backend.prepare(t.path);
       t.cookie = r.cookie || t.cookie;
       if (r.state === 'prepared' || r.state === 'adopted') {
@@ -248,7 +261,11 @@ export class NetnsPreparer {
     } catch (err) {
       why = (err as Error).message; // e.g. the bind mount is not in place yet
     }
-    // Not ready (CNI ADD not done) or a passing error: retried with backoff within the grace time.
+    this.retry(t, why);
+  }
+
+  /** Not ready (CNI ADD not done) or a passing error: retried with backoff within the grace time. */
+  private retry(t: Tracked, why: string): void {
     const age = this.now() - t.since;
     if (age >= this.graceMs) {
       t.state = 'done';
@@ -256,7 +273,8 @@ export class NetnsPreparer {
       this.opts.log.warn({ netns: t.path, reason: why, graceMs: this.graceMs }, 'netns prepare: gave up (its pod, if ambient, enrolls cold)');
       return;
     }
-    const delay = Math.min(1000, 20 * 2 ** Math.min(6, t.attempts++));
+    // Soon at first (the pod event follows the CNI's ADD closely), then every 200 ms.
+    const delay = Math.min(200, 20 * 2 ** Math.min(4, t.attempts++));
     setTimeout(() => this.enqueue(() => this.prepare(t)), delay).unref();
   }
 

@@ -707,4 +707,23 @@ describe('tc backend: netns prepared ahead of enroll', () => {
     expect(backend.preparedNetns()).toEqual([]);
     expect(fs.existsSync(`${backend.pinDir}/netns/${gone.cookie}`)).toBe(false);
   });
+
+  test('prepare and enroll of one netns at once (the netns watcher racing the pod event) take turns: one set of links, redirected', async () => {
+    // Attached now, both CNI programs being there: ours last.
+    const ours = { ingress: ['cni_ingress', 'cni_ingress', 'shunt_tc_ingress'], egress: ['cni_egress', 'cni_egress', 'shunt_tc_egress'] };
+    const [first] = await Promise.all([backend.prepare(pod.netnsPath!), backend.enroll(pod)]);
+    expect(first.state).toBe('prepared');
+    expect(tcxPrograms(pod.netnsPath!)).toEqual(ours);
+    expect((await talk({ netns: pod.netnsPath!, family: 4, to: { address: tb.pod('peer').ipv4, port: APP_PORT } })).reply).toBe('ztunnel-15001');
+    await backend.unenroll(pod);
+    await backend.settled();
+    const [, second] = await Promise.all([backend.enroll(pod), backend.prepare(pod.netnsPath!)]);
+    expect(second.state).toBe('enrolled');
+    expect(tcxPrograms(pod.netnsPath!)).toEqual(ours);
+    await backend.unenroll(pod);
+    await backend.settled();
+    expect(tcxPrograms(pod.netnsPath!)).toEqual({ ingress: ['cni_ingress', 'cni_ingress'], egress: ['cni_egress', 'cni_egress'] });
+    expect(tcxPrograms(pod.netnsPath!, 'lo')).toEqual({ ingress: [], egress: [] });
+    expect(netnsSnapshot(pod.netnsPath!)).toBe(pristine);
+  });
 });

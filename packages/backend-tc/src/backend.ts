@@ -258,6 +258,10 @@ export class TcBackend implements RedirectBackend {
     }
     this.installed = new Map(this.maps.readPods().map((p) => [p.netnsCookie, p]));
     for (const cookie of this.installed.keys()) this.links.set(cookie, this.adoptLinks(cookie));
+    // Pins of no registered pod: prepared netns (counted for status; their links are not opened).
+    if (fs.existsSync(this.netnsDir))
+      for (const name of fs.readdirSync(this.netnsDir))
+        if (/^[0-9]+$/.test(name) && !this.installed.has(BigInt(name))) this.prepared.set(BigInt(name), { cookie: name, since: Date.now(), adopted: true });
   }
 
   private requireWritable(op: string): TcMaps {

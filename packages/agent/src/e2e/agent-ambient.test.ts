@@ -170,6 +170,7 @@ it('a pod netns that appears while the agent runs is prepared (idle links): an a
     await agent.waitLog(isLog('netns prepared: tc links attached, idle until its pod is enrolled', '-pod-late'), 20_000);
     await agent.waitLog(isLog('netns prepared: tc links attached, idle until its pod is enrolled', '-pod-lateplain'), 20_000);
     expect(tcxAttachments('lateplain').map((t) => (t as { name: string }).name).sort()).toEqual(['shunt_tc_egress', 'shunt_tc_ingress']);
+    expect(runCli(['status', ...nodeArgs()])).toMatch(/^tc: node ready, 2 pod\(s\) installed, 2 netns prepared \(idle links\)$/m);
     // Prepared, not enrolled: its traffic is untouched (c is not a member either: no ztunnel leg anywhere).
     const since = Date.now();
     expect(await tb.echo('lateplain', tb.pod('c').ipv4, ECHO, 'idle')).toBe('idle');

@@ -62,7 +62,10 @@ class FakeBackend implements PreparingBackend {
   }
 }
 
-async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
+// Generous bounds: the machine running these may be loaded (timings here are bookkeeping, not claims).
+jest.setTimeout(30_000);
+
+async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
@@ -118,20 +121,20 @@ describe('NetnsPreparer', () => {
   });
 
   test('unclaimed within the grace time: released (as is one whose run-dir entry went away first)', async () => {
-    await start({ graceMs: 300 });
+    await start({ graceMs: 3000 });
     add('idle');
     const gone = add('gone');
     await until('both prepared', () => backend.prepared.size === 2);
     unlinkSync(gone);
     await until('gone released', () => backend.calls.includes(`release ${backend.cookieOf(gone)}`));
     expect(backend.prepared.size).toBe(1);
-    await until('idle released', () => backend.prepared.size === 0, 3000);
+    await until('idle released', () => backend.prepared.size === 0);
     expect(await counted()).toEqual({ prepared: 2, released: 2 });
-    expect(log.lines.filter((l) => l.msg.startsWith('prepared netns released')).map((l) => (l.o as { reason: string }).reason)).toEqual(['netns gone', 'no ambient pod claimed it within 300 ms']);
+    expect(log.lines.filter((l) => l.msg.startsWith('prepared netns released')).map((l) => (l.o as { reason: string }).reason)).toEqual(['netns gone', 'no ambient pod claimed it within 3000 ms']);
   });
 
   test('no eth0 yet: retried with backoff until it has one; given up after the grace time', async () => {
-    await start({ graceMs: 400 });
+    await start({ graceMs: 2000 });
     const late = path.join(dir, 'late');
     const never = path.join(dir, 'never');
     backend.noIface.add(late);
@@ -141,7 +144,7 @@ describe('NetnsPreparer', () => {
     await until('a few retries', () => backend.calls.filter((c) => c === 'prepare late').length >= 3);
     backend.noIface.delete(late); // CNI ADD done
     await until('late prepared', () => backend.prepared.size === 1);
-    await until('never given up', () => log.lines.some((l) => l.msg.startsWith('netns prepare: gave up')), 3000);
+    await until('never given up', () => log.lines.some((l) => l.msg.startsWith('netns prepare: gave up')));
     const n = backend.calls.filter((c) => c === 'prepare never').length;
     await new Promise((r) => setTimeout(r, 300));
     expect(backend.calls.filter((c) => c === 'prepare never').length).toBe(n); // bounded: no more tries
@@ -175,7 +178,7 @@ describe('NetnsPreparer', () => {
     // 222's pod is enrolled right after the restart (on the adopted links).
     backend.enrolled.add('222');
     backend.prepared.delete('222');
-    await until('111 released', () => backend.prepared.size === 0, 3000);
+    await until('111 released', () => backend.prepared.size === 0);
     expect(backend.calls).toContain('release 111');
     expect(backend.calls).not.toContain('release 222');
   });

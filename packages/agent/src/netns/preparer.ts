@@ -14,7 +14,8 @@
 // (links detached: the netns as found), as is one whose run-dir entry went away. Netns present
 // when the agent starts are not prepared (their pods come with the first sync and enroll cold);
 // prepared links adopted from an earlier agent are given the grace time again, then released.
-// Bounded: at most `maxPrepared` prepared-but-unclaimed netns, prepares run one at a time.
+// Bounded: at most `maxPrepared` prepared-but-unclaimed netns, prepares run one at a time; a
+// re-read costs one readdir per dir (only names not seen before are stat'ed).
 import { promises as fsp, statSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -130,7 +131,7 @@ export class NetnsPreparer {
   /** Notes what exists already (not prepared), adopts an earlier agent's prepared links, starts watching. */
   async start(): Promise<void> {
     const t = this.now();
-    for (const e of await this.list()) this.tracked.set(e.path, { path: e.path, inode: e.inode, since: t, state: 'done', attempts: 0 });
+    for (const p of await this.listPaths()) this.tracked.set(p, { path: p, since: t, state: 'done', attempts: 0 });
     for (const p of this.opts.backend.preparedNetns()) {
       const key = p.netnsPath ?? `cookie:${p.cookie}`;
       this.tracked.set(key, { ...(p.netnsPath ? { path: p.netnsPath } : {}), cookie: p.cookie, since: t, state: 'prepared', attempts: 0 });
@@ -182,8 +183,9 @@ export class NetnsPreparer {
     }, 5);
   }
 
-  private async list(): Promise<Array<{ path: string; inode: number }>> {
-    const out: Array<{ path: string; inode: number }> = [];
+  /** The run dirs' entries (names only: a re-read costs one readdir, not a stat per netns). */
+  private async listPaths(): Promise<string[]> {
+    const out: string[] = [];
     for (const dir of this.runDirs) {
       let names: string[];
       try {
@@ -191,28 +193,24 @@ export class NetnsPreparer {
       } catch {
         continue;
       }
-      for (const name of names) {
-        if (this.opts.namePrefix && !name.startsWith(this.opts.namePrefix)) continue;
-        const p = path.join(dir, name);
-        const ino = inodeOf(p);
-        if (ino !== null && ino !== this.hostInode) out.push({ path: p, inode: ino });
-      }
+      for (const name of names) if (!this.opts.namePrefix || name.startsWith(this.opts.namePrefix)) out.push(path.join(dir, name));
     }
     return out;
   }
 
   private async rescan(): Promise<void> {
     if (this.stopped) return;
-    const present = await this.list();
-    const here = new Set(present.map((e) => e.path));
-    for (const e of present) {
-      const t = this.tracked.get(e.path);
-      // New, or a path now holding another netns (a done entry's inode changed).
-      if (!t || (t.state === 'done' && t.inode !== e.inode)) {
-        const entry: Tracked = { path: e.path, inode: e.inode, since: this.now(), state: 'waiting', attempts: 0 };
-        this.tracked.set(e.path, entry);
-        this.enqueue(() => this.prepare(entry));
-      }
+    const paths = await this.listPaths();
+    const here = new Set(paths);
+    for (const p of paths) {
+      // Known names are not looked at again: runtimes never reuse a pod netns name (a sandbox
+      // recreated gets a new one), and a name that went away is forgotten below.
+      if (this.tracked.has(p)) continue;
+      const ino = inodeOf(p);
+      if (ino === null) continue; // gone again already
+      const entry: Tracked = { path: p, inode: ino, since: this.now(), state: ino === this.hostInode ? 'done' : 'waiting', attempts: 0 };
+      this.tracked.set(p, entry);
+      if (entry.state === 'waiting') this.enqueue(() => this.prepare(entry));
     }
     // Gone from the run dir: the pod's sandbox was removed before (or after) its enroll.
     for (const [key, t] of this.tracked) {

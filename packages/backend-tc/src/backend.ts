@@ -189,7 +189,7 @@ export class TcBackend implements RedirectBackend {
       }
       // Links without a registered pod: a netns prepared by an earlier agent (or an unenroll
       // interrupted between maps and links; idle alike, no tc_pod entry). Live ones are adopted
-      // as prepared (whoever prepares netns releases them if no pod claims them: prepared());
+      // as prepared (whoever prepares netns releases them if no pod claims them: preparedNetns());
       // defunct ones (the netns is gone) are dropped now.
       const links = cookie === null ? {} : this.adoptLinks(cookie);
       const place = this.idlePlace('');

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * tcx/egress on the pod's eth0, inside the pod netns (one link per enrolled pod). Hairpins to
+ * tcx/egress on the pod's eth0, inside the pod netns (one link per enrolled or prepared pod;
+ * a prepared one is idle until enroll writes the pod's tc_pod entry). Hairpins to
  * eth0's own ingress, marked SHUNT_TC_MARK (ingress.bpf.c then hands them to ztunnel):
  *  - an app's connection-opening SYN (not ztunnel's: its sockets carry mark 0x539) to a
  *    captured destination: ztunnel's outbound listener takes it there;
@@ -70,13 +71,16 @@ int shunt_tc_egress(struct __sk_buff *skb)
 	struct pkt p = {};
 	if (parse_l4(skb, &p, 1))
 		return TCX_NEXT;
+	/* The idle check first: from an address that is not enrolled (a netns prepared ahead of its
+	 * pod's enroll has none) nothing is taken or counted. ztunnel's spoofed-source packets
+	 * (another pod's address) pass here too, as they do below: they carry its mark. */
+	struct shunt_tc_pod *cfg = bpf_map_lookup_elem(&tc_pod, &p.src);
+	if (!cfg)
+		return TCX_NEXT;
 	if (is_proxy_mark(skb->mark)) {
 		count(SHUNT_TC_CNT_OUT_PROXY);
 		return TCX_NEXT;
 	}
-	struct shunt_tc_pod *cfg = bpf_map_lookup_elem(&tc_pod, &p.src);
-	if (!cfg)
-		return TCX_NEXT;
 	if (p.proto == IPPROTO_UDP_)
 		return dns_query(skb, &p, cfg);
 	if (is_syn(&p)) {

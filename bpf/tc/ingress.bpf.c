@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * tcx/ingress on the pod's eth0, inside the pod netns (one link per enrolled pod):
+ * tcx/ingress on the pod's eth0, inside the pod netns (one link per enrolled or prepared pod;
+ * prepared = attached before the pod's enroll, idle: no tc_pod entry, every packet TCX_NEXT):
  *  - a packet the egress program hairpinned (mark SHUNT_TC_MARK): the app's outbound connection
  *    or the app's reply to one of ztunnel's spoofed-source connections -> ztunnel's socket of
  *    that connection, else (a SYN) ztunnel's outbound listener (15001);
@@ -172,6 +173,12 @@ int shunt_tc_ingress(struct __sk_buff *skb)
 		return TCX_NEXT;
 	if (is_proxy_mark(mark))
 		return TCX_NEXT;
+	/* The idle check, before anything else is done or counted: a netns prepared ahead of its
+	 * pod's enroll (links attached, no tc_pod entry for its addresses yet) or a packet to an
+	 * address that is not enrolled passes untouched and uncounted. */
+	struct shunt_tc_pod *cfg = bpf_map_lookup_elem(&tc_pod, &p.dst);
+	if (!cfg)
+		return TCX_NEXT;
 	if (!is_syn(&p)) {
 		/* Inbound to a local address: the stack's own lookup finds the socket owning the
 		 * connection (ztunnel's accepted one for a captured connection), exactly what an
@@ -179,10 +186,6 @@ int shunt_tc_ingress(struct __sk_buff *skb)
 		count(SHUNT_TC_CNT_IN_ESTABLISHED);
 		return TCX_NEXT;
 	}
-
-	struct shunt_tc_pod *cfg = bpf_map_lookup_elem(&tc_pod, &p.dst);
-	if (!cfg)
-		return TCX_NEXT; /* not to an enrolled address of this pod (or pod not enrolled yet) */
 	if (p.dport == cfg->tunnel_port) {
 		count(SHUNT_TC_CNT_IN_TUNNEL);
 		return TCX_NEXT;

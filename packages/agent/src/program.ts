@@ -25,6 +25,13 @@ function positiveInt(name: string) {
     return n;
   };
 }
+function nonNegativeInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got ${JSON.stringify(v)}`);
+    return n;
+  };
+}
 
 /** Options shared by commands that look at this node's kernel state. */
 function nodeStateOptions(cmd: Command): Command {
@@ -71,7 +78,9 @@ export function buildProgram(io: Io = processIo): Command {
         'pods the node\'s sockops maps hold; every map size derives from it (env SHUNT_MAX_PODS; default 1024). ' +
           'A pod beyond it fails with a reason naming this setting. Pinned maps keep their size until a cleanup',
       )
-      .option('--cleanup-on-exit', 'remove everything this agent installed when it stops (uninstall); default: leave redirect in place', false),
+      .option('--cleanup-on-exit', 'remove everything this agent installed when it stops (uninstall); default: leave redirect in place', false)
+      // tc (ambient): pod netns are prepared (links attached idle) when they appear; released after this if no ambient pod claims them. 0: off.
+      .addOption(new Option('--netns-prepare-grace-ms <ms>', 'tc backend: release a netns prepared ahead of enroll after this if no ambient pod claimed it (default 30000; 0 turns preparing off)').argParser(nonNegativeInt('--netns-prepare-grace-ms'))),
   ).action(async (opts) => {
     const { agentCommand } = await import('./commands/agent');
     process.exitCode = await agentCommand(opts, io);

@@ -6,7 +6,8 @@
  * original destination), not only that an answer came back.
  */
 import * as fs from 'node:fs';
-import { BpfObject, MessageSocket, bpfObjectPath, netnsListen, type BpfLink, type ReceivedMessage } from '@shunt/libbpf';
+import { execFileSync } from 'node:child_process';
+import { BpfLink, BpfObject, MessageSocket, bpfObjectPath, netnsCookie, netnsListen, type ReceivedMessage } from '@shunt/libbpf';
 import { Netlink } from '@shunt/netlink';
 import { Testbed } from '@shunt/testbed';
 import type { MeshPod } from '@shunt/core';
@@ -318,6 +319,7 @@ describe('tc backend: tcx + sk_assign to ztunnel sockets inside the pod netns', 
       expect(await ask(amb.netnsPath!)).toBe('real');
       // DNS capture turned off: the lo link goes, queries go to the server again.
       await backend.enroll(meshPod(tb, 'amb2'));
+      await backend.settled(); // the DNS link no longer needed is detached after enroll returned
       expect(tcxPrograms(pod.netnsPath, 'lo').egress).toEqual([]);
       expect(await ask(pod.netnsPath)).toBe('real');
     } finally {
@@ -476,5 +478,252 @@ describe('tc backend: tcx + sk_assign to ztunnel sockets inside the pod netns', 
     expect(r.reply).toBe('peer-app');
     backend = new TcBackend();
     await backend.start(nodeContext(bpffsRoot));
+  });
+});
+
+/**
+ * Prepared netns (README "Lifecycle"): links attached before the pod's enroll, idle until it.
+ * The CNI stand-in programs sit before ours (attached first) and after ours (attached after
+ * prepare): the one after sees a packet only if ours passed it on (TCX_NEXT).
+ */
+describe('tc backend: netns prepared ahead of enroll', () => {
+  let tb: Testbed;
+  let bpffsRoot = '';
+  let backend: TcBackend;
+  let pod: MeshPod;
+  let z: ZtunnelSockets;
+  let pristine = '';
+  const peerSvc = new Service('peer-app');
+  const appSvc = new Service('prep-app');
+  const cni = { before: null as BpfObject | null, after: null as BpfObject | null, links: [] as BpfLink[] };
+
+  beforeAll(async () => {
+    tb = await Testbed.create({ pods: [{ name: 'prep', mesh: 'ambient' }, { name: 'peer' }] });
+    bpffsRoot = `/sys/fs/bpf/${tb.prefix}-tcprep`;
+    fs.mkdirSync(bpffsRoot, { recursive: true });
+    tb.track('tc pins', async () => fs.rmSync(bpffsRoot, { recursive: true, force: true }));
+    for (const f of [4, 6] as const) {
+      await peerSvc.listen({ netns: tb.pod('peer').netnsPath, family: f, v6Only: f === 6, reuseAddr: true, bind: { port: APP_PORT } });
+      await appSvc.listen({ netns: tb.pod('prep').netnsPath, family: f, v6Only: f === 6, reuseAddr: true, bind: { port: AMB_PORT } });
+    }
+    pristine = netnsSnapshot(tb.pod('prep').netnsPath);
+    // ztunnel's sockets are there from the start: a prepared netns that captured anything would show it.
+    z = await ZtunnelSockets.open(tb.pod('prep').netnsPath);
+    pod = meshPod(tb, 'prep');
+    const port = Buffer.alloc(4);
+    port.writeUInt32LE(APP_PORT);
+    cni.before = BpfObject.open(bpfObjectPath('tc/test/cni_standin.bpf.o'));
+    cni.before.map('cni_cfg').update(Buffer.alloc(4), port);
+    cni.links.push(cni.before.program('cni_ingress').attachTc('eth0', 'ingress', { netns: pod.netnsPath!, mode: 'tcx' }));
+    cni.links.push(cni.before.program('cni_egress').attachTc('eth0', 'egress', { netns: pod.netnsPath!, mode: 'tcx' }));
+    cni.after = BpfObject.open(bpfObjectPath('tc/test/cni_standin.bpf.o'));
+    cni.after.map('cni_cfg').update(Buffer.alloc(4), port);
+    backend = new TcBackend();
+    await backend.start(nodeContext(bpffsRoot));
+  }, 60_000);
+
+  afterAll(async () => {
+    await backend?.stop({ cleanup: true }).catch(() => undefined);
+    for (const l of cni.links) l.detach();
+    cni.before?.close();
+    cni.after?.close();
+    await z?.close();
+    await Promise.all([peerSvc.close(), appSvc.close()]);
+    await tb?.dispose();
+  }, 60_000);
+
+  const counters = async (): Promise<Record<string, number>> => (await backend.observe()).counters;
+  const cookie = (): string => netnsCookie(pod.netnsPath!).toString();
+  const pinDir = (): string => `${backend.pinDir}/netns/${cookie()}`;
+  const seen = (o: BpfObject): { ingress: number; egress: number } => {
+    const m = o.map('cni_seen');
+    const k = (i: number): Buffer => Buffer.from([i, 0, 0, 0]);
+    return { ingress: Number(m.lookup(k(0))!.readBigUInt64LE(0)), egress: Number(m.lookup(k(1))!.readBigUInt64LE(0)) };
+  };
+  /** Pinned link ids of the netns (what enroll must reuse, not re-attach). */
+  const pinnedIds = (): Record<string, number> =>
+    Object.fromEntries(fs.readdirSync(pinDir()).sort().map((d) => {
+      const l = BpfLink.fromPin(`${pinDir()}/${d}`);
+      try {
+        return [d, l.info().id];
+      } finally {
+        l.close();
+      }
+    }));
+  const nonZero = (a: Record<string, number>, b: Record<string, number>): Record<string, number> =>
+    Object.fromEntries(Object.keys(b).map((k) => [k, (b[k] ?? 0) - (a[k] ?? 0)]).filter(([, v]) => v !== 0));
+
+  test('a netns without eth0 yet (before CNI ADD) is not prepared: no-interface, nothing attached or pinned', async () => {
+    const name = `${tb.prefix}-bare`;
+    execFileSync('ip', ['netns', 'add', name]);
+    try {
+      const r = await backend.prepare(`/var/run/netns/${name}`);
+      expect(r.state).toBe('no-interface');
+      expect(fs.existsSync(`${backend.pinDir}/netns/${r.cookie}`)).toBe(false);
+      expect(backend.preparedNetns()).toEqual([]);
+      expect(tcxPrograms(`/var/run/netns/${name}`, 'lo')).toEqual({ ingress: [], egress: [] });
+    } finally {
+      execFileSync('ip', ['netns', 'del', name]);
+    }
+  });
+
+  test('prepared, not enrolled: traffic untouched both ways (v4, v6), nothing counted; CNI programs before and after ours see every packet, in place', async () => {
+    const flow = async (): Promise<{ before: { ingress: number; egress: number }; after: { ingress: number; egress: number }; replies: string[] }> => {
+      const b0 = seen(cni.before!);
+      const a0 = seen(cni.after!);
+      const replies: string[] = [];
+      for (const f of [4, 6] as const) {
+        const peer = f === 4 ? tb.pod('peer').ipv4 : tb.pod('peer').ipv6;
+        const own = f === 4 ? tb.pod('prep').ipv4 : tb.pod('prep').ipv6;
+        replies.push((await talk({ netns: pod.netnsPath!, family: f, to: { address: peer, port: APP_PORT } })).reply);
+        replies.push((await talk({ netns: tb.pod('peer').netnsPath, family: f, to: { address: own, port: AMB_PORT } })).reply);
+      }
+      await new Promise((res) => setTimeout(res, 200)); // last FIN/ACKs
+      const b1 = seen(cni.before!);
+      const a1 = seen(cni.after!);
+      return { before: { ingress: b1.ingress - b0.ingress, egress: b1.egress - b0.egress }, after: { ingress: a1.ingress - a0.ingress, egress: a1.egress - a0.egress }, replies };
+    };
+    const r = await backend.prepare(pod.netnsPath!);
+    expect(r).toEqual({ cookie: cookie(), state: 'prepared' });
+    expect(await backend.prepare(pod.netnsPath!)).toEqual({ cookie: cookie(), state: 'adopted' }); // idempotent
+    // The CNI's program attached after ours (tail, the kernel's default), as a CNI update would.
+    cni.links.push(cni.after!.program('cni_ingress').attachTc('eth0', 'ingress', { netns: pod.netnsPath!, mode: 'tcx' }));
+    cni.links.push(cni.after!.program('cni_egress').attachTc('eth0', 'egress', { netns: pod.netnsPath!, mode: 'tcx' }));
+    expect(tcxPrograms(pod.netnsPath!)).toEqual({ ingress: ['cni_ingress', 'shunt_tc_ingress', 'cni_ingress'], egress: ['cni_egress', 'shunt_tc_egress', 'cni_egress'] });
+    expect(tcxPrograms(pod.netnsPath!, 'lo').egress).toEqual(['shunt_tc_dns_reply']);
+    expect(backend.preparedNetns()).toEqual([expect.objectContaining({ cookie: cookie(), netnsPath: pod.netnsPath, adopted: false })]);
+    expect((await backend.observe()).pods).toEqual([]); // prepared is not enrolled
+    const c0 = await counters();
+    const zBefore = z.all().length;
+    const f = await flow();
+    expect(f.replies).toEqual(['peer-app', 'prep-app', 'peer-app', 'prep-app']);
+    expect(z.all().length).toBe(zBefore); // nothing reached ztunnel's sockets
+    expect(f.before.egress).toBeGreaterThan(0);
+    expect(f.before.ingress).toBeGreaterThan(0);
+    // Ours passed every packet on: the program after it saw exactly what the one before saw.
+    expect(f.after).toEqual(f.before);
+    expect(nonZero(c0, await counters())).toEqual({});
+    // Nothing besides the links: no rule, route or sysctl of ours.
+    expect(netnsSnapshot(pod.netnsPath!)).toBe(pristine);
+  });
+
+  test('prepared, then enrolled: enroll attaches nothing (same links), redirected from the first connection, same counters as a cold enroll', async () => {
+    const ids = pinnedIds();
+    expect(Object.keys(ids)).toEqual(['dns', 'egress', 'ingress', 'lookup']);
+    const firstConnections = async (): Promise<Record<string, number>> => {
+      const c0 = await counters();
+      const out = await talk({ netns: pod.netnsPath!, family: 4, to: { address: tb.pod('peer').ipv4, port: APP_PORT } });
+      const inb = await talk({ netns: tb.pod('peer').netnsPath, family: 6, to: { address: tb.pod('prep').ipv6, port: AMB_PORT } });
+      expect([out.reply, inb.reply]).toEqual(['ztunnel-15001', 'ztunnel-15006']);
+      expect(z.outbound.accepted.at(-1)!.local).toEqual({ address: tb.pod('peer').ipv4, port: APP_PORT });
+      expect(z.inbound.accepted.at(-1)!.local).toEqual({ address: tb.pod('prep').ipv6, port: AMB_PORT });
+      const d = nonZero(c0, await counters());
+      return { outbound_hairpinned_new: d.outbound_hairpinned_new ?? 0, outbound_to_listener: d.outbound_to_listener ?? 0, inbound_to_listener: d.inbound_to_listener ?? 0 };
+    };
+    await backend.enroll(pod); // the pod event
+    const warm = await firstConnections();
+    expect(warm).toEqual({ outbound_hairpinned_new: 1, outbound_to_listener: 1, inbound_to_listener: 1 });
+    await backend.settled(); // the DNS link this pod (no DNS capture) does not need: detached after enroll returned
+    const { dns: _dns, ...kept } = ids;
+    expect(pinnedIds()).toEqual(kept); // the very links prepare() attached
+    expect(tcxPrograms(pod.netnsPath!, 'lo').egress).toEqual([]);
+    expect(tcxPrograms(pod.netnsPath!)).toEqual({ ingress: ['cni_ingress', 'shunt_tc_ingress', 'cni_ingress'], egress: ['cni_egress', 'shunt_tc_egress', 'cni_egress'] });
+    expect(backend.preparedNetns()).toEqual([]); // claimed
+    const st = await backend.observe();
+    expect(st.pods.map((p) => [p.uid, p.fingerprint])).toEqual([[pod.uid, backend.fingerprint(pod)]]);
+    expect(await backend.release(pod.netnsPath!)).toBe('enrolled'); // a claimed netns is the pod's
+
+    // Cold (as before prepare existed): the same connections count the same.
+    await backend.unenroll(pod);
+    expect(fs.existsSync(pinDir())).toBe(false);
+    await backend.enroll(pod);
+    expect(await firstConnections()).toEqual(warm);
+    await backend.unenroll(pod);
+  });
+
+  test('release() and unenroll of a prepared netns, and stop({cleanup: true}), leave the netns as found and no pins', async () => {
+    const asFound = (): void => {
+      expect(tcxPrograms(pod.netnsPath!)).toEqual({ ingress: ['cni_ingress', 'cni_ingress'], egress: ['cni_egress', 'cni_egress'] });
+      expect(tcxPrograms(pod.netnsPath!, 'lo')).toEqual({ ingress: [], egress: [] });
+      expect(netnsSnapshot(pod.netnsPath!)).toBe(pristine);
+      expect(fs.existsSync(pinDir())).toBe(false);
+      expect(backend.preparedNetns()).toEqual([]);
+    };
+    asFound(); // after the cold unenroll above
+    expect((await backend.prepare(pod.netnsPath!)).state).toBe('prepared');
+    expect(await backend.release(pod.netnsPath!)).toBe('released');
+    asFound();
+    expect(await backend.release(pod.netnsPath!)).toBe('unknown');
+
+    expect((await backend.prepare(pod.netnsPath!)).state).toBe('prepared');
+    await backend.enroll(pod);
+    expect(netnsSnapshot(pod.netnsPath!)).not.toBe(pristine);
+    await backend.unenroll(pod);
+    await backend.settled();
+    asFound();
+
+    expect((await backend.prepare(pod.netnsPath!)).state).toBe('prepared');
+    await backend.stop({ cleanup: true });
+    expect(fs.existsSync(`${bpffsRoot}/tc`)).toBe(false);
+    backend = new TcBackend();
+    await backend.start(nodeContext(bpffsRoot));
+    asFound();
+    expect((await talk({ netns: pod.netnsPath!, family: 4, to: { address: tb.pod('peer').ipv4, port: APP_PORT } })).reply).toBe('peer-app');
+  });
+
+  test('a restarted backend adopts prepared links (enroll reuses them) or releases them; links of a netns gone meanwhile are dropped at start', async () => {
+    expect((await backend.prepare(pod.netnsPath!)).state).toBe('prepared');
+    const ids = pinnedIds();
+    await backend.stop({ cleanup: false }); // the agent goes away: prepared links stay (pinned)
+    expect(tcxPrograms(pod.netnsPath!).ingress).toContain('shunt_tc_ingress');
+    backend = new TcBackend();
+    await backend.start(nodeContext(bpffsRoot));
+    expect(backend.preparedNetns()).toEqual([expect.objectContaining({ cookie: cookie(), adopted: true })]);
+    expect((await backend.prepare(pod.netnsPath!)).state).toBe('adopted');
+    await backend.enroll(pod);
+    expect((await talk({ netns: pod.netnsPath!, family: 4, to: { address: tb.pod('peer').ipv4, port: APP_PORT } })).reply).toBe('ztunnel-15001');
+    await backend.settled();
+    const { dns: _dns, ...kept } = ids;
+    expect(pinnedIds()).toEqual(kept);
+    await backend.unenroll(pod);
+
+    // Adopted, then released by whoever prepares (the agent's watcher when no pod claimed it).
+    expect((await backend.prepare(pod.netnsPath!)).state).toBe('prepared');
+    await backend.stop({ cleanup: false });
+    backend = new TcBackend();
+    await backend.start(nodeContext(bpffsRoot));
+    expect(await backend.release(BigInt(cookie()))).toBe('released');
+    expect(tcxPrograms(pod.netnsPath!).ingress).toEqual(['cni_ingress', 'cni_ingress']);
+    expect(fs.existsSync(pinDir())).toBe(false);
+
+    // A prepared netns deleted while no agent ran: its defunct links are dropped at start.
+    const extra = await tb.addPod({ name: 'gone', mesh: 'ambient' });
+    const gone = await backend.prepare(extra.netnsPath);
+    expect(gone.state).toBe('prepared');
+    await backend.stop({ cleanup: false });
+    await tb.removePod('gone');
+    backend = new TcBackend();
+    await backend.start(nodeContext(bpffsRoot));
+    expect(backend.preparedNetns()).toEqual([]);
+    expect(fs.existsSync(`${backend.pinDir}/netns/${gone.cookie}`)).toBe(false);
+  });
+
+  test('prepare and enroll of one netns at once (the netns watcher racing the pod event) take turns: one set of links, redirected', async () => {
+    // Attached now, both CNI programs being there: ours last.
+    const ours = { ingress: ['cni_ingress', 'cni_ingress', 'shunt_tc_ingress'], egress: ['cni_egress', 'cni_egress', 'shunt_tc_egress'] };
+    const [first] = await Promise.all([backend.prepare(pod.netnsPath!), backend.enroll(pod)]);
+    expect(first.state).toBe('prepared');
+    expect(tcxPrograms(pod.netnsPath!)).toEqual(ours);
+    expect((await talk({ netns: pod.netnsPath!, family: 4, to: { address: tb.pod('peer').ipv4, port: APP_PORT } })).reply).toBe('ztunnel-15001');
+    await backend.unenroll(pod);
+    await backend.settled();
+    const [, second] = await Promise.all([backend.enroll(pod), backend.prepare(pod.netnsPath!)]);
+    expect(second.state).toBe('enrolled');
+    expect(tcxPrograms(pod.netnsPath!)).toEqual(ours);
+    await backend.unenroll(pod);
+    await backend.settled();
+    expect(tcxPrograms(pod.netnsPath!)).toEqual({ ingress: ['cni_ingress', 'cni_ingress'], egress: ['cni_egress', 'cni_egress'] });
+    expect(tcxPrograms(pod.netnsPath!, 'lo')).toEqual({ ingress: [], egress: [] });
+    expect(netnsSnapshot(pod.netnsPath!)).toBe(pristine);
   });
 });

@@ -7,6 +7,12 @@
  * plus, in each pod netns, the policy rule, local route and accept_local of netns-setup.ts. The
  * pod registry is the kernel itself: tc_pod_meta (netns cookie -> uid/namespace/name, netns
  * path, what was changed there) next to tc_pod (pod address -> config).
+ *
+ * Prepared netns (README "Lifecycle"): prepare() attaches a netns' links before its pod is
+ * enrolled (when the netns appears, as the kubelet creates it before the pod event that carries
+ * the IP), so enroll() only writes maps, rules and sysctls. A prepared netns has pins under
+ * netns/<cookie>/ and no tc_pod_meta entry; its programs find no tc_pod entry for its addresses
+ * and pass every packet (TCX_NEXT). release() detaches them again.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -27,9 +33,10 @@ import {
 import type { InstalledState, MeshPod, NodeCapabilities, NodeContext, PodRef, RedirectBackend, Support } from '@shunt/core';
 import { CLSACT_HANDLE, CLSACT_PRIORITY, STATE, encodeAddr } from './abi';
 import { TcMaps, type InstalledPod, type PodPlace } from './maps';
-import { PodConfigError, canonical, fingerprintOf, podConfig, podName } from './pod-config';
+import { PodConfigError, canonical, fingerprintOf, podConfig, podName, type TcPodConfig } from './pod-config';
 import { applyNetnsSetup, removeNetnsSetup, removeOwnClsact } from './netns-setup';
 import { tcSupport } from './support';
+import { KeyedLock } from './keyed-lock';
 
 export interface TcOptions {
   /** The pod-side interface the links go on; default 'eth0' (what every CNI names it). */
@@ -62,6 +69,30 @@ function linkKeys(c: { dnsPort: number }): Direction[] {
   return c.dnsPort ? ['ingress', 'lookup', 'dns', 'egress'] : ['ingress', 'lookup', 'egress'];
 }
 
+/** The links prepare() attaches: all of them, DNS's on lo too unless told not to. */
+function prepareKeys(dns: boolean): Direction[] {
+  return dns ? ['ingress', 'lookup', 'dns', 'egress'] : ['ingress', 'lookup', 'egress'];
+}
+
+/** A netns whose links are attached, idle, waiting for its pod's enroll. */
+export interface PreparedNetns {
+  cookie: string;
+  /** Unknown for links a restarted backend adopted from their pins. */
+  netnsPath?: string;
+  /** When this backend first held them (Date.now()). */
+  since: number;
+  /** Adopted from pins left by an earlier agent, not attached by this one. */
+  adopted: boolean;
+}
+
+/**
+ * prepare(): 'prepared' links attached now; 'adopted' they were there already; 'enrolled' the
+ * netns is a pod's (nothing done); 'no-interface' the netns has no `ifname` yet (the CNI has not
+ * run: try again later); 'skipped' the clsact fallback is in use (its filters cannot be pinned
+ * and cost no grace period: attached at enroll).
+ */
+export type PrepareResult = { cookie: string; state: 'prepared' | 'adopted' | 'enrolled' | 'no-interface' | 'skipped' };
+
 /** Appended to an observed pod's fingerprint while a link is missing or defunct (drift: re-enroll). */
 export const LINKS_MISSING = '+links-missing';
 
@@ -86,6 +117,12 @@ export class TcBackend implements RedirectBackend {
   /** What the kernel holds per netns cookie; kept current by enroll/unenroll, re-read by observe(). */
   private installed = new Map<bigint, InstalledPod>();
   private nextGen = 1;
+  /** Netns cookie -> links attached ahead of an enroll (their links are in `links`). */
+  private prepared = new Map<bigint, PreparedNetns>();
+  /** One prepare/enroll/unenroll/release at a time per netns cookie. */
+  private readonly lock = new KeyedLock<bigint>();
+  /** Detaches left to run after the call that decided them returned (see settled()). */
+  private readonly pending = new Set<Promise<void>>();
 
   private readonly attachMode: 'auto' | 'tcx' | 'clsact';
 
@@ -150,13 +187,30 @@ export class TcBackend implements RedirectBackend {
         adopted++;
         continue;
       }
-      // Links of a pod no longer registered: an unenroll interrupted between maps and links.
+      // Links without a registered pod: a netns prepared by an earlier agent (or an unenroll
+      // interrupted between maps and links; idle alike, no tc_pod entry). Live ones are adopted
+      // as prepared (whoever prepares netns releases them if no pod claims them: preparedNetns());
+      // defunct ones (the netns is gone) are dropped now.
+      const links = cookie === null ? {} : this.adoptLinks(cookie);
+      const place = this.idlePlace('');
       for (const d of DIRECTIONS) {
-        const pin = path.join(this.netnsDir, name, d);
-        if (fs.existsSync(pin)) BpfLink.fromPin(pin).detach();
+        const l = links[d];
+        if (l && !this.linkLive(l, d, place)) {
+          try {
+            l.detach();
+          } catch {
+            l.close();
+            fs.rmSync(this.linkPin(cookie!, d), { force: true });
+          }
+          delete links[d];
+        }
       }
-      fs.rmSync(path.join(this.netnsDir, name), { recursive: true, force: true });
+      if (cookie !== null && Object.keys(links).length > 0) {
+        this.links.set(cookie, links);
+        this.prepared.set(cookie, { cookie: cookie.toString(), since: Date.now(), adopted: true });
+      } else fs.rmSync(path.join(this.netnsDir, name), { recursive: true, force: true });
     }
+    if (this.prepared.size > 0) node.log.info({ netns: this.prepared.size, dir: this.dir }, 'tc: adopted prepared (idle) netns links');
     // clsact fallback pods have no pins: their filters are found by handle/priority.
     for (const p of pods)
       if (p.place.state & STATE.CLSACT && !this.links.has(p.netnsCookie)) {
@@ -204,6 +258,10 @@ export class TcBackend implements RedirectBackend {
     }
     this.installed = new Map(this.maps.readPods().map((p) => [p.netnsCookie, p]));
     for (const cookie of this.installed.keys()) this.links.set(cookie, this.adoptLinks(cookie));
+    // Pins of no registered pod: prepared netns (counted for status; their links are not opened).
+    if (fs.existsSync(this.netnsDir))
+      for (const name of fs.readdirSync(this.netnsDir))
+        if (/^[0-9]+$/.test(name) && !this.installed.has(BigInt(name))) this.prepared.set(BigInt(name), { cookie: name, since: Date.now(), adopted: true });
   }
 
   private requireWritable(op: string): TcMaps {
@@ -222,11 +280,117 @@ export class TcBackend implements RedirectBackend {
     return { cookie, netnsPath };
   }
 
+  /** A PodPlace for link liveness checks of links that belong to no pod (prepared). */
+  private idlePlace(netnsPath: string): PodPlace {
+    return { netnsPath, ifname: this.ifname, ifindex: 0, state: 0, saved: [] };
+  }
+
+  /**
+   * Attaches the links of a netns whose pod is not enrolled yet (idle: they pass every packet
+   * until enroll writes the pod's map entries), so that enroll() finds them and attaches
+   * nothing. `dns` (default true): the DNS reply link on lo too (a pod enrolled without DNS
+   * capture has it detached after its enroll returned). Idempotent; a netns already enrolled
+   * is left alone. The clsact fallback prepares nothing (see PrepareResult).
+   */
+  async prepare(netnsPath: string, opts: { dns?: boolean } = {}): Promise<PrepareResult> {
+    this.requireWritable('prepare');
+    if (this.useClsact()) return { cookie: '', state: 'skipped' };
+    if (!fs.existsSync(netnsPath)) throw new TcBackendError(`tc: prepare ${JSON.stringify(netnsPath)}: no such netns`);
+    const cookie = netnsCookie(netnsPath);
+    return this.lock.run(cookie, async () => {
+      const res = (state: PrepareResult['state']): PrepareResult => ({ cookie: cookie.toString(), state });
+      if (this.installed.has(cookie)) return res('enrolled');
+      const links = this.links.get(cookie) ?? {};
+      const place = this.idlePlace(netnsPath);
+      const keys = prepareKeys(opts.dns !== false);
+      const missing = keys.filter((d) => !(links[d] && this.linkLive(links[d], d, place)));
+      for (const d of missing) {
+        try {
+          links[d]?.detach();
+        } catch {
+          links[d]?.close();
+        }
+        delete links[d];
+      }
+      const attached: Direction[] = [];
+      try {
+        for (const d of missing) {
+          links[d] = (await this.attach(d, cookie, netnsPath, false)).link;
+          attached.push(d);
+        }
+      } catch (err) {
+        for (const d of attached.reverse()) {
+          await detachLinkAsync(links[d]!).catch(() => links[d]?.close());
+          delete links[d];
+        }
+        if (Object.keys(links).length === 0) {
+          this.links.delete(cookie);
+          this.prepared.delete(cookie);
+          fs.rmSync(path.join(this.netnsDir, cookie.toString()), { recursive: true, force: true });
+        }
+        // Before the CNI's ADD the netns has no eth0 yet: not an error, the caller retries.
+        if ((err as { code?: string }).code === 'ENODEV' || /ENODEV|No such device/.test((err as Error).message)) return res('no-interface');
+        throw err;
+      }
+      this.links.set(cookie, links);
+      const was = this.prepared.get(cookie);
+      this.prepared.set(cookie, { cookie: cookie.toString(), netnsPath, since: was?.since ?? Date.now(), adopted: (was?.adopted ?? false) && missing.length === 0 });
+      return res(missing.length > 0 ? 'prepared' : 'adopted');
+    });
+  }
+
+  /**
+   * Detaches the links of a prepared netns no pod claimed (by netns path or cookie), leaving it
+   * as found; a netns enrolled meanwhile keeps them ('enrolled'). Works on a netns that is gone
+   * (by cookie). 'unknown': nothing of ours was there.
+   */
+  async release(netns: string | bigint): Promise<'released' | 'enrolled' | 'unknown'> {
+    this.requireWritable('release');
+    const cookie = typeof netns === 'bigint' ? netns : /^[0-9]+$/.test(netns) ? BigInt(netns) : netnsCookie(netns);
+    return this.lock.run(cookie, async () => {
+      if (this.installed.has(cookie)) return 'enrolled';
+      const links = this.links.get(cookie);
+      this.prepared.delete(cookie);
+      if (!links) return 'unknown';
+      await this.detachAll(links);
+      this.links.delete(cookie);
+      fs.rmSync(path.join(this.netnsDir, cookie.toString()), { recursive: true, force: true });
+      return 'released';
+    });
+  }
+
+  /** Netns whose links are attached and idle, waiting for an enroll (or a release). */
+  preparedNetns(): PreparedNetns[] {
+    return [...this.prepared.values()].map((p) => ({ ...p }));
+  }
+
+  /** Resolves when the detaches enroll() left running (a DNS link a pod does not need) are done. */
+  async settled(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all([...this.pending]);
+  }
+
+  /** Egress first (stops hairpinning), then dns, lookup, ingress; off the main thread (tcx). */
+  private async detachAll(links: PodLinks): Promise<void> {
+    for (const d of [...DIRECTIONS].reverse()) {
+      const link = links[d];
+      if (!link) continue;
+      try {
+        await detachLinkAsync(link);
+      } catch {
+        // Defunct (the netns or interface is gone): the kernel holds nothing; drop the handle and pin.
+        if (link.pinPath) link.unpin();
+        link.close();
+      }
+      delete links[d];
+    }
+  }
+
   /**
    * Installs the pod's redirect: netns routing, then maps (config before anything reads it),
    * then the two links (capture starts here, so the first packet after enroll() returns is
    * redirected). All-or-nothing: a failure removes what this call wrote, and the pod keeps
-   * what an earlier enroll installed.
+   * what an earlier enroll installed. A prepared netns already has its links: then enroll
+   * writes maps, rules and sysctls only (no RCU grace period on this path).
    */
   async enroll(pod: MeshPod): Promise<void> {
     const maps = this.requireWritable('enroll');
@@ -237,6 +401,10 @@ export class TcBackend implements RedirectBackend {
     if (pod.hostNetwork) throw new PodConfigError(who, 'hostNetwork', true, 'a host-network pod shares the node netns and cannot be redirected per pod');
     const want = podConfig(pod);
     const { cookie, netnsPath } = this.cookieOf(pod, who);
+    return this.lock.run(cookie, () => this.enrollLocked(maps, who, want, cookie, netnsPath));
+  }
+
+  private async enrollLocked(maps: TcMaps, who: string, want: TcPodConfig, cookie: bigint, netnsPath: string): Promise<void> {
     const same = this.installed.get(cookie);
     if (same && same.ref.uid !== want.ref.uid)
       throw new PodConfigError(who, 'netnsPath', netnsPath, `is enrolled already for pod ${podName(same.ref)}`);
@@ -248,7 +416,9 @@ export class TcBackend implements RedirectBackend {
     try {
       const families = [...new Set(want.ips.map((ip) => (isIPv4(ip) ? 4 : 6) as 4 | 6))];
       const before = same?.place ?? { state: 0, saved: [] };
+      const t0 = performance.now();
       const changes = await applyNetnsSetup(netnsPath, this.ifname, families, before);
+      const tSetup = performance.now();
       const added = { state: changes.state & ~before.state, saved: changes.saved.map((v, i) => (before.saved[i] ? 0 : v)) };
       undo.push(() => removeNetnsSetup(netnsPath, this.ifname, added));
 
@@ -257,6 +427,7 @@ export class TcBackend implements RedirectBackend {
       undo.push(() => (same ? maps.writeMeta(cookie, same.ref, same.place) : maps.meta.delete(cookie)));
       const gen = this.nextGen++;
       maps.writePod(want, cookie, gen, same);
+      const tMaps = performance.now();
       undo.push(() => {
         if (same) maps.writePod(same, cookie, same.gen, { ...want, netnsCookie: cookie, gen, place });
         else for (const ip of want.ips) maps.pod.delete(encodeAddr(ip));
@@ -265,7 +436,9 @@ export class TcBackend implements RedirectBackend {
 
       const links = this.links.get(cookie) ?? {};
       const keys = linkKeys(want);
-      const missing = keys.filter((d) => !(links[d] && this.linkLive(links[d], d, place)));
+      // Each tcx link info read takes rtnl_lock (tcx_link_fill_info): the ifindex is kept from the liveness check.
+      const seen: { ifindex?: number } = {};
+      const missing = keys.filter((d) => !(links[d] && this.linkLive(links[d], d, place, d === 'ingress' ? seen : undefined)));
       for (const d of missing) {
         // Defunct (the interface was replaced) or removed behind our back: drop the stale handle.
         try {
@@ -288,17 +461,26 @@ export class TcBackend implements RedirectBackend {
           delete links[d];
         });
       }
-      // A link the pod no longer needs (DNS capture turned off): inert already, removed now.
-      for (const d of DIRECTIONS.filter((x) => !keys.includes(x) && links[x])) {
-        await detachLinkAsync(links[d]!).catch(() => links[d]?.close());
-        delete links[d];
-      }
-      this.links.set(cookie, links);
-      const ifindex = legacy ? 0 : links.ingress?.info().ifindex ?? 0;
+      const ifindex = legacy ? 0 : missing.includes('ingress') || seen.ifindex === undefined ? links.ingress?.info().ifindex ?? 0 : seen.ifindex;
       place.ifindex = ifindex;
       maps.writeMeta(cookie, want.ref, place);
       if (same) maps.deleteSelections(same.gen, same.ports);
+      // A link the pod no longer needs (DNS capture turned off, or prepared for a pod without
+      // it): inert already (its programs read dns_port 0), so detached after this enroll
+      // returns, off its path (the detach holds rtnl_lock for a grace period). Unpinned now: a
+      // later enroll that wants it pins a new one.
+      const unneeded = DIRECTIONS.filter((x) => !keys.includes(x) && links[x]).map((d) => {
+        const l = links[d]!;
+        delete links[d];
+        if (l.pinPath) l.unpin();
+        return l;
+      });
+      this.links.set(cookie, links);
+      this.prepared.delete(cookie); // claimed
       this.installed.set(cookie, { ...want, netnsCookie: cookie, gen, place });
+      // Where an enroll's time goes (README "Enroll latency"): netns rules/routes/sysctl, maps, link attaches.
+      this.node?.log.debug({ pod: who, setupMs: +(tSetup - t0).toFixed(3), mapsMs: +(tMaps - tSetup).toFixed(3), linksMs: +(performance.now() - tMaps).toFixed(3), attached: missing }, 'tc: enrolled');
+      for (const l of unneeded) this.background(detachLinkAsync(l).catch(() => l.close()));
     } catch (err) {
       for (const u of undo.reverse()) {
         try {
@@ -355,12 +537,14 @@ export class TcBackend implements RedirectBackend {
   }
 
   /** A tcx link is live while its device exists; a cls_bpf filter while the kernel still has it. */
-  private linkLive(link: BpfLink, d: Direction, place: PodPlace): boolean {
+  private linkLive(link: BpfLink, d: Direction, place: PodPlace, seen?: { ifindex?: number }): boolean {
     try {
       if (d === 'lookup') return (link.info().netnsIno ?? 0) !== 0;
       const h = this.hook(d, place.ifname);
       if (link.kind === 'tc-legacy') return clsactProgId(h.ifname, h.dir, { netns: place.netnsPath, handle: CLSACT_HANDLE, priority: CLSACT_PRIORITY }) !== 0;
-      return (link.info().ifindex ?? 0) !== 0;
+      const ifindex = link.info().ifindex ?? 0;
+      if (seen) seen.ifindex = ifindex;
+      return ifindex !== 0;
     } catch {
       return false;
     }
@@ -370,6 +554,11 @@ export class TcBackend implements RedirectBackend {
   private linksLive(cookie: bigint, place: PodPlace, keys: Direction[]): boolean {
     const l = this.links.get(cookie);
     return !!l && keys.every((d) => l[d] !== undefined && this.linkLive(l[d], d, place)) && DIRECTIONS.every((d) => keys.includes(d) || !l[d]);
+  }
+
+  private background(p: Promise<void>): void {
+    const tracked = p.finally(() => this.pending.delete(tracked));
+    this.pending.add(tracked);
   }
 
   /** Map entries first (the programs stop capturing), then the links, then the netns routing. */
@@ -394,7 +583,11 @@ export class TcBackend implements RedirectBackend {
 
   async unenroll(pod: PodRef): Promise<void> {
     const maps = this.requireWritable('unenroll');
-    for (const p of [...this.installed.values()]) if (p.ref.uid === pod.uid) await this.dropPod(maps, p);
+    for (const p of [...this.installed.values()])
+      if (p.ref.uid === pod.uid)
+        await this.lock.run(p.netnsCookie, async () => {
+          if (this.installed.get(p.netnsCookie) === p) await this.dropPod(maps, p);
+        });
   }
 
   private linkState(p: InstalledPod): Partial<Record<Direction, { kind: 'tcx' | 'clsact' | 'netns'; linkId: number; progId: number; ifindex: number; live: boolean } | null>> {
@@ -432,7 +625,7 @@ export class TcBackend implements RedirectBackend {
     return {
       backend: 'tc',
       nodeReady: maps !== null,
-      nodeDetail: { pinDir: this.dir, readOnly: this.readOnly, ifname: this.ifname, tcx: probeTcx().available },
+      nodeDetail: { pinDir: this.dir, readOnly: this.readOnly, ifname: this.ifname, tcx: probeTcx().available, prepared: this.prepared.size },
       pods: pods.map((p) => {
         const links = this.linkState(p);
         const ok = linkKeys(p).every((d) => links[d]?.live === true);
@@ -457,13 +650,17 @@ export class TcBackend implements RedirectBackend {
 
   async stop(opts: { cleanup: boolean }): Promise<void> {
     if (opts.cleanup && this.readOnly) throw new TcBackendError('tc: stop({cleanup: true}) refused: the backend was started read-only, it removes nothing');
+    await this.settled();
     if (opts.cleanup && this.maps) {
       const maps = this.maps;
       for (const p of maps.readPods()) await this.dropPod(maps, p);
+      // Prepared netns no pod claimed: their links go too (the netns as found).
+      for (const cookie of [...this.prepared.keys()]) await this.release(cookie);
     }
     for (const l of this.links.values()) for (const d of DIRECTIONS) l[d]?.close();
     this.links.clear();
     this.installed.clear();
+    this.prepared.clear();
     this.maps?.close();
     this.maps = null;
     for (const d of DIRECTIONS) this.objects[d]?.close();

@@ -3,27 +3,38 @@
  * first connection redirected, seen by a prober that keeps connecting from inside the pod to the
  * peer pod and notes when the first one lands on ztunnel's 15001 socket. Run explicitly:
  *   SHUNT_TC_BENCH=1 npx jest --testPathIgnorePatterns=/node_modules/ src/enroll-latency.manual.test.ts
- * SHUNT_TC_ENROLLS (default 200) enroll/unenroll cycles, SHUNT_TC_ATTACH=clsact for the fallback; prints p50/p99/max of enroll() itself,
- * of enroll -> first redirected connection, and of unenroll().
+ * SHUNT_TC_ENROLLS (default 200) enroll/unenroll cycles of each kind, SHUNT_TC_ATTACH=clsact for the fallback; prints p50/p99/max of
+ * enroll() itself, of enroll -> first redirected connection, and of unenroll(), for two kinds of cycle run alternately:
+ *   warm: the netns prepared (links attached, as the agent does when a netns appears), then after a gap
+ *         (SHUNT_TC_GAP_MS, default 50: the sandbox/CNI ADD -> pod event delay is longer in a real cluster) the enroll;
+ *   cold: enroll of a netns nobody prepared (it attaches the links itself).
+ * With the load average at the start and end (the machine is shared).
  */
+import * as os from 'node:os';
 import * as fs from 'node:fs';
 import { Testbed } from '@shunt/testbed';
 import type { MeshPod } from '@shunt/core';
 import { BpfObject, attachTcxAsync, bpfObjectPath, detachLinkAsync } from '@shunt/libbpf';
 import { PROGRAMS, TcBackend } from './backend';
 import { Service, ZtunnelSockets, talk } from './test-support/sockets';
-import { meshPod, nodeContext } from './test-support/env';
+import { meshPod, nodeContext, silentLog } from './test-support/env';
+
+type Step = { setupMs: number; mapsMs: number; linksMs: number; attached: string[] };
+/** Enroll's own step timings (its debug log line), in enroll order. */
+const steps: Step[] = [];
 
 const run = process.env.SHUNT_TC_BENCH === '1' ? describe : describe.skip;
 const ENROLLS = Number(process.env.SHUNT_TC_ENROLLS ?? 200);
 /** SHUNT_TC_ATTACH=clsact measures the cls_bpf fallback instead of tcx links. */
 const ATTACH = (process.env.SHUNT_TC_ATTACH ?? 'auto') as 'auto' | 'tcx' | 'clsact';
+const GAP_MS = Number(process.env.SHUNT_TC_GAP_MS ?? 50);
+const load = (): string => os.loadavg().map((x) => x.toFixed(2)).join(' ');
 
 const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 };
-const fmt = (xs: number[]): string => `p50 ${pct(xs, 50).toFixed(2)} ms, p99 ${pct(xs, 99).toFixed(2)} ms, max ${Math.max(...xs).toFixed(2)} ms (n=${xs.length})`;
+const fmt = (xs: number[]): string => `p50 ${pct(xs, 50).toFixed(2)} ms, p90 ${pct(xs, 90).toFixed(2)} ms, p99 ${pct(xs, 99).toFixed(2)} ms, max ${Math.max(...xs).toFixed(2)} ms (n=${xs.length})`;
 
 run('tc enroll latency (manual)', () => {
   let tb: Testbed;
@@ -43,7 +54,7 @@ run('tc enroll latency (manual)', () => {
     z = await ZtunnelSockets.open(tb.pod('amb').netnsPath, ['outbound'], { clientClosesFirst: true });
     amb = meshPod(tb, 'amb');
     backend = new TcBackend({ attach: ATTACH });
-    await backend.start(nodeContext(bpffsRoot));
+    await backend.start({ ...nodeContext(bpffsRoot), log: { ...silentLog, debug: (o: unknown, msg?: string) => void (msg === 'tc: enrolled' && steps.push(o as Step)) } });
   }, 60_000);
 
   afterAll(async () => {
@@ -53,12 +64,21 @@ run('tc enroll latency (manual)', () => {
     await tb?.dispose();
   }, 60_000);
 
-  test(`${ENROLLS} enrolls`, async () => {
-    const enrollMs: number[] = [];
-    const firstMs: number[] = [];
-    const unenrollMs: number[] = [];
+  test(`${ENROLLS} enrolls of each kind (warm: prepared netns, cold), alternating`, async () => {
+    const kinds = { warm: { enrollMs: [] as number[], firstMs: [] as number[], unenrollMs: [] as number[], prepareMs: [] as number[] }, cold: { enrollMs: [] as number[], firstMs: [] as number[], unenrollMs: [] as number[], prepareMs: [] as number[] } };
     const to = { address: tb.pod('peer').ipv4, port: 8080 };
-    for (let i = 0; i < ENROLLS; i++) {
+    const load0 = load();
+    const stepsOf: Record<'warm' | 'cold', Step[]> = { warm: [], cold: [] };
+    for (let i = 0; i < 2 * ENROLLS; i++) {
+      const kind = i % 2 === 0 ? 'warm' : 'cold';
+      const { enrollMs, firstMs, unenrollMs, prepareMs } = kinds[kind];
+      if (kind === 'warm') {
+        const p0 = performance.now();
+        const r = await backend.prepare(amb.netnsPath!);
+        prepareMs.push(performance.now() - p0);
+        if (ATTACH !== 'clsact') expect(r.state).toBe('prepared');
+        await new Promise((res) => setTimeout(res, GAP_MS));
+      }
       const t0 = performance.now();
       let done = false;
       let first = -1;
@@ -73,6 +93,7 @@ run('tc enroll latency (manual)', () => {
       })();
       await backend.enroll(amb);
       enrollMs.push(performance.now() - t0);
+      stepsOf[kind].push(steps.at(-1)!);
       done = true;
       await prober;
       expect(done && first >= 0).toBe(true);
@@ -82,10 +103,16 @@ run('tc enroll latency (manual)', () => {
       unenrollMs.push(performance.now() - u0);
       expect((await talk({ netns: amb.netnsPath!, family: 4, to })).reply).toBe('peer-app');
     }
+    await backend.settled();
+    const lines = [`attach mode ${ATTACH}, gap ${GAP_MS} ms, load average ${load0} at start, ${load()} at end`];
+    for (const [kind, k] of Object.entries(kinds)) {
+      if (kind === 'warm') lines.push(`warm prepare() (netns appears):  ${fmt(k.prepareMs)}`);
+      const st = stepsOf[kind as 'warm' | 'cold'];
+      lines.push(`${kind} enroll steps: setup ${fmt(st.map((x) => x.setupMs))}; maps ${fmt(st.map((x) => x.mapsMs))}; links ${fmt(st.map((x) => x.linksMs))}`);
+      lines.push(`${kind} enroll() duration:          ${fmt(k.enrollMs)}`, `${kind} enroll -> first redirected: ${fmt(k.firstMs)}`, `${kind} unenroll() duration:        ${fmt(k.unenrollMs)}`);
+    }
     // eslint-disable-next-line no-console
-    console.log(
-      [`attach mode ${ATTACH}`, `tc enroll() duration:            ${fmt(enrollMs)}`, `tc enroll -> first redirected:   ${fmt(firstMs)}`, `tc unenroll() duration:          ${fmt(unenrollMs)}`].join('\n'),
-    );
+    console.log(lines.join('\n'));
   }, 600_000);
 
   // Where enroll's time goes: one tcx attach alone (what each of enroll's two costs), and one

@@ -29,6 +29,7 @@ import { createBackends } from '../backends';
 import { NetnsDiscovery } from '../netns/discovery';
 import { withDiscoveredNetns } from '../netns/enrich';
 import { listNetnsIps } from '../netns/ips';
+import { NetnsPreparer, isPodAddress, isPreparingBackend } from '../netns/preparer';
 import { nodeContext, nodePaths, type NodeStateOptions } from '../node-state/context';
 import { startHttpServer, type AgentHttpServer } from '../observability/http';
 import type { AgentLogger } from '../observability/log';
@@ -64,6 +65,8 @@ export interface AgentSettings extends NodeStateOptions {
   zdsAckTimeoutMs?: number;
   /** Mesh-wide capture defaults (config meshCapture); Istio's defaults when absent. */
   meshCapture?: MeshCaptureDefaults;
+  /** tc backend: prepare new pod netns ahead of enroll (netns/preparer.ts); graceMs 0 turns it off. */
+  netnsPrepare?: { graceMs?: number; maxPrepared?: number };
 }
 
 export interface AgentDeps {
@@ -133,6 +136,7 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
   log.info({ address: http.address }, 'serving /metrics, /healthz, /readyz');
 
   let zdsStarted: ZdsServer | null = null;
+  let preparer: NetnsPreparer | null = null;
   try {
     const paths = nodePaths(settings);
     const caps = await (deps.probe ?? (() => probeNode({ iptablesScratch: true })))();
@@ -183,6 +187,18 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
         'backend selected',
       );
       await backend.start(nodeContext(paths, caps, settings.nodeName, settings.profile, log));
+      // Ambient with tc: links attached when a pod netns appears, so its enroll attaches none.
+      if (settings.profile === 'istio-ambient' && isPreparingBackend(chosen) && settings.netnsPrepare?.graceMs !== 0) {
+        preparer = new NetnsPreparer({
+          backend: chosen,
+          log: log.child({ component: 'netns-prepare' }),
+          registry: metrics.registry,
+          ...(settings.netnsPrefix ? { namePrefix: settings.netnsPrefix } : {}),
+          ready: async (p) => (await listNetnsIps(p)).some(isPodAddress),
+          ...settings.netnsPrepare,
+        });
+        await preparer.start();
+      }
       observations = new ObservationCache(() => backend.observe());
       metrics.setObserver(observations);
     }
@@ -288,6 +304,7 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
         // Queued work and retries are dropped; calls in flight get a short drain (each is one pod's
         // worth of work), so stopping costs the same with 10 or 10,000 pods.
         await rec.stop({ drainTimeoutMs: STOP_DRAIN_MS });
+        await preparer?.stop();
         try {
           // Uninstall: ztunnel drops the pods before their redirect goes. Otherwise the workloads
           // stay in ztunnel (and in the saved state) for the next agent to re-announce.
@@ -301,6 +318,7 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
       },
     };
   } catch (err) {
+    await preparer?.stop();
     await zdsStarted?.close();
     await http.close();
     throw err;

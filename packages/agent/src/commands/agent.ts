@@ -28,6 +28,7 @@ export interface AgentCommandOptions {
   splicePorts?: string;
   zdsSocket?: string;
   maxPods?: string;
+  netnsPrepareGraceMs?: number;
 }
 
 /** Flags, environment and config file through core's loadConfig, plus the agent-only flags. */
@@ -67,6 +68,7 @@ export function agentSettings(o: AgentCommandOptions, env: NodeJS.ProcessEnv = p
     meshCapture: config.meshCapture,
     maxPods: config.maxPods,
     ...(o.netnsPrefix ? { netnsPrefix: o.netnsPrefix } : {}),
+    ...(o.netnsPrepareGraceMs !== undefined ? { netnsPrepare: { graceMs: o.netnsPrepareGraceMs } } : {}),
     ...(o.stateDir ?? env['SHUNT_STATE_DIR'] ? { stateDir: o.stateDir ?? env['SHUNT_STATE_DIR'] } : {}),
   };
   return { settings, logLevel: config.logLevel };

@@ -83,7 +83,8 @@ export function formatStatus(r: StatusReport): string {
       lines.push(`${b.backend}: state found but unreadable: ${b.error}`);
       continue;
     }
-    lines.push(`${b.backend}: node ${b.state.nodeReady ? 'ready' : 'NOT ready'}, ${b.state.pods.length} pod(s) installed`);
+    const prepared = Number(b.state.nodeDetail['prepared'] ?? 0); // tc: netns with idle links, awaiting their pod
+    lines.push(`${b.backend}: node ${b.state.nodeReady ? 'ready' : 'NOT ready'}, ${b.state.pods.length} pod(s) installed${prepared > 0 ? `, ${prepared} netns prepared (idle links)` : ''}`);
     const cap = capacityOf(b.state);
     if (cap) lines.push(`  ${formatCapacity(cap)}`);
     for (const p of b.state.pods) lines.push(`  ${p.namespace}/${p.name}  ${p.uid}`);

@@ -20,6 +20,8 @@ import { eventually, metric, podNetnsPrefix, runCli, startBuiltAgent } from './s
 
 type Conn = Extract<ZtunnelLogEntry, { event: 'conn' }>;
 const ECHO = 9000;
+// Long enough for the steps between "late" prepared and its enroll on a loaded CI machine (a CLI run among them).
+const PREPARE_GRACE_MS = 10_000;
 let tb: Testbed;
 let dir: string;
 let podsFile: string;
@@ -101,6 +103,10 @@ async function startAgent(second = false): Promise<{ agent: AgentProcess; port: 
     '--metrics-address', `127.0.0.1:${p}`,
     ...nodeArgs(second),
     '--log-level', 'debug',
+    // New pod netns are prepared (tc links attached idle) and released after this unless an ambient
+    // pod claims them. Off on node1: the testbed's two nodes share one named-netns dir (a real node
+    // sees only its own pods' netns), so node1's agent would prepare node0's new netns too.
+    '--netns-prepare-grace-ms', second ? '0' : String(PREPARE_GRACE_MS),
   ]);
   agents.push(a);
   return { agent: a, port: p };
@@ -154,6 +160,56 @@ it('enrolls the ambient pods: redirect installed, ztunnel told (Add acked), non-
   expect({ plain: tcxAttachments('plain'), c: tcxAttachments('c') }).toEqual({ plain: [], c: [] });
   expect(tcxAttachments('a').length).toBeGreaterThanOrEqual(2);
 }, 90_000);
+
+it('a pod netns that appears while the agent runs is prepared (idle links): an ambient pod enrolls on them, a non-ambient one is released after the grace time, untouched', async () => {
+  const isLog = (msg: string, pod: string) => (l: Record<string, unknown>) => l['msg'] === msg && String(l['netns'] ?? l['pod']).endsWith(pod);
+  await tb.addPod({ name: 'late', mesh: 'ambient' }); // its pod event comes later (listed below)
+  await tb.addPod({ name: 'lateplain' }); // never ambient
+  try {
+    const found = { late: netnsState('late'), lateplain: netnsState('lateplain') };
+    for (const p of ['late', 'lateplain']) await tb.startEchoServer(p, { port: ECHO });
+    await agent.waitLog(isLog('netns prepared: tc links attached, idle until its pod is enrolled', '-pod-late'), 20_000);
+    await agent.waitLog(isLog('netns prepared: tc links attached, idle until its pod is enrolled', '-pod-lateplain'), 20_000);
+    expect(tcxAttachments('lateplain').map((t) => (t as { name: string }).name).sort()).toEqual(['shunt_tc_egress', 'shunt_tc_ingress']);
+    expect(runCli(['status', ...nodeArgs()])).toMatch(/^tc: node ready, 2 pod\(s\) installed, 2 netns prepared \(idle links\)$/m);
+    // Prepared, not enrolled: its traffic is untouched (c is not a member either: no ztunnel leg anywhere).
+    const since = Date.now();
+    expect(await tb.echo('lateplain', tb.pod('c').ipv4, ECHO, 'idle')).toBe('idle');
+    expect(await tb.echo('c', tb.pod('lateplain').ipv6, ECHO, 'idle6')).toBe('idle6');
+    expect(conns(since)).toEqual([]);
+
+    // The ambient pod's event: enrolled on the prepared links (the backend attached none).
+    listed = [...listed, 'late'];
+    writePods();
+    await zt.waitFor((e) => e.event === 'add' && e.pod === 'late' && !e.error, { what: 'late acked', timeoutMs: 20_000 });
+    const enrolled = await agent.waitLog((l) => l['msg'] === 'tc: enrolled' && String(l['pod']).includes('/late '), 10_000);
+    expect(enrolled['attached']).toEqual([]);
+    const { out } = await viaZtunnel('late', 'b', 4);
+    expect(out.origDst).toEqual({ address: tb.pod('b').ipv4, port: ECHO });
+    await agent.waitLog(isLog('prepared netns claimed: its pod was enrolled on the prepared links', '-pod-late'), 10_000);
+
+    // Nobody claimed lateplain: released after the grace time, its netns as found.
+    await agent.waitLog(isLog('prepared netns released: links detached, netns as found', '-pod-lateplain'), PREPARE_GRACE_MS + 15_000);
+    expect(tcxAttachments('lateplain')).toEqual([]);
+    expect(netnsState('lateplain')).toEqual(found.lateplain);
+    expect(await metric(port, 'shunt_netns_prepare_total', { result: 'claimed' })).toBe(1);
+    expect(await metric(port, 'shunt_netns_prepare_total', { result: 'released' })).toBe(1);
+    expect(await metric(port, 'shunt_netns_prepared')).toBe(0);
+
+    // Unlisted again: unenrolled, as found (as for any pod).
+    listed = listed.filter((n) => n !== 'late');
+    writePods();
+    await zt.waitFor((e) => e.event === 'del' && e.pod === 'late', { what: 'late deleted', timeoutMs: 20_000 });
+    await eventually('late unenrolled', async () => (await metric(port, 'shunt_pods_enrolled')) === 2 && tcxAttachments('late').length === 0, 20_000);
+    expect(netnsState('late')).toEqual(found.late);
+  } finally {
+    listed = listed.filter((n) => n !== 'late');
+    writePods();
+    await eventually('late gone from the agent', async () => (await metric(port, 'shunt_pods_enrolled')) === 2, 20_000).catch(() => undefined);
+    await tb.removePod('late');
+    await tb.removePod('lateplain');
+  }
+}, 120_000);
 
 it.each([4, 6] as const)('app → app (IPv%s) goes through both pods\' ztunnel with the right original destination', async (family) => {
   const [a, b] = [tb.pod('a'), tb.pod('b')];

@@ -70,7 +70,9 @@ export function agentMode(backend: BackendName, opts: AgentModeOptions = {}): Pa
           '--cleanup-on-exit',
           ...(opts.splicePorts !== undefined ? ['--splice-ports', opts.splicePorts] : []),
           ...(opts.profile ? ['--profile', opts.profile] : []),
-          ...(ambient ? ['--zds-socket', zdsSocket] : []),
+          // No netns preparing: its pods exist before the agent (nothing to prepare), and this agent
+          // watches the whole machine's /var/run/netns, where other runs' netns must stay untouched.
+          ...(ambient ? ['--zds-socket', zdsSocket, '--netns-prepare-grace-ms', '0'] : []),
         ],
         opts.echo ? { echo: opts.echo } : {},
       );

@@ -75,6 +75,8 @@ enum shunt_counter {
 	SHUNT_CNT_INBOUND_ASSIGN_FAILED,  /* bpf_sk_assign refused the listener (e.g. v6-only for IPv4): refused */
 	SHUNT_CNT_ORIG_LOCAL,             /* SO_ORIGINAL_DST without record answered with the local address */
 	SHUNT_CNT_PEER_REWRITTEN,         /* getpeername shows the original destination instead of the proxy */
+	SHUNT_CNT_CLOSE_UNREAD,           /* spliced socket closed with unread bytes in its psock queue: reset asked (splice_close.bpf.c) */
+	SHUNT_CNT_CLOSE_EVENT_LOST,       /* ... and the splice_resets ring buffer was full: that peer is not reset */
 	SHUNT_CNT_MAX = 24,
 };
 
@@ -223,6 +225,24 @@ enum shunt_splice_stat {
 	SHUNT_SST_RX_OVERLAP,        /* TCP-path skbs whose head repeated bytes already queued (partial retransmission): trimmed */
 	SHUNT_SST_RX_TRIM_FAILED,    /* ... of those, ones that could not be trimmed (they pass as they are) */
 	SHUNT_SST_MAX = 16,          /* slots of the pinned splice_stats map: every index above must stay below it */
+};
+
+/*
+ * splice_resets (ring buffer, splice_close.bpf.c -> the agent): a spliced socket was closed with
+ * bytes still in its psock queue. TCP would reset the connection (tcp_close counts only
+ * sk_receive_queue, and sock_map_close purges the psock queue first, so the kernel sends FIN);
+ * the agent destroys the receiver (RST to the sender) and then the sender.
+ */
+struct shunt_splice_reset {
+	struct shunt_tuple own; /* the closing socket's own view (addresses network order, ports host order) */
+	__u64 netns;            /* its netns cookie */
+	__u64 cookie;           /* its socket cookie */
+	__u64 peer_netns;       /* the spliced peer's netns cookie; 0 = peer unknown (already closing) */
+	__u64 peer_cookie;      /* the peer's socket cookie; 0 = none generated */
+	__u32 family;           /* 2 or 10 */
+	__u32 unread;           /* bytes left unread in the psock queue (+1 if its backlog was not empty) */
+	__u32 state;            /* TCP state at close (BPF_TCP_*) */
+	__u32 _pad;
 };
 
 #ifdef __bpf__

@@ -64,6 +64,8 @@ export const COUNTER_NAMES = [
   'inbound_assign_failed',
   'orig_dst_local_answered',
   'peer_rewritten',
+  'splice_close_unread',
+  'splice_close_event_lost',
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTER_SLOTS = 24;

@@ -1,0 +1,46 @@
+# Receiver of splice-close.kernel.test.ts, run as the proxy uid so its sockets are the proxy's half
+# of a spliced app<->proxy connection: listens on 127.0.0.1:<out> (where connect4 sends the app's
+# connect) and 0.0.0.0:<in> (the inbound listener the backend's enroll looks up), accepts one
+# connection on <out> and reads nothing until told on stdin:
+#   "close"      close it as it is (with whatever the peer sent still unread),
+#   "drain <n>"  read exactly n bytes (bounded: 15 s), then close.
+# Prints {"event":"closed","read":n,"inq":FIONREAD before close}. A second accept per "close"/"drain"
+# line is not supported: one connection per run.
+import array, fcntl, json, socket, sys, termios, time
+
+out_port, in_port = int(sys.argv[1]), int(sys.argv[2])
+ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(('127.0.0.1', out_port))
+ls.listen(8)
+inb = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+inb.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+inb.bind(('0.0.0.0', in_port))
+inb.listen(8)
+print(json.dumps({'event': 'ready'}), flush=True)
+ls.settimeout(20)
+c, _ = ls.accept()
+print(json.dumps({'event': 'accepted'}), flush=True)
+line = sys.stdin.readline().split()
+read = 0
+if line and line[0] == 'drain':
+    want = int(line[1])
+    c.settimeout(0.5)
+    deadline = time.time() + 15
+    while read < want and time.time() < deadline:
+        try:
+            d = c.recv(min(1 << 20, want - read))
+        except socket.timeout:
+            continue
+        if not d:
+            break
+        read += len(d)
+a = array.array('i', [0])
+try:
+    fcntl.ioctl(c.fileno(), termios.FIONREAD, a, True)
+    inq = a[0]
+except OSError:
+    inq = None
+c.close()
+print(json.dumps({'event': 'closed', 'read': read, 'inq': inq}), flush=True)
+time.sleep(30)

@@ -3,9 +3,9 @@
 # connect) and 0.0.0.0:<in> (the inbound listener the backend's enroll looks up), accepts one
 # connection on <out> and reads nothing until told on stdin:
 #   "close"      close it as it is (with whatever the peer sent still unread),
-#   "drain <n>"  read exactly n bytes (bounded: 15 s), then close.
-# Prints {"event":"closed","read":n,"inq":FIONREAD before close}. A second accept per "close"/"drain"
-# line is not supported: one connection per run.
+#   "drain <n>"  read exactly n bytes (bounded: 15 s) and check them (byte i == i % 251), then close.
+# Prints {"event":"closed","read":n,"bad":offset of the first wrong byte or null,"inq":FIONREAD before
+# close,"at":CLOCK_MONOTONIC ms of the close}. One connection per run.
 import array, fcntl, json, socket, sys, termios, time
 
 out_port, in_port = int(sys.argv[1]), int(sys.argv[2])
@@ -23,6 +23,7 @@ c, _ = ls.accept()
 print(json.dumps({'event': 'accepted'}), flush=True)
 line = sys.stdin.readline().split()
 read = 0
+bad = None
 if line and line[0] == 'drain':
     want = int(line[1])
     c.settimeout(0.5)
@@ -34,6 +35,11 @@ if line and line[0] == 'drain':
             continue
         if not d:
             break
+        if bad is None:
+            for i, b in enumerate(d):
+                if b != (read + i) % 251:
+                    bad = read + i
+                    break
         read += len(d)
 a = array.array('i', [0])
 try:
@@ -42,5 +48,6 @@ try:
 except OSError:
     inq = None
 c.close()
-print(json.dumps({'event': 'closed', 'read': read, 'inq': inq}), flush=True)
+at = time.monotonic() * 1000
+print(json.dumps({'event': 'closed', 'read': read, 'bad': bad, 'inq': inq, 'at': at}), flush=True)
 time.sleep(30)

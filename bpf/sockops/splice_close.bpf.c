@@ -21,7 +21,8 @@
  * socket, which has no RST to send). The agent is woken by the ring buffer, so the reset follows
  * within milliseconds, not the fin timeout.
  *
- * Cost for every other socket of the cgroup: the type check; for TCP sockets one hash lookup.
+ * Cost for every other socket of the cgroup: the type and state checks and two field reads (no
+ * psock: done); the map lookups only for a socket that does have unread bytes in a psock.
  */
 #include "lib.h"
 #include <bpf/bpf_core_read.h>
@@ -65,10 +66,14 @@ int shunt_splice_release(struct bpf_sock *ctx)
 	__u32 state = ctx->state;
 	if (state == SHUNT_TCP_LISTEN || state == SHUNT_TCP_CLOSE)
 		return 1;
-	/* cgroup/sock_release may not read the addresses from the context: read the socket itself. */
+	/* cgroup/sock_release may not read the addresses from the context: read the socket itself.
+	 * Unread bytes first: a socket without a psock (not spliced) costs no map work. */
 	struct sock *sk = bpf_core_cast(ctx, struct sock);
+	__u32 unread = psock_unread(sk);
+	if (!unread)
+		return 1;
 	struct sock_common *c = &sk->__sk_common;
-	struct shunt_splice_reset ev = {};
+	struct shunt_splice_reset ev = { .unread = unread };
 	__u32 family = c->skc_family;
 	if (family == SHUNT_AF_INET) {
 		addr_from_v4(&ev.own.local, c->skc_rcv_saddr);
@@ -89,11 +94,8 @@ int shunt_splice_release(struct bpf_sock *ctx)
 	ev.own.rport = bpf_ntohs(c->skc_dport);
 	__u64 netns = bpf_get_netns_cookie(ctx);
 	tuple_scope(&ev.own, netns);
-	struct shunt_splice_sock *self = bpf_map_lookup_elem(&splice_peer, &ev.own);
-	if (!self)
-		return 1;
-	ev.unread = psock_unread(sk);
-	if (!ev.unread)
+	/* Ours (a psock of another sockmap user is none of our business). */
+	if (!bpf_map_lookup_elem(&splice_peer, &ev.own))
 		return 1;
 	ev.netns = netns;
 	ev.cookie = bpf_get_socket_cookie(ctx);

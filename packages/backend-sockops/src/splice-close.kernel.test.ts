@@ -9,8 +9,9 @@
  * cgroup/sock_release reports such a close (splice_close.bpf.c) and the agent destroys the receiver
  * (RST to the sender) and then the sender (src/splice-reset.ts).
  *
- *   netns a (pod A): app (uid 1000, close-sender.py) --connect 198.18.0.2:9000, redirected-->
- *                    proxy (uid 1337, close-receiver.py, 127.0.0.1:15001); both sockets spliced.
+ *   netns a (pod A): app (uid 1000, close-sender.py) --connect 198.18.0.2:9000 (or [2001:db8::2]),
+ *                    redirected--> proxy (uid 1337, close-receiver.py, 127.0.0.1 / [::1]:15001);
+ *                    both sockets spliced.
  *
  * The proxy's half reads nothing and closes on cue; the app watches its socket (no sends) and
  * reports when it saw EOF and its first error, in CLOCK_MONOTONIC ms, as the receiver reports its
@@ -36,7 +37,7 @@ const PY = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 /** The bound the issue sets for "promptly" (the kernel alone: the fin timeout, 60 s). */
 const RESET_WITHIN_MS = 2000;
 
-function meshPod(name: string, ns: Netns, v4: string): MeshPod {
+function meshPod(name: string, ns: Netns, v4: string, v6: string): MeshPod {
   return {
     uid: `uid-${name}`,
     namespace: 'test',
@@ -44,7 +45,7 @@ function meshPod(name: string, ns: Netns, v4: string): MeshPod {
     profile: 'istio-sidecar',
     membership: 'sidecar',
     hostNetwork: false,
-    ips: { v4: [v4], v6: [] },
+    ips: { v4: [v4], v6: [v6] },
     netnsPath: ns.path,
     interceptionMode: 'REDIRECT',
     proxy: { uid: PROXY_UID, gid: PROXY_UID, outboundPort: 15001, inboundPort: 15006 },
@@ -79,7 +80,7 @@ describe('splice (default auto): a spliced receiver closing with unread data res
     sb = new Sandbox();
     a = sb.addNetns('a');
     const s = sb.addNetns('s');
-    sb.link(a, ['198.18.0.1/24'], s, ['198.18.0.2/24'], 'A');
+    sb.link(a, ['198.18.0.1/24', '2001:db8::1/64'], s, ['198.18.0.2/24', '2001:db8::2/64'], 'A');
   });
   afterAll(async () => {
     await backend?.stop({ cleanup: true }).catch(() => undefined);
@@ -104,14 +105,14 @@ describe('splice (default auto): a spliced receiver closing with unread data res
   }
 
   /** App sends (mode), proxy reads per `receiver` and closes; what both saw and what the node counted. */
-  async function scenario(mode: string, receiver: 'close' | 'drain', watchMs = 5000) {
+  async function scenario(mode: string, receiver: 'close' | 'drain', watchMs = 5000, dst = '198.18.0.2') {
     const b = backend!;
     const rx = await sb.startArgv(a, PROXY_UID, [PY, path.join(SCRIPTS, 'close-receiver.py'), '15001', '15006'], { stdin: true });
     try {
-      await b.enroll(meshPod('pod-a', a, '198.18.0.1'));
+      await b.enroll(meshPod('pod-a', a, '198.18.0.1', '2001:db8::1'));
       const before = await b.observe();
       const rsts0 = outRsts();
-      const tx = await sb.startArgv(a, APP_UID, [PY, path.join(SCRIPTS, 'close-sender.py'), '198.18.0.2', '9000', mode, String(watchMs)]);
+      const tx = await sb.startArgv(a, APP_UID, [PY, path.join(SCRIPTS, 'close-sender.py'), dst, '9000', mode, String(watchMs)]);
       try {
         await rx.event(0, 10_000); // accepted
         const sent = (await tx.event(0, 30_000)) as { bytes: number };
@@ -174,6 +175,13 @@ describe('splice (default auto): a spliced receiver closing with unread data res
     // At most the 1-byte probe send after the reset (the guard passes it to TCP, which refuses it).
     expect(r.d('splice_tcp_bytes')).toBeLessThanOrEqual(1);
     expect(r.closed.inq).toBe(256 * KiB);
+    expectReset(r);
+  }, 60_000);
+
+  it('IPv6 (redirected to [::1]:15001): queue full, reset within 2 s', async () => {
+    await useBackend();
+    const r = await scenario('fill', 'close', 5000, '2001:db8::2');
+    expect(r.d('splice_bytes')).toBeGreaterThan(0);
     expectReset(r);
   }, 60_000);
 

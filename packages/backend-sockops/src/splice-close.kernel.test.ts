@@ -185,6 +185,38 @@ describe('splice (default auto): a spliced receiver closing with unread data res
     expectReset(r);
   }, 60_000);
 
+  it('a close while no agent runs is reset when the next one starts (the ring buffer is pinned)', async () => {
+    await useBackend();
+    const rx = await sb.startArgv(a, PROXY_UID, [PY, path.join(SCRIPTS, 'close-receiver.py'), '15001', '15006'], { stdin: true });
+    try {
+      await backend!.enroll(meshPod('pod-a', a, '198.18.0.1', '2001:db8::1'));
+      const tx = await sb.startArgv(a, APP_UID, [PY, path.join(SCRIPTS, 'close-sender.py'), '198.18.0.2', '9000', 'fill', '8000']);
+      try {
+        await rx.event(0, 10_000);
+        await tx.event(0, 30_000); // sent: the queue is full
+        await backend!.stop({ cleanup: false });
+        rx.send('close');
+        const closed = (await rx.event(1, 20_000)) as unknown as Closed;
+        // Nobody reads the report yet: FIN only, the sender not reset.
+        await new Promise((r) => setTimeout(r, 1000));
+        expect(tx.events).toHaveLength(1);
+        const startedAt = Date.now();
+        await useBackend();
+        const result = (await tx.event(1, 15_000)) as unknown as SenderResult;
+        expect(result.finAt).not.toBeNull();
+        expect(result.finAt! - closed.at).toBeLessThan(1000);
+        expect(result.err).toMatch(/^(EPIPE|ECONNRESET|ECONNABORTED)$/);
+        expect(result.errAt! - closed.at).toBeGreaterThan(1000);
+        expect(Date.now() - startedAt).toBeLessThan(RESET_WITHIN_MS + 3000);
+        expect((await backend!.observe()).nodeDetail.spliceResets).toMatchObject({ events: 1, errors: 0 });
+      } finally {
+        tx.kill();
+      }
+    } finally {
+      rx.kill();
+    }
+  }, 60_000);
+
   it('control: a receiver that read everything closes with FIN, no reset, every byte in order', async () => {
     await useBackend();
     const r = await scenario('fill', 'drain');

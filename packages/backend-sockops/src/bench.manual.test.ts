@@ -9,7 +9,7 @@
  */
 import * as fs from 'node:fs';
 import type { MeshPod } from '@shunt/core';
-import { Testbed } from '@shunt/testbed';
+import { Testbed, iptablesHandwrittenMode, runBench } from '@shunt/testbed';
 import { sockopsBenchMode } from './test-support/bench-mode';
 import { SockopsBackend } from './backend';
 import { Sandbox, SCRIPTS, type Helper } from './test-support/sandbox';
@@ -189,4 +189,26 @@ run('enroll latency (manual benchmark)', () => {
     );
     expect(latency).toHaveLength(ENROLLS);
   }, 300_000);
+});
+
+/**
+ * 3. Short connections (`-t 'short connections'`): the testbed's bench (runBench: fresh pods per
+ *    round, modes alternated, every metric incl. CPU/conn) with sockops in-process: the default
+ *    (short connections not spliced), the same with shortConns 0 (every connection spliced, the
+ *    behaviour before), without splicing, and hand-written iptables.
+ */
+run('short connections (manual benchmark)', () => {
+  it('measures', async () => {
+    const result = await runBench({
+      modes: [
+        sockopsBenchMode({ name: 'sockops' }),
+        sockopsBenchMode({ name: 'sockops-splice-short', guard: { shortConns: 0 } }),
+        sockopsBenchMode({ name: 'sockops-nosplice', splice: 'none' }),
+        iptablesHandwrittenMode,
+      ],
+      rounds: ROUNDS,
+      seconds: SECONDS,
+    });
+    expect(result.report.modes).toHaveLength(4);
+  }, 900_000);
 });

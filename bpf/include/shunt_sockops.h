@@ -181,13 +181,11 @@ struct shunt_listener_key {
 #define SHUNT_GUARD_QUEUE_CAP (4u << 20)   /* bound on a peer's queued bytes (and by its sk_rcvbuf if set by the app) */
 #define SHUNT_GUARD_SMALL_MSG (8u << 10)   /* messages below this splice only onto a near-empty queue */
 #define SHUNT_GUARD_SMALL_QUEUE (64u << 10) /* "near-empty" for small messages */
-#define SHUNT_GUARD_SHORT_CONNS 4u          /* short connections in a row after which a port is not spliced */
-#define SHUNT_GUARD_SHORT_OFF 0xffffffffu   /* short_conns value: always splice */
 struct shunt_splice_guard {
 	__u32 queue_cap;   /* bytes; 0 = SHUNT_GUARD_QUEUE_CAP */
 	__u32 small_msg;   /* bytes; 0 = SHUNT_GUARD_SMALL_MSG */
 	__u32 small_queue; /* bytes; 0 = SHUNT_GUARD_SMALL_QUEUE */
-	__u32 short_conns; /* 0 = SHUNT_GUARD_SHORT_CONNS; SHUNT_GUARD_SHORT_OFF = never skip (was padding: old pins hold 0) */
+	__u32 short_conns; /* short connections in a row after which a port is not spliced; 0 = always splice (was padding: old pins hold 0) */
 };
 
 /*

@@ -46,8 +46,8 @@ static __always_inline int short_port(__u64 accept_netns, __u16 orig_port)
 {
 	__u32 zero = 0;
 	struct shunt_splice_guard *g = bpf_map_lookup_elem(&splice_guard, &zero);
-	__u32 n = g && g->short_conns ? g->short_conns : SHUNT_GUARD_SHORT_CONNS;
-	if (n == SHUNT_GUARD_SHORT_OFF)
+	__u32 n = g ? g->short_conns : 0;
+	if (!n)
 		return 0;
 	struct shunt_learn_key k = { .netns = accept_netns, .port = orig_port };
 	struct shunt_learn *l = bpf_map_lookup_elem(&splice_learn, &k);

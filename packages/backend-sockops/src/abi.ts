@@ -96,10 +96,9 @@ export const SPLICE_STAT_SLOTS = 16;
 export const SPLICE_STAT_MAX: ReadonlySet<SpliceStatName> = new Set(['splice_peak_queue_bytes']);
 
 /** Built-in guard defaults (SHUNT_GUARD_*), used when splice_guard holds zeros. */
-export const GUARD_DEFAULTS = { queueCap: 4 << 20, smallMsg: 8 << 10, smallQueue: 64 << 10, shortConns: 4 } as const;
-/** shortConns: 0 = the default, SHORT_OFF = always splice (the field was padding: older pins hold 0). */
+export const GUARD_DEFAULTS = { queueCap: 4 << 20, smallMsg: 8 << 10, smallQueue: 64 << 10, shortConns: 0 } as const;
+/** shortConns: 0 = always splice (the field was padding: older pins hold 0). */
 export const spliceGuard = struct({ queueCap: u32, smallMsg: u32, smallQueue: u32, shortConns: u32 });
-export const SHORT_OFF = 0xffffffff;
 export const spliceSock = struct({ sk: u64, state: u32, flags: u32 });
 
 /** Prefix bits that gen + kind occupy in an LPM key before the address. */

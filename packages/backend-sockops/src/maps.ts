@@ -15,8 +15,6 @@ import {
   SPLICE_STAT_NAMES,
   SPLICE_STAT_SLOTS,
   spliceGuard,
-  SHORT_OFF,
-  GUARD_DEFAULTS,
   spliceSock,
   addr16,
   cidr4Key,
@@ -93,14 +91,12 @@ export class SockopsMaps {
 
   /** The splice guard's policy (bytes); 0 in a field = the built-in default (GUARD_DEFAULTS). */
   setGuard(g: { queueCap: number; smallMsg: number; smallQueue: number; shortConns: number }): void {
-    this.spliceGuard.update(0, { ...g, shortConns: g.shortConns === 0 ? SHORT_OFF : g.shortConns });
+    this.spliceGuard.update(0, g);
   }
 
   guard(): { queueCap: number; smallMsg: number; smallQueue: number; shortConns: number } | null {
     const g = this.spliceGuard.lookup(0);
-    if (!g) return null;
-    const shortConns = g.shortConns === SHORT_OFF ? 0 : g.shortConns === 0 ? GUARD_DEFAULTS.shortConns : g.shortConns;
-    return { queueCap: g.queueCap, smallMsg: g.smallMsg, smallQueue: g.smallQueue, shortConns };
+    return g ? { queueCap: g.queueCap, smallMsg: g.smallMsg, smallQueue: g.smallQueue, shortConns: g.shortConns } : null;
   }
 
   /** The guard's decision counters (sums over CPUs; maxima for SPLICE_STAT_MAX). */

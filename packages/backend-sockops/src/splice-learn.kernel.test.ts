@@ -1,5 +1,5 @@
 /**
- * Short connections are not worth a psock (the default 'auto', real kernel): after SHORT (4)
+ * Short connections are not worth a psock (opt-in, guard shortConns; real kernel): after 4
  * short connections in a row to a port of a pod, connect4 stops marking that port's connections
  * for splicing, all but every 8th, which relearns (splice_learn, connect.bpf.c + sockops.bpf.c).
  *
@@ -12,7 +12,7 @@
  */
 import type { MeshPod } from '@shunt/core';
 import { SockopsBackend } from './backend';
-import type { SpliceGuard } from './splice';
+import { DEFAULT_GUARD, type SpliceGuard } from './splice';
 import { Sandbox, type Netns } from './test-support/sandbox';
 
 const APP_UID = 1000;
@@ -56,7 +56,7 @@ describe('splice (default auto): short connections to a port stop being spliced'
     await sb?.dispose();
   });
 
-  async function useBackend(guard: Partial<SpliceGuard> = {}): Promise<SockopsBackend> {
+  async function useBackend(guard: Partial<SpliceGuard> = { shortConns: 4 }): Promise<SockopsBackend> {
     await backend?.stop({ cleanup: false });
     backend = new SockopsBackend({ guard });
     await backend.start(sb.node());
@@ -99,7 +99,8 @@ describe('splice (default auto): short connections to a port stop being spliced'
     for (let i = 0; i < 6; i++) expect(await connect(9001, 256 << 10)).toEqual({ spliced: true, skipped: 0 });
   }, 60_000);
 
-  it('control: shortConns 0 splices every connection', async () => {
+  it('control: shortConns 0 (the default) splices every connection', async () => {
+    expect(DEFAULT_GUARD.shortConns).toBe(0);
     await useBackend({ shortConns: 0 });
     expect((await backend!.observe()).nodeDetail.spliceGuard).toMatchObject({ shortConns: 0 });
     for (let i = 0; i < 10; i++) expect(await connect(9000, 1)).toEqual({ spliced: true, skipped: 0 });

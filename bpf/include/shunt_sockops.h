@@ -75,6 +75,9 @@ enum shunt_counter {
 	SHUNT_CNT_INBOUND_ASSIGN_FAILED,  /* bpf_sk_assign refused the listener (e.g. v6-only for IPv4): refused */
 	SHUNT_CNT_ORIG_LOCAL,             /* SO_ORIGINAL_DST without record answered with the local address */
 	SHUNT_CNT_PEER_REWRITTEN,         /* getpeername shows the original destination instead of the proxy */
+	SHUNT_CNT_CLOSE_UNREAD,           /* spliced socket closed with unread bytes in its psock queue: reset asked (splice_close.bpf.c) */
+	SHUNT_CNT_CLOSE_EVENT_LOST,       /* ... and the splice_resets ring buffer was full: that peer is not reset */
+	SHUNT_CNT_SPLICE_SKIPPED_SHORT,   /* connection not spliced: its port's recent connections were short (splice_learn) */
 	SHUNT_CNT_MAX = 24,
 };
 
@@ -182,7 +185,28 @@ struct shunt_splice_guard {
 	__u32 queue_cap;   /* bytes; 0 = SHUNT_GUARD_QUEUE_CAP */
 	__u32 small_msg;   /* bytes; 0 = SHUNT_GUARD_SMALL_MSG */
 	__u32 small_queue; /* bytes; 0 = SHUNT_GUARD_SMALL_QUEUE */
-	__u32 _pad;
+	__u32 short_conns; /* short connections in a row after which a port is not spliced; 0 = always splice (was padding: old pins hold 0) */
+};
+
+/*
+ * Short connections (connect.bpf.c, sockops.bpf.c): a spliced connection costs a psock and
+ * sockhash work per socket (~40 us of CPU per proxied connection here) and a message or two gain
+ * little from it. When the last short_conns connections to a port of a pod (both ends sent
+ * 1..SHUNT_SHORT_MSGS messages) were all short, connect4 stops marking that port's connections
+ * for splicing, except one in SHUNT_SHORT_PROBE (which relearns: one longer connection and the
+ * port splices again). Key: the netns of the accepting socket + the original destination port.
+ */
+#define SHUNT_SHORT_MSGS 2u
+#define SHUNT_SHORT_PROBE 8u
+struct shunt_learn_key {
+	__u64 netns;
+	__u16 port;
+	__u16 _pad0;
+	__u32 _pad1;
+};
+struct shunt_learn {
+	__u32 short_run; /* short connections in a row (saturates at 255) */
+	__u32 skipped;   /* connections not spliced since (every SHUNT_SHORT_PROBE-th is spliced) */
 };
 
 /* shunt_splice_sock.state: the flow's path for what this socket sends */
@@ -203,6 +227,11 @@ struct shunt_splice_sock {
 };
 #define SHUNT_SPLICE_F_SEEN 1u      /* sk_msg ran for this socket (written by sk_msg) */
 #define SHUNT_SPLICE_F_OWNS_ORIG 2u /* passive side: its orig_by_tuple record goes at its close */
+/* Messages each end sent while spliced (sk_msg calls, saturating at 255), for splice_learn:
+ * bits 8..15 this socket's own (written by its sk_msg), bits 16..23 its peer's (written by the
+ * active peer at its close, so the passive socket, which learns, has both). */
+#define SHUNT_SPLICE_F_MSGS_SHIFT 8
+#define SHUNT_SPLICE_F_PEER_MSGS_SHIFT 16
 
 /* Indices into the per-CPU splice_stats array; names in abi.ts SPLICE_STAT_NAMES (same order). */
 enum shunt_splice_stat {
@@ -223,6 +252,24 @@ enum shunt_splice_stat {
 	SHUNT_SST_RX_OVERLAP,        /* TCP-path skbs whose head repeated bytes already queued (partial retransmission): trimmed */
 	SHUNT_SST_RX_TRIM_FAILED,    /* ... of those, ones that could not be trimmed (they pass as they are) */
 	SHUNT_SST_MAX = 16,          /* slots of the pinned splice_stats map: every index above must stay below it */
+};
+
+/*
+ * splice_resets (ring buffer, splice_close.bpf.c -> the agent): a spliced socket was closed with
+ * bytes still in its psock queue. TCP would reset the connection (tcp_close counts only
+ * sk_receive_queue, and sock_map_close purges the psock queue first, so the kernel sends FIN);
+ * the agent destroys the receiver (RST to the sender) and then the sender.
+ */
+struct shunt_splice_reset {
+	struct shunt_tuple own; /* the closing socket's own view (addresses network order, ports host order) */
+	__u64 netns;            /* its netns cookie */
+	__u64 cookie;           /* its socket cookie */
+	__u64 peer_netns;       /* the spliced peer's netns cookie; 0 = peer unknown (already closing) */
+	__u64 peer_cookie;      /* the peer's socket cookie; 0 = none generated */
+	__u32 family;           /* 2 or 10 */
+	__u32 unread;           /* bytes left unread in the psock queue (+1 if its backlog was not empty) */
+	__u32 state;            /* TCP state at close (BPF_TCP_*) */
+	__u32 _pad;
 };
 
 #ifdef __bpf__
@@ -390,6 +437,15 @@ struct {
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } splice_stats SEC(".maps");
+
+/* (accepting socket's netns, original port) -> how its recent spliced connections went. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct shunt_learn_key);
+	__type(value, struct shunt_learn);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} splice_learn SEC(".maps");
 
 #endif /* __bpf__ */
 #endif /* SHUNT_SOCKOPS_H */

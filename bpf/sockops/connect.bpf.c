@@ -40,14 +40,34 @@ static __always_inline int outbound_selected(const struct shunt_pod_cfg *cfg,
 	return cidr_selected(cfg->gen, dst, SHUNT_SEL_OUT_INCLUDE);
 }
 
-static __always_inline __u8 splice_flag(__u16 orig_port)
+/* Were the last connections to this port of the accepting pod short (see splice_learn)? Then not
+ * worth a psock per socket: skip the splice, but for every SHUNT_SHORT_PROBE-th connection. */
+static __always_inline int short_port(__u64 accept_netns, __u16 orig_port)
+{
+	__u32 zero = 0;
+	struct shunt_splice_guard *g = bpf_map_lookup_elem(&splice_guard, &zero);
+	__u32 n = g ? g->short_conns : 0;
+	if (!n)
+		return 0;
+	struct shunt_learn_key k = { .netns = accept_netns, .port = orig_port };
+	struct shunt_learn *l = bpf_map_lookup_elem(&splice_learn, &k);
+	if (!l || l->short_run < n)
+		return 0;
+	if (++l->skipped % SHUNT_SHORT_PROBE == 0)
+		return 0;
+	count(SHUNT_CNT_SPLICE_SKIPPED_SHORT, 1);
+	return 1;
+}
+
+/* accept_netns: where the accepting socket of this connection will live (the learning key). */
+static __always_inline __u8 splice_flag(__u16 orig_port, __u64 accept_netns)
 {
 	__u32 zero = 0;
 	struct shunt_splice_cfg *sc = bpf_map_lookup_elem(&splice_cfg, &zero);
 	if (!sc || sc->mode == SHUNT_SPLICE_NONE)
 		return 0;
 	if (sc->mode == SHUNT_SPLICE_ALL)
-		return SHUNT_ORIG_SPLICE;
+		return short_port(accept_netns, orig_port) ? 0 : SHUNT_ORIG_SPLICE;
 	return bpf_map_lookup_elem(&splice_ports, &orig_port) ? SHUNT_ORIG_SPLICE : 0;
 }
 
@@ -133,7 +153,7 @@ static __always_inline enum verdict decide(struct bpf_sock_addr *ctx, __u64 netn
 		 * delivering inbound traffic to its app is worth splicing, though. */
 		if (is_proxy) {
 			if (inbound_selected(cfg, dport)) {
-				__u8 f = splice_flag(dport);
+				__u8 f = splice_flag(dport, netns);
 				if (f)
 					record(ctx, dst, dport, family, f | SHUNT_ORIG_NO_ANSWER);
 			}
@@ -148,14 +168,14 @@ static __always_inline enum verdict decide(struct bpf_sock_addr *ctx, __u64 netn
 	if (cfg && !is_proxy && !owner_group_bypassed(cfg)) {
 		/* istio-iptables: DNS capture comes before the outbound include/exclude rules. */
 		if (cfg->dns_port && dport == SHUNT_DNS_PORT && !app_continues && dns_server_selected(cfg, dst)) {
-			record(ctx, dst, dport, family, splice_flag(dport));
+			record(ctx, dst, dport, family, splice_flag(dport, netns));
 			*new_port = cfg->dns_port;
 			count(SHUNT_CNT_DNS_REDIRECTED, 1);
 			return V_OUTBOUND;
 		}
 		/* `-d <loopback cidr> -j RETURN` was checked above; the rest is the CIDR/port rules. */
 		if (outbound_selected(cfg, dst, dport)) {
-			record(ctx, dst, dport, family, splice_flag(dport));
+			record(ctx, dst, dport, family, splice_flag(dport, netns));
 			*new_port = cfg->out_port;
 			count(SHUNT_CNT_CONNECT_REDIRECTED, 1);
 			return V_OUTBOUND;
@@ -173,7 +193,7 @@ static __always_inline enum verdict decide(struct bpf_sock_addr *ctx, __u64 netn
 	if (dst_netns) {
 		struct shunt_pod_cfg *dcfg = bpf_map_lookup_elem(&pod_cfg, dst_netns);
 		if (dcfg && inbound_selected(dcfg, dport)) {
-			record(ctx, dst, dport, family, splice_flag(dport) | SHUNT_ORIG_INBOUND);
+			record(ctx, dst, dport, family, splice_flag(dport, *dst_netns) | SHUNT_ORIG_INBOUND);
 			*new_port = dcfg->in_port;
 			count(SHUNT_CNT_CONNECT_INBOUND, 1);
 			return V_INBOUND;

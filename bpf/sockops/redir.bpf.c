@@ -224,9 +224,12 @@ int shunt_redir(struct sk_msg_md *msg)
 		return pass(size);
 	}
 	struct shunt_splice_sock *ps = bpf_map_lookup_elem(&splice_peer, &peer);
-	int first = !(self->flags & SHUNT_SPLICE_F_SEEN);
-	if (first)
-		self->flags |= SHUNT_SPLICE_F_SEEN;
+	__u32 flags = self->flags;
+	int first = !(flags & SHUNT_SPLICE_F_SEEN);
+	/* Messages sent (saturating), for splice_learn: one write per message, under our socket lock. */
+	if (((flags >> SHUNT_SPLICE_F_MSGS_SHIFT) & 0xff) != 0xff)
+		flags += 1u << SHUNT_SPLICE_F_MSGS_SHIFT;
+	self->flags = flags | SHUNT_SPLICE_F_SEEN;
 	if (!ps) {
 		if (first) {
 			/* The peer joins later or never (other node, not marked): never splice this flow. */

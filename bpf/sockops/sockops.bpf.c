@@ -58,6 +58,51 @@ static __always_inline int splice(struct bpf_sock_ops *skops, struct shunt_tuple
 	return 1;
 }
 
+/* The active end's close: its sent-message count into the passive peer's entry (if still there). */
+static __always_inline void hand_over_msgs(const struct shunt_tuple *t, __u32 flags)
+{
+	struct shunt_tuple peer = {};
+	tuple_reverse(&peer, t);
+	struct shunt_splice_sock *pp = bpf_map_lookup_elem(&splice_peer, &peer);
+	if (!pp)
+		return;
+	__u32 mine = (flags >> SHUNT_SPLICE_F_MSGS_SHIFT) & 0xff;
+	pp->flags = (pp->flags & ~(0xffu << SHUNT_SPLICE_F_PEER_MSGS_SHIFT)) | (mine << SHUNT_SPLICE_F_PEER_MSGS_SHIFT);
+}
+
+/*
+ * The passive end's close: was this a short connection (both ends sent 1..SHUNT_SHORT_MSGS
+ * messages)? A run of them makes connect4 stop splicing the port (splice_learn in
+ * shunt_sockops.h); a longer one ends the run. Connections that carried nothing (probes) teach
+ * nothing. Counts can be off by a message when both ends close at once (unlocked writes): a
+ * heuristic, never a question of correctness.
+ */
+static __always_inline void learn(const struct shunt_tuple *t, __u32 flags, struct bpf_sock_ops *skops, __u16 port)
+{
+	__u32 mine = (flags >> SHUNT_SPLICE_F_MSGS_SHIFT) & 0xff;
+	__u32 theirs = (flags >> SHUNT_SPLICE_F_PEER_MSGS_SHIFT) & 0xff;
+	struct shunt_tuple peer = {};
+	tuple_reverse(&peer, t);
+	struct shunt_splice_sock *pp = bpf_map_lookup_elem(&splice_peer, &peer);
+	if (pp)
+		theirs = (pp->flags >> SHUNT_SPLICE_F_MSGS_SHIFT) & 0xff;
+	if (mine + theirs == 0)
+		return;
+	struct shunt_learn_key k = { .netns = bpf_get_netns_cookie(skops), .port = port };
+	struct shunt_learn *l = bpf_map_lookup_elem(&splice_learn, &k);
+	if (mine <= SHUNT_SHORT_MSGS && theirs <= SHUNT_SHORT_MSGS) {
+		if (!l) {
+			struct shunt_learn init = { .short_run = 1 };
+			bpf_map_update_elem(&splice_learn, &k, &init, BPF_NOEXIST);
+		} else if (l->short_run < 255) {
+			l->short_run++;
+		}
+	} else if (l) {
+		l->short_run = 0;
+		l->skipped = 0;
+	}
+}
+
 static __always_inline void watch_state(struct bpf_sock_ops *skops, int on)
 {
 	__u32 flags = skops->bpf_sock_ops_cb_flags;
@@ -99,11 +144,17 @@ int shunt_sockops(struct bpf_sock_ops *skops)
 		own_tuple(skops, &t, bpf_get_netns_cookie(skops));
 		struct shunt_splice_sock *sp = bpf_map_lookup_elem(&splice_peer, &t);
 		if (sp) {
-			__u32 owns = sp->flags & SHUNT_SPLICE_F_OWNS_ORIG;
+			__u32 flags = sp->flags;
 			bpf_map_delete_elem(&splice_peer, &t);
-			/* An active spliced socket holds no tuple record (the accepting side does). */
-			if (!owns)
+			/* An active spliced socket holds no tuple record (the accepting side does); it hands
+			 * its message count to the accepting peer, which learns. */
+			if (!(flags & SHUNT_SPLICE_F_OWNS_ORIG)) {
+				hand_over_msgs(&t, flags);
 				return 1;
+			}
+			struct shunt_orig *o = bpf_map_lookup_elem(&orig_by_tuple, &t);
+			if (o)
+				learn(&t, flags, skops, o->port);
 		}
 		if (bpf_map_delete_elem(&orig_by_tuple, &t) == 0)
 			count(SHUNT_CNT_ORIG_RELEASED, 1);

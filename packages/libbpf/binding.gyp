@@ -15,7 +15,8 @@
         "src/native/unix.cc",
         "src/native/rtnl.cc",
         "src/native/tcx.cc",
-        "src/native/diag.cc"
+        "src/native/diag.cc",
+        "src/native/ringbuf.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -64,6 +64,9 @@ export const COUNTER_NAMES = [
   'inbound_assign_failed',
   'orig_dst_local_answered',
   'peer_rewritten',
+  'splice_close_unread',
+  'splice_close_event_lost',
+  'splice_skipped_short',
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTER_SLOTS = 24;
@@ -93,8 +96,9 @@ export const SPLICE_STAT_SLOTS = 16;
 export const SPLICE_STAT_MAX: ReadonlySet<SpliceStatName> = new Set(['splice_peak_queue_bytes']);
 
 /** Built-in guard defaults (SHUNT_GUARD_*), used when splice_guard holds zeros. */
-export const GUARD_DEFAULTS = { queueCap: 4 << 20, smallMsg: 8 << 10, smallQueue: 64 << 10 } as const;
-export const spliceGuard = struct({ queueCap: u32, smallMsg: u32, smallQueue: u32, _pad: pad(4) });
+export const GUARD_DEFAULTS = { queueCap: 4 << 20, smallMsg: 8 << 10, smallQueue: 64 << 10, shortConns: 0 } as const;
+/** shortConns: 0 = always splice (the field was padding: older pins hold 0). */
+export const spliceGuard = struct({ queueCap: u32, smallMsg: u32, smallQueue: u32, shortConns: u32 });
 export const spliceSock = struct({ sk: u64, state: u32, flags: u32 });
 
 /** Prefix bits that gen + kind occupy in an LPM key before the address. */

@@ -41,6 +41,7 @@ import { sockopsPodSupport } from './pod-support';
 import { findListener, withBorrowedSocket } from './proxy-listener';
 import { CapacityError, DEFAULT_MAX_PODS, mapSizes, type Capacity, type MapSizes } from './capacity';
 import { MAP_NAMES } from './abi';
+import { SpliceResetter } from './splice-reset';
 
 export interface SockopsOptions {
   /**
@@ -60,6 +61,11 @@ export interface SockopsOptions {
   maxPods?: number;
   /** Replaces the process index (tests). */
   pidIndex?: NetnsPidIndex;
+  /**
+   * Reset the connection of a spliced socket closed with unread data, as TCP does (src/splice-reset.ts).
+   * Default true; false only for tests (the kernel then sends FIN, and the sender waits out the fin timeout).
+   */
+  spliceCloseReset?: boolean;
 }
 
 interface ProgramSpec {
@@ -67,6 +73,8 @@ interface ProgramSpec {
   program: string;
   /** sk_msg / sk_skb: on the splice sockhash (the guard and the one-receive-queue verdict). */
   attach: 'cgroup' | 'sk_msg' | 'sk_skb';
+  /** Part of splicing: attached only where the splice guard loads (it reads psocks the same way). */
+  splice?: true;
 }
 
 const DNS_OBJECT = 'sockops/dns.bpf.o';
@@ -80,6 +88,8 @@ export const PROGRAMS: readonly ProgramSpec[] = [
   // socket needs the verdict (one receive queue, redir.bpf.c) from its first byte.
   { object: 'sockops/redir.bpf.o', program: 'shunt_splice_verdict', attach: 'sk_skb' },
   { object: 'sockops/redir.bpf.o', program: 'shunt_redir', attach: 'sk_msg' },
+  // A spliced socket closed with unread data: reported to the agent, which resets the connection.
+  { object: 'sockops/splice_close.bpf.o', program: 'shunt_splice_release', attach: 'cgroup', splice: true },
   // DNS capture: inert unless a pod's config has a DNS port (see dns.bpf.c).
   { object: DNS_OBJECT, program: 'shunt_sendmsg4', attach: 'cgroup' },
   { object: DNS_OBJECT, program: 'shunt_sendmsg6', attach: 'cgroup' },
@@ -155,6 +165,10 @@ export class SockopsBackend implements RedirectBackend {
    * pods' entries a second time. Any enroll or unenroll clears it; later observes read the kernel.
    */
   private scanFresh = false;
+  private readonly spliceCloseReset: boolean;
+  private resetter: SpliceResetter | null = null;
+  /** Enrolled pods' netns paths by cookie, for the resetter (it destroys sockets inside them). */
+  private netnsPaths = new Map<bigint, string>();
 
   constructor(opts: SockopsOptions = {}) {
     try {
@@ -167,12 +181,13 @@ export class SockopsBackend implements RedirectBackend {
     }
     this.guardProbe = opts.guardProbe ?? probeSpliceGuard;
     this.pidIndex = opts.pidIndex ?? new NetnsPidIndex();
+    this.spliceCloseReset = opts.spliceCloseReset ?? true;
   }
 
   /** Programs this node attaches: the sk_msg guard and its verdict only where the guard loads (nothing splices otherwise). */
   private programs(): readonly ProgramSpec[] {
     const guard = this.guardProbe();
-    return guard.available ? PROGRAMS : PROGRAMS.filter((s) => s.attach === 'cgroup');
+    return guard.available ? PROGRAMS : PROGRAMS.filter((s) => s.attach === 'cgroup' && !s.splice);
   }
 
   /** How many pods the maps hold (the pinned size when the maps were adopted). */
@@ -292,6 +307,15 @@ export class SockopsBackend implements RedirectBackend {
     }
     this.rememberListeners(installed);
     this.scanFresh = true;
+    this.startResetter(node, programs);
+  }
+
+  /** Reads splice_resets when its program is attached here (src/splice-reset.ts). */
+  private startResetter(node: NodeContext, programs: readonly ProgramSpec[]): void {
+    const pin = path.join(this.mapsDir, 'splice_resets');
+    if (!this.spliceCloseReset || !programs.some((s) => s.program === 'shunt_splice_release') || !fs.existsSync(pin)) return;
+    this.resetter = new SpliceResetter({ map: BpfMap.fromPin(pin), netnsPathOf: (c) => this.netnsPaths.get(c), pidIndex: this.pidIndex, log: node.log });
+    this.resetter.start();
   }
 
   /** The listener families present now become the ones each installed pod is expected to keep. */
@@ -397,6 +421,7 @@ export class SockopsBackend implements RedirectBackend {
       this.addInstalled({ ...want, gen });
       if (same) maps.deleteSelections(same);
     }
+    if (pod.netnsPath) this.netnsPaths.set(want.netnsCookie, pod.netnsPath);
     try {
       this.ensureNetnsLink(pod, want, who);
     } catch (err) {
@@ -577,6 +602,7 @@ export class SockopsBackend implements RedirectBackend {
 
   /** Map entries first (the programs stop capturing), then the netns link. */
   private dropPod(maps: SockopsMaps, p: InstalledPodProgram): void {
+    this.netnsPaths.delete(p.netnsCookie);
     maps.deletePod(p);
     this.removeInstalled(p);
     this.listenerFamilies.delete(p.netnsCookie);
@@ -632,6 +658,7 @@ export class SockopsBackend implements RedirectBackend {
         spliceGuard: maps?.guard() ?? null,
         guardProbe: this.spliceState?.guard ?? null,
         capacity: maps ? this.capacity(pods) : null,
+        spliceResets: this.resetter ? { ...this.resetter.stats } : null,
       },
       pods: pods.map((p) => {
         const inbound = this.inboundState(p, listening.get(p.netnsCookie) ?? new Set());
@@ -659,6 +686,9 @@ export class SockopsBackend implements RedirectBackend {
         for (const name of fs.readdirSync(this.netnsDir)) BpfLink.fromPin(path.join(this.netnsDir, name)).detach();
       for (const link of this.links.values()) link.detach();
     }
+    this.resetter?.close();
+    this.resetter = null;
+    this.netnsPaths.clear();
     this.maps?.close();
     this.maps = null;
     this.scanFresh = false;

@@ -8,8 +8,9 @@
  *    SHUNT_SOCKOPS_ENROLL_BG other pods enrolled, default 100).
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { MeshPod } from '@shunt/core';
-import { Testbed } from '@shunt/testbed';
+import { Testbed, iptablesHandwrittenMode, runBench } from '@shunt/testbed';
 import { sockopsBenchMode } from './test-support/bench-mode';
 import { SockopsBackend } from './backend';
 import { Sandbox, SCRIPTS, type Helper } from './test-support/sandbox';
@@ -189,4 +190,32 @@ run('enroll latency (manual benchmark)', () => {
     );
     expect(latency).toHaveLength(ENROLLS);
   }, 300_000);
+});
+
+/**
+ * 3. Short connections (`-t 'short connections'`): the testbed's bench (runBench: fresh pods per
+ *    round, modes alternated, every metric incl. CPU/conn) with sockops in-process: the default
+ *    (short connections not spliced), the same with shortConns 0 (every connection spliced, the
+ *    behaviour before), without splicing, and hand-written iptables.
+ */
+run('short connections (manual benchmark)', () => {
+  it('measures', async () => {
+    const all = [
+      sockopsBenchMode({ name: 'sockops-skip-short', guard: { shortConns: 4 } }),
+      sockopsBenchMode({ name: 'sockops' }),
+      sockopsBenchMode({ name: 'sockops-nosplice', splice: 'none' }),
+      iptablesHandwrittenMode,
+    ];
+    // SHUNT_SOCKOPS_BENCH_MODES=sockops,sockops-skip-short: a subset, more rounds in the same time.
+    const want = process.env.SHUNT_SOCKOPS_BENCH_MODES?.split(',');
+    const modes = want ? all.filter((m) => want.includes(m.name)) : all;
+    const result = await runBench({
+      modes,
+      rounds: ROUNDS,
+      seconds: SECONDS,
+      // Not into the package: the report's files go next to the other bench results.
+      outDir: path.resolve(__dirname, '../../../bench/results'),
+    });
+    expect(result.report.modes).toHaveLength(modes.length);
+  }, 900_000);
 });

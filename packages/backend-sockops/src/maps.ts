@@ -90,13 +90,13 @@ export class SockopsMaps {
   }
 
   /** The splice guard's policy (bytes); 0 in a field = the built-in default (GUARD_DEFAULTS). */
-  setGuard(g: { queueCap: number; smallMsg: number; smallQueue: number }): void {
+  setGuard(g: { queueCap: number; smallMsg: number; smallQueue: number; shortConns: number }): void {
     this.spliceGuard.update(0, g);
   }
 
-  guard(): { queueCap: number; smallMsg: number; smallQueue: number } | null {
+  guard(): { queueCap: number; smallMsg: number; smallQueue: number; shortConns: number } | null {
     const g = this.spliceGuard.lookup(0);
-    return g ? { queueCap: g.queueCap, smallMsg: g.smallMsg, smallQueue: g.smallQueue } : null;
+    return g ? { queueCap: g.queueCap, smallMsg: g.smallMsg, smallQueue: g.smallQueue, shortConns: g.shortConns } : null;
   }
 
   /** The guard's decision counters (sums over CPUs; maxima for SPLICE_STAT_MAX). */

@@ -43,6 +43,9 @@ describe('splice setting', () => {
     expect(validGuard({ queueCap: 8 << 20 })).toEqual({ ...DEFAULT_GUARD, queueCap: 8 << 20 });
     expect(() => validGuard({ queueCap: 0 })).toThrow(/splice guard queueCap 0 is not a byte count/);
     expect(() => validGuard({ smallMsg: 1.5 })).toThrow(/splice guard smallMsg 1.5 is not a byte count/);
+    expect(validGuard({ shortConns: 0 })).toEqual({ ...DEFAULT_GUARD, shortConns: 0 });
+    expect(() => validGuard({ shortConns: 256 })).toThrow(/splice guard shortConns 256 is not a connection count \(0-255, 0 = always splice\)/);
+    expect(() => validGuard({ shortConns: -1 })).toThrow(/shortConns -1/);
     expect(() => validGuard({ queueCap: 1024, smallQueue: 4096 })).toThrow(/smallQueue 4096 exceeds queueCap 1024/);
   });
 

@@ -48,6 +48,10 @@ const SECTIONS: Record<string, { progType: string; feature: FeatureName }> = {
 const GUARD_SECTIONS: Record<string, { progType: string }> = {
   'sk_skb/verdict': { progType: 'sk_skb' },
 };
+/** Programs of the guard in a section other programs use too: probed the same way, by program name. */
+const GUARD_PROGRAMS: Record<string, { progType: string; section: string }> = {
+  shunt_splice_release: { progType: 'cgroup_sock', section: 'cgroup/sock_release' },
+};
 
 /** Calls that need no probe of their own, and why. */
 const NO_PROBE: Record<string, string> = {
@@ -74,6 +78,13 @@ const NO_PROBE: Record<string, string> = {
   'sk_skb:bpf_probe_read_kernel': 'the splice guard probe',
   'sk_skb:bpf_get_socket_cookie': 'the splice guard probe',
   'sk_skb:bpf_skb_adjust_room': 'the splice guard probe',
+  'cgroup_sock:bpf_core_cast': 'bpf_rdonly_cast kfunc macro: the splice guard probe',
+  'cgroup_sock:bpf_rdonly_cast': 'kfunc: the splice guard probe',
+  'cgroup_sock:bpf_get_netns_cookie': 'the splice guard probe',
+  'cgroup_sock:bpf_ringbuf_output': 'the splice guard probe',
+  'cgroup_sock:bpf_get_socket_cookie': 'the splice guard probe (and the cgroup_sock_release probe dns.bpf.c requires)',
+  'cgroup_sock:bpf_core_field_offset': 'CO-RE relocation, resolved by libbpf at load',
+  'cgroup_sock:bpf_core_type_id_kernel': 'CO-RE relocation, resolved by libbpf at load',
 };
 
 interface CFunction {
@@ -129,7 +140,7 @@ describe('SUPPORT_RULES.sockops covers bpf/sockops', () => {
     expect(programs.length).toBeGreaterThan(0);
     const probeSections = functions(fs.readFileSync(path.join(BPF_DIR, 'guard_probe.bpf.c'), 'utf8')).map((f) => f.section);
     for (const prog of programs) {
-      const guard = GUARD_SECTIONS[prog.section!];
+      const guard = GUARD_PROGRAMS[prog.name] ?? GUARD_SECTIONS[prog.section!];
       if (guard) {
         expect(probeSections).toContain(prog.section);
         for (const helper of helperCalls(prog, all))

@@ -68,7 +68,8 @@ export {
 } from './sockets';
 export { MessageSocket, UnixListener, type ReceivedMessage, type UnixListenOptions, type UnixSocketType } from './unix';
 export { NetnsPidIndex, type NetnsPidIndexOptions } from './netns-pids';
-export { netnsTcpListeners, type NetnsListener } from './sock-diag';
+export { netnsTcpListeners, destroyTcpSocket, type NetnsListener, type TcpSocketId } from './sock-diag';
+export { RingBuffer } from './ringbuf';
 export { pidfdGetfd, listeningSockets, socketFds, type ListeningSocket, type ListeningSocketQuery } from './proc-sockets';
 export { bpfObjectPath, cgroup2Mount } from './paths';
 export { type KernelLinkInfo } from './native';

@@ -11,6 +11,10 @@ export interface FdHandle {
   readonly __fdHandle: unique symbol;
 }
 /** Opaque handle owning a bpf_object (closed on closeObject or when collected). */
+/** Opaque handle owning a libbpf ring_buffer and its event-loop poll (closed on ringbufClose or when collected). */
+export interface RingbufHandle {
+  readonly __ringbufHandle: unique symbol;
+}
 export interface ObjectHandle {
   readonly __objectHandle: unique symbol;
 }
@@ -171,6 +175,10 @@ export interface NativeAddon {
   unixConnect(path: string, type: string): number;
   unixSocketPair(type: string): [number, number];
   tcpListeners(port: number, family: number, wildcardOnly?: boolean): Array<{ inode: number; address: string; port: number; family: 4 | 6 }>;
+  tcpDestroy(family: number, local: Buffer, localPort: number, remote: Buffer, remotePort: number, cookie: bigint, target: string): boolean;
+  ringbufOpen(mapFd: number, onSamples: (samples: Buffer[]) => void, target: string): RingbufHandle;
+  ringbufConsume(h: RingbufHandle, target: string): number;
+  ringbufClose(h: RingbufHandle): void;
 }
 
 function load(): NativeAddon {

@@ -16,13 +16,13 @@ export function sockopsBenchMode(opts: SockopsOptions & { name?: string } = {}):
   const splice = opts.splice ?? DEFAULT_SPLICE;
   return {
     name: opts.name ?? 'sockops',
-    description: `shunt sockops backend: connect4/6 redirect + getsockopt SO_ORIGINAL_DST, splice=${JSON.stringify(splice)}`,
+    description: `shunt sockops backend: connect4/6 redirect + getsockopt SO_ORIGINAL_DST, splice=${JSON.stringify(splice)}${opts.guard ? `, guard=${JSON.stringify(opts.guard)}` : ''}`,
     expectsProxy: true,
     async setup(tb: Testbed, pods: ModePods): Promise<void> {
       const client = tb.pod(pods.client);
       bpffsRoot = `/sys/fs/bpf/${tb.prefix}-sockops`;
       fs.mkdirSync(bpffsRoot, { recursive: true });
-      backend = new SockopsBackend({ splice });
+      backend = new SockopsBackend({ splice, ...(opts.guard ? { guard: opts.guard } : {}) });
       const log = { debug() {}, info() {}, warn() {}, error() {} };
       await backend.start({
         nodeName: client.node,

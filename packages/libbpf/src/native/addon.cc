@@ -17,6 +17,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitRtnl(env, exports);
   InitTcx(env, exports);
   InitDiag(env, exports);
+  InitRingbuf(env, exports);
   exports.Set("libbpfVersion", Napi::String::New(env, std::to_string(libbpf_major_version()) + "." +
                                                            std::to_string(libbpf_minor_version())));
   exports.Set("numPossibleCpus", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {

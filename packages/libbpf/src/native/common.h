@@ -65,5 +65,6 @@ void InitUnix(Napi::Env env, Napi::Object exports);
 void InitRtnl(Napi::Env env, Napi::Object exports);
 void InitTcx(Napi::Env env, Napi::Object exports);
 void InitDiag(Napi::Env env, Napi::Object exports);
+void InitRingbuf(Napi::Env env, Napi::Object exports);
 
 }  // namespace shunt

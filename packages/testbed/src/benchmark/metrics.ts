@@ -1,4 +1,4 @@
-export type MetricName = 'rttP50Us' | 'rttP99Us' | 'throughputGbps' | 'bulk64kGbps' | 'rr1kTps' | 'newConnsPerSec' | 'conntrackPerConn';
+export type MetricName = 'rttP50Us' | 'rttP99Us' | 'throughputGbps' | 'bulk64kGbps' | 'rr1kTps' | 'newConnsPerSec' | 'cpuPerConnUs' | 'conntrackPerConn';
 
 export interface MetricInfo {
   name: MetricName;
@@ -18,6 +18,9 @@ export const METRICS: readonly MetricInfo[] = [
   // sockperf ping-pong with 1 KiB messages: closed loop, one message in flight.
   { name: 'rr1kTps', label: 'RR 1 KiB', unit: 'trans/s', higherIsBetter: true, digits: 0 },
   { name: 'newConnsPerSec', label: 'new conns/s', unit: '1/s', higherIsBetter: true, digits: 0 },
+  // CPU the node's pods (apps, proxies, wrk) used per wrk connection (cgroup cpu.stat): unlike the
+  // rate, it barely moves when other jobs share the machine.
+  { name: 'cpuPerConnUs', label: 'CPU/conn', unit: 'µs', higherIsBetter: false, digits: 0 },
   { name: 'conntrackPerConn', label: 'conntrack entries/conn', unit: '', higherIsBetter: false, digits: 2 },
 ];
 

@@ -100,6 +100,14 @@ async function withRetry<T>(label: string, retries: string[], progress: (l: stri
  * mode inherits another's netfilter state (an emptied nat table still costs conntrack), and
  * alternates modes A-B-A-B. Every client run is bounded by `seconds`.
  */
+/** CPU (µs) used so far by every process of the node's pods: cgroup v2 cpu.stat of node0's cgroup, which holds the pods'. */
+function cgroupCpuUs(tb: Testbed): number {
+  const text = readFileSync(path.join(tb.node('node0').cgroupPath, 'cpu.stat'), 'utf8');
+  const m = /^usage_usec (\d+)$/m.exec(text);
+  if (!m) throw new Error(`bench: no usage_usec in ${tb.node('node0').cgroupPath}/cpu.stat`);
+  return Number(m[1]);
+}
+
 export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   const modes = opts.modes ?? BUILTIN_MODES;
   const rounds = opts.rounds ?? 3;
@@ -154,12 +162,14 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
           await tb.conntrackFlush(pods.client);
           await tb.conntrackFlush(pods.server);
           const ct0 = await conntrackSum(tb, pods);
+          const cpu0 = cgroupCpuUs(tb);
           progress(`${tag} · wrk (Connection: close) ${seconds}s`);
           const wrk = await tb.wrk(pods.client, `http://${server.ipv4}:${PORTS.http}/`, {
             seconds,
             connections: wrkConnections,
             keepAlive: false,
           });
+          const cpu1 = cgroupCpuUs(tb);
           const ct1 = await conntrackSum(tb, pods);
           samples.get(mode.name)!.push({
             rttP50Us: sp.p50Us,
@@ -168,6 +178,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
             bulk64kGbps: bulk.bitsPerSecond / 1e9,
             rr1kTps: rr.observations / seconds,
             newConnsPerSec: wrk.requestsPerSecond,
+            cpuPerConnUs: wrk.requests > 0 ? (cpu1 - cpu0) / wrk.requests : NaN,
             conntrackPerConn: wrk.requests > 0 ? (ct1 - ct0) / wrk.requests : NaN,
           });
         }).finally(async () => {

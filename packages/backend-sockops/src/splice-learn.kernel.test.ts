@@ -1,0 +1,108 @@
+/**
+ * Short connections are not worth a psock (opt-in, guard shortConns; real kernel): after 4
+ * short connections in a row to a port of a pod, connect4 stops marking that port's connections
+ * for splicing, all but every 8th, which relearns (splice_learn, connect.bpf.c + sockops.bpf.c).
+ *
+ *   netns a (pod A): app (uid 1000, client.js) --198.18.0.2:9000--> proxy.js (uid 1337, relays)
+ *   netns s: sink server on 9000 (counts bytes until EOF, replies with the count)
+ *
+ * A short connection sends one write each way (1 byte, the count); a long one 256 KiB (4 writes).
+ * Each connection's app<->proxy pair is spliced or not: sockets_spliced +2 or +0, and the rule's
+ * skips are counted (splice_skipped_short). Control: shortConns 0 splices every connection.
+ */
+import type { MeshPod } from '@shunt/core';
+import { SockopsBackend } from './backend';
+import { DEFAULT_GUARD, type SpliceGuard } from './splice';
+import { Sandbox, type Netns } from './test-support/sandbox';
+
+const APP_UID = 1000;
+const PROXY_UID = 1337;
+
+function meshPod(ns: Netns): MeshPod {
+  return {
+    uid: 'uid-pod-a',
+    namespace: 'test',
+    name: 'pod-a',
+    profile: 'istio-sidecar',
+    membership: 'sidecar',
+    hostNetwork: false,
+    ips: { v4: ['198.18.0.1'], v6: [] },
+    netnsPath: ns.path,
+    interceptionMode: 'REDIRECT',
+    proxy: { uid: PROXY_UID, gid: PROXY_UID, outboundPort: 15001, inboundPort: 15006 },
+    traffic: {
+      inbound: { include: '*', exclude: [15008, 15020, 15021, 15090] },
+      outbound: { includePorts: [], excludePorts: [], includeCidrs: '*', excludeCidrs: [] },
+    },
+  };
+}
+
+describe('splice (default auto): short connections to a port stop being spliced', () => {
+  let sb: Sandbox;
+  let a: Netns;
+  let backend: SockopsBackend | undefined;
+
+  beforeAll(async () => {
+    sb = new Sandbox();
+    a = sb.addNetns('a');
+    const s = sb.addNetns('s');
+    sb.link(a, ['198.18.0.1/24'], s, ['198.18.0.2/24'], 'A');
+    await sb.start(s, 0, 'server.js', ['sink', '9000', 'sink'], { inCgroup: false });
+    await sb.start(s, 0, 'server.js', ['sink', '9001', 'sink'], { inCgroup: false });
+    await sb.start(a, PROXY_UID, 'proxy.js', ['15001', '15006']);
+  }, 30_000);
+  afterAll(async () => {
+    await backend?.stop({ cleanup: true }).catch(() => undefined);
+    await sb?.dispose();
+  });
+
+  async function useBackend(guard: Partial<SpliceGuard> = { shortConns: 4 }): Promise<SockopsBackend> {
+    await backend?.stop({ cleanup: false });
+    backend = new SockopsBackend({ guard });
+    await backend.start(sb.node());
+    await backend.enroll(meshPod(a));
+    return backend;
+  }
+
+  /** One connection (bytes sent by the app), once both proxy halves have closed: spliced or not. */
+  async function connect(port: number, bytes: number): Promise<{ spliced: boolean; skipped: number }> {
+    const b = backend!;
+    const c0 = (await b.observe()).counters;
+    const out = JSON.parse(await sb.run(a, APP_UID, 'client.js', ['198.18.0.2', String(port), String(bytes)])) as { reply?: string; error?: string };
+    expect(out.reply).toBe(`sink|${bytes}`);
+    // The proxy's accepted socket learns at its close: wait (bounded) until every spliced socket is gone.
+    for (let i = 0; i < 200 && b.liveRecords().splicePeers > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(b.liveRecords().splicePeers).toBe(0);
+    const c1 = (await b.observe()).counters;
+    const spliced = (c1.sockets_spliced ?? 0) - (c0.sockets_spliced ?? 0);
+    expect([0, 2]).toContain(spliced);
+    return { spliced: spliced === 2, skipped: (c1.splice_skipped_short ?? 0) - (c0.splice_skipped_short ?? 0) };
+  }
+
+  it('4 short connections are spliced, then 7 of every 8 are not; a long one makes the port splice again', async () => {
+    await useBackend();
+    const seen: boolean[] = [];
+    for (let i = 0; i < 4; i++) seen.push((await connect(9000, 1)).spliced);
+    expect(seen).toEqual([true, true, true, true]);
+    const next: Array<{ spliced: boolean; skipped: number }> = [];
+    for (let i = 0; i < 7; i++) next.push(await connect(9000, 1));
+    expect(next).toEqual(Array(7).fill({ spliced: false, skipped: 1 }));
+    // The 8th is spliced (it relearns) and long: the run ends, the next short one is spliced again.
+    expect(await connect(9000, 256 << 10)).toEqual({ spliced: true, skipped: 0 });
+    expect(await connect(9000, 1)).toEqual({ spliced: true, skipped: 0 });
+    // Another port of the same pod learnt nothing.
+    expect(await connect(9001, 1)).toEqual({ spliced: true, skipped: 0 });
+  }, 60_000);
+
+  it('long connections keep a port spliced', async () => {
+    await useBackend();
+    for (let i = 0; i < 6; i++) expect(await connect(9001, 256 << 10)).toEqual({ spliced: true, skipped: 0 });
+  }, 60_000);
+
+  it('control: shortConns 0 (the default) splices every connection', async () => {
+    expect(DEFAULT_GUARD.shortConns).toBe(0);
+    await useBackend({ shortConns: 0 });
+    expect((await backend!.observe()).nodeDetail.spliceGuard).toMatchObject({ shortConns: 0 });
+    for (let i = 0; i < 10; i++) expect(await connect(9000, 1)).toEqual({ spliced: true, skipped: 0 });
+  }, 60_000);
+});

@@ -18,7 +18,8 @@ export function interpret(
     if (ev.type !== 'upsert') return ev;
     try {
       const r = interpretPod(ev.pod, ev.namespaceLabels, p, ev.extras, mesh);
-      return r.ok ? { type: 'upsert', pod: r.pod } : { type: 'reject', pod: r.ref, reason: r.error.message };
+      if (!r.ok) return { type: 'reject', pod: r.ref, reason: r.error.message };
+      return ev.digest !== undefined ? { type: 'upsert', pod: r.pod, digest: ev.digest } : { type: 'upsert', pod: r.pod };
     } catch (err) {
       const ref = podRefOf(ev.pod);
       return { type: 'reject', pod: ref, reason: `pod ${ref.namespace}/${ref.name}: cannot be interpreted: ${errorMessage(err)}` };

@@ -9,6 +9,7 @@
 // it had), the others are unaffected. A uid seen twice is reported and the first entry wins, so an
 // appended duplicate can never take over a running pod.
 import { bestEffortRef, displayValue, validateNamespace, validatePod } from '../kube/validate';
+import type { RestartMemoEntry } from '../types';
 import type { RawPodEvent } from './events';
 import { PodNamespaceJoin } from './join';
 
@@ -32,7 +33,14 @@ export interface PodsFileEntry {
 
 /** What an entry is, remembered by its digest from one reading to the next. */
 type Identity = { canon: string } & (
-  | { kind: 'pod'; ours: boolean; ref: { uid: string; namespace: string; name: string }; positional: boolean }
+  | {
+      kind: 'pod';
+      ours: boolean;
+      ref: { uid: string; namespace: string; name: string };
+      positional: boolean;
+      /** Known from the restart memo, not from a reading: the next reading parses it. */
+      memo?: RestartMemoEntry;
+    }
   | { kind: 'namespace'; name: string }
   | { kind: 'ignored'; problem: string }
 );
@@ -60,10 +68,18 @@ export class PodsFileDiff {
   /** Digests announced now (podText and nsText values): entries the next reading may leave unparsed. */
   private announced = new Set<string>();
 
+  /** Item digest -> memo entry, for the first reading only (see the restart memo in pods-file.ts). */
+  private memo: ReadonlyMap<string, RestartMemoEntry> | undefined;
+  /** Pods the last apply() announced as `unchanged` from the memo: their full objects are still to come. */
+  vouched = 0;
+
   constructor(
     private readonly path: string,
     private readonly nodeName?: string,
-  ) {}
+    memo?: readonly RestartMemoEntry[],
+  ) {
+    if (memo && memo.length > 0) this.memo = new Map(memo.map((m) => [memoItemDigest(m.digest), m] as const));
+  }
 
   private ours(raw: unknown): boolean {
     if (!this.nodeName || !isObj(raw) || !isObj(raw.spec)) return true;
@@ -80,7 +96,8 @@ export class PodsFileDiff {
    */
   knows(digest: string): boolean {
     const id = this.identities.get(digest);
-    if (!id) return false;
+    if (!id) return this.memo?.has(digest) ?? false;
+    if (id.kind === 'pod' && id.memo) return false; // vouched for last time: read in full now
     if (id.kind === 'ignored') return true;
     if (id.kind === 'pod' && !id.ours) return true;
     if (id.kind === 'pod' && id.positional) return false;
@@ -89,7 +106,7 @@ export class PodsFileDiff {
 
   private identify(e: PodsFileEntry): Identity {
     if (e.kind === 'known') {
-      const id = this.identities.get(e.digest);
+      const id = this.identities.get(e.digest) ?? this.memoIdentity(e.digest);
       if (!id) throw new Error(`${e.where}: entry marked known but its digest was not in the previous reading`);
       return id;
     }
@@ -100,6 +117,12 @@ export class PodsFileDiff {
     const ref = bestEffortRef(e.raw, fallback);
     // A pod without a name is keyed by its position, which a digest does not carry: always parsed.
     return { canon, kind: 'pod', ours: this.ours(e.raw), ref, positional: ref.name === fallback };
+  }
+
+  private memoIdentity(digest: string): Identity | undefined {
+    const m = this.memo?.get(digest);
+    if (!m) return undefined;
+    return { canon: `memo:${digest}`, kind: 'pod', ours: true, ref: { uid: m.uid, namespace: m.namespace, name: m.name }, positional: false, memo: m };
   }
 
   /** Keys the entries and says what would be removed; changes nothing. */
@@ -141,6 +164,8 @@ export class PodsFileDiff {
     const events: RawPodEvent[] = [];
     const problems = [...plan.problems];
     this.identities = plan.identities;
+    this.memo = undefined; // the first reading only
+    this.vouched = 0;
     for (const [name, e] of plan.namespaces) {
       if (this.nsText.get(name) === e.text) continue;
       const v = validateNamespace(this.rawOf(e));
@@ -160,8 +185,17 @@ export class PodsFileDiff {
     for (const [key, e] of plan.pods) {
       if (this.podText.get(key) === e.text) continue; // unchanged: no validation, no event
       this.podText.set(key, e.text);
+      const id = plan.identities.get(e.digest);
+      if (id?.kind === 'pod' && id.memo) {
+        // Unparsed, vouched for by the memo. Labels of its namespace changed since: the fingerprint
+        // may differ, and '' matches no installed state, so the pod waits for its full object.
+        const digest = this.join.memoKey(e.digest, id.ref.namespace);
+        events.push(...this.join.vouchPod(id.ref, digest === id.memo.digest ? id.memo.fingerprint : '', digest));
+        this.vouched++;
+        continue;
+      }
       const v = validatePod(this.rawOf(e), { fallbackName: `<${e.where}>`, sizeBytes: e.sizeBytes });
-      events.push(...(v.ok ? this.join.upsertPod(v.pod, v.extras) : this.join.rejectPod(v.ref, `pods file ${this.path}: ${e.where}: ${v.error.message}`)));
+      events.push(...(v.ok ? this.join.upsertPod(v.pod, v.extras, e.digest) : this.join.rejectPod(v.ref, `pods file ${this.path}: ${e.where}: ${v.error.message}`)));
     }
     for (const key of [...this.podText.keys()]) {
       if (plan.pods.has(key)) continue;
@@ -174,4 +208,10 @@ export class PodsFileDiff {
     this.lastProblems = now;
     return { events, newProblems };
   }
+}
+
+/** The item part of a memo digest (`<item digest>.<labels digest>`, see PodNamespaceJoin.memoKey). */
+export function memoItemDigest(digest: string): string {
+  const dot = digest.lastIndexOf('.');
+  return dot < 0 ? digest : digest.slice(0, dot);
 }

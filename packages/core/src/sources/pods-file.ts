@@ -30,6 +30,7 @@ import { basename, dirname } from 'node:path';
 import { Observable } from 'rxjs';
 import { parseAllDocuments } from 'yaml';
 import { ShuntError, errorMessage } from '../errors';
+import type { RestartMemoEntry } from '../types';
 import { displayValue, validateNamespace, validatePod, type NamespaceValidation, type PodValidation } from '../kube/validate';
 import { SYNCED, type RawPodEvent } from './events';
 import { jsonArrayItems } from './json-items';
@@ -37,6 +38,8 @@ import { PodsFileDiff, type PodsFileEntry } from './pods-file-diff';
 
 /** A pods file larger than this is refused whole (10,000 realistic pods are ~15 MiB). */
 export const MAX_PODS_FILE_BYTES = 128 * 1024 * 1024;
+/** Events emitted in one go; more are sliced (see emitSliced). */
+const EMIT_SLICE = 500;
 /** How often a read that removes pods waits for the file to stand still before it is applied anyway. */
 const MAX_SETTLE_ROUNDS = 5;
 
@@ -48,6 +51,14 @@ export interface PodsFileSourceOptions {
   /** Use fs.watch as a change hint (default true); polling alone works where inotify does not. */
   fsWatch?: boolean;
   onError?: (err: ShuntError) => void;
+  /**
+   * Restart memo (what the previous agent recorded, see RestartMemoEntry): at the first reading, an
+   * item of a plain JSON list whose digest is in it is neither parsed nor validated but announced
+   * as `unchanged`; every such item is then read in full `followUpMs` (default 200) after the
+   * first sync, in slices, so the reconciler gets its object too.
+   */
+  restartMemo?: readonly RestartMemoEntry[];
+  followUpMs?: number;
 }
 
 export type { PodsFileEntry } from './pods-file-diff';
@@ -208,7 +219,8 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
   };
 
   return new Observable<RawPodEvent>((subscriber) => {
-    const diff = new PodsFileDiff(path, opts.nodeName);
+    const diff = new PodsFileDiff(path, opts.nodeName, opts.restartMemo);
+    let followUp: NodeJS.Timeout | undefined;
     let synced = false;
     let closed = false;
     let reading = false;
@@ -220,6 +232,13 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
 
     const emit = (events: RawPodEvent[]) => {
       for (const e of events) if (!closed) subscriber.next(e);
+    };
+    /** Many events (the memo follow-up: every pod) go in slices, so timers and other pods' work run between them. */
+    const emitSliced = async (events: RawPodEvent[]) => {
+      for (let i = 0; i < events.length && !closed; i += EMIT_SLICE) {
+        if (i > 0) await new Promise((r) => setImmediate(r));
+        emit(events.slice(i, i + EMIT_SLICE));
+      }
     };
 
     const fail = (err: ShuntError) => {
@@ -275,7 +294,13 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
           if (closed) return;
           lastError = '';
           const { events, newProblems } = diff.apply(p);
-          emit(events);
+          if (events.length > EMIT_SLICE) await emitSliced(events);
+          else emit(events);
+          // Pods the memo vouched for: their full objects follow, once the first sync is through.
+          if (diff.vouched > 0 && !closed) {
+            clearTimeout(followUp);
+            followUp = setTimeout(schedule, opts.followUpMs ?? 200);
+          }
           for (const problem of newProblems) report(new ShuntError('SOURCE', `pods file ${path}: ${problem}`));
           if (!synced) {
             synced = true;
@@ -325,6 +350,7 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
     return () => {
       closed = true;
       if (debounce) clearTimeout(debounce);
+      clearTimeout(followUp);
       clearInterval(poll);
       watcher?.close();
     };

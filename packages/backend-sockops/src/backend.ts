@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isIPv4 } from 'node:net';
 import { BpfError, BpfLink, BpfMap, BpfObject, NetnsPidIndex, bpfObjectPath, netnsCookie } from '@shunt/libbpf';
+import { InternPool } from '@shunt/core';
 import type {
   InstalledState,
   MeshPod,
@@ -134,6 +135,7 @@ export class SockopsBackend implements RedirectBackend {
    * scanning the node's maps (enroll latency stays flat with the number of pods).
    */
   private installed = new Map<bigint, InstalledPodProgram>();
+  private readonly pool = new InternPool();
   private readOnly = false;
   /** The loaded sk_lookup program, attached to each enrolled pod's netns (not in read-only mode). */
   private skLookup: BpfObject | null = null;
@@ -432,7 +434,16 @@ export class SockopsBackend implements RedirectBackend {
     for (const p of pods) this.addInstalled(p);
   }
 
-  private addInstalled(p: InstalledPodProgram): void {
+  private addInstalled(pod: InstalledPodProgram): void {
+    // Most pods select the same ports, CIDRs and owners: one shared frozen copy each (memory at 10,000 pods).
+    const pool = this.pool;
+    const p: InstalledPodProgram = {
+      ...pod,
+      ref: { uid: pod.ref.uid, namespace: pool.string(pod.ref.namespace), name: pod.ref.name },
+      ports: pool.value(pod.ports),
+      cidrs: pool.value(pod.cidrs),
+      owners: pool.value(pod.owners),
+    };
     const old = this.installed.get(p.netnsCookie);
     if (old) this.removeInstalled(old);
     this.installed.set(p.netnsCookie, p);

@@ -13,11 +13,35 @@ interface Entry {
   extras: PodExtras;
   /** The source's digest of the pod's object, without the labels part (see labelsDigest). */
   digest?: string;
+  /** Its latest object was rejected (nothing to re-announce). */
+  rejected?: boolean;
+}
+
+export interface PodNamespaceJoinOptions {
+  /**
+   * Keep each pod's object to re-announce it when its namespace's labels change (default true).
+   * false: keep only its reference; such pods are listed by takeStale() instead, for a source that
+   * can read them again (the pods file), which saves a copy of every pod.
+   */
+  keepObjects?: boolean;
 }
 
 export class PodNamespaceJoin {
   private readonly pods = new Map<string, Entry>();
   private readonly nsLabels = new Map<string, Record<string, string>>();
+  private readonly keepObjects: boolean;
+  private stale: string[] = [];
+
+  constructor(opts: PodNamespaceJoinOptions = {}) {
+    this.keepObjects = opts.keepObjects ?? true;
+  }
+
+  /** Pods (uids) a namespace change should re-announce but whose objects were not kept; clears the list. */
+  takeStale(): string[] {
+    const out = this.stale;
+    this.stale = [];
+    return out;
+  }
 
   labelsOf(namespace: string): Record<string, string> {
     return this.nsLabels.get(namespace) ?? {};
@@ -34,7 +58,7 @@ export class PodNamespaceJoin {
   /** `digest`: the source's digest of the object; the event carries it joined with the labels' (memoKey). */
   upsertPod(pod: KubePod, extras: PodExtras = {}, digest?: string): RawPodEvent[] {
     const ref = podRefOf(pod);
-    this.pods.set(ref.uid, { ref, pod, extras, ...(digest !== undefined ? { digest } : {}) });
+    this.pods.set(ref.uid, this.keepObjects ? { ref, pod, extras, ...(digest !== undefined ? { digest } : {}) } : { ref, extras: NO_EXTRAS });
     return [this.upsertEvent(ref, pod, extras, digest)];
   }
 
@@ -56,13 +80,13 @@ export class PodNamespaceJoin {
    * comes later through upsertPod.
    */
   vouchPod(ref: PodRef, fingerprint: string, digest: string): RawPodEvent[] {
-    this.pods.set(ref.uid, { ref, extras: {} });
+    this.pods.set(ref.uid, { ref, extras: NO_EXTRAS });
     return [{ type: 'unchanged', pod: ref, fingerprint, digest }];
   }
 
   /** The pod's latest object failed validation: announce the rejection, remember the pod for its delete. */
   rejectPod(ref: PodRef, reason: string): RawPodEvent[] {
-    this.pods.set(ref.uid, { ref, extras: {} });
+    this.pods.set(ref.uid, { ref, extras: NO_EXTRAS, rejected: true });
     return [{ type: 'reject', pod: ref, reason }];
   }
 
@@ -93,12 +117,16 @@ export class PodNamespaceJoin {
 
   private reannounce(namespace: string): RawPodEvent[] {
     const out: RawPodEvent[] = [];
-    for (const { ref, pod, extras, digest } of this.pods.values()) {
-      if (pod && ref.namespace === namespace) out.push(this.upsertEvent(ref, pod, extras, digest));
+    for (const { ref, pod, extras, digest, rejected } of this.pods.values()) {
+      if (ref.namespace !== namespace) continue;
+      if (pod) out.push(this.upsertEvent(ref, pod, extras, digest));
+      else if (!rejected) this.stale.push(ref.uid);
     }
     return out;
   }
 }
+
+const NO_EXTRAS: PodExtras = Object.freeze({}) as PodExtras;
 
 /** Short digest of a label set, independent of key order. */
 export function labelsDigest(labels: Record<string, string>): string {

@@ -29,6 +29,10 @@ export interface PodsFileEntry {
   digest: string;
   /** Size of the entry's text (validation refuses oversized pods). */
   sizeBytes: number;
+  /** A `known` entry of a JSON list: the file's text and the entry's span, to parse it after all if needed. */
+  source?: string;
+  start?: number;
+  end?: number;
 }
 
 /** What an entry is, remembered by its digest from one reading to the next. */
@@ -55,10 +59,13 @@ export interface PodsFilePlan {
   identities: Map<string, Identity>;
 }
 
+/** Matches no entry text: the pod is announced again at this reading. */
+const STALE = 'stale';
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 export class PodsFileDiff {
-  private readonly join = new PodNamespaceJoin();
+  // Pods' objects are not kept: a namespace label change parses its pods' entries again instead.
+  private readonly join = new PodNamespaceJoin({ keepObjects: false });
   /** Entry text of every pod (valid or rejected) and namespace announced, by key. */
   private readonly podText = new Map<string, string>();
   private readonly nsText = new Map<string, string>();
@@ -153,10 +160,14 @@ export class PodsFileDiff {
     return { pods, namespaces, problems, removed, identities };
   }
 
-  /** An entry that differs from what was announced under its key must have been parsed. */
+  /**
+   * An entry that differs from what was announced under its key was parsed, or is a known entry to
+   * announce again (its namespace's labels changed), parsed now from the reading's text.
+   */
   private rawOf(e: PodsFileEntry): unknown {
-    if (e.kind === 'known') throw new Error(`${e.where}: changed entry was not parsed`);
-    return e.raw;
+    if (e.kind !== 'known') return e.raw;
+    if (e.source === undefined || e.start === undefined || e.end === undefined) throw new Error(`${e.where}: changed entry was not parsed`);
+    return JSON.parse(e.source.slice(e.start, e.end));
   }
 
   /** Applies a plan: the events to emit, and the problems not reported at the previous reading. */
@@ -182,6 +193,8 @@ export class PodsFileDiff {
       this.nsText.delete(name);
       events.push(...this.join.deleteNamespace(name));
     }
+    // Pods of a namespace whose labels changed: announced again below, from their entries.
+    for (const uid of this.join.takeStale()) if (this.podText.has(uid)) this.podText.set(uid, STALE);
     for (const [key, e] of plan.pods) {
       if (this.podText.get(key) === e.text) continue; // unchanged: no validation, no event
       this.podText.set(key, e.text);

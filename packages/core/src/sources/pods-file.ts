@@ -133,7 +133,7 @@ function jsonListEntries(text: string, known: (digest: string) => boolean): Pods
     const digest = entryDigest(itemText);
     const where = `item ${i + 1}`;
     if (known(digest)) {
-      entries.push({ where, kind: 'known', raw: undefined, text: '', digest, sizeBytes: itemText.length });
+      entries.push({ where, kind: 'known', raw: undefined, text: '', digest, sizeBytes: itemText.length, source: text, start, end });
       continue;
     }
     let raw: unknown;

@@ -173,6 +173,20 @@ export class PodsFileDiff {
   /** Applies a plan: the events to emit, and the problems not reported at the previous reading. */
   apply(plan: PodsFilePlan): { events: RawPodEvent[]; newProblems: string[] } {
     const events: RawPodEvent[] = [];
+    const steps = this.applySteps(plan);
+    for (let r = steps.next(); ; r = steps.next()) {
+      if (r.done) return { events, newProblems: r.value };
+      events.push(...r.value);
+    }
+  }
+
+  /**
+   * apply() one entry at a time: yields each entry's events as it is validated, returns the new
+   * problems. The source emits as it goes, so a reading of 10,000 new pods never holds all their
+   * objects at once, and it can let other work run between entries. Nothing else may use the diff
+   * until the generator is done.
+   */
+  *applySteps(plan: PodsFilePlan): Generator<RawPodEvent[], string[]> {
     const problems = [...plan.problems];
     this.identities = plan.identities;
     this.memo = undefined; // the first reading only
@@ -186,12 +200,12 @@ export class PodsFileDiff {
         continue;
       }
       this.nsText.set(name, e.text);
-      events.push(...this.join.upsertNamespace(v.namespace));
+      yield this.join.upsertNamespace(v.namespace);
     }
     for (const name of [...this.nsText.keys()]) {
       if (plan.namespaces.has(name)) continue;
       this.nsText.delete(name);
-      events.push(...this.join.deleteNamespace(name));
+      yield this.join.deleteNamespace(name);
     }
     // Pods of a namespace whose labels changed: announced again below, from their entries.
     for (const uid of this.join.takeStale()) if (this.podText.has(uid)) this.podText.set(uid, STALE);
@@ -203,23 +217,23 @@ export class PodsFileDiff {
         // Unparsed, vouched for by the memo. Labels of its namespace changed since: the fingerprint
         // may differ, and '' matches no installed state, so the pod waits for its full object.
         const digest = this.join.memoKey(e.digest, id.ref.namespace);
-        events.push(...this.join.vouchPod(id.ref, digest === id.memo.digest ? id.memo.fingerprint : '', digest));
+        yield this.join.vouchPod(id.ref, digest === id.memo.digest ? id.memo.fingerprint : '', digest);
         this.vouched++;
         continue;
       }
       const v = validatePod(this.rawOf(e), { fallbackName: `<${e.where}>`, sizeBytes: e.sizeBytes });
-      events.push(...(v.ok ? this.join.upsertPod(v.pod, v.extras, e.digest) : this.join.rejectPod(v.ref, `pods file ${this.path}: ${e.where}: ${v.error.message}`)));
+      yield v.ok ? this.join.upsertPod(v.pod, v.extras, e.digest) : this.join.rejectPod(v.ref, `pods file ${this.path}: ${e.where}: ${v.error.message}`);
     }
     for (const key of [...this.podText.keys()]) {
       if (plan.pods.has(key)) continue;
       this.podText.delete(key);
-      events.push(...this.join.deletePod(key));
+      yield this.join.deletePod(key);
     }
     this.announced = new Set([...this.podText.values(), ...this.nsText.values()]);
     const now = new Set(problems);
     const newProblems = [...now].filter((p) => !this.lastProblems.has(p));
     this.lastProblems = now;
-    return { events, newProblems };
+    return newProblems;
   }
 }
 

@@ -38,7 +38,7 @@ import { PodsFileDiff, type PodsFileEntry } from './pods-file-diff';
 
 /** A pods file larger than this is refused whole (10,000 realistic pods are ~15 MiB). */
 export const MAX_PODS_FILE_BYTES = 128 * 1024 * 1024;
-/** Events emitted in one go; more are sliced (see emitSliced). */
+/** Entries applied between two turns of the event loop. */
 const EMIT_SLICE = 500;
 /** How often a read that removes pods waits for the file to stand still before it is applied anyway. */
 const MAX_SETTLE_ROUNDS = 5;
@@ -233,14 +233,6 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
     const emit = (events: RawPodEvent[]) => {
       for (const e of events) if (!closed) subscriber.next(e);
     };
-    /** Many events (the memo follow-up: every pod) go in slices, so timers and other pods' work run between them. */
-    const emitSliced = async (events: RawPodEvent[]) => {
-      for (let i = 0; i < events.length && !closed; i += EMIT_SLICE) {
-        if (i > 0) await new Promise((r) => setImmediate(r));
-        emit(events.slice(i, i + EMIT_SLICE));
-      }
-    };
-
     const fail = (err: ShuntError) => {
       // Report each distinct file-level problem once, not on every poll.
       if (err.message === lastError) return;
@@ -293,9 +285,18 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
           }
           if (closed) return;
           lastError = '';
-          const { events, newProblems } = diff.apply(p);
-          if (events.length > EMIT_SLICE) await emitSliced(events);
-          else emit(events);
+          // Emitted entry by entry (see applySteps), with other work let in every EMIT_SLICE entries.
+          const steps = diff.applySteps(p);
+          let newProblems: string[] = [];
+          for (let n = 1, r = steps.next(); ; n++, r = steps.next()) {
+            if (r.done) {
+              newProblems = r.value;
+              break;
+            }
+            emit(r.value);
+            if (n % EMIT_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
+            if (closed) return;
+          }
           // Pods the memo vouched for: their full objects follow, once the first sync is through.
           if (diff.vouched > 0 && !closed) {
             clearTimeout(followUp);

@@ -123,7 +123,7 @@ export class SockopsBackend implements RedirectBackend {
   private sizes: MapSizes = {};
   private readonly pidIndex: NetnsPidIndex;
   /** uid -> netns cookies installed for it (a replaced sandbox briefly has two), so enroll and unenroll never scan every pod. */
-  private byUid = new Map<string, Set<bigint>>();
+  private byUid = new Map<string, bigint[]>();
   private node: NodeContext | null = null;
   private dir = '';
   private maps: SockopsMaps | null = null;
@@ -299,7 +299,7 @@ export class SockopsBackend implements RedirectBackend {
   /** The listener families present now become the ones each installed pod is expected to keep. */
   private rememberListeners(installed: readonly InstalledPodProgram[]): void {
     const present = this.requireMaps('rememberListeners').inboundListeners();
-    for (const p of installed) this.listenerFamilies.set(p.netnsCookie, present.get(p.netnsCookie) ?? new Set());
+    for (const p of installed) this.listenerFamilies.set(p.netnsCookie, sharedFamilies(present.get(p.netnsCookie)));
   }
 
   /** readOnly: open what is pinned, create, attach and delete nothing. */
@@ -437,26 +437,39 @@ export class SockopsBackend implements RedirectBackend {
   private addInstalled(pod: InstalledPodProgram): void {
     // Most pods select the same ports, CIDRs and owners: one shared frozen copy each (memory at 10,000 pods).
     const pool = this.pool;
+    // A literal of every field (not a spread): all pods share one hidden class, no property backing store.
     const p: InstalledPodProgram = {
-      ...pod,
       ref: { uid: pod.ref.uid, namespace: pool.string(pod.ref.namespace), name: pod.ref.name },
+      netnsCookie: pod.netnsCookie,
+      flags: pod.flags,
+      proxyUid: pod.proxyUid,
+      proxyGid: pod.proxyGid,
+      outPort: pod.outPort,
+      inPort: pod.inPort,
+      dnsPort: pod.dnsPort,
       ports: pool.value(pod.ports),
       cidrs: pool.value(pod.cidrs),
+      ips: pod.ips,
+      loNet4: pod.loNet4,
+      loPrefix4: pod.loPrefix4,
+      tunnelPort: pod.tunnelPort,
       owners: pool.value(pod.owners),
+      gen: pod.gen,
     };
     const old = this.installed.get(p.netnsCookie);
     if (old) this.removeInstalled(old);
     this.installed.set(p.netnsCookie, p);
-    let set = this.byUid.get(p.ref.uid);
-    if (!set) this.byUid.set(p.ref.uid, (set = new Set()));
-    set.add(p.netnsCookie);
+    // An array, not a Set: almost always one cookie (a replaced sandbox briefly has two).
+    const cookies = this.byUid.get(p.ref.uid);
+    if (!cookies) this.byUid.set(p.ref.uid, [p.netnsCookie]);
+    else if (!cookies.includes(p.netnsCookie)) cookies.push(p.netnsCookie);
   }
 
   private removeInstalled(p: InstalledPodProgram): void {
     this.installed.delete(p.netnsCookie);
-    const set = this.byUid.get(p.ref.uid);
-    set?.delete(p.netnsCookie);
-    if (set && set.size === 0) this.byUid.delete(p.ref.uid);
+    const cookies = this.byUid.get(p.ref.uid)?.filter((c) => c !== p.netnsCookie);
+    if (cookies && cookies.length > 0) this.byUid.set(p.ref.uid, cookies);
+    else this.byUid.delete(p.ref.uid);
   }
 
   /**
@@ -569,7 +582,7 @@ export class SockopsBackend implements RedirectBackend {
         have.add(family);
       }
     }
-    this.listenerFamilies.set(cookie, have);
+    this.listenerFamilies.set(cookie, sharedFamilies(have));
     if (have.size === 0)
       throw new SockopsBackendError(
         `pod ${who}: proxy inbound listener :${want.inPort} not found yet in netns ${netnsPath} ` +
@@ -684,6 +697,13 @@ export class SockopsBackend implements RedirectBackend {
     this.node = null;
     if (opts.cleanup && this.dir !== '') fs.rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+// listenerFamilies holds one of these four per pod instead of a Set of its own (memory at 10,000
+// pods); they are never changed.
+const FAMILY_SETS: ReadonlySet<Family>[] = [new Set<Family>(), new Set<Family>([4]), new Set<Family>([6]), new Set<Family>([4, 6])];
+function sharedFamilies(s: ReadonlySet<Family> | undefined): Set<Family> {
+  return FAMILY_SETS[(s?.has(4) ? 1 : 0) + (s?.has(6) ? 2 : 0)] as Set<Family>;
 }
 
 /** Address families a pod has addresses in: the families its inbound listener must take. */

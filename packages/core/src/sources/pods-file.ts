@@ -23,6 +23,7 @@
 // not 40 MB of objects. Other JSON is parsed with JSON.parse (the YAML parser is ~60× slower and far
 // larger in memory; YAML remains the fallback for YAML files and JSON with comments), entries digested
 // by their JSON text. Only entries that changed are validated and emitted; only digests are kept.
+import { isUtf8 } from 'node:buffer';
 import { hash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { watch as fsWatch, type FSWatcher } from 'node:fs';
@@ -33,7 +34,7 @@ import { ShuntError, errorMessage } from '../errors';
 import type { RestartMemoEntry } from '../types';
 import { displayValue, validateNamespace, validatePod, type NamespaceValidation, type PodValidation } from '../kube/validate';
 import { SYNCED, type RawPodEvent } from './events';
-import { jsonArrayItems } from './json-items';
+import { jsonArrayItems, jsonArrayItemsBytes } from './json-items';
 import { PodsFileDiff, type PodsFileEntry } from './pods-file-diff';
 
 /** A pods file larger than this is refused whole (10,000 realistic pods are ~15 MiB). */
@@ -120,6 +121,44 @@ export function entryDigest(text: string): string {
  */
 export function readPodsFileEntries(text: string, path: string, known: (digest: string) => boolean = () => false): PodsFileEntry[] {
   return jsonListEntries(text, known) ?? podsFileEntries(parseDocuments(text, path), path);
+}
+
+/**
+ * Entries of the file as read (bytes): a plain JSON list is split, digested and (for unknown items)
+ * parsed straight from the buffer, never decoded whole; anything else is decoded and read as text.
+ * Throws (keep the last good state) on a file too large or not UTF-8.
+ */
+export function readPodsFileBytes(buf: Buffer, path: string, known: (digest: string) => boolean = () => false): PodsFileEntry[] {
+  if (buf.length > MAX_PODS_FILE_BYTES) throw new ShuntError('SOURCE', `pods file ${path}: ${buf.length} bytes, more than ${MAX_PODS_FILE_BYTES}; keeping the last known pods`);
+  if (!isUtf8(buf)) throw new ShuntError('SOURCE', `pods file ${path}: not valid UTF-8; keeping the last known pods`);
+  const bom = buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf ? 3 : 0;
+  return jsonListEntriesBytes(buf, bom, known) ?? readPodsFileEntries(decode(buf, path), path, known);
+}
+
+/** jsonListEntries over bytes. Digests are the same as of the item's text (crypto hashes a string as its UTF-8). */
+function jsonListEntriesBytes(buf: Buffer, from: number, known: (digest: string) => boolean): PodsFileEntry[] | undefined {
+  const spans = jsonArrayItemsBytes(buf, from);
+  if (!spans) return undefined;
+  const entries: PodsFileEntry[] = [];
+  for (let i = 0; i < spans.length; i++) {
+    const [start, end] = spans[i]!;
+    const digest = hash('sha1', buf.subarray(start, end), 'base64');
+    const where = `item ${i + 1}`;
+    if (known(digest)) {
+      entries.push({ where, kind: 'known', raw: undefined, text: '', digest, sizeBytes: end - start, source: buf, start, end });
+      continue;
+    }
+    const itemText = buf.toString('utf8', start, end);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(itemText);
+    } catch {
+      return undefined;
+    }
+    const canon = entryDigest(JSON.stringify(raw) ?? 'undefined');
+    entries.push({ where, kind: entryKind(raw), raw, text: canon, digest, sizeBytes: itemText.length });
+  }
+  return entries;
 }
 
 /** The fast path for a file that is a plain JSON list; undefined sends it down the full parse. */
@@ -242,18 +281,18 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
 
     const known = (digest: string) => diff.knows(digest);
     const readOnce = async (): Promise<{ stat: string; entries: PodsFileEntry[] } | undefined> => {
-      let text: string;
+      let buf: Buffer;
       let st: string;
       try {
         st = statKey(await stat(path));
         lastStat = st;
-        text = decode(await readFile(path), path);
+        buf = await readFile(path);
       } catch (err) {
         fail(err instanceof ShuntError ? err : new ShuntError('SOURCE', `pods file ${path}: ${errorMessage(err)}; keeping the last known pods`, { cause: err }));
         return undefined;
       }
       try {
-        return { stat: st, entries: readPodsFileEntries(text, path, known) };
+        return { stat: st, entries: readPodsFileBytes(buf, path, known) };
       } catch (err) {
         fail(err instanceof ShuntError ? err : new ShuntError('SOURCE', `pods file ${path}: ${errorMessage(err)}; keeping the last known pods`));
         return undefined;

@@ -11,7 +11,8 @@
 // Everything it creates (netns, stand-ins, cgroup, bpffs pins, temp files) is removed at the
 // end, also on failure and on Ctrl-C.
 //
-//   npm run bench:scale -- [N] [--mode sockops|iptables] [--incremental K] [--cpu-prof DIR] [--heap-snapshot DIR] [--state-on-disk] [--node-flag F]…
+//   npm run bench:scale -- [N] [--mode sockops|iptables] [--incremental K] [--cpu-prof DIR] [--heap-snapshot DIR] [--state-on-disk] [--settle] [--node-flag F]…
+// --settle adds RSS once the agent has been idle (V8 shrinks its heap after a burst) to both memory figures.
 // --heap-snapshot writes the agent's V8 heap after the cold start and after the incremental
 // phase (SIGUSR2, --heapsnapshot-signal) into DIR, for finding what holds memory.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -32,6 +33,8 @@ interface Args {
   heapSnapshot?: string;
   maxPods?: number;
   stateOnDisk?: boolean;
+  /** Also read RSS once the agent is idle (after the cold start and after the incremental phase). */
+  settle?: boolean;
   nodeFlags: string[];
 }
 
@@ -44,6 +47,7 @@ function parseArgs(argv: string[]): Args {
     else if (v === '--cpu-prof') a.cpuProf = path.resolve(argv[++i]!);
     else if (v === '--heap-snapshot') a.heapSnapshot = path.resolve(argv[++i]!);
     else if (v === '--state-on-disk') a.stateOnDisk = true;
+    else if (v === '--settle') a.settle = true;
     else if (v === '--node-flag') a.nodeFlags.push(argv[++i]!);
     else if (v === '--max-pods') a.maxPods = Number(argv[++i]);
     else if (/^\d+$/.test(v)) a.n = Number(v);
@@ -86,6 +90,26 @@ function procStat(pid: number): { rssMiB: number; peakMiB: number; cpuS: number 
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const ticks = Number(f[11]) + Number(f[12]);
   return { rssMiB: r2(kb('VmRSS')), peakMiB: r2(kb('VmHWM')), cpuS: r2(ticks / 100) };
+}
+
+/**
+ * RSS once the agent has been idle: V8's memory reducer shrinks the heap (and the young generation
+ * it grew during the burst) some seconds after allocation stops. Polls every second until RSS stops
+ * falling for 3 s, at most maxS seconds; returns the lowest reading and how long it took.
+ */
+async function settledRss(pid: number, maxS = 20): Promise<{ rssMiB: number; afterS: number }> {
+  const t0 = performance.now();
+  let low = procStat(pid).rssMiB;
+  let lowAt = t0;
+  while (performance.now() - t0 < maxS * 1000 && performance.now() - lowAt < 3000) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const now = procStat(pid).rssMiB;
+    if (now < low - 0.5) {
+      low = now;
+      lowAt = performance.now();
+    }
+  }
+  return { rssMiB: low, afterS: r2((lowAt - t0) / 1000) };
 }
 
 /** The agent's own memory figures from its /metrics (prom-client default metrics), MiB: where RSS goes. */
@@ -275,6 +299,7 @@ async function main(): Promise<void> {
     }, 900_000, 'ready');
     const coldS = (performance.now() - t0) / 1000;
     const afterCold = { ...procStat(agent.child.pid!), memory: await agentMemory(port) };
+    const coldSettled = args.settle ? await settledRss(agent.child.pid!) : undefined;
     await heapSnapshot('after cold start');
 
     say(`incremental: ${args.incremental} pods, one at a time, with ${args.n} present`);
@@ -294,6 +319,7 @@ async function main(): Promise<void> {
       incrementalWall.push(performance.now() - t);
     }
     const running = { ...procStat(agent.child.pid!), memory: await agentMemory(port) };
+    const runningSettled = args.settle ? await settledRss(agent.child.pid!) : undefined;
     await heapSnapshot('after incremental');
 
     say('restart with everything enrolled');
@@ -361,8 +387,8 @@ async function main(): Promise<void> {
       unenroll: { pods: total, seconds: r2(unenrollS), msPerPod: r2((unenrollS * 1000) / total) },
       stopWithCleanupSeconds: r2(stopCleanupS),
       agent: {
-        afterColdStart: afterCold,
-        afterIncremental: running,
+        afterColdStart: { ...afterCold, ...(coldSettled ? { settled: coldSettled } : {}) },
+        afterIncremental: { ...running, ...(runningSettled ? { settled: runningSettled } : {}) },
         secondRunEnd: end,
       },
       notes: [

@@ -449,7 +449,7 @@ export class SockopsBackend implements RedirectBackend {
       dnsPort: pod.dnsPort,
       ports: pool.value(pod.ports),
       cidrs: pool.value(pod.cidrs),
-      ips: pod.ips,
+      ips: pod.ips.slice(), // exact length (the built arrays carry spare capacity)
       loNet4: pod.loNet4,
       loPrefix4: pod.loPrefix4,
       tunnelPort: pod.tunnelPort,

@@ -24,7 +24,7 @@ import {
   type RestartMemoEntry,
 } from '@shunt/core';
 import { netnsCookie } from '@shunt/libbpf';
-import { ZdsServer } from '@shunt/zds';
+import type { ZdsServer } from '@shunt/zds';
 import type { SpliceSetting } from '@shunt/backend-sockops';
 import { createBackends } from '../backends';
 import { NetnsDiscovery } from '../netns/discovery';
@@ -37,7 +37,7 @@ import { createAgentMetrics, type AgentMetrics } from '../observability/metrics'
 import { PodStateTracker } from '../observability/pod-states';
 import { ObservationCache } from '../observability/observation';
 import { reportPodsWithoutBackend } from './without-backend';
-import { ZdsAnnouncingBackend } from '../zds/announcing-backend';
+
 import { registerZdsMetrics } from '../zds/metrics';
 import { zdsStatePath, zdsStatusPath } from '../zds/paths';
 import { firstSyncSettled, podCounts, readinessAnswer } from './readiness';
@@ -167,9 +167,12 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
     }
     const chosen = selection?.chosen ?? null;
     // Ambient: ztunnel must learn each pod after its redirect is in place (istio-cni's order).
+    // @shunt/zds (and protobufjs) only for an agent that serves ztunnel: a sidecar node never loads it.
+    const ambientZds = chosen && settings.profile === 'istio-ambient' && settings.zdsSocket;
+    const zdsModule = ambientZds ? await import('@shunt/zds') : null;
     const zds =
-      chosen && settings.profile === 'istio-ambient' && settings.zdsSocket
-        ? ZdsServer.start({
+      zdsModule && settings.zdsSocket
+        ? zdsModule.ZdsServer.start({
             socketPath: settings.zdsSocket,
             statePath: zdsStatePath(paths.stateDir),
             statusPath: zdsStatusPath(paths.stateDir),
@@ -179,7 +182,7 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
         : null;
     zdsStarted = zds;
     if (zds) registerZdsMetrics(metrics.registry, zds);
-    const backend = chosen && zds ? new ZdsAnnouncingBackend(chosen, zds) : chosen;
+    const backend = chosen && zds ? new (await import('../zds/announcing-backend')).ZdsAnnouncingBackend(chosen, zds) : chosen;
     if (selection && backend) {
       log.info(
         {

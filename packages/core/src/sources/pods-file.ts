@@ -29,7 +29,6 @@ import { readFile, stat } from 'node:fs/promises';
 import { watch as fsWatch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { Observable } from 'rxjs';
-import { parseAllDocuments } from 'yaml';
 import { ShuntError, errorMessage } from '../errors';
 import type { RestartMemoEntry } from '../types';
 import { displayValue, validateNamespace, validatePod, type NamespaceValidation, type PodValidation } from '../kube/validate';
@@ -95,6 +94,9 @@ function parseDocuments(text: string, path: string): unknown[] {
       jsonError = err; // maybe YAML flow syntax or JSON with comments: let YAML try
     }
   }
+  // Loaded on first use: an agent whose pods file is JSON never needs the YAML parser.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { parseAllDocuments } = require('yaml') as typeof import('yaml');
   const docs = parseAllDocuments(text, { intAsBigInt: false });
   const list = Array.isArray(docs) ? docs : [docs];
   const out: unknown[] = [];

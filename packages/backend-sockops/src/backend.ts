@@ -434,6 +434,21 @@ export class SockopsBackend implements RedirectBackend {
     for (const p of pods) this.addInstalled(p);
   }
 
+  /**
+   * The kernel's reading becomes what is installed, keeping each record that reads the same: an
+   * observe at 10,000 pods then replaces only what changed, instead of swapping 10,000 long-lived
+   * records for new ones (old-space garbage at every scrape and resync).
+   */
+  private refreshInstalled(pods: readonly InstalledPodProgram[]): void {
+    const seen = new Set<bigint>();
+    for (const p of pods) {
+      seen.add(p.netnsCookie);
+      const have = this.installed.get(p.netnsCookie);
+      if (!have || !sameInstalled(have, p)) this.addInstalled(p);
+    }
+    for (const [cookie, p] of this.installed) if (!seen.has(cookie)) this.removeInstalled(p);
+  }
+
   private addInstalled(pod: InstalledPodProgram): void {
     // Most pods select the same ports, CIDRs and owners: one shared frozen copy each (memory at 10,000 pods).
     const pool = this.pool;
@@ -641,7 +656,7 @@ export class SockopsBackend implements RedirectBackend {
     const pods = reuse ? [...this.installed.values()] : (maps?.readPods() ?? []);
     const listening = reuse ? this.listenerFamilies : (maps?.inboundListeners() ?? new Map<bigint, Set<Family>>());
     // The kernel is the truth: a drifted map shows up here, and the next enroll repairs it.
-    if (maps && !reuse) this.setInstalled(pods);
+    if (maps && !reuse) this.refreshInstalled(pods);
     return {
       backend: 'sockops',
       nodeReady,
@@ -697,6 +712,22 @@ export class SockopsBackend implements RedirectBackend {
     this.node = null;
     if (opts.cleanup && this.dir !== '') fs.rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Field by field, lists in order (a list read in another order counts as changed: replaced, never wrongly kept). */
+function sameInstalled(a: InstalledPodProgram, b: InstalledPodProgram): boolean {
+  const sameList = <T>(x: readonly T[], y: readonly T[], eq: (u: T, v: T) => boolean): boolean =>
+    x.length === y.length && x.every((u, i) => eq(u, y[i]!));
+  return (
+    a.gen === b.gen && a.flags === b.flags && a.proxyUid === b.proxyUid && a.proxyGid === b.proxyGid &&
+    a.outPort === b.outPort && a.inPort === b.inPort && a.dnsPort === b.dnsPort && a.loNet4 === b.loNet4 &&
+    a.loPrefix4 === b.loPrefix4 && a.tunnelPort === b.tunnelPort &&
+    a.ref.uid === b.ref.uid && a.ref.namespace === b.ref.namespace && a.ref.name === b.ref.name &&
+    sameList(a.ips, b.ips, (u, v) => u === v) &&
+    sameList(a.ports, b.ports, (u, v) => u.kind === v.kind && u.port === v.port) &&
+    sameList(a.cidrs, b.cidrs, (u, v) => u.kind === v.kind && u.family === v.family && u.address === v.address && u.prefix === v.prefix) &&
+    sameList(a.owners, b.owners, (u, v) => u.kind === v.kind && u.id === v.id)
+  );
 }
 
 // listenerFamilies holds one of these four per pod instead of a Set of its own (memory at 10,000

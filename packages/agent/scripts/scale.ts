@@ -11,7 +11,9 @@
 // Everything it creates (netns, stand-ins, cgroup, bpffs pins, temp files) is removed at the
 // end, also on failure and on Ctrl-C.
 //
-//   npm run bench:scale -- [N] [--mode sockops|iptables] [--incremental K] [--cpu-prof DIR] [--heap-snapshot DIR] [--state-on-disk] [--node-flag F]…
+//   npm run bench:scale -- [N] [--mode sockops|iptables] [--incremental K] [--cpu-prof DIR] [--heap-snapshot DIR] [--state-on-disk] [--settle] [--node-flag F]… [--env NAME=VALUE]…
+// --env NAME=VALUE (repeatable) sets the agent's environment.
+// --settle adds RSS once the agent has been idle (V8 shrinks its heap after a burst) to both memory figures.
 // --heap-snapshot writes the agent's V8 heap after the cold start and after the incremental
 // phase (SIGUSR2, --heapsnapshot-signal) into DIR, for finding what holds memory.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -32,11 +34,15 @@ interface Args {
   heapSnapshot?: string;
   maxPods?: number;
   stateOnDisk?: boolean;
+  /** Also read RSS once the agent is idle (after the cold start and after the incremental phase). */
+  settle?: boolean;
   nodeFlags: string[];
+  /** Extra environment of the agent (e.g. glibc malloc tunables). */
+  env: Record<string, string>;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { n: 1000, mode: 'sockops', incremental: 50, nodeFlags: [] };
+  const a: Args = { n: 1000, mode: 'sockops', incremental: 50, nodeFlags: [], env: {} };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i]!;
     if (v === '--mode') a.mode = argv[++i] as Args['mode'];
@@ -44,6 +50,13 @@ function parseArgs(argv: string[]): Args {
     else if (v === '--cpu-prof') a.cpuProf = path.resolve(argv[++i]!);
     else if (v === '--heap-snapshot') a.heapSnapshot = path.resolve(argv[++i]!);
     else if (v === '--state-on-disk') a.stateOnDisk = true;
+    else if (v === '--settle') a.settle = true;
+    else if (v === '--env') {
+      const kv = argv[++i] ?? '';
+      const eq = kv.indexOf('=');
+      if (eq <= 0) throw new Error(`--env wants NAME=VALUE, got ${JSON.stringify(kv)}`);
+      a.env[kv.slice(0, eq)] = kv.slice(eq + 1);
+    }
     else if (v === '--node-flag') a.nodeFlags.push(argv[++i]!);
     else if (v === '--max-pods') a.maxPods = Number(argv[++i]);
     else if (/^\d+$/.test(v)) a.n = Number(v);
@@ -86,6 +99,23 @@ function procStat(pid: number): { rssMiB: number; peakMiB: number; cpuS: number 
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const ticks = Number(f[11]) + Number(f[12]);
   return { rssMiB: r2(kb('VmRSS')), peakMiB: r2(kb('VmHWM')), cpuS: r2(ticks / 100) };
+}
+
+/**
+ * RSS while the agent is idle: V8's memory reducer shrinks the heap (and the young generation it
+ * grew during the burst) some seconds after allocation stops (its first pass waits 8 s). Reads RSS
+ * every second for maxS seconds; returns the first, lowest and last reading.
+ */
+async function settledRss(pid: number, maxS = 20): Promise<{ firstMiB: number; lowMiB: number; lastMiB: number; seconds: number }> {
+  const first = procStat(pid).rssMiB;
+  let low = first;
+  let last = first;
+  for (let i = 0; i < maxS; i++) {
+    await new Promise((r) => setTimeout(r, 1000));
+    last = procStat(pid).rssMiB;
+    low = Math.min(low, last);
+  }
+  return { firstMiB: first, lowMiB: low, lastMiB: last, seconds: maxS };
 }
 
 /** The agent's own memory figures from its /metrics (prom-client default metrics), MiB: where RSS goes. */
@@ -250,7 +280,7 @@ async function main(): Promise<void> {
         if (Date.now() > end) throw new Error(`no heap snapshot written into ${args.heapSnapshot} within 120 s`);
       }
     };
-    const env = {};
+    const env = { ...args.env };
 
     say(`cold start with ${args.n} pods (${args.mode})`);
     const t0 = performance.now();
@@ -275,6 +305,7 @@ async function main(): Promise<void> {
     }, 900_000, 'ready');
     const coldS = (performance.now() - t0) / 1000;
     const afterCold = { ...procStat(agent.child.pid!), memory: await agentMemory(port) };
+    const coldSettled = args.settle ? await settledRss(agent.child.pid!) : undefined;
     await heapSnapshot('after cold start');
 
     say(`incremental: ${args.incremental} pods, one at a time, with ${args.n} present`);
@@ -294,6 +325,7 @@ async function main(): Promise<void> {
       incrementalWall.push(performance.now() - t);
     }
     const running = { ...procStat(agent.child.pid!), memory: await agentMemory(port) };
+    const runningSettled = args.settle ? await settledRss(agent.child.pid!) : undefined;
     await heapSnapshot('after incremental');
 
     say('restart with everything enrolled');
@@ -361,8 +393,8 @@ async function main(): Promise<void> {
       unenroll: { pods: total, seconds: r2(unenrollS), msPerPod: r2((unenrollS * 1000) / total) },
       stopWithCleanupSeconds: r2(stopCleanupS),
       agent: {
-        afterColdStart: afterCold,
-        afterIncremental: running,
+        afterColdStart: { ...afterCold, ...(coldSettled ? { settled: coldSettled } : {}) },
+        afterIncremental: { ...running, ...(runningSettled ? { settled: runningSettled } : {}) },
         secondRunEnd: end,
       },
       notes: [

@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isIPv4 } from 'node:net';
 import { BpfError, BpfLink, BpfMap, BpfObject, NetnsPidIndex, bpfObjectPath, netnsCookie } from '@shunt/libbpf';
+import { InternPool } from '@shunt/core';
 import type {
   InstalledState,
   MeshPod,
@@ -132,7 +133,7 @@ export class SockopsBackend implements RedirectBackend {
   private sizes: MapSizes = {};
   private readonly pidIndex: NetnsPidIndex;
   /** uid -> netns cookies installed for it (a replaced sandbox briefly has two), so enroll and unenroll never scan every pod. */
-  private byUid = new Map<string, Set<bigint>>();
+  private byUid = new Map<string, bigint[]>();
   private node: NodeContext | null = null;
   private dir = '';
   private maps: SockopsMaps | null = null;
@@ -144,6 +145,7 @@ export class SockopsBackend implements RedirectBackend {
    * scanning the node's maps (enroll latency stays flat with the number of pods).
    */
   private installed = new Map<bigint, InstalledPodProgram>();
+  private readonly pool = new InternPool();
   private readOnly = false;
   /** The loaded sk_lookup program, attached to each enrolled pod's netns (not in read-only mode). */
   private skLookup: BpfObject | null = null;
@@ -321,7 +323,7 @@ export class SockopsBackend implements RedirectBackend {
   /** The listener families present now become the ones each installed pod is expected to keep. */
   private rememberListeners(installed: readonly InstalledPodProgram[]): void {
     const present = this.requireMaps('rememberListeners').inboundListeners();
-    for (const p of installed) this.listenerFamilies.set(p.netnsCookie, present.get(p.netnsCookie) ?? new Set());
+    for (const p of installed) this.listenerFamilies.set(p.netnsCookie, sharedFamilies(present.get(p.netnsCookie)));
   }
 
   /** readOnly: open what is pinned, create, attach and delete nothing. */
@@ -457,20 +459,57 @@ export class SockopsBackend implements RedirectBackend {
     for (const p of pods) this.addInstalled(p);
   }
 
-  private addInstalled(p: InstalledPodProgram): void {
+  /**
+   * The kernel's reading becomes what is installed, keeping each record that reads the same: an
+   * observe at 10,000 pods then replaces only what changed, instead of swapping 10,000 long-lived
+   * records for new ones (old-space garbage at every scrape and resync).
+   */
+  private refreshInstalled(pods: readonly InstalledPodProgram[]): void {
+    const seen = new Set<bigint>();
+    for (const p of pods) {
+      seen.add(p.netnsCookie);
+      const have = this.installed.get(p.netnsCookie);
+      if (!have || !sameInstalled(have, p)) this.addInstalled(p);
+    }
+    for (const [cookie, p] of this.installed) if (!seen.has(cookie)) this.removeInstalled(p);
+  }
+
+  private addInstalled(pod: InstalledPodProgram): void {
+    // Most pods select the same ports, CIDRs and owners: one shared frozen copy each (memory at 10,000 pods).
+    const pool = this.pool;
+    // A literal of every field (not a spread): all pods share one hidden class, no property backing store.
+    const p: InstalledPodProgram = {
+      ref: { uid: pod.ref.uid, namespace: pool.string(pod.ref.namespace), name: pod.ref.name },
+      netnsCookie: pod.netnsCookie,
+      flags: pod.flags,
+      proxyUid: pod.proxyUid,
+      proxyGid: pod.proxyGid,
+      outPort: pod.outPort,
+      inPort: pod.inPort,
+      dnsPort: pod.dnsPort,
+      ports: pool.value(pod.ports),
+      cidrs: pool.value(pod.cidrs),
+      ips: pod.ips.slice(), // exact length (the built arrays carry spare capacity)
+      loNet4: pod.loNet4,
+      loPrefix4: pod.loPrefix4,
+      tunnelPort: pod.tunnelPort,
+      owners: pool.value(pod.owners),
+      gen: pod.gen,
+    };
     const old = this.installed.get(p.netnsCookie);
     if (old) this.removeInstalled(old);
     this.installed.set(p.netnsCookie, p);
-    let set = this.byUid.get(p.ref.uid);
-    if (!set) this.byUid.set(p.ref.uid, (set = new Set()));
-    set.add(p.netnsCookie);
+    // An array, not a Set: almost always one cookie (a replaced sandbox briefly has two).
+    const cookies = this.byUid.get(p.ref.uid);
+    if (!cookies) this.byUid.set(p.ref.uid, [p.netnsCookie]);
+    else if (!cookies.includes(p.netnsCookie)) cookies.push(p.netnsCookie);
   }
 
   private removeInstalled(p: InstalledPodProgram): void {
     this.installed.delete(p.netnsCookie);
-    const set = this.byUid.get(p.ref.uid);
-    set?.delete(p.netnsCookie);
-    if (set && set.size === 0) this.byUid.delete(p.ref.uid);
+    const cookies = this.byUid.get(p.ref.uid)?.filter((c) => c !== p.netnsCookie);
+    if (cookies && cookies.length > 0) this.byUid.set(p.ref.uid, cookies);
+    else this.byUid.delete(p.ref.uid);
   }
 
   /**
@@ -583,7 +622,7 @@ export class SockopsBackend implements RedirectBackend {
         have.add(family);
       }
     }
-    this.listenerFamilies.set(cookie, have);
+    this.listenerFamilies.set(cookie, sharedFamilies(have));
     if (have.size === 0)
       throw new SockopsBackendError(
         `pod ${who}: proxy inbound listener :${want.inPort} not found yet in netns ${netnsPath} ` +
@@ -643,7 +682,7 @@ export class SockopsBackend implements RedirectBackend {
     const pods = reuse ? [...this.installed.values()] : (maps?.readPods() ?? []);
     const listening = reuse ? this.listenerFamilies : (maps?.inboundListeners() ?? new Map<bigint, Set<Family>>());
     // The kernel is the truth: a drifted map shows up here, and the next enroll repairs it.
-    if (maps && !reuse) this.setInstalled(pods);
+    if (maps && !reuse) this.refreshInstalled(pods);
     return {
       backend: 'sockops',
       nodeReady,
@@ -703,6 +742,29 @@ export class SockopsBackend implements RedirectBackend {
     this.node = null;
     if (opts.cleanup && this.dir !== '') fs.rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Field by field, lists in order (a list read in another order counts as changed: replaced, never wrongly kept). */
+function sameInstalled(a: InstalledPodProgram, b: InstalledPodProgram): boolean {
+  const sameList = <T>(x: readonly T[], y: readonly T[], eq: (u: T, v: T) => boolean): boolean =>
+    x.length === y.length && x.every((u, i) => eq(u, y[i]!));
+  return (
+    a.gen === b.gen && a.flags === b.flags && a.proxyUid === b.proxyUid && a.proxyGid === b.proxyGid &&
+    a.outPort === b.outPort && a.inPort === b.inPort && a.dnsPort === b.dnsPort && a.loNet4 === b.loNet4 &&
+    a.loPrefix4 === b.loPrefix4 && a.tunnelPort === b.tunnelPort &&
+    a.ref.uid === b.ref.uid && a.ref.namespace === b.ref.namespace && a.ref.name === b.ref.name &&
+    sameList(a.ips, b.ips, (u, v) => u === v) &&
+    sameList(a.ports, b.ports, (u, v) => u.kind === v.kind && u.port === v.port) &&
+    sameList(a.cidrs, b.cidrs, (u, v) => u.kind === v.kind && u.family === v.family && u.address === v.address && u.prefix === v.prefix) &&
+    sameList(a.owners, b.owners, (u, v) => u.kind === v.kind && u.id === v.id)
+  );
+}
+
+// listenerFamilies holds one of these four per pod instead of a Set of its own (memory at 10,000
+// pods); they are never changed.
+const FAMILY_SETS: ReadonlySet<Family>[] = [new Set<Family>(), new Set<Family>([4]), new Set<Family>([6]), new Set<Family>([4, 6])];
+function sharedFamilies(s: ReadonlySet<Family> | undefined): Set<Family> {
+  return FAMILY_SETS[(s?.has(4) ? 1 : 0) + (s?.has(6) ? 2 : 0)] as Set<Family>;
 }
 
 /** Address families a pod has addresses in: the families its inbound listener must take. */

@@ -2,7 +2,6 @@
 // of precedence, then defaults), validated with errors that name the key, where it came from and why.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { ConfigError, errorMessage } from './errors';
 import {
   DEFAULT_MESH_CAPTURE,
@@ -134,7 +133,9 @@ function readFile(path: string): Record<string, unknown> {
   }
   let doc: unknown;
   try {
-    doc = parseYaml(text);
+    // Loaded only when there is a config file to read (most agents have none).
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    doc = (require('yaml') as typeof import('yaml')).parse(text);
   } catch (err) {
     throw new ConfigError('config file', path, `not valid YAML/JSON: ${errorMessage(err)}`);
   }

@@ -36,6 +36,7 @@ export {
   type ResolvedCapture,
 } from './capture-options';
 export { stableStringify, meshPodFingerprint } from './fingerprint';
+export { InternPool, deepFreeze } from './intern';
 export { backoffDelay, type BackoffPolicy } from './backoff';
 export { parseKernelRelease, compareKernel, formatKernel } from './kernel';
 export { SYNCED, isPodEvent, type RawPodEvent, type SyncedEvent, type ReconcilerInput } from './sources/events';

@@ -129,9 +129,30 @@ export interface MeshPod extends PodRef {
 
 /** Events the reconciler consumes. A `reject` is a pod whose annotations could not be honoured. */
 export type PodEvent =
-  | { type: 'upsert'; pod: MeshPod }
+  /** `digest`: the source's key of the object the pod came from (see RestartMemoEntry), when it has one. */
+  | { type: 'upsert'; pod: MeshPod; digest?: string }
   | { type: 'delete'; pod: PodRef }
-  | { type: 'reject'; pod: PodRef; reason: string };
+  | { type: 'reject'; pod: PodRef; reason: string }
+  /**
+   * Restart shortcut: the source holds the very object (same `digest`) that, at the previous agent,
+   * gave this pod `fingerprint`, so it skipped validating and interpreting it. The reconciler takes
+   * it as enrolled only when the kernel holds that fingerprint; the full `upsert` follows soon
+   * after the first sync either way (and repairs whatever the shortcut could not).
+   */
+  | { type: 'unchanged'; pod: PodRef; fingerprint: string; digest: string };
+
+/**
+ * What a pod source needs at the next start to vouch for an unchanged pod without reading it: the
+ * digest of the object (pods file: its item text and its namespace's labels), the pod, and the
+ * backend fingerprint installed from it.
+ */
+export interface RestartMemoEntry {
+  digest: string;
+  uid: string;
+  namespace: string;
+  name: string;
+  fingerprint: string;
+}
 
 /** Outcome of a probe, with what was tried and what the kernel answered. */
 export interface Feature {

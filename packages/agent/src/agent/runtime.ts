@@ -21,9 +21,10 @@ import {
   type RedirectBackend,
   type RedirectMode,
   type PodSourceConfig,
+  type RestartMemoEntry,
 } from '@shunt/core';
 import { netnsCookie } from '@shunt/libbpf';
-import { ZdsServer } from '@shunt/zds';
+import type { ZdsServer } from '@shunt/zds';
 import type { SpliceSetting } from '@shunt/backend-sockops';
 import { createBackends } from '../backends';
 import { NetnsDiscovery } from '../netns/discovery';
@@ -37,10 +38,15 @@ import { createAgentMetrics, type AgentMetrics } from '../observability/metrics'
 import { PodStateTracker } from '../observability/pod-states';
 import { ObservationCache } from '../observability/observation';
 import { reportPodsWithoutBackend } from './without-backend';
-import { ZdsAnnouncingBackend } from '../zds/announcing-backend';
+
 import { registerZdsMetrics } from '../zds/metrics';
 import { zdsStatePath, zdsStatusPath } from '../zds/paths';
 import { firstSyncSettled, podCounts, readinessAnswer } from './readiness';
+import { loadRestartMemo, removeRestartMemo, restartMemoPath, saveRestartMemo, type RestartMemoScope } from './restart-memo';
+import { VERSION } from '../program';
+
+/** How often the restart memo is rewritten while pods change (at most; also at ready and at stop). */
+const MEMO_WRITE_MS = 5000;
 
 /** How long stop() waits for backend calls already running (queued ones are dropped). */
 export const STOP_DRAIN_MS = 3000;
@@ -95,11 +101,15 @@ export interface RunningAgent {
 }
 
 /** Pods of this node from the configured source, with their netns found, through the profile. */
-function podEvents(settings: AgentSettings, log: AgentLogger): Observable<ReconcilerInput> {
+function podEvents(settings: AgentSettings, log: AgentLogger, restartMemo?: RestartMemoEntry[]): Observable<ReconcilerInput> {
   const src = settings.source;
   const raw: Observable<RawPodEvent> =
     src.kind === 'podsFile'
-      ? podsFileSource(src.path, { nodeName: settings.nodeName, onError: (e) => log.warn({ err: e.message }, 'pods file problem') })
+      ? podsFileSource(src.path, {
+          nodeName: settings.nodeName,
+          onError: (e) => log.warn({ err: e.message }, 'pods file problem'),
+          ...(restartMemo && restartMemo.length > 0 ? { restartMemo } : {}),
+        })
       : kubernetesSource({
           nodeName: settings.nodeName,
           ...(src.kubeconfig ? { kubeconfig: src.kubeconfig } : { inCluster: src.inCluster }),
@@ -161,9 +171,12 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
     }
     const chosen = selection?.chosen ?? null;
     // Ambient: ztunnel must learn each pod after its redirect is in place (istio-cni's order).
+    // @shunt/zds (and protobufjs) only for an agent that serves ztunnel: a sidecar node never loads it.
+    const ambientZds = chosen && settings.profile === 'istio-ambient' && settings.zdsSocket;
+    const zdsModule = ambientZds ? await import('@shunt/zds') : null;
     const zds =
-      chosen && settings.profile === 'istio-ambient' && settings.zdsSocket
-        ? ZdsServer.start({
+      zdsModule && settings.zdsSocket
+        ? zdsModule.ZdsServer.start({
             socketPath: settings.zdsSocket,
             statePath: zdsStatePath(paths.stateDir),
             statusPath: zdsStatusPath(paths.stateDir),
@@ -173,7 +186,7 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
         : null;
     zdsStarted = zds;
     if (zds) registerZdsMetrics(metrics.registry, zds);
-    const backend = chosen && zds ? new ZdsAnnouncingBackend(chosen, zds) : chosen;
+    const backend = chosen && zds ? new (await import('../zds/announcing-backend')).ZdsAnnouncingBackend(chosen, zds) : chosen;
     if (selection && backend) {
       log.info(
         {
@@ -205,7 +218,22 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
     metrics.setBackend(backend?.name ?? 'none', caps.kernelRelease);
 
     const tracker = new PodStateTracker(log, metrics);
-    const events = podEvents(settings, log);
+    // Pods-file agents with a backend: the previous agent's memo lets unchanged pods skip validation
+    // and interpretation before ready (see restart-memo.ts; the kernel still has the last word).
+    const src = settings.source;
+    const memoFile = backend && src.kind === 'podsFile' ? restartMemoPath(paths.stateDir) : undefined;
+    const memoScope: RestartMemoScope | undefined =
+      backend && src.kind === 'podsFile'
+        ? { version: VERSION, backend: backend.name, profile: settings.profile, nodeName: settings.nodeName, podsFile: src.path, meshCapture: settings.meshCapture ?? null }
+        : undefined;
+    let restartMemo: RestartMemoEntry[] | undefined;
+    if (memoFile && memoScope) {
+      const m = loadRestartMemo(memoFile, memoScope);
+      restartMemo = m.entries;
+      log.info({ file: memoFile, pods: m.entries.length, ...(m.ignored ? { ignored: m.ignored } : {}) }, 'restart memo');
+    }
+    const events = podEvents(settings, log, restartMemo);
+    restartMemo = undefined; // the source holds what it needs
     if (!backend) {
       const watcher = reportPodsWithoutBackend(events, tracker, unavailable!);
       void watcher.synced.then(() => log.info({ reason: unavailable }, 'first full sync done; not ready: no backend'));
@@ -262,7 +290,26 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
     // A snapshot costs O(pods): checked at most once per 20 ms however many statuses arrive,
     // not once per status (which made a start with N pods O(N²)).
     let checkTimer: NodeJS.Timeout | undefined;
+    let memoDirty = true;
+    let memoTimer: NodeJS.Timeout | undefined;
+    const writeMemo = (): void => {
+      if (!memoFile || !memoScope || !memoDirty) return;
+      memoDirty = false;
+      try {
+        saveRestartMemo(memoFile, memoScope, rec.restartMemo());
+      } catch (err) {
+        log.warn({ file: memoFile, err: (err as Error).message }, 'cannot write the restart memo (the next start reads every pod)');
+      }
+    };
+    if (memoFile)
+      void readyPromise.then(() => {
+        if (state === 'stopping') return;
+        writeMemo();
+        memoTimer = setInterval(writeMemo, MEMO_WRITE_MS);
+        memoTimer.unref();
+      });
     rec.status$.subscribe((st) => {
+      memoDirty = true;
       // rxjs rethrows a subscriber's exception asynchronously, which would end the process.
       try {
         tracker.onStatus(st);
@@ -301,6 +348,7 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
         state = 'stopping';
         clearInterval(poll);
         clearTimeout(checkTimer);
+        clearInterval(memoTimer);
         // Queued work and retries are dropped; calls in flight get a short drain (each is one pod's
         // worth of work), so stopping costs the same with 10 or 10,000 pods.
         await rec.stop({ drainTimeoutMs: STOP_DRAIN_MS });
@@ -310,6 +358,15 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
           // stay in ztunnel (and in the saved state) for the next agent to re-announce.
           if (zds && cleanup) await zds.retainOnly(new Set());
           await zds?.close();
+          if (memoFile) {
+            // Uninstalled: nothing is left to vouch for. Otherwise the next agent starts from this one.
+            try {
+              if (cleanup) removeRestartMemo(memoFile);
+              else if (ready) writeMemo();
+            } catch (err) {
+              log.warn({ file: memoFile, err: (err as Error).message }, 'cannot remove the restart memo');
+            }
+          }
           await backend.stop({ cleanup });
           log.info({ backend: backend.name, cleanup }, cleanup ? 'stopped; removed what this agent installed' : 'stopped; redirect left in place');
         } finally {

@@ -23,7 +23,7 @@ import { backoffDelay, type BackoffPolicy } from '../backoff';
 import { errorMessage } from '../errors';
 import { wantsRedirect } from '../profiles';
 import type { ReconcilerInput } from '../sources/events';
-import type { Logger, MeshPod, PodRef, PodStatus, RedirectBackend } from '../types';
+import type { Logger, MeshPod, PodRef, PodStatus, RedirectBackend, RestartMemoEntry } from '../types';
 
 export interface ReconcilerOptions {
   backend: RedirectBackend;
@@ -43,7 +43,14 @@ export interface ReconcilerOptions {
   nonRetryableDelayMs?: number;
 }
 
-type Desired = { kind: 'enrolled'; pod: MeshPod; fingerprint: string } | { kind: 'absent' };
+type Desired =
+  | { kind: 'enrolled'; pod: MeshPod; fingerprint: string; digest?: string }
+  /**
+   * From an `unchanged` event: the pod's object is on its way. Settled (enrolled) when the kernel
+   * holds the fingerprint; otherwise pending, and nothing runs until the object arrives.
+   */
+  | { kind: 'vouched'; fingerprint: string; digest: string }
+  | { kind: 'absent' };
 type Phase = 'idle' | 'queued' | 'running' | 'backoff';
 /** Fingerprint known to be installed, 'absent', or 'unknown' after a failed or timed-out call. */
 type Applied = string;
@@ -253,7 +260,9 @@ export class Reconciler {
       case 'synced':
         return this.onSynced();
       case 'upsert':
-        return this.onUpsert(ev.pod);
+        return this.onUpsert(ev.pod, ev.digest);
+      case 'unchanged':
+        return this.onUnchanged(ev.pod, ev.fingerprint, ev.digest);
       case 'delete':
         return this.onDelete(ev.pod);
       case 'reject':
@@ -261,7 +270,20 @@ export class Reconciler {
     }
   }
 
-  private onUpsert(pod: MeshPod): void {
+  /**
+   * The source vouches for a pod it did not read (restart memo). Taken as enrolled only if the
+   * kernel holds exactly that fingerprint; a pod whose kernel state drifted stays pending until its
+   * full object comes (then it is repaired as usual). A pod already known keeps what it has.
+   */
+  private onUnchanged(ref: PodRef, fingerprint: string, digest: string): void {
+    if (typeof fingerprint !== 'string' || typeof digest !== 'string') throw new Error('unchanged event without fingerprint or digest');
+    if (this.states.has(ref.uid)) return;
+    const st = this.newState(ref, this.adopted.get(ref.uid)?.fingerprint ?? ABSENT);
+    st.desired = { kind: 'vouched', fingerprint, digest };
+    this.desiredChanged(st);
+  }
+
+  private onUpsert(pod: MeshPod, digest?: string): void {
     let desired: Desired;
     if (wantsRedirect(pod)) {
       let fingerprint: string;
@@ -274,7 +296,7 @@ export class Reconciler {
         this.onReject(pod, `${this.backend.name} backend cannot serve pod ${pod.namespace}/${pod.name}: ${errorMessage(err)}`);
         return;
       }
-      desired = { kind: 'enrolled', pod, fingerprint };
+      desired = digest !== undefined ? { kind: 'enrolled', pod, fingerprint, digest } : { kind: 'enrolled', pod, fingerprint };
     } else {
       desired = { kind: 'absent' };
     }
@@ -289,7 +311,15 @@ export class Reconciler {
     st.deleted = false;
     const wasRejected = st.rejected !== undefined;
     st.rejected = undefined;
+    // The object of a vouched pod: it takes over (it is what a repair enrolls), whatever it says.
+    if (st.desired.kind === 'vouched') {
+      st.desired = desired;
+      this.desiredChanged(st);
+      return;
+    }
     if (sameDesired(st.desired, desired) && !wasRejected) {
+      // Same fingerprint from an object written differently: the memo follows the object now in the source.
+      if (st.desired.kind === 'enrolled' && desired.kind === 'enrolled') st.desired.digest = desired.digest;
       this.stats.skipped++;
       return;
     }
@@ -356,12 +386,14 @@ export class Reconciler {
   // --- the per-pod lane -----------------------------------------------------------------------------
 
   private needsWork(st: PodState): boolean {
-    return st.desired.kind === 'enrolled' ? st.applied !== st.desired.fingerprint : st.applied !== ABSENT;
+    return st.desired.kind !== 'absent' ? st.applied !== st.desired.fingerprint : st.applied !== ABSENT;
   }
 
   private kick(st: PodState): void {
     if (this.stopped || st.phase !== 'idle') return;
     if (this.needsWork(st)) {
+      // Nothing to enroll with yet: the pod's object follows its `unchanged` event.
+      if (st.desired.kind === 'vouched') return;
       st.phase = 'queued';
       this.queue.push(st);
       this.pump();
@@ -379,7 +411,7 @@ export class Reconciler {
       this.forget(st);
       return;
     }
-    if (st.desired.kind === 'enrolled' && !st.rejected && st.status?.state !== 'enrolled') {
+    if (st.desired.kind !== 'absent' && !st.rejected && st.status?.state !== 'enrolled') {
       this.setStatus(st, { pod: st.ref, state: 'enrolled', at: Date.now(), ...(afterCall ? {} : { unchanged: true as const }) });
     }
   }
@@ -420,6 +452,12 @@ export class Reconciler {
     };
     const target = st.desired;
     const version = st.version;
+    if (target.kind === 'vouched') {
+      // Not queued by kick(); a guard, so a lane never enrolls without the pod's object.
+      st.phase = 'idle';
+      releaseSlot();
+      return;
+    }
     const verb = target.kind === 'enrolled' ? 'enroll' : 'unenroll';
     if (target.kind === 'enrolled') this.stats.enrollCalls++;
     else this.stats.unenrollCalls++;
@@ -570,6 +608,20 @@ export class Reconciler {
     }
   }
 
+  /**
+   * The restart memo: every pod enrolled as wanted whose source gave a digest of its object, with
+   * the fingerprint the kernel holds. A pod source may vouch with it at the next start.
+   */
+  restartMemo(): RestartMemoEntry[] {
+    const out: RestartMemoEntry[] = [];
+    for (const st of this.states.values()) {
+      const d = st.desired;
+      if (d.kind === 'absent' || d.digest === undefined || st.rejected || st.applied !== d.fingerprint) continue;
+      out.push({ digest: d.digest, uid: st.ref.uid, namespace: st.ref.namespace, name: st.ref.name, fingerprint: d.fingerprint });
+    }
+    return out;
+  }
+
   private view(st: PodState): PodSnapshot {
     const busy = st.phase === 'running' || st.phase === 'queued';
     let state: PodView;
@@ -580,7 +632,7 @@ export class Reconciler {
     return {
       pod: st.ref,
       state,
-      desiredFingerprint: st.desired.kind === 'enrolled' ? st.desired.fingerprint : undefined,
+      desiredFingerprint: st.desired.kind !== 'absent' ? st.desired.fingerprint : undefined,
       appliedFingerprint: st.applied === ABSENT || st.applied === UNKNOWN ? undefined : st.applied,
       attempts: st.attempts,
       reason: st.rejected ?? (st.attempts > 0 ? st.lastError : undefined),

@@ -9,7 +9,10 @@ export interface SyncedEvent {
 export const SYNCED: SyncedEvent = Object.freeze({ type: 'synced' }) as SyncedEvent;
 
 export type RawPodEvent =
-  | { type: 'upsert'; pod: KubePod; namespaceLabels: Record<string, string>; extras: PodExtras }
+  /** `digest`: see PodEvent's upsert (carried through to it). */
+  | { type: 'upsert'; pod: KubePod; namespaceLabels: Record<string, string>; extras: PodExtras; digest?: string }
+  /** See PodEvent's `unchanged`: passes the profile untouched. */
+  | { type: 'unchanged'; pod: PodRef; fingerprint: string; digest: string }
   | { type: 'delete'; pod: PodRef }
   /** The source's validation step refused the object (kube/validate.ts); `reason` names pod, field and value. */
   | { type: 'reject'; pod: PodRef; reason: string }

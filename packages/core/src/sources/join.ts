@@ -1,5 +1,6 @@
 // Pods joined with their namespace's labels (the ambient profile reads `istio.io/dataplane-mode` there):
 // a namespace label change re-announces that namespace's pods. Shared by both sources.
+import { hash } from 'node:crypto';
 import { podRefOf } from '../kube/normalise';
 import type { KubeNamespace, KubePod, PodExtras } from '../kube/types';
 import type { PodRef } from '../types';
@@ -10,11 +11,37 @@ interface Entry {
   /** Absent while the pod's latest object was rejected: nothing to re-announce. */
   pod?: KubePod;
   extras: PodExtras;
+  /** The source's digest of the pod's object, without the labels part (see labelsDigest). */
+  digest?: string;
+  /** Its latest object was rejected (nothing to re-announce). */
+  rejected?: boolean;
+}
+
+export interface PodNamespaceJoinOptions {
+  /**
+   * Keep each pod's object to re-announce it when its namespace's labels change (default true).
+   * false: keep only its reference; such pods are listed by takeStale() instead, for a source that
+   * can read them again (the pods file), which saves a copy of every pod.
+   */
+  keepObjects?: boolean;
 }
 
 export class PodNamespaceJoin {
   private readonly pods = new Map<string, Entry>();
   private readonly nsLabels = new Map<string, Record<string, string>>();
+  private readonly keepObjects: boolean;
+  private stale: string[] = [];
+
+  constructor(opts: PodNamespaceJoinOptions = {}) {
+    this.keepObjects = opts.keepObjects ?? true;
+  }
+
+  /** Pods (uids) a namespace change should re-announce but whose objects were not kept; clears the list. */
+  takeStale(): string[] {
+    const out = this.stale;
+    this.stale = [];
+    return out;
+  }
 
   labelsOf(namespace: string): Record<string, string> {
     return this.nsLabels.get(namespace) ?? {};
@@ -28,15 +55,38 @@ export class PodNamespaceJoin {
     return [...this.nsLabels.keys()];
   }
 
-  upsertPod(pod: KubePod, extras: PodExtras = {}): RawPodEvent[] {
+  /** `digest`: the source's digest of the object; the event carries it joined with the labels' (memoKey). */
+  upsertPod(pod: KubePod, extras: PodExtras = {}, digest?: string): RawPodEvent[] {
     const ref = podRefOf(pod);
-    this.pods.set(ref.uid, { ref, pod, extras });
-    return [{ type: 'upsert', pod, namespaceLabels: this.labelsOf(ref.namespace), extras }];
+    this.pods.set(ref.uid, this.keepObjects ? { ref, pod, extras, ...(digest !== undefined ? { digest } : {}) } : { ref, extras: NO_EXTRAS });
+    return [this.upsertEvent(ref, pod, extras, digest)];
+  }
+
+  private upsertEvent(ref: PodRef, pod: KubePod, extras: PodExtras, digest: string | undefined): RawPodEvent {
+    const namespaceLabels = this.labelsOf(ref.namespace);
+    return digest !== undefined
+      ? { type: 'upsert', pod, namespaceLabels, extras, digest: this.memoKey(digest, ref.namespace) }
+      : { type: 'upsert', pod, namespaceLabels, extras };
+  }
+
+  /** The restart memo's key of a pod object: its digest and its namespace's labels (the profile reads both). */
+  memoKey(digest: string, namespace: string): string {
+    return `${digest}.${labelsDigest(this.labelsOf(namespace))}`;
+  }
+
+  /**
+   * A pod vouched for by the restart memo (not read this time): remembered for its delete, and
+   * announced as `unchanged` with the fingerprint its object gave last time; the full object
+   * comes later through upsertPod.
+   */
+  vouchPod(ref: PodRef, fingerprint: string, digest: string): RawPodEvent[] {
+    this.pods.set(ref.uid, { ref, extras: NO_EXTRAS });
+    return [{ type: 'unchanged', pod: ref, fingerprint, digest }];
   }
 
   /** The pod's latest object failed validation: announce the rejection, remember the pod for its delete. */
   rejectPod(ref: PodRef, reason: string): RawPodEvent[] {
-    this.pods.set(ref.uid, { ref, extras: {} });
+    this.pods.set(ref.uid, { ref, extras: NO_EXTRAS, rejected: true });
     return [{ type: 'reject', pod: ref, reason }];
   }
 
@@ -67,11 +117,23 @@ export class PodNamespaceJoin {
 
   private reannounce(namespace: string): RawPodEvent[] {
     const out: RawPodEvent[] = [];
-    for (const { ref, pod, extras } of this.pods.values()) {
-      if (pod && ref.namespace === namespace) out.push({ type: 'upsert', pod, namespaceLabels: this.labelsOf(namespace), extras });
+    for (const { ref, pod, extras, digest, rejected } of this.pods.values()) {
+      if (ref.namespace !== namespace) continue;
+      if (pod) out.push(this.upsertEvent(ref, pod, extras, digest));
+      else if (!rejected) this.stale.push(ref.uid);
     }
     return out;
   }
+}
+
+const NO_EXTRAS: PodExtras = Object.freeze({}) as PodExtras;
+
+/** Short digest of a label set, independent of key order. */
+export function labelsDigest(labels: Record<string, string>): string {
+  const keys = Object.keys(labels);
+  if (keys.length === 0) return '0';
+  keys.sort();
+  return hash('sha1', JSON.stringify(keys.map((k) => [k, labels[k]])), 'base64').slice(0, 12);
 }
 
 function sameLabels(a: Record<string, string>, b: Record<string, string>): boolean {

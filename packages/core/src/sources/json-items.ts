@@ -56,3 +56,51 @@ function skipWs(text: string, i: number): number {
   while (i < text.length && isWs(text.charCodeAt(i))) i++;
   return i;
 }
+
+/**
+ * jsonArrayItems over the file's bytes (UTF-8: every structural character is ASCII, and no byte of
+ * a multi-byte character is), from `from` (after a BOM): the reader digests and parses items from
+ * the buffer, so a reading of a 15 MB file makes no 15 MB string.
+ */
+export function jsonArrayItemsBytes(buf: Uint8Array, from = 0): Array<[number, number]> | undefined {
+  const n = buf.length;
+  let i = skipWsBytes(buf, from);
+  if (buf[i] !== 0x5b /* [ */) return undefined;
+  i = skipWsBytes(buf, i + 1);
+  const items: Array<[number, number]> = [];
+  if (buf[i] === 0x5d /* ] */) return skipWsBytes(buf, i + 1) === n ? items : undefined;
+  for (;;) {
+    const start = i;
+    let depth = 0;
+    let inString = false;
+    for (; i < n; i++) {
+      const c = buf[i]!;
+      if (inString) {
+        if (c === 0x5c /* \ */) i++;
+        else if (c === 0x22 /* " */) inString = false;
+        continue;
+      }
+      if (c === 0x22) inString = true;
+      else if (c === 0x7b /* { */ || c === 0x5b /* [ */) depth++;
+      else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
+        if (depth === 0) {
+          if (c === 0x5d) break;
+          return undefined;
+        }
+        depth--;
+      } else if (c === 0x2c /* , */ && depth === 0) break;
+    }
+    if (i >= n || inString || depth !== 0) return undefined;
+    let end = i;
+    while (end > start && isWs(buf[end - 1]!)) end--;
+    if (end === start) return undefined;
+    items.push([start, end]);
+    if (buf[i] === 0x5d) return skipWsBytes(buf, i + 1) === n ? items : undefined;
+    i = skipWsBytes(buf, i + 1);
+  }
+}
+
+function skipWsBytes(buf: Uint8Array, i: number): number {
+  while (i < buf.length && isWs(buf[i]!)) i++;
+  return i;
+}

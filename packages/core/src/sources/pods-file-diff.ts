@@ -9,6 +9,7 @@
 // it had), the others are unaffected. A uid seen twice is reported and the first entry wins, so an
 // appended duplicate can never take over a running pod.
 import { bestEffortRef, displayValue, validateNamespace, validatePod } from '../kube/validate';
+import type { RestartMemoEntry } from '../types';
 import type { RawPodEvent } from './events';
 import { PodNamespaceJoin } from './join';
 
@@ -28,11 +29,22 @@ export interface PodsFileEntry {
   digest: string;
   /** Size of the entry's text (validation refuses oversized pods). */
   sizeBytes: number;
+  /** A `known` entry of a JSON list: the file's text and the entry's span, to parse it after all if needed. */
+  source?: string | Buffer;
+  start?: number;
+  end?: number;
 }
 
 /** What an entry is, remembered by its digest from one reading to the next. */
 type Identity = { canon: string } & (
-  | { kind: 'pod'; ours: boolean; ref: { uid: string; namespace: string; name: string }; positional: boolean }
+  | {
+      kind: 'pod';
+      ours: boolean;
+      ref: { uid: string; namespace: string; name: string };
+      positional: boolean;
+      /** Known from the restart memo, not from a reading: the next reading parses it. */
+      memo?: RestartMemoEntry;
+    }
   | { kind: 'namespace'; name: string }
   | { kind: 'ignored'; problem: string }
 );
@@ -47,10 +59,13 @@ export interface PodsFilePlan {
   identities: Map<string, Identity>;
 }
 
+/** Matches no entry text: the pod is announced again at this reading. */
+const STALE = 'stale';
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 export class PodsFileDiff {
-  private readonly join = new PodNamespaceJoin();
+  // Pods' objects are not kept: a namespace label change parses its pods' entries again instead.
+  private readonly join = new PodNamespaceJoin({ keepObjects: false });
   /** Entry text of every pod (valid or rejected) and namespace announced, by key. */
   private readonly podText = new Map<string, string>();
   private readonly nsText = new Map<string, string>();
@@ -60,10 +75,18 @@ export class PodsFileDiff {
   /** Digests announced now (podText and nsText values): entries the next reading may leave unparsed. */
   private announced = new Set<string>();
 
+  /** Item digest -> memo entry, for the first reading only (see the restart memo in pods-file.ts). */
+  private memo: ReadonlyMap<string, RestartMemoEntry> | undefined;
+  /** Pods the last apply() announced as `unchanged` from the memo: their full objects are still to come. */
+  vouched = 0;
+
   constructor(
     private readonly path: string,
     private readonly nodeName?: string,
-  ) {}
+    memo?: readonly RestartMemoEntry[],
+  ) {
+    if (memo && memo.length > 0) this.memo = new Map(memo.map((m) => [memoItemDigest(m.digest), m] as const));
+  }
 
   private ours(raw: unknown): boolean {
     if (!this.nodeName || !isObj(raw) || !isObj(raw.spec)) return true;
@@ -80,7 +103,8 @@ export class PodsFileDiff {
    */
   knows(digest: string): boolean {
     const id = this.identities.get(digest);
-    if (!id) return false;
+    if (!id) return this.memo?.has(digest) ?? false;
+    if (id.kind === 'pod' && id.memo) return false; // vouched for last time: read in full now
     if (id.kind === 'ignored') return true;
     if (id.kind === 'pod' && !id.ours) return true;
     if (id.kind === 'pod' && id.positional) return false;
@@ -89,7 +113,7 @@ export class PodsFileDiff {
 
   private identify(e: PodsFileEntry): Identity {
     if (e.kind === 'known') {
-      const id = this.identities.get(e.digest);
+      const id = this.identities.get(e.digest) ?? this.memoIdentity(e.digest);
       if (!id) throw new Error(`${e.where}: entry marked known but its digest was not in the previous reading`);
       return id;
     }
@@ -100,6 +124,12 @@ export class PodsFileDiff {
     const ref = bestEffortRef(e.raw, fallback);
     // A pod without a name is keyed by its position, which a digest does not carry: always parsed.
     return { canon, kind: 'pod', ours: this.ours(e.raw), ref, positional: ref.name === fallback };
+  }
+
+  private memoIdentity(digest: string): Identity | undefined {
+    const m = this.memo?.get(digest);
+    if (!m) return undefined;
+    return { canon: `memo:${digest}`, kind: 'pod', ours: true, ref: { uid: m.uid, namespace: m.namespace, name: m.name }, positional: false, memo: m };
   }
 
   /** Keys the entries and says what would be removed; changes nothing. */
@@ -130,17 +160,37 @@ export class PodsFileDiff {
     return { pods, namespaces, problems, removed, identities };
   }
 
-  /** An entry that differs from what was announced under its key must have been parsed. */
+  /**
+   * An entry that differs from what was announced under its key was parsed, or is a known entry to
+   * announce again (its namespace's labels changed), parsed now from the reading's text.
+   */
   private rawOf(e: PodsFileEntry): unknown {
-    if (e.kind === 'known') throw new Error(`${e.where}: changed entry was not parsed`);
-    return e.raw;
+    if (e.kind !== 'known') return e.raw;
+    if (e.source === undefined || e.start === undefined || e.end === undefined) throw new Error(`${e.where}: changed entry was not parsed`);
+    return JSON.parse(typeof e.source === 'string' ? e.source.slice(e.start, e.end) : e.source.toString('utf8', e.start, e.end));
   }
 
   /** Applies a plan: the events to emit, and the problems not reported at the previous reading. */
   apply(plan: PodsFilePlan): { events: RawPodEvent[]; newProblems: string[] } {
     const events: RawPodEvent[] = [];
+    const steps = this.applySteps(plan);
+    for (let r = steps.next(); ; r = steps.next()) {
+      if (r.done) return { events, newProblems: r.value };
+      events.push(...r.value);
+    }
+  }
+
+  /**
+   * apply() one entry at a time: yields each entry's events as it is validated, returns the new
+   * problems. The source emits as it goes, so a reading of 10,000 new pods never holds all their
+   * objects at once, and it can let other work run between entries. Nothing else may use the diff
+   * until the generator is done.
+   */
+  *applySteps(plan: PodsFilePlan): Generator<RawPodEvent[], string[]> {
     const problems = [...plan.problems];
     this.identities = plan.identities;
+    this.memo = undefined; // the first reading only
+    this.vouched = 0;
     for (const [name, e] of plan.namespaces) {
       if (this.nsText.get(name) === e.text) continue;
       const v = validateNamespace(this.rawOf(e));
@@ -150,28 +200,45 @@ export class PodsFileDiff {
         continue;
       }
       this.nsText.set(name, e.text);
-      events.push(...this.join.upsertNamespace(v.namespace));
+      yield this.join.upsertNamespace(v.namespace);
     }
     for (const name of [...this.nsText.keys()]) {
       if (plan.namespaces.has(name)) continue;
       this.nsText.delete(name);
-      events.push(...this.join.deleteNamespace(name));
+      yield this.join.deleteNamespace(name);
     }
+    // Pods of a namespace whose labels changed: announced again below, from their entries.
+    for (const uid of this.join.takeStale()) if (this.podText.has(uid)) this.podText.set(uid, STALE);
     for (const [key, e] of plan.pods) {
       if (this.podText.get(key) === e.text) continue; // unchanged: no validation, no event
       this.podText.set(key, e.text);
+      const id = plan.identities.get(e.digest);
+      if (id?.kind === 'pod' && id.memo) {
+        // Unparsed, vouched for by the memo. Labels of its namespace changed since: the fingerprint
+        // may differ, and '' matches no installed state, so the pod waits for its full object.
+        const digest = this.join.memoKey(e.digest, id.ref.namespace);
+        yield this.join.vouchPod(id.ref, digest === id.memo.digest ? id.memo.fingerprint : '', digest);
+        this.vouched++;
+        continue;
+      }
       const v = validatePod(this.rawOf(e), { fallbackName: `<${e.where}>`, sizeBytes: e.sizeBytes });
-      events.push(...(v.ok ? this.join.upsertPod(v.pod, v.extras) : this.join.rejectPod(v.ref, `pods file ${this.path}: ${e.where}: ${v.error.message}`)));
+      yield v.ok ? this.join.upsertPod(v.pod, v.extras, e.digest) : this.join.rejectPod(v.ref, `pods file ${this.path}: ${e.where}: ${v.error.message}`);
     }
     for (const key of [...this.podText.keys()]) {
       if (plan.pods.has(key)) continue;
       this.podText.delete(key);
-      events.push(...this.join.deletePod(key));
+      yield this.join.deletePod(key);
     }
     this.announced = new Set([...this.podText.values(), ...this.nsText.values()]);
     const now = new Set(problems);
     const newProblems = [...now].filter((p) => !this.lastProblems.has(p));
     this.lastProblems = now;
-    return { events, newProblems };
+    return newProblems;
   }
+}
+
+/** The item part of a memo digest (`<item digest>.<labels digest>`, see PodNamespaceJoin.memoKey). */
+export function memoItemDigest(digest: string): string {
+  const dot = digest.lastIndexOf('.');
+  return dot < 0 ? digest : digest.slice(0, dot);
 }

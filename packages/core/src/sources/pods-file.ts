@@ -23,20 +23,23 @@
 // not 40 MB of objects. Other JSON is parsed with JSON.parse (the YAML parser is ~60× slower and far
 // larger in memory; YAML remains the fallback for YAML files and JSON with comments), entries digested
 // by their JSON text. Only entries that changed are validated and emitted; only digests are kept.
+import { isUtf8 } from 'node:buffer';
 import { hash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { watch as fsWatch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { Observable } from 'rxjs';
-import { parseAllDocuments } from 'yaml';
 import { ShuntError, errorMessage } from '../errors';
+import type { RestartMemoEntry } from '../types';
 import { displayValue, validateNamespace, validatePod, type NamespaceValidation, type PodValidation } from '../kube/validate';
 import { SYNCED, type RawPodEvent } from './events';
-import { jsonArrayItems } from './json-items';
+import { jsonArrayItems, jsonArrayItemsBytes } from './json-items';
 import { PodsFileDiff, type PodsFileEntry } from './pods-file-diff';
 
 /** A pods file larger than this is refused whole (10,000 realistic pods are ~15 MiB). */
 export const MAX_PODS_FILE_BYTES = 128 * 1024 * 1024;
+/** Entries applied between two turns of the event loop. */
+const EMIT_SLICE = 500;
 /** How often a read that removes pods waits for the file to stand still before it is applied anyway. */
 const MAX_SETTLE_ROUNDS = 5;
 
@@ -48,6 +51,14 @@ export interface PodsFileSourceOptions {
   /** Use fs.watch as a change hint (default true); polling alone works where inotify does not. */
   fsWatch?: boolean;
   onError?: (err: ShuntError) => void;
+  /**
+   * Restart memo (what the previous agent recorded, see RestartMemoEntry): at the first reading, an
+   * item of a plain JSON list whose digest is in it is neither parsed nor validated but announced
+   * as `unchanged`; every such item is then read in full `followUpMs` (default 200) after the
+   * first sync, in slices, so the reconciler gets its object too.
+   */
+  restartMemo?: readonly RestartMemoEntry[];
+  followUpMs?: number;
 }
 
 export type { PodsFileEntry } from './pods-file-diff';
@@ -83,6 +94,9 @@ function parseDocuments(text: string, path: string): unknown[] {
       jsonError = err; // maybe YAML flow syntax or JSON with comments: let YAML try
     }
   }
+  // Loaded on first use: an agent whose pods file is JSON never needs the YAML parser.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { parseAllDocuments } = require('yaml') as typeof import('yaml');
   const docs = parseAllDocuments(text, { intAsBigInt: false });
   const list = Array.isArray(docs) ? docs : [docs];
   const out: unknown[] = [];
@@ -111,6 +125,44 @@ export function readPodsFileEntries(text: string, path: string, known: (digest: 
   return jsonListEntries(text, known) ?? podsFileEntries(parseDocuments(text, path), path);
 }
 
+/**
+ * Entries of the file as read (bytes): a plain JSON list is split, digested and (for unknown items)
+ * parsed straight from the buffer, never decoded whole; anything else is decoded and read as text.
+ * Throws (keep the last good state) on a file too large or not UTF-8.
+ */
+export function readPodsFileBytes(buf: Buffer, path: string, known: (digest: string) => boolean = () => false): PodsFileEntry[] {
+  if (buf.length > MAX_PODS_FILE_BYTES) throw new ShuntError('SOURCE', `pods file ${path}: ${buf.length} bytes, more than ${MAX_PODS_FILE_BYTES}; keeping the last known pods`);
+  if (!isUtf8(buf)) throw new ShuntError('SOURCE', `pods file ${path}: not valid UTF-8; keeping the last known pods`);
+  const bom = buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf ? 3 : 0;
+  return jsonListEntriesBytes(buf, bom, known) ?? readPodsFileEntries(decode(buf, path), path, known);
+}
+
+/** jsonListEntries over bytes. Digests are the same as of the item's text (crypto hashes a string as its UTF-8). */
+function jsonListEntriesBytes(buf: Buffer, from: number, known: (digest: string) => boolean): PodsFileEntry[] | undefined {
+  const spans = jsonArrayItemsBytes(buf, from);
+  if (!spans) return undefined;
+  const entries: PodsFileEntry[] = [];
+  for (let i = 0; i < spans.length; i++) {
+    const [start, end] = spans[i]!;
+    const digest = hash('sha1', buf.subarray(start, end), 'base64');
+    const where = `item ${i + 1}`;
+    if (known(digest)) {
+      entries.push({ where, kind: 'known', raw: undefined, text: '', digest, sizeBytes: end - start, source: buf, start, end });
+      continue;
+    }
+    const itemText = buf.toString('utf8', start, end);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(itemText);
+    } catch {
+      return undefined;
+    }
+    const canon = entryDigest(JSON.stringify(raw) ?? 'undefined');
+    entries.push({ where, kind: entryKind(raw), raw, text: canon, digest, sizeBytes: itemText.length });
+  }
+  return entries;
+}
+
 /** The fast path for a file that is a plain JSON list; undefined sends it down the full parse. */
 function jsonListEntries(text: string, known: (digest: string) => boolean): PodsFileEntry[] | undefined {
   const spans = jsonArrayItems(text);
@@ -122,7 +174,7 @@ function jsonListEntries(text: string, known: (digest: string) => boolean): Pods
     const digest = entryDigest(itemText);
     const where = `item ${i + 1}`;
     if (known(digest)) {
-      entries.push({ where, kind: 'known', raw: undefined, text: '', digest, sizeBytes: itemText.length });
+      entries.push({ where, kind: 'known', raw: undefined, text: '', digest, sizeBytes: itemText.length, source: text, start, end });
       continue;
     }
     let raw: unknown;
@@ -208,7 +260,8 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
   };
 
   return new Observable<RawPodEvent>((subscriber) => {
-    const diff = new PodsFileDiff(path, opts.nodeName);
+    const diff = new PodsFileDiff(path, opts.nodeName, opts.restartMemo);
+    let followUp: NodeJS.Timeout | undefined;
     let synced = false;
     let closed = false;
     let reading = false;
@@ -221,7 +274,6 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
     const emit = (events: RawPodEvent[]) => {
       for (const e of events) if (!closed) subscriber.next(e);
     };
-
     const fail = (err: ShuntError) => {
       // Report each distinct file-level problem once, not on every poll.
       if (err.message === lastError) return;
@@ -231,18 +283,18 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
 
     const known = (digest: string) => diff.knows(digest);
     const readOnce = async (): Promise<{ stat: string; entries: PodsFileEntry[] } | undefined> => {
-      let text: string;
+      let buf: Buffer;
       let st: string;
       try {
         st = statKey(await stat(path));
         lastStat = st;
-        text = decode(await readFile(path), path);
+        buf = await readFile(path);
       } catch (err) {
         fail(err instanceof ShuntError ? err : new ShuntError('SOURCE', `pods file ${path}: ${errorMessage(err)}; keeping the last known pods`, { cause: err }));
         return undefined;
       }
       try {
-        return { stat: st, entries: readPodsFileEntries(text, path, known) };
+        return { stat: st, entries: readPodsFileBytes(buf, path, known) };
       } catch (err) {
         fail(err instanceof ShuntError ? err : new ShuntError('SOURCE', `pods file ${path}: ${errorMessage(err)}; keeping the last known pods`));
         return undefined;
@@ -274,8 +326,23 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
           }
           if (closed) return;
           lastError = '';
-          const { events, newProblems } = diff.apply(p);
-          emit(events);
+          // Emitted entry by entry (see applySteps), with other work let in every EMIT_SLICE entries.
+          const steps = diff.applySteps(p);
+          let newProblems: string[] = [];
+          for (let n = 1, r = steps.next(); ; n++, r = steps.next()) {
+            if (r.done) {
+              newProblems = r.value;
+              break;
+            }
+            emit(r.value);
+            if (n % EMIT_SLICE === 0) await new Promise((resolve) => setImmediate(resolve));
+            if (closed) return;
+          }
+          // Pods the memo vouched for: their full objects follow, once the first sync is through.
+          if (diff.vouched > 0 && !closed) {
+            clearTimeout(followUp);
+            followUp = setTimeout(schedule, opts.followUpMs ?? 200);
+          }
           for (const problem of newProblems) report(new ShuntError('SOURCE', `pods file ${path}: ${problem}`));
           if (!synced) {
             synced = true;
@@ -325,6 +392,7 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
     return () => {
       closed = true;
       if (debounce) clearTimeout(debounce);
+      clearTimeout(followUp);
       clearInterval(poll);
       watcher?.close();
     };

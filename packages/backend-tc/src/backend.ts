@@ -105,6 +105,18 @@ export class TcBackendError extends Error {
 
 type PodLinks = Partial<Record<Direction, BpfLink>>;
 
+/** Drops the handles of links that are defunct (the interface was replaced) or were removed behind our back. */
+function dropStaleLinks(links: PodLinks, which: readonly Direction[]): void {
+  for (const d of which) {
+    try {
+      links[d]?.detach();
+    } catch {
+      links[d]?.close();
+    }
+    delete links[d];
+  }
+}
+
 export class TcBackend implements RedirectBackend {
   readonly name = 'tc' as const;
   private readonly ifname: string;
@@ -304,14 +316,7 @@ export class TcBackend implements RedirectBackend {
       const place = this.idlePlace(netnsPath);
       const keys = prepareKeys(opts.dns !== false);
       const missing = keys.filter((d) => !(links[d] && this.linkLive(links[d], d, place)));
-      for (const d of missing) {
-        try {
-          links[d]?.detach();
-        } catch {
-          links[d]?.close();
-        }
-        delete links[d];
-      }
+      dropStaleLinks(links, missing);
       const attached: Direction[] = [];
       try {
         for (const d of missing) {
@@ -439,15 +444,7 @@ export class TcBackend implements RedirectBackend {
       // Each tcx link info read takes rtnl_lock (tcx_link_fill_info): the ifindex is kept from the liveness check.
       const seen: { ifindex?: number } = {};
       const missing = keys.filter((d) => !(links[d] && this.linkLive(links[d], d, place, d === 'ingress' ? seen : undefined)));
-      for (const d of missing) {
-        // Defunct (the interface was replaced) or removed behind our back: drop the stale handle.
-        try {
-          links[d]?.detach();
-        } catch {
-          links[d]?.close();
-        }
-        delete links[d];
-      }
+      dropStaleLinks(links, missing);
       // Ingress first: once egress hairpins, ingress must be there to hand the packets to
       // ztunnel (else a SYN is lost and the app waits a retransmit). Not in parallel: each tcx
       // attach holds rtnl_lock across its RCU grace period, so two would serialize anyway.

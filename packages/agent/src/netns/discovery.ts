@@ -44,7 +44,8 @@ export class NetnsNotFoundError extends Error {
   }
 }
 
-function inodeOf(p: string): number | null {
+/** The nsfs inode behind a netns path, or null when it is gone. */
+export function inodeOf(p: string): number | null {
   try {
     return statSync(p).ino;
   } catch {

@@ -16,10 +16,11 @@
 // prepared links adopted from an earlier agent are given the grace time again, then released.
 // Bounded: at most `maxPrepared` prepared-but-unclaimed netns, prepares run one at a time; a
 // re-read costs one readdir per dir (only names not seen before are stat'ed).
-import { promises as fsp, statSync, watch, type FSWatcher } from 'node:fs';
+import { promises as fsp, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '@shunt/core';
+import { inodeOf } from './discovery';
 
 /** What the preparer needs of a backend (TcBackend has it). */
 export interface PreparingBackend {
@@ -76,14 +77,6 @@ interface Tracked {
   since: number;
   state: 'waiting' | 'prepared' | 'done';
   attempts: number;
-}
-
-function inodeOf(p: string): number | null {
-  try {
-    return statSync(p).ino;
-  } catch {
-    return null;
-  }
 }
 
 export class NetnsPreparer {

@@ -1,7 +1,7 @@
-// The reader over the file's bytes (readPodsFileBytes) must see exactly what the text reader sees:
-// same entries, same digests (the restart memo and the known-item skip depend on them), same refusals.
-import { jsonArrayItems, jsonArrayItemsBytes } from './json-items';
-import { readPodsFileBytes, readPodsFileEntries } from './pods-file';
+// The pods-file reader works on the file's bytes (readPodsFileBytes; text goes the same way): its
+// digests must be those of each item's text as written (the restart memo and the known-item skip
+// compare them across readings and agent versions), with or without a BOM, whatever the text holds.
+import { entryDigest, readPodsFileBytes, readPodsFileEntries } from './pods-file';
 
 const pod = (name: string, note = '') => ({
   kind: 'Pod',
@@ -9,26 +9,34 @@ const pod = (name: string, note = '') => ({
   spec: { containers: [{ name: 'app' }, { name: 'istio-proxy' }] },
   status: { podIP: '198.18.0.10' },
 });
-const strip = (e: { source?: unknown; start?: unknown; end?: unknown; sizeBytes: number }) => ({ ...e, source: undefined, start: undefined, end: undefined, sizeBytes: 0 });
+const strip = (e: { source?: unknown; start?: unknown; end?: unknown }) => ({ ...e, source: undefined, start: undefined, end: undefined });
 
 describe('readPodsFileBytes', () => {
-  it('gives the text reader\'s entries and digests, with non-ASCII text, escapes and a BOM', () => {
-    const text = ` [\n${JSON.stringify(pod('a', 'é ü 日本 😀 "q" \\ ]}'))} ,${JSON.stringify(pod('b'))}\n,{"kind":"Namespace","metadata":{"name":"shop"}}]\n`;
-    const fromText = readPodsFileEntries(text, 'p.json');
-    for (const buf of [Buffer.from(text), Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(text)])]) {
-      const fromBytes = readPodsFileBytes(buf, 'p.json');
-      expect(fromBytes.map(strip)).toEqual(fromText.map(strip));
-      // Known items are skipped the same way, by the same digests.
-      const known = new Set(fromText.map((e) => e.digest));
-      expect(readPodsFileBytes(buf, 'p.json', (d) => known.has(d)).map((e) => e.kind)).toEqual(['known', 'known', 'known']);
-    }
-    expect(jsonArrayItemsBytes(Buffer.from(text))!.length).toBe(jsonArrayItems(text)!.length);
+  it('digests each item\'s text as written, with non-ASCII text, escapes and a BOM', () => {
+    const items = [JSON.stringify(pod('a', 'é ü 日本 😀 "q" \\ ]}')), JSON.stringify(pod('b')), '{"kind":"Namespace","metadata":{"name":"shop"}}'];
+    const text = ` [\n${items[0]} ,${items[1]}\n,${items[2]}]\n`;
+    const plain = readPodsFileBytes(Buffer.from(text), 'p.json');
+    expect(plain.map((e) => e.digest)).toEqual(items.map(entryDigest));
+    expect(plain.map((e) => e.kind)).toEqual(['pod', 'pod', 'namespace']);
+    expect(plain.map((e) => e.raw)).toEqual(items.map((t) => JSON.parse(t)));
+    const withBom = readPodsFileBytes(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(text)]), 'p.json');
+    expect(withBom.map(strip)).toEqual(plain.map(strip));
+    expect(readPodsFileEntries(text, 'p.json').map(strip)).toEqual(plain.map(strip));
+    // Known items are skipped by those digests, and keep their span to be parsed after all.
+    const known = new Set(plain.map((e) => e.digest));
+    const again = readPodsFileBytes(Buffer.from(text), 'p.json', (d) => known.has(d));
+    expect(again.map((e) => e.kind)).toEqual(['known', 'known', 'known']);
+    expect(again.map((e) => (e.source as Buffer).toString('utf8', e.start, e.end))).toEqual(items);
   });
 
-  it('refuses what the text reader refuses, and reads YAML through the text path', () => {
-    expect(() => readPodsFileBytes(Buffer.from([0x5b, 0xff, 0x5d]), 'p.json')).toThrow(/not valid UTF-8/);
+  it('refuses bytes that are not UTF-8 or not a whole file, and reads YAML and JSON documents', () => {
+    expect(() => readPodsFileBytes(Buffer.from([0x5b, 0xff, 0x5d]), 'p.json')).toThrow(/p\.json: not valid UTF-8/);
     expect(() => readPodsFileBytes(Buffer.from(`[${JSON.stringify(pod('a'))}`), 'p.json')).toThrow(/p\.json/);
-    const yaml = '- kind: Pod\n  metadata: { name: y, namespace: shop }\n';
-    expect(readPodsFileBytes(Buffer.from(yaml), 'p.yaml').map(strip)).toEqual(readPodsFileEntries(yaml, 'p.yaml').map(strip));
+    const yaml = '\ufeff- kind: Pod\n  metadata: { name: y, namespace: shop }\n';
+    const fromYaml = readPodsFileBytes(Buffer.from(yaml), 'p.yaml');
+    expect(fromYaml.map((e) => [e.kind, (e.raw as { metadata: { name: string } }).metadata.name])).toEqual([['pod', 'y']]);
+    // A list the fast path cannot take (an item JSON refuses) goes the full parse, same entries.
+    const flow = '[{kind: Pod, metadata: {name: f, namespace: shop}}]';
+    expect(readPodsFileBytes(Buffer.from(flow), 'p.yaml').map((e) => e.kind)).toEqual(['pod']);
   });
 });

@@ -29,8 +29,8 @@ export interface PodsFileEntry {
   digest: string;
   /** Size of the entry's text (validation refuses oversized pods). */
   sizeBytes: number;
-  /** A `known` entry of a JSON list: the file's text and the entry's span, to parse it after all if needed. */
-  source?: string | Buffer;
+  /** A `known` entry of a JSON list: the file's bytes and the entry's span, to parse it after all if needed. */
+  source?: Buffer;
   start?: number;
   end?: number;
 }
@@ -167,7 +167,7 @@ export class PodsFileDiff {
   private rawOf(e: PodsFileEntry): unknown {
     if (e.kind !== 'known') return e.raw;
     if (e.source === undefined || e.start === undefined || e.end === undefined) throw new Error(`${e.where}: changed entry was not parsed`);
-    return JSON.parse(typeof e.source === 'string' ? e.source.slice(e.start, e.end) : e.source.toString('utf8', e.start, e.end));
+    return JSON.parse(e.source.toString('utf8', e.start, e.end));
   }
 
   /** Applies a plan: the events to emit, and the problems not reported at the previous reading. */

@@ -2,6 +2,8 @@
 // reading is known by its digest and not parsed again. These drive the reader and the diff as the
 // source does (readPodsFileEntries with diff.knows, then plan/apply), reading by reading.
 import { jsonArrayItems } from './json-items';
+
+const spansOf = (text: string) => jsonArrayItems(Buffer.from(text));
 import { readPodsFileEntries } from './pods-file';
 import { PodsFileDiff } from './pods-file-diff';
 import type { RawPodEvent } from './events';
@@ -27,15 +29,20 @@ const kinds = (events: RawPodEvent[]) => events.map((e) => `${e.type}:${nameOf(e
 describe('jsonArrayItems', () => {
   it('gives each item of a JSON list, whatever its strings and nesting hold', () => {
     const text = ' [ {"a":"x,]}\\"[","b":[1,{"c":2}]} ,\n42, "s]",[] , null ]\n';
-    const spans = jsonArrayItems(text)!;
-    expect(spans.map(([s, e]) => text.slice(s, e))).toEqual(['{"a":"x,]}\\"[","b":[1,{"c":2}]}', '42', '"s]"', '[]', 'null']);
-    expect(jsonArrayItems('[]')).toEqual([]);
-    expect(jsonArrayItems(' [ ] ')).toEqual([]);
+    const buf = Buffer.from(text);
+    const spans = jsonArrayItems(buf)!;
+    expect(spans.map(([s, e]) => buf.toString('utf8', s, e))).toEqual(['{"a":"x,]}\\"[","b":[1,{"c":2}]}', '42', '"s]"', '[]', 'null']);
+    expect(spansOf('[]')).toEqual([]);
+    expect(spansOf(' [ ] ')).toEqual([]);
+    // From an offset (after a BOM), and with multi-byte text in strings: offsets are bytes.
+    const bom = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('["日本",{"k":"😀]"}]')]);
+    expect(jsonArrayItems(bom, 3)!.map(([s, e]) => bom.toString('utf8', s, e))).toEqual(['"日本"', '{"k":"😀]"}']);
+    expect(jsonArrayItems(bom)).toBeUndefined();
   });
 
   it('refuses what is not a whole plain list (the caller then parses the file the usual way)', () => {
     for (const t of ['', '{"items":[]}', '[1,2', '[{"a":1}', '[1,,2]', '[1,]', '[,1]', '[1] x', '[1]]', '[{"a":"1]', '[1}', '# c\n[1]', '[1] // c'])
-      expect([t, jsonArrayItems(t)]).toEqual([t, undefined]);
+      expect([t, spansOf(t)]).toEqual([t, undefined]);
   });
 });
 

@@ -33,7 +33,7 @@ import { ShuntError, errorMessage } from '../errors';
 import type { RestartMemoEntry } from '../types';
 import { displayValue, validateNamespace, validatePod, type NamespaceValidation, type PodValidation } from '../kube/validate';
 import { SYNCED, type RawPodEvent } from './events';
-import { jsonArrayItems, jsonArrayItemsBytes } from './json-items';
+import { jsonArrayItems } from './json-items';
 import { PodsFileDiff, type PodsFileEntry } from './pods-file-diff';
 
 /** A pods file larger than this is refused whole (10,000 realistic pods are ~15 MiB). */
@@ -71,7 +71,6 @@ export interface PodsFileContent {
 }
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 function topLevelItems(doc: unknown, where: string): unknown[] {
   if (Array.isArray(doc)) return doc;
@@ -119,10 +118,11 @@ export function entryDigest(text: string): string {
 /**
  * Splits the file into entries; throws (keep the last good state) when the file as a whole is
  * unusable. `known(digest)`: the entry was in the previous reading (a plain JSON list's item with
- * that digest is then neither parsed nor returned with its value: kind `known`).
+ * that digest is then neither parsed nor returned with its value: kind `known`). For text already
+ * in memory (tools, tests); the source reads bytes (readPodsFileBytes), and both are one path.
  */
 export function readPodsFileEntries(text: string, path: string, known: (digest: string) => boolean = () => false): PodsFileEntry[] {
-  return jsonListEntries(text, known) ?? podsFileEntries(parseDocuments(text, path), path);
+  return readPodsFileBytes(Buffer.from(text, 'utf8'), path, known);
 }
 
 /**
@@ -134,12 +134,16 @@ export function readPodsFileBytes(buf: Buffer, path: string, known: (digest: str
   if (buf.length > MAX_PODS_FILE_BYTES) throw new ShuntError('SOURCE', `pods file ${path}: ${buf.length} bytes, more than ${MAX_PODS_FILE_BYTES}; keeping the last known pods`);
   if (!isUtf8(buf)) throw new ShuntError('SOURCE', `pods file ${path}: not valid UTF-8; keeping the last known pods`);
   const bom = buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf ? 3 : 0;
-  return jsonListEntriesBytes(buf, bom, known) ?? readPodsFileEntries(decode(buf, path), path, known);
+  return jsonListEntries(buf, bom, known) ?? podsFileEntries(parseDocuments(buf.toString('utf8', bom), path), path);
 }
 
-/** jsonListEntries over bytes. Digests are the same as of the item's text (crypto hashes a string as its UTF-8). */
-function jsonListEntriesBytes(buf: Buffer, from: number, known: (digest: string) => boolean): PodsFileEntry[] | undefined {
-  const spans = jsonArrayItemsBytes(buf, from);
+/**
+ * The fast path for a file that is a plain JSON list; undefined sends it down the full parse.
+ * Digests are of the item's bytes as written, which is the digest of its text (crypto hashes a
+ * string as its UTF-8).
+ */
+function jsonListEntries(buf: Buffer, from: number, known: (digest: string) => boolean): PodsFileEntry[] | undefined {
+  const spans = jsonArrayItems(buf, from);
   if (!spans) return undefined;
   const entries: PodsFileEntry[] = [];
   for (let i = 0; i < spans.length; i++) {
@@ -151,32 +155,6 @@ function jsonListEntriesBytes(buf: Buffer, from: number, known: (digest: string)
       continue;
     }
     const itemText = buf.toString('utf8', start, end);
-    let raw: unknown;
-    try {
-      raw = JSON.parse(itemText);
-    } catch {
-      return undefined;
-    }
-    const canon = entryDigest(JSON.stringify(raw) ?? 'undefined');
-    entries.push({ where, kind: entryKind(raw), raw, text: canon, digest, sizeBytes: itemText.length });
-  }
-  return entries;
-}
-
-/** The fast path for a file that is a plain JSON list; undefined sends it down the full parse. */
-function jsonListEntries(text: string, known: (digest: string) => boolean): PodsFileEntry[] | undefined {
-  const spans = jsonArrayItems(text);
-  if (!spans) return undefined;
-  const entries: PodsFileEntry[] = [];
-  for (let i = 0; i < spans.length; i++) {
-    const [start, end] = spans[i]!;
-    const itemText = text.slice(start, end);
-    const digest = entryDigest(itemText);
-    const where = `item ${i + 1}`;
-    if (known(digest)) {
-      entries.push({ where, kind: 'known', raw: undefined, text: '', digest, sizeBytes: itemText.length, source: text, start, end });
-      continue;
-    }
     let raw: unknown;
     try {
       raw = JSON.parse(itemText);
@@ -236,14 +214,6 @@ export function parsePodsFile(text: string, path: string): PodsFileContent {
   return out;
 }
 
-function decode(buf: Buffer, path: string): string {
-  if (buf.length > MAX_PODS_FILE_BYTES) throw new ShuntError('SOURCE', `pods file ${path}: ${buf.length} bytes, more than ${MAX_PODS_FILE_BYTES}; keeping the last known pods`);
-  try {
-    return utf8.decode(buf).replace(/^\uFEFF/, '');
-  } catch {
-    throw new ShuntError('SOURCE', `pods file ${path}: not valid UTF-8; keeping the last known pods`);
-  }
-}
 
 const statKey = (st: { ino: number; size: number; mtimeMs: number }) => `${st.ino}:${st.size}:${st.mtimeMs}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -14,7 +14,7 @@ import type { MeshPod } from '@shunt/core';
 import { TcBackend, LINKS_MISSING } from './backend';
 import { readNetnsSetup } from './netns-setup';
 import { TcMaps } from './maps';
-import { TC_RULE_PRIORITY, TC_TABLE } from './abi';
+import { TC_MARK, TC_RULE_PRIORITY, TC_TABLE } from './abi';
 import { Service, ZtunnelSockets, ZTUNNEL_MARK, talk } from './test-support/sockets';
 import { meshPod, netnsSnapshot, nodeContext, tcxPrograms } from './test-support/env';
 
@@ -616,6 +616,13 @@ describe('tc backend: netns prepared ahead of enroll', () => {
     // The rule and route prepare() wrote are there (inert: nothing carries the mark), accept_local is not changed.
     expect(await readNetnsSetup(pod.netnsPath!, 'eth0')).toEqual(preparedRouting);
     expect(netnsSnapshot(pod.netnsPath!)).not.toBe(pristine);
+    // Inert even for an app socket that carries our mark (SO_MARK 0x5a0): the rule takes only
+    // packets arriving on eth0 (iif), so its connection is routed out as usual and reaches the peer.
+    for (const f of [4, 6] as const) {
+      const peer = f === 4 ? tb.pod('peer').ipv4 : tb.pod('peer').ipv6;
+      expect((await talk({ netns: pod.netnsPath!, family: f, mark: TC_MARK, to: { address: peer, port: APP_PORT }, timeoutMs: 3000 })).reply).toBe('peer-app');
+    }
+    expect(z.all().length).toBe(zBefore);
   });
 
   test('prepared, then enrolled: enroll attaches nothing (same links), redirected from the first connection, same counters as a cold enroll', async () => {

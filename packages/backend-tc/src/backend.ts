@@ -369,7 +369,7 @@ export class TcBackend implements RedirectBackend {
         place.state = have | ALL_ROUTING;
         maps.writePrepared(cookie, place);
         recorded = true;
-        const got = applyPreparedRouting(netnsPath, have);
+        const got = applyPreparedRouting(netnsPath, this.ifname, have);
         if (got !== place.state) {
           place.state = got;
           maps.writePrepared(cookie, place);

@@ -1,7 +1,8 @@
 /**
- * What the hairpin needs in the pod netns besides the programs, set by enroll and undone by
- * unenroll (each verified on 6.18 by removing it and watching the hairpinned SYN die):
- *  - a policy rule `fwmark TC_MARK/TC_MARK_MASK lookup TC_TABLE` and `local default dev lo` in
+ * What the hairpin needs in the pod netns besides the programs, set by enroll (the rule and route
+ * by prepare() already, for a prepared netns) and undone by unenroll/release (each verified on
+ * 6.18 by removing it and watching the hairpinned SYN die):
+ *  - a policy rule `fwmark TC_MARK/TC_MARK_MASK iif <if> lookup TC_TABLE` and `local default dev lo` in
  *    that table (IPv4 and IPv6): a hairpinned packet's destination is another host, and an
  *    sk_assign'ed packet still takes the input route; without a local route it is forwarded
  *    (i.e. dropped, forwarding is off in a pod);
@@ -11,7 +12,10 @@
  * The previous accept_local is saved (in tc_pod_meta) and restored; the rule and routes are ours
  * alone (own table, own mark), so removing them restores the netns as found.
  *
- * Speed matters (enroll latency, goal p99 <= 5 ms): sysctls are written through /proc/sys from
+ * Speed matters (enroll latency, goal p99 <= 5 ms): rtnetlink requests take rtnl_lock, which
+ * other netns/link work on the node holds for long stretches (a tcx attach: a grace period), so a
+ * prepared netns gets its rule and route at prepare() time and its enroll sends none; the sysctl
+ * is a /proc write without rtnl_lock (devinet_conf_proc). Sysctls are written through /proc/sys from
  * inside the netns (withNetns, no process), rules and routes with @shunt/libbpf's rtnlApply (a raw
  * rtnetlink socket in the netns). Spawning `nsenter ip -batch` twice per enroll measured 66 ms
  * p50 on the 2-core test machine; @shunt/netlink (iproute2) stays the reader for observe/tests.
@@ -28,7 +32,13 @@ export interface NetnsChanges {
 
 const IFNAME_RE = /^[A-Za-z0-9_.@-]{1,15}$/;
 
-const ruleOp = (op: 'add' | 'del', family: 4 | 6): RtnlOp => ({ kind: 'rule', op, family, table: TC_TABLE, priority: TC_RULE_PRIORITY, mark: TC_MARK, mask: TC_MARK_MASK });
+/**
+ * `iif <pod interface>`: only packets arriving there (the hairpinned ones: bpf_redirect to eth0's
+ * ingress) take the local route; a local socket carrying the mark (SO_MARK) is not affected, and a
+ * packet from outside the netns has its mark scrubbed at the veth. A delete without iif matches
+ * the rule with or without it (rules written before iif was added too).
+ */
+const ruleOp = (op: 'add' | 'del', family: 4 | 6, iif?: string): RtnlOp => ({ kind: 'rule', op, family, table: TC_TABLE, priority: TC_RULE_PRIORITY, mark: TC_MARK, mask: TC_MARK_MASK, ...(iif ? { iif } : {}) });
 const routeOp = (op: 'add' | 'del', family: 4 | 6): RtnlOp => ({ kind: 'route', op, family, table: TC_TABLE });
 
 /** Applies ops; an answer in `tolerated` (EEXIST on add, ENOENT/ESRCH on delete) is success. */
@@ -87,7 +97,7 @@ export async function applyNetnsSetup(netnsPath: string, ifname: string, familie
       if ((out.state & ROUTING[family]) === ROUTING[family]) continue;
       // route add replaces (idempotent); rule add answers EEXIST when the rule is there.
       out.rtnlOps += 2;
-      apply(netnsPath, [routeOp('add', family), ruleOp('add', family)], ['EEXIST']);
+      apply(netnsPath, [routeOp('add', family), ruleOp('add', family, ifname)], ['EEXIST']);
       added.state |= ROUTING[family] & ~out.state;
       out.state |= ROUTING[family];
     }
@@ -100,17 +110,19 @@ export async function applyNetnsSetup(netnsPath: string, ifname: string, familie
 
 /**
  * prepare() time: the policy rule and local route of every family, written before the pod is
- * known. Inert until then: the rule matches only packets carrying TC_MARK, which only our egress
- * program sets, and only for an address with a tc_pod entry (written by enroll). Returns the
+ * known. Inert until then: the rule matches only packets arriving on the pod interface carrying
+ * TC_MARK, which only our egress program sets (on the packets it hairpins), and only for an
+ * address with a tc_pod entry (written by enroll). Returns the
  * ROUTING bits now present (`have` included). IPv6 answering EAFNOSUPPORT (a kernel without
  * IPv6) is skipped; any other failure removes what this call added and throws.
  */
-export function applyPreparedRouting(netnsPath: string, have: number): number {
+export function applyPreparedRouting(netnsPath: string, ifname: string, have: number): number {
+  if (!IFNAME_RE.test(ifname)) throw new Error(`invalid interface name ${JSON.stringify(ifname)}`);
   let state = have;
   try {
     for (const family of [4, 6] as const) {
       if ((state & ROUTING[family]) === ROUTING[family]) continue;
-      const res = rtnlApply(netnsPath, [routeOp('add', family), ruleOp('add', family)]);
+      const res = rtnlApply(netnsPath, [routeOp('add', family), ruleOp('add', family, ifname)]);
       if (family === 6 && res.some((r) => r.code === 'EAFNOSUPPORT')) continue;
       // Recorded before the check: a half-written family (route without rule) is removed too.
       state |= ROUTING[family];

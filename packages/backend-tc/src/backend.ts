@@ -468,12 +468,13 @@ export class TcBackend implements RedirectBackend {
     if (pod.membership !== 'ambient')
       throw new PodConfigError(who, 'membership', pod.membership, "the tc backend redirects ambient pods only (profile istio-ambient); sidecar pods need sockops or iptables");
     if (pod.hostNetwork) throw new PodConfigError(who, 'hostNetwork', true, 'a host-network pod shares the node netns and cannot be redirected per pod');
+    const tCall = performance.now();
     const want = podConfig(pod);
     const { cookie, netnsPath } = this.cookieOf(pod, who);
-    return this.lock.run(cookie, () => this.enrollLocked(maps, who, want, cookie, netnsPath));
+    return this.lock.run(cookie, () => this.enrollLocked(maps, who, want, cookie, netnsPath, tCall));
   }
 
-  private async enrollLocked(maps: TcMaps, who: string, want: TcPodConfig, cookie: bigint, netnsPath: string): Promise<void> {
+  private async enrollLocked(maps: TcMaps, who: string, want: TcPodConfig, cookie: bigint, netnsPath: string, tCall: number): Promise<void> {
     const same = this.installed.get(cookie);
     if (same && same.ref.uid !== want.ref.uid)
       throw new PodConfigError(who, 'netnsPath', netnsPath, `is enrolled already for pod ${podName(same.ref)}`);
@@ -551,7 +552,7 @@ export class TcBackend implements RedirectBackend {
       // Where an enroll's time goes (README "Enroll latency"): netns rules/routes/sysctl, maps, link
       // attaches; rtnl: the rtnl_lock takers on its own path (rtnetlink requests, tcx link info reads).
       const rtnl = changes.rtnlOps + this.tcxInfoReads - infoReads0;
-      this.node?.log.debug({ pod: who, setupMs: +(tSetup - t0).toFixed(3), mapsMs: +(tMaps - tSetup).toFixed(3), linksMs: +(performance.now() - tMaps).toFixed(3), attached: missing, rtnl, prepared: prep !== undefined }, 'tc: enrolled');
+      this.node?.log.debug({ pod: who, beforeMs: +(t0 - tCall).toFixed(3), setupMs: +(tSetup - t0).toFixed(3), mapsMs: +(tMaps - tSetup).toFixed(3), linksMs: +(performance.now() - tMaps).toFixed(3), attached: missing, rtnl, prepared: prep !== undefined }, 'tc: enrolled');
       for (const l of unneeded) this.background(detachLinkAsync(l).catch(() => l.close()));
     } catch (err) {
       for (const u of undo.reverse()) {

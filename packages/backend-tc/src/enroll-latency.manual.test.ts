@@ -41,8 +41,11 @@ const GAP_MS = Number(process.env.SHUNT_TC_GAP_MS ?? 50);
 /** The probe destination: a port nothing listens on at the peer (refused unless redirected). */
 const PROBE_PORT = 8081;
 const load = (): string => os.loadavg().map((x) => x.toFixed(2)).join(' ');
-/** ms this (main) thread has waited on a run queue so far (schedstat's run_delay): CPU taken by others. */
-const runDelayMs = (): number => Number(fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[1]) / 1e6;
+/** ms this (main) thread has run on a CPU, and waited on a run queue (CPU taken by others), so far: schedstat. */
+const sched = (): { cpu: number; wait: number } => {
+  const [cpu, wait] = fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ').map(Number);
+  return { cpu: cpu! / 1e6, wait: wait! / 1e6 };
+};
 /** GC pauses of this process (start, duration on the performance.now() timeline). */
 const gcPauses: Array<{ start: number; ms: number }> = [];
 const gcObserver = new PerformanceObserver((list) => {
@@ -144,7 +147,7 @@ run('tc enroll latency (manual)', () => {
 
   test(`${ENROLLS} enrolls of each kind (${KINDS.join(', ')}), alternating, probed from another process`, async () => {
     gcObserver.observe({ entryTypes: ['gc'] });
-    const blank = (): { enrollMs: number[]; firstMs: number[]; unenrollMs: number[]; prepareMs: number[]; attempts: number[]; waitMs: number[]; gcMs: number[] } => ({ enrollMs: [], firstMs: [], unenrollMs: [], prepareMs: [], attempts: [], waitMs: [], gcMs: [] });
+    const blank = (): { enrollMs: number[]; firstMs: number[]; unenrollMs: number[]; prepareMs: number[]; attempts: number[]; waitMs: number[]; cpuMs: number[]; gcMs: number[] } => ({ enrollMs: [], firstMs: [], unenrollMs: [], prepareMs: [], attempts: [], waitMs: [], cpuMs: [], gcMs: [] });
     const kinds = { warm: blank(), cold: blank() };
     const stepsOf: Record<'warm' | 'cold', Step[]> = { warm: [], cold: [] };
     const dst = { address: tb.pod('peer').ipv4, port: PROBE_PORT };
@@ -162,13 +165,15 @@ run('tc enroll latency (manual)', () => {
       const seen = z.outbound.accepted.length;
       prober.send({ cmd: 'go', timeoutMs: 5000 });
       await prober.next('armed', 5000); // refused once: not redirected before the event
-      const rd0 = runDelayMs();
+      const s0 = sched();
       const p0 = performance.now();
       const t0 = process.hrtime.bigint(); // the pod event
       await backend.enroll(amb);
       k.enrollMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
       const p1 = performance.now();
-      k.waitMs.push(runDelayMs() - rd0);
+      const s1 = sched();
+      k.waitMs.push(s1.wait - s0.wait);
+      k.cpuMs.push(s1.cpu - s0.cpu);
       stepsOf[kind].push(steps.at(-1)!);
       const hit = (await prober.next('hit', 6000)) as Extract<ProberMsg, { kind: 'hit' }>;
       k.firstMs.push(Number(BigInt(hit.atNs) - t0) / 1e6);
@@ -192,9 +197,9 @@ run('tc enroll latency (manual)', () => {
       const st = stepsOf[kind];
       lines.push(`${kind} enroll steps: before (config, cookie, lock) ${fmt(st.map((x) => x.beforeMs))}; setup ${fmt(st.map((x) => x.setupMs))}; maps ${fmt(st.map((x) => x.mapsMs))}; links ${fmt(st.map((x) => x.linksMs))}; rtnl_lock takers per enroll max ${Math.max(...st.map((x) => x.rtnl))}`);
       // The slowest enrolls, split: where their time went (the rest: the process not running, GC, the event loop).
-      const worst = k.enrollMs.map((ms, j) => ({ ms, st: st[j]!, first: k.firstMs[j]!, wait: k.waitMs[j]!, gc: k.gcMs[j]! })).sort((a, b) => b.ms - a.ms).slice(0, 5);
-      lines.push(`${kind} slowest enrolls (total = before + setup + maps + links + rest; of it run-queue wait, GC; first redirected): ${worst.map((w) => `${w.ms.toFixed(1)} = ${w.st.beforeMs.toFixed(1)} + ${w.st.setupMs.toFixed(1)} + ${w.st.mapsMs.toFixed(1)} + ${w.st.linksMs.toFixed(1)} + ${(w.ms - w.st.beforeMs - w.st.setupMs - w.st.mapsMs - w.st.linksMs).toFixed(1)}; wait ${w.wait.toFixed(1)}, gc ${w.gc.toFixed(1)}; ${w.first.toFixed(1)}`).join(' | ')}`);
-      lines.push(`${kind} enroll() minus run-queue wait minus GC: ${fmt(k.enrollMs.map((ms, j) => Math.max(0, ms - k.waitMs[j]! - k.gcMs[j]!)))}; run-queue wait ${fmt(k.waitMs)}`);
+      const worst = k.enrollMs.map((ms, j) => ({ ms, st: st[j]!, first: k.firstMs[j]!, wait: k.waitMs[j]!, cpu: k.cpuMs[j]!, gc: k.gcMs[j]! })).sort((a, b) => b.ms - a.ms).slice(0, 5);
+      lines.push(`${kind} slowest enrolls (total = before + setup + maps + links + rest; of it on CPU, run-queue wait, GC; first redirected): ${worst.map((w) => `${w.ms.toFixed(1)} = ${w.st.beforeMs.toFixed(1)} + ${w.st.setupMs.toFixed(1)} + ${w.st.mapsMs.toFixed(1)} + ${w.st.linksMs.toFixed(1)} + ${(w.ms - w.st.beforeMs - w.st.setupMs - w.st.mapsMs - w.st.linksMs).toFixed(1)}; cpu ${w.cpu.toFixed(1)}, wait ${w.wait.toFixed(1)}, gc ${w.gc.toFixed(1)}; ${w.first.toFixed(1)}`).join(' | ')}`);
+      lines.push(`${kind} enroll() minus run-queue wait minus GC: ${fmt(k.enrollMs.map((ms, j) => Math.max(0, ms - k.waitMs[j]! - k.gcMs[j]!)))}; run-queue wait ${fmt(k.waitMs)}; on CPU ${fmt(k.cpuMs)}`);
       lines.push(`${kind} enroll() duration:          ${fmt(k.enrollMs)}`, `${kind} event -> first redirected:  ${fmt(k.firstMs)} (prober attempts p50 ${pct(k.attempts, 50)})`, `${kind} unenroll() duration:        ${fmt(k.unenrollMs)}`);
     }
     // eslint-disable-next-line no-console

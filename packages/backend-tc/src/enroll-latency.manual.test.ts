@@ -111,6 +111,11 @@ class Prober {
     });
   }
 
+  /** ms the prober's thread has waited on a run queue so far (its schedstat). */
+  waitMs(): number {
+    return Number(fs.readFileSync(`/proc/${this.child.pid}/schedstat`, 'utf8').split(' ')[1]) / 1e6;
+  }
+
   stop(): void {
     if (this.child.connected) this.child.disconnect();
     this.child.kill('SIGTERM');
@@ -147,7 +152,7 @@ run('tc enroll latency (manual)', () => {
 
   test(`${ENROLLS} enrolls of each kind (${KINDS.join(', ')}), alternating, probed from another process`, async () => {
     gcObserver.observe({ entryTypes: ['gc'] });
-    const blank = (): { enrollMs: number[]; firstMs: number[]; unenrollMs: number[]; prepareMs: number[]; attempts: number[]; waitMs: number[]; cpuMs: number[]; gcMs: number[] } => ({ enrollMs: [], firstMs: [], unenrollMs: [], prepareMs: [], attempts: [], waitMs: [], cpuMs: [], gcMs: [] });
+    const blank = (): { enrollMs: number[]; firstMs: number[]; unenrollMs: number[]; prepareMs: number[]; attempts: number[]; waitMs: number[]; cpuMs: number[]; gcMs: number[]; proberWaitMs: number[] } => ({ enrollMs: [], firstMs: [], unenrollMs: [], prepareMs: [], attempts: [], waitMs: [], cpuMs: [], gcMs: [], proberWaitMs: [] });
     const kinds = { warm: blank(), cold: blank() };
     const stepsOf: Record<'warm' | 'cold', Step[]> = { warm: [], cold: [] };
     const dst = { address: tb.pod('peer').ipv4, port: PROBE_PORT };
@@ -166,6 +171,7 @@ run('tc enroll latency (manual)', () => {
       prober.send({ cmd: 'go', timeoutMs: 5000 });
       await prober.next('armed', 5000); // refused once: not redirected before the event
       const s0 = sched();
+      const pw0 = prober.waitMs();
       const p0 = performance.now();
       const t0 = process.hrtime.bigint(); // the pod event
       await backend.enroll(amb);
@@ -178,6 +184,7 @@ run('tc enroll latency (manual)', () => {
       const hit = (await prober.next('hit', 6000)) as Extract<ProberMsg, { kind: 'hit' }>;
       k.firstMs.push(Number(BigInt(hit.atNs) - t0) / 1e6);
       k.attempts.push(hit.attempts);
+      k.proberWaitMs.push(prober.waitMs() - pw0);
       await new Promise((res) => setImmediate(res)); // GC entries are delivered asynchronously
       k.gcMs.push(gcIn(p0, p1));
       // The connection that completed is ztunnel's: its 15001 socket accepted it, with the original destination.
@@ -199,6 +206,8 @@ run('tc enroll latency (manual)', () => {
       // The slowest enrolls, split: where their time went (the rest: the process not running, GC, the event loop).
       const worst = k.enrollMs.map((ms, j) => ({ ms, st: st[j]!, first: k.firstMs[j]!, wait: k.waitMs[j]!, cpu: k.cpuMs[j]!, gc: k.gcMs[j]! })).sort((a, b) => b.ms - a.ms).slice(0, 5);
       lines.push(`${kind} slowest enrolls (total = before + setup + maps + links + rest; of it on CPU, run-queue wait, GC; first redirected): ${worst.map((w) => `${w.ms.toFixed(1)} = ${w.st.beforeMs.toFixed(1)} + ${w.st.setupMs.toFixed(1)} + ${w.st.mapsMs.toFixed(1)} + ${w.st.linksMs.toFixed(1)} + ${(w.ms - w.st.beforeMs - w.st.setupMs - w.st.mapsMs - w.st.linksMs).toFixed(1)}; cpu ${w.cpu.toFixed(1)}, wait ${w.wait.toFixed(1)}, gc ${w.gc.toFixed(1)}; ${w.first.toFixed(1)}`).join(' | ')}`);
+      const late = k.firstMs.map((ms, j) => ({ ms, enroll: k.enrollMs[j]!, pw: k.proberWaitMs[j]! })).sort((a, b) => b.ms - a.ms).slice(0, 5);
+      lines.push(`${kind} slowest first-redirected (ms; of it enroll(), the prober's run-queue wait): ${late.map((l) => `${l.ms.toFixed(1)}: ${l.enroll.toFixed(1)}, ${l.pw.toFixed(1)}`).join(' | ')}`);
       lines.push(`${kind} enroll() minus run-queue wait minus GC: ${fmt(k.enrollMs.map((ms, j) => Math.max(0, ms - k.waitMs[j]! - k.gcMs[j]!)))}; run-queue wait ${fmt(k.waitMs)}; on CPU ${fmt(k.cpuMs)}`);
       lines.push(`${kind} enroll() duration:          ${fmt(k.enrollMs)}`, `${kind} event -> first redirected:  ${fmt(k.firstMs)} (prober attempts p50 ${pct(k.attempts, 50)})`, `${kind} unenroll() duration:        ${fmt(k.unenrollMs)}`);
     }

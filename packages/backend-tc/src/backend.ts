@@ -206,7 +206,7 @@ export class TcBackend implements RedirectBackend {
     // links, rule and route; a gone one took them with it, so its record and pins are dropped.
     const records = new Map(this.maps.readPrepared().map((r) => [r.cookie, r.place]));
     for (const [cookie, place] of records) {
-      if (this.installed.has(cookie) || !this.sameNetns(place.netnsPath, cookie)) {
+      if (!this.sameNetns(place.netnsPath, cookie)) {
         this.maps.meta.delete(cookie);
         records.delete(cookie);
       }

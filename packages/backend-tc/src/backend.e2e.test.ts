@@ -768,6 +768,31 @@ describe('tc backend: netns prepared ahead of enroll', () => {
     expect(netnsSnapshot(pod.netnsPath!)).toBe(pristine);
   });
 
+  test('an enroll of a prepared netns that fails puts the prepared record back: still prepared (links, rule, route), then released as found', async () => {
+    expect((await backend.prepare(pod.netnsPath!, { dns: false })).state).toBe('prepared');
+    const ids = pinnedIds();
+    const blocker = `${pinDir()}/dns`;
+    fs.mkdirSync(blocker, { recursive: true }); // a DNS pod needs the DNS link: its pin cannot be made
+    try {
+      await expect(backend.enroll({ ...pod, proxy: { ...pod.proxy, dnsPort: 15053 } })).rejects.toThrow(/pin/);
+    } finally {
+      fs.rmSync(blocker, { recursive: true, force: true });
+    }
+    expect((await backend.observe()).pods).toEqual([]);
+    expect(backend.preparedNetns()).toEqual([expect.objectContaining({ cookie: cookie(), netnsPath: pod.netnsPath })]);
+    expect(pinnedIds()).toEqual(ids);
+    expect(await readNetnsSetup(pod.netnsPath!, 'eth0')).toEqual(preparedRouting); // accept_local restored too
+    const maps = TcMaps.open(`${backend.pinDir}/maps`);
+    try {
+      expect(maps.readPrepared().map((r) => r.cookie.toString())).toEqual([cookie()]);
+    } finally {
+      maps.close();
+    }
+    expect((await talk({ netns: pod.netnsPath!, family: 4, to: { address: tb.pod('peer').ipv4, port: APP_PORT } })).reply).toBe('peer-app');
+    expect(await backend.release(pod.netnsPath!)).toBe('released');
+    expect(netnsSnapshot(pod.netnsPath!)).toBe(pristine);
+  });
+
   test('prepare and enroll of one netns at once (the netns watcher racing the pod event) take turns: one set of links, redirected', async () => {
     // Attached now, both CNI programs being there: ours last.
     const ours = { ingress: ['cni_ingress', 'cni_ingress', 'shunt_tc_ingress'], egress: ['cni_egress', 'cni_egress', 'shunt_tc_egress'] };

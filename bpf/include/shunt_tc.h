@@ -87,7 +87,9 @@ struct shunt_tc_pod {
 	__u16 dns_port;    /* ztunnel's DNS port (15053) for UDP :53 capture; 0 = off */
 };
 
-/* tc_pod_meta: netns cookie -> who this pod is and where; only user space reads it. */
+/* tc_pod_meta: netns cookie -> who this pod is and where; only user space reads it. A netns
+ * prepared ahead of its enroll has an entry too, with empty uid/ns/name and the PREPARED state
+ * bit (abi.ts STATE): its path, ifindex and the inert rule/route prepare() wrote. */
 struct shunt_tc_pod_meta {
 	char uid[48];
 	char ns[64];

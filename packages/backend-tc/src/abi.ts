@@ -51,7 +51,14 @@ export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTER_SLOTS = 32;
 
 /** shunt_tc_pod_meta.state bits: what enroll changed in the pod netns (undone on unenroll). */
-export const STATE = { RULE4: 1, RULE6: 2, ROUTE4: 4, ROUTE6: 8, ACCEPT_LOCAL: 16, CLSACT: 32, CLSACT_CREATED: 64, CLSACT_LO_CREATED: 128 } as const;
+/**
+ * PREPARED marks a netns prepared ahead of its enroll (no pod yet, empty uid/ns/name): its record
+ * keeps the netns path, the eth0 ifindex its links were attached on and the (inert) rule/route
+ * bits prepare() wrote, so a restarted agent can adopt or release them.
+ */
+export const STATE = { RULE4: 1, RULE6: 2, ROUTE4: 4, ROUTE6: 8, ACCEPT_LOCAL: 16, CLSACT: 32, CLSACT_CREATED: 64, CLSACT_LO_CREATED: 128, PREPARED: 256 } as const;
+/** The policy rule and local route bits (per family). */
+export const ROUTING = { 4: STATE.RULE4 | STATE.ROUTE4, 6: STATE.RULE6 | STATE.ROUTE6 } as const;
 
 /**
  * clsact fallback (no tcx): our cls_bpf filters' handle and priority on eth0 ingress/egress. A

@@ -12,7 +12,9 @@ import { Netlink } from '@shunt/netlink';
 import { Testbed } from '@shunt/testbed';
 import type { MeshPod } from '@shunt/core';
 import { TcBackend, LINKS_MISSING } from './backend';
-import { TC_RULE_PRIORITY, TC_TABLE } from './abi';
+import { readNetnsSetup } from './netns-setup';
+import { TcMaps } from './maps';
+import { TC_MARK, TC_RULE_PRIORITY, TC_TABLE } from './abi';
 import { Service, ZtunnelSockets, ZTUNNEL_MARK, talk } from './test-support/sockets';
 import { meshPod, netnsSnapshot, nodeContext, tcxPrograms } from './test-support/env';
 
@@ -496,6 +498,14 @@ describe('tc backend: netns prepared ahead of enroll', () => {
   const peerSvc = new Service('peer-app');
   const appSvc = new Service('prep-app');
   const cni = { before: null as BpfObject | null, after: null as BpfObject | null, links: [] as BpfLink[] };
+  /** Enroll's own step log (debug 'tc: enrolled'): attached links, rtnl_lock takers, prepared or not. */
+  const enrolled: Array<{ attached: string[]; rtnl: number; prepared: boolean }> = [];
+  const ctx = (): ReturnType<typeof nodeContext> => ({
+    ...nodeContext(bpffsRoot),
+    log: { ...nodeContext(bpffsRoot).log, debug: (o: unknown, msg?: string) => void (msg === 'tc: enrolled' && enrolled.push(o as (typeof enrolled)[number])) },
+  });
+  /** What prepare() writes besides the links: the inert rule and route, both families; accept_local untouched. */
+  const preparedRouting = { rules: { ipv4: true, ipv6: true }, routes: { ipv4: true, ipv6: true }, acceptLocal: 0 };
 
   beforeAll(async () => {
     tb = await Testbed.create({ pods: [{ name: 'prep', mesh: 'ambient' }, { name: 'peer' }] });
@@ -519,7 +529,7 @@ describe('tc backend: netns prepared ahead of enroll', () => {
     cni.after = BpfObject.open(bpfObjectPath('tc/test/cni_standin.bpf.o'));
     cni.after.map('cni_cfg').update(Buffer.alloc(4), port);
     backend = new TcBackend();
-    await backend.start(nodeContext(bpffsRoot));
+    await backend.start(ctx());
   }, 60_000);
 
   afterAll(async () => {
@@ -603,8 +613,16 @@ describe('tc backend: netns prepared ahead of enroll', () => {
     // Ours passed every packet on: the program after it saw exactly what the one before saw.
     expect(f.after).toEqual(f.before);
     expect(nonZero(c0, await counters())).toEqual({});
-    // Nothing besides the links: no rule, route or sysctl of ours.
-    expect(netnsSnapshot(pod.netnsPath!)).toBe(pristine);
+    // The rule and route prepare() wrote are there (inert: nothing carries the mark), accept_local is not changed.
+    expect(await readNetnsSetup(pod.netnsPath!, 'eth0')).toEqual(preparedRouting);
+    expect(netnsSnapshot(pod.netnsPath!)).not.toBe(pristine);
+    // Inert even for an app socket that carries our mark (SO_MARK 0x5a0): the rule takes only
+    // packets arriving on eth0 (iif), so its connection is routed out as usual and reaches the peer.
+    for (const f of [4, 6] as const) {
+      const peer = f === 4 ? tb.pod('peer').ipv4 : tb.pod('peer').ipv6;
+      expect((await talk({ netns: pod.netnsPath!, family: f, mark: TC_MARK, to: { address: peer, port: APP_PORT }, timeoutMs: 3000 })).reply).toBe('peer-app');
+    }
+    expect(z.all().length).toBe(zBefore);
   });
 
   test('prepared, then enrolled: enroll attaches nothing (same links), redirected from the first connection, same counters as a cold enroll', async () => {
@@ -621,6 +639,8 @@ describe('tc backend: netns prepared ahead of enroll', () => {
       return { outbound_hairpinned_new: d.outbound_hairpinned_new ?? 0, outbound_to_listener: d.outbound_to_listener ?? 0, inbound_to_listener: d.inbound_to_listener ?? 0 };
     };
     await backend.enroll(pod); // the pod event
+    // Nothing on the warm path takes rtnl_lock: no rule/route write, no tcx link info read, no attach.
+    expect(enrolled.at(-1)).toEqual(expect.objectContaining({ attached: [], rtnl: 0, prepared: true }));
     const warm = await firstConnections();
     expect(warm).toEqual({ outbound_hairpinned_new: 1, outbound_to_listener: 1, inbound_to_listener: 1 });
     await backend.settled(); // the DNS link this pod (no DNS capture) does not need: detached after enroll returned
@@ -636,7 +656,11 @@ describe('tc backend: netns prepared ahead of enroll', () => {
     // Cold (as before prepare existed): the same connections count the same.
     await backend.unenroll(pod);
     expect(fs.existsSync(pinDir())).toBe(false);
+    expect(netnsSnapshot(pod.netnsPath!)).toBe(pristine); // prepare()'s rule and route went with the pod
     await backend.enroll(pod);
+    // The control: a cold enroll writes rule and route itself (and attaches).
+    expect(enrolled.at(-1)).toEqual(expect.objectContaining({ attached: ['ingress', 'lookup', 'egress'], prepared: false }));
+    expect(enrolled.at(-1)!.rtnl).toBeGreaterThan(0);
     expect(await firstConnections()).toEqual(warm);
     await backend.unenroll(pod);
   });
@@ -666,7 +690,7 @@ describe('tc backend: netns prepared ahead of enroll', () => {
     await backend.stop({ cleanup: true });
     expect(fs.existsSync(`${bpffsRoot}/tc`)).toBe(false);
     backend = new TcBackend();
-    await backend.start(nodeContext(bpffsRoot));
+    await backend.start(ctx());
     asFound();
     expect((await talk({ netns: pod.netnsPath!, family: 4, to: { address: tb.pod('peer').ipv4, port: APP_PORT } })).reply).toBe('peer-app');
   });
@@ -677,10 +701,13 @@ describe('tc backend: netns prepared ahead of enroll', () => {
     await backend.stop({ cleanup: false }); // the agent goes away: prepared links stay (pinned)
     expect(tcxPrograms(pod.netnsPath!).ingress).toContain('shunt_tc_ingress');
     backend = new TcBackend();
-    await backend.start(nodeContext(bpffsRoot));
-    expect(backend.preparedNetns()).toEqual([expect.objectContaining({ cookie: cookie(), adopted: true })]);
+    await backend.start(ctx());
+    // Its record names the netns (path), so the watcher can follow it; rule and route still there.
+    expect(backend.preparedNetns()).toEqual([expect.objectContaining({ cookie: cookie(), netnsPath: pod.netnsPath, adopted: true })]);
+    expect(await readNetnsSetup(pod.netnsPath!, 'eth0')).toEqual(preparedRouting);
     expect((await backend.prepare(pod.netnsPath!)).state).toBe('adopted');
     await backend.enroll(pod);
+    expect(enrolled.at(-1)).toEqual(expect.objectContaining({ attached: [], rtnl: 0, prepared: true }));
     expect((await talk({ netns: pod.netnsPath!, family: 4, to: { address: tb.pod('peer').ipv4, port: APP_PORT } })).reply).toBe('ztunnel-15001');
     await backend.settled();
     const { dns: _dns, ...kept } = ids;
@@ -691,10 +718,11 @@ describe('tc backend: netns prepared ahead of enroll', () => {
     expect((await backend.prepare(pod.netnsPath!)).state).toBe('prepared');
     await backend.stop({ cleanup: false });
     backend = new TcBackend();
-    await backend.start(nodeContext(bpffsRoot));
+    await backend.start(ctx());
     expect(await backend.release(BigInt(cookie()))).toBe('released');
     expect(tcxPrograms(pod.netnsPath!).ingress).toEqual(['cni_ingress', 'cni_ingress']);
     expect(fs.existsSync(pinDir())).toBe(false);
+    expect(netnsSnapshot(pod.netnsPath!)).toBe(pristine); // released by cookie after a restart: the record knew the path
 
     // A prepared netns deleted while no agent ran: its defunct links are dropped at start.
     const extra = await tb.addPod({ name: 'gone', mesh: 'ambient' });
@@ -703,9 +731,66 @@ describe('tc backend: netns prepared ahead of enroll', () => {
     await backend.stop({ cleanup: false });
     await tb.removePod('gone');
     backend = new TcBackend();
-    await backend.start(nodeContext(bpffsRoot));
+    await backend.start(ctx());
     expect(backend.preparedNetns()).toEqual([]);
     expect(fs.existsSync(`${backend.pinDir}/netns/${gone.cookie}`)).toBe(false);
+    const maps = TcMaps.open(`${backend.pinDir}/maps`);
+    try {
+      expect(maps.readPrepared()).toEqual([]); // its record dropped too
+    } finally {
+      maps.close();
+    }
+  });
+
+  test('links prepared on an eth0 that may not be the one any more (ifindex differs) are not trusted: enroll reads their info, keeps live ones, redirected', async () => {
+    expect((await backend.prepare(pod.netnsPath!)).state).toBe('prepared');
+    const ids = pinnedIds();
+    await backend.stop({ cleanup: false });
+    // As if the CNI had replaced eth0 after prepare(): the record's ifindex is not eth0's.
+    const maps = TcMaps.open(`${bpffsRoot}/tc/maps`);
+    try {
+      const [rec] = maps.readPrepared();
+      expect(rec).toBeDefined();
+      maps.writePrepared(rec!.cookie, { ...rec!.place, ifindex: rec!.place.ifindex + 1000 });
+    } finally {
+      maps.close();
+    }
+    backend = new TcBackend();
+    await backend.start(ctx());
+    await backend.enroll(pod);
+    expect(enrolled.at(-1)).toEqual(expect.objectContaining({ prepared: true }));
+    expect(enrolled.at(-1)!.rtnl).toBeGreaterThan(0); // it read the links' info instead of trusting the record
+    expect((await talk({ netns: pod.netnsPath!, family: 4, to: { address: tb.pod('peer').ipv4, port: APP_PORT } })).reply).toBe('ztunnel-15001');
+    await backend.settled();
+    expect(pinnedIds().ingress).toBe(ids.ingress); // live links are kept (their info says so), only the check differs
+    await backend.unenroll(pod);
+    await backend.settled();
+    expect(netnsSnapshot(pod.netnsPath!)).toBe(pristine);
+  });
+
+  test('an enroll of a prepared netns that fails puts the prepared record back: still prepared (links, rule, route), then released as found', async () => {
+    expect((await backend.prepare(pod.netnsPath!, { dns: false })).state).toBe('prepared');
+    const ids = pinnedIds();
+    const blocker = `${pinDir()}/dns`;
+    fs.mkdirSync(blocker, { recursive: true }); // a DNS pod needs the DNS link: its pin cannot be made
+    try {
+      await expect(backend.enroll({ ...pod, proxy: { ...pod.proxy, dnsPort: 15053 } })).rejects.toThrow(/pin/);
+    } finally {
+      fs.rmSync(blocker, { recursive: true, force: true });
+    }
+    expect((await backend.observe()).pods).toEqual([]);
+    expect(backend.preparedNetns()).toEqual([expect.objectContaining({ cookie: cookie(), netnsPath: pod.netnsPath })]);
+    expect(pinnedIds()).toEqual(ids);
+    expect(await readNetnsSetup(pod.netnsPath!, 'eth0')).toEqual(preparedRouting); // accept_local restored too
+    const maps = TcMaps.open(`${backend.pinDir}/maps`);
+    try {
+      expect(maps.readPrepared().map((r) => r.cookie.toString())).toEqual([cookie()]);
+    } finally {
+      maps.close();
+    }
+    expect((await talk({ netns: pod.netnsPath!, family: 4, to: { address: tb.pod('peer').ipv4, port: APP_PORT } })).reply).toBe('peer-app');
+    expect(await backend.release(pod.netnsPath!)).toBe('released');
+    expect(netnsSnapshot(pod.netnsPath!)).toBe(pristine);
   });
 
   test('prepare and enroll of one netns at once (the netns watcher racing the pod event) take turns: one set of links, redirected', async () => {

@@ -8,11 +8,13 @@
  * pod registry is the kernel itself: tc_pod_meta (netns cookie -> uid/namespace/name, netns
  * path, what was changed there) next to tc_pod (pod address -> config).
  *
- * Prepared netns (README "Lifecycle"): prepare() attaches a netns' links before its pod is
- * enrolled (when the netns appears, as the kubelet creates it before the pod event that carries
- * the IP), so enroll() only writes maps, rules and sysctls. A prepared netns has pins under
- * netns/<cookie>/ and no tc_pod_meta entry; its programs find no tc_pod entry for its addresses
- * and pass every packet (TCX_NEXT). release() detaches them again.
+ * Prepared netns (README "Lifecycle"): prepare() attaches a netns' links and writes its policy
+ * rule and local route before its pod is enrolled (when the netns appears, as the kubelet creates
+ * it before the pod event that carries the IP), so enroll() takes no rtnl_lock: it writes maps and
+ * one sysctl. A prepared netns has pins under netns/<cookie>/ and a tc_pod_meta record with
+ * STATE.PREPARED (path, ifindex, rule/route bits); its programs find no tc_pod entry for its
+ * addresses and pass every packet (TCX_NEXT), so nothing carries the mark the rule matches.
+ * release() detaches and removes them again.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -20,6 +22,7 @@ import { isIPv4 } from 'node:net';
 import {
   BpfLink,
   BpfObject,
+  ifIndexIn,
   attachClsactAt,
   attachTcxAsync,
   bpfObjectPath,
@@ -31,10 +34,10 @@ import {
   type KernelLinkInfo,
 } from '@shunt/libbpf';
 import type { InstalledState, MeshPod, NodeCapabilities, NodeContext, PodRef, RedirectBackend, Support } from '@shunt/core';
-import { CLSACT_HANDLE, CLSACT_PRIORITY, STATE, encodeAddr } from './abi';
+import { CLSACT_HANDLE, CLSACT_PRIORITY, ROUTING, STATE, encodeAddr } from './abi';
 import { TcMaps, type InstalledPod, type PodPlace } from './maps';
 import { PodConfigError, canonical, fingerprintOf, podConfig, podName, type TcPodConfig } from './pod-config';
-import { applyNetnsSetup, removeNetnsSetup, removeOwnClsact } from './netns-setup';
+import { applyNetnsSetup, applyPreparedRouting, removeNetnsSetup, removeOwnClsact, removeRouting } from './netns-setup';
 import { tcSupport } from './support';
 import { KeyedLock } from './keyed-lock';
 
@@ -77,7 +80,7 @@ function prepareKeys(dns: boolean): Direction[] {
 /** A netns whose links are attached, idle, waiting for its pod's enroll. */
 export interface PreparedNetns {
   cookie: string;
-  /** Unknown for links a restarted backend adopted from their pins. */
+  /** Unknown only for pins without a prepared record (left by an agent before records existed). */
   netnsPath?: string;
   /** When this backend first held them (Date.now()). */
   since: number;
@@ -105,6 +108,11 @@ export class TcBackendError extends Error {
 
 type PodLinks = Partial<Record<Direction, BpfLink>>;
 
+/** What the backend keeps of a prepared netns: the public view and its tc_pod_meta record's place. */
+type PreparedEntry = PreparedNetns & { place?: PodPlace };
+
+const ALL_ROUTING = ROUTING[4] | ROUTING[6];
+
 /** Drops the handles of links that are defunct (the interface was replaced) or were removed behind our back. */
 function dropStaleLinks(links: PodLinks, which: readonly Direction[]): void {
   for (const d of which) {
@@ -130,13 +138,15 @@ export class TcBackend implements RedirectBackend {
   private installed = new Map<bigint, InstalledPod>();
   private nextGen = 1;
   /** Netns cookie -> links attached ahead of an enroll (their links are in `links`). */
-  private prepared = new Map<bigint, PreparedNetns>();
+  private prepared = new Map<bigint, PreparedEntry>();
   /** One prepare/enroll/unenroll/release at a time per netns cookie. */
   private readonly lock = new KeyedLock<bigint>();
   /** Detaches left to run after the call that decided them returned (see settled()). */
   private readonly pending = new Set<Promise<void>>();
 
   private readonly attachMode: 'auto' | 'tcx' | 'clsact';
+  /** tcx link info reads so far (each takes rtnl_lock: tcx_link_fill_info), for enroll's step log. */
+  private tcxInfoReads = 0;
 
   constructor(opts: TcOptions = {}) {
     this.ifname = opts.ifname ?? 'eth0';
@@ -192,6 +202,15 @@ export class TcBackend implements RedirectBackend {
     const live = new Set(pods.map((p) => p.gen));
     for (const gen of this.maps.selectionGens()) if (!live.has(gen)) this.maps.deleteGen(gen);
     let adopted = 0;
+    // Prepared records: the netns still there (same cookie at that path) is adopted with its
+    // links, rule and route; a gone one took them with it, so its record and pins are dropped.
+    const records = new Map(this.maps.readPrepared().map((r) => [r.cookie, r.place]));
+    for (const [cookie, place] of records) {
+      if (!this.sameNetns(place.netnsPath, cookie)) {
+        this.maps.meta.delete(cookie);
+        records.delete(cookie);
+      }
+    }
     for (const name of fs.readdirSync(this.netnsDir)) {
       const cookie = /^[0-9]+$/.test(name) ? BigInt(name) : null;
       if (cookie !== null && this.installed.has(cookie)) {
@@ -204,7 +223,7 @@ export class TcBackend implements RedirectBackend {
       // as prepared (whoever prepares netns releases them if no pod claims them: preparedNetns());
       // defunct ones (the netns is gone) are dropped now.
       const links = cookie === null ? {} : this.adoptLinks(cookie);
-      const place = this.idlePlace('');
+      const place = (cookie !== null && records.get(cookie)) || this.idlePlace('');
       for (const d of DIRECTIONS) {
         const l = links[d];
         if (l && !this.linkLive(l, d, place)) {
@@ -217,11 +236,16 @@ export class TcBackend implements RedirectBackend {
           delete links[d];
         }
       }
-      if (cookie !== null && Object.keys(links).length > 0) {
+      const record = cookie !== null ? records.get(cookie) : undefined;
+      if (cookie !== null && (Object.keys(links).length > 0 || record)) {
         this.links.set(cookie, links);
-        this.prepared.set(cookie, { cookie: cookie.toString(), since: Date.now(), adopted: true });
+        this.prepared.set(cookie, { cookie: cookie.toString(), since: Date.now(), adopted: true, ...(record ? { netnsPath: record.netnsPath, place: record } : {}) });
+        records.delete(cookie);
       } else fs.rmSync(path.join(this.netnsDir, name), { recursive: true, force: true });
     }
+    // A live record without pins (a release interrupted after its detaches): its rule and route
+    // are still there; adopted, so whoever prepares releases it (or prepare() re-attaches).
+    for (const [cookie, place] of records) this.prepared.set(cookie, { cookie: cookie.toString(), netnsPath: place.netnsPath, since: Date.now(), adopted: true, place });
     if (this.prepared.size > 0) node.log.info({ netns: this.prepared.size, dir: this.dir }, 'tc: adopted prepared (idle) netns links');
     // clsact fallback pods have no pins: their filters are found by handle/priority.
     for (const p of pods)
@@ -270,10 +294,11 @@ export class TcBackend implements RedirectBackend {
     }
     this.installed = new Map(this.maps.readPods().map((p) => [p.netnsCookie, p]));
     for (const cookie of this.installed.keys()) this.links.set(cookie, this.adoptLinks(cookie));
-    // Pins of no registered pod: prepared netns (counted for status; their links are not opened).
+    // Prepared records and pins of no registered pod: prepared netns (counted for status; their links are not opened).
+    for (const r of this.maps.readPrepared()) this.prepared.set(r.cookie, { cookie: r.cookie.toString(), netnsPath: r.place.netnsPath, since: Date.now(), adopted: true, place: r.place });
     if (fs.existsSync(this.netnsDir))
       for (const name of fs.readdirSync(this.netnsDir))
-        if (/^[0-9]+$/.test(name) && !this.installed.has(BigInt(name))) this.prepared.set(BigInt(name), { cookie: name, since: Date.now(), adopted: true });
+        if (/^[0-9]+$/.test(name) && !this.installed.has(BigInt(name)) && !this.prepared.has(BigInt(name))) this.prepared.set(BigInt(name), { cookie: name, since: Date.now(), adopted: true });
   }
 
   private requireWritable(op: string): TcMaps {
@@ -290,6 +315,15 @@ export class TcBackend implements RedirectBackend {
     if (pod.netnsCookie !== undefined && pod.netnsCookie !== cookie.toString())
       throw new PodConfigError(who, 'netnsPath', netnsPath, `is not the netns of netnsCookie ${pod.netnsCookie} (it is ${cookie})`);
     return { cookie, netnsPath };
+  }
+
+  /** The netns at path exists and is the one with this cookie (a path can be reused by another netns). */
+  private sameNetns(netnsPath: string, cookie: bigint): boolean {
+    try {
+      return netnsPath !== '' && fs.existsSync(netnsPath) && netnsCookie(netnsPath) === cookie;
+    } catch {
+      return false;
+    }
   }
 
   /** A PodPlace for link liveness checks of links that belong to no pod (prepared). */
@@ -312,16 +346,33 @@ export class TcBackend implements RedirectBackend {
     return this.lock.run(cookie, async () => {
       const res = (state: PrepareResult['state']): PrepareResult => ({ cookie: cookie.toString(), state });
       if (this.installed.has(cookie)) return res('enrolled');
+      const maps = this.maps!;
       const links = this.links.get(cookie) ?? {};
-      const place = this.idlePlace(netnsPath);
+      const was = this.prepared.get(cookie);
+      const place: PodPlace = { ...this.idlePlace(netnsPath), ...(was?.place ? { ifindex: was.place.ifindex } : {}) };
       const keys = prepareKeys(opts.dns !== false);
       const missing = keys.filter((d) => !(links[d] && this.linkLive(links[d], d, place)));
       dropStaleLinks(links, missing);
+      // Rule and route of an earlier prepare of this very netns (its record): kept, not re-written.
+      const have = was?.place && this.sameNetns(was.place.netnsPath, cookie) ? was.place.state & ALL_ROUTING : 0;
       const attached: Direction[] = [];
+      let recorded = false;
       try {
         for (const d of missing) {
           links[d] = (await this.attach(d, cookie, netnsPath, false)).link;
           attached.push(d);
+        }
+        // The ifindex the links sit on, for enroll's check that they still do (no rtnl_lock).
+        place.ifindex = ifIndexIn(netnsPath, this.ifname);
+        // Record first (a crash right after leaves nothing unrecorded), then the inert rule and
+        // route (README "Lifecycle"), so that enroll takes no rtnl_lock.
+        place.state = have | ALL_ROUTING;
+        maps.writePrepared(cookie, place);
+        recorded = true;
+        const got = applyPreparedRouting(netnsPath, this.ifname, have);
+        if (got !== place.state) {
+          place.state = got;
+          maps.writePrepared(cookie, place);
         }
       } catch (err) {
         for (const d of attached.reverse()) {
@@ -329,36 +380,49 @@ export class TcBackend implements RedirectBackend {
           delete links[d];
         }
         if (Object.keys(links).length === 0) {
+          // Nothing of ours left attached: the rule and route go too (the netns as found).
+          try {
+            if (have) removeRouting(netnsPath, have);
+          } catch (e) {
+            this.node?.log.warn({ netns: netnsPath, err: (e as Error).message }, 'tc: removing the prepared rule/route failed');
+          }
+          maps.meta.delete(cookie);
           this.links.delete(cookie);
           this.prepared.delete(cookie);
           fs.rmSync(path.join(this.netnsDir, cookie.toString()), { recursive: true, force: true });
-        }
+        } else if (recorded || was?.place) maps.writePrepared(cookie, { ...place, state: have });
         // Before the CNI's ADD the netns has no eth0 yet: not an error, the caller retries.
         if ((err as { code?: string }).code === 'ENODEV' || /ENODEV|No such device/.test((err as Error).message)) return res('no-interface');
         throw err;
       }
       this.links.set(cookie, links);
-      const was = this.prepared.get(cookie);
-      this.prepared.set(cookie, { cookie: cookie.toString(), netnsPath, since: was?.since ?? Date.now(), adopted: (was?.adopted ?? false) && missing.length === 0 });
-      return res(missing.length > 0 ? 'prepared' : 'adopted');
+      this.prepared.set(cookie, { cookie: cookie.toString(), netnsPath, since: was?.since ?? Date.now(), adopted: (was?.adopted ?? false) && missing.length === 0, place });
+      return res(missing.length > 0 || place.state !== have ? 'prepared' : 'adopted');
     });
   }
 
   /**
-   * Detaches the links of a prepared netns no pod claimed (by netns path or cookie), leaving it
-   * as found; a netns enrolled meanwhile keeps them ('enrolled'). Works on a netns that is gone
-   * (by cookie). 'unknown': nothing of ours was there.
+   * Detaches the links of a prepared netns no pod claimed (by netns path or cookie) and removes
+   * its rule and route, leaving it as found; a netns enrolled meanwhile keeps them ('enrolled').
+   * Works on a netns that is gone (by cookie). 'unknown': nothing of ours was there.
    */
   async release(netns: string | bigint): Promise<'released' | 'enrolled' | 'unknown'> {
-    this.requireWritable('release');
+    const maps = this.requireWritable('release');
     const cookie = typeof netns === 'bigint' ? netns : /^[0-9]+$/.test(netns) ? BigInt(netns) : netnsCookie(netns);
     return this.lock.run(cookie, async () => {
       if (this.installed.has(cookie)) return 'enrolled';
       const links = this.links.get(cookie);
+      const entry = this.prepared.get(cookie);
       this.prepared.delete(cookie);
-      if (!links) return 'unknown';
-      await this.detachAll(links);
+      if (!links && !entry?.place) return 'unknown';
+      // Links first (nothing marks packets any more), then the rule and route, then the record.
+      if (links) await this.detachAll(links);
       this.links.delete(cookie);
+      if (entry?.place) {
+        const where = this.sameNetns(entry.place.netnsPath, cookie) ? entry.place.netnsPath : typeof netns === 'string' && this.sameNetns(netns, cookie) ? netns : '';
+        if (where) removeRouting(where, entry.place.state & ALL_ROUTING);
+        maps.meta.delete(cookie);
+      }
       fs.rmSync(path.join(this.netnsDir, cookie.toString()), { recursive: true, force: true });
       return 'released';
     });
@@ -366,7 +430,7 @@ export class TcBackend implements RedirectBackend {
 
   /** Netns whose links are attached and idle, waiting for an enroll (or a release). */
   preparedNetns(): PreparedNetns[] {
-    return [...this.prepared.values()].map((p) => ({ ...p }));
+    return [...this.prepared.values()].map(({ place: _place, ...p }) => ({ ...p }));
   }
 
   /** Resolves when the detaches enroll() left running (a DNS link a pod does not need) are done. */
@@ -404,12 +468,13 @@ export class TcBackend implements RedirectBackend {
     if (pod.membership !== 'ambient')
       throw new PodConfigError(who, 'membership', pod.membership, "the tc backend redirects ambient pods only (profile istio-ambient); sidecar pods need sockops or iptables");
     if (pod.hostNetwork) throw new PodConfigError(who, 'hostNetwork', true, 'a host-network pod shares the node netns and cannot be redirected per pod');
+    const tCall = performance.now();
     const want = podConfig(pod);
     const { cookie, netnsPath } = this.cookieOf(pod, who);
-    return this.lock.run(cookie, () => this.enrollLocked(maps, who, want, cookie, netnsPath));
+    return this.lock.run(cookie, () => this.enrollLocked(maps, who, want, cookie, netnsPath, tCall));
   }
 
-  private async enrollLocked(maps: TcMaps, who: string, want: TcPodConfig, cookie: bigint, netnsPath: string): Promise<void> {
+  private async enrollLocked(maps: TcMaps, who: string, want: TcPodConfig, cookie: bigint, netnsPath: string, tCall: number): Promise<void> {
     const same = this.installed.get(cookie);
     if (same && same.ref.uid !== want.ref.uid)
       throw new PodConfigError(who, 'netnsPath', netnsPath, `is enrolled already for pod ${podName(same.ref)}`);
@@ -417,19 +482,22 @@ export class TcBackend implements RedirectBackend {
     // The same pod under another netns (sandbox replaced): drop the old enrolment first.
     for (const p of [...this.installed.values()]) if (p.ref.uid === want.ref.uid && p.netnsCookie !== cookie) await this.dropPod(maps, p);
 
+    // A netns prepared ahead (README "Lifecycle"): its rule and route are there, its links too.
+    const prep = same ? undefined : this.prepared.get(cookie)?.place;
     const undo: Array<() => unknown> = [];
+    const infoReads0 = this.tcxInfoReads;
     try {
       const families = [...new Set(want.ips.map((ip) => (isIPv4(ip) ? 4 : 6) as 4 | 6))];
-      const before = same?.place ?? { state: 0, saved: [] };
+      const before = same?.place ?? { state: (prep?.state ?? 0) & ALL_ROUTING, saved: [] };
       const t0 = performance.now();
       const changes = await applyNetnsSetup(netnsPath, this.ifname, families, before);
       const tSetup = performance.now();
       const added = { state: changes.state & ~before.state, saved: changes.saved.map((v, i) => (before.saved[i] ? 0 : v)) };
       undo.push(() => removeNetnsSetup(netnsPath, this.ifname, added));
 
-      const place: PodPlace = { netnsPath, ifname: this.ifname, ifindex: same?.place.ifindex ?? 0, state: changes.state, saved: changes.saved };
+      const place: PodPlace = { netnsPath, ifname: this.ifname, ifindex: same?.place.ifindex ?? prep?.ifindex ?? 0, state: changes.state, saved: changes.saved };
       maps.writeMeta(cookie, want.ref, place);
-      undo.push(() => (same ? maps.writeMeta(cookie, same.ref, same.place) : maps.meta.delete(cookie)));
+      undo.push(() => (same ? maps.writeMeta(cookie, same.ref, same.place) : prep ? maps.writePrepared(cookie, prep) : maps.meta.delete(cookie)));
       const gen = this.nextGen++;
       maps.writePod(want, cookie, gen, same);
       const tMaps = performance.now();
@@ -443,7 +511,11 @@ export class TcBackend implements RedirectBackend {
       const keys = linkKeys(want);
       // Each tcx link info read takes rtnl_lock (tcx_link_fill_info): the ifindex is kept from the liveness check.
       const seen: { ifindex?: number } = {};
-      const missing = keys.filter((d) => !(links[d] && this.linkLive(links[d], d, place, d === 'ingress' ? seen : undefined)));
+      // Prepared links are trusted without a read while eth0 is still the interface prepare()
+      // attached them to (its ifindex, by an ioctl under RCU); a link detached behind our back
+      // meanwhile shows in observe() (+links-missing) and the next enroll repairs it.
+      if (prep && prep.ifindex !== 0 && keys.every((d) => links[d]) && this.ifindexNow(netnsPath) === prep.ifindex) seen.ifindex = prep.ifindex;
+      const missing = seen.ifindex !== undefined ? [] : keys.filter((d) => !(links[d] && this.linkLive(links[d], d, place, d === 'ingress' ? seen : undefined)));
       dropStaleLinks(links, missing);
       // Ingress first: once egress hairpins, ingress must be there to hand the packets to
       // ztunnel (else a SYN is lost and the app waits a retransmit). Not in parallel: each tcx
@@ -458,9 +530,11 @@ export class TcBackend implements RedirectBackend {
           delete links[d];
         });
       }
-      const ifindex = legacy ? 0 : missing.includes('ingress') || seen.ifindex === undefined ? links.ingress?.info().ifindex ?? 0 : seen.ifindex;
-      place.ifindex = ifindex;
-      maps.writeMeta(cookie, want.ref, place);
+      const ifindex = legacy ? 0 : missing.includes('ingress') || seen.ifindex === undefined ? this.tcxIfindex(links.ingress) : seen.ifindex;
+      if (ifindex !== place.ifindex || missing.length > 0) {
+        place.ifindex = ifindex;
+        maps.writeMeta(cookie, want.ref, place);
+      }
       if (same) maps.deleteSelections(same.gen, same.ports);
       // A link the pod no longer needs (DNS capture turned off, or prepared for a pod without
       // it): inert already (its programs read dns_port 0), so detached after this enroll
@@ -475,8 +549,10 @@ export class TcBackend implements RedirectBackend {
       this.links.set(cookie, links);
       this.prepared.delete(cookie); // claimed
       this.installed.set(cookie, { ...want, netnsCookie: cookie, gen, place });
-      // Where an enroll's time goes (README "Enroll latency"): netns rules/routes/sysctl, maps, link attaches.
-      this.node?.log.debug({ pod: who, setupMs: +(tSetup - t0).toFixed(3), mapsMs: +(tMaps - tSetup).toFixed(3), linksMs: +(performance.now() - tMaps).toFixed(3), attached: missing }, 'tc: enrolled');
+      // Where an enroll's time goes (README "Enroll latency"): netns rules/routes/sysctl, maps, link
+      // attaches; rtnl: the rtnl_lock takers on its own path (rtnetlink requests, tcx link info reads).
+      const rtnl = changes.rtnlOps + this.tcxInfoReads - infoReads0;
+      this.node?.log.debug({ pod: who, beforeMs: +(t0 - tCall).toFixed(3), setupMs: +(tSetup - t0).toFixed(3), mapsMs: +(tMaps - tSetup).toFixed(3), linksMs: +(performance.now() - tMaps).toFixed(3), attached: missing, rtnl, prepared: prep !== undefined }, 'tc: enrolled');
       for (const l of unneeded) this.background(detachLinkAsync(l).catch(() => l.close()));
     } catch (err) {
       for (const u of undo.reverse()) {
@@ -533,13 +609,29 @@ export class TcBackend implements RedirectBackend {
     return { link, createdQdisc: false };
   }
 
+  /** The interface a tcx link sits on (0: defunct). A link info read: takes rtnl_lock. */
+  private tcxIfindex(link: BpfLink | undefined): number {
+    if (!link) return 0;
+    this.tcxInfoReads++;
+    return link.info().ifindex ?? 0;
+  }
+
+  /** ifindex of the pod interface now, 0 when it is gone. */
+  private ifindexNow(netnsPath: string): number {
+    try {
+      return ifIndexIn(netnsPath, this.ifname);
+    } catch {
+      return 0;
+    }
+  }
+
   /** A tcx link is live while its device exists; a cls_bpf filter while the kernel still has it. */
   private linkLive(link: BpfLink, d: Direction, place: PodPlace, seen?: { ifindex?: number }): boolean {
     try {
       if (d === 'lookup') return (link.info().netnsIno ?? 0) !== 0;
       const h = this.hook(d, place.ifname);
       if (link.kind === 'tc-legacy') return clsactProgId(h.ifname, h.dir, { netns: place.netnsPath, handle: CLSACT_HANDLE, priority: CLSACT_PRIORITY }) !== 0;
-      const ifindex = link.info().ifindex ?? 0;
+      const ifindex = this.tcxIfindex(link);
       if (seen) seen.ifindex = ifindex;
       return ifindex !== 0;
     } catch {

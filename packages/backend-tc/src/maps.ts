@@ -21,6 +21,7 @@ import {
   META_SIZES,
   netnsKey,
   podMeta,
+  STATE,
   podValue,
   portKey,
   u32Key,
@@ -100,6 +101,7 @@ export class TcMaps {
     }
     const out: InstalledPod[] = [];
     for (const [cookie, m] of this.meta.entries()) {
+      if (m.state & STATE.PREPARED) continue; // a prepared netns, no pod (readPrepared)
       const e = byCookie.get(cookie);
       const v = e?.v;
       out.push({
@@ -117,6 +119,18 @@ export class TcMaps {
       });
     }
     return out;
+  }
+
+  /** Netns prepared ahead of their enroll (tc_pod_meta entries with STATE.PREPARED). */
+  readPrepared(): Array<{ cookie: bigint; place: PodPlace }> {
+    const out: Array<{ cookie: bigint; place: PodPlace }> = [];
+    for (const [cookie, m] of this.meta.entries()) if (m.state & STATE.PREPARED) out.push({ cookie, place: placeOf(m) });
+    return out;
+  }
+
+  /** The record of a prepared netns: no pod, its place (state carries STATE.PREPARED). */
+  writePrepared(cookie: bigint, place: PodPlace): void {
+    this.writeMeta(cookie, { uid: '', namespace: '', name: '' }, { ...place, state: place.state | STATE.PREPARED });
   }
 
   /** Generations referenced by selection entries (including orphans of an interrupted write). */

@@ -1,7 +1,8 @@
 /**
- * What the hairpin needs in the pod netns besides the programs, set by enroll and undone by
- * unenroll (each verified on 6.18 by removing it and watching the hairpinned SYN die):
- *  - a policy rule `fwmark TC_MARK/TC_MARK_MASK lookup TC_TABLE` and `local default dev lo` in
+ * What the hairpin needs in the pod netns besides the programs, set by enroll (the rule and route
+ * by prepare() already, for a prepared netns) and undone by unenroll/release (each verified on
+ * 6.18 by removing it and watching the hairpinned SYN die):
+ *  - a policy rule `fwmark TC_MARK/TC_MARK_MASK iif <if> lookup TC_TABLE` and `local default dev lo` in
  *    that table (IPv4 and IPv6): a hairpinned packet's destination is another host, and an
  *    sk_assign'ed packet still takes the input route; without a local route it is forwarded
  *    (i.e. dropped, forwarding is off in a pod);
@@ -11,7 +12,10 @@
  * The previous accept_local is saved (in tc_pod_meta) and restored; the rule and routes are ours
  * alone (own table, own mark), so removing them restores the netns as found.
  *
- * Speed matters (enroll latency, goal p99 <= 5 ms): sysctls are written through /proc/sys from
+ * Speed matters (enroll latency, goal p99 <= 5 ms): rtnetlink requests take rtnl_lock, which
+ * other netns/link work on the node holds for long stretches (a tcx attach: a grace period), so a
+ * prepared netns gets its rule and route at prepare() time and its enroll sends none; the sysctl
+ * is a /proc write without rtnl_lock (devinet_conf_proc). Sysctls are written through /proc/sys from
  * inside the netns (withNetns, no process), rules and routes with @shunt/libbpf's rtnlApply (a raw
  * rtnetlink socket in the netns). Spawning `nsenter ip -batch` twice per enroll measured 66 ms
  * p50 on the 2-core test machine; @shunt/netlink (iproute2) stays the reader for observe/tests.
@@ -19,7 +23,7 @@
 import * as fs from 'node:fs';
 import { destroyClsact, rtnlApply, withNetns, type RtnlOp } from '@shunt/libbpf';
 import { runCommand } from '@shunt/netlink';
-import { SAVED, STATE, TC_MARK, TC_MARK_MASK, TC_RULE_PRIORITY, TC_TABLE } from './abi';
+import { ROUTING, SAVED, STATE, TC_MARK, TC_MARK_MASK, TC_RULE_PRIORITY, TC_TABLE } from './abi';
 
 export interface NetnsChanges {
   state: number;
@@ -28,7 +32,13 @@ export interface NetnsChanges {
 
 const IFNAME_RE = /^[A-Za-z0-9_.@-]{1,15}$/;
 
-const ruleOp = (op: 'add' | 'del', family: 4 | 6): RtnlOp => ({ kind: 'rule', op, family, table: TC_TABLE, priority: TC_RULE_PRIORITY, mark: TC_MARK, mask: TC_MARK_MASK });
+/**
+ * `iif <pod interface>`: only packets arriving there (the hairpinned ones: bpf_redirect to eth0's
+ * ingress) take the local route; a local socket carrying the mark (SO_MARK) is not affected, and a
+ * packet from outside the netns has its mark scrubbed at the veth. A delete without iif matches
+ * the rule with or without it (rules written before iif was added too).
+ */
+const ruleOp = (op: 'add' | 'del', family: 4 | 6, iif?: string): RtnlOp => ({ kind: 'rule', op, family, table: TC_TABLE, priority: TC_RULE_PRIORITY, mark: TC_MARK, mask: TC_MARK_MASK, ...(iif ? { iif } : {}) });
 const routeOp = (op: 'add' | 'del', family: 4 | 6): RtnlOp => ({ kind: 'route', op, family, table: TC_TABLE });
 
 /** Applies ops; an answer in `tolerated` (EEXIST on add, ENOENT/ESRCH on delete) is success. */
@@ -45,6 +55,15 @@ function readSysctl(netnsPath: string, ifname: string, key: string): number {
   return withNetns(netnsPath, () => Number(fs.readFileSync(sysctlPath(ifname, key), 'utf8').trim()));
 }
 
+/** Sets a sysctl to `value` in one netns entry; returns what it was (unchanged when equal). */
+function swapSysctl(netnsPath: string, ifname: string, key: string, value: number): number {
+  return withNetns(netnsPath, () => {
+    const before = Number(fs.readFileSync(sysctlPath(ifname, key), 'utf8').trim());
+    if (before !== value) fs.writeFileSync(sysctlPath(ifname, key), `${value}\n`);
+    return before;
+  });
+}
+
 function writeSysctl(netnsPath: string, ifname: string, key: string, value: number): void {
   withNetns(netnsPath, () => fs.writeFileSync(sysctlPath(ifname, key), `${value}\n`));
 }
@@ -54,15 +73,18 @@ function writeSysctl(netnsPath: string, ifname: string, key: string, value: numb
  * enroll already did (its saved values are kept, not overwritten with ours). On failure, what
  * this call added is removed again before it throws (all-or-nothing).
  */
-export async function applyNetnsSetup(netnsPath: string, ifname: string, families: ReadonlyArray<4 | 6>, have?: NetnsChanges): Promise<NetnsChanges> {
+export async function applyNetnsSetup(netnsPath: string, ifname: string, families: ReadonlyArray<4 | 6>, have?: NetnsChanges): Promise<NetnsChanges & { rtnlOps: number }> {
   if (!IFNAME_RE.test(ifname)) throw new Error(`invalid interface name ${JSON.stringify(ifname)}`);
-  const out: NetnsChanges = { state: have?.state ?? 0, saved: [...(have?.saved ?? [])] };
+  // rtnlOps: rtnetlink requests sent (each takes rtnl_lock), for enroll's step log.
+  const out: NetnsChanges & { rtnlOps: number } = { state: have?.state ?? 0, saved: [...(have?.saved ?? [])], rtnlOps: 0 };
   const added: NetnsChanges = { state: 0, saved: [] };
   try {
+    // A /proc write (devinet_conf_proc: no rtnl_lock; only a 1 -> 0 change flushes the route
+    // cache), so it stays on the enroll path: a prepared netns whose pod is not ambient never has
+    // it changed.
     if (families.includes(4) && !(out.state & STATE.ACCEPT_LOCAL)) {
-      const before = readSysctl(netnsPath, ifname, 'accept_local');
+      const before = swapSysctl(netnsPath, ifname, 'accept_local', 1);
       if (before !== 1) {
-        writeSysctl(netnsPath, ifname, 'accept_local', 1);
         out.saved[SAVED.ACCEPT_LOCAL] = before + 1;
         added.saved[SAVED.ACCEPT_LOCAL] = before + 1;
         out.state |= STATE.ACCEPT_LOCAL;
@@ -70,12 +92,14 @@ export async function applyNetnsSetup(netnsPath: string, ifname: string, familie
       }
     }
     for (const family of families) {
-      const rule = family === 4 ? STATE.RULE4 : STATE.RULE6;
-      const route = family === 4 ? STATE.ROUTE4 : STATE.ROUTE6;
+      // Written already (at prepare() time, or by an earlier enroll): rtnetlink takes rtnl_lock,
+      // which a warm enroll must not wait for (README "Enroll latency").
+      if ((out.state & ROUTING[family]) === ROUTING[family]) continue;
       // route add replaces (idempotent); rule add answers EEXIST when the rule is there.
-      apply(netnsPath, [routeOp('add', family), ruleOp('add', family)], ['EEXIST']);
-      added.state |= (rule | route) & ~out.state;
-      out.state |= rule | route;
+      out.rtnlOps += 2;
+      apply(netnsPath, [routeOp('add', family), ruleOp('add', family, ifname)], ['EEXIST']);
+      added.state |= ROUTING[family] & ~out.state;
+      out.state |= ROUTING[family];
     }
     return out;
   } catch (err) {
@@ -84,15 +108,48 @@ export async function applyNetnsSetup(netnsPath: string, ifname: string, familie
   }
 }
 
-/** Undoes exactly what `changes` records. A netns that is gone took everything with it. */
-export async function removeNetnsSetup(netnsPath: string, ifname: string, changes: NetnsChanges): Promise<void> {
+/**
+ * prepare() time: the policy rule and local route of every family, written before the pod is
+ * known. Inert until then: the rule matches only packets arriving on the pod interface carrying
+ * TC_MARK, which only our egress program sets (on the packets it hairpins), and only for an
+ * address with a tc_pod entry (written by enroll). Returns the
+ * ROUTING bits now present (`have` included). IPv6 answering EAFNOSUPPORT (a kernel without
+ * IPv6) is skipped; any other failure removes what this call added and throws.
+ */
+export function applyPreparedRouting(netnsPath: string, ifname: string, have: number): number {
+  if (!IFNAME_RE.test(ifname)) throw new Error(`invalid interface name ${JSON.stringify(ifname)}`);
+  let state = have;
+  try {
+    for (const family of [4, 6] as const) {
+      if ((state & ROUTING[family]) === ROUTING[family]) continue;
+      const res = rtnlApply(netnsPath, [routeOp('add', family), ruleOp('add', family, ifname)]);
+      if (family === 6 && res.some((r) => r.code === 'EAFNOSUPPORT')) continue;
+      // Recorded before the check: a half-written family (route without rule) is removed too.
+      state |= ROUTING[family];
+      for (const r of res) if (r.errno !== 0 && r.code !== 'EEXIST') throw new Error(`netns ${netnsPath}: ${r.op.kind} ${r.op.op} (IPv${r.op.family}, table ${r.op.table}) failed: ${r.code}`);
+    }
+    return state;
+  } catch (err) {
+    removeRouting(netnsPath, state & ~have);
+    throw err;
+  }
+}
+
+/** Removes the rule/route of the ROUTING bits in `state` (ENOENT: already gone). */
+export function removeRouting(netnsPath: string, state: number): void {
   if (!netnsPath || !fs.existsSync(netnsPath)) return;
   for (const family of [4, 6] as const) {
     const rule = family === 4 ? STATE.RULE4 : STATE.RULE6;
     const route = family === 4 ? STATE.ROUTE4 : STATE.ROUTE6;
-    const ops = [...(changes.state & rule ? [ruleOp('del', family)] : []), ...(changes.state & route ? [routeOp('del', family)] : [])];
+    const ops = [...(state & rule ? [ruleOp('del', family)] : []), ...(state & route ? [routeOp('del', family)] : [])];
     if (ops.length > 0) apply(netnsPath, ops, ['ENOENT', 'ESRCH']);
   }
+}
+
+/** Undoes exactly what `changes` records. A netns that is gone took everything with it. */
+export async function removeNetnsSetup(netnsPath: string, ifname: string, changes: NetnsChanges): Promise<void> {
+  if (!netnsPath || !fs.existsSync(netnsPath)) return;
+  removeRouting(netnsPath, changes.state);
   const saved = changes.saved[SAVED.ACCEPT_LOCAL] ?? 0;
   if (changes.state & STATE.ACCEPT_LOCAL && saved > 0 && IFNAME_RE.test(ifname)) {
     try {

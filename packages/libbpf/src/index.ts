@@ -38,7 +38,7 @@ export {
   probeSkLookup,
   type ProbeResult,
 } from './probe';
-export { netnsCookie, withNetns } from './netns';
+export { ifIndexIn, netnsCookie, withNetns } from './netns';
 export { rtnlApply, type RtnlOp, type RtnlResult } from './rtnl';
 export {
   tcxQuery,

@@ -79,6 +79,8 @@ export interface RtnlOp {
   priority?: number;
   mark?: number;
   mask?: number;
+  /** rule only: match packets arriving on this interface only (FRA_IIFNAME). */
+  iif?: string;
 }
 
 export interface ProbeResult {

@@ -21,3 +21,11 @@ export function withNetns<T>(netnsPath: string, fn: () => T): T {
 export function netnsCookie(netnsPath: string): bigint {
   return native.netnsCookie(netnsPath);
 }
+
+/**
+ * Index of an interface in the netns at path (if_nametoindex: an ioctl under RCU, no rtnl_lock,
+ * unlike a tcx link info read); throws naming the interface when it is not there.
+ */
+export function ifIndexIn(netnsPath: string, ifname: string): number {
+  return withNetns(netnsPath, () => native.ifNameToIndex(ifname, `in netns ${netnsPath}`));
+}

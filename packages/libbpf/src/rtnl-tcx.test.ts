@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { BpfObject, attachTcxAsync, attachTcxAt, bpfObjectPath, detachLinkAsync, rtnlApply, tcxQuery, type BpfLink } from './index';
+import { BpfObject, attachTcxAsync, attachTcxAt, bpfObjectPath, detachLinkAsync, ifIndexIn, rtnlApply, tcxQuery, type BpfLink } from './index';
 import { ipIn, makeNetns, removeNetns, runId } from './__fixtures__/env';
 
 // One throwaway netns with a veth pair end (the other end in the same netns) for the tcx hooks.
@@ -35,6 +35,25 @@ describe('rtnlApply and positioned tcx links in a test netns', () => {
     expect(ip(['-6', 'route', 'show', 'table', '1440'])).toBe('');
     expect(rtnlApply(nsPath, ops('del')).map((r) => r.code)).toEqual(['ESRCH', 'ENOENT', 'ESRCH', 'ENOENT']);
     expect(() => rtnlApply('/var/run/netns/shunt-missing', ops('add'))).toThrow(/ENOENT.*netns does not exist/);
+  });
+
+  test('a rule with iif (written and shown so, EEXIST again); a delete without iif removes it; a bad iif refused', () => {
+    const rule = (op: 'add' | 'del', family: 4 | 6, iif?: string) => ({ kind: 'rule' as const, op, family, table: 1440, priority: 32200, mark: 0x5a0, mask: 0xfff, ...(iif ? { iif } : {}) });
+    expect(rtnlApply(nsPath, [rule('add', 4, veth), rule('add', 6, veth)]).map((r) => r.code)).toEqual(['OK', 'OK']);
+    expect(ip(['-4', 'rule', 'show'])).toContain(`32200:\tfrom all fwmark 0x5a0/0xfff iif ${veth} lookup 1440`);
+    expect(ip(['-6', 'rule', 'show'])).toContain(`32200:\tfrom all fwmark 0x5a0/0xfff iif ${veth} lookup 1440`);
+    expect(rtnlApply(nsPath, [rule('add', 4, veth)]).map((r) => r.code)).toEqual(['EEXIST']);
+    expect(rtnlApply(nsPath, [rule('del', 4), rule('del', 6)]).map((r) => r.code)).toEqual(['OK', 'OK']);
+    expect(ip(['-4', 'rule', 'show']) + ip(['-6', 'rule', 'show'])).not.toContain('1440');
+    expect(() => rtnlApply(nsPath, [rule('add', 4, 'a-name-too-long-for-linux')])).toThrow(/bad iif/);
+    expect(() => rtnlApply(nsPath, [{ kind: 'route', op: 'add', family: 4, table: 1440, iif: veth }])).toThrow(/bad iif/);
+  });
+
+  test('ifIndexIn: the index inside the netns; a missing interface named in the error', () => {
+    const want = Number(/^(\d+):/.exec(ip(['-o', 'link', 'show', veth]))![1]);
+    expect(ifIndexIn(nsPath, veth)).toBe(want);
+    expect(ifIndexIn(nsPath, 'lo')).toBe(1);
+    expect(() => ifIndexIn(nsPath, 'nosuchif0')).toThrow(/nosuchif0/);
   });
 
   test('tcx: first/last positions, the hook read back in run order, a stale revision refused', () => {

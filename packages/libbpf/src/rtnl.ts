@@ -2,7 +2,7 @@
  * Policy rules and routes in a network namespace over a raw NETLINK_ROUTE socket (native
  * src/native/rtnl.cc), without spawning iproute2. For hot paths only (the tc backend's per-pod
  * enroll: a `nsenter ip` costs tens of ms on a busy node); everything else uses @shunt/netlink.
- * Only two shapes: `fwmark M/K lookup T priority P` rules and `local default dev lo table T`.
+ * Only two shapes: `fwmark M/K [iif DEV] lookup T priority P` rules and `local default dev lo table T`.
  */
 import * as fs from 'node:fs';
 import { BpfError, invalidArgument } from './errors';
@@ -25,6 +25,8 @@ function checkOp(op: RtnlOp, netnsPath: string): void {
     throw invalidArgument('rtnetlink', netnsPath, `bad op ${JSON.stringify(op)}`);
   if (!u32(op.table) || op.table === 0 || !u32(op.priority) || !u32(op.mark) || !u32(op.mask))
     throw invalidArgument('rtnetlink', netnsPath, `bad numbers in ${JSON.stringify(op)}`);
+  if (op.iif !== undefined && (op.kind !== 'rule' || typeof op.iif !== 'string' || !/^[A-Za-z0-9_.@-]{1,15}$/.test(op.iif)))
+    throw invalidArgument('rtnetlink', netnsPath, `bad iif in ${JSON.stringify(op)} (rules only, an interface name)`);
 }
 
 /**

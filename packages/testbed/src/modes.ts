@@ -25,6 +25,8 @@ export interface PathMode {
   teardown(tb: Testbed, pods: ModePods): Promise<void>;
   /** Ambient modes: what the ztunnel stand-in they run has logged so far (the demo shows its legs). */
   ztunnelLog?(): ZtunnelLogEntry[];
+  /** Processes the mode runs outside the pods' cgroups whose CPU the bench splits out (the ztunnel stand-in). */
+  processes?(): Array<{ name: string; pid: number }>;
 }
 
 export const directMode: PathMode = {
@@ -63,6 +65,7 @@ export function ambientDirectMode(): PathMode {
     description: 'no redirect: ambient pods talk straight over eth0 (the ztunnel stand-in holds both pods, idle)',
     expectsProxy: false,
     ztunnelLog: () => h?.zt.entries() ?? [],
+    processes: () => (h ? [{ name: 'ztunnel', pid: h.zt.pid }] : []),
     async setup(tb, pods) {
       dir = mkdtempSync(path.join(tmpdir(), 'shunt-tb-zt-'));
       h = await ztunnelHarness({ socketPath: path.join(dir, 'ztunnel.sock'), logPath: path.join(dir, 'ztunnel.log') });

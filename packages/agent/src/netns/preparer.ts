@@ -10,8 +10,9 @@
 // same dirs netns discovery reads) are watched with inotify (fs.watch) and re-read on a slow
 // sweep (a dir created later, a missed event). Each netns that appears while the agent runs,
 // and is not the host's, is prepared (retried while it has no eth0 yet: CNI ADD runs after the
-// netns is created). A prepared netns no enroll claimed within the grace time is released
-// (links detached: the netns as found), as is one whose run-dir entry went away. Netns present
+// netns is created): the backend attaches its links idle and writes its inert rule and route, so
+// the pod event's enroll takes no rtnl_lock. A prepared netns no enroll claimed within the grace
+// time is released (links, rule and route removed: the netns as found), as is one whose run-dir entry went away. Netns present
 // when the agent starts are not prepared (their pods come with the first sync and enroll cold);
 // prepared links adopted from an earlier agent are given the grace time again, then released.
 // Bounded: at most `maxPrepared` prepared-but-unclaimed netns, prepares run one at a time; a
@@ -70,7 +71,7 @@ export interface NetnsPreparerOptions {
 type Result = 'prepared' | 'claimed' | 'released' | 'skipped_cap' | 'gave_up';
 
 interface Tracked {
-  /** Unknown for links adopted from an earlier agent. */
+  /** Unknown only for pins an earlier agent left without a prepared record. */
   path?: string;
   inode?: number;
   cookie?: string;

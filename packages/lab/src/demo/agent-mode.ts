@@ -40,7 +40,7 @@ export function agentMode(backend: BackendName, opts: AgentModeOptions = {}): Pa
       `the real shunt agent (redirectMode=${backend}${opts.profile ? `, profile=${opts.profile}` : ''}${opts.splicePorts !== undefined ? `, --splice-ports=${opts.splicePorts}` : ''}) ` +
       'watching a pods file with both pods',
     expectsProxy: true,
-    ...(ambient ? { ztunnelLog: () => zt?.entries() ?? [] } : {}),
+    ...(ambient ? { ztunnelLog: () => zt?.entries() ?? [], processes: () => [...(zt ? [{ name: 'ztunnel', pid: zt.pid }] : []), ...(agent?.child.pid ? [{ name: 'agent', pid: agent.child.pid }] : [])] } : {}),
     async setup(tb: Testbed, pods: ModePods): Promise<void> {
       const client = tb.kubePod(pods.client);
       const server = tb.kubePod(pods.server);

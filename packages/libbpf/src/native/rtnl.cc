@@ -2,7 +2,7 @@
 // Why not iproute2 (@shunt/netlink): the tc backend must install its fwmark rule and local route
 // on every ambient pod enroll, and spawning `nsenter ip` costs tens of milliseconds on a busy
 // node (enroll p99 goal: 5 ms). Only the two message shapes the backend needs are built here:
-//   rule  : fwmark <mark>/<mask> lookup <table> priority <prio>          (RTM_NEWRULE/DELRULE)
+//   rule  : fwmark <mark>/<mask> [iif <dev>] lookup <table> priority <prio> (RTM_NEWRULE/DELRULE)
 //   route : local default dev lo table <table>                            (RTM_NEWROUTE/DELROUTE)
 #include "common.h"
 
@@ -55,6 +55,15 @@ static int NetlinkSocketIn(Napi::Env env, const std::string& path) {
 struct Msg {
   alignas(NLMSG_ALIGNTO) char buf[256];
   nlmsghdr* hdr() { return reinterpret_cast<nlmsghdr*>(buf); }
+  // A NUL-terminated string attribute (bounded: IFNAMSIZ, checked by the caller).
+  void attrStr(unsigned short type, const std::string& v) {
+    nlmsghdr* n = hdr();
+    rtattr* a = reinterpret_cast<rtattr*>(buf + NLMSG_ALIGN(n->nlmsg_len));
+    a->rta_type = type;
+    a->rta_len = RTA_LENGTH(v.size() + 1);
+    memcpy(RTA_DATA(a), v.c_str(), v.size() + 1);
+    n->nlmsg_len = NLMSG_ALIGN(n->nlmsg_len) + RTA_ALIGN(a->rta_len);
+  }
   void attr32(unsigned short type, __u32 v) {
     nlmsghdr* n = hdr();
     rtattr* a = reinterpret_cast<rtattr*>(buf + NLMSG_ALIGN(n->nlmsg_len));
@@ -90,7 +99,7 @@ static __u32 Prop(const Napi::Object& o, const char* k, __u32 dflt) {
 }
 
 // rtnlApply(netnsPath, ops[]) -> errno per op (0 = ok). op: {kind: 'rule'|'route', op: 'add'|'del',
-// family: 4|6, table, priority?, mark?, mask?}. 'route add' replaces (idempotent); 'rule add'
+// family: 4|6, table, priority?, mark?, mask?, iif?}. 'route add' replaces (idempotent); 'rule add'
 // answers EEXIST when the same rule exists; 'del' answers ENOENT/ESRCH when it is not there.
 static Napi::Value RtnlApply(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -119,6 +128,16 @@ static Napi::Value RtnlApply(const Napi::CallbackInfo& info) {
       m.attr32(FRA_PRIORITY, Prop(o, "priority", 0));
       m.attr32(FRA_FWMARK, Prop(o, "mark", 0));
       m.attr32(FRA_FWMASK, Prop(o, "mask", 0xffffffff));
+      // Only packets arriving on this interface (a delete without it matches either shape).
+      Napi::Value iif = o.Get("iif");
+      if (iif.IsString()) {
+        std::string name = iif.As<Napi::String>().Utf8Value();
+        if (name.empty() || name.size() >= 16) {
+          close(fd);
+          ThrowArg(env, "rtnetlink", path, "iif must be an interface name (1-15 characters), got '" + name + "'");
+        }
+        m.attrStr(FRA_IIFNAME, name);
+      }
     } else if (kind == "route") {
       n->nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg));
       n->nlmsg_type = add ? RTM_NEWROUTE : RTM_DELROUTE;

@@ -1,5 +1,6 @@
 import { METRICS, type MetricName, type Sample } from './metrics';
 import { summarize, type Summary } from './stats';
+import type { CpuSplitSamples } from './cpu-split';
 
 export interface ModeResult {
   mode: string;
@@ -18,6 +19,8 @@ export interface BenchReport {
   iptablesBaseline?: string;
   /** Measurements whose tool failed once and were run again (label: error). */
   retries?: string[];
+  /** Ambient: CPU per connection and per round trip by part (pods, the stand-in, machine), per round (cpu-split.ts). */
+  cpuSplit?: Array<{ mode: string; samples: CpuSplitSamples[] }>;
 }
 
 export function summarizeMode(mode: string, description: string, samples: Sample[]): ModeResult {

@@ -9,6 +9,7 @@ import { APP_UID } from '../testbed';
 import { withTeardown } from '../signals';
 import { iperfTurns } from './iperf-turns';
 import { markdownTable, pickIptablesBaseline, summarizeMode, svgChart, type BenchReport } from './report';
+import { cpuPer, cpuSnapshot, cpuSplitTable, type CpuSplitSamples } from './cpu-split';
 
 export interface BenchOptions {
   /**
@@ -124,6 +125,9 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
 
   const startedAt = new Date();
   const samples = new Map<string, Sample[]>(modes.map((m) => [m.name, []]));
+  // Ambient: where the CPU goes per connection and per round trip, the stand-in split out (cpu-split.ts).
+  const splits = new Map<string, CpuSplitSamples[]>(modes.map((m) => [m.name, []]));
+  const snap = (mode: PathMode) => cpuSnapshot(tb.node('node0').cgroupPath, mode.processes?.() ?? []);
   const retries: string[] = [];
   const tb = await Testbed.create({ pods: [] });
   const steps = rounds * modes.length;
@@ -145,7 +149,12 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
         await withTeardown(() => mode.teardown(tb, pods), async () => {
           await mode.setup(tb, pods);
           progress(`${tag} · sockperf ping-pong ${seconds}s`);
-          const sp = await withRetry(`${tag} · sockperf ping-pong`, retries, progress, () => tb.sockperfPingPong(pods.client, server.ipv4, { port: PORTS.sockperf, seconds }));
+          let rtt0 = snap(mode);
+          const sp = await withRetry(`${tag} · sockperf ping-pong`, retries, progress, () => {
+            rtt0 = snap(mode); // a retry measures its own run
+            return tb.sockperfPingPong(pods.client, server.ipv4, { port: PORTS.sockperf, seconds });
+          });
+          const rtt1 = snap(mode);
           progress(`${tag} · iperf3 ${seconds}s`);
           const iperfReady = iperfTurns(tb, pods.server, PORTS.iperf);
           const ip = await withRetry(`${tag} · iperf3`, retries, progress, async () => {
@@ -163,6 +172,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
           await tb.conntrackFlush(pods.server);
           const ct0 = await conntrackSum(tb, pods);
           const cpu0 = cgroupCpuUs(tb);
+          const conn0 = snap(mode);
           progress(`${tag} · wrk (Connection: close) ${seconds}s`);
           const wrk = await tb.wrk(pods.client, `http://${server.ipv4}:${PORTS.http}/`, {
             seconds,
@@ -170,6 +180,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
             keepAlive: false,
           });
           const cpu1 = cgroupCpuUs(tb);
+          const conn1 = snap(mode);
+          if (mesh === 'ambient') splits.get(mode.name)!.push({ perConn: cpuPer(conn0, conn1, wrk.requests), perRtt: cpuPer(rtt0, rtt1, sp.observations) });
           const ct1 = await conntrackSum(tb, pods);
           samples.get(mode.name)!.push({
             rttP50Us: sp.p50Us,
@@ -200,10 +212,14 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
     settings: { rounds, seconds, wrkConnections, order: modes.map((m) => m.name), mesh },
     modes: modes.map((m) => summarizeMode(m.name, m.description, samples.get(m.name)!)),
   };
+  if (mesh === 'ambient') report.cpuSplit = modes.map((m) => ({ mode: m.name, samples: splits.get(m.name)! }));
   const baseline = pickIptablesBaseline(modes.map((m) => m.name));
   if (baseline) report.iptablesBaseline = baseline;
   if (retries.length) report.retries = retries;
-  const markdown = markdownTable(report) + (retries.length ? `\n\nMeasurements retried once after a tool error: ${retries.length} (${retries.join('; ')})` : '');
+  const markdown =
+    markdownTable(report) +
+    (report.cpuSplit ? `\n\n${cpuSplitTable(report.cpuSplit)}` : '') +
+    (retries.length ? `\n\nMeasurements retried once after a tool error: ${retries.length} (${retries.join('; ')})` : '');
 
   const outDir = opts.outDir ?? path.resolve(process.cwd(), 'bench', 'results');
   mkdirSync(outDir, { recursive: true });

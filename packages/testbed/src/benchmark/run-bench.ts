@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
 import { BUILTIN_MODES, type ModePods, type PathMode } from '../modes';
 import { Testbed } from '../testbed';
 import type { Sample } from './metrics';
@@ -30,6 +31,17 @@ export interface BenchOptions {
   log?: (line: string) => void;
   /** Progress line; default stderr, rewritten in place on a terminal. */
   progress?: (line: string) => void;
+  /**
+   * `conns`: only the new-connections measurement (wrk, CPU/conn, conntrack), for quick A/B runs of
+   * the connection rate; the other metrics are n/a. Default: everything.
+   */
+  only?: 'conns';
+  /**
+   * Profile each wrk window with perf, whole machine: `perf stat -a` (cycles, instructions,
+   * task-clock) and, with `record`, `perf record -a -g`, into `<dir>/<mode>-r<round>.{stat,data}`.
+   * Cycles per connection land in the JSON samples (`perfCyclesPerConn`). Needs `perf`.
+   */
+  perf?: { dir: string; record?: boolean };
 }
 
 export interface BenchResult {
@@ -108,6 +120,45 @@ function cgroupCpuUs(tb: Testbed): number {
   return Number(m[1]);
 }
 
+/** Busy time of the whole machine so far (µs): /proc/stat's cpu line, everything but idle and iowait. */
+export function machineBusyUs(stat: string = readFileSync('/proc/stat', 'utf8')): number {
+  const line = /^cpu\s+([\d\s]+)$/m.exec(stat);
+  if (!line) throw new Error('bench: no cpu line in /proc/stat');
+  const f = line[1]!.trim().split(/\s+/).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is already in user)
+  const busy = f.slice(0, 8).reduce((a, v, i) => (i === 3 || i === 4 ? a : a + v), 0);
+  return (busy * 1e6) / USER_HZ;
+}
+// /proc/stat counts in USER_HZ, 100 on every Linux ABI this runs on (sysconf(_SC_CLK_TCK)).
+const USER_HZ = 100;
+
+interface PerfRun {
+  stop(): Promise<{ cycles?: number }>;
+}
+
+/** perf stat (and record) over the whole machine until stop(); SIGINT makes perf write its results. */
+function startPerf(dir: string, name: string, record: boolean): PerfRun {
+  mkdirSync(dir, { recursive: true });
+  const statFile = path.join(dir, `${name}.stat`);
+  const procs = [spawn('perf', ['stat', '-a', '-x', ',', '-e', 'cycles,instructions,task-clock', '-o', statFile], { stdio: 'ignore' })];
+  if (record) procs.push(spawn('perf', ['record', '-a', '-g', '-F', '999', '-q', '-o', path.join(dir, `${name}.data`)], { stdio: 'ignore' }));
+  const exited = procs.map((p) => new Promise<void>((resolve) => { p.once('exit', () => resolve()); p.once('error', () => resolve()); }));
+  return {
+    async stop() {
+      for (const p of procs) p.kill('SIGINT');
+      const timeout = new Promise<void>((resolve) => setTimeout(resolve, 30_000).unref());
+      await Promise.race([Promise.all(exited), timeout]);
+      for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+      try {
+        const m = /^([\d.]+),[^,]*,cycles/m.exec(readFileSync(statFile, 'utf8'));
+        return m ? { cycles: Number(m[1]) } : {};
+      } catch {
+        return {};
+      }
+    },
+  };
+}
+
 export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   const modes = opts.modes ?? BUILTIN_MODES;
   const rounds = opts.rounds ?? 3;
@@ -120,6 +171,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 50) throw new Error(`bench: rounds ${rounds}: want 1..50`);
   if (!(seconds >= 1 && seconds <= 60)) throw new Error(`bench: seconds ${seconds}: want 1..60`);
   const mesh = opts.mesh ?? 'sidecar';
+  const connsOnly = opts.only === 'conns';
   if (mesh !== 'sidecar' && mesh !== 'ambient') throw new Error(`bench: mesh ${String(mesh)}: want sidecar or ambient`);
 
   const startedAt = new Date();
@@ -139,30 +191,40 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
         await tb.addPod({ name: pods.server, mesh });
         const server = tb.pod(pods.server);
         await tb.startHttpServer(pods.server, { port: PORTS.http });
-        await tb.startSockperfServer(pods.server, { port: PORTS.sockperf });
-        await tb.startIperfServer(pods.server, { port: PORTS.iperf });
+        if (!connsOnly) {
+          await tb.startSockperfServer(pods.server, { port: PORTS.sockperf });
+          await tb.startIperfServer(pods.server, { port: PORTS.iperf });
+        }
         progress(`${tag} · setup`);
         await withTeardown(() => mode.teardown(tb, pods), async () => {
           await mode.setup(tb, pods);
-          progress(`${tag} · sockperf ping-pong ${seconds}s`);
-          const sp = await withRetry(`${tag} · sockperf ping-pong`, retries, progress, () => tb.sockperfPingPong(pods.client, server.ipv4, { port: PORTS.sockperf, seconds }));
-          progress(`${tag} · iperf3 ${seconds}s`);
-          const iperfReady = iperfTurns(tb, pods.server, PORTS.iperf);
-          const ip = await withRetry(`${tag} · iperf3`, retries, progress, async () => {
-            await iperfReady();
-            return tb.iperf(pods.client, server.ipv4, { port: PORTS.iperf, seconds });
-          });
-          progress(`${tag} · iperf3 -l 64K ${seconds}s`);
-          const bulk = await withRetry(`${tag} · iperf3 -l 64K`, retries, progress, async () => {
-            await iperfReady();
-            return bulk64k(tb, pods.client, server.ipv4, seconds);
-          });
-          progress(`${tag} · sockperf ping-pong 1 KiB ${seconds}s`);
-          const rr = await withRetry(`${tag} · sockperf 1 KiB`, retries, progress, () => rr1k(tb, pods.client, server.ipv4, seconds));
+          let sp: { p50Us: number; p99Us: number } = { p50Us: NaN, p99Us: NaN };
+          let ip: { bitsPerSecond: number } = { bitsPerSecond: NaN };
+          let bulk: { bitsPerSecond: number } = { bitsPerSecond: NaN };
+          let rr: { observations: number } = { observations: NaN };
+          if (!connsOnly) {
+            progress(`${tag} · sockperf ping-pong ${seconds}s`);
+            sp = await withRetry(`${tag} · sockperf ping-pong`, retries, progress, () => tb.sockperfPingPong(pods.client, server.ipv4, { port: PORTS.sockperf, seconds }));
+            progress(`${tag} · iperf3 ${seconds}s`);
+            const iperfReady = iperfTurns(tb, pods.server, PORTS.iperf);
+            ip = await withRetry(`${tag} · iperf3`, retries, progress, async () => {
+              await iperfReady();
+              return tb.iperf(pods.client, server.ipv4, { port: PORTS.iperf, seconds });
+            });
+            progress(`${tag} · iperf3 -l 64K ${seconds}s`);
+            bulk = await withRetry(`${tag} · iperf3 -l 64K`, retries, progress, async () => {
+              await iperfReady();
+              return bulk64k(tb, pods.client, server.ipv4, seconds);
+            });
+            progress(`${tag} · sockperf ping-pong 1 KiB ${seconds}s`);
+            rr = await withRetry(`${tag} · sockperf 1 KiB`, retries, progress, () => rr1k(tb, pods.client, server.ipv4, seconds));
+          }
           await tb.conntrackFlush(pods.client);
           await tb.conntrackFlush(pods.server);
           const ct0 = await conntrackSum(tb, pods);
+          const perfRun = opts.perf ? startPerf(opts.perf.dir, `${mode.name}-r${r + 1}`, opts.perf.record ?? false) : null;
           const cpu0 = cgroupCpuUs(tb);
+          const busy0 = machineBusyUs();
           progress(`${tag} · wrk (Connection: close) ${seconds}s`);
           const wrk = await tb.wrk(pods.client, `http://${server.ipv4}:${PORTS.http}/`, {
             seconds,
@@ -170,6 +232,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
             keepAlive: false,
           });
           const cpu1 = cgroupCpuUs(tb);
+          const busy1 = machineBusyUs();
+          const perfOut = perfRun ? await perfRun.stop() : {};
           const ct1 = await conntrackSum(tb, pods);
           samples.get(mode.name)!.push({
             rttP50Us: sp.p50Us,
@@ -179,6 +243,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
             rr1kTps: rr.observations / seconds,
             newConnsPerSec: wrk.requestsPerSecond,
             cpuPerConnUs: wrk.requests > 0 ? (cpu1 - cpu0) / wrk.requests : NaN,
+            machineCpuPerConnUs: wrk.requests > 0 ? (busy1 - busy0) / wrk.requests : NaN,
+            ...(perfOut.cycles !== undefined && wrk.requests > 0 ? { perfCyclesPerConn: perfOut.cycles / wrk.requests } : {}),
             conntrackPerConn: wrk.requests > 0 ? (ct1 - ct0) / wrk.requests : NaN,
           });
         }).finally(async () => {

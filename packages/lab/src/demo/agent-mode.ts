@@ -37,7 +37,7 @@ export interface AgentModeOptions {
 
 /** struct shunt_splice_guard (bpf/include/shunt_sockops.h): four __u32, short_conns last. */
 function setShortConns(bpffs: string, n: number): void {
-  const map = path.join(bpffs, 'sockops', 'maps', 'splice_guard');
+  const map = path.join(bpffs, 'shunt', 'sockops', 'maps', 'splice_guard');
   const key = ['0', '0', '0', '0'];
   const cur = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'lookup', 'pinned', map, 'key', ...key], { encoding: 'utf8' })) as { value: string[] };
   if (!Array.isArray(cur.value) || cur.value.length !== 16) throw new Error(`splice_guard value ${JSON.stringify(cur.value)}: want 16 bytes`);

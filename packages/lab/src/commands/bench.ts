@@ -16,9 +16,8 @@ export interface BenchCommandOptions {
   json?: boolean;
   /** `conns`: only the connection-rate measurement (wrk, CPU/conn). */
   only?: 'conns';
-  /** perf stat -a (and with perfRecord perf record -a -g) over every wrk window, files here. */
+  /** perf record -a -g over every wrk window, files here. */
   perfDir?: string;
-  perfRecord?: boolean;
 }
 
 /**
@@ -78,7 +77,7 @@ export async function benchCommand(o: BenchCommandOptions, io: Io): Promise<numb
     ...(o.seconds ? { seconds: o.seconds } : {}),
     ...(o.outDir ? { outDir: o.outDir } : {}),
     ...(o.only ? { only: o.only } : {}),
-    ...(o.perfDir ? { perf: { dir: o.perfDir, record: o.perfRecord ?? false } } : {}),
+    ...(o.perfDir ? { perf: { dir: o.perfDir } } : {}),
     // The table (and where the files went) is printed by runBench; --json prints only the report.
     log: o.json ? () => undefined : (l) => io.out(l + '\n'),
   });

@@ -28,5 +28,5 @@ export const METRICS: readonly MetricInfo[] = [
   { name: 'conntrackPerConn', label: 'conntrack entries/conn', unit: '', higherIsBetter: false, digits: 2 },
 ];
 
-/** perfCyclesPerConn: whole-machine cycles per wrk connection, only from runs with `perf`. */
-export type Sample = Record<MetricName, number> & { perfCyclesPerConn?: number };
+/** wrkRequests: connections of the wrk window (to divide a profile of it by). */
+export type Sample = Record<MetricName, number> & { wrkRequests?: number };

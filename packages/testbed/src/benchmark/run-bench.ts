@@ -9,6 +9,8 @@ import { parseIperf, parseSockperf } from '../workloads';
 import { APP_UID } from '../testbed';
 import { withTeardown } from '../signals';
 import { iperfTurns } from './iperf-turns';
+import { splitPerfData, usPerConn } from './perf-split';
+import { summarize } from './stats';
 import { markdownTable, pickIptablesBaseline, summarizeMode, svgChart, type BenchReport } from './report';
 
 export interface BenchOptions {
@@ -37,17 +39,60 @@ export interface BenchOptions {
    */
   only?: 'conns';
   /**
-   * Profile each wrk window with perf, whole machine: `perf stat -a` (cycles, instructions,
-   * task-clock) and, with `record`, `perf record -a -g`, into `<dir>/<mode>-r<round>.{stat,data}`.
-   * Cycles per connection land in the JSON samples (`perfCyclesPerConn`). Needs `perf`.
+   * Profile each wrk window: `perf record -a -g --all-cgroups` into `<dir>/<mode>-r<round>.data`
+   * (the JSON samples keep wrk's request count to divide by). Needs `perf`; it costs CPU, so
+   * compare profiled runs only with profiled runs.
    */
-  perf?: { dir: string; record?: boolean };
+  perf?: { dir: string };
 }
 
 export interface BenchResult {
   report: BenchReport;
   markdown: string;
   files: { json: string; markdown: string; svg: string };
+}
+
+const PERF_HZ = 999;
+
+/**
+ * The profiles' split (µs of CPU per wrk connection by symbol group, median [min-max] over the
+ * rounds) as a markdown table. Samples of the run's pods' cgroups plus kernel threads.
+ */
+async function perfTable(dir: string, modes: readonly PathMode[], samples: Map<string, Sample[]>, cgroup: RegExp): Promise<string> {
+  const per = new Map<string, Array<Record<string, number>>>();
+  const groups = new Set<string>(['total']);
+  for (const m of modes) {
+    const rows: Array<Record<string, number>> = [];
+    for (const [i, s] of samples.get(m.name)!.entries()) {
+      const split = await splitPerfData(path.join(dir, `${m.name}-r${i + 1}.data`), cgroup);
+      const conns = s.wrkRequests ?? 0;
+      const row: Record<string, number> = { total: usPerConn(split.samples, PERF_HZ, conns) };
+      for (const [g, n] of Object.entries(split.groups)) {
+        row[g] = usPerConn(n, PERF_HZ, conns);
+        groups.add(g);
+      }
+      row['kworker threads'] = usPerConn(split.byComm['kworker'] ?? 0, PERF_HZ, conns);
+      groups.add('kworker threads');
+      rows.push(row);
+    }
+    per.set(m.name, rows);
+  }
+  const cols = [...groups].sort((a, b) => (a === 'total' ? -1 : b === 'total' ? 1 : a.localeCompare(b)));
+  const lines = [`| mode | ${cols.join(' | ')} |`, `|---|${cols.map(() => '---').join('|')}|`];
+  for (const m of modes) {
+    const rows = per.get(m.name)!;
+    const cells = cols.map((c) => {
+      const s = summarize(rows.map((r) => r[c] ?? 0));
+      return `${s.median.toFixed(1)} [${s.min.toFixed(1)}–${s.max.toFixed(1)}]`;
+    });
+    lines.push(`| ${m.name} | ${cells.join(' | ')} |`);
+  }
+  lines.push(
+    '',
+    `CPU per wrk connection (µs) by symbol group from perf record -a -g at ${PERF_HZ} Hz: samples of the pods' cgroups and of kworker/ksoftirqd/rcu threads (which also serve the rest of the machine). ` +
+      `A sample counts in the first group any frame of its call chain matches. Profiling costs CPU: compare these only with each other.`,
+  );
+  return lines.join('\n');
 }
 
 const PORTS = { http: 8080, sockperf: 11111, iperf: 5201 } as const;
@@ -133,28 +178,28 @@ export function machineBusyUs(stat: string = readFileSync('/proc/stat', 'utf8'))
 const USER_HZ = 100;
 
 interface PerfRun {
-  stop(): Promise<{ cycles?: number }>;
+  stop(): Promise<void>;
 }
 
-/** perf stat (and record) over the whole machine until stop(); SIGINT makes perf write its results. */
-function startPerf(dir: string, name: string, record: boolean): PerfRun {
+/**
+ * perf record -a -g (every CPU, call graphs, cgroup of each sample) until stop(): SIGINT makes perf
+ * write its file. Whole machine, because softirq work and the kworkers that tear psocks down run
+ * outside the pods' cgroups; split the samples by cgroup and symbol afterwards (perf script -F
+ * comm,cgroup,ip,sym). No perf stat: this VM has no hardware cycle counters.
+ */
+function startPerf(dir: string, name: string): PerfRun {
   mkdirSync(dir, { recursive: true });
-  const statFile = path.join(dir, `${name}.stat`);
-  const procs = [spawn('perf', ['stat', '-a', '-x', ',', '-e', 'cycles,instructions,task-clock', '-o', statFile], { stdio: 'ignore' })];
-  if (record) procs.push(spawn('perf', ['record', '-a', '-g', '-F', '999', '-q', '-o', path.join(dir, `${name}.data`)], { stdio: 'ignore' }));
-  const exited = procs.map((p) => new Promise<void>((resolve) => { p.once('exit', () => resolve()); p.once('error', () => resolve()); }));
+  const p = spawn('perf', ['record', '-a', '-g', '--all-cgroups', '-F', '999', '-q', '-o', path.join(dir, `${name}.data`)], { stdio: 'ignore' });
+  const exited = new Promise<void>((resolve) => {
+    p.once('exit', () => resolve());
+    p.once('error', () => resolve());
+  });
   return {
     async stop() {
-      for (const p of procs) p.kill('SIGINT');
+      p.kill('SIGINT');
       const timeout = new Promise<void>((resolve) => setTimeout(resolve, 30_000).unref());
-      await Promise.race([Promise.all(exited), timeout]);
-      for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-      try {
-        const m = /^([\d.]+),[^,]*,cycles/m.exec(readFileSync(statFile, 'utf8'));
-        return m ? { cycles: Number(m[1]) } : {};
-      } catch {
-        return {};
-      }
+      await Promise.race([exited, timeout]);
+      if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     },
   };
 }
@@ -178,6 +223,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   const samples = new Map<string, Sample[]>(modes.map((m) => [m.name, []]));
   const retries: string[] = [];
   const tb = await Testbed.create({ pods: [] });
+  const tbPrefix = path.basename(path.dirname(tb.node('node0').cgroupPath));
   const steps = rounds * modes.length;
   let step = 0;
   try {
@@ -222,7 +268,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
           await tb.conntrackFlush(pods.client);
           await tb.conntrackFlush(pods.server);
           const ct0 = await conntrackSum(tb, pods);
-          const perfRun = opts.perf ? startPerf(opts.perf.dir, `${mode.name}-r${r + 1}`, opts.perf.record ?? false) : null;
+          const perfRun = opts.perf ? startPerf(opts.perf.dir, `${mode.name}-r${r + 1}`) : null;
           const cpu0 = cgroupCpuUs(tb);
           const busy0 = machineBusyUs();
           progress(`${tag} · wrk (Connection: close) ${seconds}s`);
@@ -233,7 +279,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
           });
           const cpu1 = cgroupCpuUs(tb);
           const busy1 = machineBusyUs();
-          const perfOut = perfRun ? await perfRun.stop() : {};
+          await perfRun?.stop();
           const ct1 = await conntrackSum(tb, pods);
           samples.get(mode.name)!.push({
             rttP50Us: sp.p50Us,
@@ -244,7 +290,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
             newConnsPerSec: wrk.requestsPerSecond,
             cpuPerConnUs: wrk.requests > 0 ? (cpu1 - cpu0) / wrk.requests : NaN,
             machineCpuPerConnUs: wrk.requests > 0 ? (busy1 - busy0) / wrk.requests : NaN,
-            ...(perfOut.cycles !== undefined && wrk.requests > 0 ? { perfCyclesPerConn: perfOut.cycles / wrk.requests } : {}),
+            wrkRequests: wrk.requests,
             conntrackPerConn: wrk.requests > 0 ? (ct1 - ct0) / wrk.requests : NaN,
           });
         }).finally(async () => {
@@ -269,7 +315,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   const baseline = pickIptablesBaseline(modes.map((m) => m.name));
   if (baseline) report.iptablesBaseline = baseline;
   if (retries.length) report.retries = retries;
-  const markdown = markdownTable(report) + (retries.length ? `\n\nMeasurements retried once after a tool error: ${retries.length} (${retries.join('; ')})` : '');
+  const perfSplit = opts.perf ? `\n\n${await perfTable(opts.perf.dir, modes, samples, new RegExp(`^/${tbPrefix}/`))}` : '';
+  const markdown = markdownTable(report) + perfSplit + (retries.length ? `\n\nMeasurements retried once after a tool error: ${retries.length} (${retries.join('; ')})` : '');
 
   const outDir = opts.outDir ?? path.resolve(process.cwd(), 'bench', 'results');
   mkdirSync(outDir, { recursive: true });

@@ -148,28 +148,37 @@ int shunt_sockops(struct bpf_sock_ops *skops)
 		}
 		/* Runs before the kernel unhashes the socket, so its 4-tuple is still intact. */
 		own_tuple(skops, &t, bpf_get_netns_cookie(skops));
+		/* The accepting socket owns its record; only when the record says spliced is there a
+		 * splice_peer entry to look for (most closes, short connections not spliced, skip it). */
+		struct shunt_orig *o = bpf_map_lookup_elem(&orig_by_tuple, &t);
+		if (o) {
+			__u8 of = o->flags;
+			__u16 port = o->port;
+			if (of & SHUNT_ORIG_SPLICE) {
+				struct shunt_splice_sock *sp = bpf_map_lookup_elem(&splice_peer, &t);
+				if (sp) {
+					__u32 flags = sp->flags;
+					bpf_map_delete_elem(&splice_peer, &t);
+					learn_spliced(&t, flags, skops, port);
+				}
+			} else if (of & SHUNT_ORIG_LEARN) {
+				/* Not spliced because its port's connections were short: does this one confirm
+				 * it? TCP's own counts (data segments each way; only spliced bytes bypass them). */
+				learn(&t, skops->data_segs_out, skops->data_segs_in, skops, port);
+			}
+			if (bpf_map_delete_elem(&orig_by_tuple, &t) == 0)
+				count(SHUNT_CNT_ORIG_RELEASED, 1);
+			return 1;
+		}
+		/* No record: a spliced connecting socket (the accepting side holds the record); it hands
+		 * its message count to the accepting peer, which learns. */
 		struct shunt_splice_sock *sp = bpf_map_lookup_elem(&splice_peer, &t);
 		if (sp) {
 			__u32 flags = sp->flags;
 			bpf_map_delete_elem(&splice_peer, &t);
-			/* An active spliced socket holds no tuple record (the accepting side does); it hands
-			 * its message count to the accepting peer, which learns. */
-			if (!(flags & SHUNT_SPLICE_F_OWNS_ORIG)) {
+			if (!(flags & SHUNT_SPLICE_F_OWNS_ORIG))
 				hand_over_msgs(&t, flags);
-				return 1;
-			}
-			struct shunt_orig *o = bpf_map_lookup_elem(&orig_by_tuple, &t);
-			if (o)
-				learn_spliced(&t, flags, skops, o->port);
-		} else {
-			/* Not spliced because its port's connections were short: does this one confirm it?
-			 * TCP's own counts (data segments each way; only spliced bytes bypass them). */
-			struct shunt_orig *o = bpf_map_lookup_elem(&orig_by_tuple, &t);
-			if (o && (o->flags & SHUNT_ORIG_LEARN))
-				learn(&t, skops->data_segs_out, skops->data_segs_in, skops, o->port);
 		}
-		if (bpf_map_delete_elem(&orig_by_tuple, &t) == 0)
-			count(SHUNT_CNT_ORIG_RELEASED, 1);
 		return 1;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:

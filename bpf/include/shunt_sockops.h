@@ -44,6 +44,7 @@
 #define SHUNT_ORIG_NO_ANSWER (1u << 1) /* splice-only record: never answers SO_ORIGINAL_DST */
 #define SHUNT_ORIG_INBOUND (1u << 2) /* same-node caller rewritten to the pod's inbound port */
 #define SHUNT_ORIG_DNS (1u << 3)     /* DNS query rewritten to the proxy's DNS port */
+#define SHUNT_ORIG_LEARN (1u << 4)   /* not spliced by the short-connection rule: the accepting socket learns from its TCP counters at close */
 
 #define SHUNT_DNS_PORT 53
 
@@ -190,14 +191,21 @@ struct shunt_splice_guard {
 
 /*
  * Short connections (connect.bpf.c, sockops.bpf.c): a spliced connection costs a psock and
- * sockhash work per socket (~40 us of CPU per proxied connection here) and a message or two gain
- * little from it. When the last short_conns connections to a port of a pod (both ends sent
- * 1..SHUNT_SHORT_MSGS messages) were all short, connect4 stops marking that port's connections
- * for splicing, except one in SHUNT_SHORT_PROBE (which relearns: one longer connection and the
- * port splices again). Key: the netns of the accepting socket + the original destination port.
+ * sockhash work per socket (psock init, sockhash insert and unlink, RCU-deferred psock teardown in
+ * a kworker: ~60 us of a ~360 us proxied connection here, perf record -a) and a message or two
+ * gain little from it. When the last short_conns connections to a port of a pod were all short
+ * (both ends sent 1..SHUNT_SHORT_MSGS messages, or for a connection that was not spliced, data
+ * segments), connect4 stops marking that port's connections for splicing. Every connection
+ * teaches, spliced or not: the accepting socket, which holds the original-destination record and
+ * so has the state callback anyway, counts at its close (sk_msg message counts when spliced, its
+ * TCP data_segs_in/out otherwise), so one longer connection makes the next one splice again.
+ * Connections whose accepting socket holds no record (the sidecar's connect to its own app, when
+ * not spliced) teach nothing; the same key is taught by the connection into the sidecar, and one in
+ * SHUNT_SHORT_PROBE is spliced anyway so that a port only such connections reach still relearns.
+ * Key: the netns of the accepting socket + the original destination port.
  */
 #define SHUNT_SHORT_MSGS 2u
-#define SHUNT_SHORT_PROBE 8u
+#define SHUNT_SHORT_PROBE 64u
 struct shunt_learn_key {
 	__u64 netns;
 	__u16 port;
@@ -206,7 +214,7 @@ struct shunt_learn_key {
 };
 struct shunt_learn {
 	__u32 short_run; /* short connections in a row (saturates at 255) */
-	__u32 skipped;   /* connections not spliced since (every SHUNT_SHORT_PROBE-th is spliced) */
+	__u32 skipped;   /* connections not spliced since the run started (every SHUNT_SHORT_PROBE-th is spliced) */
 };
 
 /* shunt_splice_sock.state: the flow's path for what this socket sends */

@@ -41,7 +41,8 @@ static __always_inline int outbound_selected(const struct shunt_pod_cfg *cfg,
 }
 
 /* Were the last connections to this port of the accepting pod short (see splice_learn)? Then not
- * worth a psock per socket: skip the splice, but for every SHUNT_SHORT_PROBE-th connection. */
+ * worth a psock per socket: skip the splice (the record then says LEARN: its accepting socket
+ * still teaches), but for every SHUNT_SHORT_PROBE-th connection. */
 static __always_inline int short_port(__u64 accept_netns, __u16 orig_port)
 {
 	__u32 zero = 0;
@@ -67,7 +68,7 @@ static __always_inline __u8 splice_flag(__u16 orig_port, __u64 accept_netns)
 	if (!sc || sc->mode == SHUNT_SPLICE_NONE)
 		return 0;
 	if (sc->mode == SHUNT_SPLICE_ALL)
-		return short_port(accept_netns, orig_port) ? 0 : SHUNT_ORIG_SPLICE;
+		return short_port(accept_netns, orig_port) ? SHUNT_ORIG_LEARN : SHUNT_ORIG_SPLICE;
 	return bpf_map_lookup_elem(&splice_ports, &orig_port) ? SHUNT_ORIG_SPLICE : 0;
 }
 
@@ -153,7 +154,9 @@ static __always_inline enum verdict decide(struct bpf_sock_addr *ctx, __u64 netn
 		 * delivering inbound traffic to its app is worth splicing, though. */
 		if (is_proxy) {
 			if (inbound_selected(cfg, dport)) {
-				__u8 f = splice_flag(dport, netns);
+				/* A splice-only record: not worth writing for a connection the short rule skips
+				 * (the connection into this sidecar teaches the same key). */
+				__u8 f = splice_flag(dport, netns) & SHUNT_ORIG_SPLICE;
 				if (f)
 					record(ctx, dst, dport, family, f | SHUNT_ORIG_NO_ANSWER);
 			}

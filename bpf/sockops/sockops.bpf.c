@@ -72,20 +72,13 @@ static __always_inline void hand_over_msgs(const struct shunt_tuple *t, __u32 fl
 
 /*
  * The passive end's close: was this a short connection (both ends sent 1..SHUNT_SHORT_MSGS
- * messages)? A run of them makes connect4 stop splicing the port (splice_learn in
- * shunt_sockops.h); a longer one ends the run. Connections that carried nothing (probes) teach
- * nothing. Counts can be off by a message when both ends close at once (unlocked writes): a
- * heuristic, never a question of correctness.
+ * messages, or data segments when it was not spliced)? A run of them makes connect4 stop splicing
+ * the port (splice_learn in shunt_sockops.h); a longer one ends the run. Connections that carried
+ * nothing (probes) teach nothing. Counts can be off by a message when both ends close at once
+ * (unlocked writes): a heuristic, never a question of correctness.
  */
-static __always_inline void learn(const struct shunt_tuple *t, __u32 flags, struct bpf_sock_ops *skops, __u16 port)
+static __always_inline void learn(const struct shunt_tuple *t, __u32 mine, __u32 theirs, struct bpf_sock_ops *skops, __u16 port)
 {
-	__u32 mine = (flags >> SHUNT_SPLICE_F_MSGS_SHIFT) & 0xff;
-	__u32 theirs = (flags >> SHUNT_SPLICE_F_PEER_MSGS_SHIFT) & 0xff;
-	struct shunt_tuple peer = {};
-	tuple_reverse(&peer, t);
-	struct shunt_splice_sock *pp = bpf_map_lookup_elem(&splice_peer, &peer);
-	if (pp)
-		theirs = (pp->flags >> SHUNT_SPLICE_F_MSGS_SHIFT) & 0xff;
 	if (mine + theirs == 0)
 		return;
 	struct shunt_learn_key k = { .netns = bpf_get_netns_cookie(skops), .port = port };
@@ -101,6 +94,19 @@ static __always_inline void learn(const struct shunt_tuple *t, __u32 flags, stru
 		l->short_run = 0;
 		l->skipped = 0;
 	}
+}
+
+/* A spliced passive socket: messages each end sent through sk_msg (the active end handed its count over at its close, or is still there). */
+static __always_inline void learn_spliced(const struct shunt_tuple *t, __u32 flags, struct bpf_sock_ops *skops, __u16 port)
+{
+	__u32 mine = (flags >> SHUNT_SPLICE_F_MSGS_SHIFT) & 0xff;
+	__u32 theirs = (flags >> SHUNT_SPLICE_F_PEER_MSGS_SHIFT) & 0xff;
+	struct shunt_tuple peer = {};
+	tuple_reverse(&peer, t);
+	struct shunt_splice_sock *pp = bpf_map_lookup_elem(&splice_peer, &peer);
+	if (pp)
+		theirs = (pp->flags >> SHUNT_SPLICE_F_MSGS_SHIFT) & 0xff;
+	learn(t, mine, theirs, skops, port);
 }
 
 static __always_inline void watch_state(struct bpf_sock_ops *skops, int on)
@@ -142,22 +148,37 @@ int shunt_sockops(struct bpf_sock_ops *skops)
 		}
 		/* Runs before the kernel unhashes the socket, so its 4-tuple is still intact. */
 		own_tuple(skops, &t, bpf_get_netns_cookie(skops));
+		/* The accepting socket owns its record; only when the record says spliced is there a
+		 * splice_peer entry to look for (most closes, short connections not spliced, skip it). */
+		struct shunt_orig *o = bpf_map_lookup_elem(&orig_by_tuple, &t);
+		if (o) {
+			__u8 of = o->flags;
+			__u16 port = o->port;
+			if (of & SHUNT_ORIG_SPLICE) {
+				struct shunt_splice_sock *sp = bpf_map_lookup_elem(&splice_peer, &t);
+				if (sp) {
+					__u32 flags = sp->flags;
+					bpf_map_delete_elem(&splice_peer, &t);
+					learn_spliced(&t, flags, skops, port);
+				}
+			} else if (of & SHUNT_ORIG_LEARN) {
+				/* Not spliced because its port's connections were short: does this one confirm
+				 * it? TCP's own counts (data segments each way; only spliced bytes bypass them). */
+				learn(&t, skops->data_segs_out, skops->data_segs_in, skops, port);
+			}
+			if (bpf_map_delete_elem(&orig_by_tuple, &t) == 0)
+				count(SHUNT_CNT_ORIG_RELEASED, 1);
+			return 1;
+		}
+		/* No record: a spliced connecting socket (the accepting side holds the record); it hands
+		 * its message count to the accepting peer, which learns. */
 		struct shunt_splice_sock *sp = bpf_map_lookup_elem(&splice_peer, &t);
 		if (sp) {
 			__u32 flags = sp->flags;
 			bpf_map_delete_elem(&splice_peer, &t);
-			/* An active spliced socket holds no tuple record (the accepting side does); it hands
-			 * its message count to the accepting peer, which learns. */
-			if (!(flags & SHUNT_SPLICE_F_OWNS_ORIG)) {
+			if (!(flags & SHUNT_SPLICE_F_OWNS_ORIG))
 				hand_over_msgs(&t, flags);
-				return 1;
-			}
-			struct shunt_orig *o = bpf_map_lookup_elem(&orig_by_tuple, &t);
-			if (o)
-				learn(&t, flags, skops, o->port);
 		}
-		if (bpf_map_delete_elem(&orig_by_tuple, &t) == 0)
-			count(SHUNT_CNT_ORIG_RELEASED, 1);
 		return 1;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:

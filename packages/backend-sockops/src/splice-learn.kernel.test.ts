@@ -1,7 +1,9 @@
 /**
- * Short connections are not worth a psock (opt-in, guard shortConns; real kernel): after 4
+ * Short connections are not worth a psock (guard shortConns, default 4; real kernel): after 4
  * short connections in a row to a port of a pod, connect4 stops marking that port's connections
- * for splicing, all but every 8th, which relearns (splice_learn, connect.bpf.c + sockops.bpf.c).
+ * for splicing; every connection still teaches (the accepting socket at its close: message counts
+ * when spliced, TCP data segments when not), so one long connection makes the next one splice; one
+ * in 64 is spliced anyway (splice_learn, connect.bpf.c + sockops.bpf.c).
  *
  *   netns a (pod A): app (uid 1000, client.js) --198.18.0.2:9000--> proxy.js (uid 1337, relays)
  *   netns s: sink server on 9000 (counts bytes until EOF, replies with the count)
@@ -9,9 +11,11 @@
  * A short connection sends one write each way (1 byte, the count); a long one 256 KiB (4 writes).
  * Each connection's app<->proxy pair is spliced or not: sockets_spliced +2 or +0, and the rule's
  * skips are counted (splice_skipped_short). Control: shortConns 0 splices every connection.
+ * Every case runs the default guard unless it says otherwise.
  */
 import type { MeshPod } from '@shunt/core';
 import { SockopsBackend } from './backend';
+import { BpfMap } from '@shunt/libbpf';
 import { DEFAULT_GUARD, type SpliceGuard } from './splice';
 import { Sandbox, type Netns } from './test-support/sandbox';
 
@@ -49,6 +53,7 @@ describe('splice (default auto): short connections to a port stop being spliced'
     sb.link(a, ['198.18.0.1/24'], s, ['198.18.0.2/24'], 'A');
     await sb.start(s, 0, 'server.js', ['sink', '9000', 'sink'], { inCgroup: false });
     await sb.start(s, 0, 'server.js', ['sink', '9001', 'sink'], { inCgroup: false });
+    await sb.start(s, 0, 'server.js', ['sink', '9002', 'sink'], { inCgroup: false });
     await sb.start(a, PROXY_UID, 'proxy.js', ['15001', '15006']);
   }, 30_000);
   afterAll(async () => {
@@ -56,9 +61,9 @@ describe('splice (default auto): short connections to a port stop being spliced'
     await sb?.dispose();
   });
 
-  async function useBackend(guard: Partial<SpliceGuard> = { shortConns: 4 }): Promise<SockopsBackend> {
+  async function useBackend(guard?: Partial<SpliceGuard>): Promise<SockopsBackend> {
     await backend?.stop({ cleanup: false });
-    backend = new SockopsBackend({ guard });
+    backend = new SockopsBackend(guard ? { guard } : {});
     await backend.start(sb.node());
     await backend.enroll(meshPod(a));
     return backend;
@@ -79,19 +84,43 @@ describe('splice (default auto): short connections to a port stop being spliced'
     return { spliced: spliced === 2, skipped: (c1.splice_skipped_short ?? 0) - (c0.splice_skipped_short ?? 0) };
   }
 
-  it('4 short connections are spliced, then 7 of every 8 are not; a long one makes the port splice again', async () => {
+  it('by default, 4 short connections are spliced, then none; a long unspliced one makes the next one splice again', async () => {
     await useBackend();
+    expect((await backend!.observe()).nodeDetail.spliceGuard).toMatchObject({ shortConns: 4 });
     const seen: boolean[] = [];
     for (let i = 0; i < 4; i++) seen.push((await connect(9000, 1)).spliced);
     expect(seen).toEqual([true, true, true, true]);
     const next: Array<{ spliced: boolean; skipped: number }> = [];
-    for (let i = 0; i < 7; i++) next.push(await connect(9000, 1));
-    expect(next).toEqual(Array(7).fill({ spliced: false, skipped: 1 }));
-    // The 8th is spliced (it relearns) and long: the run ends, the next short one is spliced again.
-    expect(await connect(9000, 256 << 10)).toEqual({ spliced: true, skipped: 0 });
+    for (let i = 0; i < 5; i++) next.push(await connect(9000, 1));
+    expect(next).toEqual(Array(5).fill({ spliced: false, skipped: 1 }));
+    // A long connection while the port is skipped: not spliced, but its TCP counts end the run.
+    expect(await connect(9000, 256 << 10)).toEqual({ spliced: false, skipped: 1 });
     expect(await connect(9000, 1)).toEqual({ spliced: true, skipped: 0 });
     // Another port of the same pod learnt nothing.
     expect(await connect(9001, 1)).toEqual({ spliced: true, skipped: 0 });
+  }, 60_000);
+
+  it('one in 64 skipped connections is spliced anyway (relearning where only splice-only legs teach)', async () => {
+    await useBackend();
+    for (let i = 0; i < 4; i++) expect((await connect(9002, 1)).spliced).toBe(true);
+    expect(await connect(9002, 1)).toEqual({ spliced: false, skipped: 1 });
+    // Fast-forward the run's skip count (63 connections) in the pinned map: the next skip is the 64th.
+    const learn = BpfMap.fromPin(`${backend!.pinDir}/maps/splice_learn`);
+    try {
+      let found = 0;
+      for (const [k, v] of learn.entries()) {
+        if (k.readUInt16LE(8) !== 9002) continue;
+        v.writeUInt32LE(62, 4);
+        learn.update(k, v);
+        found++;
+      }
+      expect(found).toBe(1);
+    } finally {
+      learn.close();
+    }
+    expect(await connect(9002, 1)).toEqual({ spliced: false, skipped: 1 });
+    expect(await connect(9002, 1)).toEqual({ spliced: true, skipped: 0 });
+    expect(await connect(9002, 1)).toEqual({ spliced: false, skipped: 1 });
   }, 60_000);
 
   it('long connections keep a port spliced', async () => {
@@ -99,8 +128,8 @@ describe('splice (default auto): short connections to a port stop being spliced'
     for (let i = 0; i < 6; i++) expect(await connect(9001, 256 << 10)).toEqual({ spliced: true, skipped: 0 });
   }, 60_000);
 
-  it('control: shortConns 0 (the default) splices every connection', async () => {
-    expect(DEFAULT_GUARD.shortConns).toBe(0);
+  it('control: shortConns 0 splices every connection', async () => {
+    expect(DEFAULT_GUARD.shortConns).toBe(4);
     await useBackend({ shortConns: 0 });
     expect((await backend!.observe()).nodeDetail.spliceGuard).toMatchObject({ shortConns: 0 });
     for (let i = 0; i < 10; i++) expect(await connect(9000, 1)).toEqual({ spliced: true, skipped: 0 });

@@ -63,16 +63,17 @@ export interface SpliceGuard {
   /** "Near-empty" for small messages. */
   smallQueue: number;
   /**
-   * After this many short connections in a row to a port of a pod (each end sent 1-2 messages), its
-   * connections are not spliced (but one in 8, which relearns); 0 = always splice, the default: the
-   * rule removes ~88 % of the psocks of a Connection: close workload, but no CPU gain was measurable
-   * on this machine (README "Short connections").
+   * After this many short connections in a row to a port of a pod (each end sent 1-2 messages, or
+   * data segments when not spliced), its connections are not spliced until a longer one comes (one
+   * in 64 is spliced anyway); 0 = always splice. Default 4: a spliced connection pays a psock per
+   * socket, ~60 of ~360 µs of machine CPU per proxied HTTP/1.1 `Connection: close` request here
+   * (perf record -a), for one request and one response (README "Short connections").
    */
   shortConns: number;
 }
 
 /** Defaults, from measurements (reference/splice-backpressure.md; README "Splicing"). */
-export const DEFAULT_GUARD: SpliceGuard = { queueCap: 4 << 20, smallMsg: 8 << 10, smallQueue: 64 << 10, shortConns: 0 };
+export const DEFAULT_GUARD: SpliceGuard = { queueCap: 4 << 20, smallMsg: 8 << 10, smallQueue: 64 << 10, shortConns: 4 };
 
 export function validGuard(g: Partial<SpliceGuard> | undefined): SpliceGuard {
   const out = { ...DEFAULT_GUARD, ...(g ?? {}) };

@@ -42,6 +42,8 @@ export function buildLabProgram(io: Io = processIo): Command {
     .addOption(new Option('--seconds <n>', 'seconds per measurement').argParser(positiveInt('--seconds')))
     .option('--out-dir <dir>', 'where JSON, markdown and SVG results go')
     .option('--json', 'print the report as JSON', false)
+    .addOption(new Option('--only <what>', 'conns: only the connection-rate measurement (wrk, CPU/conn), for quick A/B runs').choices(['conns']))
+    .option('--perf-dir <dir>', 'perf record -a -g (whole machine, with cgroups) over each wrk window, files <mode>-r<round>.data in this directory')
     .action(async (opts) => {
       const { benchCommand } = await import('./commands/bench');
       process.exitCode = await benchCommand(opts, io);

@@ -59,7 +59,7 @@ test('hand-written rules: capture with the proxy uid and passthrough source excl
 test('bench report: medians with min/max, ratios to direct and iptables, an SVG', () => {
   expect(summarize([3, 1, 2])).toEqual({ median: 2, min: 1, max: 3, n: 3 });
   expect(summarize([1, 2, 3, 10]).median).toBe(2.5);
-  const s = (rtt: number, gbps: number) => ({ rttP50Us: rtt, rttP99Us: rtt * 2, throughputGbps: gbps, bulk64kGbps: gbps, rr1kTps: 1e6 / rtt, newConnsPerSec: 1000 / rtt, cpuPerConnUs: rtt * 10, conntrackPerConn: 0 });
+  const s = (rtt: number, gbps: number) => ({ rttP50Us: rtt, rttP99Us: rtt * 2, throughputGbps: gbps, bulk64kGbps: gbps, rr1kTps: 1e6 / rtt, newConnsPerSec: 1000 / rtt, cpuPerConnUs: rtt * 10, machineCpuPerConnUs: rtt * 12, conntrackPerConn: 0 });
   const report: BenchReport = {
     startedAt: '',
     finishedAt: '',

@@ -14,6 +14,10 @@ export interface BenchCommandOptions {
   seconds?: number;
   outDir?: string;
   json?: boolean;
+  /** `conns`: only the connection-rate measurement (wrk, CPU/conn). */
+  only?: 'conns';
+  /** perf record -a -g over every wrk window, files here. */
+  perfDir?: string;
 }
 
 /**
@@ -22,6 +26,12 @@ export interface BenchCommandOptions {
  * metric against sockops' connect-time redirect alone.
  */
 export const NO_SPLICE_MODE = 'sockops-nosplice';
+/**
+ * The default agent with the short-connection rule forced on / off (splice_guard.short_conns
+ * overwritten after start), for A/B runs of that rule against the default. Only with --modes.
+ */
+export const SHORT_MODE = 'sockops-short';
+export const ALWAYS_SPLICE_MODE = 'sockops-always';
 
 export async function availableBenchModes(profile: ProfileName = 'istio-sidecar'): Promise<PathMode[]> {
   const caps = await probeNode({ iptablesScratch: true });
@@ -36,17 +46,28 @@ export async function availableBenchModes(profile: ProfileName = 'istio-sidecar'
   return modes;
 }
 
+/** Modes run only when asked for by name (A/B of one setting). */
+function extraModes(modes: PathMode[]): PathMode[] {
+  if (!modes.some((m) => m.name === 'sockops')) return [];
+  return [
+    { ...agentMode('sockops', { shortConns: 4 }), name: SHORT_MODE },
+    { ...agentMode('sockops', { shortConns: 0 }), name: ALWAYS_SPLICE_MODE },
+  ];
+}
+
 export async function benchCommand(o: BenchCommandOptions, io: Io): Promise<number> {
   const profile = o.profile ?? 'istio-sidecar';
   let modes = await availableBenchModes(profile);
   if (o.modes) {
+    modes = [...modes, ...extraModes(modes)];
     const want = o.modes.split(',').map((s) => s.trim()).filter(Boolean);
     const unknown = want.filter((w) => !modes.some((m) => m.name === w));
     if (unknown.length) {
       io.err(`shunt-lab bench: mode(s) ${unknown.join(', ')} not available here; available: ${modes.map((m) => m.name).join(', ')}\n`);
       return 2;
     }
-    modes = modes.filter((m) => want.includes(m.name));
+    // In the order asked for (the A-B order within a round).
+    modes = want.map((w) => modes.find((m) => m.name === w)!);
   }
   const ambient = profile === 'istio-ambient';
   const result = await runBench({
@@ -55,6 +76,8 @@ export async function benchCommand(o: BenchCommandOptions, io: Io): Promise<numb
     ...(o.rounds ? { rounds: o.rounds } : {}),
     ...(o.seconds ? { seconds: o.seconds } : {}),
     ...(o.outDir ? { outDir: o.outDir } : {}),
+    ...(o.only ? { only: o.only } : {}),
+    ...(o.perfDir ? { perf: { dir: o.perfDir } } : {}),
     // The table (and where the files went) is printed by runBench; --json prints only the report.
     log: o.json ? () => undefined : (l) => io.out(l + '\n'),
   });

@@ -4,6 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import type { BackendName, ProfileName } from '@shunt/core';
 import { startZtunnel, type ModePods, type PathMode, type Testbed, type ZtunnelStandIn } from '@shunt/testbed';
 import { freePort, spawnAgent, type AgentProcess } from '@shunt/agent';
@@ -26,6 +27,22 @@ export interface AgentModeOptions {
    * waits until the agent announced both pods to it (rules first, then AddWorkload).
    */
   profile?: ProfileName;
+  /**
+   * Bench A/B only: after the agent is ready, overwrite the splice guard's `short_conns` in its pinned
+   * `splice_guard` map (bpftool), so one agent build can be measured with the short-connection rule
+   * on and off without an agent flag for it. The agent writes that map only at start.
+   */
+  shortConns?: number;
+}
+
+/** struct shunt_splice_guard (bpf/include/shunt_sockops.h): four __u32, short_conns last. */
+function setShortConns(bpffs: string, n: number): void {
+  const map = path.join(bpffs, 'shunt', 'sockops', 'maps', 'splice_guard');
+  const key = ['0', '0', '0', '0'];
+  const cur = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'lookup', 'pinned', map, 'key', ...key], { encoding: 'utf8' })) as { value: string[] };
+  if (!Array.isArray(cur.value) || cur.value.length !== 16) throw new Error(`splice_guard value ${JSON.stringify(cur.value)}: want 16 bytes`);
+  const value = [...cur.value.slice(0, 12), ...[n & 0xff, (n >> 8) & 0xff, 0, 0].map(String)];
+  execFileSync('bpftool', ['map', 'update', 'pinned', map, 'key', ...key, 'value', ...value]);
 }
 
 export function agentMode(backend: BackendName, opts: AgentModeOptions = {}): PathMode {
@@ -37,7 +54,7 @@ export function agentMode(backend: BackendName, opts: AgentModeOptions = {}): Pa
   return {
     name: `agent-${backend}`,
     description:
-      `the real shunt agent (redirectMode=${backend}${opts.profile ? `, profile=${opts.profile}` : ''}${opts.splicePorts !== undefined ? `, --splice-ports=${opts.splicePorts}` : ''}) ` +
+      `the real shunt agent (redirectMode=${backend}${opts.profile ? `, profile=${opts.profile}` : ''}${opts.splicePorts !== undefined ? `, --splice-ports=${opts.splicePorts}` : ''}${opts.shortConns !== undefined ? `, splice_guard.short_conns=${opts.shortConns}` : ''}) ` +
       'watching a pods file with both pods',
     expectsProxy: true,
     ...(ambient ? { ztunnelLog: () => zt?.entries() ?? [], processes: () => [...(zt ? [{ name: 'ztunnel', pid: zt.pid }] : []), ...(agent?.child.pid ? [{ name: 'agent', pid: agent.child.pid }] : [])] } : {}),
@@ -77,6 +94,7 @@ export function agentMode(backend: BackendName, opts: AgentModeOptions = {}): Pa
         opts.echo ? { echo: opts.echo } : {},
       );
       await agent.waitLog((l) => l['msg'] === 'ready: first full sync done', 60_000);
+      if (opts.shortConns !== undefined) setShortConns(bpffs, opts.shortConns);
       if (zt) {
         const uids = new Set([client.metadata.uid, server.metadata.uid]);
         await zt.waitFor((e) => e.event === 'add' && !e.error && uids.has(e.uid), { count: 2, timeoutMs: 30_000, what: 'AddWorkload of both pods from the agent' });

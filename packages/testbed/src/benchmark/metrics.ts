@@ -1,4 +1,4 @@
-export type MetricName = 'rttP50Us' | 'rttP99Us' | 'throughputGbps' | 'bulk64kGbps' | 'rr1kTps' | 'newConnsPerSec' | 'cpuPerConnUs' | 'conntrackPerConn';
+export type MetricName = 'rttP50Us' | 'rttP99Us' | 'throughputGbps' | 'bulk64kGbps' | 'rr1kTps' | 'newConnsPerSec' | 'cpuPerConnUs' | 'machineCpuPerConnUs' | 'conntrackPerConn';
 
 export interface MetricInfo {
   name: MetricName;
@@ -21,7 +21,12 @@ export const METRICS: readonly MetricInfo[] = [
   // CPU the node's pods (apps, proxies, wrk) used per wrk connection (cgroup cpu.stat): unlike the
   // rate, it barely moves when other jobs share the machine.
   { name: 'cpuPerConnUs', label: 'CPU/conn', unit: 'µs', higherIsBetter: false, digits: 0 },
+  // CPU of the whole machine per wrk connection (/proc/stat busy time over the wrk window): also what
+  // runs outside the pods' cgroups (softirq on any task, psock teardown in kworkers after an RCU grace
+  // period, the agent). What a user pays; includes whatever else the machine runs meanwhile.
+  { name: 'machineCpuPerConnUs', label: 'CPU/conn machine', unit: 'µs', higherIsBetter: false, digits: 0 },
   { name: 'conntrackPerConn', label: 'conntrack entries/conn', unit: '', higherIsBetter: false, digits: 2 },
 ];
 
-export type Sample = Record<MetricName, number>;
+/** wrkRequests: connections of the wrk window (to divide a profile of it by). */
+export type Sample = Record<MetricName, number> & { wrkRequests?: number };

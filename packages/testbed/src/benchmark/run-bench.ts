@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
 import { BUILTIN_MODES, type ModePods, type PathMode } from '../modes';
 import { Testbed } from '../testbed';
 import type { Sample } from './metrics';
@@ -8,6 +9,8 @@ import { parseIperf, parseSockperf } from '../workloads';
 import { APP_UID } from '../testbed';
 import { withTeardown } from '../signals';
 import { iperfTurns } from './iperf-turns';
+import { splitPerfData, usPerConn } from './perf-split';
+import { summarize } from './stats';
 import { markdownTable, pickIptablesBaseline, summarizeMode, svgChart, type BenchReport } from './report';
 import { cpuPer, cpuSnapshot, cpuSplitTable, type CpuSplitSamples } from './cpu-split';
 
@@ -31,12 +34,66 @@ export interface BenchOptions {
   log?: (line: string) => void;
   /** Progress line; default stderr, rewritten in place on a terminal. */
   progress?: (line: string) => void;
+  /**
+   * `conns`: only the new-connections measurement (wrk, CPU/conn, conntrack), for quick A/B runs of
+   * the connection rate; the other metrics are n/a. Default: everything.
+   */
+  only?: 'conns';
+  /**
+   * Profile each wrk window: `perf record -a -g --all-cgroups` into `<dir>/<mode>-r<round>.data`
+   * (the JSON samples keep wrk's request count to divide by). Needs `perf`; it costs CPU, so
+   * compare profiled runs only with profiled runs.
+   */
+  perf?: { dir: string };
 }
 
 export interface BenchResult {
   report: BenchReport;
   markdown: string;
   files: { json: string; markdown: string; svg: string };
+}
+
+const PERF_HZ = 999;
+
+/**
+ * The profiles' split (µs of CPU per wrk connection by symbol group, median [min-max] over the
+ * rounds) as a markdown table. Samples of the run's pods' cgroups plus kernel threads.
+ */
+async function perfTable(dir: string, modes: readonly PathMode[], samples: Map<string, Sample[]>, cgroup: RegExp): Promise<string> {
+  const per = new Map<string, Array<Record<string, number>>>();
+  const groups = new Set<string>(['total']);
+  for (const m of modes) {
+    const rows: Array<Record<string, number>> = [];
+    for (const [i, s] of samples.get(m.name)!.entries()) {
+      const split = await splitPerfData(path.join(dir, `${m.name}-r${i + 1}.data`), cgroup);
+      const conns = s.wrkRequests ?? 0;
+      const row: Record<string, number> = { total: usPerConn(split.samples, PERF_HZ, conns) };
+      for (const [g, n] of Object.entries(split.groups)) {
+        row[g] = usPerConn(n, PERF_HZ, conns);
+        groups.add(g);
+      }
+      row['kworker threads'] = usPerConn(split.byComm['kworker'] ?? 0, PERF_HZ, conns);
+      groups.add('kworker threads');
+      rows.push(row);
+    }
+    per.set(m.name, rows);
+  }
+  const cols = [...groups].sort((a, b) => (a === 'total' ? -1 : b === 'total' ? 1 : a.localeCompare(b)));
+  const lines = [`| mode | ${cols.join(' | ')} |`, `|---|${cols.map(() => '---').join('|')}|`];
+  for (const m of modes) {
+    const rows = per.get(m.name)!;
+    const cells = cols.map((c) => {
+      const s = summarize(rows.map((r) => r[c] ?? 0));
+      return `${s.median.toFixed(1)} [${s.min.toFixed(1)}–${s.max.toFixed(1)}]`;
+    });
+    lines.push(`| ${m.name} | ${cells.join(' | ')} |`);
+  }
+  lines.push(
+    '',
+    `CPU per wrk connection (µs) by symbol group from perf record -a -g at ${PERF_HZ} Hz: samples of the pods' cgroups and of kworker/ksoftirqd/rcu threads (which also serve the rest of the machine). ` +
+      `A sample counts in the first group any frame of its call chain matches. Profiling costs CPU: compare these only with each other.`,
+  );
+  return lines.join('\n');
 }
 
 const PORTS = { http: 8080, sockperf: 11111, iperf: 5201 } as const;
@@ -109,6 +166,45 @@ function cgroupCpuUs(tb: Testbed): number {
   return Number(m[1]);
 }
 
+/** Busy time of the whole machine so far (µs): /proc/stat's cpu line, everything but idle and iowait. */
+export function machineBusyUs(stat: string = readFileSync('/proc/stat', 'utf8')): number {
+  const line = /^cpu\s+([\d\s]+)$/m.exec(stat);
+  if (!line) throw new Error('bench: no cpu line in /proc/stat');
+  const f = line[1]!.trim().split(/\s+/).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is already in user)
+  const busy = f.slice(0, 8).reduce((a, v, i) => (i === 3 || i === 4 ? a : a + v), 0);
+  return (busy * 1e6) / USER_HZ;
+}
+// /proc/stat counts in USER_HZ, 100 on every Linux ABI this runs on (sysconf(_SC_CLK_TCK)).
+const USER_HZ = 100;
+
+interface PerfRun {
+  stop(): Promise<void>;
+}
+
+/**
+ * perf record -a -g (every CPU, call graphs, cgroup of each sample) until stop(): SIGINT makes perf
+ * write its file. Whole machine, because softirq work and the kworkers that tear psocks down run
+ * outside the pods' cgroups; split the samples by cgroup and symbol afterwards (perf script -F
+ * comm,cgroup,ip,sym). No perf stat: this VM has no hardware cycle counters.
+ */
+function startPerf(dir: string, name: string): PerfRun {
+  mkdirSync(dir, { recursive: true });
+  const p = spawn('perf', ['record', '-a', '-g', '--all-cgroups', '-F', '999', '-q', '-o', path.join(dir, `${name}.data`)], { stdio: 'ignore' });
+  const exited = new Promise<void>((resolve) => {
+    p.once('exit', () => resolve());
+    p.once('error', () => resolve());
+  });
+  return {
+    async stop() {
+      p.kill('SIGINT');
+      const timeout = new Promise<void>((resolve) => setTimeout(resolve, 30_000).unref());
+      await Promise.race([exited, timeout]);
+      if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    },
+  };
+}
+
 export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   const modes = opts.modes ?? BUILTIN_MODES;
   const rounds = opts.rounds ?? 3;
@@ -121,6 +217,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 50) throw new Error(`bench: rounds ${rounds}: want 1..50`);
   if (!(seconds >= 1 && seconds <= 60)) throw new Error(`bench: seconds ${seconds}: want 1..60`);
   const mesh = opts.mesh ?? 'sidecar';
+  const connsOnly = opts.only === 'conns';
   if (mesh !== 'sidecar' && mesh !== 'ambient') throw new Error(`bench: mesh ${String(mesh)}: want sidecar or ambient`);
 
   const startedAt = new Date();
@@ -130,6 +227,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   const snap = (mode: PathMode) => cpuSnapshot(tb.node('node0').cgroupPath, mode.processes?.() ?? []);
   const retries: string[] = [];
   const tb = await Testbed.create({ pods: [] });
+  const tbPrefix = path.basename(path.dirname(tb.node('node0').cgroupPath));
   const steps = rounds * modes.length;
   let step = 0;
   try {
@@ -143,36 +241,47 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
         await tb.addPod({ name: pods.server, mesh });
         const server = tb.pod(pods.server);
         await tb.startHttpServer(pods.server, { port: PORTS.http });
-        await tb.startSockperfServer(pods.server, { port: PORTS.sockperf });
-        await tb.startIperfServer(pods.server, { port: PORTS.iperf });
+        if (!connsOnly) {
+          await tb.startSockperfServer(pods.server, { port: PORTS.sockperf });
+          await tb.startIperfServer(pods.server, { port: PORTS.iperf });
+        }
         progress(`${tag} · setup`);
         await withTeardown(() => mode.teardown(tb, pods), async () => {
           await mode.setup(tb, pods);
-          progress(`${tag} · sockperf ping-pong ${seconds}s`);
+          let sp: { p50Us: number; p99Us: number; observations: number } = { p50Us: NaN, p99Us: NaN, observations: NaN };
           let rtt0 = snap(mode);
-          const sp = await withRetry(`${tag} · sockperf ping-pong`, retries, progress, () => {
-            rtt0 = snap(mode); // a retry measures its own run
-            return tb.sockperfPingPong(pods.client, server.ipv4, { port: PORTS.sockperf, seconds });
-          });
-          const rtt1 = snap(mode);
-          progress(`${tag} · iperf3 ${seconds}s`);
-          const iperfReady = iperfTurns(tb, pods.server, PORTS.iperf);
-          const ip = await withRetry(`${tag} · iperf3`, retries, progress, async () => {
-            await iperfReady();
-            return tb.iperf(pods.client, server.ipv4, { port: PORTS.iperf, seconds });
-          });
-          progress(`${tag} · iperf3 -l 64K ${seconds}s`);
-          const bulk = await withRetry(`${tag} · iperf3 -l 64K`, retries, progress, async () => {
-            await iperfReady();
-            return bulk64k(tb, pods.client, server.ipv4, seconds);
-          });
-          progress(`${tag} · sockperf ping-pong 1 KiB ${seconds}s`);
-          const rr = await withRetry(`${tag} · sockperf 1 KiB`, retries, progress, () => rr1k(tb, pods.client, server.ipv4, seconds));
+          let rtt1 = rtt0;
+          let ip: { bitsPerSecond: number } = { bitsPerSecond: NaN };
+          let bulk: { bitsPerSecond: number } = { bitsPerSecond: NaN };
+          let rr: { observations: number } = { observations: NaN };
+          if (!connsOnly) {
+            progress(`${tag} · sockperf ping-pong ${seconds}s`);
+            sp = await withRetry(`${tag} · sockperf ping-pong`, retries, progress, () => {
+              rtt0 = snap(mode); // a retry measures its own run
+              return tb.sockperfPingPong(pods.client, server.ipv4, { port: PORTS.sockperf, seconds });
+            });
+            rtt1 = snap(mode);
+            progress(`${tag} · iperf3 ${seconds}s`);
+            const iperfReady = iperfTurns(tb, pods.server, PORTS.iperf);
+            ip = await withRetry(`${tag} · iperf3`, retries, progress, async () => {
+              await iperfReady();
+              return tb.iperf(pods.client, server.ipv4, { port: PORTS.iperf, seconds });
+            });
+            progress(`${tag} · iperf3 -l 64K ${seconds}s`);
+            bulk = await withRetry(`${tag} · iperf3 -l 64K`, retries, progress, async () => {
+              await iperfReady();
+              return bulk64k(tb, pods.client, server.ipv4, seconds);
+            });
+            progress(`${tag} · sockperf ping-pong 1 KiB ${seconds}s`);
+            rr = await withRetry(`${tag} · sockperf 1 KiB`, retries, progress, () => rr1k(tb, pods.client, server.ipv4, seconds));
+          }
           await tb.conntrackFlush(pods.client);
           await tb.conntrackFlush(pods.server);
           const ct0 = await conntrackSum(tb, pods);
+          const perfRun = opts.perf ? startPerf(opts.perf.dir, `${mode.name}-r${r + 1}`) : null;
           const cpu0 = cgroupCpuUs(tb);
           const conn0 = snap(mode);
+          const busy0 = machineBusyUs();
           progress(`${tag} · wrk (Connection: close) ${seconds}s`);
           const wrk = await tb.wrk(pods.client, `http://${server.ipv4}:${PORTS.http}/`, {
             seconds,
@@ -181,6 +290,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
           });
           const cpu1 = cgroupCpuUs(tb);
           const conn1 = snap(mode);
+          const busy1 = machineBusyUs();
+          await perfRun?.stop();
           if (mesh === 'ambient') splits.get(mode.name)!.push({ perConn: cpuPer(conn0, conn1, wrk.requests), perRtt: cpuPer(rtt0, rtt1, sp.observations) });
           const ct1 = await conntrackSum(tb, pods);
           samples.get(mode.name)!.push({
@@ -191,6 +302,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
             rr1kTps: rr.observations / seconds,
             newConnsPerSec: wrk.requestsPerSecond,
             cpuPerConnUs: wrk.requests > 0 ? (cpu1 - cpu0) / wrk.requests : NaN,
+            machineCpuPerConnUs: wrk.requests > 0 ? (busy1 - busy0) / wrk.requests : NaN,
+            wrkRequests: wrk.requests,
             conntrackPerConn: wrk.requests > 0 ? (ct1 - ct0) / wrk.requests : NaN,
           });
         }).finally(async () => {
@@ -216,9 +329,11 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   const baseline = pickIptablesBaseline(modes.map((m) => m.name));
   if (baseline) report.iptablesBaseline = baseline;
   if (retries.length) report.retries = retries;
+  const perfSplit = opts.perf ? `\n\n${await perfTable(opts.perf.dir, modes, samples, new RegExp(`^/${tbPrefix}/`))}` : '';
   const markdown =
     markdownTable(report) +
     (report.cpuSplit ? `\n\n${cpuSplitTable(report.cpuSplit)}` : '') +
+    perfSplit +
     (retries.length ? `\n\nMeasurements retried once after a tool error: ${retries.length} (${retries.join('; ')})` : '');
 
   const outDir = opts.outDir ?? path.resolve(process.cwd(), 'bench', 'results');

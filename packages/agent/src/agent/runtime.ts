@@ -212,7 +212,9 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
         });
         await preparer.start();
       }
-      observations = new ObservationCache(() => backend.observe());
+      // Scrapes read counts only where the backend can (the ZDS wrapper changes no count: the inner one's).
+      const inner = chosen!; // set whenever backend is
+      observations = new ObservationCache(() => backend.observe(), inner.summarize ? { summarize: () => inner.summarize!() } : {});
       metrics.setObserver(observations);
     }
     metrics.setBackend(backend?.name ?? 'none', caps.kernelRelease);

@@ -17,12 +17,13 @@
 // --steady S: after the incremental phase, S idle seconds as in production: a /metrics scrape every
 // 15 s, the agent's resync every R s (--resync-seconds, default 3600 = none), RSS read every second.
 // --env NAME=VALUE (repeatable) sets the agent's environment.
+// --agent-output FILE appends the agents' raw output (JSON logs, and e.g. --trace-gc lines) to FILE.
 // --settle adds RSS once the agent has been idle (V8 shrinks its heap after a burst) to both memory figures.
 // --heap-snapshot writes the agent's V8 heap after the cold start and after the incremental
 // phase (SIGUSR2, --heapsnapshot-signal) into DIR, for finding what holds memory.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BpfLink, BpfMap, cgroup2Mount } from '@shunt/libbpf';
@@ -41,6 +42,8 @@ interface Args {
   /** Also read RSS once the agent is idle (after the cold start and after the incremental phase). */
   settle?: boolean;
   nodeFlags: string[];
+  /** Append the agents' raw stdout/stderr (e.g. --trace-gc lines) to this file. */
+  agentOutput?: string;
   /** Idle seconds with scrapes every 15 s after the incremental phase (0 = none). */
   steady: number;
   resyncSeconds: number;
@@ -59,6 +62,7 @@ function parseArgs(argv: string[]): Args {
     else if (v === '--state-on-disk') a.stateOnDisk = true;
     else if (v === '--settle') a.settle = true;
     else if (v === '--steady') a.steady = Number(argv[++i]);
+    else if (v === '--agent-output') a.agentOutput = path.resolve(argv[++i]!);
     else if (v === '--resync-seconds') a.resyncSeconds = Number(argv[++i]);
     else if (v === '--env') {
       const kv = argv[++i] ?? '';
@@ -142,11 +146,16 @@ async function agentMemory(port: number): Promise<Record<string, number>> {
   return out;
 }
 
-/** RSS now, then one /metrics scrape (its memory figures) and RSS after it. */
-async function withScrape(pid: number, port: number): Promise<ReturnType<typeof procStat> & { memory: Record<string, number>; afterScrape: ReturnType<typeof procStat> }> {
+/**
+ * RSS now, then one /metrics scrape (its memory figures) and RSS after it, and RSS 2 s later (the
+ * agent compacts its heap once it has been quiet for 0.5 s after a burst: what monitoring sees).
+ */
+async function withScrape(pid: number, port: number): Promise<ReturnType<typeof procStat> & { memory: Record<string, number>; afterScrape: ReturnType<typeof procStat>; after2s: ReturnType<typeof procStat> }> {
   const before = procStat(pid);
   const memory = await agentMemory(port);
-  return { ...before, memory, afterScrape: procStat(pid) };
+  const afterScrape = procStat(pid);
+  await new Promise((r) => setTimeout(r, 2000));
+  return { ...before, memory, afterScrape, after2s: procStat(pid) };
 }
 
 /** seconds idle as in production: a scrape every 15 s (the first at once), RSS read every second. */
@@ -315,10 +324,11 @@ async function main(): Promise<void> {
       }
     };
     const env = { ...args.env };
+    const echo = args.agentOutput ? (line: string): void => appendFileSync(args.agentOutput!, line.endsWith('\n') ? line : `${line}\n`) : undefined;
 
     say(`cold start with ${args.n} pods (${args.mode})`);
     const t0 = performance.now();
-    agent = spawnAgent(agentArgs, { cli, env });
+    agent = spawnAgent(agentArgs, { cli, env, ...(echo ? { echo } : {}) });
     agent.address.catch(() => undefined); // an early exit is reported by the log watch
     let watch = new LogWatch(agent);
     let enrolled = 0;
@@ -370,7 +380,7 @@ async function main(): Promise<void> {
     const stopS = (performance.now() - tStop) / 1000;
     const t1 = performance.now();
     const spawnedAt = Date.now();
-    agent = spawnAgent([...agentArgs, '--cleanup-on-exit'], { cli, env });
+    agent = spawnAgent([...agentArgs, '--cleanup-on-exit'], { cli, env, ...(echo ? { echo } : {}) });
     agent.address.catch(() => undefined);
     watch = new LogWatch(agent);
     let reEnrollCalls = 0;

@@ -150,6 +150,8 @@ export class SockopsBackend implements RedirectBackend {
    */
   private installed = new Map<bigint, InstalledPodProgram>();
   private readonly pool = new InternPool();
+  /** Fingerprint of each installed record (a record is replaced, never changed, when the kernel differs). */
+  private fingerprints = new WeakMap<InstalledPodProgram, string>();
   private readOnly = false;
   /** The loaded sk_lookup program, attached to each enrolled pod's netns (not in read-only mode). */
   private skLookup: BpfObject | null = null;
@@ -646,17 +648,20 @@ export class SockopsBackend implements RedirectBackend {
   }
 
   /** Whether connections from outside the pod reach its proxy: link attached, listeners in. */
-  private inboundState(
-    p: InstalledPodProgram,
-    present: ReadonlySet<Family> = this.presentListeners(p),
-  ): { link: boolean; listeners: Record<string, boolean>; ready: boolean } {
+  private inboundState(p: InstalledPodProgram, present: ReadonlySet<Family> = this.presentListeners(p)): InboundState {
     const link = this.netnsLinked.has(p.netnsCookie) || (this.dir !== '' && fs.existsSync(path.join(this.netnsDir, p.netnsCookie.toString())));
     const families = podFamilies(p);
-    const expected = this.listenerFamilies.get(p.netnsCookie) ?? new Set<Family>();
-    const listeners = Object.fromEntries(families.map((f) => [`ipv${f}`, present.has(f)]));
+    const expected = this.listenerFamilies.get(p.netnsCookie) ?? NO_FAMILIES;
     const needed = families.filter((f) => expected.has(f));
     const ready = link && (families.length === 0 || (needed.length > 0 && needed.every((f) => present.has(f))));
-    return { link, listeners, ready };
+    return inboundStateOf(link, families, present, ready);
+  }
+
+  /** A record's fingerprint, computed once per record (records are kept while the kernel reads the same). */
+  private fingerprintOf(p: InstalledPodProgram): string {
+    let f = this.fingerprints.get(p);
+    if (f === undefined) this.fingerprints.set(p, (f = fingerprintOf(p)));
+    return f;
   }
 
   /** Node-wide part of a reading (links, splice, capacity), shared by observe() and summarize(). */
@@ -690,24 +695,25 @@ export class SockopsBackend implements RedirectBackend {
     const { nodeReady, nodeDetail } = this.nodeReading(maps);
     const reuse = this.scanFresh && maps !== null;
     this.scanFresh = false;
-    const pods = reuse ? [...this.installed.values()] : (maps?.readPods() ?? []);
+    const pods = reuse || !maps ? [] : maps.readPods();
     const listening = reuse ? this.listenerFamilies : (maps?.inboundListeners() ?? new Map<bigint, Set<Family>>());
     // The kernel is the truth: a drifted map shows up here, and the next enroll repairs it.
     if (maps && !reuse) this.refreshInstalled(pods);
-    return {
-      backend: 'sockops',
-      nodeReady,
-      nodeDetail,
-      pods: pods.map((p) => {
-        const inbound = this.inboundState(p, listening.get(p.netnsCookie) ?? new Set());
-        return {
-          ...p.ref,
-          fingerprint: fingerprintOf(p) + (inbound.ready ? '' : INBOUND_PENDING),
-          detail: { netnsCookie: p.netnsCookie.toString(), gen: p.gen, ips: p.ips, inbound },
-        };
-      }),
-      counters: maps?.readCounters() ?? {},
-    };
+    // The answer is built from the kept records (equal to the scan after refreshInstalled): their
+    // strings, fingerprints and inbound details are shared, so a resync at 10,000 pods allocates
+    // one small object per pod instead of a new fingerprint and detail tree each.
+    const out: InstalledState['pods'] = [];
+    for (const p of this.installed.values()) {
+      const inbound = this.inboundState(p, listening.get(p.netnsCookie) ?? NO_FAMILIES);
+      out.push({
+        uid: p.ref.uid,
+        namespace: p.ref.namespace,
+        name: p.ref.name,
+        fingerprint: inbound.ready ? this.fingerprintOf(p) : this.fingerprintOf(p) + INBOUND_PENDING,
+        detail: { netnsCookie: p.netnsCookie.toString(), gen: p.gen, ips: p.ips, inbound },
+      });
+    }
+    return { backend: 'sockops', nodeReady, nodeDetail, pods: out, counters: maps?.readCounters() ?? {} };
   }
 
   /**
@@ -768,6 +774,20 @@ function sameInstalled(a: InstalledPodProgram, b: InstalledPodProgram): boolean 
     sameList(a.cidrs, b.cidrs, (u, v) => u.kind === v.kind && u.family === v.family && u.address === v.address && u.prefix === v.prefix) &&
     sameList(a.owners, b.owners, (u, v) => u.kind === v.kind && u.id === v.id)
   );
+}
+
+type InboundState = Readonly<{ link: boolean; listeners: Readonly<Record<string, boolean>>; ready: boolean }>;
+const NO_FAMILIES: ReadonlySet<Family> = new Set<Family>();
+/** The few distinct inbound states, one frozen copy each (observe() answers one per pod). */
+const INBOUND_STATES = new Map<string, InboundState>();
+function inboundStateOf(link: boolean, families: readonly Family[], present: ReadonlySet<Family>, ready: boolean): InboundState {
+  const key = `${+link}${+ready}${families.map((f) => `${f}${+present.has(f)}`).join('')}`;
+  let st = INBOUND_STATES.get(key);
+  if (!st) {
+    const listeners = Object.freeze(Object.fromEntries(families.map((f) => [`ipv${f}`, present.has(f)])));
+    INBOUND_STATES.set(key, (st = Object.freeze({ link, listeners, ready })));
+  }
+  return st;
 }
 
 // listenerFamilies holds one of these four per pod instead of a Set of its own (memory at 10,000

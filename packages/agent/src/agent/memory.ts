@@ -52,6 +52,8 @@ export interface ReclaimerOptions {
   busy: () => boolean;
   reclaim?: () => boolean;
   now?: () => number;
+  /** After each compaction: how long it took (ms) and why (`ready`, `burst`). */
+  onReclaim?: (ms: number, why: 'now' | 'burst') => void;
 }
 
 /**
@@ -93,7 +95,7 @@ export class MemoryReclaimer {
   /** Compact now (the end of a known burst, e.g. the first full sync), unless busy. */
   reclaimNow(): boolean {
     if (this.stopped || this.opts.busy()) return false;
-    return this.run();
+    return this.run('now');
   }
 
   stop(): void {
@@ -101,13 +103,25 @@ export class MemoryReclaimer {
     clearTimeout(this.timer);
   }
 
-  private run(): boolean {
+  private run(why: 'now' | 'burst'): boolean {
+    const t = performance.now();
     const ok = this.reclaim();
     this.activity = 0;
     this.lastReclaim = this.now();
-    if (ok) this.runs++;
+    if (ok) {
+      this.runs++;
+      this.lastMs = performance.now() - t;
+      try {
+        this.opts.onReclaim?.(this.lastMs, why);
+      } catch {
+        // bookkeeping only
+      }
+    }
     return ok;
   }
+
+  /** Duration of the last compaction (ms), for the log. */
+  lastMs: number | undefined;
 
   private arm(ms: number): void {
     if (this.timer) return;
@@ -117,7 +131,7 @@ export class MemoryReclaimer {
       const t = this.now();
       const wait = Math.max(this.lastNote + this.quietMs - t, this.lastReclaim + this.minIntervalMs - t, this.opts.busy() ? this.quietMs : 0);
       if (wait > 0) return this.arm(wait);
-      this.run();
+      this.run('burst');
     }, ms);
     this.timer.unref();
   }

@@ -244,7 +244,10 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
     // After a burst (a pods-file reading, many pod changes, a resync), the heap is compacted once
     // the agent is quiet (memory.ts). A reading costs in proportion to the whole file.
     let rec: Reconciler | undefined;
-    const reclaimer = new MemoryReclaimer({ busy: () => rec?.busy ?? false });
+    const reclaimer = new MemoryReclaimer({
+      busy: () => rec?.busy ?? false,
+      onReclaim: (ms, why) => log.debug({ ms: Math.round(ms * 10) / 10, why, heapUsedMiB: Math.round(process.memoryUsage().heapUsed / 1048576) }, 'heap compacted'),
+    });
     const events = podEvents(settings, log, restartMemo, (entries) => reclaimer.note(Math.ceil(entries / READ_ENTRIES_PER_NOTE)));
     restartMemo = undefined; // the source holds what it needs
     if (!backend) {
@@ -293,8 +296,11 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
       if (firstSyncSettled(snap)) {
         ready = true;
         // The first sync is the biggest burst of all: its garbage goes back now (see memory.ts).
-        reclaimer.reclaimNow();
-        log.info({ pods: snap.pods.length, ...podCounts(snap), adoptedUnchanged: tracker.adoptedUnchanged() }, 'ready: first full sync done');
+        const compacted = reclaimer.reclaimNow();
+        log.info(
+          { pods: snap.pods.length, ...podCounts(snap), adoptedUnchanged: tracker.adoptedUnchanged(), ...(compacted && reclaimer.lastMs !== undefined ? { compactMs: Math.round(reclaimer.lastMs) } : {}) },
+          'ready: first full sync done',
+        );
         markReady();
         // Workloads saved by a previous agent that no pod of this node wants any more: tell ztunnel.
         if (zds) {

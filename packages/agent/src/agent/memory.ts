@@ -4,7 +4,7 @@
 // GC frees the garbage but keeps those pages (measured at 10,000 pods: 45 MB live in 95 MB of old
 // space after a full GC), until V8's memory reducer compacts them after some idle seconds, if ever.
 // At the end of a burst the agent asks for that compaction itself: one compacting full GC, run only
-// when no pod work is in flight (tens of ms at 10,000 pods).
+// when no pod work is in flight (60-80 ms at 10,000 pods, measured).
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 

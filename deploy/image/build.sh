@@ -83,7 +83,7 @@ umoci raw add-layer --image "$out/oci:$IMAGE_TAG" --history.created "$created" -
 umoci config --image "$out/oci:$IMAGE_TAG" --created "$created" --author "shunt" \
   --os linux --architecture amd64 \
   --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --config.env NODE_ENV=production \
-  --config.entrypoint /usr/local/bin/node --config.entrypoint --heap-growing-percent=30 --config.entrypoint /opt/shunt/packages/agent/dist/cli.js --config.cmd agent \
+  --config.entrypoint /usr/local/bin/node --config.entrypoint --max-semi-space-size=8 --config.entrypoint --heap-growing-percent=30 --config.entrypoint /opt/shunt/packages/agent/dist/cli.js --config.cmd agent \
   --config.workingdir / \
   --config.label "org.opencontainers.image.title=$IMAGE_NAME" --config.label "org.opencontainers.image.version=$IMAGE_TAG" \
   --config.label "org.opencontainers.image.created=$created" \

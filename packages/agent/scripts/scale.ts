@@ -11,14 +11,19 @@
 // Everything it creates (netns, stand-ins, cgroup, bpffs pins, temp files) is removed at the
 // end, also on failure and on Ctrl-C.
 //
-//   npm run bench:scale -- [N] [--mode sockops|iptables] [--incremental K] [--cpu-prof DIR] [--heap-snapshot DIR] [--state-on-disk] [--settle] [--node-flag F]… [--env NAME=VALUE]…
+//   npm run bench:scale -- [N] [--mode sockops|iptables] [--incremental K] [--cpu-prof DIR] [--heap-snapshot DIR] [--state-on-disk] [--settle] [--steady S] [--resync-seconds R] [--node-flag F]… [--env NAME=VALUE]…
+// Every RSS figure is read before and after one /metrics scrape (afterScrape): a user's Prometheus
+// scrapes every 15 s, so a scrape's cost is part of the steady RSS.
+// --steady S: after the incremental phase, S idle seconds as in production: a /metrics scrape every
+// 15 s, the agent's resync every R s (--resync-seconds, default 3600 = none), RSS read every second.
 // --env NAME=VALUE (repeatable) sets the agent's environment.
+// --agent-output FILE appends the agents' raw output (JSON logs, and e.g. --trace-gc lines) to FILE.
 // --settle adds RSS once the agent has been idle (V8 shrinks its heap after a burst) to both memory figures.
 // --heap-snapshot writes the agent's V8 heap after the cold start and after the incremental
 // phase (SIGUSR2, --heapsnapshot-signal) into DIR, for finding what holds memory.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BpfLink, BpfMap, cgroup2Mount } from '@shunt/libbpf';
@@ -37,12 +42,17 @@ interface Args {
   /** Also read RSS once the agent is idle (after the cold start and after the incremental phase). */
   settle?: boolean;
   nodeFlags: string[];
+  /** Append the agents' raw stdout/stderr (e.g. --trace-gc lines) to this file. */
+  agentOutput?: string;
+  /** Idle seconds with scrapes every 15 s after the incremental phase (0 = none). */
+  steady: number;
+  resyncSeconds: number;
   /** Extra environment of the agent (e.g. glibc malloc tunables). */
   env: Record<string, string>;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { n: 1000, mode: 'sockops', incremental: 50, nodeFlags: [], env: {} };
+  const a: Args = { n: 1000, mode: 'sockops', incremental: 50, nodeFlags: [], env: {}, steady: 0, resyncSeconds: 3600 };
   for (let i = 0; i < argv.length; i++) {
     const v = argv[i]!;
     if (v === '--mode') a.mode = argv[++i] as Args['mode'];
@@ -51,6 +61,9 @@ function parseArgs(argv: string[]): Args {
     else if (v === '--heap-snapshot') a.heapSnapshot = path.resolve(argv[++i]!);
     else if (v === '--state-on-disk') a.stateOnDisk = true;
     else if (v === '--settle') a.settle = true;
+    else if (v === '--steady') a.steady = Number(argv[++i]);
+    else if (v === '--agent-output') a.agentOutput = path.resolve(argv[++i]!);
+    else if (v === '--resync-seconds') a.resyncSeconds = Number(argv[++i]);
     else if (v === '--env') {
       const kv = argv[++i] ?? '';
       const eq = kv.indexOf('=');
@@ -63,6 +76,8 @@ function parseArgs(argv: string[]): Args {
     else throw new Error(`unknown argument ${v}`);
   }
   if (a.mode !== 'sockops' && a.mode !== 'iptables') throw new Error(`--mode must be sockops or iptables, got ${a.mode}`);
+  if (!(a.steady >= 0 && a.steady <= 600)) throw new Error(`--steady must be 0..600 s, got ${a.steady}`);
+  if (!(Number.isInteger(a.resyncSeconds) && a.resyncSeconds >= 1)) throw new Error(`--resync-seconds must be a positive integer, got ${a.resyncSeconds}`);
   if (!(a.n >= 1 && a.n <= 20_000)) throw new Error(`N must be 1..20000, got ${a.n}`);
   return a;
 }
@@ -129,6 +144,34 @@ async function agentMemory(port: number): Promise<Record<string, number>> {
     out[key] = r2(Number(m[3]) / 1048576);
   }
   return out;
+}
+
+/**
+ * RSS now, then one /metrics scrape (its memory figures) and RSS after it, and RSS 2 s later (the
+ * agent compacts its heap once it has been quiet for 0.5 s after a burst: what monitoring sees).
+ */
+async function withScrape(pid: number, port: number): Promise<ReturnType<typeof procStat> & { memory: Record<string, number>; afterScrape: ReturnType<typeof procStat>; after2s: ReturnType<typeof procStat> }> {
+  const before = procStat(pid);
+  const memory = await agentMemory(port);
+  const afterScrape = procStat(pid);
+  await new Promise((r) => setTimeout(r, 2000));
+  return { ...before, memory, afterScrape, after2s: procStat(pid) };
+}
+
+/** seconds idle as in production: a scrape every 15 s (the first at once), RSS read every second. */
+async function steadyRss(pid: number, port: number, seconds: number): Promise<{ seconds: number; scrapes: number; maxMiB: number; lastMiB: number; peakMiB: number }> {
+  let scrapes = 0;
+  let max = 0;
+  for (let i = 0; i < seconds; i++) {
+    if (i % 15 === 0) {
+      await agentMemory(port);
+      scrapes++;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    max = Math.max(max, procStat(pid).rssMiB);
+  }
+  const end = procStat(pid);
+  return { seconds, scrapes, maxMiB: max, lastMiB: end.rssMiB, peakMiB: end.peakMiB };
 }
 
 /** Everything the sockops backend pinned, as one digest: map contents (incl. generations), map ids, link program ids. */
@@ -247,7 +290,7 @@ async function main(): Promise<void> {
     const agentArgs = [
       '--pods-file', podsFile, '--node-name', 'scale-node', '--redirect-mode', args.mode,
       '--metrics-address', `127.0.0.1:${port}`, '--bpffs-path', bpffs, '--cgroup-path', cgroup,
-      '--state-dir', stateDir, '--log-level', 'info', '--resync-seconds', '3600',
+      '--state-dir', stateDir, '--log-level', 'info', '--resync-seconds', String(args.resyncSeconds),
       '--max-pods', String(args.maxPods ?? Math.max(1024, total)),
     ];
     const [node, ...rest] = builtCliCommand() as [string, ...string[]];
@@ -281,10 +324,11 @@ async function main(): Promise<void> {
       }
     };
     const env = { ...args.env };
+    const echo = args.agentOutput ? (line: string): void => appendFileSync(args.agentOutput!, line.endsWith('\n') ? line : `${line}\n`) : undefined;
 
     say(`cold start with ${args.n} pods (${args.mode})`);
     const t0 = performance.now();
-    agent = spawnAgent(agentArgs, { cli, env });
+    agent = spawnAgent(agentArgs, { cli, env, ...(echo ? { echo } : {}) });
     agent.address.catch(() => undefined); // an early exit is reported by the log watch
     let watch = new LogWatch(agent);
     let enrolled = 0;
@@ -304,7 +348,7 @@ async function main(): Promise<void> {
       return l['msg'] === 'ready: first full sync done';
     }, 900_000, 'ready');
     const coldS = (performance.now() - t0) / 1000;
-    const afterCold = { ...procStat(agent.child.pid!), memory: await agentMemory(port) };
+    const afterCold = await withScrape(agent.child.pid!, port);
     const coldSettled = args.settle ? await settledRss(agent.child.pid!) : undefined;
     await heapSnapshot('after cold start');
 
@@ -324,8 +368,9 @@ async function main(): Promise<void> {
       }, 60_000, `pod ${uid} enrolled`);
       incrementalWall.push(performance.now() - t);
     }
-    const running = { ...procStat(agent.child.pid!), memory: await agentMemory(port) };
+    const running = await withScrape(agent.child.pid!, port);
     const runningSettled = args.settle ? await settledRss(agent.child.pid!) : undefined;
+    const steady = args.steady > 0 ? await steadyRss(agent.child.pid!, port, args.steady) : undefined;
     await heapSnapshot('after incremental');
 
     say('restart with everything enrolled');
@@ -335,7 +380,7 @@ async function main(): Promise<void> {
     const stopS = (performance.now() - tStop) / 1000;
     const t1 = performance.now();
     const spawnedAt = Date.now();
-    agent = spawnAgent([...agentArgs, '--cleanup-on-exit'], { cli, env });
+    agent = spawnAgent([...agentArgs, '--cleanup-on-exit'], { cli, env, ...(echo ? { echo } : {}) });
     agent.address.catch(() => undefined);
     watch = new LogWatch(agent);
     let reEnrollCalls = 0;
@@ -395,6 +440,7 @@ async function main(): Promise<void> {
       agent: {
         afterColdStart: { ...afterCold, ...(coldSettled ? { settled: coldSettled } : {}) },
         afterIncremental: { ...running, ...(runningSettled ? { settled: runningSettled } : {}) },
+        ...(steady ? { steady: { ...steady, resyncSeconds: args.resyncSeconds } } : {}),
         secondRunEnd: end,
       },
       notes: [

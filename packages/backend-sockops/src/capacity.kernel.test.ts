@@ -120,4 +120,28 @@ describe('sockops capacity (maxPods 2)', () => {
     expect(warnings.join('\n')).toMatch(/pinned maps keep their size; the new maxPods takes effect after `shunt cleanup`/);
     expect((await backend.observe()).pods).toHaveLength(2);
   });
+  it('summarize() (what /metrics reads) is the kernel\'s entry counts, not what the backend remembers writing', async () => {
+    const counted = (): Record<string, number> => {
+      const e = entries();
+      delete e['inbound_listener'];
+      return e;
+    };
+    const s = await backend.summarize();
+    expect(s).toMatchObject({ backend: 'sockops', nodeReady: true, pods: 2 });
+    const used = (x: typeof s) => Object.fromEntries(Object.entries((x.nodeDetail['capacity'] as { maps: Record<string, { used: number }> }).maps).map(([k, v]) => [k, v.used]));
+    expect(used(s)).toEqual(counted());
+    expect(s.counters).toEqual((await backend.observe()).counters);
+    // A pod's entries removed behind the backend's back: the next summary shows it.
+    const cfg = BpfMap.fromPin(path.join(mapsDir(), 'pod_cfg'));
+    try {
+      const [first] = cfg.keys();
+      expect(cfg.delete(first!)).toBe(true);
+    } finally {
+      cfg.close();
+    }
+    const after = await backend.summarize();
+    expect(after.pods).toBe(1);
+    expect(used(after)).toEqual(counted());
+    expect(after.nodeDetail['capacity']).toMatchObject({ pods: 1, podsLeft: 1 });
+  });
 });

@@ -375,6 +375,13 @@ export class SockopsMaps {
     };
   }
 
+  /** Entries each map holds now, counted in the addon (no per-entry objects: scrape-cheap at any N). */
+  count(names: readonly MapName[]): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const name of names) out[name] = this.raw[name].count();
+    return out;
+  }
+
   readCounters(): Record<string, number> {
     const out: Record<string, number> = {};
     COUNTER_NAMES.forEach((name, i) => {

@@ -245,6 +245,25 @@ export interface InstalledState {
   counters: Record<string, number>;
 }
 
+/**
+ * A count-only reading of what is installed (`RedirectBackend.summarize`): what /metrics exports,
+ * at a cost flat in the number of pods (entry counts, no per-pod records). The kernel's word, as
+ * observe() is; nothing here comes from what the agent remembers writing.
+ */
+export interface InstalledSummary {
+  backend: BackendName;
+  nodeReady: boolean;
+  nodeDetail: Record<string, unknown>;
+  /** Pods installed in the kernel (e.g. entries of the per-pod map). */
+  pods: number;
+  counters: Record<string, number>;
+}
+
+/** The summary of a full reading (a backend without summarize(), or a reading already made). */
+export function summaryOf(state: InstalledState): InstalledSummary {
+  return { backend: state.backend, nodeReady: state.nodeReady, nodeDetail: state.nodeDetail, pods: state.pods.length, counters: state.counters };
+}
+
 export interface RedirectBackend {
   readonly name: BackendName;
   /** Can it run on a node with these capabilities, and if not, why. Pure. */
@@ -261,6 +280,11 @@ export interface RedirectBackend {
   unenroll(pod: PodRef): Promise<void>;
   /** What is really in the kernel now. */
   observe(): Promise<InstalledState>;
+  /**
+   * Optional: the counts of observe() without its per-pod records (for scrapes; absent = the
+   * agent derives them from observe()).
+   */
+  summarize?(): Promise<InstalledSummary>;
   /** Fingerprint of the state `enroll(pod)` installs, compared with `observe()` to find drift. Pure. */
   fingerprint(pod: MeshPod): string;
   /** cleanup=false keeps the redirect alive across restarts. */

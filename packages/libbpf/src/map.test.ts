@@ -67,6 +67,38 @@ describe('selftest maps: round trips through the kernel', () => {
     expect(m.keys()).toEqual([]);
   });
 
+  test('count(): entries counted in the addon, in chunks (grown past full buckets) or key by key', () => {
+    const m = obj.map('test_hash');
+    expect(m.count()).toBe(0);
+    const entries: Array<[Buffer, Buffer]> = [];
+    for (let i = 0; i < 50; i++)
+      entries.push([flowKey.encode({ addr: `198.18.2.${i}`, port: 2000 + i, proto: 6 }), flowValue.encode({ packets: 1n, bytes: 0n })]);
+    m.updateBatch(entries);
+    try {
+      // chunk 1 and 3: many rounds, and buckets of 2+ entries that must grow the chunk (ENOSPC).
+      for (const chunk of [1, 3, 256]) expect(m.count(chunk)).toBe(50);
+      m.delete(entries[7]![0]);
+      expect(m.count(2)).toBe(49);
+      expect(m.count(2)).toBe(m.keys().length);
+    } finally {
+      for (const [k] of entries) m.delete(k);
+    }
+    expect(m.count()).toBe(0);
+    // LPM tries have no batch ops: counted key by key.
+    const lpm = obj.map('test_lpm').typed(lpmKey, u32);
+    lpm.update({ prefixlen: 16, addr: '198.18.0.0' }, 1);
+    lpm.update({ prefixlen: 24, addr: '198.18.9.0' }, 1);
+    try {
+      expect(lpm.map.count()).toBe(2);
+    } finally {
+      lpm.delete({ prefixlen: 16, addr: '198.18.0.0' });
+      lpm.delete({ prefixlen: 24, addr: '198.18.9.0' });
+    }
+    expect(lpm.map.count()).toBe(0);
+    expect(obj.map('test_percpu').count()).toBe(4); // arrays: every index
+    expect(() => m.count(0)).toThrow(/chunk must be a positive integer/);
+  });
+
   test('LRU hash: inserting past max_entries evicts instead of failing', () => {
     const m = obj.map('test_lru').typed(u32, u64);
     for (let i = 0; i < 200; i++) m.update(i, BigInt(i * 10));

@@ -257,6 +257,24 @@ export class BpfMap {
     return out;
   }
 
+  /**
+   * How many entries the map holds (array maps: maxEntries), counted in the addon without handing
+   * keys or values to JS: the cheap reading for metrics and capacity at any map size. Batched where
+   * the map type has batch lookup, `chunk` entries per syscall (grown when a hash bucket is larger).
+   * Bounded by maxEntries.
+   */
+  count(chunk = 256): number {
+    if (!Number.isInteger(chunk) || chunk < 1) throw invalidArgument('count', this.target, `chunk must be a positive integer, got ${chunk}`);
+    if (BATCH_TYPES.has(this.type)) {
+      try {
+        return native.mapCount(this.fd, this.keySize, this.valueBytes, this.maxEntries, chunk, this.target);
+      } catch (err) {
+        if (!(err instanceof BpfError) || !['EINVAL', 'ENOTSUPP', 'EOPNOTSUPP'].includes(err.code)) throw err;
+      }
+    }
+    return native.mapCount(this.fd, this.keySize, this.valueBytes, this.maxEntries, 0, this.target);
+  }
+
   /** Writes many entries in one syscall (kernel batch ops); returns how many were written. */
   updateBatch(entries: Array<[Buffer, Buffer]>, flags: UpdateFlag = 'any'): number {
     if (entries.length === 0) return 0;

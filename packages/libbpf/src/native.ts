@@ -112,6 +112,7 @@ export interface NativeAddon {
     maxEntries: number,
     target: string,
   ): { keys: Buffer; values: Buffer; count: number };
+  mapCount(fd: number, keySize: number, valueBytes: number, limit: number, chunk: number, target: string): number;
   mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number, flags: number, target: string): number;
   mapDeleteBatch(fd: number, keys: Buffer, count: number, target: string): number;
   mapInfo(fd: number, target: string): KernelMapInfo;

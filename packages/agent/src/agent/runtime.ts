@@ -38,6 +38,7 @@ import { createAgentMetrics, type AgentMetrics } from '../observability/metrics'
 import { PodStateTracker } from '../observability/pod-states';
 import { ObservationCache } from '../observability/observation';
 import { reportPodsWithoutBackend } from './without-backend';
+import { MemoryReclaimer } from './memory';
 
 import { registerZdsMetrics } from '../zds/metrics';
 import { zdsStatePath, zdsStatusPath } from '../zds/paths';
@@ -47,6 +48,11 @@ import { VERSION } from '../program';
 
 /** How often the restart memo is rewritten while pods change (at most; also at ready and at stop). */
 const MEMO_WRITE_MS = 5000;
+
+/** Pods-file entries read per unit of activity for the memory reclaimer (a 10,000-entry reading is a burst). */
+const READ_ENTRIES_PER_NOTE = 200;
+/** Activity a full observe counts for (enough for one compaction after it). */
+const RESYNC_NOTE = 50;
 
 /** How long stop() waits for backend calls already running (queued ones are dropped). */
 export const STOP_DRAIN_MS = 3000;
@@ -101,7 +107,7 @@ export interface RunningAgent {
 }
 
 /** Pods of this node from the configured source, with their netns found, through the profile. */
-function podEvents(settings: AgentSettings, log: AgentLogger, restartMemo?: RestartMemoEntry[]): Observable<ReconcilerInput> {
+function podEvents(settings: AgentSettings, log: AgentLogger, restartMemo?: RestartMemoEntry[], onRead?: (entries: number) => void): Observable<ReconcilerInput> {
   const src = settings.source;
   const raw: Observable<RawPodEvent> =
     src.kind === 'podsFile'
@@ -109,6 +115,7 @@ function podEvents(settings: AgentSettings, log: AgentLogger, restartMemo?: Rest
           nodeName: settings.nodeName,
           onError: (e) => log.warn({ err: e.message }, 'pods file problem'),
           ...(restartMemo && restartMemo.length > 0 ? { restartMemo } : {}),
+          ...(onRead ? { onRead } : {}),
         })
       : kubernetesSource({
           nodeName: settings.nodeName,
@@ -212,7 +219,9 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
         });
         await preparer.start();
       }
-      observations = new ObservationCache(() => backend.observe());
+      // Scrapes read counts only where the backend can (the ZDS wrapper changes no count: the inner one's).
+      const inner = chosen!; // set whenever backend is
+      observations = new ObservationCache(() => backend.observe(), inner.summarize ? { summarize: () => inner.summarize!() } : {});
       metrics.setObserver(observations);
     }
     metrics.setBackend(backend?.name ?? 'none', caps.kernelRelease);
@@ -232,7 +241,14 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
       restartMemo = m.entries;
       log.info({ file: memoFile, pods: m.entries.length, ...(m.ignored ? { ignored: m.ignored } : {}) }, 'restart memo');
     }
-    const events = podEvents(settings, log, restartMemo);
+    // After a burst (a pods-file reading, many pod changes, a resync), the heap is compacted once
+    // the agent is quiet (memory.ts). A reading costs in proportion to the whole file.
+    let rec: Reconciler | undefined;
+    const reclaimer = new MemoryReclaimer({
+      busy: () => rec?.busy ?? false,
+      onReclaim: (ms, why) => log.debug({ ms: Math.round(ms * 10) / 10, why, heapUsedMiB: Math.round(process.memoryUsage().heapUsed / 1048576) }, 'heap compacted'),
+    });
+    const events = podEvents(settings, log, restartMemo, (entries) => reclaimer.note(Math.ceil(entries / READ_ENTRIES_PER_NOTE)));
     restartMemo = undefined; // the source holds what it needs
     if (!backend) {
       const watcher = reportPodsWithoutBackend(events, tracker, unavailable!);
@@ -269,14 +285,22 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
       }),
     );
     // Resyncs and scrapes share one reading of the kernel (see ObservationCache).
-    reconciler = new Reconciler({ backend: observations!.wrap(backend), events: observedEvents, log, ...(settings.resyncIntervalMs ? { resyncIntervalMs: settings.resyncIntervalMs } : {}) });
-    const rec = reconciler;
+    const observed = observations!.wrap(backend);
+    // A full observe (the resync's) reads every pod: a burst of its own.
+    const reconciled: RedirectBackend = { ...observed, observe: () => observed.observe().finally(() => reclaimer.note(RESYNC_NOTE)) };
+    reconciler = new Reconciler({ backend: reconciled, events: observedEvents, log, ...(settings.resyncIntervalMs ? { resyncIntervalMs: settings.resyncIntervalMs } : {}) });
+    rec = reconciler;
     const checkReady = (): void => {
       if (ready) return;
       const snap = rec.snapshot();
       if (firstSyncSettled(snap)) {
         ready = true;
-        log.info({ pods: snap.pods.length, ...podCounts(snap), adoptedUnchanged: tracker.adoptedUnchanged() }, 'ready: first full sync done');
+        // The first sync is the biggest burst of all: its garbage goes back now (see memory.ts).
+        const compacted = reclaimer.reclaimNow();
+        log.info(
+          { pods: snap.pods.length, ...podCounts(snap), adoptedUnchanged: tracker.adoptedUnchanged(), ...(compacted && reclaimer.lastMs !== undefined ? { compactMs: Math.round(reclaimer.lastMs) } : {}) },
+          'ready: first full sync done',
+        );
         markReady();
         // Workloads saved by a previous agent that no pod of this node wants any more: tell ztunnel.
         if (zds) {
@@ -310,6 +334,7 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
       });
     rec.status$.subscribe((st) => {
       memoDirty = true;
+      reclaimer.note();
       // rxjs rethrows a subscriber's exception asynchronously, which would end the process.
       try {
         tracker.onStatus(st);
@@ -349,6 +374,7 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
         clearInterval(poll);
         clearTimeout(checkTimer);
         clearInterval(memoTimer);
+        reclaimer.stop();
         // Queued work and retries are dropped; calls in flight get a short drain (each is one pod's
         // worth of work), so stopping costs the same with 10 or 10,000 pods.
         await rec.stop({ drainTimeoutMs: STOP_DRAIN_MS });

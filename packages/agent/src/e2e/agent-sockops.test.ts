@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { BpfMap } from '@shunt/libbpf';
 import { cgroup2Mount, Testbed } from '@shunt/testbed';
 import type { AgentProcess } from '../agent/process';
 import { freePort } from '../demo/free-port';
@@ -111,6 +112,18 @@ it('enrolls the pods of the pods file: the sidecars see the original destination
   expect(await metric(port1, 'shunt_capacity_max_pods')).toBe(1024);
   expect(await metric(port1, 'shunt_capacity_pods_left')).toBe(1022);
   expect(await metric(port1, 'shunt_capacity_map_entries', { map: 'pod_cfg', of: 'used' })).toBe(2);
+  // Every per-pod map's "used" is the kernel's entry count (read here from the pins by the test).
+  for (const name of ['pod_cfg', 'pod_meta', 'pod_by_ip', 'port_sel', 'cidr4', 'cidr6']) {
+    const m = BpfMap.fromPin(path.join(bpffs, 'shunt', 'sockops', 'maps', name));
+    let n: number;
+    try {
+      n = m.keys().length;
+    } finally {
+      m.close();
+    }
+    expect([name, await metric(port1, 'shunt_capacity_map_entries', { map: name, of: 'used' })]).toEqual([name, n]);
+  }
+  expect(await metric(port1, 'shunt_capacity_map_entries', { map: 'port_sel', of: 'used' })).toBeGreaterThan(0);
   const since = Date.now();
   expect(await requestViaSidecars()).toEqual({ ok: true, originalDst: `${tb.pod('server').ipv4}:${HTTP_PORT}` });
   // The server's sidecar got it on its inbound port, with the server's own address as original destination.

@@ -1,6 +1,6 @@
 // The sockops backend's capacity (maxPods and the maps sized from it), as observe() reports it in
-// nodeDetail.capacity: one reader for `shunt status`, `shunt doctor` and /metrics.
-import type { InstalledState } from '@shunt/core';
+// nodeDetail.capacity (observe() and summarize() alike): one reader for `shunt status`, `shunt doctor` and /metrics.
+import type { InstalledState, InstalledSummary } from '@shunt/core';
 
 export interface CapacityView {
   maxPods: number;
@@ -9,7 +9,7 @@ export interface CapacityView {
   maps: Record<string, { used: number; max: number }>;
 }
 
-export function capacityOf(state: InstalledState | null | undefined): CapacityView | null {
+export function capacityOf(state: InstalledState | InstalledSummary | null | undefined): CapacityView | null {
   const c = state?.nodeDetail?.['capacity'] as CapacityView | null | undefined;
   if (!c || typeof c.maxPods !== 'number' || typeof c.maps !== 'object') return null;
   return c;

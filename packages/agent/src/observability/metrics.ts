@@ -1,8 +1,8 @@
 // The agent's Prometheus metrics. Pod gauges follow the reconciler's status stream; kernel
-// counters are read from the backend (observe()) at scrape time, so they are never stale
-// and never come from the agent's memory.
+// counters and counts are read from the backend at scrape time (a count-only summarize(), or
+// observe()), so they are never stale and never come from the agent's memory.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { InstalledState, PodStatus } from '@shunt/core';
+import type { InstalledSummary, PodStatus } from '@shunt/core';
 import { capacityOf } from './capacity';
 import type { ObservationCache } from './observation';
 
@@ -55,7 +55,7 @@ export function createAgentMetrics(opts: { defaultMetrics?: boolean } = {}): Age
     registers: [registry],
     async collect() {
       const s = await readState();
-      if (s) this.set(s.pods.length);
+      if (s) this.set(s.pods);
     },
   });
   new Gauge({
@@ -113,9 +113,9 @@ export function createAgentMetrics(opts: { defaultMetrics?: boolean } = {}): Age
   });
 
   // One (cached, bounded) kernel reading per scrape, shared by the gauges that need it.
-  let pending: Promise<InstalledState | null> | null = null;
+  let pending: Promise<InstalledSummary | null> | null = null;
   let lastAgeMs: number | null = null;
-  function readState(): Promise<InstalledState | null> {
+  function readState(): Promise<InstalledSummary | null> {
     if (!observations) return Promise.resolve(null);
     if (!pending) {
       const cache = observations;

@@ -1,4 +1,4 @@
-import type { InstalledState } from '@shunt/core';
+import type { InstalledState, InstalledSummary } from '@shunt/core';
 import { ObservationCache } from './observation';
 
 const state = (pods: number): InstalledState => ({
@@ -13,7 +13,7 @@ test('a scrape reuses a fresh observation and never starts two at once', async (
   let t = 0;
   let calls = 0;
   const cache = new ObservationCache(async () => (calls++, state(calls)), { maxAgeMs: 1000, now: () => t });
-  expect((await cache.current())?.state.pods).toHaveLength(1);
+  expect((await cache.current())?.state.pods).toBe(1);
   t = 500;
   expect(await cache.current()).toMatchObject({ ageMs: 500 });
   expect(calls).toBe(1);
@@ -37,10 +37,10 @@ test('a slow observation does not hold the scrape past its budget: the previous 
   const r = await cache.current();
   expect(Date.now() - started).toBeLessThan(5000); // bounded by the 50 ms budget, generously
   expect(r).toMatchObject({ ageMs: 100 });
-  expect(r!.state.pods).toHaveLength(3);
+  expect(r!.state.pods).toBe(3);
   release();
   await cache.refresh();
-  expect((await cache.current())!.state.pods).toHaveLength(7);
+  expect((await cache.current())!.state.pods).toBe(7);
 });
 
 test('a failed observation keeps the previous one and is reported once', async () => {
@@ -53,7 +53,7 @@ test('a failed observation keeps the previous one and is reported once', async (
   await cache.current();
   fail = true;
   t = 1;
-  expect((await cache.current())!.state.pods).toHaveLength(2);
+  expect((await cache.current())!.state.pods).toBe(2);
   expect((cache.lastError as Error).message).toBe('observe timed out');
 });
 
@@ -75,6 +75,52 @@ test('an enroll or unenroll through the wrapped backend makes the next scrape re
   await cache.current();
   expect(calls).toBe(1);
   await wrapped.unenroll({ uid: 'u', namespace: 'n', name: 'p' });
-  expect((await cache.current())!.state.pods).toHaveLength(2);
+  expect((await cache.current())!.state.pods).toBe(2);
   expect(calls).toBe(2);
+});
+
+test('with a count-only summarize(), scrapes never run a full observe; the resync\'s observe still serves them as counts', async () => {
+  let t = 0;
+  let observes = 0;
+  let summaries = 0;
+  let installed = 5;
+  const summary = (): InstalledSummary => ({ backend: 'sockops', nodeReady: true, nodeDetail: { capacity: { pods: installed } }, pods: installed, counters: { c: 1 } });
+  const cache = new ObservationCache(async () => (observes++, state(installed)), {
+    maxAgeMs: 1000,
+    now: () => t,
+    summarize: async () => (summaries++, summary()),
+  });
+  expect(await cache.current()).toMatchObject({ state: { pods: 5, nodeDetail: { capacity: { pods: 5 } } }, ageMs: 0 });
+  t = 500;
+  await cache.current(); // fresh: reused
+  expect([observes, summaries]).toEqual([0, 1]);
+  t = 2000;
+  installed = 6;
+  await Promise.all([cache.current(), cache.current()]); // stale: one summary for both
+  expect([observes, summaries]).toEqual([0, 2]);
+  // The reconciler's full observe gets the whole state; scrapes after it reuse its counts.
+  installed = 7;
+  expect((await cache.refresh()).pods).toHaveLength(7);
+  expect((await cache.current())!.state.pods).toBe(7);
+  expect([observes, summaries]).toEqual([1, 2]);
+  // What a scrape holds is the counts only (no per-pod records kept between resyncs).
+  expect(Array.isArray((await cache.current())!.state.pods)).toBe(false);
+});
+
+test('a failed summarize() keeps the previous reading and is reported', async () => {
+  let t = 0;
+  let fail = false;
+  const cache = new ObservationCache(async () => state(1), {
+    maxAgeMs: 0,
+    now: () => t,
+    summarize: async () => {
+      if (fail) throw new Error('count failed');
+      return { backend: 'sockops', nodeReady: true, nodeDetail: {}, pods: 3, counters: {} };
+    },
+  });
+  expect((await cache.current())!.state.pods).toBe(3);
+  fail = true;
+  t = 1;
+  expect((await cache.current())!.state.pods).toBe(3);
+  expect((cache.lastError as Error).message).toBe('count failed');
 });

@@ -207,6 +207,11 @@ export class Reconciler {
     this.statusSubject.complete();
   }
 
+  /** Backend calls running or queued now (O(1), unlike snapshot()). */
+  get busy(): boolean {
+    return this.inFlight > 0 || this.queue.length > 0;
+  }
+
   snapshot(): ReconcilerSnapshot {
     const pods: PodSnapshot[] = [];
     for (const st of this.states.values()) pods.push(this.view(st));

@@ -59,6 +59,8 @@ export interface PodsFileSourceOptions {
    */
   restartMemo?: readonly RestartMemoEntry[];
   followUpMs?: number;
+  /** After each reading applied: how many entries it had (what the reading cost is proportional to). */
+  onRead?: (entries: number) => void;
 }
 
 export type { PodsFileEntry } from './pods-file-diff';
@@ -314,6 +316,11 @@ export function podsFileSource(path: string, opts: PodsFileSourceOptions = {}): 
             followUp = setTimeout(schedule, opts.followUpMs ?? 200);
           }
           for (const problem of newProblems) report(new ShuntError('SOURCE', `pods file ${path}: ${problem}`));
+          try {
+            opts.onRead?.(got.entries.length);
+          } catch {
+            // bookkeeping only: it must not stop the source
+          }
           if (!synced) {
             synced = true;
             emit([SYNCED]);

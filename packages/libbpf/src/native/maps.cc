@@ -76,6 +76,28 @@ static Napi::Value MapKeys(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// One walk over a map with bpf_map_lookup_batch, shared by mapLookupBatch and mapCount: the
+// in/out batch tokens (opaque, at least key-sized: hash maps use a bucket index) and whether
+// this is the first round. Round() returns 0 or the call's errno (ENOENT: the walk is done, with
+// *count holding the last elements); only a successful round moves the cursor on, so a round
+// that failed (ENOSPC with nothing copied) can be retried from the same place.
+class BatchWalk {
+ public:
+  explicit BatchWalk(size_t keySize) : in_(keySize < 8 ? 8 : keySize), out_(in_.size()) {}
+
+  int Round(int fd, void* keys, void* values, __u32* count) {
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    if (bpf_map_lookup_batch(fd, first_ ? nullptr : in_.data(), out_.data(), keys, values, count, &opts) != 0) return errno;
+    in_.swap(out_);
+    first_ = false;
+    return 0;
+  }
+
+ private:
+  std::vector<uint8_t> in_, out_;
+  bool first_ = true;
+};
+
 // mapLookupBatch(fd, keySize, valueBytes, maxEntries, target) -> {keys: Buffer, values: Buffer, count}
 static Napi::Value MapLookupBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -85,22 +107,15 @@ static Napi::Value MapLookupBatch(const Napi::CallbackInfo& info) {
   __u32 maxEntries = static_cast<__u32>(ArgInt(info, 3));
   std::string target = OptStr(info, 4);
   std::vector<uint8_t> keys(keySize * maxEntries), values(valueBytes * maxEntries);
-  // in/out batch tokens are opaque, at least key-sized (hash maps use a bucket index).
-  std::vector<uint8_t> inBatch(keySize < 8 ? 8 : keySize), outBatch(keySize < 8 ? 8 : keySize);
-  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  BatchWalk walk(keySize);
   __u32 total = 0;
-  bool first = true;
   // Each round returns at least one element or ENOENT, so maxEntries+1 rounds suffice.
   for (__u32 round = 0; round <= maxEntries && total < maxEntries; round++) {
     __u32 count = maxEntries - total;
-    int r = bpf_map_lookup_batch(fd, first ? nullptr : inBatch.data(), outBatch.data(), keys.data() + total * keySize,
-                                 values.data() + total * valueBytes, &count, &opts);
-    int err = errno;
-    if (r != 0 && err != ENOENT) ThrowBpf(env, err, "lookup_batch", target);
+    int err = walk.Round(fd, keys.data() + total * keySize, values.data() + total * valueBytes, &count);
+    if (err != 0 && err != ENOENT) ThrowBpf(env, err, "lookup_batch", target);
     total += count;
-    if (r != 0) break;  // ENOENT: walked the whole map
-    inBatch.swap(outBatch);
-    first = false;
+    if (err != 0) break;  // ENOENT: walked the whole map
   }
   Napi::Object o = Napi::Object::New(env);
   o.Set("keys", Napi::Buffer<uint8_t>::Copy(env, keys.data(), total * keySize));
@@ -127,24 +142,19 @@ static Napi::Value MapCount(const Napi::CallbackInfo& info) {
     // A hash bucket larger than the chunk gives ENOSPC with nothing copied: grow and retry it.
     if (chunk > limit) chunk = limit == 0 ? 1 : limit;
     std::vector<uint8_t> keys(keySize * chunk), values(valueBytes * chunk);
-    std::vector<uint8_t> inBatch(keySize < 8 ? 8 : keySize), outBatch(keySize < 8 ? 8 : keySize);
-    LIBBPF_OPTS(bpf_map_batch_opts, opts);
-    bool first = true;
+    BatchWalk walk(keySize);
     for (__u32 round = 0; round <= limit && total < limit; round++) {
       __u32 count = chunk;
-      int r = bpf_map_lookup_batch(fd, first ? nullptr : inBatch.data(), outBatch.data(), keys.data(), values.data(), &count, &opts);
-      int err = errno;
-      if (r != 0 && err == ENOSPC && count == 0 && chunk < limit) {
+      int err = walk.Round(fd, keys.data(), values.data(), &count);
+      if (err == ENOSPC && count == 0 && chunk < limit) {
         chunk = chunk * 4 < limit ? chunk * 4 : limit;
         keys.resize(keySize * chunk);
         values.resize(valueBytes * chunk);
         continue;
       }
-      if (r != 0 && err != ENOENT) ThrowBpf(env, err, "lookup_batch", target);
+      if (err != 0 && err != ENOENT) ThrowBpf(env, err, "lookup_batch", target);
       total += count;
-      if (r != 0) break;  // ENOENT: walked the whole map
-      inBatch.swap(outBatch);
-      first = false;
+      if (err != 0) break;  // ENOENT: walked the whole map
     }
     return Napi::Number::New(env, total > limit ? limit : total);
   }
@@ -189,13 +199,20 @@ static Napi::Value MapDeleteBatch(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, count);
 }
 
-static Napi::Value MapInfo(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+// mapInfo / progInfo (fd, target): the kernel's info struct of the object behind fd.
+template <typename Info>
+static Info InfoByFd(const Napi::CallbackInfo& info, int (*get)(int, Info*, __u32*), const char* op) {
   int fd = ArgInt(info, 0);
   std::string target = OptStr(info, 1);
-  bpf_map_info mi = {};
-  __u32 len = sizeof(mi);
-  if (bpf_map_get_info_by_fd(fd, &mi, &len) != 0) ThrowBpf(env, errno, "map_get_info", target);
+  Info out = {};
+  __u32 len = sizeof(out);
+  if (get(fd, &out, &len) != 0) ThrowBpf(info.Env(), errno, op, target);
+  return out;
+}
+
+static Napi::Value MapInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bpf_map_info mi = InfoByFd<bpf_map_info>(info, bpf_map_get_info_by_fd, "map_get_info");
   Napi::Object o = Napi::Object::New(env);
   o.Set("id", mi.id);
   o.Set("name", mi.name);
@@ -210,11 +227,7 @@ static Napi::Value MapInfo(const Napi::CallbackInfo& info) {
 
 static Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = ArgInt(info, 0);
-  std::string target = OptStr(info, 1);
-  bpf_prog_info pi = {};
-  __u32 len = sizeof(pi);
-  if (bpf_prog_get_info_by_fd(fd, &pi, &len) != 0) ThrowBpf(env, errno, "prog_get_info", target);
+  bpf_prog_info pi = InfoByFd<bpf_prog_info>(info, bpf_prog_get_info_by_fd, "prog_get_info");
   Napi::Object o = Napi::Object::New(env);
   o.Set("id", pi.id);
   o.Set("name", pi.name);

@@ -5,42 +5,31 @@
 // (empty, a scalar, truncated, deleted, unreadable). Throughout: the agent stays up, the good pods'
 // traffic still goes through the client's sidecar to the original destination, the bad pods are
 // rejected once each and never enrolled (their traffic stays direct), nothing is unenrolled.
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, renameSync, rmSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, renameSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Testbed } from '@shunt/testbed';
+import type { Testbed } from '@shunt/testbed';
 import type { AgentProcess } from '../agent/process';
 import { freePort } from '../demo/free-port';
-import { removePins } from '../node-state/pins';
-import { eventually, metric, podNetnsPrefix, requestDirect, requestViaSidecars, runCli, startBuiltAgent } from './support';
+import { useAgentRun } from '../test-support/agent-run';
+import { eventually, metric, requestDirect, requestViaSidecars, runCli } from './support';
 
 const HTTP_PORT = 8080;
+const run = useAgentRun({
+  tag: 'hostile',
+  pods: [
+    { name: 'client', mesh: 'sidecar' },
+    { name: 'server', mesh: 'sidecar' },
+    { name: 'victim', mesh: 'sidecar' },
+  ],
+  httpServer: { pod: 'server', port: HTTP_PORT },
+  bpffs: 'run',
+});
 let tb: Testbed;
 let dir: string;
-const bpffs = `/sys/fs/bpf/shunt-e2e-hostile-${randomBytes(4).toString('hex')}`;
-const agents: AgentProcess[] = [];
 
-beforeAll(async () => {
-  tb = await Testbed.create({
-    pods: [
-      { name: 'client', mesh: 'sidecar' },
-      { name: 'server', mesh: 'sidecar' },
-      { name: 'victim', mesh: 'sidecar' },
-    ],
-  });
-  await tb.startHttpServer('server', { port: HTTP_PORT, body: 'hello' });
-  dir = mkdtempSync(path.join(tmpdir(), 'shunt-e2e-hostile-'));
-  mkdirSync(bpffs);
-}, 120_000);
-
-afterAll(async () => {
-  for (const a of agents) await a.stop().catch(() => undefined);
-  await removePins(path.join(bpffs, 'shunt')).catch(() => undefined);
-  rmSync(bpffs, { recursive: true, force: true });
-  await tb?.dispose();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-}, 60_000);
+beforeAll(() => {
+  ({ tb, dir } = run);
+});
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const clone = (o: unknown): Obj => JSON.parse(JSON.stringify(o)) as Obj;
@@ -78,7 +67,7 @@ describe.each(['sockops', 'iptables'] as const)('%s backend', (backend) => {
   let agent: AgentProcess;
   let port: number;
   let podsFile: string;
-  const state = () => path.join(dir, `state-${backend}`);
+  const nodeArgs = () => run.nodeArgs(`state-${backend}`);
 
   const goodPodsStillRedirected = async (when: string) => {
     expect(agent.child.exitCode).toBeNull();
@@ -92,18 +81,14 @@ describe.each(['sockops', 'iptables'] as const)('%s backend', (backend) => {
     const { items, bad } = hostileFile();
     writeFileSync(podsFile, JSON.stringify(items, null, 2));
     port = await freePort();
-    agent = await startBuiltAgent([
+    agent = await run.startAgent([
       '--pods-file', podsFile,
       '--node-name', tb.kubePod('client').spec.nodeName,
       '--redirect-mode', backend,
       '--metrics-address', `127.0.0.1:${port}`,
-      '--bpffs-path', bpffs,
-      '--cgroup-path', tb.cgroupRoot,
-      '--state-dir', state(),
-      '--netns-prefix', podNetnsPrefix(tb),
+      ...nodeArgs(),
       '--cleanup-on-exit',
     ]);
-    agents.push(agent);
     await goodPodsStillRedirected('at start');
     await eventually('every bad entry reported', () => bad.every((b) => reports(agent).some((r) => b.expect.test(r))));
     for (const b of bad) expect([b.name, reports(agent).filter((r) => b.expect.test(r)).length]).toEqual([b.name, 1]);
@@ -141,7 +126,7 @@ describe.each(['sockops', 'iptables'] as const)('%s backend', (backend) => {
   it('stops cleanly (--cleanup-on-exit) and `shunt cleanup` finds nothing left', async () => {
     expect(await agent.stop()).toBe(0);
     expect(await requestDirect(tb, 'client', 'server', HTTP_PORT)).toEqual({ ok: true, sidecarRecords: 0 });
-    const report = JSON.parse(runCli(['cleanup', '--json', '--bpffs-path', bpffs, '--state-dir', state(), '--cgroup-path', tb.cgroupRoot, '--netns-prefix', podNetnsPrefix(tb)]));
+    const report = JSON.parse(runCli(['cleanup', '--json', ...nodeArgs()]));
     expect(report.errors).toEqual([]);
   }, 60_000);
 });

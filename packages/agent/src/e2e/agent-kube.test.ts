@@ -6,45 +6,45 @@
 // deleted through the API, dropped and expired (410) watches losing nothing, and, with the
 // istio-ambient profile and the ztunnel stand-in, a namespace label enrolling and unenrolling its
 // pod live (ztunnel handed the netns the agent found from the pod's IPs).
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync } from 'node:fs';
 import path from 'node:path';
 import { netnsCookie } from '@shunt/libbpf';
-import { apiPodOf, startZtunnel, Testbed, type ZtunnelStandIn } from '@shunt/testbed';
+import { apiPodOf, startZtunnel, type Testbed, type ZtunnelStandIn } from '@shunt/testbed';
 import { startFakeApiServer, type FakeApiServer } from '../../../../test/fake-apiserver';
 import type { AgentProcess } from '../agent/process';
 import { freePort } from '../demo/free-port';
-import { removePins } from '../node-state/pins';
+import { makeRunBpffs, removeRunBpffs, useAgentRun } from '../test-support/agent-run';
 import { readShuntChains } from './iptables-read';
-import { eventually, metric, podNetnsPrefix, requestViaSidecars, runCli, startBuiltAgent } from './support';
+import { eventually, metric, requestViaSidecars, runCli } from './support';
 
 const HTTP_PORT = 8080;
 const ELSEWHERE = 'node-elsewhere';
 const AMBIENT_LABEL = 'istio.io/dataplane-mode';
+// Rules a failing test left in the pods' netns go with the netns (the testbed's teardown).
+const run = useAgentRun({
+  tag: 'kube',
+  pods: [
+    { name: 'client', mesh: 'sidecar' },
+    { name: 'server', mesh: 'sidecar' },
+    { name: 'late', mesh: 'sidecar' },
+    // Has a sidecar, so enrolling it by mistake would show; announced on another node.
+    { name: 'other', mesh: 'sidecar' },
+    // No pod label: membership can only come from its namespace's label.
+    { name: 'amb', mesh: 'none', namespace: 'amb-ns' },
+  ],
+  httpServer: { pod: 'server', port: HTTP_PORT },
+});
 let tb: Testbed;
 let api: FakeApiServer;
 let dir: string;
 let kubeconfig: string;
 let nodeName: string;
-const agents: AgentProcess[] = [];
 
 beforeAll(async () => {
-  tb = await Testbed.create({
-    pods: [
-      { name: 'client', mesh: 'sidecar' },
-      { name: 'server', mesh: 'sidecar' },
-      { name: 'late', mesh: 'sidecar' },
-      // Has a sidecar, so enrolling it by mistake would show; announced on another node.
-      { name: 'other', mesh: 'sidecar' },
-      // No pod label: membership can only come from its namespace's label.
-      { name: 'amb', mesh: 'none', namespace: 'amb-ns' },
-    ],
-  });
-  await tb.startHttpServer('server', { port: HTTP_PORT, body: 'hello' });
+  ({ tb, dir } = run);
   nodeName = tb.kubePod('client').spec.nodeName;
-  dir = mkdtempSync(path.join(tmpdir(), 'shunt-e2e-kube-'));
   api = await startFakeApiServer();
+  run.onTeardown(() => api.close());
   kubeconfig = api.writeKubeconfig(path.join(dir, 'kubeconfig'));
   api.addNamespace('default');
   api.addNamespace('amb-ns');
@@ -54,36 +54,23 @@ beforeAll(async () => {
   api.addPod({ ...apiPod('other'), spec: { ...apiPod('other').spec, nodeName: ELSEWHERE } });
 }, 120_000);
 
-afterAll(async () => {
-  for (const a of agents) await a.stop().catch(() => undefined);
-  await api?.close();
-  // Rules a failing test left in the pods' netns go with the netns.
-  await tb?.dispose();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-}, 60_000);
-
 /** The testbed pod as the API server holds it: no netns, cgroup or veth (the agent must discover them). */
 function apiPod(name: string): Record<string, any> {
   return apiPodOf(tb.kubePod(name));
 }
 
 async function startAgent(port: number, extra: string[] = [], until?: (l: Record<string, unknown>) => boolean): Promise<AgentProcess> {
-  const a = await startBuiltAgent(
+  return run.startAgent(
     [
       '--kubeconfig', kubeconfig,
       '--metrics-address', `127.0.0.1:${port}`,
-      '--bpffs-path', path.join(dir, 'bpffs'),
-      '--state-dir', path.join(dir, 'state'),
-      '--cgroup-path', tb.cgroupRoot,
-      '--netns-prefix', podNetnsPrefix(tb),
+      ...run.nodeArgs(),
       '--log-level', 'debug',
       ...extra,
     ],
     // The chart sets NODE_NAME from the downward API; so does this test.
     { env: { NODE_NAME: nodeName }, ...(until ? { until } : {}) },
   );
-  agents.push(a);
-  return a;
 }
 
 const stateChanges = (a: AgentProcess, pod: string) => a.logs.filter((l) => l['msg'] === 'pod state changed' && l['pod'] === pod);
@@ -163,9 +150,9 @@ describe('istio-ambient profile', () => {
   let amb: AgentProcess;
   let zt: ZtunnelStandIn;
   // tc pins need a real bpffs: a directory of this run in the machine's.
-  const ambBpffs = `/sys/fs/bpf/shunt-e2e-kube-${randomBytes(4).toString('hex')}`;
+  let ambBpffs = '';
   beforeAll(async () => {
-    mkdirSync(ambBpffs);
+    ambBpffs = makeRunBpffs('kube');
     const sock = path.join(dir, 'ztunnel', 'ztunnel.sock');
     zt = await startZtunnel({ socketPath: sock, logPath: path.join(dir, 'ztunnel.log'), name: 'zt-kube' });
     ambPort = await freePort();
@@ -174,8 +161,7 @@ describe('istio-ambient profile', () => {
   afterAll(async () => {
     await amb?.stop().catch(() => undefined);
     await zt?.stop().catch(() => undefined);
-    await removePins(path.join(ambBpffs, 'shunt')).catch(() => undefined);
-    rmSync(ambBpffs, { recursive: true, force: true });
+    if (ambBpffs) await removeRunBpffs(ambBpffs);
   }, 60_000);
 
   it('picks an ambient backend (order tc → iptables) and serves ZDS; no member yet, nothing announced', async () => {

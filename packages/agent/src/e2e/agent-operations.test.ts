@@ -4,48 +4,40 @@
 // back, traffic goes through the sidecar again); retry (a pod whose netns appears late is enrolled by
 // a retry, with no new event).
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Testbed } from '@shunt/testbed';
+import type { Testbed } from '@shunt/testbed';
 import { builtCliCommand, spawnAgent, type AgentProcess } from '../agent/process';
 import { freePort } from '../demo/free-port';
+import { useAgentRun } from '../test-support/agent-run';
 import { readShuntChains } from './iptables-read';
-import { eventually, metric, podNetnsPrefix, requestDirect, requestViaSidecars, runCli, scrape, startBuiltAgent } from './support';
+import { eventually, metric, podNetnsPrefix, requestDirect, requestViaSidecars, runCli, scrape } from './support';
 
 const HTTP_PORT = 8080;
+const run = useAgentRun({ tag: 'ops', pods: [{ name: 'client', mesh: 'sidecar' }, { name: 'server', mesh: 'sidecar' }], httpServer: { pod: 'server', port: HTTP_PORT } });
 let tb: Testbed;
-let dir: string;
 let podsFile: string;
 let lateNetns: string;
-const agents: AgentProcess[] = [];
 
-beforeAll(async () => {
-  tb = await Testbed.create({ pods: [{ name: 'client', mesh: 'sidecar' }, { name: 'server', mesh: 'sidecar' }] });
-  await tb.startHttpServer('server', { port: HTTP_PORT, body: 'hello' });
-  dir = mkdtempSync(path.join(tmpdir(), 'shunt-e2e-ops-'));
-  podsFile = path.join(dir, 'pods.json');
+beforeAll(() => {
+  tb = run.tb;
+  podsFile = path.join(run.dir, 'pods.json');
   lateNetns = `${podNetnsPrefix(tb)}late-netns`;
-}, 120_000);
+  run.onTeardown(() => {
+    try {
+      execFileSync('ip', ['netns', 'del', lateNetns], { stdio: 'ignore' });
+    } catch {
+      /* never created, or already gone */
+    }
+  });
+});
 
-afterAll(async () => {
-  for (const a of agents) await a.stop().catch(() => undefined);
-  try {
-    execFileSync('ip', ['netns', 'del', lateNetns], { stdio: 'ignore' });
-  } catch {
-    /* never created, or already gone */
-  }
-  await tb?.dispose();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-}, 60_000);
-
-const nodeArgs = () => ['--bpffs-path', path.join(dir, 'bpffs'), '--state-dir', path.join(dir, 'state'), '--cgroup-path', tb.cgroupRoot, '--netns-prefix', podNetnsPrefix(tb)];
+const nodeArgs = () => run.nodeArgs();
 
 it('a forced mode that cannot serve the profile exits non-zero with the reason', async () => {
   writeFileSync(podsFile, JSON.stringify([tb.kubePod('client')]));
   const port = await freePort();
-  const a = spawnAgent(['--pods-file', podsFile, '--node-name', tb.kubePod('client').spec.nodeName, '--redirect-mode', 'tc', '--metrics-address', `127.0.0.1:${port}`, ...nodeArgs()], { cli: builtCliCommand() });
-  agents.push(a);
+  const a = run.track(spawnAgent(['--pods-file', podsFile, '--node-name', tb.kubePod('client').spec.nodeName, '--redirect-mode', 'tc', '--metrics-address', `127.0.0.1:${port}`, ...nodeArgs()], { cli: builtCliCommand() }));
   const code = await Promise.race([a.exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 60_000))]);
   expect(code).not.toBe('hung');
   expect(code).not.toBe(0);
@@ -77,12 +69,11 @@ describe('a running agent', () => {
     };
     writeFileSync(podsFile, JSON.stringify([tb.kubePod('client'), tb.kubePod('server'), late]));
     port = await freePort();
-    agent = await startBuiltAgent(
+    agent = await run.startAgent(
       ['--pods-file', podsFile, '--node-name', tb.kubePod('client').spec.nodeName, '--redirect-mode', 'iptables', '--metrics-address', `127.0.0.1:${port}`, '--resync-seconds', '1', ...nodeArgs()],
       // 'late' keeps failing until its netns exists: the agent is live, serving, not ready.
       { until: (l) => l['msg'] === 'backend call failed' && String(l['pod']).endsWith('/late') },
     );
-    agents.push(agent);
     const healthz = await fetch(`http://127.0.0.1:${port}/healthz`);
     expect(healthz.status).toBe(200);
     await eventually('client and server enrolled', async () => (await metric(port, 'shunt_pods_enrolled')) === 2);
@@ -135,8 +126,7 @@ describe('a running agent', () => {
   }, 60_000);
 
   it('--cleanup-on-exit removes every rule it installed when it stops; the pods talk directly again', async () => {
-    const a = await startBuiltAgent(['--pods-file', podsFile, '--node-name', tb.kubePod('client').spec.nodeName, '--redirect-mode', 'iptables', '--metrics-address', `127.0.0.1:${await freePort()}`, '--cleanup-on-exit', ...nodeArgs()]);
-    agents.push(a);
+    const a = await run.startAgent(['--pods-file', podsFile, '--node-name', tb.kubePod('client').spec.nodeName, '--redirect-mode', 'iptables', '--metrics-address', `127.0.0.1:${await freePort()}`, '--cleanup-on-exit', ...nodeArgs()]);
     expect(await a.stop()).toBe(0);
     for (const netns of [tb.pod('client').netnsPath, tb.pod('server').netnsPath, `/var/run/netns/${lateNetns}`]) expect(await readShuntChains(netns)).toEqual([]);
     expect(await requestDirect(tb, 'client', 'server', HTTP_PORT)).toEqual({ ok: true, sidecarRecords: 0 });

@@ -2,40 +2,34 @@
 // HAProxy sidecars: enroll on add (the sidecars see the original destination), unenroll on
 // removal, /metrics counts them, SIGTERM leaves the redirect working, a restarted agent adopts
 // it, `shunt cleanup` leaves nothing.
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Testbed } from '@shunt/testbed';
+import type { Testbed } from '@shunt/testbed';
 import type { AgentProcess } from '../agent/process';
 import { freePort } from '../demo/free-port';
+import { useAgentRun } from '../test-support/agent-run';
 import { readShuntChains } from './iptables-read';
-import { eventually, metric, podNetnsPrefix, requestDirect, requestViaSidecars as viaSidecars, runCli, startBuiltAgent } from './support';
+import { eventually, metric, requestDirect, requestViaSidecars as viaSidecars, runCli } from './support';
 
 const HTTP_PORT = 8080;
+// iptables installs nothing node-wide; a throwaway bpffs dir (<dir>/bpffs) keeps the run self-contained.
+const run = useAgentRun({
+  tag: 'pods-file',
+  pods: [
+    { name: 'client', mesh: 'sidecar' },
+    { name: 'server', mesh: 'sidecar' },
+    { name: 'late', mesh: 'sidecar' },
+  ],
+  httpServer: { pod: 'server', port: HTTP_PORT },
+});
 let tb: Testbed;
 let dir: string;
 let podsFile: string;
-const agents: AgentProcess[] = [];
 
-beforeAll(async () => {
-  tb = await Testbed.create({
-    pods: [
-      { name: 'client', mesh: 'sidecar' },
-      { name: 'server', mesh: 'sidecar' },
-      { name: 'late', mesh: 'sidecar' },
-    ],
-  });
-  await tb.startHttpServer('server', { port: HTTP_PORT, body: 'hello' });
-  dir = mkdtempSync(path.join(tmpdir(), 'shunt-e2e-'));
+beforeAll(() => {
+  ({ tb, dir } = run);
   podsFile = path.join(dir, 'pods.json');
-}, 120_000);
-
-afterAll(async () => {
-  for (const a of agents) await a.stop().catch(() => undefined);
-  // Whatever a failing test left in the pods' netns goes with the netns.
-  await tb?.dispose();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-}, 60_000);
+});
 
 function writePods(names: string[]): void {
   // tb.kubePod() carries the pods file's `shunt:` key: it is a pods-file entry as it is.
@@ -43,20 +37,14 @@ function writePods(names: string[]): void {
 }
 
 async function startAgent(port: number): Promise<AgentProcess> {
-  const a = await startBuiltAgent([
+  return run.startAgent([
     '--pods-file', podsFile,
     '--node-name', tb.kubePod('client').spec.nodeName,
     '--redirect-mode', 'iptables',
     '--metrics-address', `127.0.0.1:${port}`,
-    // iptables installs nothing node-wide; a throwaway bpffs dir keeps the run self-contained.
-    '--bpffs-path', path.join(dir, 'bpffs'),
-    '--state-dir', path.join(dir, 'state'),
-    '--cgroup-path', tb.cgroupRoot,
-    '--netns-prefix', podNetnsPrefix(tb),
+    ...run.nodeArgs(),
     '--log-level', 'debug',
   ]);
-  agents.push(a);
-  return a;
 }
 
 const requestViaSidecars = () => viaSidecars(tb, 'client', 'server', HTTP_PORT);
@@ -120,7 +108,7 @@ it('`shunt cleanup` removes every SHUNT_ chain and the records, and leaves no pi
   // One record per enrolled pod, so a later process (this one) can undo them.
   expect(readdirSync(path.join(dir, 'state', 'iptables')).filter((f) => f.endsWith('.json'))).toHaveLength(2);
   // Scoped to this testbed's netns and state dir: other runs on the machine have their own.
-  const out = runCli(['cleanup', '--json', '--bpffs-path', path.join(dir, 'bpffs'), '--state-dir', path.join(dir, 'state'), '--cgroup-path', tb.cgroupRoot, '--netns-prefix', podNetnsPrefix(tb)]);
+  const out = runCli(['cleanup', '--json', ...run.nodeArgs()]);
   const report = JSON.parse(out);
   expect(report.errors).toEqual([]);
   expect(report.backends).toContainEqual({ backend: 'iptables', ok: true });

@@ -2,60 +2,48 @@
 // HAProxy sidecars: a restarted agent vouches for the pods-file items that did not change, but a
 // pod whose kernel state drifted while no agent ran (its pod_cfg entry deleted) is still repaired
 // before ready, the undrifted pod's kernel entry is not rewritten, and traffic takes the sidecars.
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { BpfMap, netnsCookie } from '@shunt/libbpf';
-import { Testbed } from '@shunt/testbed';
+import type { Testbed } from '@shunt/testbed';
 import type { AgentProcess } from '../agent/process';
 import { RESTART_MEMO_FILE } from '../agent/restart-memo';
 import { freePort } from '../demo/free-port';
-import { removePins } from '../node-state/pins';
-import { eventually, metric, podNetnsPrefix, requestViaSidecars, startBuiltAgent } from './support';
+import { useAgentRun } from '../test-support/agent-run';
+import { eventually, metric, requestViaSidecars } from './support';
 
 const HTTP_PORT = 8080;
+const run = useAgentRun({
+  tag: 'memo',
+  pods: [
+    { name: 'client', mesh: 'sidecar' },
+    { name: 'server', mesh: 'sidecar' },
+  ],
+  httpServer: { pod: 'server', port: HTTP_PORT },
+  bpffs: 'run',
+});
 let tb: Testbed;
-let dir: string;
+let bpffs: string;
 let podsFile: string;
-const bpffs = `/sys/fs/bpf/shunt-e2e-memo-${randomBytes(4).toString('hex')}`;
-const agents: AgentProcess[] = [];
 
-beforeAll(async () => {
-  tb = await Testbed.create({
-    pods: [
-      { name: 'client', mesh: 'sidecar' },
-      { name: 'server', mesh: 'sidecar' },
-    ],
-  });
-  await tb.startHttpServer('server', { port: HTTP_PORT, body: 'hello' });
-  dir = mkdtempSync(path.join(tmpdir(), 'shunt-e2e-memo-'));
-  podsFile = path.join(dir, 'pods.json');
-  mkdirSync(bpffs);
+beforeAll(() => {
+  ({ tb, bpffs } = run);
+  podsFile = path.join(run.dir, 'pods.json');
   writeFileSync(podsFile, JSON.stringify(['client', 'server'].map((n) => tb.kubePod(n))));
-}, 120_000);
+});
 
-afterAll(async () => {
-  for (const a of agents) await a.stop().catch(() => undefined);
-  await removePins(path.join(bpffs, 'shunt')).catch(() => undefined);
-  rmSync(bpffs, { recursive: true, force: true });
-  await tb?.dispose();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-}, 60_000);
-
-const stateDir = () => path.join(dir, 'state');
+const stateDir = () => path.join(run.dir, 'state');
 
 async function startAgent(): Promise<{ agent: AgentProcess; port: number }> {
   const port = await freePort();
-  const agent = await startBuiltAgent([
+  const agent = await run.startAgent([
     '--pods-file', podsFile,
     '--node-name', tb.kubePod('client').spec.nodeName,
     '--redirect-mode', 'sockops',
     '--metrics-address', `127.0.0.1:${port}`,
-    '--bpffs-path', bpffs, '--cgroup-path', tb.cgroupRoot, '--state-dir', stateDir(), '--netns-prefix', podNetnsPrefix(tb),
+    ...run.nodeArgs(),
     '--log-level', 'debug',
   ]);
-  agents.push(agent);
   return { agent, port };
 }
 

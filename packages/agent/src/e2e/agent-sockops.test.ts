@@ -5,55 +5,43 @@
 // working), a restarted agent adopting the very same links, and `shunt cleanup` leaving no pins
 // under the run's bpffs root and no programs on its cgroups (checked with bpftool).
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { BpfMap } from '@shunt/libbpf';
-import { cgroup2Mount, Testbed } from '@shunt/testbed';
+import { cgroup2Mount, type Testbed } from '@shunt/testbed';
 import type { AgentProcess } from '../agent/process';
 import { freePort } from '../demo/free-port';
-import { removePins } from '../node-state/pins';
-import { eventually, metric, podNetnsPrefix, requestDirect, requestViaSidecars as viaSidecars, runCli, startBuiltAgent } from './support';
+import { useAgentRun } from '../test-support/agent-run';
+import { eventually, metric, requestDirect, requestViaSidecars as viaSidecars, runCli } from './support';
 
 const HTTP_PORT = 8080;
+// The agent's --bpffs-path is a directory of this run in the machine's bpffs; shunt pins under <bpffs>/shunt.
+const run = useAgentRun({
+  tag: 'sockops',
+  pods: [
+    { name: 'client', mesh: 'sidecar' },
+    { name: 'server', mesh: 'sidecar' },
+  ],
+  httpServer: { pod: 'server', port: HTTP_PORT },
+  bpffs: 'run',
+});
 let tb: Testbed;
-let dir: string;
+let bpffs: string;
 let podsFile: string;
-/** This run's bpffs directory (the agent's --bpffs-path); shunt pins under <bpffs>/shunt. */
-const bpffs = `/sys/fs/bpf/shunt-e2e-${randomBytes(4).toString('hex')}`;
-const agents: AgentProcess[] = [];
 
-beforeAll(async () => {
-  tb = await Testbed.create({
-    pods: [
-      { name: 'client', mesh: 'sidecar' },
-      { name: 'server', mesh: 'sidecar' },
-    ],
-  });
-  await tb.startHttpServer('server', { port: HTTP_PORT, body: 'hello' });
-  dir = mkdtempSync(path.join(tmpdir(), 'shunt-e2e-sockops-'));
-  podsFile = path.join(dir, 'pods.json');
-  mkdirSync(bpffs);
-}, 120_000);
-
-afterAll(async () => {
-  for (const a of agents) await a.stop().catch(() => undefined);
-  // A failing test may leave links: detach them before the cgroups go.
-  await removePins(path.join(bpffs, 'shunt')).catch(() => undefined);
-  rmSync(bpffs, { recursive: true, force: true });
-  await tb?.dispose();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-}, 60_000);
+beforeAll(() => {
+  ({ tb, bpffs } = run);
+  podsFile = path.join(run.dir, 'pods.json');
+});
 
 function writePods(names: string[]): void {
   writeFileSync(podsFile, JSON.stringify(names.map((n) => tb.kubePod(n)), null, 2));
 }
 
-const nodeArgs = () => ['--bpffs-path', bpffs, '--cgroup-path', tb.cgroupRoot, '--state-dir', path.join(dir, 'state'), '--netns-prefix', podNetnsPrefix(tb)];
+const nodeArgs = () => run.nodeArgs();
 
 async function startAgent(port: number, extra: string[] = []): Promise<AgentProcess> {
-  const a = await startBuiltAgent([
+  return run.startAgent([
     ...extra,
     '--pods-file', podsFile,
     '--node-name', tb.kubePod('client').spec.nodeName,
@@ -62,8 +50,6 @@ async function startAgent(port: number, extra: string[] = []): Promise<AgentProc
     ...nodeArgs(),
     '--log-level', 'debug',
   ]);
-  agents.push(a);
-  return a;
 }
 
 interface CgroupProg {

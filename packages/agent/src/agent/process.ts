@@ -29,7 +29,7 @@ export function cliCommand(): string[] {
   return [process.execPath, '-r', path.join(pkg, 'tools', 'ts-register.js'), path.join(pkg, 'src', 'cli.ts')];
 }
 
-/** TypeScript sources of the CLI (tests excluded) whose built .js is missing or older. */
+/** TypeScript sources of the CLI whose built .js is missing or older (tests and test-only modules, which tsconfig.build.json leaves out, excluded). */
 function staleOutputs(srcDir: string, distDir: string, limit = 10_000): string[] {
   const stale: string[] = [];
   let seen = 0;
@@ -37,7 +37,9 @@ function staleOutputs(srcDir: string, distDir: string, limit = 10_000): string[]
     for (const e of readdirSync(path.join(srcDir, rel), { withFileTypes: true })) {
       if (++seen > limit) return;
       const r = path.join(rel, e.name);
-      if (e.isDirectory()) walk(r);
+      if (e.isDirectory()) {
+        if (e.name !== 'test-support' && e.name !== '__fixtures__') walk(r);
+      }
       else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') && !e.name.endsWith('.d.ts')) {
         const out = path.join(distDir, r.replace(/\.ts$/, '.js'));
         if (!existsSync(out) || statSync(out).mtimeMs < statSync(path.join(srcDir, r)).mtimeMs) stale.push(r);

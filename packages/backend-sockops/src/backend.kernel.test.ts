@@ -12,34 +12,22 @@ import type { MeshPod } from '@shunt/core';
 import { BpfLink, BpfMap, netnsCookie } from '@shunt/libbpf';
 import { INBOUND_PENDING, SockopsBackend } from './backend';
 import { Sandbox, type Helper, type Netns } from './test-support/sandbox';
+import { PROXY_UID, sandboxPod } from './test-support/sandbox-pod';
 
 const APP_UID = 1000;
-const PROXY_UID = 1337;
 const DNS_PORT = 15053;
 const NO_RECORDS = { origByCookie: 0, origByTuple: 0, splicedSockets: 0, splicePeers: 0, dnsSockets: 0 };
 
 function meshPod(name: string, ns: Netns, v4: string, v6: string[], dnsPort?: number): MeshPod {
-  return {
-    uid: `uid-${name}`,
-    namespace: 'test',
+  return sandboxPod(ns, {
     name,
-    profile: 'istio-sidecar',
-    membership: 'sidecar',
-    hostNetwork: false,
-    ips: { v4: [v4], v6 },
-    netnsPath: ns.path,
-    interceptionMode: 'REDIRECT',
-    proxy: { uid: PROXY_UID, gid: PROXY_UID, outboundPort: 15001, inboundPort: 15006, ...(dnsPort ? { dnsPort } : {}) },
-    traffic: {
-      inbound: { include: '*', exclude: [15008, 15020, 15021, 15090] },
-      outbound: {
-        includePorts: [],
-        excludePorts: [8081],
-        includeCidrs: '*',
-        excludeCidrs: [{ family: 4, address: '198.18.0.3', prefix: 32 }],
-      },
-    },
-  };
+    namespace: 'test',
+    v4,
+    v6,
+    ...(dnsPort ? { dnsPort } : {}),
+    inboundExclude: [15008, 15020, 15021, 15090],
+    outbound: { excludePorts: [8081], excludeCidrs: [{ family: 4, address: '198.18.0.3', prefix: 32 }] },
+  });
 }
 
 interface ClientResult {

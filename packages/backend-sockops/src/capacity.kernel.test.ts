@@ -11,26 +11,11 @@ import { SockopsBackend } from './backend';
 import { CapacityError, mapSizes } from './capacity';
 import { MAP_NAMES } from './abi';
 import { Sandbox, type Netns } from './test-support/sandbox';
+import { PROXY_UID, sandboxPod } from './test-support/sandbox-pod';
 
-const PROXY_UID = 1337;
 
 function meshPod(name: string, ns: Netns, v4: string, excludePorts: number[] = []): MeshPod {
-  return {
-    uid: `uid-${name}`,
-    namespace: 'cap',
-    name,
-    profile: 'istio-sidecar',
-    membership: 'sidecar',
-    hostNetwork: false,
-    ips: { v4: [v4], v6: [] },
-    netnsPath: ns.path,
-    interceptionMode: 'REDIRECT',
-    proxy: { uid: PROXY_UID, gid: PROXY_UID, outboundPort: 15001, inboundPort: 15006 },
-    traffic: {
-      inbound: { include: '*', exclude: [15020] },
-      outbound: { includePorts: [], excludePorts, includeCidrs: '*', excludeCidrs: [] },
-    },
-  };
+  return sandboxPod(ns, { name, namespace: 'cap', v4, inboundExclude: [15020], outbound: { excludePorts } });
 }
 
 describe('sockops capacity (maxPods 2)', () => {

@@ -8,26 +8,11 @@ import type { MeshPod } from '@shunt/core';
 import { BpfMap } from '@shunt/libbpf';
 import { SockopsBackend } from './backend';
 import { Sandbox, type Netns } from './test-support/sandbox';
+import { PROXY_UID, sandboxPod } from './test-support/sandbox-pod';
 
-const PROXY_UID = 1337;
 
 function meshPod(name: string, ns: Netns, v4: string): MeshPod {
-  return {
-    uid: `uid-${name}`,
-    namespace: 'refresh',
-    name,
-    profile: 'istio-sidecar',
-    membership: 'sidecar',
-    hostNetwork: false,
-    ips: { v4: [v4], v6: [] },
-    netnsPath: ns.path,
-    interceptionMode: 'REDIRECT',
-    proxy: { uid: PROXY_UID, gid: PROXY_UID, outboundPort: 15001, inboundPort: 15006 },
-    traffic: {
-      inbound: { include: '*', exclude: [15020, 15021] },
-      outbound: { includePorts: [], excludePorts: [8081], includeCidrs: '*', excludeCidrs: [] },
-    },
-  };
+  return sandboxPod(ns, { name, namespace: 'refresh', v4, inboundExclude: [15020, 15021], outbound: { excludePorts: [8081] } });
 }
 
 describe('sockops observe() refreshes its records from the kernel', () => {

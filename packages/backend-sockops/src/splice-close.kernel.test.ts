@@ -29,31 +29,16 @@ import { SockopsBackend } from './backend';
 import type { SpliceGuard } from './splice';
 import type { SpliceResetStats } from './splice-reset';
 import { Sandbox, SCRIPTS, type Netns } from './test-support/sandbox';
+import { PROXY_UID, sandboxPod } from './test-support/sandbox-pod';
 
 const APP_UID = 1000;
-const PROXY_UID = 1337;
 const KiB = 1 << 10;
 const PY = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 /** The bound the issue sets for "promptly" (the kernel alone: the fin timeout, 60 s). */
 const RESET_WITHIN_MS = 2000;
 
 function meshPod(name: string, ns: Netns, v4: string, v6: string): MeshPod {
-  return {
-    uid: `uid-${name}`,
-    namespace: 'test',
-    name,
-    profile: 'istio-sidecar',
-    membership: 'sidecar',
-    hostNetwork: false,
-    ips: { v4: [v4], v6: [v6] },
-    netnsPath: ns.path,
-    interceptionMode: 'REDIRECT',
-    proxy: { uid: PROXY_UID, gid: PROXY_UID, outboundPort: 15001, inboundPort: 15006 },
-    traffic: {
-      inbound: { include: '*', exclude: [15008, 15020, 15021, 15090] },
-      outbound: { includePorts: [], excludePorts: [], includeCidrs: '*', excludeCidrs: [] },
-    },
-  };
+  return sandboxPod(ns, { name, namespace: 'test', v4, v6: [v6], inboundExclude: [15008, 15020, 15021, 15090] });
 }
 
 interface SenderResult {

@@ -18,27 +18,12 @@ import { SockopsBackend } from './backend';
 import { BpfMap } from '@shunt/libbpf';
 import { DEFAULT_GUARD, type SpliceGuard } from './splice';
 import { Sandbox, type Netns } from './test-support/sandbox';
+import { PROXY_UID, sandboxPod } from './test-support/sandbox-pod';
 
 const APP_UID = 1000;
-const PROXY_UID = 1337;
 
 function meshPod(ns: Netns): MeshPod {
-  return {
-    uid: 'uid-pod-a',
-    namespace: 'test',
-    name: 'pod-a',
-    profile: 'istio-sidecar',
-    membership: 'sidecar',
-    hostNetwork: false,
-    ips: { v4: ['198.18.0.1'], v6: [] },
-    netnsPath: ns.path,
-    interceptionMode: 'REDIRECT',
-    proxy: { uid: PROXY_UID, gid: PROXY_UID, outboundPort: 15001, inboundPort: 15006 },
-    traffic: {
-      inbound: { include: '*', exclude: [15008, 15020, 15021, 15090] },
-      outbound: { includePorts: [], excludePorts: [], includeCidrs: '*', excludeCidrs: [] },
-    },
-  };
+  return sandboxPod(ns, { name: 'pod-a', namespace: 'test', v4: '198.18.0.1', inboundExclude: [15008, 15020, 15021, 15090] });
 }
 
 describe('splice (default auto): short connections to a port stop being spliced', () => {

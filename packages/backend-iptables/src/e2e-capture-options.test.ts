@@ -3,60 +3,22 @@
 // annotations interpreted by the core, the client re-enrolled with each setting in turn. Callers
 // run with the uid/gid each case needs. Assertions are about the path: which sidecar logged what.
 
-import { ISTIO_SIDECAR, interpretPod, type KubePod, type MeshPod } from '@shunt/core';
+import type { MeshPod } from '@shunt/core';
 import { runCommand } from '@shunt/netlink';
-import { APP_UID, PROXY_UID, Testbed, type ProxyLogRecord } from '@shunt/testbed';
+import { APP_UID, ECHO_CLIENT, PROXY_UID, Testbed, capturedOutbound as capturedFrom, echoAs, loggedSince as since, type CallerIds } from '@shunt/testbed';
 import { IptablesBackend } from './backend';
+import { meshPod } from './__fixtures__/mesh';
 import { disposeStateDirs, nodeContext, tempStateDir } from './__fixtures__/node';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-// A one-shot echo client; argv: host port message. Exits non-zero on error or after 5 s.
-const ECHO_CLIENT = String.raw`
-const net = require('node:net');
-const [host, port, msg] = process.argv.slice(1);
-const s = net.connect({ host, port: Number(port) }, () => s.write(msg));
-let got = '';
-s.on('data', (d) => { got += d; if (got.length >= msg.length) { process.stdout.write(JSON.stringify({ reply: got })); s.destroy(); } });
-s.on('error', (e) => { process.stderr.write(String(e)); process.exit(2); });
-setTimeout(() => { process.stderr.write('timeout'); process.exit(3); }, 5000).unref();
-`;
-
-const since = (t: number, listener: 'inbound' | 'outbound') => (r: ProxyLogRecord) => r.at >= t - 1 && r.listener === listener;
-
 let tb: Testbed;
 let backend: IptablesBackend;
 
-function client(env: Record<string, string> = {}, annotations: Record<string, string> = {}): MeshPod {
-  const kube = tb.kubePod('client') as unknown as KubePod & { shunt: Record<string, string> };
-  kube.metadata!.annotations = { ...kube.metadata!.annotations, ...annotations };
-  kube.spec!.containers!.find((c) => c.name === 'istio-proxy')!.env = Object.entries(env).map(([name, value]) => ({ name, value }));
-  const r = interpretPod(kube, {}, ISTIO_SIDECAR, kube.shunt);
-  if (!r.ok) throw r.error;
-  return r.pod;
-}
-
-type Ids = { uid: number; gid?: number; suppl?: number };
-
-async function echo(host: string, port: number, msg: string, ids: Ids, pod = 'client'): Promise<string> {
-  const argv = [process.execPath, '-e', ECHO_CLIENT, host, String(port), msg];
-  // With a supplementary group, setpriv runs here (as root) instead of the testbed's --clear-groups.
-  const res =
-    ids.suppl === undefined
-      ? await tb.run(pod, argv, { uid: ids.uid, gid: ids.gid ?? ids.uid, timeoutMs: 15_000 })
-      : await tb.run(pod, ['setpriv', `--reuid=${ids.uid}`, `--regid=${ids.gid ?? ids.uid}`, `--groups=${ids.suppl}`, '--', ...argv], { timeoutMs: 15_000 });
-  return (JSON.parse(res.stdout) as { reply: string }).reply;
-}
-
+const client = (env: Record<string, string> = {}, annotations: Record<string, string> = {}): MeshPod => meshPod(tb, 'client', env, annotations);
+const echo = (host: string, port: number, msg: string, ids: CallerIds, pod = 'client') => echoAs(tb, pod, host, port, msg, ids);
 /** One connection from the client; the original destination its outbound sidecar logged, or null. */
-async function capturedOutbound(host: string, port: number, ids: Ids): Promise<ProxyLogRecord['originalDst'] | null> {
-  const t = Date.now();
-  const msg = `m${Math.random().toString(36).slice(2, 8)}`;
-  expect(await echo(host, port, msg, ids)).toBe(msg);
-  const hits = await tb.waitProxyLog('client', since(t, 'outbound'), { timeoutMs: 1500 });
-  if (hits.length === 0) await sleep(150);
-  return (hits[0] ?? tb.proxyLog('client', { since: t }).find((r) => r.listener === 'outbound'))?.originalDst ?? null;
-}
+const capturedOutbound = (host: string, port: number, ids: CallerIds) => capturedFrom(tb, 'client', host, port, ids);
 
 beforeAll(async () => {
   tb = await Testbed.create({
@@ -70,10 +32,7 @@ beforeAll(async () => {
   backend = new IptablesBackend({ stateDir: tempStateDir() });
   await backend.start(await nodeContext());
   await backend.enroll(client());
-  const server = tb.kubePod('server');
-  const s = interpretPod(server, {}, ISTIO_SIDECAR, server.shunt);
-  if (!s.ok) throw s.error;
-  await backend.enroll(s.pod);
+  await backend.enroll(meshPod(tb, 'server'));
 }, 120_000);
 
 afterAll(async () => {

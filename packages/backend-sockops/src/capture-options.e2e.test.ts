@@ -7,29 +7,17 @@
  * destination, not only whether the echo came back.
  */
 import * as fs from 'node:fs';
-import { ISTIO_SIDECAR, interpretPod, type KubePod, type MeshPod, type NodeCapabilities, type NodeContext } from '@shunt/core';
-import { APP_UID, PROXY_UID, Testbed, type ProxyLogRecord } from '@shunt/testbed';
+import type { MeshPod, NodeCapabilities, NodeContext } from '@shunt/core';
+import { APP_UID, ECHO_CLIENT, PROXY_UID, Testbed, capturedOutbound as capturedFrom, echoAs, loggedSince, type CallerIds } from '@shunt/testbed';
 import { SockopsBackend } from './backend';
 import { PodConfigError } from './pod-program';
+import { interpretedMeshPod } from './test-support/mesh';
 import { silentLog } from './test-support/sandbox';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-// A one-shot echo client; argv: host port message. Exits non-zero on error or after 5 s.
-const ECHO_CLIENT = String.raw`
-const net = require('node:net');
-const [host, port, msg] = process.argv.slice(1);
-const s = net.connect({ host, port: Number(port) }, () => s.write(msg));
-let got = '';
-s.on('data', (d) => { got += d; if (got.length >= msg.length) { process.stdout.write(JSON.stringify({ reply: got })); s.destroy(); } });
-s.on('error', (e) => { process.stderr.write(String(e)); process.exit(2); });
-setTimeout(() => { process.stderr.write('timeout'); process.exit(3); }, 5000).unref();
-`;
-
-type Ids = { uid: number; gid?: number; suppl?: number };
-
-const outbound = (since: number) => (r: ProxyLogRecord) => r.at >= since - 1 && r.listener === 'outbound';
-const inbound = (since: number) => (r: ProxyLogRecord) => r.at >= since - 1 && r.listener === 'inbound';
+const outbound = (since: number) => loggedSince(since, 'outbound');
+const inbound = (since: number) => loggedSince(since, 'inbound');
 
 describe('sockops: Istio capture options through HAProxy sidecars (testbed)', () => {
   let tb: Testbed;
@@ -37,37 +25,10 @@ describe('sockops: Istio capture options through HAProxy sidecars (testbed)', ()
   let bpffsRoot = '';
 
   /** The client pod as the agent would see it with this istio-proxy env and these annotations. */
-  function client(env: Record<string, string> = {}, annotations: Record<string, string> = {}, name = 'client'): MeshPod {
-    const kube = tb.kubePod(name) as unknown as KubePod & { shunt: Record<string, string> };
-    kube.metadata!.annotations = { ...kube.metadata!.annotations, ...annotations };
-    const proxy = kube.spec!.containers!.find((c) => c.name === 'istio-proxy')!;
-    proxy.env = Object.entries(env).map(([n, value]) => ({ name: n, value }));
-    const r = interpretPod(kube, {}, ISTIO_SIDECAR, kube.shunt);
-    if (!r.ok) throw r.error;
-    return r.pod;
-  }
-
-  async function echo(host: string, port: number, msg: string, ids: Ids): Promise<string> {
-    const argv = [process.execPath, '-e', ECHO_CLIENT, host, String(port), msg];
-    // With a supplementary group, setpriv runs here (as root) instead of the testbed's --clear-groups.
-    const res =
-      ids.suppl === undefined
-        ? await tb.run('client', argv, { uid: ids.uid, gid: ids.gid ?? ids.uid, timeoutMs: 15_000 })
-        : await tb.run('client', ['setpriv', `--reuid=${ids.uid}`, `--regid=${ids.gid ?? ids.uid}`, `--groups=${ids.suppl}`, '--', ...argv], { timeoutMs: 15_000 });
-    return (JSON.parse(res.stdout) as { reply: string }).reply;
-  }
-
+  const client = (env: Record<string, string> = {}, annotations: Record<string, string> = {}, name = 'client'): MeshPod => interpretedMeshPod(tb, name, env, annotations);
+  const echo = (host: string, port: number, msg: string, ids: CallerIds) => echoAs(tb, 'client', host, port, msg, ids);
   /** Sends one connection and says whether the client's outbound sidecar saw it (and with which original destination). */
-  async function capturedOutbound(host: string, port: number, ids: Ids): Promise<ProxyLogRecord['originalDst'] | null> {
-    const since = Date.now();
-    const msg = `m${Math.random().toString(36).slice(2, 8)}`;
-    expect(await echo(host, port, msg, ids)).toBe(msg);
-    const hits = await tb.waitProxyLog('client', outbound(since), { timeoutMs: 1500 }).catch(() => []);
-    if (hits.length > 0) return hits[0]!.originalDst;
-    await sleep(150); // a late record would still be a capture
-    const late = tb.proxyLog('client', { since }).filter((r) => r.listener === 'outbound');
-    return late[0]?.originalDst ?? null;
-  }
+  const capturedOutbound = (host: string, port: number, ids: CallerIds) => capturedFrom(tb, 'client', host, port, ids);
 
   beforeAll(async () => {
     tb = await Testbed.create({

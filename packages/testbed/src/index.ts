@@ -28,3 +28,5 @@ export type { ZtunnelStandIn, ZtunnelStartOptions, ZtunnelLogEntry, ZtunnelLeg, 
 export { ztunnelHarness } from './ztunnel/harness';
 export type { ZtunnelHarness } from './ztunnel/harness';
 export { ZTUNNEL_INPOD_PORTS } from './ztunnel/workload';
+export { ECHO_CLIENT, capturedOutbound, echoAs, kubePodWith, loggedSince } from './capture-probe';
+export type { CallerIds } from './capture-probe';

@@ -15,6 +15,8 @@ export interface KubeContainer {
   image: string;
   ports?: { containerPort: number; protocol: 'TCP' }[];
   securityContext?: { runAsUser: number; runAsGroup: number };
+  /** Environment variables (istio-proxy's PROXY_UID, ISTIO_OUTBOUND_OWNER_GROUPS, …); kubePodOf() sets none. */
+  env?: { name: string; value: string }[];
 }
 
 /** The subset of a core/v1 Pod that mesh profiles read. */

@@ -5,10 +5,11 @@
  * production, not re-implemented here.
  */
 import { ISTIO_SIDECAR, interpretPod, type MeshPod } from '@shunt/core';
-import type { Testbed } from '@shunt/testbed';
+import { kubePodWith, type Testbed } from '@shunt/testbed';
 
-export function interpretedMeshPod(tb: Testbed, name: string): MeshPod {
-  const kube = tb.kubePod(name);
+/** The pod as the profile reads it; `env` (when given) replaces its istio-proxy env, `annotations` are added. */
+export function interpretedMeshPod(tb: Testbed, name: string, env?: Record<string, string>, annotations: Record<string, string> = {}): MeshPod {
+  const kube = kubePodWith(tb, name, env, annotations);
   const r = interpretPod(kube, {}, ISTIO_SIDECAR, kube.shunt);
   if (!r.ok) throw r.error;
   return r.pod;

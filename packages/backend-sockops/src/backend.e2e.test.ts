@@ -9,10 +9,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { APP_UID, Testbed, type ProxyLogRecord } from '@shunt/testbed';
-import type { MeshPod, NodeCapabilities, NodeContext } from '@shunt/core';
+import type { MeshPod } from '@shunt/core';
 import { SockopsBackend } from './backend';
-import { Helper, SCRIPTS, silentLog } from './test-support/sandbox';
+import { Helper, SCRIPTS } from './test-support/sandbox';
 import { interpretedMeshPod } from './test-support/mesh';
+import { testbedBpffs, testbedNodeContext } from './test-support/testbed-node';
 
 const ANN = {
   excludeOutboundPorts: 'traffic.sidecar.istio.io/excludeOutboundPorts',
@@ -41,18 +42,6 @@ interface BulkResult {
   /** Bytes handed to the kernel when the sender first made no progress for 500 ms; null: never. */
   blockedAt: number | null;
   error?: string;
-}
-
-function nodeContext(tb: Testbed, bpffsRoot: string): NodeContext {
-  return {
-    nodeName: 'node0',
-    profile: 'istio-sidecar',
-    caps: {} as NodeCapabilities,
-    // The node's cgroup holds every pod of the node, like the node root does in production.
-    cgroupRoot: tb.node('node0').cgroupPath,
-    bpffsRoot,
-    log: silentLog,
-  };
 }
 
 /** Live per-connection map entries once the last closes have happened (bounded: ~3 s). */
@@ -121,17 +110,15 @@ describe('sockops backend with HAProxy sidecars (testbed)', () => {
       tb.startEchoServer('excl', { port: 9000 }), // positive control for the inbound exclude
     ]);
     expect(plain.ipv4).not.toBe(server.ipv4);
-    bpffsRoot = `/sys/fs/bpf/${tb.prefix}-sockops`;
-    fs.mkdirSync(bpffsRoot, { recursive: true });
+    bpffsRoot = testbedBpffs(tb, 'sockops');
     backend = new SockopsBackend(); // the default: auto (guarded splicing, one receive queue)
-    await backend.start(nodeContext(tb, bpffsRoot));
+    await backend.start(testbedNodeContext(tb, bpffsRoot));
     for (const name of ['client', 'server', 'excl']) await backend.enroll(interpretedMeshPod(tb, name));
   }, 90_000);
 
   afterAll(async () => {
     for (const h of holders) h.kill();
     await backend?.stop({ cleanup: true }).catch(() => undefined);
-    if (bpffsRoot) fs.rmSync(bpffsRoot, { recursive: true, force: true });
     await tb?.dispose();
   });
 
@@ -328,7 +315,7 @@ describe('sockops backend with HAProxy sidecars (testbed)', () => {
     second.child.kill('SIGTERM');
     await new Promise((r) => second.child.once('exit', r));
     backend = new SockopsBackend();
-    await backend.start(nodeContext(tb, bpffsRoot));
+    await backend.start(testbedNodeContext(tb, bpffsRoot));
     const st = await backend.observe();
     expect(st.pods.map((p) => p.name).sort()).toEqual(['client', 'excl', 'late', 'server']);
     // The adopted node kept the default setting, and the transfer's sockets were spliced.
@@ -341,7 +328,7 @@ describe('sockops backend with HAProxy sidecars (testbed)', () => {
       // An agent restarted with --splice-ports=9000: adopts the pins, changes only the setting.
       await backend.stop({ cleanup: false });
       backend = new SockopsBackend({ splice: [9000] });
-      await backend.start(nodeContext(tb, bpffsRoot));
+      await backend.start(testbedNodeContext(tb, bpffsRoot));
     });
 
     it('splices only the listed port: loopback flat for 9000, carrying the payload for 9100', async () => {
@@ -394,16 +381,14 @@ describe('50 sidecar pods connecting at once (testbed)', () => {
       pods: [{ name: 'server', mesh: 'sidecar' }, ...names.map((name) => ({ name, mesh: 'sidecar' as const }))],
     });
     await tb.startEchoServer('server', { port: 9000 });
-    bpffsRoot = `/sys/fs/bpf/${tb.prefix}-sockops`;
-    fs.mkdirSync(bpffsRoot, { recursive: true });
+    bpffsRoot = testbedBpffs(tb, 'sockops');
     backend = new SockopsBackend({ splice: 'all' });
-    await backend.start(nodeContext(tb, bpffsRoot));
+    await backend.start(testbedNodeContext(tb, bpffsRoot));
     for (const name of ['server', ...names]) await backend.enroll(interpretedMeshPod(tb, name));
   }, 150_000);
 
   afterAll(async () => {
     await backend?.stop({ cleanup: true }).catch(() => undefined);
-    if (bpffsRoot) fs.rmSync(bpffsRoot, { recursive: true, force: true });
     await tb?.dispose();
   });
 

@@ -6,13 +6,12 @@
  * Every check looks at the path: which sidecar logged the connection and with what original
  * destination, not only whether the echo came back.
  */
-import * as fs from 'node:fs';
-import type { MeshPod, NodeCapabilities, NodeContext } from '@shunt/core';
+import type { MeshPod } from '@shunt/core';
 import { APP_UID, ECHO_CLIENT, PROXY_UID, Testbed, capturedOutbound as capturedFrom, echoAs, loggedSince, type CallerIds } from '@shunt/testbed';
 import { SockopsBackend } from './backend';
 import { PodConfigError } from './pod-program';
 import { interpretedMeshPod } from './test-support/mesh';
-import { silentLog } from './test-support/sandbox';
+import { testbedBpffs, testbedNodeContext } from './test-support/testbed-node';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -45,18 +44,15 @@ describe('sockops: Istio capture options through HAProxy sidecars (testbed)', ()
       // In the client's own netns, reached over loopback (listens on :: so every 127.x answers).
       tb.startEchoServer('client', { port: 9400 }),
     ]);
-    bpffsRoot = `/sys/fs/bpf/${tb.prefix}-sockops-cap`;
-    fs.mkdirSync(bpffsRoot, { recursive: true });
+    bpffsRoot = testbedBpffs(tb, 'sockops-cap');
     backend = new SockopsBackend();
-    const ctx: NodeContext = { nodeName: 'node0', profile: 'istio-sidecar', caps: {} as NodeCapabilities, cgroupRoot: tb.node('node0').cgroupPath, bpffsRoot, log: silentLog };
-    await backend.start(ctx);
+    await backend.start(testbedNodeContext(tb, bpffsRoot));
     await backend.enroll(client());
     await backend.enroll(client({}, {}, 'server'));
   }, 90_000);
 
   afterAll(async () => {
     await backend?.stop({ cleanup: true }).catch(() => undefined);
-    if (bpffsRoot) fs.rmSync(bpffsRoot, { recursive: true, force: true });
     await tb?.dispose();
   });
 

@@ -5,12 +5,10 @@
  * reaches the server pod's eth0, where only the pod netns' sk_lookup link can send it to the
  * HAProxy sidecar (or the IPv6 Node proxy), which must log the original destination.
  */
-import * as fs from 'node:fs';
 import { Testbed, type ProxyLogRecord } from '@shunt/testbed';
-import type { NodeCapabilities, NodeContext } from '@shunt/core';
 import { INBOUND_PENDING, SockopsBackend } from './backend';
-import { silentLog } from './test-support/sandbox';
 import { interpretedMeshPod } from './test-support/mesh';
+import { testbedBpffs, testbedNodeContext } from './test-support/testbed-node';
 
 const EXCLUDE_INBOUND = 'traffic.sidecar.istio.io/excludeInboundPorts';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -39,24 +37,14 @@ describe('inbound from another node via sk_lookup (two-node testbed, HAProxy sid
       tb.startEchoServer('server', { port: 9002 }),
       tb.startEchoServer('late', { port: 9000 }),
     ]);
-    bpffsRoot = `/sys/fs/bpf/${tb.prefix}-sockops-in`;
-    fs.mkdirSync(bpffsRoot, { recursive: true });
-    const node: NodeContext = {
-      nodeName: 'node1',
-      profile: 'istio-sidecar',
-      caps: {} as NodeCapabilities,
-      cgroupRoot: tb.node('node1').cgroupPath,
-      bpffsRoot,
-      log: silentLog,
-    };
+    bpffsRoot = testbedBpffs(tb, 'sockops-in');
     backend = new SockopsBackend({ splice: 'all' });
-    await backend.start(node);
+    await backend.start(testbedNodeContext(tb, bpffsRoot, 'node1'));
     await backend.enroll(interpretedMeshPod(tb, 'server'));
   }, 90_000);
 
   afterAll(async () => {
     await backend?.stop({ cleanup: true }).catch(() => undefined);
-    if (bpffsRoot) fs.rmSync(bpffsRoot, { recursive: true, force: true });
     await tb?.dispose();
   });
 

@@ -25,11 +25,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { APP_UID, Testbed } from '@shunt/testbed';
 import { BpfLink, BpfMap, BpfObject, bpfObjectPath } from '@shunt/libbpf';
-import type { NodeCapabilities, NodeContext } from '@shunt/core';
 import { SockopsBackend } from './backend';
 import { DEFAULT_GUARD, DEFAULT_SPLICE } from './splice';
-import { SCRIPTS, silentLog } from './test-support/sandbox';
+import { SCRIPTS } from './test-support/sandbox';
 import { interpretedMeshPod } from './test-support/mesh';
+import { testbedBpffs, testbedNodeContext } from './test-support/testbed-node';
 import { createMemoryCgroup, type MemoryCgroup } from './test-support/memcg';
 
 const KiB = 1 << 10;
@@ -121,10 +121,6 @@ function startSampler(tb: Testbed, pod: string, peaks: Peaks): ProcessHandle {
   return h;
 }
 
-function nodeContext(tb: Testbed, bpffsRoot: string): NodeContext {
-  return { nodeName: 'node0', profile: 'istio-sidecar', caps: {} as NodeCapabilities, cgroupRoot: tb.node('node0').cgroupPath, bpffsRoot, log: silentLog };
-}
-
 describe.each(['haproxy', 'node'] as const)('splice guard: bulk safety with a memory-limited receiver (testbed, default splice, %s sidecars)', (sidecar) => {
   let tb: Testbed;
   let backend: SockopsBackend;
@@ -144,10 +140,9 @@ describe.each(['haproxy', 'node'] as const)('splice guard: bulk safety with a me
       for (const l of lines) if (l.startsWith('{"id"')) serverLines.push(JSON.parse(l) as ServerRecord);
     });
     await tb.waitListening('server', [PORT], { watch: server });
-    bpffsRoot = `/sys/fs/bpf/${tb.prefix}-splice`;
-    fs.mkdirSync(bpffsRoot, { recursive: true });
+    bpffsRoot = testbedBpffs(tb, 'splice');
     backend = new SockopsBackend(); // the default splice setting
-    await backend.start(nodeContext(tb, bpffsRoot));
+    await backend.start(testbedNodeContext(tb, bpffsRoot));
     for (const name of ['client', 'server']) await backend.enroll(interpretedMeshPod(tb, name));
     // The receiving pod, sidecar and app, into a memory cgroup far smaller than the data.
     memcg = createMemoryCgroup(`${tb.prefix}-recv`, MEMCG_LIMIT);
@@ -161,7 +156,6 @@ describe.each(['haproxy', 'node'] as const)('splice guard: bulk safety with a me
       memcg?.remove();
     } finally {
       await backend?.stop({ cleanup: true }).catch(() => undefined);
-      if (bpffsRoot) fs.rmSync(bpffsRoot, { recursive: true, force: true });
       await tb?.dispose();
     }
   });

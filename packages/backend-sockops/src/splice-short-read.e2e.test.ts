@@ -21,11 +21,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { APP_UID, Testbed } from '@shunt/testbed';
 import { BpfLink } from '@shunt/libbpf';
-import type { NodeCapabilities, NodeContext } from '@shunt/core';
 import { SockopsBackend } from './backend';
 import { DEFAULT_SPLICE, type SpliceGuard, type SpliceSetting } from './splice';
-import { SCRIPTS, silentLog } from './test-support/sandbox';
+import { SCRIPTS } from './test-support/sandbox';
 import { interpretedMeshPod } from './test-support/mesh';
+import { testbedBpffs, testbedNodeContext } from './test-support/testbed-node';
 
 const KiB = 1 << 10;
 const PORT = 9500;
@@ -47,10 +47,6 @@ interface ReadResult {
   inq: number | null;
 }
 
-function nodeContext(tb: Testbed, bpffsRoot: string): NodeContext {
-  return { nodeName: 'node0', profile: 'istio-sidecar', caps: {} as NodeCapabilities, cgroupRoot: tb.node('node0').cgroupPath, bpffsRoot, log: silentLog };
-}
-
 describe('splice (default auto): one receive queue, so a short-read+RDHUP reader gets every byte', () => {
   let tb: Testbed;
   let backend: SockopsBackend | undefined;
@@ -59,15 +55,13 @@ describe('splice (default auto): one receive queue, so a short-read+RDHUP reader
 
   beforeAll(async () => {
     tb = await Testbed.create({ ipv6Proxy: 'off', ipv4Proxy: 'node', pods: [{ name: 'client', mesh: 'sidecar' }, { name: 'server', mesh: 'sidecar' }] });
-    bpffsRoot = `/sys/fs/bpf/${tb.prefix}-shortread`;
-    fs.mkdirSync(bpffsRoot, { recursive: true });
+    bpffsRoot = testbedBpffs(tb, 'shortread');
   }, 60_000);
 
   afterAll(async () => {
     try {
       await backend?.stop({ cleanup: true }).catch(() => undefined);
     } finally {
-      if (bpffsRoot) fs.rmSync(bpffsRoot, { recursive: true, force: true });
       await tb?.dispose();
     }
   });
@@ -76,7 +70,7 @@ describe('splice (default auto): one receive queue, so a short-read+RDHUP reader
   async function useBackend(splice?: SpliceSetting, guard: Partial<SpliceGuard> = GUARD): Promise<SockopsBackend> {
     await backend?.stop({ cleanup: false });
     backend = new SockopsBackend({ ...(splice ? { splice } : {}), guard });
-    await backend.start(nodeContext(tb, bpffsRoot));
+    await backend.start(testbedNodeContext(tb, bpffsRoot));
     for (const name of ['client', 'server']) await backend.enroll(interpretedMeshPod(tb, name));
     return backend;
   }

@@ -13,9 +13,9 @@ import { interpretPod, ISTIO_AMBIENT, type MeshPod } from '@shunt/core';
 import { netnsConnect } from '@shunt/libbpf';
 import { Netlink, runCommand } from '@shunt/netlink';
 import { Testbed, ztunnelHarness, type ZtunnelLogEntry } from '@shunt/testbed';
-import { IptablesBackend } from './backend';
+import type { IptablesBackend } from './backend';
 import { PodRulesError } from './errors';
-import { disposeStateDirs, nodeContext, tempStateDir } from './__fixtures__/node';
+import { endTestbedRun, startBackend } from './__fixtures__/testbed-run';
 import { AMBIENT } from './render-ambient';
 
 let tb: Testbed;
@@ -103,8 +103,7 @@ beforeAll(async () => {
     ],
   });
   for (const p of ['a1', 'a2', 'b1', 'plain', 'bad']) await tb.startEchoServer(p, { port: 8080 });
-  backend = new IptablesBackend({ stateDir: tempStateDir() });
-  await backend.start({ ...(await nodeContext()), profile: 'istio-ambient' });
+  backend = await startBackend('istio-ambient');
   ztDir = mkdtempSync(path.join(tmpdir(), 'shunt-ipt-zt-'));
   zh = await ztunnelHarness({ socketPath: path.join(ztDir, 'ztunnel.sock'), logPath: path.join(ztDir, 'ztunnel.log') });
   for (const name of AMBIENT_PODS) {
@@ -118,9 +117,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await zh?.stop().catch(() => undefined);
   if (ztDir) rmSync(ztDir, { recursive: true, force: true });
-  await backend?.stop({ cleanup: true }).catch(() => undefined);
-  await tb?.dispose();
-  disposeStateDirs();
+  await endTestbedRun(backend, tb);
 });
 
 describe.each([4, 6] as const)('IPv%d', (fam) => {

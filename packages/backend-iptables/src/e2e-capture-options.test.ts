@@ -6,9 +6,9 @@
 import type { MeshPod } from '@shunt/core';
 import { runCommand } from '@shunt/netlink';
 import { APP_UID, ECHO_CLIENT, PROXY_UID, Testbed, capturedOutbound as capturedFrom, echoAs, loggedSince as since, type CallerIds } from '@shunt/testbed';
-import { IptablesBackend } from './backend';
+import type { IptablesBackend } from './backend';
 import { meshPod } from './__fixtures__/mesh';
-import { disposeStateDirs, nodeContext, tempStateDir } from './__fixtures__/node';
+import { endTestbedRun, startBackend } from './__fixtures__/testbed-run';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -29,17 +29,12 @@ beforeAll(async () => {
     ],
   });
   await Promise.all([tb.startEchoServer('server', { port: 9000 }), tb.startEchoServer('plain', { port: 9000 }), tb.startEchoServer('client', { port: 9400 })]);
-  backend = new IptablesBackend({ stateDir: tempStateDir() });
-  await backend.start(await nodeContext());
+  backend = await startBackend();
   await backend.enroll(client());
   await backend.enroll(meshPod(tb, 'server'));
 }, 120_000);
 
-afterAll(async () => {
-  await backend?.stop({ cleanup: true }).catch(() => undefined);
-  await tb?.dispose();
-  disposeStateDirs();
-});
+afterAll(() => endTestbedRun(backend, tb));
 
 test('control: an app connect is captured, the proxy uid is not', async () => {
   await backend.enroll(client());

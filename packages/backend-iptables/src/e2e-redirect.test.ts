@@ -4,10 +4,10 @@
 
 import { runCommand } from '@shunt/netlink';
 import { Testbed, PROXY_UID, type ProxyLogRecord } from '@shunt/testbed';
-import { IptablesBackend } from './backend';
+import type { IptablesBackend } from './backend';
 import { RestoreError } from './errors';
 import { interpret, meshPod } from './__fixtures__/mesh';
-import { disposeStateDirs, nodeContext, tempStateDir } from './__fixtures__/node';
+import { endTestbedRun, startBackend } from './__fixtures__/testbed-run';
 
 const A = 'traffic.sidecar.istio.io';
 let tb: Testbed;
@@ -40,16 +40,11 @@ beforeAll(async () => {
   await tb.startEchoServer('plain', { port: 8080 });
   await tb.startEchoServer('client', { port: 8080 });
 
-  backend = new IptablesBackend({ stateDir: tempStateDir() });
-  await backend.start(await nodeContext());
+  backend = await startBackend();
   for (const name of ['client', 'server', 'clientx']) await backend.enroll(meshPod(tb, name));
 }, 120_000);
 
-afterAll(async () => {
-  await backend?.stop({ cleanup: true }).catch(() => undefined);
-  await tb?.dispose();
-  disposeStateDirs();
-});
+afterAll(() => endTestbedRun(backend, tb));
 
 test('client -> server: both sidecars saw the connection with the original destination; the reply arrives; no loop', async () => {
   const client = tb.pod('client');

@@ -11,9 +11,9 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { runCommand } from '@shunt/netlink';
 import { parseProxyLogLine, Testbed, type ProcessHandle, type ProxyLogRecord } from '@shunt/testbed';
-import { IptablesBackend } from './backend';
+import type { IptablesBackend } from './backend';
 import { meshPod } from './__fixtures__/mesh';
-import { disposeStateDirs, nodeContext, tempStateDir } from './__fixtures__/node';
+import { endTestbedRun, startBackend } from './__fixtures__/testbed-run';
 
 const MODE = 'sidecar.istio.io/interceptionMode';
 const PROXY_GID = 1337;
@@ -100,8 +100,7 @@ beforeAll(async () => {
   await tb.waitListening('server', [APP_PORT], { watch: whoami });
   await tb.startEchoServer('server', { port: 15020 });
 
-  backend = new IptablesBackend({ stateDir: tempStateDir() });
-  await backend.start(await nodeContext());
+  backend = await startBackend();
   const serverPod = meshPod(tb, 'server');
   expect(serverPod.interceptionMode).toBe('TPROXY');
   await backend.enroll(meshPod(tb, 'client'));
@@ -110,11 +109,7 @@ beforeAll(async () => {
   await ipt(6, markEmulation(6, server.ipv6));
 }, 120_000);
 
-afterAll(async () => {
-  await backend?.stop({ cleanup: true }).catch(() => undefined);
-  await tb?.dispose();
-  disposeStateDirs();
-});
+afterAll(() => endTestbedRun(backend, tb));
 
 async function waitServerLog(filter: (r: ProxyLogRecord) => boolean): Promise<ProxyLogRecord[]> {
   for (let i = 0; i < 100; i++) {

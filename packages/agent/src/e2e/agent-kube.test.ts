@@ -15,7 +15,7 @@ import type { AgentProcess } from '../agent/process';
 import { freePort } from '../demo/free-port';
 import { makeRunBpffs, removeRunBpffs, useAgentRun } from '../test-support/agent-run';
 import { readShuntChains } from './iptables-read';
-import { eventually, metric, requestViaSidecars, runCli } from './support';
+import { eventually, metric, requestViaSidecars } from './support';
 
 const HTTP_PORT = 8080;
 const ELSEWHERE = 'node-elsewhere';

@@ -5,23 +5,20 @@
 // a retry, with no new event).
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import type { Testbed } from '@shunt/testbed';
 import { builtCliCommand, spawnAgent, type AgentProcess } from '../agent/process';
 import { freePort } from '../demo/free-port';
-import { useAgentRun } from '../test-support/agent-run';
+import { CLIENT_SERVER_SIDECARS, useAgentRun } from '../test-support/agent-run';
 import { readShuntChains } from './iptables-read';
 import { eventually, metric, podNetnsPrefix, requestDirect, requestViaSidecars, runCli, scrape } from './support';
 
 const HTTP_PORT = 8080;
-const run = useAgentRun({ tag: 'ops', pods: [{ name: 'client', mesh: 'sidecar' }, { name: 'server', mesh: 'sidecar' }], httpServer: { pod: 'server', port: HTTP_PORT } });
+const run = useAgentRun({ tag: 'ops', pods: CLIENT_SERVER_SIDECARS, httpServer: { pod: 'server', port: HTTP_PORT } });
 let tb: Testbed;
-let podsFile: string;
 let lateNetns: string;
 
 beforeAll(() => {
   tb = run.tb;
-  podsFile = path.join(run.dir, 'pods.json');
   lateNetns = `${podNetnsPrefix(tb)}late-netns`;
   run.onTeardown(() => {
     try {
@@ -35,9 +32,9 @@ beforeAll(() => {
 const nodeArgs = () => run.nodeArgs();
 
 it('a forced mode that cannot serve the profile exits non-zero with the reason', async () => {
-  writeFileSync(podsFile, JSON.stringify([tb.kubePod('client')]));
+  writeFileSync(run.podsFile, JSON.stringify([tb.kubePod('client')]));
   const port = await freePort();
-  const a = run.track(spawnAgent(['--pods-file', podsFile, '--node-name', tb.kubePod('client').spec.nodeName, '--redirect-mode', 'tc', '--metrics-address', `127.0.0.1:${port}`, ...nodeArgs()], { cli: builtCliCommand() }));
+  const a = run.track(spawnAgent(['--pods-file', run.podsFile, '--node-name', tb.kubePod('client').spec.nodeName, '--redirect-mode', 'tc', '--metrics-address', `127.0.0.1:${port}`, ...nodeArgs()], { cli: builtCliCommand() }));
   const code = await Promise.race([a.exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 60_000))]);
   expect(code).not.toBe('hung');
   expect(code).not.toBe(0);
@@ -67,10 +64,10 @@ describe('a running agent', () => {
       status: { phase: 'Running', podIP: '198.19.255.77', podIPs: [{ ip: '198.19.255.77' }] },
       shunt: { netnsPath: `/var/run/netns/${lateNetns}` },
     };
-    writeFileSync(podsFile, JSON.stringify([tb.kubePod('client'), tb.kubePod('server'), late]));
+    writeFileSync(run.podsFile, JSON.stringify([tb.kubePod('client'), tb.kubePod('server'), late]));
     port = await freePort();
     agent = await run.startAgent(
-      ['--pods-file', podsFile, '--node-name', tb.kubePod('client').spec.nodeName, '--redirect-mode', 'iptables', '--metrics-address', `127.0.0.1:${port}`, '--resync-seconds', '1', ...nodeArgs()],
+      ['--pods-file', run.podsFile, '--node-name', tb.kubePod('client').spec.nodeName, '--redirect-mode', 'iptables', '--metrics-address', `127.0.0.1:${port}`, '--resync-seconds', '1', ...nodeArgs()],
       // 'late' keeps failing until its netns exists: the agent is live, serving, not ready.
       { until: (l) => l['msg'] === 'backend call failed' && String(l['pod']).endsWith('/late') },
     );
@@ -126,7 +123,7 @@ describe('a running agent', () => {
   }, 60_000);
 
   it('--cleanup-on-exit removes every rule it installed when it stops; the pods talk directly again', async () => {
-    const a = await run.startAgent(['--pods-file', podsFile, '--node-name', tb.kubePod('client').spec.nodeName, '--redirect-mode', 'iptables', '--metrics-address', `127.0.0.1:${await freePort()}`, '--cleanup-on-exit', ...nodeArgs()]);
+    const a = await run.startAgent(['--pods-file', run.podsFile, '--node-name', tb.kubePod('client').spec.nodeName, '--redirect-mode', 'iptables', '--metrics-address', `127.0.0.1:${await freePort()}`, '--cleanup-on-exit', ...nodeArgs()]);
     expect(await a.stop()).toBe(0);
     for (const netns of [tb.pod('client').netnsPath, tb.pod('server').netnsPath, `/var/run/netns/${lateNetns}`]) expect(await readShuntChains(netns)).toEqual([]);
     expect(await requestDirect(tb, 'client', 'server', HTTP_PORT)).toEqual({ ok: true, sidecarRecords: 0 });

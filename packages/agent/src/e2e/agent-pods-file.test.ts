@@ -24,21 +24,19 @@ const run = useAgentRun({
 });
 let tb: Testbed;
 let dir: string;
-let podsFile: string;
 
 beforeAll(() => {
   ({ tb, dir } = run);
-  podsFile = path.join(dir, 'pods.json');
 });
 
 function writePods(names: string[]): void {
   // tb.kubePod() carries the pods file's `shunt:` key: it is a pods-file entry as it is.
-  writeFileSync(podsFile, JSON.stringify(names.map((n) => tb.kubePod(n)), null, 2));
+  writeFileSync(run.podsFile, JSON.stringify(names.map((n) => tb.kubePod(n)), null, 2));
 }
 
 async function startAgent(port: number): Promise<AgentProcess> {
   return run.startAgent([
-    '--pods-file', podsFile,
+    '--pods-file', run.podsFile,
     '--node-name', tb.kubePod('client').spec.nodeName,
     '--redirect-mode', 'iptables',
     '--metrics-address', `127.0.0.1:${port}`,

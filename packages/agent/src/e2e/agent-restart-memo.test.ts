@@ -9,27 +9,22 @@ import type { Testbed } from '@shunt/testbed';
 import type { AgentProcess } from '../agent/process';
 import { RESTART_MEMO_FILE } from '../agent/restart-memo';
 import { freePort } from '../demo/free-port';
-import { useAgentRun } from '../test-support/agent-run';
+import { CLIENT_SERVER_SIDECARS, useAgentRun } from '../test-support/agent-run';
 import { eventually, metric, requestViaSidecars } from './support';
 
 const HTTP_PORT = 8080;
 const run = useAgentRun({
   tag: 'memo',
-  pods: [
-    { name: 'client', mesh: 'sidecar' },
-    { name: 'server', mesh: 'sidecar' },
-  ],
+  pods: CLIENT_SERVER_SIDECARS,
   httpServer: { pod: 'server', port: HTTP_PORT },
   bpffs: 'run',
 });
 let tb: Testbed;
 let bpffs: string;
-let podsFile: string;
 
 beforeAll(() => {
   ({ tb, bpffs } = run);
-  podsFile = path.join(run.dir, 'pods.json');
-  writeFileSync(podsFile, JSON.stringify(['client', 'server'].map((n) => tb.kubePod(n))));
+  writeFileSync(run.podsFile, JSON.stringify(['client', 'server'].map((n) => tb.kubePod(n))));
 });
 
 const stateDir = () => path.join(run.dir, 'state');
@@ -37,7 +32,7 @@ const stateDir = () => path.join(run.dir, 'state');
 async function startAgent(): Promise<{ agent: AgentProcess; port: number }> {
   const port = await freePort();
   const agent = await run.startAgent([
-    '--pods-file', podsFile,
+    '--pods-file', run.podsFile,
     '--node-name', tb.kubePod('client').spec.nodeName,
     '--redirect-mode', 'sockops',
     '--metrics-address', `127.0.0.1:${port}`,
@@ -100,7 +95,7 @@ it('a restart vouches for unchanged pods from the memo, and still repairs the po
   // The full objects follow the vouchers: a later change of a vouched pod is applied as usual.
   const pods = ['client', 'server'].map((n) => tb.kubePod(n));
   pods[0]!.metadata.annotations = { ...pods[0]!.metadata.annotations, 'traffic.sidecar.istio.io/excludeOutboundPorts': String(HTTP_PORT) };
-  writeFileSync(podsFile, JSON.stringify(pods));
+  writeFileSync(run.podsFile, JSON.stringify(pods));
   await eventually('client re-enrolled with its new exclude', async () => podCfg('client') !== clientBefore, 20_000);
   expect(await metric(port, 'shunt_pods_enrolled')).toBe(2);
   expect(await second.stop()).toBe(0);

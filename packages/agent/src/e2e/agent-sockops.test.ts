@@ -11,31 +11,26 @@ import { BpfMap } from '@shunt/libbpf';
 import { cgroup2Mount, type Testbed } from '@shunt/testbed';
 import type { AgentProcess } from '../agent/process';
 import { freePort } from '../demo/free-port';
-import { useAgentRun } from '../test-support/agent-run';
+import { CLIENT_SERVER_SIDECARS, useAgentRun } from '../test-support/agent-run';
 import { eventually, metric, requestDirect, requestViaSidecars as viaSidecars, runCli } from './support';
 
 const HTTP_PORT = 8080;
 // The agent's --bpffs-path is a directory of this run in the machine's bpffs; shunt pins under <bpffs>/shunt.
 const run = useAgentRun({
   tag: 'sockops',
-  pods: [
-    { name: 'client', mesh: 'sidecar' },
-    { name: 'server', mesh: 'sidecar' },
-  ],
+  pods: CLIENT_SERVER_SIDECARS,
   httpServer: { pod: 'server', port: HTTP_PORT },
   bpffs: 'run',
 });
 let tb: Testbed;
 let bpffs: string;
-let podsFile: string;
 
 beforeAll(() => {
   ({ tb, bpffs } = run);
-  podsFile = path.join(run.dir, 'pods.json');
 });
 
 function writePods(names: string[]): void {
-  writeFileSync(podsFile, JSON.stringify(names.map((n) => tb.kubePod(n)), null, 2));
+  writeFileSync(run.podsFile, JSON.stringify(names.map((n) => tb.kubePod(n)), null, 2));
 }
 
 const nodeArgs = () => run.nodeArgs();
@@ -43,7 +38,7 @@ const nodeArgs = () => run.nodeArgs();
 async function startAgent(port: number, extra: string[] = []): Promise<AgentProcess> {
   return run.startAgent([
     ...extra,
-    '--pods-file', podsFile,
+    '--pods-file', run.podsFile,
     '--node-name', tb.kubePod('client').spec.nodeName,
     '--redirect-mode', 'sockops',
     '--metrics-address', `127.0.0.1:${port}`,

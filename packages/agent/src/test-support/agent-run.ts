@@ -18,10 +18,16 @@ import type { AgentProcess } from '../agent/process';
 import { podNetnsPrefix, startBuiltAgent } from '../e2e/support';
 import { removePins } from '../node-state/pins';
 
+/** The pods most agent runs need: a client and a server, each with its HAProxy sidecar. */
+export const CLIENT_SERVER_SIDECARS: readonly PodSpec[] = [
+  { name: 'client', mesh: 'sidecar' },
+  { name: 'server', mesh: 'sidecar' },
+];
+
 export interface AgentRunOptions {
   /** Names the temp directory (shunt-e2e-<tag>-…) and the run's bpffs directory. */
   tag: string;
-  pods: PodSpec[];
+  pods: readonly PodSpec[];
   /** An HTTP server answering 'hello' in this pod on this port, started before any test. */
   httpServer?: { pod: string; port: number };
   /**
@@ -64,6 +70,11 @@ export class AgentRun {
     return this.dirValue;
   }
 
+  /** <dir>/pods.json: where a run's --pods-file goes (written by the tests). */
+  get podsFile(): string {
+    return path.join(this.dir, 'pods.json');
+  }
+
   /** The agents' --bpffs-path; shunt pins under <bpffs>/shunt. */
   get bpffs(): string {
     if (!this.bpffsValue) throw new Error('agent run: no bpffs directory (beforeAll did not run or failed)');
@@ -95,7 +106,7 @@ export class AgentRun {
 
   async setUp(): Promise<void> {
     const o = this.opts;
-    this.tbValue = await Testbed.create({ pods: o.pods });
+    this.tbValue = await Testbed.create({ pods: [...o.pods] });
     if (o.httpServer) await this.tbValue.startHttpServer(o.httpServer.pod, { port: o.httpServer.port, body: 'hello' });
     this.dirValue = mkdtempSync(path.join(tmpdir(), `shunt-e2e-${o.tag}-`));
     this.bpffsValue = o.bpffs === 'run' ? makeRunBpffs(o.tag) : path.join(this.dirValue, 'bpffs');

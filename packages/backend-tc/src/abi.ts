@@ -46,6 +46,13 @@ export const COUNTER_NAMES = [
   'timewait_steered',
   'timewait_lost',
   'dns_tcp_to_proxy',
+  'sockets_spliced',
+  'splice_insert_failed',
+  'msgs_spliced',
+  'bytes_spliced',
+  'msgs_passed',
+  'splice_skipped_short',
+  'splice_paired',
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTER_SLOTS = 32;

@@ -83,3 +83,21 @@ export function libbpfVersion(): string {
 export function numPossibleCpus(): number {
   return native.numPossibleCpus();
 }
+export {
+  spliceTuple,
+  spliceGuardValue,
+  spliceSockValue,
+  spliceCfgValue,
+  learnKey,
+  learnValue,
+  SPLICE_MODE,
+  GUARD_DEFAULTS,
+  SPLICE_STAT_NAMES,
+  SPLICE_STAT_SLOTS,
+  SPLICE_STAT_MAX,
+  readSpliceStats,
+  probeSpliceGuard,
+  GUARD_PROBE_OBJECT,
+  type SpliceStatName,
+  type SpliceGuardProbe,
+} from './splice';

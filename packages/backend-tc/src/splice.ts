@@ -1,0 +1,218 @@
+/**
+ * Ambient splicing: the app's socket and ztunnel's socket of one captured connection, both in the
+ * pod netns, spliced with sk_msg behind the same guard the sockops backend uses for sidecars
+ * (bpf/include/shunt_splice_guard.h, here built as bpf/tc/redir.bpf.c on the tc backend's own
+ * splice sockhash), paired by a sockops program at the node's cgroup (bpf/tc/splice.bpf.c).
+ * Node-wide state, all under <bpffs>/shunt/tc/:
+ *   maps/splice_*, maps/tc_splice_pending   the splice maps (bpf/include/shunt_splice.h)
+ *   links/shunt_tc_splice                   the sockops link on the node cgroup
+ *   links/shunt_tc_redir, shunt_tc_splice_verdict  sk_msg / sk_skb on maps/splice_socks
+ * The links are pinned, so a restarted agent adopts them and spliced flows keep working.
+ *
+ *  - 'auto' (default): on where the guard loads (probeSpliceGuard) and the node has a cgroup to
+ *    attach to; off elsewhere, with the reason in observe() and `shunt doctor`.
+ *  - 'none': nothing is spliced (the pairing program reads splice_cfg mode NONE).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  BpfLink,
+  BpfMap,
+  BpfObject,
+  SPLICE_MODE,
+  bpfObjectPath,
+  probeSpliceGuard,
+  readSpliceStats,
+  spliceCfgValue,
+  spliceGuardValue,
+  spliceSockValue,
+  spliceTuple,
+  u32,
+  u64,
+  type SpliceGuardProbe,
+  type TypedMap,
+} from '@shunt/libbpf';
+import { validGuard, type Logger, type SpliceGuard } from '@shunt/core';
+
+export type TcSpliceSetting = 'auto' | 'none';
+export const DEFAULT_TC_SPLICE: TcSpliceSetting = 'auto';
+
+interface SpliceProgram {
+  object: string;
+  program: string;
+  attach: 'cgroup' | 'sk_msg' | 'sk_skb';
+}
+
+/**
+ * Attach order: the verdict and the guard on the sockhash before the pairing program puts any
+ * socket there (a socket gets the map's programs when it is inserted, and every spliced socket
+ * needs the verdict, one receive queue, from its first byte). Detached in reverse.
+ */
+export const SPLICE_PROGRAMS: readonly SpliceProgram[] = [
+  { object: 'tc/redir.bpf.o', program: 'shunt_tc_splice_verdict', attach: 'sk_skb' },
+  { object: 'tc/redir.bpf.o', program: 'shunt_tc_redir', attach: 'sk_msg' },
+  { object: 'tc/splice.bpf.o', program: 'shunt_tc_splice', attach: 'cgroup' },
+];
+
+/** The maps one entry per spliced (or learning) socket lives in: empty again once those sockets closed. */
+export const PER_SOCKET_MAPS = ['splice_socks', 'splice_peer', 'tc_splice_pending'] as const;
+
+export function validTcSplice(setting: unknown): TcSpliceSetting {
+  if (setting === 'auto' || setting === 'none') return setting;
+  throw new Error(`tc: splice ${JSON.stringify(setting)} is not 'auto' or 'none'`);
+}
+
+/** Whether the node splices, and why (or why not). */
+export function effectiveTcSplice(setting: TcSpliceSetting, cgroupRoot: string, probe: () => SpliceGuardProbe): { on: boolean; reason: string } {
+  if (setting === 'none') return { on: false, reason: 'splice none' };
+  if (!cgroupRoot) return { on: false, reason: 'auto: no node cgroup to attach the pairing program to (NodeContext.cgroupRoot empty)' };
+  if (!fs.existsSync(path.join(cgroupRoot, 'cgroup.procs'))) return { on: false, reason: `auto: node cgroup ${cgroupRoot} is not a cgroup v2 directory` };
+  const p = probe();
+  return p.available ? { on: true, reason: `auto: guard loads (${p.evidence})` } : { on: false, reason: `auto: nothing spliced: ${p.evidence}` };
+}
+
+export interface TcSpliceReading {
+  setting: TcSpliceSetting;
+  on: boolean;
+  reason: string;
+  cgroupRoot: string;
+  guard: SpliceGuard | null;
+  links: Record<string, boolean>;
+  /** Entries now: sockets spliced (sockhash, splice_peer) and connections learning while not spliced. */
+  entries: Record<(typeof PER_SOCKET_MAPS)[number], number> | null;
+  /** The guard's decisions (splice_stats). */
+  stats: Record<string, number> | null;
+}
+
+export class TcSplice {
+  readonly setting: TcSpliceSetting;
+  private readonly guard: SpliceGuard;
+  private readonly probe: () => SpliceGuardProbe;
+  private links = new Map<string, BpfLink>();
+  private maps: { cfg: TypedMap<number, { mode: number }>; guard: TypedMap<number, SpliceGuard>; stats: TypedMap<number, bigint>; raw: Record<string, BpfMap> } | null = null;
+  private state: { on: boolean; reason: string } = { on: false, reason: 'not started' };
+  private cgroupRoot = '';
+
+  constructor(opts: { splice?: TcSpliceSetting; guard?: Partial<SpliceGuard>; guardProbe?: () => SpliceGuardProbe } = {}) {
+    this.setting = validTcSplice(opts.splice ?? DEFAULT_TC_SPLICE);
+    try {
+      this.guard = validGuard(opts.guard);
+    } catch (err) {
+      throw new Error(`tc: ${(err as Error).message}`);
+    }
+    this.probe = opts.guardProbe ?? probeSpliceGuard;
+  }
+
+  get on(): boolean {
+    return this.state.on;
+  }
+
+  /**
+   * Adopts pinned links, attaches what is missing (when on), opens the maps and writes the guard's
+   * bounds, then the mode (sockets pair from then on). Off: mode NONE; links an earlier agent left
+   * stay (the sockets they spliced still need their close callback and the guard).
+   */
+  start(dirs: { mapsDir: string; linksDir: string }, cgroupRoot: string, log: Logger, readOnly = false): void {
+    this.cgroupRoot = cgroupRoot;
+    this.state = effectiveTcSplice(this.setting, cgroupRoot, this.probe);
+    for (const s of SPLICE_PROGRAMS) {
+      const pin = path.join(dirs.linksDir, s.program);
+      if (fs.existsSync(pin)) this.links.set(s.program, BpfLink.fromPin(pin));
+    }
+    if (readOnly) {
+      if (fs.existsSync(path.join(dirs.mapsDir, 'splice_cfg'))) this.openMaps(dirs.mapsDir);
+      return;
+    }
+    const missing = SPLICE_PROGRAMS.filter((s) => !this.links.has(s.program));
+    if (this.state.on && missing.length > 0) {
+      fs.mkdirSync(dirs.linksDir, { recursive: true });
+      try {
+        this.attach(missing, dirs.mapsDir, dirs.linksDir);
+      } catch (err) {
+        // Splicing is an optimisation: redirect works without it, so the backend starts anyway.
+        this.state = { on: false, reason: `${this.setting}: attaching the splice programs failed: ${(err as Error).message.split('\n')[0]}` };
+      }
+    }
+    if (!fs.existsSync(path.join(dirs.mapsDir, 'splice_cfg'))) {
+      // Off and never on here: the maps still exist (observe() reads zeros), created by loading the pairing object.
+      BpfObject.open(bpfObjectPath(SPLICE_PROGRAMS[2]!.object), { pinMaps: dirs.mapsDir }).close();
+    }
+    this.openMaps(dirs.mapsDir);
+    this.maps!.guard.update(0, this.guard);
+    this.maps!.cfg.update(0, { mode: this.state.on ? SPLICE_MODE.ALL : SPLICE_MODE.NONE });
+    if (this.setting === 'auto' && !this.state.on) log.warn({ reason: this.state.reason }, 'tc: splicing off');
+    else if (this.state.on) log.info({ cgroupRoot, attached: this.state.on ? missing.map((s) => s.program) : [], adopted: SPLICE_PROGRAMS.length - missing.length }, 'tc: splicing app<->ztunnel sockets');
+  }
+
+  private attach(specs: readonly SpliceProgram[], mapsDir: string, linksDir: string): void {
+    const objects = new Map<string, BpfObject>();
+    try {
+      for (const spec of specs) {
+        let obj = objects.get(spec.object);
+        if (!obj) {
+          obj = BpfObject.open(bpfObjectPath(spec.object), { pinMaps: mapsDir });
+          objects.set(spec.object, obj);
+        }
+        const prog = obj.program(spec.program);
+        const link =
+          spec.attach === 'cgroup'
+            ? prog.attachCgroup(this.cgroupRoot)
+            : spec.attach === 'sk_msg'
+              ? prog.attachSkMsg(obj.map('splice_socks'))
+              : prog.attachSkSkbVerdict(obj.map('splice_socks'));
+        // A pre-6.10 sockmap attachment is not a bpf_link: it lives on the pinned sockhash.
+        if (link.kind === 'link') link.pin(path.join(linksDir, spec.program));
+        this.links.set(spec.program, link);
+      }
+    } finally {
+      // Links and pins keep programs and maps alive; the objects are not needed any more.
+      for (const obj of objects.values()) obj.close();
+    }
+  }
+
+  private openMaps(mapsDir: string): void {
+    const raw: Record<string, BpfMap> = {};
+    try {
+      for (const name of ['splice_cfg', 'splice_guard', 'splice_stats', 'splice_learn', ...PER_SOCKET_MAPS]) raw[name] = BpfMap.fromPin(path.join(mapsDir, name));
+      // typed() checks each codec's size against the map: the shared ABI cannot drift silently.
+      raw.splice_socks!.typed(spliceTuple, u32);
+      raw.splice_peer!.typed(spliceTuple, spliceSockValue);
+      this.maps = { cfg: raw.splice_cfg!.typed(u32, spliceCfgValue), guard: raw.splice_guard!.typed(u32, spliceGuardValue), stats: raw.splice_stats!.typed(u32, u64), raw };
+    } catch (err) {
+      for (const m of Object.values(raw)) m.close();
+      throw err;
+    }
+  }
+
+  reading(): TcSpliceReading {
+    const m = this.maps;
+    let guard: SpliceGuard | null = null;
+    if (m) {
+      const g = m.guard.lookup(0);
+      guard = g ? { queueCap: g.queueCap, smallMsg: g.smallMsg, smallQueue: g.smallQueue, shortConns: g.shortConns } : null;
+    }
+    return {
+      setting: this.setting,
+      on: this.state.on,
+      reason: this.state.reason,
+      cgroupRoot: this.cgroupRoot,
+      guard,
+      links: Object.fromEntries(SPLICE_PROGRAMS.map((s) => [s.program, this.links.has(s.program)])),
+      entries: m ? (Object.fromEntries(PER_SOCKET_MAPS.map((n) => [n, m.raw[n]!.count()])) as TcSpliceReading['entries']) : null,
+      stats: m ? readSpliceStats(m.stats) : null,
+    };
+  }
+
+  /** Closes handles; with cleanup, detaches the links first (pairing first, so nothing new is spliced). */
+  stop(cleanup: boolean): void {
+    for (const s of [...SPLICE_PROGRAMS].reverse()) {
+      const l = this.links.get(s.program);
+      if (!l) continue;
+      if (cleanup) l.detach();
+      else l.close();
+    }
+    this.links.clear();
+    for (const mp of Object.values(this.maps?.raw ?? {})) mp.close();
+    this.maps = null;
+  }
+}

@@ -158,6 +158,9 @@ int shunt_tc_splice(struct bpf_sock_ops *skops)
 			cfg = pod_here(&t.local, netns);
 			if (!cfg || (t.rport == SHUNT_TC_DNS_PORT && cfg->dns_port != 0) || !outbound_selected(cfg, t.rport))
 				return 1;
+			/* To the pod's own address: routed over lo, never through eth0's capture. */
+			if (pod_here(&t.remote, netns))
+				return 1;
 			first_end(skops, &t, netns, SHUNT_TC_SPLICE_F_APP_OUT);
 		} else {
 			/* ztunnel's inbound leg to the app, on a port ingress.bpf.c captures. */

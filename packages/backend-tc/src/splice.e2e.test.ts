@@ -92,10 +92,10 @@ function rxPackets(tb: Testbed, pod: string, ifname: string): number {
 }
 
 /** Runs flows from a to b's app; returns the client's per-flow results and the server's records of them. */
-async function run(e: Env, family: 4 | 6, flows: object[], timeoutMs = 40_000): Promise<{ flows: FlowResult[]; server: ServerRecord[] }> {
+async function run(e: Env, family: 4 | 6, flows: object[], timeoutMs = 40_000, from = 'a'): Promise<{ flows: FlowResult[]; server: ServerRecord[] }> {
   const dst = family === 4 ? e.tb.pod('b').ipv4 : e.tb.pod('b').ipv6;
   const before = e.serverLines.length;
-  const res = await e.tb.run('a', [process.execPath, FLOW, 'client', dst, String(PORT), JSON.stringify(flows), String(timeoutMs)], { timeoutMs: timeoutMs + 5000 });
+  const res = await e.tb.run(from, [process.execPath, FLOW, 'client', dst, String(PORT), JSON.stringify(flows), String(timeoutMs)], { timeoutMs: timeoutMs + 5000 });
   const out = JSON.parse(res.stdout) as { flows?: FlowResult[]; error?: string };
   if (!out.flows) throw new Error(`client: ${out.error ?? res.stdout}`);
   const want = flows.filter((f) => (f as { mode: string }).mode !== 'short').length;
@@ -161,9 +161,12 @@ describe('tc splice: app <-> ztunnel sockets in the pod netns (default splice)',
     const lo1 = rxPackets(e.tb, 'b', 'lo');
     if (delta(r0.counters, r1.counters, 'bytes_spliced') < 2 * 32 * MiB * 0.8)
       console.log(JSON.stringify({ counters: Object.fromEntries(Object.keys(r1.counters).map((k) => [k, delta(r0.counters, r1.counters, k)])), stats: Object.fromEntries(Object.keys(r1.splice.stats!).map((k) => [k, delta(r0.splice.stats!, r1.splice.stats!, k)])) }));
-    // Two sockets per leg, two legs (a: app + ztunnel 15001; b: ztunnel's inbound leg + app).
-    expect(delta(r0.counters, r1.counters, 'sockets_spliced')).toBeGreaterThanOrEqual(4);
-    expect(delta(r0.counters, r1.counters, 'splice_paired')).toBeGreaterThanOrEqual(2);
+    // Exactly two sockets per leg, two legs (a: app + ztunnel 15001; b: ztunnel's inbound leg +
+    // app), each pair complete; nothing else (not ztunnel's HBONE sockets) spliced.
+    expect(delta(r0.counters, r1.counters, 'sockets_spliced')).toBe(4);
+    expect(delta(r0.counters, r1.counters, 'splice_paired')).toBe(2);
+    expect(delta(r0.splice.stats!, r1.splice.stats!, 'splice_to_tcp_no_peer')).toBe(0);
+    expect(delta(r0.splice.stats!, r1.splice.stats!, 'splice_no_self')).toBe(0);
     // Both legs carried both directions through sk_msg.
     expect(delta(r0.counters, r1.counters, 'bytes_spliced')).toBeGreaterThan(2 * 2 * RR_BYTES * 0.95);
     expect(delta(r0.splice.stats!, r1.splice.stats!, 'splice_bytes')).toBeGreaterThan(2 * 2 * RR_BYTES * 0.95);
@@ -174,6 +177,33 @@ describe('tc splice: app <-> ztunnel sockets in the pod netns (default splice)',
     const legs = (await e.h.zt.waitFor((x) => x.event === 'conn' && (x as Conn).leg === 'outbound' && (x as Conn).client?.port === r.flows[0]!.local, { what: 'outbound leg' })) as Conn[];
     expect(legs[0]).toMatchObject({ pod: 'a', origDst: { address: dst, port: PORT }, how: 'local-address', via: 'hbone' });
   }, 60_000);
+
+  test('a connection not through ztunnel (the app to its own pod address, over lo) is not spliced', async () => {
+    const r0 = await reading(e);
+    const r = await run(e, 4, [{ mode: 'rr', rrSize: 1024, rounds: 20 }], 20_000, 'b');
+    expect(r.flows[0]!.error ?? null).toBeNull();
+    expect(r.flows[0]!.received).toBe(20 * 1024);
+    const r1 = await reading(e);
+    expect(delta(r0.counters, r1.counters, 'sockets_spliced')).toBe(0);
+    expect(delta(r0.counters, r1.counters, 'outbound_to_listener')).toBe(0); // not captured either
+  });
+
+  test('an app connection its pod does not capture (outbound port excluded) is not spliced on its side', async () => {
+    const a = meshPod(e.tb, 'a');
+    await e.backend.enroll({ ...a, traffic: { ...a.traffic, outbound: { ...a.traffic.outbound, excludePorts: [PORT] } } });
+    try {
+      const r0 = await reading(e);
+      const r = await run(e, 4, [{ mode: 'rr', rrSize: 1024, rounds: 20 }]);
+      expect(r.flows[0]!.received).toBe(20 * 1024);
+      const r1 = await reading(e);
+      expect(delta(r0.counters, r1.counters, 'outbound_bypassed')).toBe(1); // not hairpinned in a
+      // Only b's inbound leg (its ztunnel 15006 -> the app) is a pair; a's app socket has no ztunnel peer.
+      expect(delta(r0.counters, r1.counters, 'sockets_spliced')).toBe(2);
+      expect(delta(r0.splice.stats!, r1.splice.stats!, 'splice_to_tcp_no_peer')).toBe(0);
+    } finally {
+      await e.backend.enroll(a);
+    }
+  });
 
   test('bulk safety on the ambient path: paused reader blocks the sender, slow reader, bidirectional, all in order', async () => {
     const r0 = await reading(e);

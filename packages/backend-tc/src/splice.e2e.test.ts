@@ -63,7 +63,8 @@ async function setUp(splice: 'auto' | 'none') {
   const cgroupRoot = tb.node('node0').cgroupPath;
   const backend = new TcBackend({ splice });
   await backend.start(nodeContext(bpffsRoot, { cgroupRoot }));
-  tb.track('tc backend', () => backend.stop({ cleanup: true }).catch(() => undefined));
+  // Through env (a test restarts the backend): whichever backend is current at the end cleans up.
+  tb.track('tc backend', () => env.backend.stop({ cleanup: true }).catch(() => undefined));
   const h = await ztunnelHarness({ socketPath: path.join(tb.stateDir, 'ztunnel.sock'), logPath: path.join(tb.stateDir, 'ztunnel.log'), cgroupPath: cgroupRoot });
   tb.track('ztunnel stand-in', () => h.stop().catch(() => undefined));
   for (const name of ['a', 'b']) {
@@ -71,7 +72,8 @@ async function setUp(splice: 'auto' | 'none') {
     await backend.enroll(pod); // redirect first, then AddWorkload (istio-cni's order)
     await h.add({ uid: pod.uid, name: pod.name, namespace: pod.namespace, netnsPath: pod.netnsPath! });
   }
-  return { tb, bpffsRoot, backend, h, serverLines, cgroupRoot };
+  const env = { tb, bpffsRoot, backend, h, serverLines, cgroupRoot };
+  return env;
 }
 
 type Env = Awaited<ReturnType<typeof setUp>>;
@@ -258,6 +260,37 @@ describe('tc splice: app <-> ztunnel sockets in the pod netns (default splice)',
     const r = await run(e, 4, flows);
     expect(r.flows.map((f) => f.error ?? null)).toEqual(flows.map(() => null));
     expect(await entriesSettled(e)).toEqual({ splice_socks: 0, splice_peer: 0, tc_splice_pending: 0 });
+  }, 60_000);
+
+  test('a restarted backend adopts the pinned splice links and maps: a spliced flow keeps splicing across the restart', async () => {
+    const dst = e.tb.pod('b').ipv4;
+    const r0 = await reading(e);
+    const rounds = 4000;
+    const flow = e.tb.exec('a', [process.execPath, FLOW, 'client', dst, String(PORT), JSON.stringify([{ mode: 'rr', rrSize: 16 << 10, rounds }]), '40000']);
+    // Mid-flow (bounded wait for the first spliced bytes): the agent goes away and comes back.
+    for (let i = 0; i < 200 && delta(r0.counters, (await reading(e)).counters, 'bytes_spliced') < 4 * MiB; i++) await sleep(10);
+    const links0 = (await reading(e)).splice.linkIds;
+    expect(Object.values(links0).every((id) => id > 0)).toBe(true);
+    await e.backend.stop({ cleanup: false });
+    const restarted = new TcBackend();
+    await restarted.start(nodeContext(e.bpffsRoot, { cgroupRoot: e.cgroupRoot }));
+    e.backend = restarted;
+    const mid = await reading(e);
+    expect(mid.splice.linkIds).toEqual(links0); // adopted, not attached again
+    const out = await flow.exited;
+    expect(out.code).toBe(0);
+    const res = JSON.parse(flow.stdoutText()) as { flows: FlowResult[] };
+    expect(res.flows[0]!.error ?? null).toBeNull();
+    expect(res.flows[0]!.bad).toBeNull();
+    expect(res.flows[0]!.received).toBe(rounds * (16 << 10));
+    const r1 = await reading(e);
+    // The whole flow went through sk_msg, before and after the restart (the counters are the pinned maps').
+    expect(delta(r0.counters, r1.counters, 'bytes_spliced')).toBeGreaterThan(2 * 2 * rounds * (16 << 10) * 0.95);
+    expect(delta(r0.counters, r1.counters, 'outbound_hairpinned_flow')).toBeLessThan(100);
+    // New connections pair and splice under the adopted programs.
+    const again = await run(e, 4, [{ mode: 'rr', rrSize: 16 << 10, rounds: 50 }]);
+    expect(again.flows[0]!.received).toBe(50 * (16 << 10));
+    expect(delta(r1.counters, (await reading(e)).counters, 'splice_paired')).toBe(2);
   }, 60_000);
 
   test('stop({cleanup}) detaches and unpins the splice programs: the node cgroup has none of ours', async () => {

@@ -78,6 +78,8 @@ export interface TcSpliceReading {
   cgroupRoot: string;
   guard: SpliceGuard | null;
   links: Record<string, boolean>;
+  /** Kernel link id per program (0: not a bpf_link, or unreadable): the same ids after a restart = adopted. */
+  linkIds: Record<string, number>;
   /** Entries now: sockets spliced (sockhash, splice_peer) and connections learning while not spliced. */
   entries: Record<(typeof PER_SOCKET_MAPS)[number], number> | null;
   /** The guard's decisions (splice_stats). */
@@ -198,9 +200,20 @@ export class TcSplice {
       cgroupRoot: this.cgroupRoot,
       guard,
       links: Object.fromEntries(SPLICE_PROGRAMS.map((s) => [s.program, this.links.has(s.program)])),
+      linkIds: Object.fromEntries(SPLICE_PROGRAMS.map((s) => [s.program, this.linkId(s.program)])),
       entries: m ? (Object.fromEntries(PER_SOCKET_MAPS.map((n) => [n, m.raw[n]!.count()])) as TcSpliceReading['entries']) : null,
       stats: m ? readSpliceStats(m.stats) : null,
     };
+  }
+
+  private linkId(program: string): number {
+    const l = this.links.get(program);
+    if (!l || l.kind !== 'link') return 0;
+    try {
+      return l.info().id;
+    } catch {
+      return 0;
+    }
   }
 
   /** Closes handles; with cleanup, detaches the links first (pairing first, so nothing new is spliced). */

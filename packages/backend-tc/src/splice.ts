@@ -36,6 +36,10 @@ import { validGuard, type Logger, type SpliceGuard } from '@shunt/core';
 
 export type TcSpliceSetting = 'auto' | 'none';
 export const DEFAULT_TC_SPLICE: TcSpliceSetting = 'auto';
+/** Why DEFAULT_TC_SPLICE is what it is, in one sentence (`shunt doctor`). */
+export const TC_SPLICE_WHY =
+  "the app's and ztunnel's sockets of each captured connection in the pod netns are spliced behind the sockops backend's guard (bounded peer queue, else TCP with TCP's backpressure; one receive queue per socket), " +
+  'short connections excepted, where the guard loads and the node cgroup (which must cover ztunnel\'s pod) exists; nothing elsewhere.';
 
 interface SpliceProgram {
   object: string;
@@ -122,7 +126,15 @@ export class TcSplice {
       if (fs.existsSync(pin)) this.links.set(s.program, BpfLink.fromPin(pin));
     }
     if (readOnly) {
-      if (fs.existsSync(path.join(dirs.mapsDir, 'splice_cfg'))) this.openMaps(dirs.mapsDir);
+      // What the agent that wrote the maps decided, read back (not this process's own resolution).
+      if (!fs.existsSync(path.join(dirs.mapsDir, 'splice_cfg'))) {
+        this.state = { on: false, reason: 'read back: no splice maps pinned (an agent without splicing)' };
+        return;
+      }
+      this.openMaps(dirs.mapsDir);
+      const mode = this.maps!.cfg.lookup(0)?.mode ?? SPLICE_MODE.NONE;
+      const linked = SPLICE_PROGRAMS.every((p) => this.links.has(p.program));
+      this.state = { on: mode !== SPLICE_MODE.NONE && linked, reason: `read back: splice_cfg mode ${mode === SPLICE_MODE.NONE ? 'none' : 'all'}, ${linked ? 'all splice links pinned' : 'splice links missing'}` };
       return;
     }
     const missing = SPLICE_PROGRAMS.filter((s) => !this.links.has(s.program));

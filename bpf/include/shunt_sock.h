@@ -19,6 +19,10 @@
 #define SHUNT_IPPROTO_TCP 6
 #define SHUNT_IPPROTO_UDP 17
 
+/* sk_user_data flag bits (include/net/sock.h SK_USER_DATA_*): the pointer is a psock when PSOCK is set. */
+#define SHUNT_SK_USER_DATA_FLAGS 7ull
+#define SHUNT_SK_USER_DATA_PSOCK 4ull
+
 /*
  * Loads a __u32 context field at a constant offset from the context pointer itself. The
  * verifier rejects loads through a modified ctx pointer, and clang likes to hoist

@@ -128,6 +128,24 @@ enum shunt_splice_stat {
 	SHUNT_SST_MAX = 16,          /* slots of the pinned splice_stats map: every index above must stay below it */
 };
 
+/*
+ * splice_resets (ring buffer, shunt_splice_close.h -> the agent): a spliced socket was closed with
+ * bytes still in its psock queue. TCP would reset the connection (tcp_close counts only
+ * sk_receive_queue, and sock_map_close purges the psock queue first, so the kernel sends FIN);
+ * the agent destroys the receiver (RST to the sender) and then the sender.
+ */
+struct shunt_splice_reset {
+	struct shunt_tuple own; /* the closing socket's own view (addresses network order, ports host order) */
+	__u64 netns;            /* its netns cookie */
+	__u64 cookie;           /* its socket cookie */
+	__u64 peer_netns;       /* the spliced peer's netns cookie; 0 = peer unknown (already closing) */
+	__u64 peer_cookie;      /* the peer's socket cookie; 0 = none generated */
+	__u32 family;           /* 2 or 10 */
+	__u32 unread;           /* bytes left unread in the psock queue (+1 if its backlog was not empty) */
+	__u32 state;            /* TCP state at close (BPF_TCP_*) */
+	__u32 _pad;
+};
+
 #if defined(__bpf__) && !defined(SHUNT_SPLICE_NO_MAPS)
 /* ---- map definitions (BPF side only) ---- */
 

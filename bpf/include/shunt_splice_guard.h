@@ -127,10 +127,6 @@ static __always_inline int memcg_pressure(struct sock *sk, __u32 size)
 	return near_limit(&mc->memory, size);
 }
 
-/* sk_user_data flag bits (include/net/sock.h SK_USER_DATA_*): the pointer is a psock when PSOCK is set. */
-#define SHUNT_SK_USER_DATA_FLAGS 7ull
-#define SHUNT_SK_USER_DATA_PSOCK 4ull
-
 /*
  * Has every byte this socket sent on the TCP path reached the peer's one receive queue (or, for a
  * peer with two queues, been read)? Then a redirected message lands behind all of them.

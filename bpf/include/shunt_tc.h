@@ -74,10 +74,14 @@ enum shunt_tc_counter {
 	SHUNT_TC_CNT_SPLICE_FAILED,     /* sockhash insert refused */
 	SHUNT_TC_CNT_MSGS_SPLICED,      /* sk_msg redirected to the peer socket */
 	SHUNT_TC_CNT_BYTES_SPLICED,
-	SHUNT_TC_CNT_MSGS_PASSED,       /* sk_msg of a spliced socket sent on the TCP path (guard, or no peer) */
+	SHUNT_TC_CNT_CLOSE_UNREAD,      /* spliced socket closed with unread bytes in its psock queue: reset asked (shunt_splice_close.h) */
 	SHUNT_TC_CNT_SPLICE_SKIPPED_SHORT, /* connection not spliced: its port's recent connections were short */
 	SHUNT_TC_CNT_PAIRED,            /* ztunnel's / the app's second end found its first end's entry: the pair is complete */
+	SHUNT_TC_CNT_CLOSE_EVENT_LOST,  /* ... and the splice_resets ring buffer was full: that peer is not reset */
 	SHUNT_TC_CNT_MAX = 32,
+	/* Not counted here (a lookup past the array fails): the guard's TCP-path messages, which
+	 * splice_stats counts already (splice_tcp_msgs); the 32 pinned slots are all in use. */
+	SHUNT_TC_CNT_MSGS_PASSED = SHUNT_TC_CNT_MAX,
 };
 
 struct shunt_tc_addr {
@@ -159,6 +163,8 @@ struct shunt_tc_pending {
 	__u32 kind;
 	__u32 _pad;
 };
+
+_Static_assert(SHUNT_TC_CNT_CLOSE_EVENT_LOST < SHUNT_TC_CNT_MAX, "tc_counters has too few slots");
 
 /* Map definitions: BPF side only, and not for test programs that only parse (SHUNT_TC_NO_MAPS). */
 #if defined(__bpf__) && !defined(SHUNT_TC_NO_MAPS)

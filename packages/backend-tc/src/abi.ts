@@ -50,9 +50,10 @@ export const COUNTER_NAMES = [
   'splice_insert_failed',
   'msgs_spliced',
   'bytes_spliced',
-  'msgs_passed',
+  'splice_close_unread',
   'splice_skipped_short',
   'splice_paired',
+  'splice_close_event_lost',
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTER_SLOTS = 32;

@@ -219,7 +219,8 @@ export class TcBackend implements RedirectBackend {
     for (const d of DIRECTIONS) this.objects[d] = BpfObject.open(bpfObjectPath(PROGRAMS[d].object), { pinMaps: this.mapsDir });
     this.maps = TcMaps.open(this.mapsDir);
     // Splicing is node-wide and independent of any pod: its links pair sockets of enrolled pods only.
-    this.splice.start({ mapsDir: this.mapsDir, linksDir: this.linksDir }, node.cgroupRoot, node.log);
+    // The resetter finds a pod's netns by cookie (the path kept in tc_pod_meta; installed is read next).
+    this.splice.start({ mapsDir: this.mapsDir, linksDir: this.linksDir }, node.cgroupRoot, node.log, false, (c) => this.installed.get(c)?.place.netnsPath);
     const pods = this.maps.readPods();
     this.installed = new Map(pods.map((p) => [p.netnsCookie, p]));
     this.nextGen = Math.max(0, ...pods.map((p) => p.gen), ...this.maps.selectionGens()) + 1;

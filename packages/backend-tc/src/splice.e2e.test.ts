@@ -35,6 +35,7 @@ interface FlowResult {
   maxStallMs: number;
   stallAt: number | null;
   local: number | null;
+  ms: number;
 }
 interface ServerRecord {
   id: number;
@@ -236,6 +237,18 @@ describe('tc splice: app <-> ztunnel sockets in the pod netns (default splice)',
     expect(s('splice_back_to_splice')).toBeGreaterThanOrEqual(1);
     expect(s('splice_verdict_bytes')).toBeGreaterThan(0);
   }, 120_000);
+
+  test('a spliced receiver closing with unread data resets the connection (as TCP), the sender does not hang', async () => {
+    const r0 = await reading(e);
+    // The app in b never reads and closes after 1 s with its queue full; 48 MiB would never fit.
+    const r = await run(e, 4, [{ mode: 'drop', bytes: 48 * MiB, writeSize: 64 << 10, closeMs: 1000 }], 15_000);
+    expect(r.flows[0]!.error).toMatch(/ECONNRESET|EPIPE|ECONNABORTED/);
+    expect(r.flows[0]!.ms).toBeLessThan(8000); // not the fin timeout (60 s) of a FIN into a closed window
+    const r1 = await reading(e);
+    expect(delta(r0.counters, r1.counters, 'splice_close_unread')).toBeGreaterThanOrEqual(1);
+    expect(r1.splice.resets!.receiversDestroyed - r0.splice.resets!.receiversDestroyed).toBeGreaterThanOrEqual(1);
+    expect(await entriesSettled(e)).toEqual({ splice_socks: 0, splice_peer: 0, tc_splice_pending: 0 });
+  }, 30_000);
 
   test('short connections stop being spliced after the learn run; the per-socket maps empty after close', async () => {
     const r0 = await reading(e);

@@ -6,6 +6,8 @@
  * Node-wide state, all under <bpffs>/shunt/tc/:
  *   maps/splice_*, maps/tc_splice_pending   the splice maps (bpf/include/shunt_splice.h)
  *   links/shunt_tc_splice                   the sockops link on the node cgroup
+ *   links/shunt_tc_splice_release          cgroup/sock_release: a spliced socket closed with
+ *                                          unread data -> maps/splice_resets -> SpliceResetter
  *   links/shunt_tc_redir, shunt_tc_splice_verdict  sk_msg / sk_skb on maps/splice_socks
  * The links are pinned, so a restarted agent adopts them and spliced flows keep working.
  *
@@ -29,7 +31,9 @@ import {
   spliceTuple,
   u32,
   u64,
+  SpliceResetter,
   type SpliceGuardProbe,
+  type SpliceResetStats,
   type TypedMap,
 } from '@shunt/libbpf';
 import { validGuard, type Logger, type SpliceGuard } from '@shunt/core';
@@ -55,6 +59,9 @@ interface SpliceProgram {
 export const SPLICE_PROGRAMS: readonly SpliceProgram[] = [
   { object: 'tc/redir.bpf.o', program: 'shunt_tc_splice_verdict', attach: 'sk_skb' },
   { object: 'tc/redir.bpf.o', program: 'shunt_tc_redir', attach: 'sk_msg' },
+  // A spliced socket closed with unread data: reported on splice_resets, the resetter below resets
+  // the connection as TCP would (bpf/include/shunt_splice_close.h).
+  { object: 'tc/splice_close.bpf.o', program: 'shunt_tc_splice_release', attach: 'cgroup' },
   { object: 'tc/splice.bpf.o', program: 'shunt_tc_splice', attach: 'cgroup' },
 ];
 
@@ -88,6 +95,8 @@ export interface TcSpliceReading {
   entries: Record<(typeof PER_SOCKET_MAPS)[number], number> | null;
   /** The guard's decisions (splice_stats). */
   stats: Record<string, number> | null;
+  /** Connections reset after a spliced socket closed with unread data (null: no resetter in this process). */
+  resets: SpliceResetStats | null;
 }
 
 export class TcSplice {
@@ -98,6 +107,7 @@ export class TcSplice {
   private maps: { cfg: TypedMap<number, { mode: number }>; guard: TypedMap<number, SpliceGuard>; stats: TypedMap<number, bigint>; raw: Record<string, BpfMap> } | null = null;
   private state: { on: boolean; reason: string } = { on: false, reason: 'not started' };
   private cgroupRoot = '';
+  private resetter: SpliceResetter | null = null;
 
   constructor(opts: { splice?: TcSpliceSetting; guard?: Partial<SpliceGuard>; guardProbe?: () => SpliceGuardProbe } = {}) {
     this.setting = validTcSplice(opts.splice ?? DEFAULT_TC_SPLICE);
@@ -118,7 +128,7 @@ export class TcSplice {
    * bounds, then the mode (sockets pair from then on). Off: mode NONE; links an earlier agent left
    * stay (the sockets they spliced still need their close callback and the guard).
    */
-  start(dirs: { mapsDir: string; linksDir: string }, cgroupRoot: string, log: Logger, readOnly = false): void {
+  start(dirs: { mapsDir: string; linksDir: string }, cgroupRoot: string, log: Logger, readOnly = false, netnsPathOf: (cookie: bigint) => string | undefined = () => undefined): void {
     this.cgroupRoot = cgroupRoot;
     this.state = effectiveTcSplice(this.setting, cgroupRoot, this.probe);
     for (const s of SPLICE_PROGRAMS) {
@@ -147,13 +157,21 @@ export class TcSplice {
         this.state = { on: false, reason: `${this.setting}: attaching the splice programs failed: ${(err as Error).message.split('\n')[0]}` };
       }
     }
-    if (!fs.existsSync(path.join(dirs.mapsDir, 'splice_cfg'))) {
-      // Off and never on here: the maps still exist (observe() reads zeros), created by loading the pairing object.
-      BpfObject.open(bpfObjectPath(SPLICE_PROGRAMS[2]!.object), { pinMaps: dirs.mapsDir }).close();
+    if (!['splice_cfg', 'splice_resets', ...PER_SOCKET_MAPS].every((m) => fs.existsSync(path.join(dirs.mapsDir, m)))) {
+      // Off and never on here (or pins of a version without some of them): every splice map exists
+      // anyway (observe() reads zeros), created by loading the objects without attaching.
+      for (const obj of new Set(SPLICE_PROGRAMS.map((x) => x.object))) BpfObject.open(bpfObjectPath(obj), { pinMaps: dirs.mapsDir }).close();
     }
     this.openMaps(dirs.mapsDir);
     this.maps!.guard.update(0, this.guard);
     this.maps!.cfg.update(0, { mode: this.state.on ? SPLICE_MODE.ALL : SPLICE_MODE.NONE });
+    // The resetter runs wherever its program is attached (also adopted while splicing is now off:
+    // the sockets spliced before still close). Both ends of a pair are in one pod netns.
+    const resets = path.join(dirs.mapsDir, 'splice_resets');
+    if (this.links.has('shunt_tc_splice_release') && fs.existsSync(resets)) {
+      this.resetter = new SpliceResetter({ map: BpfMap.fromPin(resets), netnsPathOf, log, name: 'tc' });
+      this.resetter.start();
+    }
     if (this.setting === 'auto' && !this.state.on) log.warn({ reason: this.state.reason }, 'tc: splicing off');
     else if (this.state.on) log.info({ cgroupRoot, attached: this.state.on ? missing.map((s) => s.program) : [], adopted: SPLICE_PROGRAMS.length - missing.length }, 'tc: splicing app<->ztunnel sockets');
   }
@@ -215,6 +233,7 @@ export class TcSplice {
       linkIds: Object.fromEntries(SPLICE_PROGRAMS.map((s) => [s.program, this.linkId(s.program)])),
       entries: m ? (Object.fromEntries(PER_SOCKET_MAPS.map((n) => [n, m.raw[n]!.count()])) as TcSpliceReading['entries']) : null,
       stats: m ? readSpliceStats(m.stats) : null,
+      resets: this.resetter ? { ...this.resetter.stats } : null,
     };
   }
 
@@ -230,6 +249,8 @@ export class TcSplice {
 
   /** Closes handles; with cleanup, detaches the links first (pairing first, so nothing new is spliced). */
   stop(cleanup: boolean): void {
+    this.resetter?.close();
+    this.resetter = null;
     for (const s of [...SPLICE_PROGRAMS].reverse()) {
       const l = this.links.get(s.program);
       if (!l) continue;

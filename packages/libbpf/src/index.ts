@@ -101,3 +101,4 @@ export {
   type SpliceStatName,
   type SpliceGuardProbe,
 } from './splice';
+export { RESET_EVENT_BYTES, SpliceResetter, decodeResetEvent, type SpliceResetEvent, type SpliceResetStats, type SpliceResetterOptions, type SpliceResetLog } from './splice-reset';

@@ -5,6 +5,7 @@
 //     rrSize, replyBytes}, then: 'sink' reads (unread for pauseMs first, slowMs between reads);
 //     'rr' answers every rrSize bytes with rrSize bytes; 'bidi' sends replyBytes while reading.
 //     On EOF prints {id, mode, bytes, bad, error?} (bad: offset of the first wrong byte or null).
+//     'drop' never reads and closes after closeMs (with the data unread).
 //   client <host> <port> <flow json> <timeoutMs>: one connection per flow, all at once; prints
 //     {flows: [{sent, received, bad, error?, maxStallMs, stallAt, local}]}. A flow {mode:'short',
 //     count} makes `count` short connections one after another (one request, one reply each).
@@ -96,6 +97,15 @@ if (role === 'server') {
         cfg = JSON.parse(head.subarray(0, nl).toString());
         const rest = head.subarray(nl + 1);
         if (cfg.mode === 'short') return c.end('ok\n');
+        if (cfg.mode === 'drop') {
+          // Never reads: closes with everything unread after closeMs (TCP would reset the sender).
+          c.pause();
+          setTimeout(() => {
+            log({ id, mode: 'drop', bytes: 0, bad: null });
+            c.destroy();
+          }, cfg.closeMs);
+          return;
+        }
         if (cfg.mode === 'bidi')
           writeAll(c, cfg.replyBytes, 64 << 10, () => {
             outDone = true;
@@ -124,7 +134,8 @@ if (role === 'server') {
   }, Number(timeoutMs));
   const one = (f) =>
     new Promise((resolve) => {
-      const r = { sent: 0, received: 0, bad: null, maxStallMs: 0, stallAt: null, local: null };
+      const t0 = Date.now();
+      const r = { sent: 0, received: 0, bad: null, maxStallMs: 0, stallAt: null, local: null, ms: 0 };
       const c = net.connect({ host, port: Number(port), allowHalfOpen: true, noDelay: true });
       c.on('connect', () => {
         r.local = c.localPort;
@@ -169,7 +180,10 @@ if (role === 'server') {
         );
       });
       c.on('error', (e) => (r.error = e.code || e.message));
-      c.on('close', () => resolve(r));
+      c.on('close', () => {
+        r.ms = Date.now() - t0;
+        resolve(r);
+      });
     });
   const short = async (f) => {
     const r = { ok: 0, error: undefined };

@@ -69,7 +69,19 @@ enum shunt_tc_counter {
 	SHUNT_TC_CNT_TW_STEERED,        /* sk_lookup: a SYN that met a TIME_WAIT handed to ztunnel's listener */
 	SHUNT_TC_CNT_TW_LOST,           /* sk_lookup: such a SYN whose listener was gone: dropped (fail closed) */
 	SHUNT_TC_CNT_DNS_TCP,           /* hairpinned TCP SYN to :53 assigned to ztunnel's TCP DNS listener */
+	/* Splicing app <-> ztunnel sockets (splice.bpf.c pairs them, redir.bpf.c is the shared guard). */
+	SHUNT_TC_CNT_SOCKETS_SPLICED,   /* sockets put into the tc splice sockhash */
+	SHUNT_TC_CNT_SPLICE_FAILED,     /* sockhash insert refused */
+	SHUNT_TC_CNT_MSGS_SPLICED,      /* sk_msg redirected to the peer socket */
+	SHUNT_TC_CNT_BYTES_SPLICED,
+	SHUNT_TC_CNT_CLOSE_UNREAD,      /* spliced socket closed with unread bytes in its psock queue: reset asked (shunt_splice_close.h) */
+	SHUNT_TC_CNT_SPLICE_SKIPPED_SHORT, /* connection not spliced: its port's recent connections were short */
+	SHUNT_TC_CNT_PAIRED,            /* ztunnel's / the app's second end found its first end's entry: the pair is complete */
+	SHUNT_TC_CNT_CLOSE_EVENT_LOST,  /* ... and the splice_resets ring buffer was full: that peer is not reset */
 	SHUNT_TC_CNT_MAX = 32,
+	/* Not counted here (a lookup past the array fails): the guard's TCP-path messages, which
+	 * splice_stats counts already (splice_tcp_msgs); the 32 pinned slots are all in use. */
+	SHUNT_TC_CNT_MSGS_PASSED = SHUNT_TC_CNT_MAX,
 };
 
 struct shunt_tc_addr {
@@ -122,6 +134,37 @@ struct shunt_tc_port_key {
 	__u8 kind; /* SHUNT_TC_SEL_* */
 	__u8 _pad;
 };
+
+/*
+ * Splicing (bpf/tc/splice.bpf.c): the two sockets of one captured connection inside a pod netns,
+ * the app's and ztunnel's, go into the tc backend's own splice sockhash (shunt_splice.h maps,
+ * pinned under <bpffs>/shunt/tc/maps) so sk_msg hands data straight to the peer, behind the same
+ * guard as the sockops backend (shunt_splice_guard.h). Tuples always carry the netns cookie.
+ * shunt_splice_sock.flags bits 2..3 say which end of which leg a splice_peer entry is, so the
+ * second end pairs only with the first end of the same kind of leg:
+ *  - APP_OUT: the app's connecting socket (ACTIVE_ESTABLISHED, not ztunnel's mark, to a captured
+ *    destination); its peer is ztunnel's socket accepted on 15001 (PASSIVE, mark 1337);
+ *  - ZT_IN: ztunnel's inbound leg (ACTIVE, mark 1337, to an enrolled address of this netns on a
+ *    captured port); its peer is the app's accepted socket.
+ * The accepting end carries SHUNT_SPLICE_F_OWNS_ORIG (it learns at its close, as in sockops).
+ */
+#define SHUNT_TC_SPLICE_F_APP_OUT (1u << 2)
+#define SHUNT_TC_SPLICE_F_ZT_IN (1u << 3)
+#define SHUNT_TC_SPLICE_F_KINDS (SHUNT_TC_SPLICE_F_APP_OUT | SHUNT_TC_SPLICE_F_ZT_IN)
+
+/*
+ * tc_splice_pending: a connection the short-connection rule did not splice still teaches at its
+ * accepting socket's close (from TCP's data segment counts). The connecting end leaves its tuple
+ * here (kind = its SHUNT_TC_SPLICE_F_* leg); the accepting end takes it over (its own tuple,
+ * kind | SHUNT_SPLICE_F_OWNS_ORIG) and deletes it at TCP_CLOSE. LRU: a connecting end whose peer
+ * never accepts ages out.
+ */
+struct shunt_tc_pending {
+	__u32 kind;
+	__u32 _pad;
+};
+
+_Static_assert(SHUNT_TC_CNT_CLOSE_EVENT_LOST < SHUNT_TC_CNT_MAX, "tc_counters has too few slots");
 
 /* Map definitions: BPF side only, and not for test programs that only parse (SHUNT_TC_NO_MAPS). */
 #if defined(__bpf__) && !defined(SHUNT_TC_NO_MAPS)

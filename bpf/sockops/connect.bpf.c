@@ -12,6 +12,7 @@
  * Nothing is probed or cached: a pod is enrolled exactly when pod_cfg has its cookie.
  */
 #include "lib.h"
+#include "shunt_splice_learn.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -38,26 +39,6 @@ static __always_inline int outbound_selected(const struct shunt_pod_cfg *cfg,
 	if (port_selected(cfg->gen, dport, SHUNT_SEL_OUT_INCLUDE))
 		return 1;
 	return cidr_selected(cfg->gen, dst, SHUNT_SEL_OUT_INCLUDE);
-}
-
-/* Were the last connections to this port of the accepting pod short (see splice_learn)? Then not
- * worth a psock per socket: skip the splice (the record then says LEARN: its accepting socket
- * still teaches), but for every SHUNT_SHORT_PROBE-th connection. */
-static __always_inline int short_port(__u64 accept_netns, __u16 orig_port)
-{
-	__u32 zero = 0;
-	struct shunt_splice_guard *g = bpf_map_lookup_elem(&splice_guard, &zero);
-	__u32 n = g ? g->short_conns : 0;
-	if (!n)
-		return 0;
-	struct shunt_learn_key k = { .netns = accept_netns, .port = orig_port };
-	struct shunt_learn *l = bpf_map_lookup_elem(&splice_learn, &k);
-	if (!l || l->short_run < n)
-		return 0;
-	if (++l->skipped % SHUNT_SHORT_PROBE == 0)
-		return 0;
-	count(SHUNT_CNT_SPLICE_SKIPPED_SHORT, 1);
-	return 1;
 }
 
 /* accept_netns: where the accepting socket of this connection will live (the learning key). */

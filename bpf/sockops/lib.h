@@ -7,27 +7,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "shunt_sockops.h"
-
-#define SHUNT_AF_INET 2
-#define SHUNT_AF_INET6 10
-#define SHUNT_SOCK_STREAM 1
-#define SHUNT_SOCK_DGRAM 2
-#define SHUNT_IPPROTO_TCP 6
-#define SHUNT_IPPROTO_UDP 17
-
-/*
- * Loads a __u32 context field at a constant offset from the context pointer itself. The
- * verifier rejects loads through a modified ctx pointer, and clang likes to hoist
- * `ctx + offsetof(array)` when several branches read the same array.
- */
-#define CTX_U32(ctx, field)                                                          \
-	({                                                                           \
-		__u32 __v;                                                           \
-		asm volatile("%0 = *(u32 *)(%1 + %2)"                                \
-			     : "=r"(__v)                                             \
-			     : "r"(ctx), "i"(__builtin_offsetof(typeof(*(ctx)), field))); \
-		__v;                                                                 \
-	})
+#include "shunt_sock.h" /* context loads, addresses, tuples (shared with the tc splice programs) */
 
 static __always_inline void count(__u32 idx, __u64 n)
 {
@@ -36,25 +16,8 @@ static __always_inline void count(__u32 idx, __u64 n)
 		*v += n; /* per-CPU slot: no atomics needed */
 }
 
-static __always_inline void addr_from_v4(struct shunt_addr *a, __u32 ip4)
-{
-	a->a[0] = 0;
-	a->a[1] = 0;
-	a->a[2] = bpf_htonl(0x0000ffff);
-	a->a[3] = ip4;
-}
-
-static __always_inline int addr_is_v4mapped(const struct shunt_addr *a)
-{
-	return a->a[0] == 0 && a->a[1] == 0 && a->a[2] == bpf_htonl(0x0000ffff);
-}
-
-static __always_inline int addr_is_loopback(const struct shunt_addr *a)
-{
-	if (addr_is_v4mapped(a))
-		return (bpf_ntohl(a->a[3]) >> 24) == 127;
-	return a->a[0] == 0 && a->a[1] == 0 && a->a[2] == 0 && a->a[3] == bpf_htonl(1);
-}
+/* The shared splice code (shunt_splice_guard.h, shunt_splice_learn.h) counts into these counters. */
+#define SHUNT_SPLICE_COUNT(which, n) count(SHUNT_CNT_##which, n)
 
 /* The IPv6 address a sock_addr hook sees (IPv4 peers of a dual-stack socket come IPv4-mapped). */
 static __always_inline void addr_from_ctx6(struct shunt_addr *a, const struct bpf_sock_addr *ctx)
@@ -84,35 +47,6 @@ static __always_inline void ctx6_set_addr(struct bpf_sock_addr *ctx, const struc
 static __always_inline int addr_is_pod_internal(const struct shunt_addr *a)
 {
 	return addr_is_loopback(a) || (a->a[0] == 0 && a->a[1] == 0 && a->a[2] == 0);
-}
-
-/*
- * A 32-bit context port field that holds a network-order port: current kernels shift the
- * __be16 into the upper half (sock_ops, sk_msg remote_port), older ones left it in the
- * lower half. A shifted value is > 0xffff for any non-zero port, so both decode here.
- */
-static __always_inline __u16 port_from_ctx_be(__u32 v)
-{
-	if (v > 0xffff)
-		return (__u16)bpf_ntohl(v);
-	return bpf_ntohs((__u16)v);
-}
-
-/* Tuple keys carry the netns cookie only when a loopback address makes the 4-tuple per-netns. */
-static __always_inline void tuple_scope(struct shunt_tuple *t, __u64 netns)
-{
-	t->netns = (addr_is_loopback(&t->local) || addr_is_loopback(&t->remote)) ? netns : 0;
-	t->_pad = 0;
-}
-
-static __always_inline void tuple_reverse(struct shunt_tuple *dst, const struct shunt_tuple *src)
-{
-	dst->netns = src->netns;
-	dst->local = src->remote;
-	dst->remote = src->local;
-	dst->lport = src->rport;
-	dst->rport = src->lport;
-	dst->_pad = 0;
 }
 
 static __always_inline int port_selected(__u32 gen, __u16 port, __u8 kind)

@@ -14,28 +14,9 @@
  * for the guard in redir.bpf.c) is deleted at its TCP_CLOSE.
  */
 #include "lib.h"
+#include "shunt_splice_learn.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-static __always_inline void own_tuple(struct bpf_sock_ops *skops, struct shunt_tuple *t, __u64 netns)
-{
-	if (skops->family == SHUNT_AF_INET) {
-		addr_from_v4(&t->local, skops->local_ip4);
-		addr_from_v4(&t->remote, skops->remote_ip4);
-	} else {
-		t->local.a[0] = skops->local_ip6[0];
-		t->local.a[1] = skops->local_ip6[1];
-		t->local.a[2] = skops->local_ip6[2];
-		t->local.a[3] = skops->local_ip6[3];
-		t->remote.a[0] = skops->remote_ip6[0];
-		t->remote.a[1] = skops->remote_ip6[1];
-		t->remote.a[2] = skops->remote_ip6[2];
-		t->remote.a[3] = skops->remote_ip6[3];
-	}
-	t->lport = (__u16)skops->local_port; /* host order */
-	t->rport = port_from_ctx_be(skops->remote_port);
-	tuple_scope(t, netns);
-}
 
 static __always_inline int splice(struct bpf_sock_ops *skops, struct shunt_tuple *t, __u64 netns, __u32 flags)
 {
@@ -56,65 +37,6 @@ static __always_inline int splice(struct bpf_sock_ops *skops, struct shunt_tuple
 	}
 	count(SHUNT_CNT_SOCKETS_SPLICED, 1);
 	return 1;
-}
-
-/* The active end's close: its sent-message count into the passive peer's entry (if still there). */
-static __always_inline void hand_over_msgs(const struct shunt_tuple *t, __u32 flags)
-{
-	struct shunt_tuple peer = {};
-	tuple_reverse(&peer, t);
-	struct shunt_splice_sock *pp = bpf_map_lookup_elem(&splice_peer, &peer);
-	if (!pp)
-		return;
-	__u32 mine = (flags >> SHUNT_SPLICE_F_MSGS_SHIFT) & 0xff;
-	pp->flags = (pp->flags & ~(0xffu << SHUNT_SPLICE_F_PEER_MSGS_SHIFT)) | (mine << SHUNT_SPLICE_F_PEER_MSGS_SHIFT);
-}
-
-/*
- * The passive end's close: was this a short connection (both ends sent 1..SHUNT_SHORT_MSGS
- * messages, or data segments when it was not spliced)? A run of them makes connect4 stop splicing
- * the port (splice_learn in shunt_sockops.h); a longer one ends the run. Connections that carried
- * nothing (probes) teach nothing. Counts can be off by a message when both ends close at once
- * (unlocked writes): a heuristic, never a question of correctness.
- */
-static __always_inline void learn(const struct shunt_tuple *t, __u32 mine, __u32 theirs, struct bpf_sock_ops *skops, __u16 port)
-{
-	if (mine + theirs == 0)
-		return;
-	struct shunt_learn_key k = { .netns = bpf_get_netns_cookie(skops), .port = port };
-	struct shunt_learn *l = bpf_map_lookup_elem(&splice_learn, &k);
-	if (mine <= SHUNT_SHORT_MSGS && theirs <= SHUNT_SHORT_MSGS) {
-		if (!l) {
-			struct shunt_learn init = { .short_run = 1 };
-			bpf_map_update_elem(&splice_learn, &k, &init, BPF_NOEXIST);
-		} else if (l->short_run < 255) {
-			l->short_run++;
-		}
-	} else if (l) {
-		l->short_run = 0;
-		l->skipped = 0;
-	}
-}
-
-/* A spliced passive socket: messages each end sent through sk_msg (the active end handed its count over at its close, or is still there). */
-static __always_inline void learn_spliced(const struct shunt_tuple *t, __u32 flags, struct bpf_sock_ops *skops, __u16 port)
-{
-	__u32 mine = (flags >> SHUNT_SPLICE_F_MSGS_SHIFT) & 0xff;
-	__u32 theirs = (flags >> SHUNT_SPLICE_F_PEER_MSGS_SHIFT) & 0xff;
-	struct shunt_tuple peer = {};
-	tuple_reverse(&peer, t);
-	struct shunt_splice_sock *pp = bpf_map_lookup_elem(&splice_peer, &peer);
-	if (pp)
-		theirs = (pp->flags >> SHUNT_SPLICE_F_MSGS_SHIFT) & 0xff;
-	learn(t, mine, theirs, skops, port);
-}
-
-static __always_inline void watch_state(struct bpf_sock_ops *skops, int on)
-{
-	__u32 flags = skops->bpf_sock_ops_cb_flags;
-	__u32 want = on ? (flags | BPF_SOCK_OPS_STATE_CB_FLAG) : (flags & ~BPF_SOCK_OPS_STATE_CB_FLAG);
-	if (want != flags)
-		bpf_sock_ops_cb_flags_set(skops, want);
 }
 
 SEC("sockops")
@@ -147,7 +69,7 @@ int shunt_sockops(struct bpf_sock_ops *skops)
 			return 1;
 		}
 		/* Runs before the kernel unhashes the socket, so its 4-tuple is still intact. */
-		own_tuple(skops, &t, bpf_get_netns_cookie(skops));
+		skops_tuple(skops, &t, bpf_get_netns_cookie(skops));
 		/* The accepting socket owns its record; only when the record says spliced is there a
 		 * splice_peer entry to look for (most closes, short connections not spliced, skip it). */
 		struct shunt_orig *o = bpf_map_lookup_elem(&orig_by_tuple, &t);
@@ -188,7 +110,7 @@ int shunt_sockops(struct bpf_sock_ops *skops)
 	}
 
 	__u64 netns = bpf_get_netns_cookie(skops);
-	own_tuple(skops, &t, netns);
+	skops_tuple(skops, &t, netns);
 
 	if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
 		cookie = bpf_get_socket_cookie(skops);

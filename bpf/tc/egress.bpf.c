@@ -16,15 +16,6 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-static __always_inline int outbound_selected(const struct shunt_tc_pod *cfg, __u16 dport)
-{
-	if (port_selected(cfg->gen, dport, SHUNT_TC_SEL_OUT_EXCLUDE))
-		return 0;
-	if (cfg->flags & SHUNT_TC_OUT_ALL)
-		return 1;
-	return port_selected(cfg->gen, dport, SHUNT_TC_SEL_OUT_INCLUDE);
-}
-
 /*
  * To eth0's own ingress. The destination MAC becomes eth0's own (the source MAC of an egress
  * frame), else the stack would see PACKET_OTHERHOST and drop it. The mark survives the

@@ -64,15 +64,6 @@ static __always_inline int probe_source(const struct pkt *p)
 	       p->src.a[2] == 0xffffffff && p->src.a[3] == 0xffffffff;
 }
 
-static __always_inline int inbound_selected(const struct shunt_tc_pod *cfg, __u16 dport)
-{
-	if (port_selected(cfg->gen, dport, SHUNT_TC_SEL_IN_EXCLUDE))
-		return 0;
-	if (cfg->flags & SHUNT_TC_IN_ALL)
-		return 1;
-	return port_selected(cfg->gen, dport, SHUNT_TC_SEL_IN_INCLUDE);
-}
-
 /* A hairpinned DNS query -> ztunnel's DNS socket on the loopback address of the family. */
 static __always_inline int dns_to_proxy(struct __sk_buff *skb, struct pkt *p, __u16 dns_port)
 {

@@ -12,6 +12,13 @@ static __always_inline void count(__u32 idx)
 		*v += 1; /* per-CPU slot: no atomics needed */
 }
 
+static __always_inline void count_n(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&tc_counters, &idx);
+	if (v)
+		*v += n;
+}
+
 static __always_inline int is_proxy_mark(__u32 mark)
 {
 	return (mark & SHUNT_TC_MARK_MASK) == SHUNT_TC_PROXY_MARK;
@@ -26,6 +33,31 @@ static __always_inline int port_selected(__u32 gen, __u16 port, __u8 kind)
 {
 	struct shunt_tc_port_key k = { .gen = gen, .port = port, .kind = kind, ._pad = 0 };
 	return bpf_map_lookup_elem(&tc_port_sel, &k) != NULL;
+}
+
+/*
+ * The capture predicates, shared by the datapath (egress.bpf.c for an app's SYN, ingress.bpf.c for
+ * an inbound SYN) and the splice pairing (splice.bpf.c), so a connection is spliced exactly when
+ * it was captured. Port selections only: the tc backend has no CIDR selection.
+ */
+/* Is an app's connection to dport captured (hairpinned to ztunnel's outbound listener)? */
+static __always_inline int outbound_selected(const struct shunt_tc_pod *cfg, __u16 dport)
+{
+	if (port_selected(cfg->gen, dport, SHUNT_TC_SEL_OUT_EXCLUDE))
+		return 0;
+	if (cfg->flags & SHUNT_TC_OUT_ALL)
+		return 1;
+	return port_selected(cfg->gen, dport, SHUNT_TC_SEL_OUT_INCLUDE);
+}
+
+/* Is an inbound connection to the pod's dport captured (to ztunnel's inbound listener)? */
+static __always_inline int inbound_selected(const struct shunt_tc_pod *cfg, __u16 dport)
+{
+	if (port_selected(cfg->gen, dport, SHUNT_TC_SEL_IN_EXCLUDE))
+		return 0;
+	if (cfg->flags & SHUNT_TC_IN_ALL)
+		return 1;
+	return port_selected(cfg->gen, dport, SHUNT_TC_SEL_IN_INCLUDE);
 }
 
 static __always_inline struct bpf_sock *lookup(struct __sk_buff *skb, struct bpf_sock_tuple *t, __u8 family)

@@ -11,7 +11,7 @@ export interface BackendSettings {
   profile?: ProfileName;
   /** Node-local records directory (see NodePaths.stateDir). */
   stateDir: string;
-  /** sockops: which connections to splice (default: the backend's, auto). */
+  /** sockops: which connections to splice (default: the backend's, auto); tc: 'none' turns its splicing off. */
   splice?: SpliceSetting;
   /** sockops: pods the maps hold. */
   maxPods?: number;
@@ -21,7 +21,9 @@ export function createBackends(s: BackendSettings): RedirectBackend[] {
   return [
     new SockopsBackend({ ...(s.splice ? { splice: s.splice } : {}), ...(s.maxPods ? { maxPods: s.maxPods } : {}) }),
     // Ambient pods: tcx programs on each pod's eth0 inside its netns (pins under <bpffsRoot>/tc).
-    new TcBackend(),
+    // The agent's splice setting turns its app <-> ztunnel splicing off ('none') or leaves it 'auto'
+    // (tc has no per-port list: what ztunnel relays is one kind of connection).
+    new TcBackend({ splice: s.splice === 'none' ? 'none' : 'auto' }),
     new IptablesBackend({
       stateDir: path.join(s.stateDir, 'iptables'),
       netnsCookie,

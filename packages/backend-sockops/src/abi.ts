@@ -71,35 +71,9 @@ export const COUNTER_NAMES = [
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTER_SLOTS = 24;
 
-/** Same order as enum shunt_splice_stat (the splice guard's decisions, redir.bpf.c). */
-export const SPLICE_STAT_NAMES = [
-  'splice_msgs',
-  'splice_bytes',
-  'splice_tcp_msgs',
-  'splice_tcp_bytes',
-  'splice_to_tcp_queue',
-  'splice_to_tcp_small',
-  'splice_to_tcp_pressure',
-  'splice_to_tcp_no_peer',
-  'splice_peer_gone',
-  'splice_back_to_splice',
-  'splice_no_self',
-  'splice_peak_queue_bytes',
-  'splice_verdict_bytes',
-  'splice_back_two_queues',
-  'splice_rx_overlaps',
-  'splice_rx_trim_failed',
-] as const;
-export type SpliceStatName = (typeof SPLICE_STAT_NAMES)[number];
-export const SPLICE_STAT_SLOTS = 16;
-/** Stats that hold a maximum per CPU (reported as the maximum over CPUs, not the sum). */
-export const SPLICE_STAT_MAX: ReadonlySet<SpliceStatName> = new Set(['splice_peak_queue_bytes']);
-
-/** Built-in guard defaults (SHUNT_GUARD_*), used when splice_guard holds zeros. */
-export const GUARD_DEFAULTS = { queueCap: 4 << 20, smallMsg: 8 << 10, smallQueue: 64 << 10, shortConns: 0 } as const;
-/** shortConns: 0 = always splice (the field was padding: older pins hold 0). */
-export const spliceGuard = struct({ queueCap: u32, smallMsg: u32, smallQueue: u32, shortConns: u32 });
-export const spliceSock = struct({ sk: u64, state: u32, flags: u32 });
+// The splice ABI (shunt_splice.h) is shared with the tc backend: its codecs live in libbpf.
+export { SPLICE_STAT_NAMES, SPLICE_STAT_SLOTS, SPLICE_STAT_MAX, GUARD_DEFAULTS, type SpliceStatName } from '@shunt/libbpf';
+export { spliceGuardValue as spliceGuard, spliceSockValue as spliceSock, spliceCfgValue as spliceCfg, spliceTuple as tuple } from '@shunt/libbpf';
 
 /** Prefix bits that gen + kind occupy in an LPM key before the address. */
 export const LPM_HEADER_BITS = 64;
@@ -139,14 +113,6 @@ export const cidr4Key = struct({ prefixlen: u32, gen: u32, kind: u32, addr: ipv4
 export const cidr6Key = struct({ prefixlen: u32, gen: u32, kind: u32, addr: ipv6 });
 export const flagValue = u8;
 
-export const tuple = struct({
-  netns: u64,
-  local: bytes(16),
-  remote: bytes(16),
-  lport: u16,
-  rport: u16,
-  _pad: pad(4),
-});
 
 export const orig = struct({
   addr: bytes(16),
@@ -156,8 +122,6 @@ export const orig = struct({
   viaPort: u16,
   _pad: pad(2),
 });
-
-export const spliceCfg = struct({ mode: u32 });
 
 /** inbound_listener key: pod netns cookie + the family of the connections the listener takes. */
 export const listenerKey = struct({ netns: u64, family: u32, _pad: pad(4) });

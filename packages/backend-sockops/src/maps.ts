@@ -4,16 +4,13 @@
  * the programs never see half a config) and removing one (pod_cfg first).
  */
 import * as path from 'node:path';
-import { BpfMap, type TypedMap } from '@shunt/libbpf';
+import { BpfMap, readSpliceStats, type TypedMap } from '@shunt/libbpf';
 import {
   COUNTER_NAMES,
   COUNTER_SLOTS,
   LPM_HEADER_BITS,
   MAP_NAMES,
   SPLICE_MODE,
-  SPLICE_STAT_MAX,
-  SPLICE_STAT_NAMES,
-  SPLICE_STAT_SLOTS,
   spliceGuard,
   spliceSock,
   addr16,
@@ -101,16 +98,9 @@ export class SockopsMaps {
 
   /** The guard's decision counters (sums over CPUs; maxima for SPLICE_STAT_MAX). */
   readSpliceStats(): Record<string, number> {
-    const out: Record<string, number> = {};
-    SPLICE_STAT_NAMES.forEach((name, i) => {
-      if (i >= SPLICE_STAT_SLOTS) return;
-      const perCpu = this.spliceStats.lookupPerCpu(i) ?? [];
-      out[name] = SPLICE_STAT_MAX.has(name)
-        ? Number(perCpu.reduce((a, b) => (b > a ? b : a), 0n))
-        : Number(perCpu.reduce((a, b) => a + b, 0n));
-    });
-    return out;
+    return readSpliceStats(this.spliceStats);
   }
+
 
   /** Puts a listening socket (an fd of ours) in as the pod's inbound listener for one family. */
   setInboundListener(netns: bigint, family: 4 | 6, socketFd: number): void {

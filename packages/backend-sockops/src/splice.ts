@@ -23,9 +23,8 @@
  *  - 'all': every captured connection; refused at start where the guard cannot load.
  *  - a port list: only connections to those ports (same guard).
  */
-import * as fs from 'node:fs';
-import { BpfObject, bpfObjectPath } from '@shunt/libbpf';
-import { MAX_SPLICE_PORTS } from '@shunt/core';
+import { GUARD_PROBE_OBJECT, probeSpliceGuard } from '@shunt/libbpf';
+import { DEFAULT_GUARD, MAX_SPLICE_PORTS, validGuard, type GuardProbe, type SpliceGuard } from '@shunt/core';
 
 export type SpliceSetting = 'auto' | 'all' | 'none' | number[];
 /** What the kernel is told: 'auto' resolved by the probe. */
@@ -54,67 +53,10 @@ export function validSplice(setting: unknown): SpliceSetting {
   return ports.length === 0 ? 'none' : ports;
 }
 
-/** The guard's bounds (bytes). queueCap is min'd in the kernel with a peer sk_rcvbuf the app set, else with tcp_rmem[2]. */
-export interface SpliceGuard {
-  /** Most bytes a peer may have queued (plus the message) for a message to be spliced. */
-  queueCap: number;
-  /** Messages smaller than this are spliced only onto a near-empty queue (small bulk writes lose spliced). */
-  smallMsg: number;
-  /** "Near-empty" for small messages. */
-  smallQueue: number;
-  /**
-   * After this many short connections in a row to a port of a pod (each end sent 1-2 messages, or
-   * data segments when not spliced), its connections are not spliced until a longer one comes (one
-   * in 64 is spliced anyway); 0 = always splice. Default 4: a spliced connection pays a psock per
-   * socket, ~60 of ~360 µs of machine CPU per proxied HTTP/1.1 `Connection: close` request here
-   * (perf record -a), for one request and one response (README "Short connections").
-   */
-  shortConns: number;
-}
-
-/** Defaults, from measurements (reference/splice-backpressure.md; README "Splicing"). */
-export const DEFAULT_GUARD: SpliceGuard = { queueCap: 4 << 20, smallMsg: 8 << 10, smallQueue: 64 << 10, shortConns: 4 };
-
-export function validGuard(g: Partial<SpliceGuard> | undefined): SpliceGuard {
-  const out = { ...DEFAULT_GUARD, ...(g ?? {}) };
-  const { shortConns, ...bytes } = out;
-  for (const [k, v] of Object.entries(bytes))
-    if (!Number.isInteger(v) || v < 1 || v > 0xffffffff) throw new Error(`splice guard ${k} ${JSON.stringify(v)} is not a byte count (1-4294967295)`);
-  if (!Number.isInteger(shortConns) || shortConns < 0 || shortConns > 255)
-    throw new Error(`splice guard shortConns ${JSON.stringify(shortConns)} is not a connection count (0-255, 0 = always splice)`);
-  if (out.smallQueue > out.queueCap) throw new Error(`splice guard smallQueue ${out.smallQueue} exceeds queueCap ${out.queueCap}`);
-  return out;
-}
-
-export interface GuardProbe {
-  available: boolean;
-  evidence: string;
-}
-
-export const GUARD_PROBE_OBJECT = 'sockops/guard_probe.bpf.o';
-let guardProbeCache: GuardProbe | undefined;
-
-/**
- * Can the splice guard load here? Loads (never attaches) bpf/sockops/guard_probe.bpf.c, which makes
- * the guard's kernel reads with no maps. A refusal names the reason (verifier log or errno), for
- * `shunt doctor` and the log line that says why 'auto' splices nothing.
- */
-export function probeSpliceGuard(): GuardProbe {
-  if (guardProbeCache) return guardProbeCache;
-  const file = bpfObjectPath(GUARD_PROBE_OBJECT);
-  if (!fs.existsSync(file)) return (guardProbeCache = { available: false, evidence: `${file} missing (bpf not built?)` });
-  try {
-    BpfObject.open(file).close();
-    guardProbeCache = { available: true, evidence: 'sk_msg program with bpf_rdonly_cast of sockets, psock and sk_prot/memcg reads, and an sk_skb verdict program loaded' };
-  } catch (err) {
-    const msg = (err as Error).message.split('\n').slice(0, 3).join(' ');
-    guardProbeCache = {
-      available: false,
-      evidence: `guard probe refused: ${msg} (the guard reads peer sockets through bpf_rdonly_cast: needs CAP_BPF + CAP_PERFMON and kernel BTF/kfuncs, >= 6.2)`,
-    };
-  }
-  return guardProbeCache;
-}
+// The guard's bounds and the probe are shared with the tc backend (ambient splicing): core holds
+// the policy and its validation, libbpf the probe. Re-exported: this package's API is unchanged.
+export { DEFAULT_GUARD, validGuard, type SpliceGuard, type GuardProbe };
+export { GUARD_PROBE_OBJECT, probeSpliceGuard };
 
 /** The setting the kernel gets: 'auto' is every port where the guard loads, nothing elsewhere. */
 export function effectiveSplice(setting: SpliceSetting, probe: () => GuardProbe = probeSpliceGuard): { splice: EffectiveSplice; reason: string } {

@@ -46,6 +46,14 @@ export const COUNTER_NAMES = [
   'timewait_steered',
   'timewait_lost',
   'dns_tcp_to_proxy',
+  'sockets_spliced',
+  'splice_insert_failed',
+  'msgs_spliced',
+  'bytes_spliced',
+  'splice_close_unread',
+  'splice_skipped_short',
+  'splice_paired',
+  'splice_close_event_lost',
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export const COUNTER_SLOTS = 32;

@@ -32,8 +32,10 @@ import {
   netnsCookie,
   probeTcx,
   type KernelLinkInfo,
+  type SpliceGuardProbe,
 } from '@shunt/libbpf';
-import type { InstalledState, MeshPod, NodeCapabilities, NodeContext, PodRef, RedirectBackend, Support } from '@shunt/core';
+import type { InstalledState, MeshPod, NodeCapabilities, NodeContext, PodRef, RedirectBackend, SpliceGuard, Support } from '@shunt/core';
+import { TcSplice, type TcSpliceSetting } from './splice';
 import { CLSACT_HANDLE, CLSACT_PRIORITY, ROUTING, STATE, encodeAddr } from './abi';
 import { TcMaps, type InstalledPod, type PodPlace } from './maps';
 import { PodConfigError, canonical, fingerprintOf, podConfig, podName, type TcPodConfig } from './pod-config';
@@ -50,6 +52,15 @@ export interface TcOptions {
    * handle/priority after a restart).
    */
   attach?: 'auto' | 'tcx' | 'clsact';
+  /**
+   * Splice the app's and ztunnel's sockets of each captured connection (src/splice.ts): 'auto'
+   * (default) where the splice guard loads and the node has a cgroup, 'none' never.
+   */
+  splice?: TcSpliceSetting;
+  /** The splice guard's bounds (the same as the sockops backend's); default DEFAULT_GUARD. */
+  guard?: Partial<SpliceGuard>;
+  /** Replaces probeSpliceGuard() (tests). */
+  guardProbe?: () => SpliceGuardProbe;
 }
 
 export const PROGRAMS = {
@@ -147,9 +158,16 @@ export class TcBackend implements RedirectBackend {
   private readonly attachMode: 'auto' | 'tcx' | 'clsact';
   /** tcx link info reads so far (each takes rtnl_lock: tcx_link_fill_info), for enroll's step log. */
   private tcxInfoReads = 0;
+  /** App <-> ztunnel socket splicing, node-wide (src/splice.ts). */
+  private readonly splice: TcSplice;
 
   constructor(opts: TcOptions = {}) {
     this.ifname = opts.ifname ?? 'eth0';
+    try {
+      this.splice = new TcSplice({ ...(opts.splice !== undefined ? { splice: opts.splice } : {}), ...(opts.guard ? { guard: opts.guard } : {}), ...(opts.guardProbe ? { guardProbe: opts.guardProbe } : {}) });
+    } catch (err) {
+      throw new TcBackendError((err as Error).message);
+    }
     this.attachMode = opts.attach ?? 'auto';
     if (!['auto', 'tcx', 'clsact'].includes(this.attachMode)) throw new TcBackendError(`tc: attach ${JSON.stringify(opts.attach)} is not auto, tcx or clsact`);
     if (!/^[A-Za-z0-9_.@-]{1,15}$/.test(this.ifname)) throw new TcBackendError(`tc: ifname ${JSON.stringify(this.ifname)} is not an interface name`);
@@ -169,6 +187,10 @@ export class TcBackend implements RedirectBackend {
 
   private get mapsDir(): string {
     return path.join(this.dir, 'maps');
+  }
+
+  private get linksDir(): string {
+    return path.join(this.dir, 'links');
   }
 
   private get netnsDir(): string {
@@ -196,6 +218,9 @@ export class TcBackend implements RedirectBackend {
     // Loaded once and kept: every pod's links attach these two programs (shared maps by pin).
     for (const d of DIRECTIONS) this.objects[d] = BpfObject.open(bpfObjectPath(PROGRAMS[d].object), { pinMaps: this.mapsDir });
     this.maps = TcMaps.open(this.mapsDir);
+    // Splicing is node-wide and independent of any pod: its links pair sockets of enrolled pods only.
+    // The resetter finds a pod's netns by cookie (the path kept in tc_pod_meta; installed is read next).
+    this.splice.start({ mapsDir: this.mapsDir, linksDir: this.linksDir }, node.cgroupRoot, node.log, false, (c) => this.installed.get(c)?.place.netnsPath);
     const pods = this.maps.readPods();
     this.installed = new Map(pods.map((p) => [p.netnsCookie, p]));
     this.nextGen = Math.max(0, ...pods.map((p) => p.gen), ...this.maps.selectionGens()) + 1;
@@ -293,6 +318,7 @@ export class TcBackend implements RedirectBackend {
       return;
     }
     this.installed = new Map(this.maps.readPods().map((p) => [p.netnsCookie, p]));
+    this.splice.start({ mapsDir: this.mapsDir, linksDir: this.linksDir }, this.node?.cgroupRoot ?? '', this.node!.log, true);
     for (const cookie of this.installed.keys()) this.links.set(cookie, this.adoptLinks(cookie));
     // Prepared records and pins of no registered pod: prepared netns (counted for status; their links are not opened).
     for (const r of this.maps.readPrepared()) this.prepared.set(r.cookie, { cookie: r.cookie.toString(), netnsPath: r.place.netnsPath, since: Date.now(), adopted: true, place: r.place });
@@ -714,7 +740,7 @@ export class TcBackend implements RedirectBackend {
     return {
       backend: 'tc',
       nodeReady: maps !== null,
-      nodeDetail: { pinDir: this.dir, readOnly: this.readOnly, ifname: this.ifname, tcx: probeTcx().available, prepared: this.prepared.size },
+      nodeDetail: { pinDir: this.dir, readOnly: this.readOnly, ifname: this.ifname, tcx: probeTcx().available, prepared: this.prepared.size, splice: this.splice.reading() },
       pods: pods.map((p) => {
         const links = this.linkState(p);
         const ok = linkKeys(p).every((d) => links[d]?.live === true);
@@ -746,6 +772,7 @@ export class TcBackend implements RedirectBackend {
       // Prepared netns no pod claimed: their links go too (the netns as found).
       for (const cookie of [...this.prepared.keys()]) await this.release(cookie);
     }
+    this.splice.stop(opts.cleanup && !this.readOnly);
     for (const l of this.links.values()) for (const d of DIRECTIONS) l[d]?.close();
     this.links.clear();
     this.installed.clear();

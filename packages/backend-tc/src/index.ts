@@ -5,3 +5,4 @@ export { PodConfigError, podConfig, fingerprintOf, type TcPodConfig } from './po
 export { COUNTER_NAMES, TC_MARK, TC_MARK_MASK, TC_TABLE, TC_RULE_PRIORITY, type CounterName } from './abi';
 export { readNetnsSetup } from './netns-setup';
 export { tcSupport } from './support';
+export { DEFAULT_TC_SPLICE, TC_SPLICE_WHY, TcSplice, SPLICE_PROGRAMS, PER_SOCKET_MAPS, effectiveTcSplice, validTcSplice, type TcSpliceSetting, type TcSpliceReading } from './splice';

@@ -66,3 +66,4 @@ export { loadConfig, parseListenAddress, parseSplicePorts, pinRoot, MAX_SPLICE_P
 export { RecordingBackend, type RecordedCall } from './testing/recording-backend';
 export { testMeshPod } from './testing/mesh-pod';
 export { collect, eventually, type Collector } from './testing/collect';
+export { DEFAULT_GUARD, validGuard, type SpliceGuard, type GuardProbe } from './splice-guard';

@@ -83,3 +83,22 @@ export function libbpfVersion(): string {
 export function numPossibleCpus(): number {
   return native.numPossibleCpus();
 }
+export {
+  spliceTuple,
+  spliceGuardValue,
+  spliceSockValue,
+  spliceCfgValue,
+  learnKey,
+  learnValue,
+  SPLICE_MODE,
+  GUARD_DEFAULTS,
+  SPLICE_STAT_NAMES,
+  SPLICE_STAT_SLOTS,
+  SPLICE_STAT_MAX,
+  readSpliceStats,
+  probeSpliceGuard,
+  GUARD_PROBE_OBJECT,
+  type SpliceStatName,
+  type SpliceGuardProbe,
+} from './splice';
+export { RESET_EVENT_BYTES, SpliceResetter, decodeResetEvent, type SpliceResetEvent, type SpliceResetStats, type SpliceResetterOptions, type SpliceResetLog } from './splice-reset';

@@ -1,11 +1,12 @@
 // `shunt doctor`: exit 0 when the mode can run here, 1 when no backend can.
 import { probeNode, selectBackend, type ProfileName, type RedirectMode } from '@shunt/core';
 import { DEFAULT_SPLICE, SPLICE_DEFAULT_WHY, effectiveSplice, probeSpliceGuard } from '@shunt/backend-sockops';
+import { DEFAULT_TC_SPLICE, TC_SPLICE_WHY, effectiveTcSplice } from '@shunt/backend-tc';
 import { createBackends } from '../backends';
 import { buildDoctorReport, formatDoctor } from '../doctor/report';
 import { capacityOf, formatCapacity, type CapacityView } from '../observability/capacity';
 import { collectStatus } from './status';
-import { DEFAULT_STATE_DIR } from '../node-state/context';
+import { DEFAULT_STATE_DIR, nodePaths } from '../node-state/context';
 import type { NodeStateOptions } from '../node-state/context';
 import type { Io } from '../program';
 
@@ -29,6 +30,15 @@ export async function doctorCommand(o: DoctorOptions, io: Io): Promise<number> {
     auto: Array.isArray(auto.splice) ? auto.splice.join(',') : auto.splice,
     guard,
   };
+  // Ambient (tc) splicing: the same guard, plus the node cgroup its pairing program attaches to.
+  let cgroupRoot = '';
+  try {
+    cgroupRoot = nodePaths(o).cgroupRoot;
+  } catch {
+    cgroupRoot = ''; // no cgroup v2 found: reported by the feature list, and here as the reason
+  }
+  const tc = effectiveTcSplice(DEFAULT_TC_SPLICE, cgroupRoot, () => guard);
+  report.tcSplice = { setting: DEFAULT_TC_SPLICE, why: TC_SPLICE_WHY, on: tc.on, reason: tc.reason, cgroupRoot };
   // Capacity used/left, read back (read-only) from what a running or earlier agent installed.
   let capacity: CapacityView | null = null;
   try {

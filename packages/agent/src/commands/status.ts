@@ -87,6 +87,10 @@ export function formatStatus(r: StatusReport): string {
     lines.push(`${b.backend}: node ${b.state.nodeReady ? 'ready' : 'NOT ready'}, ${b.state.pods.length} pod(s) installed${prepared > 0 ? `, ${prepared} netns prepared (idle links)` : ''}`);
     const cap = capacityOf(b.state);
     if (cap) lines.push(`  ${formatCapacity(cap)}`);
+    const sp = b.state.nodeDetail['splice'] as { on?: boolean; reason?: string; entries?: Record<string, number> | null } | undefined;
+    // tc: whether app <-> ztunnel sockets are spliced, why not, and how many are now.
+    if (b.backend === 'tc' && sp && typeof sp.on === 'boolean')
+      lines.push(`  splicing: ${sp.on ? 'on' : 'off'} (${sp.reason ?? ''})${sp.entries ? `; now ${sp.entries['splice_socks'] ?? 0} socket(s) spliced, ${sp.entries['tc_splice_pending'] ?? 0} learning` : ''}`);
     for (const p of b.state.pods) lines.push(`  ${p.namespace}/${p.name}  ${p.uid}`);
     const counters = Object.entries(b.state.counters);
     if (counters.length) lines.push(`  counters: ${counters.map(([k, v]) => `${k}=${v}`).join(' ')}`);

@@ -16,6 +16,8 @@ export interface DoctorReport {
   backends: { name: BackendName; ok: boolean; chosen: boolean; reasons: string[] }[];
   /** sockops splicing: the default setting and why, what 'auto' (the default) becomes here, and the guard probe behind it. */
   splice?: { setting: string; why: string; auto: string; guard: { available: boolean; evidence: string } };
+  /** Ambient (tc) app <-> ztunnel splicing: what the default becomes here, and why. */
+  tcSplice?: { setting: string; why: string; on: boolean; reason: string; cgroupRoot: string };
 }
 
 export interface SupportSourceLike {
@@ -108,6 +110,10 @@ export function formatDoctor(r: DoctorReport): string {
         ? `  here: auto → ${r.splice.auto} (the splice guard loads: ${r.splice.guard.evidence})`
         : `  here: auto → none, nothing is spliced: the splice guard cannot load (${r.splice.guard.evidence})`,
     );
+  }
+  if (r.tcSplice) {
+    lines.push(`tc splicing (ambient): default ${r.tcSplice.setting}: ${r.tcSplice.why}`);
+    lines.push(`  here: ${r.tcSplice.on ? `splices, pairing program on cgroup ${r.tcSplice.cgroupRoot}` : 'nothing is spliced'} (${r.tcSplice.reason})`);
   }
   lines.push('');
   lines.push(r.choice ? `redirectMode=${r.mode} → ${r.choice}` : `no backend can run: ${r.error ?? 'unknown reason'}`);

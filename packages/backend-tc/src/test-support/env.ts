@@ -13,12 +13,17 @@ export function meshPod(tb: Testbed, name: string, profile: 'ambient' | 'sidecar
   return r.pod;
 }
 
-export function nodeContext(bpffsRoot: string, opts: { readOnly?: boolean } = {}): NodeContext {
+/**
+ * cgroupRoot: where the splice pairing program attaches (a testbed node's cgroup, covering its
+ * pods and a stand-in started there). Default '': no node cgroup, so splicing is off with a reason
+ * and nothing is attached outside the test's own netns (tests of the datapath alone).
+ */
+export function nodeContext(bpffsRoot: string, opts: { readOnly?: boolean; cgroupRoot?: string } = {}): NodeContext {
   return {
     nodeName: 'node0',
     profile: 'istio-ambient',
     caps: {} as NodeCapabilities,
-    cgroupRoot: '/',
+    cgroupRoot: opts.cgroupRoot ?? '',
     bpffsRoot,
     log: silentLog,
     ...(opts.readOnly ? { readOnly: true } : {}),

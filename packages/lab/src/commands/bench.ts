@@ -26,6 +26,8 @@ export interface BenchCommandOptions {
  * metric against sockops' connect-time redirect alone.
  */
 export const NO_SPLICE_MODE = 'sockops-nosplice';
+/** Ambient: `tc` runs the agent's default (app <-> ztunnel splicing 'auto'); this one the same agent with --splice-ports=none. */
+export const TC_NO_SPLICE_MODE = 'tc-nosplice';
 /**
  * The default agent with the short-connection rule forced on / off (splice_guard.short_conns
  * overwritten after start), for A/B runs of that rule against the default. Only with --modes.
@@ -42,6 +44,7 @@ export async function availableBenchModes(profile: ProfileName = 'istio-sidecar'
     if (!b.support(caps).ok || !profileByName(profile).backendOrder.includes(b.name)) continue;
     modes.push({ ...agentMode(b.name, profile === 'istio-sidecar' ? {} : { profile }), name: b.name });
     if (b.name === 'sockops') modes.push({ ...agentMode(b.name, { splicePorts: 'none' }), name: NO_SPLICE_MODE });
+    if (b.name === 'tc') modes.push({ ...agentMode(b.name, { profile, splicePorts: 'none' }), name: TC_NO_SPLICE_MODE });
   }
   return modes;
 }

@@ -1,6 +1,6 @@
 // A testbed path mode that runs the real agent process with a pods file listing the demo's pods,
 // so the demo and the bench show what a user gets from `shunt agent`.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -50,6 +50,7 @@ export function agentMode(backend: BackendName, opts: AgentModeOptions = {}): Pa
   let zt: ZtunnelStandIn | null = null;
   let dir = '';
   let bpffs = '';
+  let ztCgroup = '';
   const ambient = opts.profile === 'istio-ambient';
   return {
     name: `agent-${backend}`,
@@ -73,7 +74,15 @@ export function agentMode(backend: BackendName, opts: AgentModeOptions = {}): Pa
       // It retries the connect until the agent serves the socket.
       // The log not next to the pods file: the agent watches that directory, and the stand-in's
       // appends would wake it (inotify) all through a benchmark.
-      if (ambient) zt = await startZtunnel({ socketPath: zdsSocket, logPath: path.join(dir, 'ztunnel', 'ztunnel.log') });
+      // Ambient: the stand-in runs in a cgroup of its own next to the node's (as ztunnel's pod is a
+      // cgroup of its own on a real node), and the agent's cgroup programs (the tc backend's splice
+      // pairing) are attached at the run's cgroup, which covers both: the node cgroup's CPU (the
+      // bench's "pods" figure) stays the pods' alone.
+      if (ambient) {
+        ztCgroup = path.join(tb.cgroupRoot, `ztunnel-${randomBytes(3).toString('hex')}`);
+        mkdirSync(ztCgroup);
+        zt = await startZtunnel({ socketPath: zdsSocket, logPath: path.join(dir, 'ztunnel', 'ztunnel.log'), cgroupPath: ztCgroup });
+      }
       agent = spawnAgent(
         [
           '--pods-file', podsFile,
@@ -83,7 +92,7 @@ export function agentMode(backend: BackendName, opts: AgentModeOptions = {}): Pa
           '--bpffs-path', bpffs,
           // Its own records too: it must never adopt (or clean up) a node agent's pods.
           '--state-dir', path.join(dir, 'state'),
-          '--cgroup-path', commonDir(client.shunt.cgroupPath, server.shunt.cgroupPath),
+          '--cgroup-path', ambient ? tb.cgroupRoot : commonDir(client.shunt.cgroupPath, server.shunt.cgroupPath),
           '--cleanup-on-exit',
           ...(opts.splicePorts !== undefined ? ['--splice-ports', opts.splicePorts] : []),
           ...(opts.profile ? ['--profile', opts.profile] : []),
@@ -107,6 +116,15 @@ export function agentMode(backend: BackendName, opts: AgentModeOptions = {}): Pa
       } finally {
         agent = null;
         zt = null;
+        // Empty once the stand-in exited (the testbed's dispose removes the run's cgroup tree anyway).
+        if (ztCgroup) {
+          try {
+            rmdirSync(ztCgroup);
+          } catch {
+            // still busy: removed with the run's cgroup tree by the testbed's dispose
+          }
+        }
+        ztCgroup = '';
         if (bpffs) rmSync(bpffs, { recursive: true, force: true });
         if (dir) rmSync(dir, { recursive: true, force: true });
       }

@@ -16,6 +16,13 @@ export interface ZtunnelStartOptions {
   name?: string;
   /** Run inside this netns (the node's); default the caller's. */
   netnsPath?: string;
+  /**
+   * Start inside this cgroup v2 directory (a testbed node's, tb.node(n).cgroupPath), joined before
+   * exec so every socket the stand-in creates belongs to it: cgroup programs attached there (the
+   * tc backend's splice pairing) see its sockets, as a real node's cgroup root covers ztunnel's
+   * pod. Default: the caller's cgroup.
+   */
+  cgroupPath?: string;
   retryMs?: number;
   nack?: Record<string, string>;
 }
@@ -54,7 +61,9 @@ export async function startZtunnel(opts: ZtunnelStartOptions): Promise<ZtunnelSt
   fs.mkdirSync(path.dirname(opts.logPath), { recursive: true });
   fs.appendFileSync(opts.logPath, '');
   const argv = [process.execPath, ztunnelMainPath(), JSON.stringify(cfg)];
-  const cmd = opts.netnsPath ? ['nsenter', `--net=${opts.netnsPath}`, ...argv] : argv;
+  const inNetns = opts.netnsPath ? ['nsenter', `--net=${opts.netnsPath}`, ...argv] : argv;
+  // The shell joins the cgroup, then execs the command (arguments positional, never parsed).
+  const cmd = opts.cgroupPath ? ['/bin/sh', '-c', 'echo $$ > "$1" || exit 125; shift; exec "$@"', 'shunt-zt', path.join(opts.cgroupPath, 'cgroup.procs'), ...inNetns] : inNetns;
   const child: ChildProcess = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.setEncoding('utf8');

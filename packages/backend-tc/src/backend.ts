@@ -34,8 +34,9 @@ import {
   type KernelLinkInfo,
   type SpliceGuardProbe,
 } from '@shunt/libbpf';
-import type { InstalledState, MeshPod, NodeCapabilities, NodeContext, PodRef, RedirectBackend, SpliceGuard, Support } from '@shunt/core';
+import type { InstalledState, InstalledSummary, MeshPod, NodeCapabilities, NodeContext, PodRef, RedirectBackend, SpliceGuard, Support } from '@shunt/core';
 import { TcSplice, type TcSpliceSetting } from './splice';
+import type { ZtunnelPlacement } from './ztunnel-cgroup';
 import { CLSACT_HANDLE, CLSACT_PRIORITY, ROUTING, STATE, encodeAddr } from './abi';
 import { TcMaps, type InstalledPod, type PodPlace } from './maps';
 import { PodConfigError, canonical, fingerprintOf, podConfig, podName, type TcPodConfig } from './pod-config';
@@ -731,6 +732,34 @@ export class TcBackend implements RedirectBackend {
     return out;
   }
 
+  /**
+   * ztunnel (re)connected to the agent's ZDS server, with its pid from SO_PEERCRED (undefined:
+   * unreadable): splicing pairs only if that process is under the node cgroup the pairing program
+   * sits on (splice.ts, ztunnel-cgroup.ts). Returns where it runs (null before start()).
+   */
+  ztunnelConnected(pid: number | undefined): ZtunnelPlacement | null {
+    return this.splice.ztunnelConnected(pid);
+  }
+
+  /** Node-wide part of a reading, shared by observe() and summarize() (counts only). */
+  private nodeDetail(): Record<string, unknown> {
+    return { pinDir: this.dir, readOnly: this.readOnly, ifname: this.ifname, tcx: probeTcx().available, prepared: this.prepared.size, splice: this.splice.reading() };
+  }
+
+  /**
+   * observe()'s counts without its per-pod records, for /metrics: pods = tc_pod_meta's entry
+   * count (BpfMap.count(), in the addon) less the prepared netns (tc_pod_meta holds those too,
+   * flagged PREPARED: the entries of this.prepared with a record, kept by prepare/release and
+   * re-read at start), the counters, and the splice reading (entry counts and splice_stats).
+   */
+  async summarize(): Promise<InstalledSummary> {
+    const maps = this.maps;
+    let preparedRecords = 0; // prepared netns with a tc_pod_meta record (links-only leftovers have none)
+    for (const p of this.prepared.values()) if (p.place) preparedRecords++;
+    const pods = maps ? Math.max(0, maps.raw.tc_pod_meta.count() - preparedRecords) : 0;
+    return { backend: 'tc', nodeReady: maps !== null, nodeDetail: this.nodeDetail(), pods, counters: maps?.readCounters() ?? {} };
+  }
+
   async observe(): Promise<InstalledState> {
     const maps = this.maps;
     const pods = maps?.readPods() ?? [];
@@ -740,7 +769,7 @@ export class TcBackend implements RedirectBackend {
     return {
       backend: 'tc',
       nodeReady: maps !== null,
-      nodeDetail: { pinDir: this.dir, readOnly: this.readOnly, ifname: this.ifname, tcx: probeTcx().available, prepared: this.prepared.size, splice: this.splice.reading() },
+      nodeDetail: this.nodeDetail(),
       pods: pods.map((p) => {
         const links = this.linkState(p);
         const ok = linkKeys(p).every((d) => links[d]?.live === true);

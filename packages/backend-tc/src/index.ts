@@ -6,3 +6,4 @@ export { COUNTER_NAMES, TC_MARK, TC_MARK_MASK, TC_TABLE, TC_RULE_PRIORITY, type 
 export { readNetnsSetup } from './netns-setup';
 export { tcSupport } from './support';
 export { DEFAULT_TC_SPLICE, TC_SPLICE_WHY, TcSplice, SPLICE_PROGRAMS, PER_SOCKET_MAPS, effectiveTcSplice, validTcSplice, type TcSpliceSetting, type TcSpliceReading } from './splice';
+export { ztunnelPlacement, processCgroupDir, cgroup2Mounts, cgroupV2Path, type ZtunnelPlacement } from './ztunnel-cgroup';

@@ -14,6 +14,13 @@
  *  - 'auto' (default): on where the guard loads (probeSpliceGuard) and the node has a cgroup to
  *    attach to; off elsewhere, with the reason in observe() and `shunt doctor`.
  *  - 'none': nothing is spliced (the pairing program reads splice_cfg mode NONE).
+ *  - on, but the connected ztunnel (SO_PEERCRED pid from the ZDS server) runs outside the cgroup
+ *    the pairing program is attached to: splice_cfg mode NONE too, reason "tc splicing off:
+ *    ztunnel pid P in cgroup X is not under Y" (ztunnel-cgroup.ts). Its sockets are invisible to
+ *    the pairing program, so every app socket would pay the psock set-up and fall back to TCP at
+ *    its first message. Re-decided on every ztunnel (re)connect; a disconnect changes nothing
+ *    (ztunnel comes back from where it was). Unknown placement (pid not visible, cgroup not
+ *    resolvable) counts as outside: the cost of being wrong is only a lost optimisation.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -37,6 +44,7 @@ import {
   type TypedMap,
 } from '@shunt/libbpf';
 import { validGuard, type Logger, type SpliceGuard } from '@shunt/core';
+import { ztunnelPlacement, type ZtunnelPlacement } from './ztunnel-cgroup';
 
 export type TcSpliceSetting = 'auto' | 'none';
 export const DEFAULT_TC_SPLICE: TcSpliceSetting = 'auto';
@@ -97,6 +105,8 @@ export interface TcSpliceReading {
   stats: Record<string, number> | null;
   /** Connections reset after a spliced socket closed with unread data (null: no resetter in this process). */
   resets: SpliceResetStats | null;
+  /** Where the connected ztunnel runs relative to cgroupRoot (null: no ztunnel seen yet). */
+  ztunnel: ZtunnelPlacement | null;
 }
 
 export class TcSplice {
@@ -106,6 +116,12 @@ export class TcSplice {
   private links = new Map<string, BpfLink>();
   private maps: { cfg: TypedMap<number, { mode: number }>; guard: TypedMap<number, SpliceGuard>; stats: TypedMap<number, bigint>; raw: Record<string, BpfMap> } | null = null;
   private state: { on: boolean; reason: string } = { on: false, reason: 'not started' };
+  /** What the setting, the probe and the attach made of it, before ztunnel's placement is applied. */
+  private base: { on: boolean; reason: string } = { on: false, reason: 'not started' };
+  private ztunnelPid: number | undefined;
+  private placement: ZtunnelPlacement | null = null;
+  private readOnly = false;
+  private log: Logger | undefined;
   private cgroupRoot = '';
   private resetter: SpliceResetter | null = null;
 
@@ -130,6 +146,8 @@ export class TcSplice {
    */
   start(dirs: { mapsDir: string; linksDir: string }, cgroupRoot: string, log: Logger, readOnly = false, netnsPathOf: (cookie: bigint) => string | undefined = () => undefined): void {
     this.cgroupRoot = cgroupRoot;
+    this.readOnly = readOnly;
+    this.log = log;
     this.state = effectiveTcSplice(this.setting, cgroupRoot, this.probe);
     for (const s of SPLICE_PROGRAMS) {
       const pin = path.join(dirs.linksDir, s.program);
@@ -145,6 +163,8 @@ export class TcSplice {
       const mode = this.maps!.cfg.lookup(0)?.mode ?? SPLICE_MODE.NONE;
       const linked = SPLICE_PROGRAMS.every((p) => this.links.has(p.program));
       this.state = { on: mode !== SPLICE_MODE.NONE && linked, reason: `read back: splice_cfg mode ${mode === SPLICE_MODE.NONE ? 'none' : 'all'}, ${linked ? 'all splice links pinned' : 'splice links missing'}` };
+      this.base = this.state;
+      this.applyZtunnel();
       return;
     }
     const missing = SPLICE_PROGRAMS.filter((s) => !this.links.has(s.program));
@@ -164,7 +184,8 @@ export class TcSplice {
     }
     this.openMaps(dirs.mapsDir);
     this.maps!.guard.update(0, this.guard);
-    this.maps!.cfg.update(0, { mode: this.state.on ? SPLICE_MODE.ALL : SPLICE_MODE.NONE });
+    this.base = this.state;
+    this.applyZtunnel();
     // The resetter runs wherever its program is attached (also adopted while splicing is now off:
     // the sockets spliced before still close). Both ends of a pair are in one pod netns.
     const resets = path.join(dirs.mapsDir, 'splice_resets');
@@ -174,6 +195,38 @@ export class TcSplice {
     }
     if (this.setting === 'auto' && !this.state.on) log.warn({ reason: this.state.reason }, 'tc: splicing off');
     else if (this.state.on) log.info({ cgroupRoot, attached: this.state.on ? missing.map((s) => s.program) : [], adopted: SPLICE_PROGRAMS.length - missing.length }, 'tc: splicing app<->ztunnel sockets');
+  }
+
+  /**
+   * ztunnel (re)connected (its pid from SO_PEERCRED; undefined: unreadable): pairing on only if
+   * its process is under the cgroup the pairing program is attached to. Before start() it is
+   * remembered and applied there. Read-only: only the reason changes (the map is not written).
+   */
+  ztunnelConnected(pid: number | undefined): ZtunnelPlacement | null {
+    this.ztunnelPid = pid ?? 0;
+    if (!this.maps && !this.readOnly) return null; // not started: start() applies it
+    const before = this.state.on;
+    this.applyZtunnel();
+    if (!this.readOnly && this.log && before !== this.state.on) {
+      if (this.state.on) this.log.info({ reason: this.state.reason }, 'tc: splicing on for this ztunnel');
+      else this.log.warn({ reason: this.state.reason }, 'tc: splicing off for this ztunnel');
+    }
+    return this.placement;
+  }
+
+  /** state = base, narrowed by where ztunnel runs; the mode written for the pairing program. */
+  private applyZtunnel(): void {
+    this.placement = this.ztunnelPid === undefined ? null : ztunnelPlacement(this.ztunnelPid, this.cgroupRoot);
+    const p = this.placement;
+    if (this.readOnly) {
+      // What the agent wrote is the fact; the placement only explains a mode NONE it left.
+      this.state = !this.base.on && p && p.under !== true && this.base.reason.includes('mode none') ? { on: false, reason: `tc splicing off: ${p.reason} (${this.base.reason})` } : this.base;
+      return;
+    }
+    if (!this.base.on || !p) this.state = this.base;
+    else if (p.under === true) this.state = { on: true, reason: `${this.base.reason}; ${p.reason}` };
+    else this.state = { on: false, reason: `tc splicing off: ${p.reason}` };
+    this.maps?.cfg.update(0, { mode: this.state.on ? SPLICE_MODE.ALL : SPLICE_MODE.NONE });
   }
 
   private attach(specs: readonly SpliceProgram[], mapsDir: string, linksDir: string): void {
@@ -234,6 +287,7 @@ export class TcSplice {
       entries: m ? (Object.fromEntries(PER_SOCKET_MAPS.map((n) => [n, m.raw[n]!.count()])) as TcSpliceReading['entries']) : null,
       stats: m ? readSpliceStats(m.stats) : null,
       resets: this.resetter ? { ...this.resetter.stats } : null,
+      ztunnel: this.placement,
     };
   }
 

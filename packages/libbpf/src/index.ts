@@ -66,7 +66,7 @@ export {
   type SocketEndpoint,
   type SocketInfo,
 } from './sockets';
-export { MessageSocket, UnixListener, type ReceivedMessage, type UnixListenOptions, type UnixSocketType } from './unix';
+export { MessageSocket, UnixListener, type PeerCred, type ReceivedMessage, type UnixListenOptions, type UnixSocketType } from './unix';
 export { NetnsPidIndex, type NetnsPidIndexOptions } from './netns-pids';
 export { netnsTcpListeners, destroyTcpSocket, type NetnsListener, type TcpSocketId } from './sock-diag';
 export { RingBuffer } from './ringbuf';

@@ -177,6 +177,7 @@ export interface NativeAddon {
   unixListen(path: string, type: string, backlog: number, mode: number): number;
   unixConnect(path: string, type: string): number;
   unixSocketPair(type: string): [number, number];
+  unixPeerCred(fd: number, target: string): { pid: number; uid: number; gid: number };
   tcpListeners(port: number, family: number, wildcardOnly?: boolean): Array<{ inode: number; address: string; port: number; family: 4 | 6 }>;
   tcpDestroy(family: number, local: Buffer, localPort: number, remote: Buffer, remotePort: number, cookie: bigint, target: string): boolean;
   ringbufOpen(mapFd: number, onSamples: (samples: Buffer[]) => void, target: string): RingbufHandle;

@@ -23,6 +23,12 @@ export interface ReceivedMessage {
   from?: SocketEndpoint;
 }
 
+export interface PeerCred {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
 type ReaderEvent =
   | { type: 'accept'; fd: number }
   | { type: 'message'; data: Buffer; fds: number[]; truncated: boolean; from?: SocketEndpoint }
@@ -65,6 +71,15 @@ export class MessageSocket extends EventEmitter {
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /**
+   * The peer process as the kernel recorded it when it connected (SO_PEERCRED): pid, uid, gid.
+   * pid is in the agent's pid namespace (0 if the peer's is not visible from it). Throws BpfError.
+   */
+  peerCred(): PeerCred {
+    if (this.closed) throw invalidArgument('getsockopt(SO_PEERCRED)', this.label, 'socket is closed');
+    return native.unixPeerCred(this.fd, this.label);
   }
 
   /**

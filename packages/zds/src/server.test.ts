@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -78,6 +78,33 @@ describe('ZdsServer with a ZdsClient over a real SEQPACKET socket', () => {
     await server.del('uid-a');
     expect(seen[2]!.req).toEqual({ type: 'del', uid: 'uid-a' });
     expect(server.status()).toEqual([]);
+  });
+
+  test("ztunnel's process from SO_PEERCRED: a real peer process's pid, on 'connected', ztunnelPeer() and the status file; gone with it", async () => {
+    const statusPath = path.join(dir, 'zds-status.json');
+    const server = start({ statusPath, statusDelayMs: 5 });
+    const peers: Array<{ pid: number } | undefined> = [];
+    server.on('connected', (_id: number, peer?: { pid: number }) => peers.push(peer));
+    // A separate process (not this one) is the client: its pid is what the kernel must report.
+    const script = `const { ZdsClient } = require(${JSON.stringify(path.join(__dirname, '..', 'dist', 'index.js'))}); ZdsClient.connect(process.argv[1], async () => ''); setTimeout(() => process.exit(3), 20000);`;
+    const child = spawn(process.execPath, ['-e', script, sockPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    cleanups.push(async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    });
+    await until(() => server.connected, `the child's connection (${stderr})`);
+    expect(child.pid).not.toBe(process.pid);
+    expect(peers).toEqual([{ pid: child.pid, uid: process.getuid!(), gid: process.getgid!() }]);
+    expect(server.ztunnelPeer()).toEqual(peers[0]);
+    await until(() => readZdsStatus(statusPath)?.ztunnel?.pid === child.pid, 'the status file naming the peer');
+    child.kill('SIGKILL');
+    await exited;
+    await until(() => !server.connected, 'the disconnect');
+    expect(server.ztunnelPeer()).toBeUndefined();
+    await until(() => readZdsStatus(statusPath)?.connected === false && readZdsStatus(statusPath)?.ztunnel === undefined, 'the status file without a peer');
   });
 
   test("a NACK fails that workload with ztunnel's error; the others are fine", async () => {

@@ -16,7 +16,7 @@
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { UnixListener, netnsCookie, type MessageSocket } from '@shunt/libbpf';
+import { UnixListener, netnsCookie, type MessageSocket, type PeerCred } from '@shunt/libbpf';
 import type { Ack, WorkloadInfo, WorkloadRequest } from './codec';
 
 type Rpc = (req: WorkloadRequest, fds?: number[]) => Promise<Ack>;
@@ -87,6 +87,8 @@ export interface ZdsStatusFile {
   closed: boolean;
   /** When the current ztunnel connection came (past its hello), if any. */
   connectedSince?: string;
+  /** The current ztunnel's process (SO_PEERCRED at connect), if connected and readable. */
+  ztunnel?: PeerCred;
   workloads: ZdsWorkloadStatus[];
 }
 
@@ -118,6 +120,8 @@ export class ZdsServer extends EventEmitter {
   private closed = false;
   private statusTimer: NodeJS.Timeout | undefined;
   private connectedSince = new Map<number, string>();
+  /** SO_PEERCRED of each connection, read when it was accepted (the socket may close later). */
+  private peers = new Map<number, PeerCred>();
 
   private constructor(private readonly opts: ZdsServerOptions) {
     super();
@@ -142,6 +146,16 @@ export class ZdsServer extends EventEmitter {
   /** A ztunnel is connected and past its hello. */
   get connected(): boolean {
     return this.conns.some((c) => !c.closed);
+  }
+
+  /**
+   * The process of the current ztunnel connection (SO_PEERCRED, read at accept): where ztunnel
+   * runs, e.g. for the tc backend to decide whether its sockets can be spliced. undefined: none
+   * connected, or its credentials could not be read (logged).
+   */
+  ztunnelPeer(): PeerCred | undefined {
+    const latest = this.latest();
+    return latest ? this.peers.get(latest.id) : undefined;
   }
 
   status(): ZdsWorkloadStatus[] {
@@ -236,6 +250,7 @@ export class ZdsServer extends EventEmitter {
     if (!file) return;
     const latest = this.latest();
     const since = latest ? this.connectedSince.get(latest.id) : undefined;
+    const peer = latest ? this.peers.get(latest.id) : undefined;
     const st: ZdsStatusFile = {
       pid: process.pid,
       updatedAt: new Date().toISOString(),
@@ -243,6 +258,7 @@ export class ZdsServer extends EventEmitter {
       connected: !this.closed && this.connected,
       closed: this.closed,
       ...(since ? { connectedSince: since } : {}),
+      ...(peer ? { ztunnel: peer } : {}),
       workloads: this.status(),
     };
     try {
@@ -262,7 +278,13 @@ export class ZdsServer extends EventEmitter {
 
   private async onConnection(sock: MessageSocket): Promise<void> {
     const conn = new ZdsConnection(sock, this.ackTimeoutMs);
+    try {
+      this.peers.set(conn.id, sock.peerCred());
+    } catch (err) {
+      this.log.warn({ conn: conn.id, err: (err as Error).message }, 'cannot read the ztunnel connection\'s SO_PEERCRED');
+    }
     conn.on('close', (reason: string) => {
+      this.peers.delete(conn.id);
       const i = this.conns.indexOf(conn);
       if (i >= 0) this.conns.splice(i, 1);
       this.connectedSince.delete(conn.id);
@@ -281,8 +303,11 @@ export class ZdsServer extends EventEmitter {
     this.conns.push(conn);
     this.connectedSince.set(conn.id, new Date().toISOString());
     this.statusChanged();
-    this.log.info({ conn: conn.id, version, workloads: this.entries.size }, 'ztunnel connected; sending snapshot');
-    this.emit('connected', conn.id);
+    const peer = this.peers.get(conn.id);
+    this.log.info({ conn: conn.id, version, workloads: this.entries.size, ...(peer ? { pid: peer.pid, uid: peer.uid } : {}) }, 'ztunnel connected; sending snapshot');
+    // Listeners run before the snapshot goes out (synchronously): e.g. the tc backend turns
+    // pairing on or off for this ztunnel before it opens its sockets in the pods.
+    this.emit('connected', conn.id, peer);
     try {
       const sent = await conn.exclusive((rpc) => this.sendSnapshot(conn, rpc));
       this.log.info({ conn: conn.id, ...sent }, 'snapshot sent to ztunnel');

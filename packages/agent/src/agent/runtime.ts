@@ -193,6 +193,12 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
         : null;
     zdsStarted = zds;
     if (zds) registerZdsMetrics(metrics.registry, zds);
+    // tc splicing pairs only with a ztunnel under the node cgroup: re-decided on every (re)connect,
+    // before its snapshot goes out ('connected' is emitted first); one that came before this line counts too.
+    if (zds && chosen && hasZtunnelHook(chosen)) {
+      zds.on('connected', (_id: number, peer?: { pid: number }) => chosen.ztunnelConnected(peer?.pid));
+      if (zds.connected) chosen.ztunnelConnected(zds.ztunnelPeer()?.pid);
+    }
     const backend = chosen && zds ? new (await import('../zds/announcing-backend')).ZdsAnnouncingBackend(chosen, zds) : chosen;
     if (selection && backend) {
       log.info(
@@ -406,4 +412,9 @@ export async function startAgent(settings: AgentSettings, deps: AgentDeps): Prom
     await http.close();
     throw err;
   }
+}
+
+/** A backend that wants to know where ztunnel runs (tc: splicing pairs only with a ztunnel under its cgroup). */
+function hasZtunnelHook(b: RedirectBackend): b is RedirectBackend & { ztunnelConnected(pid: number | undefined): unknown } {
+  return typeof (b as { ztunnelConnected?: unknown }).ztunnelConnected === 'function';
 }

@@ -45,7 +45,7 @@ export function formatZds(z: NonNullable<StatusReport['zds']>): string[] {
     : z.agentRunning
       ? `agent pid ${z.pid} running`
       : `agent pid ${z.pid} NOT running (state as it left it)`;
-  const conn = z.connected ? `ztunnel connected${z.connectedSince ? ` since ${z.connectedSince}` : ''}` : 'ztunnel NOT connected';
+  const conn = z.connected ? `ztunnel${z.ztunnel ? ` pid ${z.ztunnel.pid}` : ''} connected${z.connectedSince ? ` since ${z.connectedSince}` : ''}` : 'ztunnel NOT connected';
   const lines = [`zds: ${conn} on ${z.socket}; ${z.workloads.length} workload(s): ${acked} acked, ${failed} failed, ${pending} not acked; ${who}, as of ${z.updatedAt}`];
   for (const w of z.workloads) lines.push(`  ${w.namespace}/${w.name}  ${w.uid}  ${w.acked ? 'acked' : w.error ? `NACK: ${w.error}` : 'not acked'}`);
   return lines;
@@ -66,6 +66,10 @@ export async function collectStatus(o: StatusOptions): Promise<StatusReport> {
   for (const b of present) {
     try {
       await b.start({ ...nodeContext(paths, caps, 'status', 'istio-sidecar', log), readOnly: true });
+      // tc: a splicing off because of where ztunnel runs is explained with the pid the agent saw.
+      const zt = zds && !('error' in zds) && zds.connected ? zds.ztunnel : undefined;
+      const hook = (b as { ztunnelConnected?: (pid: number | undefined) => unknown }).ztunnelConnected;
+      if (zt && typeof hook === 'function') hook.call(b, zt.pid);
       report.backends.push({ backend: b.name, state: await b.observe() });
     } catch (e) {
       report.backends.push({ backend: b.name, state: null, error: (e as Error).message });

@@ -389,7 +389,25 @@ static Napi::Value UnixSocketPair(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// unixPeerCred(fd, target) -> {pid, uid, gid}: SO_PEERCRED, the process that connected (or made
+// the pair), as the kernel recorded it at connect() time. The ZDS server uses it to learn where
+// ztunnel runs (its cgroup decides whether tc splicing can pair its sockets).
+static Napi::Value UnixPeerCred(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(info, 0);
+  std::string target = ArgStr(info, 1);
+  struct ucred cred = {};
+  socklen_t len = sizeof(cred);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) ThrowBpf(env, errno, "getsockopt(SO_PEERCRED)", target);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("pid", Napi::Number::New(env, cred.pid));
+  o.Set("uid", Napi::Number::New(env, cred.uid));
+  o.Set("gid", Napi::Number::New(env, cred.gid));
+  return o;
+}
+
 void InitUnix(Napi::Env env, Napi::Object exports) {
+  exports.Set("unixPeerCred", Napi::Function::New(env, UnixPeerCred));
   exports.Set("FdReader", FdReader::Define(env));
   exports.Set("sendMsg", Napi::Function::New(env, SendMsg));
   exports.Set("unixListen", Napi::Function::New(env, UnixListen));

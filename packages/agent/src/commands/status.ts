@@ -45,7 +45,7 @@ export function formatZds(z: NonNullable<StatusReport['zds']>): string[] {
     : z.agentRunning
       ? `agent pid ${z.pid} running`
       : `agent pid ${z.pid} NOT running (state as it left it)`;
-  const conn = z.connected ? `ztunnel${z.ztunnel ? ` pid ${z.ztunnel.pid}` : ''} connected${z.connectedSince ? ` since ${z.connectedSince}` : ''}` : 'ztunnel NOT connected';
+  const conn = z.connected ? `ztunnel connected${z.connectedSince ? ` since ${z.connectedSince}` : ''}${z.ztunnel ? ` (pid ${z.ztunnel.pid})` : ''}` : 'ztunnel NOT connected';
   const lines = [`zds: ${conn} on ${z.socket}; ${z.workloads.length} workload(s): ${acked} acked, ${failed} failed, ${pending} not acked; ${who}, as of ${z.updatedAt}`];
   for (const w of z.workloads) lines.push(`  ${w.namespace}/${w.name}  ${w.uid}  ${w.acked ? 'acked' : w.error ? `NACK: ${w.error}` : 'not acked'}`);
   return lines;

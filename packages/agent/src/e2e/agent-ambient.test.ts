@@ -154,6 +154,11 @@ it('enrolls the ambient pods: redirect installed, ztunnel told (Add acked), non-
   expect(await metric(port, 'shunt_zds_workloads', { state: 'acked' })).toBe(2);
   const adds = await zt.waitFor((e) => e.event === 'add' && !e.error, { count: 2, what: 'two acked adds' });
   expect(adds.map((e) => (e as { pod: string }).pod).sort()).toEqual(['a', 'b']);
+  // The stand-in runs in the test runner's cgroup, not under the agent's --cgroup-path: the agent
+  // (told ztunnel's pid by SO_PEERCRED on the ZDS connection) keeps tc pairing off, and says why.
+  const off = new RegExp(`^tc splicing off: ztunnel pid ${zt.pid} in cgroup \\S+ is not under ${tb.cgroupRoot}$`);
+  await agent.waitLog((l) => String(l['msg']).startsWith('tc: splicing off') && off.test(String(l['reason'])), 20_000);
+  expect(runCli(['status', ...nodeArgs()])).toMatch(new RegExp(`^  splicing: off \\(tc splicing off: ztunnel pid ${zt.pid} in cgroup \\S+ is not under ${tb.cgroupRoot} \\(read back: splice_cfg mode none`, 'm'));
   expect(zt.entries().some((e) => e.event === 'add' && e.pod === 'plain')).toBe(false);
   expect(zt2.entries().filter((e) => e.event === 'add').map((e) => (e as { pod: string }).pod)).toEqual(['d']);
   // Non-members (plain: no label; c: not in the pods file yet) get no program on their eth0.

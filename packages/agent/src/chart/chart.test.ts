@@ -181,6 +181,24 @@ describe('values', () => {
     expect(k8sProblems(render(['--set', 'sockops.splicePorts={8080,9090}'])).flatMap((r) => r.problems)).toEqual([]);
   });
 
+  it('sockops.splicePorts none / [] with profile=istio-ambient: --splice-ports=none, which the agent turns into tc splice none; the schema and values say so', async () => {
+    const args = (extra: string[]) => find(render(extra), 'DaemonSet').spec.template.spec.containers[0].args as string[];
+    for (const v of [['--set', 'sockops.splicePorts=none'], ['--set', 'sockops.splicePorts={}']]) expect(args(['--set', 'profile=istio-ambient', ...v])).toContain('--splice-ports=none');
+    expect(args(['--set', 'profile=istio-ambient']).filter((a) => a.startsWith('--splice-ports'))).toEqual(['--splice-ports=auto']);
+    // What the agent makes of it (backends.ts): the tc backend's own setting.
+    const { createBackends } = await import('../backends');
+    const tcSetting = async (splice: 'none' | 'auto' | 'all') => {
+      const tc = createBackends({ profile: 'istio-ambient', stateDir: workDir, splice }).find((b) => b.name === 'tc')!;
+      return ((await tc.observe()).nodeDetail['splice'] as { setting: string }).setting;
+    };
+    expect(await tcSetting('none')).toBe('none');
+    expect(await tcSetting('auto')).toBe('auto');
+    expect(await tcSetting('all')).toBe('auto');
+    const schema = JSON.parse(readFileSync(path.join(chartDir, 'values.schema.json'), 'utf8')) as { properties: { sockops: { properties: { splicePorts: { description: string } } } } };
+    expect(schema.properties.sockops.properties.splicePorts.description).toMatch(/istio-ambient \(tc backend\), \[\] or "none" also turns off splicing/);
+    expect(readFileSync(path.join(chartDir, 'values.yaml'), 'utf8')).toMatch(/splicePorts "none" \(or \[\]\) also turns ambient \(tc backend\) splicing off/);
+  });
+
   it('profile=istio-ambient serves ZDS: --zds-socket and its host directory mounted at the same path; sidecar profile neither', () => {
     const pod = (extra: string[]) => find(render(extra), 'DaemonSet').spec.template.spec;
     const amb = pod(['--set', 'profile=istio-ambient']);

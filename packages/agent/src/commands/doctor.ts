@@ -1,11 +1,11 @@
 // `shunt doctor`: exit 0 when the mode can run here, 1 when no backend can.
 import { probeNode, selectBackend, type ProfileName, type RedirectMode } from '@shunt/core';
 import { DEFAULT_SPLICE, SPLICE_DEFAULT_WHY, effectiveSplice, probeSpliceGuard } from '@shunt/backend-sockops';
-import { DEFAULT_TC_SPLICE, TC_SPLICE_WHY, effectiveTcSplice } from '@shunt/backend-tc';
+import { DEFAULT_TC_SPLICE, TC_SPLICE_WHY, effectiveTcSplice, ztunnelPlacement } from '@shunt/backend-tc';
 import { createBackends } from '../backends';
 import { buildDoctorReport, formatDoctor } from '../doctor/report';
 import { capacityOf, formatCapacity, type CapacityView } from '../observability/capacity';
-import { collectStatus } from './status';
+import { collectStatus, readZdsState } from './status';
 import { DEFAULT_STATE_DIR, nodePaths } from '../node-state/context';
 import type { NodeStateOptions } from '../node-state/context';
 import type { Io } from '../program';
@@ -37,7 +37,15 @@ export async function doctorCommand(o: DoctorOptions, io: Io): Promise<number> {
   } catch {
     cgroupRoot = ''; // no cgroup v2 found: reported by the feature list, and here as the reason
   }
-  const tc = effectiveTcSplice(DEFAULT_TC_SPLICE, cgroupRoot, () => guard);
+  let tc = effectiveTcSplice(DEFAULT_TC_SPLICE, cgroupRoot, () => guard);
+  // The ztunnel an ambient agent here last saw connected (ZDS status file): splicing also needs
+  // its process under that cgroup (backend-tc ztunnel-cgroup.ts).
+  const zds = readZdsState(o.stateDir ?? DEFAULT_STATE_DIR);
+  const zt = zds && !('error' in zds) && zds.connected ? zds.ztunnel : undefined;
+  if (tc.on && zt) {
+    const p = ztunnelPlacement(zt.pid, cgroupRoot);
+    tc = p.under === true ? { on: true, reason: `${tc.reason}; ${p.reason}` } : { on: false, reason: `tc splicing off: ${p.reason}` };
+  }
   report.tcSplice = { setting: DEFAULT_TC_SPLICE, why: TC_SPLICE_WHY, on: tc.on, reason: tc.reason, cgroupRoot };
   // Capacity used/left, read back (read-only) from what a running or earlier agent installed.
   let capacity: CapacityView | null = null;

@@ -158,6 +158,9 @@ it('enrolls the ambient pods: redirect installed, ztunnel told (Add acked), non-
   // (told ztunnel's pid by SO_PEERCRED on the ZDS connection) keeps tc pairing off, and says why.
   const off = new RegExp(`^tc splicing off: ztunnel pid ${zt.pid} in cgroup \\S+ is not under ${tb.cgroupRoot}$`);
   await agent.waitLog((l) => String(l['msg']).startsWith('tc: splicing off') && off.test(String(l['reason'])), 20_000);
+  const doc = JSON.parse(runCli(['doctor', '--json', '--profile', 'istio-ambient', ...nodeArgs()])) as { tcSplice: { on: boolean; reason: string } };
+  expect(doc.tcSplice.on).toBe(false);
+  expect(doc.tcSplice.reason).toMatch(off);
   expect(runCli(['status', ...nodeArgs()])).toMatch(new RegExp(`^  splicing: off \\(tc splicing off: ztunnel pid ${zt.pid} in cgroup \\S+ is not under ${tb.cgroupRoot} \\(read back: splice_cfg mode none`, 'm'));
   expect(zt.entries().some((e) => e.event === 'add' && e.pod === 'plain')).toBe(false);
   expect(zt2.entries().filter((e) => e.event === 'add').map((e) => (e as { pod: string }).pod)).toEqual(['d']);

@@ -4,60 +4,43 @@
 // bypassed (a reply, but the client's sidecar never saw it). Afterwards the node converges and a
 // scoped `shunt cleanup` leaves nothing (no SHUNT_ chains, no pins, no orphaned probe netns).
 // Prints the table. Run: cd packages/agent && npx jest ../../test/chaos (part of the agent's tests).
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+// Set-up and teardown: the agent e2e fixture (packages/agent/src/test-support/agent-run.ts).
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Testbed } from '@shunt/testbed';
 import { builtCliCommand, spawnAgent, type AgentProcess } from '../../packages/agent/src/agent/process';
 import { freePort } from '../../packages/agent/src/demo/free-port';
 import { readShuntChains } from '../../packages/agent/src/e2e/iptables-read';
-import { eventually, metric, podNetnsPrefix, requestViaSidecars, runCli, startBuiltAgent } from '../../packages/agent/src/e2e/support';
-import { removePins } from '../../packages/agent/src/node-state/pins';
+import { eventually, metric, requestViaSidecars, runCli } from '../../packages/agent/src/e2e/support';
+import { CLIENT_SERVER_SIDECARS, useAgentRun } from '../../packages/agent/src/test-support/agent-run';
 import { orphanedProbeNetns } from './probe-orphans';
 import { requestStream } from './request-stream';
 
 const HTTP_PORT = 8080;
 const BACKENDS = ['sockops', 'iptables'] as const;
-let tb: Testbed;
-let dir: string;
-const bpffs = `/sys/fs/bpf/shunt-chaos-${randomBytes(4).toString('hex')}`;
-const agents: AgentProcess[] = [];
+const run = useAgentRun({ tag: 'chaos', pods: CLIENT_SERVER_SIDECARS, httpServer: { pod: 'server', port: HTTP_PORT }, bpffs: 'run' });
 const table: { backend: string; scenario: string; sent: number; failed: number; bypassed: number; stateChanges?: number }[] = [];
 
-beforeAll(async () => {
-  tb = await Testbed.create({ pods: [{ name: 'client', mesh: 'sidecar' }, { name: 'server', mesh: 'sidecar' }] });
-  await tb.startHttpServer('server', { port: HTTP_PORT, body: 'hello' });
-  dir = mkdtempSync(path.join(tmpdir(), 'shunt-chaos-'));
-  mkdirSync(bpffs);
-  writeFileSync(path.join(dir, 'pods.json'), JSON.stringify([tb.kubePod('client'), tb.kubePod('server')]));
-}, 120_000);
+beforeAll(() => {
+  writeFileSync(run.podsFile, JSON.stringify([run.tb.kubePod('client'), run.tb.kubePod('server')]));
+});
 
-afterAll(async () => {
-  for (const a of agents) await a.stop().catch(() => undefined);
-  await removePins(path.join(bpffs, 'shunt')).catch(() => undefined);
-  rmSync(bpffs, { recursive: true, force: true });
-  await tb?.dispose();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+afterAll(() => {
   // eslint-disable-next-line no-console
   console.log(
     ['backend   scenario                            sent  failed  bypassed  pod-state-changes', ...table.map((r) => `${r.backend.padEnd(9)} ${r.scenario.padEnd(35)} ${String(r.sent).padStart(4)}  ${String(r.failed).padStart(6)}  ${String(r.bypassed).padStart(8)}  ${String(r.stateChanges ?? '-').padStart(17)}`)].join('\n'),
   );
-}, 60_000);
+});
 
 const args = (backend: string, port: number) => [
-  '--pods-file', path.join(dir, 'pods.json'),
-  '--node-name', tb.kubePod('client').spec.nodeName,
+  '--pods-file', run.podsFile,
+  '--node-name', run.tb.kubePod('client').spec.nodeName,
   '--redirect-mode', backend,
   '--metrics-address', `127.0.0.1:${port}`,
-  '--bpffs-path', bpffs,
-  '--cgroup-path', tb.cgroupRoot,
-  '--state-dir', path.join(dir, `state-${backend}`),
-  '--netns-prefix', podNetnsPrefix(tb),
+  ...run.nodeArgs(`state-${backend}`),
 ];
 
 async function scenario(backend: string, name: string, chaos: () => Promise<void>): Promise<void> {
-  const stream = requestStream(tb, { port: HTTP_PORT, maxRequests: 2000 });
+  const stream = requestStream(run.tb, { port: HTTP_PORT, maxRequests: 2000 });
   await new Promise((r) => setTimeout(r, 1500));
   await chaos();
   await new Promise((r) => setTimeout(r, 1500));
@@ -72,8 +55,7 @@ describe.each(BACKENDS)('%s backend', (backend) => {
   let port: number;
   const start = async () => {
     port = await freePort();
-    agent = await startBuiltAgent(args(backend, port));
-    agents.push(agent);
+    agent = await run.startAgent(args(backend, port));
     expect(await metric(port, 'shunt_pods_enrolled')).toBe(2);
   };
 
@@ -98,7 +80,7 @@ describe.each(BACKENDS)('%s backend', (backend) => {
       agent.child.kill('SIGKILL');
       await agent.exited;
       const early = spawnAgent(args(backend, await freePort()), { cli: builtCliCommand() });
-      agents.push(early);
+      run.track(early);
       // Killed while the probe's scratch netns exists (or as soon as it logs anything).
       const t0 = Date.now();
       const probeNs = () => (existsSync('/var/run/netns') ? readdirSync('/var/run/netns').filter((n) => n.startsWith(`shunt-probe-`)) : []);
@@ -114,27 +96,27 @@ describe.each(BACKENDS)('%s backend', (backend) => {
   // around it (the server's sidecar logs no inbound connection). Once the sidecar is back, requests
   // flow through it again with no agent action needed beyond what it does by itself (drift repair).
   it('client sidecar killed: fail closed (requests fail, none bypass); restarted: through it again', async () => {
-    const url = `http://${tb.pod('server').ipv4}:${HTTP_PORT}/`;
+    const url = `http://${run.tb.pod('server').ipv4}:${HTTP_PORT}/`;
     const logsBefore = agent.logs.length;
-    await tb.stopSidecar('client');
-    expect(tb.sidecarStatus('client').ipv4).toBe('stopped');
+    await run.tb.stopSidecar('client');
+    expect(run.tb.sidecarStatus('client').ipv4).toBe('stopped');
     const since = Date.now();
     const down = { sent: 0, failed: 0, bypassed: 0 };
     for (let i = 0; i < 10; i++) {
       down.sent++;
-      const res = await tb.httpGet('client', url, { count: 1, timeoutMs: 3000 }).catch(() => [{ ok: false }]);
+      const res = await run.tb.httpGet('client', url, { count: 1, timeoutMs: 3000 }).catch(() => [{ ok: false }]);
       if (res[0]?.ok === true) down.bypassed++;
       else down.failed++;
     }
     // Anything that got around the dead client sidecar would show up at the server's inbound sidecar.
-    const reachedServer = (await tb.settledProxyLog('server', (r) => r.at >= since - 1 && r.originalDst.port === HTTP_PORT, { atLeast: 0, quietMs: 500, timeoutMs: 3000 })).length;
+    const reachedServer = (await run.tb.settledProxyLog('server', (r) => r.at >= since - 1 && r.originalDst.port === HTTP_PORT, { atLeast: 0, quietMs: 500, timeoutMs: 3000 })).length;
     const changesDown = agent.logs.slice(logsBefore).filter((l) => l['msg'] === 'pod state changed').length;
     table.push({ backend, scenario: 'client sidecar down (fail closed)', ...down, bypassed: down.bypassed + reachedServer, stateChanges: changesDown });
     expect({ ...down, reachedServer }).toEqual({ sent: 10, failed: 10, bypassed: 0, reachedServer: 0 });
-    await tb.startSidecar('client');
-    tb.clearProxyLog('client');
+    await run.tb.startSidecar('client');
+    run.tb.clearProxyLog('client');
     // Back through the sidecar (bounded: the agent's drift repair may need a resync to re-register it).
-    await eventually('requests through the restarted sidecar', async () => (await requestViaSidecars(tb, 'client', 'server', HTTP_PORT).catch(() => ({ ok: false, originalDst: undefined }))).originalDst !== undefined, 60_000);
+    await eventually('requests through the restarted sidecar', async () => (await requestViaSidecars(run.tb, 'client', 'server', HTTP_PORT).catch(() => ({ ok: false, originalDst: undefined }))).originalDst !== undefined, 60_000);
     const logsUp = agent.logs.length;
     await scenario(backend, 'client sidecar restarted', async () => undefined);
     table[table.length - 1]!.stateChanges = agent.logs.slice(logsUp).filter((l) => l['msg'] === 'pod state changed').length;
@@ -143,12 +125,12 @@ describe.each(BACKENDS)('%s backend', (backend) => {
 
   it('converges, then a scoped `shunt cleanup` leaves nothing', async () => {
     expect(await agent.stop()).toBe(0);
-    const report = JSON.parse(runCli(['cleanup', '--json', '--bpffs-path', bpffs, '--state-dir', path.join(dir, `state-${backend}`), '--cgroup-path', tb.cgroupRoot, '--netns-prefix', podNetnsPrefix(tb)])) as { errors: string[] };
+    const report = JSON.parse(runCli(['cleanup', '--json', ...run.nodeArgs(`state-${backend}`)])) as { errors: string[] };
     expect(report.errors).toEqual([]);
-    for (const p of ['client', 'server']) expect(await readShuntChains(tb.pod(p).netnsPath)).toEqual([]);
-    expect(existsSync(path.join(bpffs, 'shunt'))).toBe(false);
+    for (const p of ['client', 'server']) expect(await readShuntChains(run.tb.pod(p).netnsPath)).toEqual([]);
+    expect(existsSync(path.join(run.bpffs, 'shunt'))).toBe(false);
     // No probe netns of a dead process is left (a live helper's probe may be running right now).
     expect(orphanedProbeNetns()).toEqual([]);
-    await eventually('direct again', async () => (await tb.httpGet('client', `http://${tb.pod('server').ipv4}:${HTTP_PORT}/`, { count: 1 }))[0]?.ok === true);
+    await eventually('direct again', async () => (await run.tb.httpGet('client', `http://${run.tb.pod('server').ipv4}:${HTTP_PORT}/`, { count: 1 }))[0]?.ok === true);
   }, 120_000);
 });

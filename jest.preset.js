@@ -17,4 +17,6 @@ module.exports = (dir) => ({
   moduleNameMapper: { '^@shunt/(.*)$': path.join(dir, '..', '$1', 'src', 'index.ts') },
   testTimeout: 60000,
   maxWorkers: 1,
+  // A red CI run ends with what failed (scripts/test.sh prints it; CI keeps only the tail).
+  reporters: ['default', path.join(__dirname, 'scripts', 'jest-failure-digest.js')],
 });

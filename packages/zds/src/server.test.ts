@@ -128,7 +128,11 @@ describe('ZdsServer with a ZdsClient over a real SEQPACKET socket', () => {
     await until(() => server.connected, 'connection');
     await server.add({ uid: 'good', info: info('good'), netnsPath: nsPath[0]! });
     await server.add({ uid: 'bad', info: info('bad'), netnsPath: nsPath[1]! }).catch(() => undefined);
-    await until(() => read()?.workloads.length === 2, 'both workloads in the status file');
+    // The file is written coalesced and may show 'bad' before its NACK: wait for the settled state.
+    await until(() => {
+      const ws = read()?.workloads ?? [];
+      return ws.some((w) => w.uid === 'good' && w.acked) && ws.some((w) => w.uid === 'bad' && w.error !== undefined);
+    }, 'both workloads, acked and NACKed, in the status file');
     expect(read()).toMatchObject({
       pid: process.pid,
       socket: sockPath,

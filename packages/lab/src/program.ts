@@ -43,6 +43,7 @@ export function buildLabProgram(io: Io = processIo): Command {
     .option('--out-dir <dir>', 'where JSON, markdown and SVG results go')
     .option('--json', 'print the report as JSON', false)
     .addOption(new Option('--only <what>', 'conns: only the connection-rate measurement (wrk, CPU/conn), for quick A/B runs').choices(['conns']))
+    .option('--proxy-access-log', "sidecar profile: HAProxy logs every connection (default off, as in Istio's default profile)", false)
     .option('--perf-dir <dir>', 'perf record -a -g (whole machine, with cgroups) over each wrk window, files <mode>-r<round>.data in this directory')
     .action(async (opts) => {
       const { benchCommand } = await import('./commands/bench');

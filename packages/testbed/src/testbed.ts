@@ -66,6 +66,12 @@ export interface TestbedOptions {
    * read plus EPOLLRDHUP as end of stream (matters for guarded splicing; see backend-sockops README).
    */
   ipv4Proxy?: 'haproxy' | 'node';
+  /**
+   * The HAProxy sidecars' access log (one line per connection, read into proxyLog()): default on,
+   * since tests check the path with it. Off, as in Istio's default profile, for benchmarks: every
+   * connection then costs the proxy and the testbed's own process nothing extra.
+   */
+  proxyAccessLog?: boolean;
   /** Fixed 4-hex run id (tests of gc); default random, checked against existing testbeds. */
   runId?: string;
 }
@@ -163,6 +169,7 @@ export class Testbed {
   private nextPodIndex = 0;
   private readonly ipv6Proxy: 'auto' | 'on' | 'off';
   private readonly ipv4Proxy: 'haproxy' | 'node';
+  private readonly proxyAccessLog: boolean;
 
   private constructor(
     readonly runId: string,
@@ -174,6 +181,7 @@ export class Testbed {
     this.stateDir = path.join(os.tmpdir(), this.prefix);
     this.ipv6Proxy = opts.ipv6Proxy ?? 'auto';
     this.ipv4Proxy = opts.ipv4Proxy ?? 'haproxy';
+    this.proxyAccessLog = opts.proxyAccessLog ?? true;
   }
 
   /** Builds nodes and pods; on any failure removes what it made and rethrows. */
@@ -444,7 +452,7 @@ export class Testbed {
       });
     } else {
       const cfg = path.join(this.stateDir, `${p.name}-sidecar.cfg`);
-      await fs.writeFile(cfg, sidecarConfig(SIDECAR_PORTS), { mode: 0o644 });
+      await fs.writeFile(cfg, sidecarConfig(SIDECAR_PORTS, { accessLog: this.proxyAccessLog }), { mode: 0o644 });
       proxy4 = this.exec(pod, ['haproxy', '-db', '-f', cfg], { uid: PROXY_UID, gid: PROXY_UID });
     }
     proxy4.stdout.setEncoding('utf8');

@@ -18,6 +18,8 @@ export interface BenchCommandOptions {
   only?: 'conns';
   /** perf record -a -g over every wrk window, files here. */
   perfDir?: string;
+  /** The HAProxy sidecars' per-connection access log; default off (Istio's default). */
+  proxyAccessLog?: boolean;
 }
 
 /**
@@ -81,6 +83,7 @@ export async function benchCommand(o: BenchCommandOptions, io: Io): Promise<numb
     ...(o.outDir ? { outDir: o.outDir } : {}),
     ...(o.only ? { only: o.only } : {}),
     ...(o.perfDir ? { perf: { dir: o.perfDir } } : {}),
+    ...(o.proxyAccessLog ? { proxyAccessLog: true } : {}),
     // The table (and where the files went) is printed by runBench; --json prints only the report.
     log: o.json ? () => undefined : (l) => io.out(l + '\n'),
   });

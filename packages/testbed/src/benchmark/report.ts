@@ -13,7 +13,7 @@ export interface BenchReport {
   startedAt: string;
   finishedAt: string;
   machine: { kernel: string; cpus: number; cpuModel: string };
-  settings: { rounds: number; seconds: number; wrkConnections: number; order: string[]; mesh?: 'sidecar' | 'ambient' };
+  settings: { rounds: number; seconds: number; wrkConnections: number; order: string[]; mesh?: 'sidecar' | 'ambient'; proxyAccessLog?: boolean };
   modes: ModeResult[];
   /** Name of the mode ratios are taken against besides `direct` (an iptables mode), if any. */
   iptablesBaseline?: string;
@@ -69,6 +69,7 @@ export function markdownTable(r: BenchReport): string {
   lines.push(
     '',
     `${r.settings.mesh === 'ambient' ? 'Ambient pods (no sidecars), every mode with the same ztunnel stand-in. ' : ''}` +
+    `${r.settings.mesh !== 'ambient' && r.settings.proxyAccessLog !== undefined ? `HAProxy sidecars with the access log ${r.settings.proxyAccessLog ? 'on' : 'off (Istio default)'}. ` : ''}` +
     `${r.settings.rounds} rounds × ${r.settings.seconds} s per metric, modes alternated (${r.settings.order.join(' → ')}); ` +
       `median [min–max]. RTT = sockperf TCP ping-pong round trip; throughput = iperf3 single stream (bulk: -l 64K); ` +
       `RR 1 KiB = sockperf ping-pong -m 1024 round trips per second; ` +

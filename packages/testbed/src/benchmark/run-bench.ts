@@ -45,6 +45,12 @@ export interface BenchOptions {
    * compare profiled runs only with profiled runs.
    */
   perf?: { dir: string };
+  /**
+   * The HAProxy sidecars' per-connection access log (TestbedOptions.proxyAccessLog). Default off,
+   * as in Istio's default profile: with it on, each connection also costs a log write in every
+   * proxy hop and a pipe read in this process, the same in every mode, on a 2-core node.
+   */
+  proxyAccessLog?: boolean;
 }
 
 export interface BenchResult {
@@ -226,7 +232,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   const splits = new Map<string, CpuSplitSamples[]>(modes.map((m) => [m.name, []]));
   const snap = (mode: PathMode) => cpuSnapshot(tb.node('node0').cgroupPath, mode.processes?.() ?? []);
   const retries: string[] = [];
-  const tb = await Testbed.create({ pods: [] });
+  const tb = await Testbed.create({ pods: [], proxyAccessLog: opts.proxyAccessLog ?? false });
   const tbPrefix = path.basename(path.dirname(tb.node('node0').cgroupPath));
   const steps = rounds * modes.length;
   let step = 0;
@@ -322,7 +328,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
     machine: { kernel: os.release(), cpus: os.cpus().length, cpuModel: cpuModel() },
-    settings: { rounds, seconds, wrkConnections, order: modes.map((m) => m.name), mesh },
+    settings: { rounds, seconds, wrkConnections, order: modes.map((m) => m.name), mesh, ...(mesh === 'sidecar' ? { proxyAccessLog: opts.proxyAccessLog ?? false } : {}) },
     modes: modes.map((m) => summarizeMode(m.name, m.description, samples.get(m.name)!)),
   };
   if (mesh === 'ambient') report.cpuSplit = modes.map((m) => ({ mode: m.name, samples: splits.get(m.name)! }));

@@ -2,8 +2,9 @@
 /*
  * The splice ABI, shared by the sockops backend (sidecars: app <-> proxy sockets) and the tc
  * backend (ambient: app <-> ztunnel sockets in the pod netns): the connection tuple, the guard's
- * policy and per-socket state, the short-connection learning, the splice stats, and the maps that
- * hold them. Each backend pins its own copies of these maps in its own directory
+ * policy and per-socket state, the short-connection learning, the splice stats, the maps that
+ * hold them, and the insert both pairing programs splice a socket with (splice_insert). Each
+ * backend pins its own copies of these maps in its own directory
  * (<bpffs>/shunt/sockops/maps, <bpffs>/shunt/tc/maps); the guard and verdict programs
  * (shunt_splice_guard.h) and the learning (shunt_splice_learn.h) are built once per backend
  * against them. The TypeScript codecs mirror these structs (backend-sockops/src/abi.ts, the
@@ -91,7 +92,7 @@ struct shunt_learn {
 /*
  * splice_peer: own view of a spliced socket (shunt_tuple) -> the socket, so sk_msg can read the
  * PEER's queue (sockhash lookups are rejected in sk_msg). Written by sockops next to the sockhash
- * insert, deleted at TCP_CLOSE. `sk` is a kernel address, only ever read through
+ * insert (splice_insert below), deleted at TCP_CLOSE. `sk` is a kernel address, only ever read through
  * bpf_rdonly_cast (faulting reads are safe): a stale value is never dereferenced for writing.
  */
 struct shunt_splice_sock {
@@ -199,6 +200,27 @@ struct {
 	__type(value, struct shunt_learn);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } splice_learn SEC(".maps");
+
+/*
+ * Splices a socket from its sockops callback: into splice_socks under its own view t, then its
+ * splice_peer entry, through which the guard (shunt_splice_guard.h) reads the peer's queue (sk_msg
+ * cannot look up the sockhash; a socket without the entry never splices). flags: SHUNT_SPLICE_F_*
+ * and the backend's own bits. What differs per backend stays with the caller: which sockets, the
+ * tuple's scope (shunt_sock.h tuple_scope), its counters, and the state callback whose TCP_CLOSE
+ * deletes the entry. Returns 1, or 0 when the sockhash update failed (then nothing was written).
+ */
+static __always_inline int splice_insert(struct bpf_sock_ops *skops, struct shunt_tuple *t, __u32 flags)
+{
+	if (bpf_sock_hash_update(skops, &splice_socks, t, BPF_ANY) != 0)
+		return 0;
+	struct bpf_sock *sk = skops->sk;
+	struct shunt_splice_sock v = { .state = SHUNT_FLOW_SPLICE, .flags = flags };
+	if (sk) {
+		v.sk = (__u64)sk;
+		bpf_map_update_elem(&splice_peer, t, &v, BPF_ANY);
+	}
+	return 1;
+}
 
 #endif /* __bpf__ && !SHUNT_SPLICE_NO_MAPS */
 #endif /* SHUNT_SPLICE_H */

@@ -23,17 +23,10 @@ static __always_inline int splice(struct bpf_sock_ops *skops, struct shunt_tuple
 	/* Only sockets of enrolled pods are spliced; a host caller's half stays on the stack. */
 	if (!bpf_map_lookup_elem(&pod_cfg, &netns))
 		return 0;
-	if (bpf_sock_hash_update(skops, &splice_socks, t, BPF_ANY) != 0) {
+	/* Sockhash and splice_peer (shunt_splice.h); the entry goes at TCP_CLOSE (watch_state). */
+	if (!splice_insert(skops, t, flags)) {
 		count(SHUNT_CNT_SPLICE_FAILED, 1);
 		return 0;
-	}
-	/* The guard in redir.bpf.c reads the peer's queue through this (sk_msg cannot look up the
-	 * sockhash); a socket without it never splices. Deleted at TCP_CLOSE (watch_state). */
-	struct bpf_sock *sk = skops->sk;
-	struct shunt_splice_sock v = { .state = SHUNT_FLOW_SPLICE, .flags = flags };
-	if (sk) {
-		v.sk = (__u64)sk;
-		bpf_map_update_elem(&splice_peer, t, &v, BPF_ANY);
 	}
 	count(SHUNT_CNT_SOCKETS_SPLICED, 1);
 	return 1;

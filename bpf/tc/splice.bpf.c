@@ -54,18 +54,12 @@ static __always_inline int splice_on(void)
 	return sc && sc->mode != SHUNT_SPLICE_NONE;
 }
 
-/* Into the sockhash, and its splice_peer entry (the guard reads the peer's queue through it). */
+/* Into the sockhash and splice_peer (shunt_splice.h splice_insert); its TCP_CLOSE deletes the entry. */
 static __always_inline int splice(struct bpf_sock_ops *skops, struct shunt_tuple *t, __u32 flags)
 {
-	if (bpf_sock_hash_update(skops, &splice_socks, t, BPF_ANY) != 0) {
+	if (!splice_insert(skops, t, flags)) {
 		count(SHUNT_TC_CNT_SPLICE_FAILED);
 		return 0;
-	}
-	struct bpf_sock *sk = skops->sk;
-	struct shunt_splice_sock v = { .state = SHUNT_FLOW_SPLICE, .flags = flags };
-	if (sk) {
-		v.sk = (__u64)sk;
-		bpf_map_update_elem(&splice_peer, t, &v, BPF_ANY);
 	}
 	count(SHUNT_TC_CNT_SOCKETS_SPLICED);
 	watch_state(skops, 1);

@@ -13,7 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isIPv4 } from 'node:net';
-import { BpfError, BpfLink, BpfMap, BpfObject, NetnsPidIndex, bpfObjectPath, netnsCookie } from '@shunt/libbpf';
+import { BpfError, BpfLink, BpfMap, BpfObject, NetnsPidIndex, attachSpecs, bpfObjectPath, netnsCookie, type AttachSpec } from '@shunt/libbpf';
 import { InternPool } from '@shunt/core';
 import type {
   InstalledState,
@@ -70,11 +70,7 @@ export interface SockopsOptions {
   spliceCloseReset?: boolean;
 }
 
-interface ProgramSpec {
-  object: string;
-  program: string;
-  /** sk_msg / sk_skb: on the splice sockhash (the guard and the one-receive-queue verdict). */
-  attach: 'cgroup' | 'sk_msg' | 'sk_skb';
+interface ProgramSpec extends AttachSpec {
   /** Part of splicing: attached only where the splice guard loads (it reads psocks the same way). */
   splice?: true;
 }
@@ -280,7 +276,7 @@ export class SockopsBackend implements RedirectBackend {
       if (fs.existsSync(pin)) this.links.set(spec.program, BpfLink.fromPin(pin));
     }
     const missing = programs.filter((s) => !this.links.has(s.program));
-    if (missing.length > 0) this.attach(missing, mapsDir, linksDir, node.cgroupRoot);
+    if (missing.length > 0) attachSpecs(missing, { mapsDir, linksDir, cgroupRoot: node.cgroupRoot, maxEntries: this.sizes }, this.links);
     for (const old of replaced) old.detach();
     if (missing.length < programs.length)
       node.log.info({ adopted: programs.length - missing.length, attached: missing.length, dir: this.dir }, 'sockops: adopted pinned links');
@@ -350,32 +346,6 @@ export class SockopsBackend implements RedirectBackend {
     const installed = this.maps.readPods();
     this.setInstalled(installed);
     this.rememberListeners(installed);
-  }
-
-  private attach(specs: readonly ProgramSpec[], mapsDir: string, linksDir: string, cgroupRoot: string): void {
-    const objects = new Map<string, BpfObject>();
-    try {
-      for (const spec of specs) {
-        let obj = objects.get(spec.object);
-        if (!obj) {
-          obj = BpfObject.open(bpfObjectPath(spec.object), { pinMaps: mapsDir, maxEntries: this.sizes });
-          objects.set(spec.object, obj);
-        }
-        const prog = obj.program(spec.program);
-        const link =
-          spec.attach === 'cgroup'
-            ? prog.attachCgroup(cgroupRoot)
-            : spec.attach === 'sk_msg'
-              ? prog.attachSkMsg(obj.map('splice_socks'))
-              : prog.attachSkSkbVerdict(obj.map('splice_socks'));
-        // A pre-6.10 sockmap attachment is not a bpf_link: it lives on the pinned sockhash.
-        if (link.kind === 'link') link.pin(path.join(linksDir, spec.program));
-        this.links.set(spec.program, link);
-      }
-    } finally {
-      // Links and pins keep programs and maps alive; the objects are not needed any more.
-      for (const obj of objects.values()) obj.close();
-    }
   }
 
   private requireMaps(op: string): SockopsMaps {

@@ -29,6 +29,7 @@ import {
   BpfMap,
   BpfObject,
   SPLICE_MODE,
+  attachSpecs,
   bpfObjectPath,
   probeSpliceGuard,
   readSpliceStats,
@@ -39,6 +40,7 @@ import {
   u32,
   u64,
   SpliceResetter,
+  type AttachSpec,
   type SpliceGuardProbe,
   type SpliceResetStats,
   type TypedMap,
@@ -53,18 +55,12 @@ export const TC_SPLICE_WHY =
   "the app's and ztunnel's sockets of each captured connection in the pod netns are spliced behind the sockops backend's guard (bounded peer queue, else TCP with TCP's backpressure; one receive queue per socket), " +
   'short connections excepted, where the guard loads and the node cgroup (which must cover ztunnel\'s pod) exists; nothing elsewhere.';
 
-interface SpliceProgram {
-  object: string;
-  program: string;
-  attach: 'cgroup' | 'sk_msg' | 'sk_skb';
-}
-
 /**
  * Attach order: the verdict and the guard on the sockhash before the pairing program puts any
  * socket there (a socket gets the map's programs when it is inserted, and every spliced socket
  * needs the verdict, one receive queue, from its first byte). Detached in reverse.
  */
-export const SPLICE_PROGRAMS: readonly SpliceProgram[] = [
+export const SPLICE_PROGRAMS: readonly AttachSpec[] = [
   { object: 'tc/redir.bpf.o', program: 'shunt_tc_splice_verdict', attach: 'sk_skb' },
   { object: 'tc/redir.bpf.o', program: 'shunt_tc_redir', attach: 'sk_msg' },
   // A spliced socket closed with unread data: reported on splice_resets, the resetter below resets
@@ -171,7 +167,7 @@ export class TcSplice {
     if (this.state.on && missing.length > 0) {
       fs.mkdirSync(dirs.linksDir, { recursive: true });
       try {
-        this.attach(missing, dirs.mapsDir, dirs.linksDir);
+        attachSpecs(missing, { mapsDir: dirs.mapsDir, linksDir: dirs.linksDir, cgroupRoot: this.cgroupRoot }, this.links);
       } catch (err) {
         // Splicing is an optimisation: redirect works without it, so the backend starts anyway.
         this.state = { on: false, reason: `${this.setting}: attaching the splice programs failed: ${(err as Error).message.split('\n')[0]}` };
@@ -227,32 +223,6 @@ export class TcSplice {
     else if (p.under === true) this.state = { on: true, reason: `${this.base.reason}; ${p.reason}` };
     else this.state = { on: false, reason: `tc splicing off: ${p.reason}` };
     this.maps?.cfg.update(0, { mode: this.state.on ? SPLICE_MODE.ALL : SPLICE_MODE.NONE });
-  }
-
-  private attach(specs: readonly SpliceProgram[], mapsDir: string, linksDir: string): void {
-    const objects = new Map<string, BpfObject>();
-    try {
-      for (const spec of specs) {
-        let obj = objects.get(spec.object);
-        if (!obj) {
-          obj = BpfObject.open(bpfObjectPath(spec.object), { pinMaps: mapsDir });
-          objects.set(spec.object, obj);
-        }
-        const prog = obj.program(spec.program);
-        const link =
-          spec.attach === 'cgroup'
-            ? prog.attachCgroup(this.cgroupRoot)
-            : spec.attach === 'sk_msg'
-              ? prog.attachSkMsg(obj.map('splice_socks'))
-              : prog.attachSkSkbVerdict(obj.map('splice_socks'));
-        // A pre-6.10 sockmap attachment is not a bpf_link: it lives on the pinned sockhash.
-        if (link.kind === 'link') link.pin(path.join(linksDir, spec.program));
-        this.links.set(spec.program, link);
-      }
-    } finally {
-      // Links and pins keep programs and maps alive; the objects are not needed any more.
-      for (const obj of objects.values()) obj.close();
-    }
   }
 
   private openMaps(mapsDir: string): void {

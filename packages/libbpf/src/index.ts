@@ -72,6 +72,7 @@ export { netnsTcpListeners, destroyTcpSocket, type NetnsListener, type TcpSocket
 export { RingBuffer } from './ringbuf';
 export { pidfdGetfd, listeningSockets, socketFds, type ListeningSocket, type ListeningSocketQuery } from './proc-sockets';
 export { bpfObjectPath, cgroup2Mount } from './paths';
+export { attachSpecs, type AttachSpec, type AttachSpecsOptions } from './attach-specs';
 export { type KernelLinkInfo } from './native';
 
 import { native } from './native';

@@ -45,6 +45,9 @@ describe('listeningSockets over the processes of one netns', () => {
     const sleeper = spawn('nsenter', [`--net=${nsPath}`, 'sleep', '600'], { stdio: 'ignore' });
     children.push(sleeper);
     idle = sleeper.pid!;
+    // The pid exists at once, but nsenter enters the netns and execs sleep a moment later: until
+    // then /proc/<pid>/net/tcp is the host's table (with the host listener on the same port).
+    await inNetns(idle, nsPath, 'sleep');
   });
 
   afterAll(async () => {
@@ -114,6 +117,23 @@ describe('listeningSockets over the processes of one netns', () => {
     expect(() => listeningSockets({ pids: [info.parent], port, family: 5 as 4 })).toThrow(/family must be 4 or 6, got 5/);
   });
 });
+
+/** Waits (bounded: 5 s) until pid is `comm` and in the netns at nsPath. */
+async function inNetns(pid: number, nsPath: string, comm: string): Promise<void> {
+  const want = fs.statSync(nsPath).ino;
+  const deadline = Date.now() + 5000;
+  let seen = '';
+  for (;;) {
+    try {
+      seen = `${fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim()} in netns ${fs.statSync(`/proc/${pid}/ns/net`).ino}`;
+      if (seen === `${comm} in netns ${want}`) return;
+    } catch (err) {
+      seen = (err as Error).message;
+    }
+    if (Date.now() > deadline) throw new Error(`pid ${pid} is not ${comm} in netns ${want} after 5 s: ${seen}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 
 function firstJsonLine<T>(child: ChildProcess): Promise<T> {
   return new Promise((resolve, reject) => {

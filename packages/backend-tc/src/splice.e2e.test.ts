@@ -316,11 +316,16 @@ describe('tc splice: app <-> ztunnel sockets in the pod netns (default splice)',
     const onPath = sockets.filter((s) => [PORT, 15008].includes(s.local) || [PORT, 15008].includes(s.peer));
     const held = onPath.reduce((n, s) => n + s.sendQ + Math.max(s.recvQ, s.rmem), 0);
     expect({ at: stalled!.at, diag }).toEqual({ at: Math.min(stalled!.at, held + 2 * RELAY_HELD + 2 * (64 << 10)), diag });
-    // The guard: each spliced receiver (a's ztunnel, the app in b: local port PORT) holds at most
-    // the cap (spliced) or its own TCP window (rcvbuf), never the flow.
+    // The guard: it redirected a message only onto a queue that stayed within the cap (its own
+    // record of peer queue + message, a max over all redirects), and each spliced receiver (a's
+    // ztunnel, the app in b: local port PORT) holds no more than the cap beyond its TCP-path bytes
+    // (Recv-Q; their skbs' truesize is allowed half again). Not rcvbuf: TCP raises it to the queue
+    // (tcp_clamp_window) when a segment finds the queue over it, spliced bytes included.
+    const rp = await reading(e);
+    expect(rp.splice.stats!['splice_peak_queue_bytes']).toBeLessThanOrEqual(cap);
     const spliced = onPath.filter((s) => s.local === PORT);
     expect(spliced.length).toBe(2);
-    for (const s of spliced) expect({ rmem: s.rmem, diag }).toEqual({ rmem: Math.min(s.rmem, Math.max(cap, s.rcvbuf) + SKB_SLACK), diag });
+    for (const s of spliced) expect({ beyondTcp: s.rmem - s.recvQ, diag }).toEqual({ beyondTcp: Math.min(s.rmem - s.recvQ, cap + SKB_SLACK + s.recvQ / 2), diag });
     const mixed = [
       { mode: 'sink', bytes: 16 * MiB, writeSize: 64 << 10, slowMs: 2 },
       { mode: 'sink', bytes: 8 * MiB, writeSize: 4 << 10 },

@@ -106,6 +106,92 @@ async function run(e: Env, family: 4 | 6, flows: object[], timeoutMs = 40_000, f
   return { flows: out.flows, server: e.serverLines.slice(before) };
 }
 
+/** An established TCP socket of a pod: queued bytes (ss), charged memory and buffer sizes (skmem). */
+interface PodSocket {
+  pod: string;
+  local: number;
+  peer: number;
+  recvQ: number;
+  sendQ: number;
+  rmem: number;
+  rcvbuf: number;
+  sndbuf: number;
+}
+
+function podSockets(tb: Testbed, pod: string): PodSocket[] {
+  const out = execFileSync('nsenter', [`--net=${tb.pod(pod).netnsPath}`, 'ss', '-tnmH'], { encoding: 'utf8' });
+  const re = /^(\S+)\s+(\d+)\s+(\d+)\s+\S+:(\d+)\s+\S+:(\d+)[^\n]*\n\s*skmem:\(r(\d+),rb(\d+),t\d+,tb(\d+)/gm;
+  const socks: PodSocket[] = [];
+  for (const m of out.matchAll(re))
+    if (m[1] === 'ESTAB') socks.push({ pod, local: +m[4]!, peer: +m[5]!, recvQ: +m[2]!, sendQ: +m[3]!, rmem: +m[6]!, rcvbuf: +m[7]!, sndbuf: +m[8]! });
+  return socks;
+}
+
+/** net.ipv4.tcp_rmem / tcp_wmem [min, default, max] in a pod's netns. */
+function tcpMem(tb: Testbed, pod: string, which: 'rmem' | 'wmem'): number[] {
+  return execFileSync('nsenter', [`--net=${tb.pod(pod).netnsPath}`, 'sysctl', '-n', `net.ipv4.tcp_${which}`], { encoding: 'utf8' }).trim().split(/\s+/).map(Number);
+}
+
+// Bytes a stand-in relay holds in userspace per direction: it stops reading a side while the other
+// has HIGH (256 KiB) unsent, after at most one more read of 16 x 64 KiB (testbed native/relay.cc).
+const RELAY_HELD = 2 * MiB;
+// A queue's charge over its limit: one message or skb past the check (truesize).
+const SKB_SLACK = 256 << 10;
+
+/**
+ * The most the ambient path can hold of one flow a -> b while b's app does not read, by TCP's and
+ * the guard's rules: three sending sockets (the app in a, a's HBONE, b's inbound leg), each at most
+ * tcp_wmem[2] (send autotuning); three receiving ones (a's ztunnel, spliced; b's HBONE; the app in
+ * b, spliced), each at most max(cap, tcp_rmem[2]) (spliced bytes only while the queue stays under
+ * the cap, TCP bytes only into the window, whose rcvbuf autotunes up to tcp_rmem[2]); two relays.
+ * With tcp_rmem[2] = 32 MiB (as on the CI hosts) a single HBONE receiver buffered 31 MiB: a fixed
+ * flow size and bound (48 MiB, 40 MiB) held only when autotuning happened to stay low.
+ */
+function pathCapacity(tb: Testbed, cap: number): number {
+  const rmax = Math.max(...['a', 'b'].map((p) => tcpMem(tb, p, 'rmem')[2]!));
+  const wmax = Math.max(...['a', 'b'].map((p) => tcpMem(tb, p, 'wmem')[2]!));
+  return 3 * wmax + 3 * (Math.max(cap, rmax) + SKB_SLACK) + 2 * RELAY_HELD;
+}
+
+interface Stalled {
+  event: 'stalled';
+  at: number;
+  ms: number;
+  local: number;
+}
+
+/**
+ * One sink flow a -> b whose reader stays paused until the sender has been blocked (one wait for
+ * 'drain') for flow.stallReportMs, bounded by waitMs; then the sockets of both pods are read (the
+ * path is still and full) and the reader resumes. stalled is null when the sender never blocked.
+ */
+async function runPausedUntilStalled(
+  e: Env,
+  flow: { bytes: number; stallReportMs: number; pauseFile: string },
+  waitMs: number,
+): Promise<{ stalled: Stalled | null; sockets: PodSocket[]; r: { flows: FlowResult[]; server: ServerRecord[] } }> {
+  const before = e.serverLines.length;
+  fs.rmSync(flow.pauseFile, { force: true });
+  const client = e.tb.exec('a', [process.execPath, FLOW, 'client', e.tb.pod('b').ipv4, String(PORT), JSON.stringify([flow]), '60000'], { timeoutMs: 65_000 });
+  let exited = false;
+  void client.exited.finally(() => (exited = true));
+  const stalledLine = (): Stalled | null => {
+    const l = client.stdoutText().split('\n').find((x) => x.startsWith('{"event":"stalled"'));
+    return l ? (JSON.parse(l) as Stalled) : null;
+  };
+  let stalled: Stalled | null = null;
+  for (const end = Date.now() + waitMs; !(stalled = stalledLine()) && !exited && Date.now() < end; ) await sleep(20);
+  const sockets = stalled ? [...podSockets(e.tb, 'a'), ...podSockets(e.tb, 'b')] : [];
+  fs.writeFileSync(flow.pauseFile, '');
+  const st = await client.exited;
+  fs.rmSync(flow.pauseFile, { force: true });
+  const last = client.stdoutText().trim().split('\n').pop() ?? '';
+  const out = (last.startsWith('{"flows"') ? JSON.parse(last) : {}) as { flows?: FlowResult[] };
+  if (!out.flows) throw new Error(`client (exit ${st.code ?? st.signal}): ${client.stdoutText().slice(-1000)}${client.stderrText().slice(-1000)}`);
+  for (let i = 0; i < 200 && e.serverLines.length - before < 1; i++) await sleep(25);
+  return { stalled, sockets, r: { flows: out.flows, server: e.serverLines.slice(before) } };
+}
+
 /** Every flow: no error, all bytes arrived in order at the server (and replies at the client). */
 function expectIntact(r: { flows: FlowResult[]; server: ServerRecord[] }, flows: Array<{ bytes?: number; replyBytes?: number }>): void {
   expect(r.flows.map((f) => f.error ?? null)).toEqual(flows.map(() => null));
@@ -210,13 +296,36 @@ describe('tc splice: app <-> ztunnel sockets in the pod netns (default splice)',
 
   test('bulk safety on the ambient path: paused reader blocks the sender, slow reader, bidirectional, all in order', async () => {
     const r0 = await reading(e);
-    const paused = [{ mode: 'sink', bytes: 48 * MiB, writeSize: 64 << 10, pauseMs: 2500 }];
-    const p = await run(e, 4, paused);
+    const cap = r0.splice.guard!.queueCap;
+    // A flow well past what the path can hold (pathCapacity): only a sender that blocks stalls.
+    const capacity = pathCapacity(e.tb, cap);
+    const bytes = Math.ceil((capacity + 16 * MiB) / MiB) * MiB;
+    const pauseFile = path.join(e.tb.stateDir, 'tcsplice-resume');
+    const paused = [{ mode: 'sink', bytes, writeSize: 64 << 10, pauseMs: 20_000, pauseFile, stallReportMs: 1000 }];
+    const { stalled, sockets, r: p } = await runPausedUntilStalled(e, paused[0]!, 15_000);
+    const diag = JSON.stringify({ capacity, bytes, stalled, flow: p.flows[0], sockets });
     expectIntact(p, paused);
-    // The sender waited for the paused reader (TCP's window, after the guard left the splice),
-    // having written far less than the flow.
+    // The sender blocked for 1 s while the reader was paused (TCP's window, after the guard left
+    // the splice), having written less than the path can hold, far less than the flow.
+    expect({ stalled: stalled !== null, diag }).toEqual({ stalled: true, diag });
     expect(p.flows[0]!.maxStallMs).toBeGreaterThanOrEqual(1000);
-    expect(p.flows[0]!.stallAt!).toBeLessThan(40 * MiB);
+    expect(stalled!.at).toBeLessThanOrEqual(capacity); // = the flow less 16 MiB or more
+    // Where the written bytes were at that moment: the path's sockets (the flow's pair in a, both
+    // HBONE ends, b's leg and the app's socket; PORT or 15008 on one side), the relays, the client's
+    // one pending write (Node's stream) and the server's first read.
+    const onPath = sockets.filter((s) => [PORT, 15008].includes(s.local) || [PORT, 15008].includes(s.peer));
+    const held = onPath.reduce((n, s) => n + s.sendQ + Math.max(s.recvQ, s.rmem), 0);
+    expect({ at: stalled!.at, diag }).toEqual({ at: Math.min(stalled!.at, held + 2 * RELAY_HELD + 2 * (64 << 10)), diag });
+    // The guard: it redirected a message only onto a queue that stayed within the cap (its own
+    // record of peer queue + message, a max over all redirects), and each spliced receiver (a's
+    // ztunnel, the app in b: local port PORT) holds no more than the cap beyond its TCP-path bytes
+    // (Recv-Q; their skbs' truesize is allowed half again). Not rcvbuf: TCP raises it to the queue
+    // (tcp_clamp_window) when a segment finds the queue over it, spliced bytes included.
+    const rp = await reading(e);
+    expect(rp.splice.stats!['splice_peak_queue_bytes']).toBeLessThanOrEqual(cap);
+    const spliced = onPath.filter((s) => s.local === PORT);
+    expect(spliced.length).toBe(2);
+    for (const s of spliced) expect({ beyondTcp: s.rmem - s.recvQ, diag }).toEqual({ beyondTcp: Math.min(s.rmem - s.recvQ, cap + SKB_SLACK + s.recvQ / 2), diag });
     const mixed = [
       { mode: 'sink', bytes: 16 * MiB, writeSize: 64 << 10, slowMs: 2 },
       { mode: 'sink', bytes: 8 * MiB, writeSize: 4 << 10 },

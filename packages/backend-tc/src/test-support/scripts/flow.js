@@ -2,14 +2,19 @@
 // netns and cgroup). Byte i of every stream is i mod 251 (a prime: a lost, repeated or reordered
 // chunk shows at its first byte), checked by the side that receives it.
 //   server <port>: dual-stack listener. Per connection a JSON header line {mode, pauseMs, slowMs,
-//     rrSize, replyBytes}, then: 'sink' reads (unread for pauseMs first, slowMs between reads);
+//     rrSize, replyBytes, pauseFile}, then: 'sink' reads (unread for pauseMs first, slowMs between
+//     reads; with pauseFile, unread until that file exists, at most pauseMs: the test resumes it);
 //     'rr' answers every rrSize bytes with rrSize bytes; 'bidi' sends replyBytes while reading.
 //     On EOF prints {id, mode, bytes, bad, error?} (bad: offset of the first wrong byte or null).
 //     'drop' never reads and closes after closeMs (with the data unread).
 //   client <host> <port> <flow json> <timeoutMs>: one connection per flow, all at once; prints
 //     {flows: [{sent, received, bad, error?, maxStallMs, stallAt, local}]}. A flow {mode:'short',
 //     count} makes `count` short connections one after another (one request, one reply each).
+//     A flow with stallReportMs prints {event:'stalled', flow, at, ms, local} (once, before the
+//     result line) when one wait for 'drain' has lasted that long: the sender is blocked right now,
+//     `at` bytes written (what a test waits for before it resumes a paused reader).
 'use strict';
+const fs = require('node:fs');
 const net = require('node:net');
 const P = 251;
 const PAT = Buffer.alloc(P * 512 + (256 << 10));
@@ -34,7 +39,8 @@ const check = (d, at) => {
   return null;
 };
 /** Writes total pattern bytes in size-byte writes, waiting for 'drain' when the kernel pushes back. */
-function writeAll(c, total, size, done, stall = () => undefined) {
+/** stall(ms, at) after each wait; longStall = {ms, report(at, ms)}: called once a single wait lasts ms (while it lasts). */
+function writeAll(c, total, size, done, stall = () => undefined, longStall = null) {
   let sent = 0;
   const pump = () => {
     while (sent < total) {
@@ -44,7 +50,9 @@ function writeAll(c, total, size, done, stall = () => undefined) {
       if (!ok) {
         const t0 = Date.now();
         const at = sent;
+        const timer = longStall && setTimeout(() => longStall.report(at, Date.now() - t0), longStall.ms);
         c.once('drain', () => {
+          if (timer) clearTimeout(timer);
           stall(Date.now() - t0, at);
           pump();
         });
@@ -111,7 +119,13 @@ if (role === 'server') {
             outDone = true;
             if (inDone) c.end();
           });
-        if (cfg.pauseMs > 0) {
+        if (cfg.pauseFile) {
+          // Unread until the file exists (polled), at most pauseMs.
+          c.pause();
+          const until = Date.now() + cfg.pauseMs;
+          const poll = () => (fs.existsSync(cfg.pauseFile) || Date.now() >= until ? c.resume() : setTimeout(poll, 10));
+          poll();
+        } else if (cfg.pauseMs > 0) {
           c.pause();
           setTimeout(() => c.resume(), cfg.pauseMs);
         }
@@ -132,10 +146,11 @@ if (role === 'server') {
     log({ error: `timeout after ${timeoutMs} ms` });
     process.exit(2);
   }, Number(timeoutMs));
-  const one = (f) =>
+  const one = (f, idx) =>
     new Promise((resolve) => {
       const t0 = Date.now();
       const r = { sent: 0, received: 0, bad: null, maxStallMs: 0, stallAt: null, local: null, ms: 0 };
+      let reported = false;
       const c = net.connect({ host, port: Number(port), allowHalfOpen: true, noDelay: true });
       c.on('connect', () => {
         r.local = c.localPort;
@@ -177,6 +192,16 @@ if (role === 'server') {
               r.stallAt = at;
             }
           },
+          f.stallReportMs > 0
+            ? {
+                ms: f.stallReportMs,
+                report: (at, ms) => {
+                  if (reported) return;
+                  reported = true;
+                  log({ event: 'stalled', flow: idx, at, ms, local: r.local });
+                },
+              }
+            : null,
         );
       });
       c.on('error', (e) => (r.error = e.code || e.message));
@@ -200,7 +225,7 @@ if (role === 'server') {
     }
     return r;
   };
-  Promise.all(flows.map((f) => (f.mode === 'short' ? short(f) : one(f)))).then((res) => {
+  Promise.all(flows.map((f, i) => (f.mode === 'short' ? short(f) : one(f, i)))).then((res) => {
     clearTimeout(timer);
     log({ flows: res });
   });

@@ -151,9 +151,10 @@ static __always_inline int tcp_part_queued(struct tcp_sock *otp, struct tcp_sock
 
 /*
  * The bound on the peer's queue. A receive buffer the app set (SO_RCVBUF) is a limit it asked for:
- * cap = min(bound, sk_rcvbuf). Otherwise sk_rcvbuf is only where TCP autotuning started (a spliced
- * socket never autotunes: tcp_rmem[1], 128 KiB here) and TCP itself would let the buffer grow to
- * tcp_rmem[2]: cap = min(bound, max(sk_rcvbuf, tcp_rmem[2])). A cap above sk_rcvbuf also keeps the
+ * cap = min(bound, sk_rcvbuf). Otherwise sk_rcvbuf is only where the buffer stands now: it starts at
+ * tcp_rmem[1] and grows (seen 4-21 MiB on spliced sockets, through autotuning of the TCP-path part
+ * and TCP raising it to match the queue) up to tcp_rmem[2], where TCP itself would let it go:
+ * cap = min(bound, max(sk_rcvbuf, tcp_rmem[2])). A cap above sk_rcvbuf also keeps the
  * TCP window open while the flow is on the TCP path (TCP fills the queue only to sk_rcvbuf), so
  * the flow can come back as soon as its TCP bytes have arrived and the queue is under cap/2;
  * memory pressure (node, cgroup) still sends every flow to TCP first.

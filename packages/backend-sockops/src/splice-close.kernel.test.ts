@@ -13,7 +13,10 @@
  *                    redirected--> proxy (uid 1337, close-receiver.py, 127.0.0.1 / [::1]:15001);
  *                    both sockets spliced.
  *
- * The proxy's half reads nothing and closes on cue; the app watches its socket (no sends) and
+ * The app starts sending only once the proxy has accepted (TCP-path bytes that arrive before the
+ * accept skip the verdict and stay on the TCP receive queue, where TCP resets the close by itself:
+ * with the app racing the accept, the 'queue full' cases saw no verdict bytes and nothing for the
+ * agent to destroy in ~2 of 10 runs). The proxy's half reads nothing and closes on cue; the app watches its socket (no sends) and
  * reports when it saw EOF and its first error, in CLOCK_MONOTONIC ms, as the receiver reports its
  * close. Cases: the receiver's queue full of spliced and TCP-path bytes (the guard's cap reached,
  * the sender blocked), TCP-path bytes only (cap of 1 byte: all through the verdict), spliced bytes
@@ -97,9 +100,10 @@ describe('splice (default auto): a spliced receiver closing with unread data res
       await b.enroll(meshPod('pod-a', a, '198.18.0.1', '2001:db8::1'));
       const before = await b.observe();
       const rsts0 = outRsts();
-      const tx = await sb.startArgv(a, APP_UID, [PY, path.join(SCRIPTS, 'close-sender.py'), dst, '9000', mode, String(watchMs)]);
+      const tx = await sb.startArgv(a, APP_UID, [PY, path.join(SCRIPTS, 'close-sender.py'), dst, '9000', mode, String(watchMs)], { stdin: true });
       try {
         await rx.event(0, 10_000); // accepted
+        tx.send('go'); // only now: TCP-path bytes sent before the accept bypass the verdict (close-sender.py)
         const sent = (await tx.event(0, 30_000)) as { bytes: number };
         rx.send(receiver === 'close' ? 'close' : `drain ${sent.bytes}`);
         const closed = (await rx.event(1, 20_000)) as unknown as Closed;
@@ -175,9 +179,10 @@ describe('splice (default auto): a spliced receiver closing with unread data res
     const rx = await sb.startArgv(a, PROXY_UID, [PY, path.join(SCRIPTS, 'close-receiver.py'), '15001', '15006'], { stdin: true });
     try {
       await backend!.enroll(meshPod('pod-a', a, '198.18.0.1', '2001:db8::1'));
-      const tx = await sb.startArgv(a, APP_UID, [PY, path.join(SCRIPTS, 'close-sender.py'), '198.18.0.2', '9000', 'fill', '8000']);
+      const tx = await sb.startArgv(a, APP_UID, [PY, path.join(SCRIPTS, 'close-sender.py'), '198.18.0.2', '9000', 'fill', '8000'], { stdin: true });
       try {
-        await rx.event(0, 10_000);
+        await rx.event(0, 10_000); // accepted
+        tx.send('go');
         await tx.event(0, 30_000); // sent: the queue is full
         await backend!.stop({ cleanup: false });
         rx.send('close');

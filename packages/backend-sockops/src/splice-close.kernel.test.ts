@@ -13,7 +13,10 @@
  *                    redirected--> proxy (uid 1337, close-receiver.py, 127.0.0.1 / [::1]:15001);
  *                    both sockets spliced.
  *
- * The proxy's half reads nothing and closes on cue; the app watches its socket (no sends) and
+ * The app starts sending only once the proxy has accepted (TCP-path bytes that arrive before the
+ * accept skip the verdict and stay on the TCP receive queue, where TCP resets the close by itself:
+ * with the app racing the accept, the 'queue full' cases saw no verdict bytes and nothing for the
+ * agent to destroy in ~2 of 10 runs). The proxy's half reads nothing and closes on cue; the app watches its socket (no sends) and
  * reports when it saw EOF and its first error, in CLOCK_MONOTONIC ms, as the receiver reports its
  * close. Cases: the receiver's queue full of spliced and TCP-path bytes (the guard's cap reached,
  * the sender blocked), TCP-path bytes only (cap of 1 byte: all through the verdict), spliced bytes
@@ -90,17 +93,26 @@ describe('splice (default auto): a spliced receiver closing with unread data res
   }
 
   /** App sends (mode), proxy reads per `receiver` and closes; what both saw and what the node counted. */
-  async function scenario(mode: string, receiver: 'close' | 'drain', watchMs = 5000, dst = '198.18.0.2') {
+  async function scenario(mode: string, receiver: 'close' | 'drain', watchMs = 5000, dst = '198.18.0.2', acceptLate = false) {
     const b = backend!;
-    const rx = await sb.startArgv(a, PROXY_UID, [PY, path.join(SCRIPTS, 'close-receiver.py'), '15001', '15006'], { stdin: true });
+    const rx = await sb.startArgv(a, PROXY_UID, [PY, path.join(SCRIPTS, 'close-receiver.py'), '15001', '15006', ...(acceptLate ? ['late'] : [])], { stdin: true });
     try {
       await b.enroll(meshPod('pod-a', a, '198.18.0.1', '2001:db8::1'));
       const before = await b.observe();
       const rsts0 = outRsts();
-      const tx = await sb.startArgv(a, APP_UID, [PY, path.join(SCRIPTS, 'close-sender.py'), dst, '9000', mode, String(watchMs)]);
+      const tx = await sb.startArgv(a, APP_UID, [PY, path.join(SCRIPTS, 'close-sender.py'), dst, '9000', mode, String(watchMs)], { stdin: true });
       try {
-        await rx.event(0, 10_000); // accepted
-        const sent = (await tx.event(0, 30_000)) as { bytes: number };
+        let sent: { bytes: number };
+        if (acceptLate) {
+          tx.send('go');
+          sent = (await tx.event(0, 30_000)) as { bytes: number };
+          rx.send('accept');
+          await rx.event(0, 10_000); // accepted
+        } else {
+          await rx.event(0, 10_000); // accepted
+          tx.send('go'); // only now: TCP-path bytes sent before the accept bypass the verdict (close-sender.py)
+          sent = (await tx.event(0, 30_000)) as { bytes: number };
+        }
         rx.send(receiver === 'close' ? 'close' : `drain ${sent.bytes}`);
         const closed = (await rx.event(1, 20_000)) as unknown as Closed;
         const result = (await tx.event(1, watchMs + 10_000)) as unknown as SenderResult;
@@ -152,6 +164,24 @@ describe('splice (default auto): a spliced receiver closing with unread data res
     expectReset(r);
   }, 60_000);
 
+  it('queue filled before the proxy accepted: the TCP-path bytes never met the verdict, and TCP itself resets the close', async () => {
+    await useBackend();
+    const r = await scenario('fill', 'close', 5000, '198.18.0.2', true);
+    // Spliced up to the cap, then the TCP path: those bytes stayed on the TCP receive queue (the
+    // verdict runs from sk_data_ready, which does nothing before accept), FIONREAD shows only the
+    // psock queue, and tcp_close() sends the RST for what sits on its queue.
+    expect(r.d('splice_bytes')).toBe(4 * 1024 * KiB);
+    expect(r.d('splice_tcp_bytes')).toBeGreaterThan(0);
+    expect(r.d('splice_verdict_bytes')).toBe(0);
+    expect(r.closed).toMatchObject({ read: 0, inq: 4 * 1024 * KiB });
+    expect(r.result.err).toMatch(/^(EPIPE|ECONNRESET)$/);
+    expect(r.result.errAt! - r.closed.at).toBeLessThan(RESET_WITHIN_MS);
+    expect(r.rsts).toBeGreaterThanOrEqual(1);
+    // The agent still got the report; the receiver was already gone, nothing failed.
+    expect(r.d('splice_close_unread')).toBe(1);
+    expect(r.resets).toMatchObject({ events: 1, errors: 0, unknownNetns: 0 });
+  }, 60_000);
+
   it('spliced bytes only (below the cap, the sender not blocked): reset within 2 s', async () => {
     await useBackend();
     const r = await scenario(String(256 * KiB), 'close');
@@ -175,9 +205,10 @@ describe('splice (default auto): a spliced receiver closing with unread data res
     const rx = await sb.startArgv(a, PROXY_UID, [PY, path.join(SCRIPTS, 'close-receiver.py'), '15001', '15006'], { stdin: true });
     try {
       await backend!.enroll(meshPod('pod-a', a, '198.18.0.1', '2001:db8::1'));
-      const tx = await sb.startArgv(a, APP_UID, [PY, path.join(SCRIPTS, 'close-sender.py'), '198.18.0.2', '9000', 'fill', '8000']);
+      const tx = await sb.startArgv(a, APP_UID, [PY, path.join(SCRIPTS, 'close-sender.py'), '198.18.0.2', '9000', 'fill', '8000'], { stdin: true });
       try {
-        await rx.event(0, 10_000);
+        await rx.event(0, 10_000); // accepted
+        tx.send('go');
         await tx.event(0, 30_000); // sent: the queue is full
         await backend!.stop({ cleanup: false });
         rx.send('close');

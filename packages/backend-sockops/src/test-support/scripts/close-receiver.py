@@ -1,8 +1,8 @@
 # Receiver of splice-close.kernel.test.ts, run as the proxy uid so its sockets are the proxy's half
 # of a spliced app<->proxy connection: listens on 127.0.0.1:<out> (where connect4 sends the app's
 # connect) and 0.0.0.0:<in> (the inbound listener the backend's enroll looks up), accepts one
-# connection on <out> (127.0.0.1 or ::1, whichever the app's family was redirected to) and reads
-# nothing until told on stdin:
+# connection on <out> (127.0.0.1 or ::1, whichever the app's family was redirected to; with a third
+# argument "late" only after "accept" on stdin, bounded: 20 s) and reads nothing until told on stdin:
 #   "close"      close it as it is (with whatever the peer sent still unread),
 #   "drain <n>"  read exactly n bytes (bounded: 15 s) and check them (byte i == i % 251), then close.
 # Prints {"event":"closed","read":n,"bad":offset of the first wrong byte or null,"inq":FIONREAD before
@@ -22,6 +22,9 @@ inb.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 inb.bind(('0.0.0.0', in_port))
 inb.listen(8)
 print(json.dumps({'event': 'ready'}), flush=True)
+if len(sys.argv) > 3 and sys.argv[3] == 'late':
+    if not select.select([sys.stdin], [], [], 20)[0] or sys.stdin.readline().strip() != 'accept':
+        sys.exit('no "accept" on stdin within 20 s')
 ready, _, _ = select.select(listeners, [], [], 20)
 if not ready:
     sys.exit('no connection within 20 s')

@@ -23,7 +23,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { APP_UID, Testbed } from '@shunt/testbed';
+import { APP_UID, PATTERN_SCRIPTS, Testbed } from '@shunt/testbed';
 import { BpfLink, BpfMap, BpfObject, bpfObjectPath } from '@shunt/libbpf';
 import { SockopsBackend } from './backend';
 import { DEFAULT_GUARD, DEFAULT_SPLICE } from './splice';
@@ -182,7 +182,7 @@ describe.each(['haproxy', 'node'] as const)('splice guard: bulk safety with a me
 
   beforeAll(async () => {
     tb = await Testbed.create({ ipv6Proxy: 'off', ipv4Proxy: sidecar, pods: [{ name: 'client', mesh: 'sidecar' }, { name: 'server', mesh: 'sidecar' }] });
-    server = tb.exec('server', [process.execPath, path.join(SCRIPTS, 'pattern-server.js'), String(PORT)], { uid: APP_UID });
+    server = tb.exec('server', [process.execPath, PATTERN_SCRIPTS.server, String(PORT), '0.0.0.0'], { uid: APP_UID });
     let buf = '';
     server.stdout.on('data', (d: Buffer) => {
       buf += d.toString();

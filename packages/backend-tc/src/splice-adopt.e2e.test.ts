@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Testbed, ztunnelHarness, type ZtunnelHarness } from '@shunt/testbed';
+import { PATTERN_SCRIPTS, Testbed, ztunnelHarness, type ZtunnelHarness } from '@shunt/testbed';
 import { MAP_NAMES } from './abi';
 import { TcBackend } from './backend';
 import { SPLICE_PROGRAMS, type TcSpliceReading } from './splice';
@@ -43,7 +43,7 @@ beforeAll(async () => {
   fs.mkdirSync(bpffsRoot, { recursive: true });
   tb.track('tc pins', async () => fs.rmSync(bpffsRoot, { recursive: true, force: true }));
   cgroupRoot = tb.node('node0').cgroupPath;
-  const server = tb.exec('b', [process.execPath, FLOW, 'server', String(PORT)]);
+  const server = tb.exec('b', [process.execPath, PATTERN_SCRIPTS.server, String(PORT)]);
   await tb.waitListening('b', [PORT], { watch: server });
   backend = new TcBackend({ splice: 'none' });
   await backend.start(nodeContext(bpffsRoot, { cgroupRoot }));

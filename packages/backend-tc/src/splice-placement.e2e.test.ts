@@ -9,7 +9,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Testbed, ztunnelHarness, type ZtunnelHarness } from '@shunt/testbed';
+import { PATTERN_SCRIPTS, Testbed, ztunnelHarness, type ZtunnelHarness } from '@shunt/testbed';
 import { TcBackend } from './backend';
 import type { TcSpliceReading } from './splice';
 import { meshPod, nodeContext } from './test-support/env';
@@ -70,7 +70,7 @@ beforeAll(async () => {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
   });
-  const server = tb.exec('b', [process.execPath, FLOW, 'server', String(PORT)]);
+  const server = tb.exec('b', [process.execPath, PATTERN_SCRIPTS.server, String(PORT)]);
   await tb.waitListening('b', [PORT], { watch: server });
   backend = new TcBackend({ splice: 'auto' });
   await backend.start(nodeContext(bpffsRoot, { cgroupRoot }));

@@ -13,7 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { Testbed, ztunnelHarness, type ZtunnelLogEntry } from '@shunt/testbed';
+import { PATTERN_SCRIPTS, Testbed, ztunnelHarness, type ZtunnelLogEntry } from '@shunt/testbed';
 import { TcBackend } from './backend';
 import { SPLICE_PROGRAMS, type TcSpliceReading } from './splice';
 import { meshPod, nodeContext } from './test-support/env';
@@ -52,7 +52,7 @@ async function setUp(splice: 'auto' | 'none') {
   fs.mkdirSync(bpffsRoot, { recursive: true });
   tb.track('tc pins', async () => fs.rmSync(bpffsRoot, { recursive: true, force: true }));
   const serverLines: ServerRecord[] = [];
-  const server: ProcessHandle = tb.exec('b', [process.execPath, FLOW, 'server', String(PORT)]);
+  const server: ProcessHandle = tb.exec('b', [process.execPath, PATTERN_SCRIPTS.server, String(PORT)]);
   let buf = '';
   server.stdout.on('data', (d: Buffer) => {
     buf += d.toString();

@@ -30,3 +30,4 @@ export type { ZtunnelHarness } from './ztunnel/harness';
 export { ZTUNNEL_INPOD_PORTS } from './ztunnel/workload';
 export { ECHO_CLIENT, capturedOutbound, echoAs, kubePodWith, loggedSince } from './capture-probe';
 export type { CallerIds } from './capture-probe';
+export { PATTERN_SCRIPTS } from './pattern-scripts';

@@ -1,12 +1,12 @@
 // Sender of the bulk-safety suite (splice-safety.e2e.test.ts): runs every flow of a phase at once
 // against host:port and prints one JSON line {flows: [...]}. Per flow: header line for
-// pattern-server.js, then `bytes` pattern bytes in `writeSize` writes (optionally in bursts), and
+// @shunt/testbed's pattern-server.js, then `bytes` pattern bytes in `writeSize` writes (optionally in bursts), and
 // for 'rr' rounds of rrSize-byte request/response, for 'bidi' the server's stream checked too.
 // A flow reports {sent, error?, maxStallMs, stallAt (bytes written when the longest wait began),
 // received, bad}. Every error is reported, never retried. argv: host port phaseJson timeoutMs
 'use strict';
 const net = require('node:net');
-const { check, pattern, writeAll } = require('./pattern');
+const { check, pattern, writeAll } = require('@shunt/testbed/scripts/pattern');
 const [host, port, phaseJson, timeoutMs] = process.argv.slice(2);
 const phase = JSON.parse(phaseJson);
 
@@ -60,7 +60,7 @@ function runFlow(f) {
             c.end();
           };
           c.on('data', endWhenDone);
-        }, stall, f.burst || null);
+        }, { stall, burst: f.burst || null });
       }
     });
     // on(), not prependListener(): only Readable's on('data') switches the stream to flowing mode.

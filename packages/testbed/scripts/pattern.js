@@ -1,5 +1,7 @@
-// The bulk-safety suite's byte pattern: byte i of a stream is i mod 251 (a prime, so no write size
-// lines up with it: a lost, repeated or reordered chunk shows at its first byte).
+// The pattern stream of the splice suites (backend-sockops splice-safety, backend-tc splice): byte i
+// of a stream is i mod 251 (a prime, so no write size lines up with it: a lost, repeated or
+// reordered chunk shows at its first byte). Required by the apps those suites run in testbed pods
+// (pattern-server.js here, each suite's own client).
 'use strict';
 const P = 251;
 const PAT = Buffer.alloc(P * 1024 + (1 << 20));
@@ -34,9 +36,15 @@ function check(d, at) {
 
 /**
  * Writes `total` pattern bytes to socket c in `size`-byte writes, waiting for 'drain' whenever the
- * kernel pushes back; `stall(ms, sentSoFar)` is told of every wait. Calls done(sent).
+ * kernel pushes back, then calls done(sent); c.patternSent is the count so far. Options:
+ *   stall(ms, sentSoFar): told of every wait once it ends;
+ *   burst {size, gapMs}: at most size bytes, then a pause of gapMs;
+ *   longStall {ms, report(sentSoFar, ms)}: called while one wait has lasted ms (the sender is
+ *     blocked right now), at most once per wait.
  */
-function writeAll(c, total, size, done, stall = () => undefined, burst = null) {
+function writeAll(c, total, size, done, opts = {}) {
+  const stall = opts.stall || (() => undefined);
+  const { burst, longStall } = opts;
   let sent = 0;
   const pump = () => {
     let inBurst = 0;
@@ -53,7 +61,9 @@ function writeAll(c, total, size, done, stall = () => undefined, burst = null) {
       if (!ok) {
         const t0 = Date.now();
         const at = sent;
+        const timer = longStall && setTimeout(() => longStall.report(at, Date.now() - t0), longStall.ms);
         c.once('drain', () => {
+          if (timer) clearTimeout(timer);
           stall(Date.now() - t0, at);
           pump();
         });

@@ -23,7 +23,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { APP_UID, PATTERN_SCRIPTS, Testbed } from '@shunt/testbed';
+import { APP_UID, Testbed, startPatternServer, type PatternServerRecord } from '@shunt/testbed';
 import { BpfLink, BpfMap, BpfObject, bpfObjectPath } from '@shunt/libbpf';
 import { SockopsBackend } from './backend';
 import { DEFAULT_GUARD, DEFAULT_SPLICE } from './splice';
@@ -60,13 +60,6 @@ interface FlowResult {
   stallAt: number | null;
   received: number;
   bad: number | null;
-}
-interface ServerRecord {
-  id: number;
-  mode: string;
-  bytes: number;
-  bad: number | null;
-  error?: string;
 }
 interface Phase {
   name: string;
@@ -176,21 +169,12 @@ describe.each(['haproxy', 'node'] as const)('splice guard: bulk safety with a me
   let tb: Testbed;
   let backend: SockopsBackend;
   let bpffsRoot = '';
-  let server: ProcessHandle;
   let memcg: MemoryCgroup | null = null;
-  const serverLines: ServerRecord[] = [];
+  let serverLines: PatternServerRecord[] = [];
 
   beforeAll(async () => {
     tb = await Testbed.create({ ipv6Proxy: 'off', ipv4Proxy: sidecar, pods: [{ name: 'client', mesh: 'sidecar' }, { name: 'server', mesh: 'sidecar' }] });
-    server = tb.exec('server', [process.execPath, PATTERN_SCRIPTS.server, String(PORT), '0.0.0.0'], { uid: APP_UID });
-    let buf = '';
-    server.stdout.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const lines = buf.split('\n');
-      buf = lines.pop() ?? '';
-      for (const l of lines) if (l.startsWith('{"id"')) serverLines.push(JSON.parse(l) as ServerRecord);
-    });
-    await tb.waitListening('server', [PORT], { watch: server });
+    serverLines = (await startPatternServer(tb, 'server', PORT, { host: '0.0.0.0', uid: APP_UID })).records;
     bpffsRoot = testbedBpffs(tb, 'splice');
     backend = new SockopsBackend(); // the default splice setting
     await backend.start(testbedNodeContext(tb, bpffsRoot));

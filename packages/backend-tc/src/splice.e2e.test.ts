@@ -13,7 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { PATTERN_SCRIPTS, Testbed, ztunnelHarness, type ZtunnelLogEntry } from '@shunt/testbed';
+import { Testbed, startPatternServer, ztunnelHarness, type PatternServerRecord, type ZtunnelLogEntry } from '@shunt/testbed';
 import { TcBackend } from './backend';
 import { SPLICE_PROGRAMS, type TcSpliceReading } from './splice';
 import { meshPod, nodeContext } from './test-support/env';
@@ -37,13 +37,7 @@ interface FlowResult {
   local: number | null;
   ms: number;
 }
-interface ServerRecord {
-  id: number;
-  mode: string;
-  bytes: number;
-  bad: number | null;
-  error?: string;
-}
+type ServerRecord = PatternServerRecord;
 
 /** A testbed with pods a and b (ambient, one node), the app server in b, the stand-in, the backend. */
 async function setUp(splice: 'auto' | 'none') {
@@ -51,16 +45,7 @@ async function setUp(splice: 'auto' | 'none') {
   const bpffsRoot = `/sys/fs/bpf/${tb.prefix}-tcsplice`;
   fs.mkdirSync(bpffsRoot, { recursive: true });
   tb.track('tc pins', async () => fs.rmSync(bpffsRoot, { recursive: true, force: true }));
-  const serverLines: ServerRecord[] = [];
-  const server: ProcessHandle = tb.exec('b', [process.execPath, PATTERN_SCRIPTS.server, String(PORT)]);
-  let buf = '';
-  server.stdout.on('data', (d: Buffer) => {
-    buf += d.toString();
-    const lines = buf.split('\n');
-    buf = lines.pop() ?? '';
-    for (const l of lines) if (l.startsWith('{"id"')) serverLines.push(JSON.parse(l) as ServerRecord);
-  });
-  await tb.waitListening('b', [PORT], { watch: server });
+  const serverLines = (await startPatternServer(tb, 'b', PORT)).records;
   const cgroupRoot = tb.node('node0').cgroupPath;
   const backend = new TcBackend({ splice });
   await backend.start(nodeContext(bpffsRoot, { cgroupRoot }));

@@ -30,4 +30,5 @@ export type { ZtunnelHarness } from './ztunnel/harness';
 export { ZTUNNEL_INPOD_PORTS } from './ztunnel/workload';
 export { ECHO_CLIENT, capturedOutbound, echoAs, kubePodWith, loggedSince } from './capture-probe';
 export type { CallerIds } from './capture-probe';
-export { PATTERN_SCRIPTS } from './pattern-scripts';
+export { PATTERN_SCRIPTS, startPatternServer } from './pattern-scripts';
+export type { PatternServer, PatternServerRecord } from './pattern-scripts';

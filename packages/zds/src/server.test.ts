@@ -124,7 +124,9 @@ describe('ZdsServer with a ZdsClient over a real SEQPACKET socket', () => {
     const file = path.join(dir, 'zds', 'status.json');
     const server = start({ statusPath: file, statusDelayMs: 10 });
     const read = () => readZdsStatus(file);
-    const c = connect((req) => (req.type === 'add' && req.uid === 'bad' ? 'no room' : ''));
+    // The NACK comes 100 ms after the Add (well after the Add's own coalesced write): the NACK must
+    // cause a write of its own.
+    const c = connect((req) => (req.type === 'add' && req.uid === 'bad' ? new Promise<string>((r) => setTimeout(() => r('no room'), 100)) : ''));
     await until(() => server.connected, 'connection');
     await server.add({ uid: 'good', info: info('good'), netnsPath: nsPath[0]! });
     await server.add({ uid: 'bad', info: info('bad'), netnsPath: nsPath[1]! }).catch(() => undefined);

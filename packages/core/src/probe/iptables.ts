@@ -3,6 +3,7 @@
 // datagram is sent over loopback, and the rule's packet counter must have moved. TPROXY is usable when
 // the mangle-table TPROXY target is accepted there. The variant choice then follows Istio: legacy when
 // the host already has legacy rules (kube-proxy or the CNI chose it), else nft, else legacy.
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import type { Feature } from '../types';
@@ -58,6 +59,27 @@ export async function removeOrphanedProbeNetns(dir = '/var/run/netns'): Promise<
   return removed;
 }
 
+const SCRATCH_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
+/**
+ * While the scratch netns exists, a SIGINT/SIGTERM/SIGHUP removes it first (Ctrl-C during an
+ * agent's or doctor's start-up would otherwise leave it until the next probe). Then the signal
+ * takes its course: when nobody else listens for it, its default action (the process ends), as it
+ * would have without this handler. Returns the disarm function.
+ */
+function removeOnSignal(ns: string): () => void {
+  const onSignal = (sig: NodeJS.Signals): void => {
+    disarm();
+    spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore', timeout: 5000 });
+    if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+  };
+  const disarm = (): void => {
+    for (const sig of SCRATCH_SIGNALS) process.off(sig, onSignal);
+  };
+  for (const sig of SCRATCH_SIGNALS) process.on(sig, onSignal);
+  return disarm;
+}
+
 function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -86,14 +108,17 @@ export async function probeIptables(opts: { scratch: boolean }): Promise<Iptable
     };
   }
 
-  // The creator's pid is in the name, so a probe killed before its `finally` (SIGKILL during start-up)
-  // leaves a netns the next probe (or `shunt cleanup`) can tell is orphaned and remove.
+  // The creator's pid is in the name, so a probe killed before its `finally` (SIGKILL during start-up;
+  // other signals remove it, removeOnSignal) leaves a netns the next probe (or `shunt cleanup`) can
+  // tell is orphaned and remove.
   await removeOrphanedProbeNetns();
   const ns = `${PROBE_NETNS_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`;
   const nsPath = `/var/run/netns/${ns}`;
   const inNs = (file: string, args: string[]) => run('nsenter', [`--net=${nsPath}`, file, ...args]);
+  const disarm = removeOnSignal(ns);
   const add = await run('ip', ['netns', 'add', ns]);
   if (add.code !== 0) {
+    disarm();
     const why = `cannot create scratch netns ${ns}: ${firstLine(add.stderr)}`;
     const failed = { available: false, evidence: why };
     return { legacy: failed, nft: failed, tproxy: failed, variant: null, variantEvidence: why };
@@ -135,5 +160,6 @@ export async function probeIptables(opts: { scratch: boolean }): Promise<Iptable
     return { legacy: results.legacy, nft: results.nft, tproxy, variant: c.variant, variantEvidence: c.why };
   } finally {
     await run('ip', ['netns', 'del', ns]);
+    disarm();
   }
 }

@@ -125,3 +125,28 @@ describe('a probe killed mid-way (SIGKILL during agent start-up) leaks no scratc
     }
   }, 60_000);
 });
+
+describe('a probe interrupted mid-way (Ctrl-C or SIGTERM during start-up) removes its scratch netns', () => {
+  it.each(['SIGINT', 'SIGTERM'] as const)('%s while the scratch netns exists: removed, and the process still ends by that signal', async (sig) => {
+    const { spawn } = await import('node:child_process');
+    const { existsSync, readdirSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const dist = join(__dirname, '..', '..', 'dist', 'probe', 'iptables.js');
+    expect(existsSync(dist)).toBe(true); // npm test builds first; by hand: npx tsc -p tsconfig.build.json
+    // No signal handler of its own: the default action must still end it.
+    const child = spawn(process.execPath, ['-e', `require(${JSON.stringify(dist)}).probeIptables({ scratch: true })`], { stdio: 'ignore' });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
+    const mine = () => readdirSync('/var/run/netns').filter((n) => n.startsWith(`shunt-probe-${child.pid}-`));
+    try {
+      const t0 = Date.now();
+      while (mine().length === 0 && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 2));
+      expect(mine()).toHaveLength(1);
+      child.kill(sig);
+      expect(await exited).toEqual({ code: null, signal: sig });
+      expect(mine()).toEqual([]);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      for (const n of mine()) execFileSync('ip', ['netns', 'del', n]);
+    }
+  }, 60_000);
+});

@@ -38,6 +38,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 // 'group': Ctrl-C in a terminal (the agent and sidecars get SIGINT too); 'parent': a supervisor
 // signalling the demo's pid only, so the demo itself must stop the agent it started.
 it.each(['group', 'parent'] as const)('SIGINT to the %s mid-enroll: exit 130, no pins, temp files, namespaces or processes left', async (target) => {
+  const probeNetns = () => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith('shunt-probe-'));
+  const probesBefore = probeNetns();
   const demo = spawn(process.execPath, [CLI, 'demo', '--requests', '3'], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   demo.stdout!.on('data', (d) => (output += d));
@@ -74,6 +76,8 @@ it.each(['group', 'parent'] as const)('SIGINT to the %s mid-enroll: exit 130, no
     expect(existsSync(tmp)).toBe(false);
     const netns = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
     expect(netns.split('\n').filter((l) => l.startsWith(testbedId!))).toEqual([]);
+    // Nor the scratch netns of an iptables probe the signal interrupted (the agent's start-up).
+    expect(probeNetns().filter((n) => !probesBefore.includes(n))).toEqual([]);
     expect(existsSync(path.join(cgroup2Mount(), testbedId!))).toBe(false);
     expect(existsSync(path.join(tmpdir(), testbedId!))).toBe(false);
     // Bounded wait for the group to drain (children reaped after the parent's exit).

@@ -1,19 +1,12 @@
 // proxyAccessLog: false (what the benchmark runs): HAProxy proxies exactly as before but writes
 // no line per connection, so nothing lands in proxyLog().
-import { Testbed } from './index';
+import type { Testbed } from './index';
+import { clientServerTestbed } from './__fixtures__/client-server';
 
 let tb: Testbed;
 
 beforeAll(async () => {
-  tb = await Testbed.create({
-    pods: [
-      { name: 'client', mesh: 'sidecar' },
-      { name: 'server', mesh: 'sidecar' },
-    ],
-    ipv6Proxy: 'off',
-    proxyAccessLog: false,
-  });
-  await tb.startHttpServer('server', { port: 8080, body: 'from-server' });
+  tb = await clientServerTestbed({ ipv6Proxy: 'off', proxyAccessLog: false });
 }, 60_000);
 
 afterAll(async () => {

@@ -1,18 +1,13 @@
 // The proxy stand-ins prove themselves before any backend exists: hand-written istio-like
 // `iptables -t nat … REDIRECT` rules send the traffic to them, and they must log the original
 // destination (read with SO_ORIGINAL_DST) and really forward there.
-import { Testbed } from './index';
+import type { Testbed } from './index';
+import { clientServerTestbed } from './__fixtures__/client-server';
 
 let tb: Testbed;
 
 beforeAll(async () => {
-  tb = await Testbed.create({
-    pods: [
-      { name: 'client', mesh: 'sidecar' },
-      { name: 'server', mesh: 'sidecar' },
-    ],
-  });
-  await tb.startHttpServer('server', { port: 8080, body: 'from-server' });
+  tb = await clientServerTestbed();
 }, 60_000);
 
 afterAll(async () => {
